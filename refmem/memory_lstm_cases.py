@@ -1,0 +1,115 @@
+"""Catalogue cases of SPEC §4, the LSTM memory cell (module ``memory_lstm``).
+
+* ``memory_lstm/step/default``: one step; takes ``inputs/x [B, D]``,
+  ``state/h_prev [B, H]``, ``state/memory_prev [B, M, H]`` and ``params/<name>``
+  for every field of :class:`refmem.memory_lstm.Params`; returns ``h``, ``c``, ``memory``.
+* ``memory_lstm/unroll/default``: ``T`` steps; takes ``inputs/x [B, T, D]``,
+  ``state/h0 [B, H]``, ``state/memory0 [B, M, H]`` and the parameters; returns
+  ``h [B, T, H]``, ``c [B, T, H]`` and the final ``memory [B, M, H]``.
+
+The cell is smooth everywhere (sigmoid, tanh, softmax, products), so there is no
+kink to avoid and the complex step applies. Parameters are drawn at a scale that
+keeps the gates away from saturation, with non-zero biases so that their
+gradients are exercised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import memory_lstm as L
+from .catalogue import Case, Forward
+from .xp import Sampler
+
+PARAM_KEYS = [f"params/{name}" for name in L.Params._fields]
+
+
+def _sample_params(s: Sampler, D: int, H: int, M: int) -> dict[str, Any]:
+    out = {}
+    for name, shape in L.param_shapes(D, H, M).items():
+        scale = 0.2 if len(shape) == 1 else 0.6 / max(shape[0], 1) ** 0.5
+        out[f"params/{name}"] = s.normal(shape, scale=scale)
+    return out
+
+
+def _params(arrays: dict[str, Any]) -> L.Params:
+    return L.Params(*(arrays[k] for k in PARAM_KEYS))
+
+
+def _param_grads(grads: L.Params) -> dict[str, Any]:
+    return {f"params/{name}": g for name, g in zip(L.Params._fields, grads)}
+
+
+def _step_case() -> Case:
+    def sample(xp, seed, sizes):
+        s = Sampler(xp, seed)
+        B, D, H, M = sizes["B"], sizes["D"], sizes["H"], sizes["M"]
+        arrays = {
+            "inputs/x": s.normal((B, D)),
+            "state/h_prev": s.uniform((B, H), -0.9, 0.9),
+            "state/memory_prev": s.normal((B, M, H), scale=0.7),
+        }
+        arrays.update(_sample_params(s, D, H, M))
+        return arrays
+
+    def run(arrays):
+        return L.step_forward(arrays["inputs/x"], arrays["state/h_prev"], arrays["state/memory_prev"], _params(arrays))
+
+    def fwd(arrays, frozen=None):
+        out, _ = run(arrays)
+        return Forward({"h": out.h, "c": out.c, "memory": out.memory})
+
+    def bwd(arrays, cot):
+        _, cache = run(arrays)
+        g = L.step_backward(cot["h"], cot["memory"], cache, d_c=cot["c"])
+        return {"inputs/x": g.x, "state/h_prev": g.h_prev, "state/memory_prev": g.memory_prev, **_param_grads(g.params)}
+
+    return Case(
+        name="memory_lstm/step/default",
+        spec="SPEC §4",
+        function="refmem.memory_lstm.step_forward",
+        sample=sample,
+        forward=fwd,
+        backward=bwd,
+        sizes={"B": 2, "D": 3, "H": 4, "M": 3},
+        kinks="none: the cell is smooth",
+    )
+
+
+def _unroll_case() -> Case:
+    def sample(xp, seed, sizes):
+        s = Sampler(xp, seed)
+        B, T, D, H, M = sizes["B"], sizes["T"], sizes["D"], sizes["H"], sizes["M"]
+        arrays = {
+            "inputs/x": s.normal((B, T, D)),
+            "state/h0": s.uniform((B, H), -0.9, 0.9),
+            "state/memory0": s.normal((B, M, H), scale=0.7),
+        }
+        arrays.update(_sample_params(s, D, H, M))
+        return arrays
+
+    def run(arrays):
+        return L.unroll_forward(arrays["inputs/x"], _params(arrays), arrays["state/h0"], arrays["state/memory0"])
+
+    def fwd(arrays, frozen=None):
+        out, _ = run(arrays)
+        return Forward({"h": out.h, "c": out.c, "memory": out.memory})
+
+    def bwd(arrays, cot):
+        _, cache = run(arrays)
+        g = L.unroll_backward(cot["h"], cache, d_memory=cot["memory"], d_c=cot["c"])
+        return {"inputs/x": g.x, "state/h0": g.h0, "state/memory0": g.memory0, **_param_grads(g.params)}
+
+    return Case(
+        name="memory_lstm/unroll/default",
+        spec="SPEC §4 (unrolled over T steps, BPTT)",
+        function="refmem.memory_lstm.unroll_forward",
+        sample=sample,
+        forward=fwd,
+        backward=bwd,
+        sizes={"B": 2, "T": 3, "D": 3, "H": 4, "M": 3},
+        kinks="none: the cell is smooth",
+    )
+
+
+CASES: list[Case] = [_step_case(), _unroll_case()]
