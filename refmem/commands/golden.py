@@ -1,0 +1,99 @@
+"""``refmem golden``: export, check and verify golden tensors (GOLDEN.md).
+
+* ``refmem golden export [--dir golden]``: write every catalogue case, the manifest and README.
+* ``refmem golden check [--dir golden]``: recompute every case and compare; never writes.
+* ``refmem golden verify --adapter package.module:function [--dtype float32|float64]``:
+  run your implementation on the golden cases it declares and print a table.
+
+``check`` and ``verify`` exit 1 on any failure, naming each failing case and tensor.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from argparse import ArgumentParser, Namespace
+
+HELP = "export, check and verify golden tensors for other frameworks (GOLDEN.md)"
+
+
+def add_arguments(p: ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    e = sub.add_parser("export", help="write golden/<module>/<function>/<variant>.safetensors, manifest.json, README.md")
+    e.add_argument("--dir", default="golden", help="output directory (default golden)")
+    e.add_argument("--module", action="append", metavar="NAME",
+                   help="export only this module (repeatable; the manifest then lists only these)")
+    c = sub.add_parser("check", help="recompute every golden case and compare (never writes)")
+    c.add_argument("--dir", default="golden", help="golden directory (default golden)")
+    c.add_argument("--module", action="append", metavar="NAME", help="check only this module (repeatable)")
+    c.add_argument("--verbose", action="store_true", help="print every tensor, not only failures")
+    v = sub.add_parser("verify", help="check your implementation against the golden tensors")
+    v.add_argument("--adapter", required=True, metavar="MODULE:FUNCTION",
+                   help="package.module:function or path/to/file.py:function (see examples/README.md)")
+    v.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                   help="dtype the inputs are cast to and whose tolerance applies (default float64)")
+    v.add_argument("--dir", default="golden", help="golden directory (default golden)")
+    v.add_argument("--case", action="append", metavar="PATTERN",
+                   help="only cases matching PATTERN (fnmatch or substring; repeatable)")
+    v.add_argument("--quiet", action="store_true", help="print only failures and the summary")
+
+
+def run(args: Namespace) -> int:
+    from .. import golden
+    from ..cli import CommandError, Progress
+
+    t0 = time.perf_counter()
+    try:
+        if args.action == "export":
+            from .. import catalogue
+
+            cases = catalogue.cases(args.module)
+            bar = Progress(len(cases), label="golden export")
+            manifest = golden.export(args.dir, cases, on_case=lambda name: bar.update(1, name))
+            bar.close()
+            print(f"wrote {len(manifest['cases'])} cases to {args.dir}/ in {time.perf_counter() - t0:.1f} s")
+            for module in sorted({n.split('/')[0] for n in manifest["cases"]}):
+                names = [n for n in manifest["cases"] if n.split("/")[0] == module]
+                print(f"  {module}: {len(names)} cases")
+            return 0
+
+        if args.action == "check":
+            report = golden.check(args.dir, modules=args.module)
+            text = report.table(only_failures=not args.verbose)
+            if text:
+                print(text)
+            n_cases = len({r.case for r in report.rows})
+            failed = report.failures
+            print(f"\ngolden check: {n_cases} cases, {len(report.rows)} tensors compared, "
+                  f"{len(failed)} failed, {len(report.problems)} problems, {time.perf_counter() - t0:.1f} s")
+            if not report.passed:
+                _name_failures(report)
+                return 1
+            return 0
+
+        if args.action == "verify":
+            report = golden.verify(args.adapter, args.dtype, args.dir, args.case)
+            text = report.table(only_failures=args.quiet)
+            if text:
+                print(text)
+            n_cases = len({r.case for r in report.rows} | {p.split(":")[0] for p in report.problems})
+            print(f"\nverify {args.adapter} in {args.dtype}: {n_cases} cases, {len(report.rows)} tensors, "
+                  f"{len(report.failures)} failed, {len(report.problems)} problems, {time.perf_counter() - t0:.1f} s")
+            if not report.passed:
+                _name_failures(report)
+                return 1
+            return 0
+    except golden.GoldenError as exc:
+        raise CommandError(str(exc)) from exc
+    raise CommandError(f"unknown action {args.action!r}")
+
+
+def _name_failures(report) -> None:
+    failing: dict[str, list[str]] = {}
+    for r in report.failures:
+        failing.setdefault(r.case, []).append(r.tensor)
+    for case, tensors in sorted(failing.items()):
+        print(f"FAILED {case}: {', '.join(tensors)}", file=sys.stderr)
+    for p in report.problems:
+        print(f"FAILED {p}", file=sys.stderr)
