@@ -18,6 +18,29 @@ unperturbed forward recorded (:class:`refmem.catalogue.Forward.frozen`).
 Every check yields :class:`Record`s with SPEC §6's verdict: element-wise
 ``|a - n| ≤ 1e-7 + 1e-5 |n|`` and a norm-wise relative error below ``1e-8``
 (central, directional) or ``1e-12`` (complex).
+
+Batched finite differences
+--------------------------
+Element-wise checks need one forward per perturbed element (two for central
+differences). For ``inputs/`` and ``state/`` tensors, which carry the batch
+axis first, the engine evaluates many perturbations in one forward call:
+every family's functions are batch-separable (batch rows never mix), so ``P``
+perturbed copies of the batch are stacked along axis 0 (``P*B`` rows, params
+unchanged) and each row is read back on its own. Copy ``j`` perturbs element
+``j`` of *every* batch row at once (row ``b`` of copy ``j`` answers for element
+``(b, j)``), so a tensor of ``B*m`` elements costs ``m`` copies, and plus and
+minus copies share one call. Each row's central difference is still taken on
+the outputs before the sum with the cotangent. Params (no batch axis) touch
+every row and every copy, so their elements are perturbed one forward call at
+a time; no grouping of param perturbations is sound.
+
+The engine uses the batched path only where it can vouch for it
+(:meth:`Evaluation.batch_rows`): every input and state tensor and every output
+and frozen tensor has the same leading size ``B``, and a probe call with three
+stacked copies, the outer two perturbed, reproduces the unperturbed outputs in
+the middle copy (rows that mixed would not). Otherwise, or with
+``batched=False``, it runs the plain per-element loop; both give the same
+numbers to rounding.
 """
 
 from __future__ import annotations
@@ -119,15 +142,21 @@ class Evaluation:
     """A case's forward at fixed inputs, as a function of one tensor at a time.
 
     Holds the host (NumPy) copies of the inputs, the cotangents, and the frozen
-    values recorded by the unperturbed forward. :meth:`loss_delta` evaluates
-    ``Σ cot ∘ (f(x + d) - f(x - d))`` for perturbations of any tensors.
+    values recorded by the unperturbed forward. :meth:`central_delta` evaluates
+    ``Σ cot ∘ (f(x + d) - f(x - d))`` for perturbations of any tensors;
+    :meth:`stacked_outputs` evaluates many perturbed copies of the batch in one
+    call (see the module docstring).
     """
+
+    #: Stacked elements (inputs, state and outputs of all copies) per batched call.
+    STACK_BUDGET = 2**20
 
     def __init__(self, case: Case, xp: Any, arrays: Mapping[str, Any], seed: int):
         self.case = case
         self.xp = xp
         self.arrays = dict(arrays)
-        self.host = {k: rx.to_numpy(v).astype(np.float64) for k, v in arrays.items()}
+        self.native = {k: rx.to_numpy(v) for k, v in arrays.items()}
+        self.host = {k: v.astype(np.float64) for k, v in self.native.items()}
         base = case.forward(self.arrays)
         self.frozen = dict(base.frozen)
         self.outputs = {k: rx.to_numpy(v) for k, v in base.outputs.items()}
@@ -136,17 +165,27 @@ class Evaluation:
                 raise FloatingPointError(f"{case.name}: output {name!r} holds NaN or infinity")
         self.cotangents = cotangents_for(self.outputs, seed)
         self.keys = case.differentiable(self.arrays)
+        self._cast: dict[Any, dict[str, Any]] = {}
+        self._batch: Any = _UNKNOWN
+        #: Why the batched path is off for this case ("" when it is on or not yet probed).
+        self.batch_note = ""
+
+    def _inputs_as(self, dtype: Any) -> dict[str, Any]:
+        """The case's arrays with every differentiable tensor cast to ``dtype`` (cached)."""
+        if dtype is np.float64:
+            return self.arrays
+        if dtype not in self._cast:
+            self._cast[dtype] = {
+                k: (rx.from_numpy(self.xp, self.host[k].astype(dtype)) if k in self.keys else v)
+                for k, v in self.arrays.items()
+            }
+        return self._cast[dtype]
 
     def outputs_at(self, changes: Mapping[str, np.ndarray], dtype: Any = np.float64) -> dict[str, np.ndarray]:
         """Host outputs with ``changes`` (role/name -> host array) replacing inputs."""
-        arrays = {}
-        for k, v in self.host.items():
-            if k in changes:
-                arrays[k] = rx.from_numpy(self.xp, changes[k])
-            elif dtype is not np.float64 and k in self.keys:
-                arrays[k] = rx.from_numpy(self.xp, v.astype(dtype))
-            else:
-                arrays[k] = self.arrays[k]
+        arrays = dict(self._inputs_as(dtype))
+        for k, v in changes.items():
+            arrays[k] = rx.from_numpy(self.xp, v)
         out = self.case.forward(arrays, frozen=self.frozen).outputs
         return {k: rx.to_numpy(v) for k, v in out.items()}
 
@@ -177,6 +216,96 @@ class Evaluation:
             out[k] = g
         return out
 
+    # ------------------------------------------------------------------------- batched evaluation
+
+    def batch_rows(self) -> int | None:
+        """The batch size ``B`` when many perturbed copies may share one call, else ``None``.
+
+        Requires every ``inputs/``/``state/`` tensor, every output and every
+        frozen tensor to have the same leading size, and a probe: three stacked
+        copies, the first and last perturbed, must give the unperturbed outputs
+        in the middle copy (rows that mix, or read a fixed row, would not). The answer is computed once and kept; :attr:`batch_note`
+        says why it is ``None``.
+        """
+        if self._batch is _UNKNOWN:
+            self._batch, self.batch_note = self._probe_batch()
+        return self._batch
+
+    def _probe_batch(self) -> tuple[int | None, str]:
+        rows = [k for k in self.host if k.split("/")[0] != "params"]
+        if not rows:
+            return None, "no input or state tensor"
+        leads = {self.host[k].shape[0] if self.host[k].ndim else None for k in rows}
+        if len(leads) != 1 or None in leads:
+            return None, "inputs and state do not share a leading batch axis"
+        B = leads.pop()
+        frozen = {k: rx.to_numpy(v) for k, v in self.frozen.items()}
+        for what, group in (("output", self.outputs), ("frozen tensor", frozen)):
+            for k, v in group.items():
+                if np.ndim(v) == 0 or np.shape(v)[0] != B:
+                    return None, f"{what} {k!r} has no leading batch axis of size {B}"
+        self._frozen_host = frozen
+        rng = np.random.default_rng(0xBA7C)
+        stacks = {}
+        for k in rows:
+            x = self.host[k]
+            if k in self.keys:
+                noise = [1e-4 * (1.0 + np.abs(x)) * rng.standard_normal(x.shape) for _ in range(2)]
+                stacks[k] = np.stack([x + noise[0], x, x + noise[1]])
+        try:
+            out = self._run_stacked(stacks, 3, B, np.float64)
+        except Exception as exc:  # a forward that refuses stacked rows is not batch-separable
+            return None, f"stacked probe raised {type(exc).__name__}"
+        for k, base in self.outputs.items():
+            got = out[k][1]
+            if got.shape != base.shape:
+                return None, f"stacked output {k!r} has shape {got.shape}"
+            scale = float(np.max(np.abs(base))) if base.size else 0.0
+            if not np.all(np.abs(got - base) <= 1e-11 * max(scale, 1e-300)):
+                return None, f"batch rows mix in output {k!r}"
+        return B, ""
+
+    def _run_stacked(self, stacks: Mapping[str, np.ndarray], copies: int, B: int, dtype: Any) -> dict[str, np.ndarray]:
+        """Outputs ``[copies, B, ...]`` of one call on ``copies`` stacked copies of the batch.
+
+        ``stacks`` maps tensors to their per-copy values ``[copies, B, ...]``;
+        every other input and state tensor, and every frozen tensor, is repeated
+        ``copies`` times along axis 0; params are passed unchanged. Differentiable
+        tensors are cast to ``dtype`` (complex step).
+        """
+        arrays = {}
+        for k, v in self._inputs_as(dtype).items():
+            if k in stacks:
+                s = stacks[k]
+                arrays[k] = rx.from_numpy(self.xp, s.reshape((copies * B,) + s.shape[2:]))
+            elif k.split("/")[0] == "params":
+                arrays[k] = v
+            else:
+                base = self.host[k].astype(dtype) if k in self.keys else self.native[k]
+                arrays[k] = rx.from_numpy(self.xp, np.concatenate([base] * copies, axis=0))
+        frozen = {k: rx.from_numpy(self.xp, np.concatenate([v] * copies, axis=0))
+                  for k, v in self._frozen_host.items()}
+        out = self.case.forward(arrays, frozen=frozen).outputs
+        return {k: rx.to_numpy(v).reshape((copies, B) + tuple(v.shape[1:])) for k, v in out.items()}
+
+    def _chunk(self, key: str) -> int:
+        """How many copies of the batch one call may stack for tensor ``key``."""
+        per_copy = sum(v.size for k, v in self.host.items() if k.split("/")[0] != "params")
+        per_copy += sum(v.size for v in self.outputs.values())
+        return max(1, self.STACK_BUDGET // max(per_copy, 1))
+
+    def row_deltas(self, fp: Mapping[str, np.ndarray], fm: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """``Σ cot ∘ (fp - fm)`` per copy and row (``[copies, B]``); ``fm`` omitted means 0."""
+        total = None
+        for k, cot in self.cotangents.items():
+            d = fp[k] if fm is None else fp[k] - fm[k]
+            s = np.sum((d * cot).reshape(d.shape[:2] + (-1,)), axis=-1)
+            total = s if total is None else total + s
+        return total
+
+
+_UNKNOWN = object()
+
 
 def cotangents_for(outputs: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
     """A fixed random cotangent per output (float32-representable, float64), from ``seed``."""
@@ -187,30 +316,93 @@ def cotangents_for(outputs: Mapping[str, np.ndarray], seed: int) -> dict[str, np
     }
 
 
-def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP) -> np.ndarray:
-    """Element-wise central differences of the loss with respect to tensor ``key``."""
+def _batched(ev: Evaluation, key: str, batched: bool) -> int | None:
+    """The batch size if ``key`` goes through the batched path, else ``None``."""
+    if not batched or key.split("/")[0] == "params":
+        return None
+    return ev.batch_rows()
+
+
+def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batched: bool = True) -> np.ndarray:
+    """Element-wise central differences of the loss with respect to tensor ``key``.
+
+    With ``batched`` (the default) an input or state tensor of a batch-separable
+    case is perturbed in stacked copies of the batch, many per forward call;
+    ``batched=False`` runs the plain loop of two forward calls per element. Both
+    take each difference on the outputs before summing with the cotangent.
+    """
+    B = _batched(ev, key, batched)
+    if B is None:
+        return _central_loop(ev, key, step)
     x = ev.host[key]
-    grad = np.empty_like(x)
+    m = x.size // B
+    rows = x.reshape(B, m)
+    grad = np.empty((B, m))
+    chunk = max(1, ev._chunk(key) // 2)
+    for j0 in range(0, m, chunk):
+        c = min(chunk, m - j0)
+        stack = np.broadcast_to(rows, (2 * c, B, m)).copy()
+        idx = np.arange(c)
+        stack[idx, :, j0 + idx] += step
+        stack[c + idx, :, j0 + idx] -= step
+        out = ev._run_stacked({key: stack.reshape((2 * c,) + x.shape)}, 2 * c, B, np.float64)
+        fp = {k: v[:c] for k, v in out.items()}
+        fm = {k: v[c:] for k, v in out.items()}
+        grad[:, j0:j0 + c] = ev.row_deltas(fp, fm).T / (2 * step)
+    return grad.reshape(x.shape)
+
+
+def _central_loop(ev: Evaluation, key: str, step: float) -> np.ndarray:
+    """Two forward calls per element; the perturbed buffers are restored after each."""
+    x = ev.host[key]
+    grad = np.empty(x.shape)
     flat = grad.reshape(-1)
+    plus, minus = x.copy(), x.copy()
+    p, m, x0 = plus.reshape(-1), minus.reshape(-1), x.reshape(-1)
     for i in range(x.size):
-        plus = x.copy().reshape(-1)
-        minus = x.copy().reshape(-1)
-        plus[i] += step
-        minus[i] -= step
-        flat[i] = ev.central_delta({key: plus.reshape(x.shape)}, {key: minus.reshape(x.shape)}) / (2 * step)
+        p[i] = x0[i] + step
+        m[i] = x0[i] - step
+        flat[i] = ev.central_delta({key: plus}, {key: minus}) / (2 * step)
+        p[i] = m[i] = x0[i]
     return grad
 
 
-def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP) -> np.ndarray:
-    """Element-wise complex-step derivative ``Im L(x + i h e_i) / h`` for tensor ``key``."""
+def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batched: bool = True) -> np.ndarray:
+    """Element-wise complex-step derivative ``Im L(x + i h e_i) / h`` for tensor ``key``.
+
+    ``batched`` as in :func:`central_gradient`: one stacked copy of the batch per
+    element of a batch row instead of one forward call per element.
+    """
+    B = _batched(ev, key, batched)
+    if B is None:
+        return _complex_loop(ev, key, step)
+    x = ev.host[key]
+    m = x.size // B
+    rows = x.reshape(B, m).astype(np.complex128)
+    grad = np.empty((B, m))
+    chunk = ev._chunk(key)
+    for j0 in range(0, m, chunk):
+        c = min(chunk, m - j0)
+        stack = np.broadcast_to(rows, (c, B, m)).copy()
+        idx = np.arange(c)
+        stack[idx, :, j0 + idx] += 1j * step
+        out = ev._run_stacked({key: stack.reshape((c,) + x.shape)}, c, B, np.complex128)
+        grad[:, j0:j0 + c] = np.imag(ev.row_deltas(out)).T / step
+    return grad.reshape(x.shape)
+
+
+def _complex_loop(ev: Evaluation, key: str, step: float) -> np.ndarray:
+    """One complex forward call per element; the perturbed buffer is restored after each."""
     x = ev.host[key].astype(np.complex128)
     grad = np.empty(x.shape)
     flat = grad.reshape(-1)
+    z = x.copy()
+    zf, x0 = z.reshape(-1), x.reshape(-1)
     for i in range(x.size):
-        z = x.copy().reshape(-1)
-        z[i] += 1j * step
-        out = ev.outputs_at({key: z.reshape(x.shape)}, dtype=np.complex128)
+        zf[i] = x0[i] + 1j * step
+        out = ev.outputs_at({key: z}, dtype=np.complex128)
         flat[i] = float(np.imag(ev.loss_of(out))) / step
+        zf[i] = x0[i]
     return grad
 
 
@@ -231,12 +423,14 @@ def check_case(
     methods: Iterable[str] = ("central", "complex"),
     sizes: Mapping[str, int] | None = None,
     on_tensor: Callable[[Record], None] | None = None,
+    batched: bool = True,
 ) -> list[Record]:
     """Check every differentiable tensor of ``case`` at ``seed`` with ``methods``.
 
     ``complex`` is skipped for cases that are not analytic on their path
     (``case.complex_step`` false). Returns one :class:`Record` per tensor and
-    method (one per case for ``directional``).
+    method (one per case for ``directional``). ``batched=False`` forces the
+    plain per-element loop (see the module docstring).
     """
     methods = list(methods)
     for m in methods:
@@ -268,7 +462,10 @@ def check_case(
             continue
         for key in ev.keys:
             t0 = time.perf_counter()
-            numeric = central_gradient(ev, key) if method == "central" else complex_gradient(ev, key)
+            if method == "central":
+                numeric = central_gradient(ev, key, batched=batched)
+            else:
+                numeric = complex_gradient(ev, key, batched=batched)
             err = compare(analytic[key], numeric, tol)
             emit(Record(case.name, key, method, *err, time.perf_counter() - t0, backend))
     return records
@@ -282,6 +479,7 @@ def check_function(
     methods: Iterable[str] = ("central",),
     name: str = "function",
     complex_step: bool = True,
+    batched: bool = True,
 ) -> list[Record]:
     """Check a forward/backward pair that is not a catalogue case.
 
@@ -312,4 +510,4 @@ def check_function(
         complex_step=complex_step,
     )
     xp = rx.namespace(*arrays.values())
-    return check_case(case, xp, seed=seed, methods=methods)
+    return check_case(case, xp, seed=seed, methods=methods, batched=batched)
