@@ -1,6 +1,16 @@
-"""SPEC §5: the DNC memory access step (interface, steps 1-10).
+"""SPEC §5: one DNC memory access step (the interface and steps 1-10).
 
-Skeleton: the contract the core unroll codes against. The step itself follows.
+The contract the core unroll codes against:
+
+* :class:`AccessConfig` (``N, W, R, nw, convention``) and :func:`interface_size`;
+* :class:`AccessState` (``memory, read_weights, write_weights, link, precedence, usage``)
+  and :func:`initial_state` (zeros);
+* :func:`access_step_forward` / :func:`access_step_backward`.
+
+A step: ``xi = h_c @ W_xi + b_xi`` sliced and activated (:func:`interface_forward`),
+then usage (step 1), write weights (steps 2-4), memory (step 5), link and
+precedence (step 6), read weights (steps 7-9) and read vectors (step 10), each
+from :mod:`refmem.dnc.addressing`.
 """
 
 from __future__ import annotations
@@ -8,19 +18,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .. import primitives as P
 from .. import xp as rx
+from . import addressing as A
 from . import conventions as C
 
-__all__ = ["AccessConfig", "AccessState", "interface_size", "initial_state",
-           "access_step_forward", "access_step_backward"]
+__all__ = [
+    "AccessConfig", "AccessState", "interface_size", "interface_layout", "initial_state",
+    "Interface", "InterfaceCache", "interface_forward", "interface_backward",
+    "AccessCache", "access_step_forward", "access_step_backward",
+]
+
+
+# ----------------------------------------------------------------------------- configuration
 
 
 @dataclass(frozen=True)
 class AccessConfig:
-    """Sizes and convention of one memory access module.
+    """Sizes and convention of one memory access module (SPEC §5).
 
-    ``N`` memory slots, ``W`` word size, ``R`` read heads, ``nw`` write heads,
+    ``N`` memory slots, ``W`` word size, ``R`` read heads, ``nw`` write heads (each ≥ 1),
     ``convention`` ``"deepmind"`` (default) or ``"paper"`` (SPEC §5 conventions table).
+    Validated on construction: a bad size or an unknown convention raises ``ValueError``.
     """
 
     N: int
@@ -33,6 +52,7 @@ class AccessConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Refuse sizes that are not ints ≥ 1 and unknown conventions (``ValueError``)."""
         for name in ("N", "W", "R", "nw"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -41,17 +61,45 @@ class AccessConfig:
 
     @property
     def interface_size(self) -> int:
+        """Width ``I`` of the interface vector (see :func:`interface_size`)."""
         return interface_size(self)
+
+    @property
+    def read_mode_width(self) -> int:
+        """``1 + 2 nw``."""
+        return C.read_mode_width(self.nw)
+
+
+def interface_layout(cfg: AccessConfig) -> list[tuple[str, tuple[int, ...], str]]:
+    """The interface slices in SPEC §5 order: ``(name, per-example shape, activation)``."""
+    W, R, nw = cfg.W, cfg.R, cfg.nw
+    return [
+        ("write_vectors", (nw, W), "identity"),
+        ("erase_vectors", (nw, W), "sigmoid"),
+        ("free_gates", (R,), "sigmoid"),
+        ("allocation_gates", (nw,), "sigmoid"),
+        ("write_gates", (nw,), "sigmoid"),
+        ("read_modes", (R, C.read_mode_width(nw)), "softmax"),
+        ("write_keys", (nw, W), "identity"),
+        ("write_strengths", (nw,), "identity"),
+        ("read_keys", (R, W), "identity"),
+        ("read_strengths", (R,), "identity"),
+    ]
 
 
 def interface_size(cfg: AccessConfig) -> int:
-    """Width ``I`` of the interface vector: ``3 nw W + R + 3 nw + R (1 + 2nw) + nw + R W + R``."""
-    N, W, R, nw = cfg.N, cfg.W, cfg.R, cfg.nw
-    return nw * W + nw * W + R + nw + nw + R * (1 + 2 * nw) + nw * W + nw + R * W + R
+    """Width ``I`` of the interface: ``3 nw W + nw + 2 nw + R (1 + 2nw) + R W + 2 R``."""
+    total = 0
+    for _, shape, _ in interface_layout(cfg):
+        n = 1
+        for s in shape:
+            n *= s
+        total += n
+    return total
 
 
 class AccessState(NamedTuple):
-    """The access state at ``t-1`` (SPEC §5).
+    """The access state (SPEC §5); every field may be ``None`` in a gradient meaning zero.
 
     ``memory [B, N, W]``, ``read_weights [B, R, N]``, ``write_weights [B, nw, N]``,
     ``link [B, nw, N, N]``, ``precedence [B, nw, N]``, ``usage [B, N]``.
@@ -79,12 +127,241 @@ def initial_state(xp: Any, B: int, cfg: AccessConfig, dtype: Any = None) -> Acce
     )
 
 
+def _check_state(state: AccessState, B: int, cfg: AccessConfig) -> None:
+    if not isinstance(state, AccessState):
+        raise TypeError(f"state: expected an AccessState, got {type(state).__name__}")
+    N, W, R, nw = cfg.N, cfg.W, cfg.R, cfg.nw
+    rx.check_array("state.memory", state.memory, (B, N, W), "(B, N, W)")
+    rx.check_array("state.read_weights", state.read_weights, (B, R, N), "(B, R, N)")
+    rx.check_array("state.write_weights", state.write_weights, (B, nw, N), "(B, nw, N)")
+    rx.check_array("state.link", state.link, (B, nw, N, N), "(B, nw, N, N)")
+    rx.check_array("state.precedence", state.precedence, (B, nw, N), "(B, nw, N)")
+    rx.check_array("state.usage", state.usage, (B, N), "(B, N)")
+
+
+# ----------------------------------------------------------------------------- interface
+
+
+class Interface(NamedTuple):
+    """The activated interface (SPEC §5), in slice order.
+
+    ``write_vectors [B, nw, W]``, ``erase_vectors [B, nw, W]`` (sigmoid), ``free_gates [B, R]``
+    (sigmoid), ``allocation_gates [B, nw]`` (sigmoid), ``write_gates [B, nw]`` (sigmoid),
+    ``read_modes [B, R, 1 + 2nw]`` (softmax over the last axis), ``write_keys [B, nw, W]``,
+    ``write_strengths [B, nw]`` (raw), ``read_keys [B, R, W]``, ``read_strengths [B, R]`` (raw).
+    """
+
+    write_vectors: Any
+    erase_vectors: Any
+    free_gates: Any
+    allocation_gates: Any
+    write_gates: Any
+    read_modes: Any
+    write_keys: Any
+    write_strengths: Any
+    read_keys: Any
+    read_strengths: Any
+
+
+class InterfaceCache(NamedTuple):
+    """``linear``: the :class:`refmem.primitives.LinearCache`; ``interface``: the activated
+    :class:`Interface`; ``cfg``: the :class:`AccessConfig`."""
+
+    linear: P.LinearCache
+    interface: Interface
+    cfg: AccessConfig
+
+
+def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig) -> tuple[Interface, InterfaceCache]:
+    """``xi = h_c @ W_xi + b_xi`` sliced in SPEC §5 order, reshaped row-major and activated.
+
+    Args:
+        controller_output: ``[B, Hc]``.
+        W_xi: ``[Hc, I]`` with ``I = interface_size(cfg)``.
+        b_xi: ``[I]``.
+    Returns:
+        the :class:`Interface` and an :class:`InterfaceCache`.
+    """
+    xp = rx.namespace(controller_output, W_xi, b_xi)
+    I = interface_size(cfg)
+    rx.check_array("controller_output", controller_output, (None, None), "(B, Hc)")
+    B, Hc = (int(s) for s in controller_output.shape)
+    if hasattr(W_xi, "shape") and len(W_xi.shape) == 2 and int(W_xi.shape[1]) != I:
+        raise rx.ShapeError(
+            f"W_xi: expected shape (Hc, I) = ({Hc}, {I}) where I = interface_size(N={cfg.N}, W={cfg.W}, "
+            f"R={cfg.R}, nw={cfg.nw}) (read modes 1 + 2nw = {cfg.read_mode_width} per read head), "
+            f"got {tuple(int(s) for s in W_xi.shape)}"
+        )
+    rx.check_array("W_xi", W_xi, (Hc, I), "(Hc, I)")
+    rx.check_array("b_xi", b_xi, (I,), "(I,)")
+    xi, lin_cache = P.linear_forward(controller_output, W_xi, b_xi)
+    parts = {}
+    start = 0
+    for name, shape, act in interface_layout(cfg):
+        width = 1
+        for s in shape:
+            width *= s
+        raw = xp.reshape(xi[:, start:start + width], (B,) + shape)
+        start += width
+        if act == "sigmoid":
+            raw = rx.sigmoid(raw)
+        elif act == "softmax":
+            raw = rx.softmax(raw, axis=-1)
+        parts[name] = raw
+    iface = Interface(**parts)
+    return iface, InterfaceCache(lin_cache, iface, cfg)
+
+
+def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[Any, Any, Any]:
+    """Reverse of :func:`interface_forward`: ``(d_controller_output, d_W_xi, d_b_xi)``.
+
+    Sigmoid slices: ``d ∘ s (1 - s)``; the read modes: the softmax VJP over the last
+    axis; identity slices pass through. A ``None`` field is a zero gradient.
+    """
+    iface = cache.interface
+    B = int(iface.free_gates.shape[0])
+    xp = rx.namespace(iface.free_gates)
+    pieces = []
+    for name, shape, act in interface_layout(cache.cfg):
+        out = getattr(iface, name)
+        d = getattr(d_interface, name)
+        d = d if d is not None else xp.zeros(out.shape, dtype=out.dtype)
+        if act == "sigmoid":
+            d = d * out * (1.0 - out)
+        elif act == "softmax":
+            d = rx.softmax_backward(d, out, axis=-1)
+        pieces.append(xp.reshape(d, (B, -1)))
+    d_xi = xp.concat(pieces, axis=-1)
+    return P.linear_backward(d_xi, cache.linear)
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+class AccessCache(NamedTuple):
+    """Everything :func:`access_step_backward` needs.
+
+    ``cfg``; ``interface``: :class:`InterfaceCache`; ``usage``: :class:`~refmem.dnc.addressing.UsageCache`;
+    ``write``: :class:`~refmem.dnc.addressing.WriteWeightsCache`; ``memory``:
+    :class:`~refmem.dnc.addressing.MemoryCache`; ``link``: :class:`~refmem.dnc.addressing.LinkCache`;
+    ``read``: :class:`~refmem.dnc.addressing.ReadWeightsCache`; ``new_memory [B, N, W]`` (``M_t``)
+    and ``read_weights [B, R, N]`` (``wr_t``) for the read vectors.
+    """
+
+    cfg: AccessConfig
+    interface: InterfaceCache
+    usage: A.UsageCache
+    write: A.WriteWeightsCache
+    memory: A.MemoryCache
+    link: A.LinkCache
+    read: A.ReadWeightsCache
+    new_memory: Any
+    read_weights: Any
+
+
 def access_step_forward(controller_output: Any, W_xi: Any, b_xi: Any, state: AccessState, cfg: AccessConfig,
-                        frozen_write_weights: Any = None) -> tuple[Any, AccessState, Any]:
-    """One access step; returns ``(read_vectors [B, R, W], new_state, cache)``."""
-    raise NotImplementedError("access_step_forward: in progress")
+                        frozen_write_weights: Any = None) -> tuple[Any, AccessState, AccessCache]:
+    """One access step of SPEC §5 (interface, steps 1-10).
+
+    Args:
+        controller_output: ``[B, Hc]``.
+        W_xi: ``[Hc, I]``, ``I = interface_size(cfg)``.
+        b_xi: ``[I]``.
+        state: the :class:`AccessState` at ``t-1``.
+        cfg: the :class:`AccessConfig`.
+        frozen_write_weights: ``[B, nw, N]`` or ``None``; under the ``deepmind``
+            convention (stopped usage gradient), the value the usage update uses in
+            place of ``state.write_weights`` (a finite-difference check freezes it at
+            its recorded value, SPEC §6). Ignored by the ``paper`` convention.
+    Returns:
+        ``read_vectors [B, R, W]``, the new :class:`AccessState` and an :class:`AccessCache`.
+    """
+    if not isinstance(cfg, AccessConfig):
+        raise TypeError(f"cfg: expected an AccessConfig, got {type(cfg).__name__}")
+    conv = C.get(cfg.convention)
+    iface, icache = interface_forward(controller_output, W_xi, b_xi, cfg)
+    B = int(controller_output.shape[0])
+    _check_state(state, B, cfg)
+    usage, ucache = A.usage_forward(state.usage, state.write_weights, iface.free_gates, state.read_weights,
+                                    conv, frozen_write_weights=frozen_write_weights)
+    ww, wcache = A.write_weights_forward(state.memory, usage, iface.write_keys, iface.write_strengths,
+                                         iface.allocation_gates, iface.write_gates, conv)
+    memory, mcache = A.memory_update_forward(state.memory, ww, iface.erase_vectors, iface.write_vectors)
+    link, precedence, lcache = A.temporal_linkage_forward(state.link, state.precedence, ww)
+    wr, rcache = A.read_weights_forward(memory, iface.read_keys, iface.read_strengths, link, state.read_weights,
+                                        iface.read_modes, conv)
+    read_vectors = wr @ memory
+    new_state = AccessState(memory, wr, ww, link, precedence, usage)
+    cache = AccessCache(cfg, icache, ucache, wcache, mcache, lcache, rcache, memory, wr)
+    return read_vectors, new_state, cache
 
 
-def access_step_backward(d_read_vectors: Any, d_new_state: AccessState, cache: Any) -> tuple[Any, Any, Any, AccessState]:
-    """Returns ``(d_controller_output, d_W_xi, d_b_xi, d_state)``."""
-    raise NotImplementedError("access_step_backward: in progress")
+def _add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
+                         cache: AccessCache) -> tuple[Any, Any, Any, AccessState]:
+    """Reverse of :func:`access_step_forward`, steps 10 to 1 then the interface.
+
+    Args:
+        d_read_vectors: ``[B, R, W]`` or ``None`` (zero).
+        d_new_state: an :class:`AccessState` of gradients w.r.t. the new state; any
+            field (or the whole) may be ``None`` meaning zero.
+        cache: the :class:`AccessCache` of the forward.
+    Returns:
+        ``(d_controller_output [B, Hc], d_W_xi [Hc, I], d_b_xi [I], d_state)`` with
+        ``d_state`` an :class:`AccessState` of gradients w.r.t. the state at ``t-1``
+        (``write_weights`` is zero under the ``deepmind`` convention: its only path,
+        the usage, is stopped).
+    """
+    if d_new_state is None:
+        d_new_state = AccessState(None, None, None, None, None, None)
+    memory, wr = cache.new_memory, cache.read_weights
+    # step 10: r = wr @ M_t
+    d_memory = d_new_state.memory
+    d_wr = d_new_state.read_weights
+    if d_read_vectors is not None:
+        d_memory = _add(d_memory, A._T(wr) @ d_read_vectors)
+        d_wr = _add(d_wr, d_read_vectors @ A._T(memory))
+    d_wr = A._zeros_if_none(d_wr, wr)
+    # steps 7-9: read weights
+    g_read = A.read_weights_backward(d_wr, cache.read)
+    d_memory = _add(d_memory, g_read.memory)
+    d_link = _add(d_new_state.link, g_read.link)
+    # step 6: link and precedence
+    g_link = A.temporal_linkage_backward(d_link, d_new_state.precedence, cache.link)
+    # step 5: memory
+    g_mem = A.memory_update_backward(d_memory, cache.memory)
+    d_ww = _add(_add(d_new_state.write_weights, g_link.write_weights), g_mem.write_weights)
+    # steps 2-4: write weights
+    g_write = A.write_weights_backward(d_ww, cache.write)
+    d_usage = _add(d_new_state.usage, g_write.usage)
+    # step 1: usage
+    g_usage = A.usage_backward(d_usage, cache.usage)
+    d_iface = Interface(
+        write_vectors=g_mem.write_vectors,
+        erase_vectors=g_mem.erase_vectors,
+        free_gates=g_usage.free_gates,
+        allocation_gates=g_write.allocation_gates,
+        write_gates=g_write.write_gates,
+        read_modes=g_read.read_modes,
+        write_keys=g_write.write_keys,
+        write_strengths=g_write.write_strengths,
+        read_keys=g_read.read_keys,
+        read_strengths=g_read.read_strengths,
+    )
+    d_h, d_W, d_b = interface_backward(d_iface, cache.interface)
+    d_state = AccessState(
+        memory=g_mem.memory + g_write.memory,
+        read_weights=g_read.prev_read_weights + g_usage.prev_read_weights,
+        write_weights=g_usage.prev_write_weights,
+        link=g_link.prev_link,
+        precedence=g_link.prev_precedence,
+        usage=g_usage.prev_usage,
+    )
+    return d_h, d_W, d_b, d_state

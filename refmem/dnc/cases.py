@@ -1,7 +1,379 @@
-"""Catalogue cases of SPEC §5 (module ``dnc``)."""
+"""Catalogue cases of SPEC §5 (module ``dnc``): every function of GOLDEN.md's DNC table
+but ``core_unroll``, each for the ``deepmind`` and the ``paper`` convention.
+
+Samplers draw on the host (NumPy, :class:`refmem.xp.Sampler`) and move the arrays
+into the requested namespace, so a seed gives the same numbers on every backend.
+They stay away from the only kink of the access step, the allocation sort:
+usages are well separated, and where the sorted values are not drawn directly
+(after a simulated write of an earlier head, or after the usage update of the
+access step) the draw is repeated until every head's sorted free-ness values
+are at least :data:`SORT_GAP` apart (far more than the finite-difference step
+``2**-20`` can move them). Gates, erase vectors and weights lie strictly inside
+``(0, 1)``, so no factor of a product is exactly 0 or 1.
+
+The core engineer appends the core cases at the end of this file
+(``CASES += core_cases.CASES``).
+"""
 
 from __future__ import annotations
 
-from ..catalogue import Case
+from typing import Any, Callable
 
-CASES: list[Case] = []
+import numpy as np
+
+from .. import xp as rx
+from ..catalogue import Case, Forward
+from . import access as AC
+from . import addressing as A
+
+__all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES"]
+
+#: Smallest gap between neighbouring sorted free-ness values a sampler accepts.
+SORT_GAP = 1e-4
+CONVENTION_NAMES = ("deepmind", "paper")
+
+_SORT_KINKS = ("the allocation sort: usages drawn well separated, and draws redrawn until every write "
+               f"head's sorted free-ness values are at least {SORT_GAP} apart")
+
+
+def _host(seed: int) -> rx.Sampler:
+    return rx.Sampler(np, seed)
+
+
+def _to(xp: Any, arrays: dict[str, Any]) -> dict[str, Any]:
+    return {k: rx.from_numpy(xp, np.asarray(v)) for k, v in arrays.items()}
+
+
+def _link(s: rx.Sampler, B: int, nw: int, N: int) -> np.ndarray:
+    """Link-like values: in ``(0, 1/N)`` off the diagonal, 0 on it (rows and columns sum below 1)."""
+    L = np.asarray(s.uniform((B, nw, N, N), 0.02 / N, 1.0 / N))
+    return L * (1.0 - np.eye(N))
+
+
+def _usage(s: rx.Sampler, B: int, N: int) -> np.ndarray:
+    low, high = 0.02, 0.98
+    return np.asarray(s.separated((B, N), low, high, gap=0.2 * (high - low) / N))
+
+
+def _sort_gap(heads: tuple) -> float:
+    gap = np.inf
+    for cache in heads:
+        sn = np.real(rx.to_numpy(cache.sorted_nonusage))
+        if sn.shape[-1] > 1:
+            gap = min(gap, float(np.min(np.abs(np.diff(sn, axis=-1)))))
+    return gap
+
+
+def _rejection(draw: Callable[[rx.Sampler], dict], heads_of: Callable[[dict], tuple], seed: int) -> dict:
+    """Draw until the allocation's sorted values are separated by :data:`SORT_GAP`."""
+    s = _host(seed)
+    for _ in range(500):
+        arrays = draw(s)
+        if _sort_gap(heads_of(arrays)) >= SORT_GAP:
+            return arrays
+    raise RuntimeError(f"no draw with sorted usages {SORT_GAP} apart in 500 tries (seed {seed})")
+
+
+def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, run: Callable, grads: Callable,
+          complex_step: bool = True, stopped: str = "", kinks: str = "", min_sizes: dict | None = None) -> Case:
+    """A case from ``run(arrays, conv, frozen) -> (outputs, frozen, cache)`` and ``grads(cot, cache, conv)``."""
+
+    def forward(arrays, frozen=None):
+        outputs, recorded, _ = run(arrays, conv, frozen)
+        return Forward(outputs, recorded)
+
+    def backward(arrays, cot):
+        _, _, cache = run(arrays, conv, None)
+        return grads(cot, cache, conv)
+
+    return Case(
+        name=f"dnc/{function}/{conv}",
+        spec=spec,
+        function=f"refmem.dnc.{'access' if function == 'access_step' else 'addressing'}.{function}_forward",
+        sample=lambda xp, seed, sz: _to(xp, sample(seed, sz)),
+        forward=forward,
+        backward=backward,
+        sizes=dict(sizes),
+        min_sizes=dict(min_sizes or {}),
+        config={"convention": conv},
+        complex_step=complex_step,
+        stopped=stopped,
+        kinks=kinks,
+    )
+
+
+# ----------------------------------------------------------------------------- content_weights
+
+
+def _content(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, H, N, W = z["B"], z["H"], z["N"], z["W"]
+        return {"inputs/memory": s.normal((B, N, W)), "inputs/keys": s.normal((B, H, W)),
+                "inputs/strengths": s.normal((B, H), scale=1.5)}
+
+    def run(a, conv, frozen):
+        w, cache = A.content_weights_forward(a["inputs/memory"], a["inputs/keys"], a["inputs/strengths"], conv)
+        return {"weights": w}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.content_weights_backward(cot["weights"], cache)
+        return {"inputs/memory": g.memory, "inputs/keys": g.keys, "inputs/strengths": g.strengths}
+
+    return _case("content_weights", conv, "SPEC §5 steps 2 and 8; §1 cosine", {"B": 2, "H": 2, "N": 5, "W": 3},
+                 sample, run, grads)
+
+
+# ----------------------------------------------------------------------------- usage
+
+
+def _usage_case(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, N, nw, R = z["B"], z["N"], z["nw"], z["R"]
+        return {"inputs/prev_usage": s.uniform((B, N), 0.05, 0.95),
+                "inputs/prev_write_weights": s.simplex((B, nw, N), total=0.8),
+                "inputs/free_gates": s.uniform((B, R), 0.05, 0.95),
+                "inputs/prev_read_weights": s.simplex((B, R, N), total=0.9)}
+
+    def run(a, conv, frozen):
+        ww = a["inputs/prev_write_weights"]
+        stop = A.C.get(conv).stop_usage_gradient
+        fz = frozen["inputs/prev_write_weights"] if (stop and frozen) else None
+        u, cache = A.usage_forward(a["inputs/prev_usage"], ww, a["inputs/free_gates"],
+                                   a["inputs/prev_read_weights"], conv, frozen_write_weights=fz)
+        return {"usage": u}, ({"inputs/prev_write_weights": ww} if stop else {}), cache
+
+    def grads(cot, cache, conv):
+        g = A.usage_backward(cot["usage"], cache)
+        return {"inputs/prev_usage": g.prev_usage, "inputs/prev_write_weights": g.prev_write_weights,
+                "inputs/free_gates": g.free_gates, "inputs/prev_read_weights": g.prev_read_weights}
+
+    stopped = ("usage w.r.t. prev_write_weights (deepmind's tf.stop_gradient), checked with "
+               "prev_write_weights frozen at its recorded value") if conv == "deepmind" else ""
+    return _case("usage", conv, "SPEC §5 step 1", {"B": 2, "N": 5, "nw": 2, "R": 2}, sample, run, grads,
+                 stopped=stopped)
+
+
+# ----------------------------------------------------------------------------- allocation
+
+
+def _allocation(conv: str) -> Case:
+    def sample(seed, z):
+        return {"inputs/usage": _usage(_host(seed), z["B"], z["N"])}
+
+    def run(a, conv, frozen):
+        alloc, cache = A.allocation_forward(a["inputs/usage"])
+        return {"allocation": alloc}, {}, cache
+
+    def grads(cot, cache, conv):
+        return {"inputs/usage": A.allocation_backward(cot["allocation"], cache)}
+
+    return _case("allocation", conv, "SPEC §5 step 3", {"B": 2, "N": 6}, sample, run, grads,
+                 complex_step=False, kinks="the sort: usages drawn well separated (Sampler.separated)")
+
+
+def _write_allocation(conv: str) -> Case:
+    def sample(seed, z):
+        B, N, nw = z["B"], z["N"], z["nw"]
+
+        def draw(s):
+            return {"inputs/usage": _usage(s, B, N),
+                    "inputs/write_gates": np.asarray(s.uniform((B, nw), 0.05, 0.95))}
+
+        return _rejection(draw, lambda a: A.write_allocation_weights_forward(
+            a["inputs/usage"], a["inputs/write_gates"])[1].heads, seed)
+
+    def run(a, conv, frozen):
+        alloc, cache = A.write_allocation_weights_forward(a["inputs/usage"], a["inputs/write_gates"])
+        return {"allocation": alloc}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.write_allocation_weights_backward(cot["allocation"], cache)
+        return {"inputs/usage": g.usage, "inputs/write_gates": g.write_gates}
+
+    return _case("write_allocation_weights", conv, "SPEC §5 step 3", {"B": 2, "N": 5, "nw": 2}, sample, run, grads,
+                 complex_step=False, kinks=_SORT_KINKS)
+
+
+# ----------------------------------------------------------------------------- write weights
+
+
+def _write_weights(conv: str) -> Case:
+    def sample(seed, z):
+        B, N, W, nw = z["B"], z["N"], z["W"], z["nw"]
+
+        def draw(s):
+            return {"inputs/memory": np.asarray(s.normal((B, N, W))),
+                    "inputs/usage": _usage(s, B, N),
+                    "inputs/write_keys": np.asarray(s.normal((B, nw, W))),
+                    "inputs/write_strengths": np.asarray(s.normal((B, nw), scale=1.5)),
+                    "inputs/allocation_gates": np.asarray(s.uniform((B, nw), 0.05, 0.95)),
+                    "inputs/write_gates": np.asarray(s.uniform((B, nw), 0.05, 0.95))}
+
+        return _rejection(draw, lambda a: A.write_allocation_weights_forward(
+            a["inputs/usage"], a["inputs/allocation_gates"] * a["inputs/write_gates"])[1].heads, seed)
+
+    def run(a, conv, frozen):
+        ww, cache = A.write_weights_forward(a["inputs/memory"], a["inputs/usage"], a["inputs/write_keys"],
+                                            a["inputs/write_strengths"], a["inputs/allocation_gates"],
+                                            a["inputs/write_gates"], conv)
+        return {"write_weights": ww}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.write_weights_backward(cot["write_weights"], cache)
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+
+    return _case("write_weights", conv, "SPEC §5 steps 2-4", {"B": 2, "N": 5, "W": 3, "nw": 2}, sample, run, grads,
+                 complex_step=False, kinks=_SORT_KINKS)
+
+
+# ----------------------------------------------------------------------------- memory update
+
+
+def _memory_update(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, N, W, nw = z["B"], z["N"], z["W"], z["nw"]
+        return {"inputs/memory": s.normal((B, N, W)), "inputs/write_weights": s.simplex((B, nw, N), total=0.9),
+                "inputs/erase_vectors": s.uniform((B, nw, W), 0.05, 0.95),
+                "inputs/write_vectors": s.normal((B, nw, W))}
+
+    def run(a, conv, frozen):
+        m, cache = A.memory_update_forward(a["inputs/memory"], a["inputs/write_weights"],
+                                           a["inputs/erase_vectors"], a["inputs/write_vectors"])
+        return {"memory": m}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.memory_update_backward(cot["memory"], cache)
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+
+    return _case("memory_update", conv, "SPEC §5 step 5", {"B": 2, "N": 5, "W": 3, "nw": 2}, sample, run, grads)
+
+
+# ----------------------------------------------------------------------------- temporal linkage
+
+
+def _linkage(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, N, nw = z["B"], z["N"], z["nw"]
+        return {"inputs/prev_link": _link(s, B, nw, N), "inputs/prev_precedence": s.simplex((B, nw, N), total=0.7),
+                "inputs/write_weights": s.simplex((B, nw, N), total=0.9)}
+
+    def run(a, conv, frozen):
+        L, p, cache = A.temporal_linkage_forward(a["inputs/prev_link"], a["inputs/prev_precedence"],
+                                                 a["inputs/write_weights"])
+        return {"link": L, "precedence": p}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.temporal_linkage_backward(cot["link"], cot["precedence"], cache)
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+
+    return _case("temporal_linkage", conv, "SPEC §5 step 6", {"B": 2, "N": 5, "nw": 2}, sample, run, grads)
+
+
+# ----------------------------------------------------------------------------- directional weights
+
+
+def _directional(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, N, nw, R = z["B"], z["N"], z["nw"], z["R"]
+        return {"inputs/link": _link(s, B, nw, N), "inputs/prev_read_weights": s.simplex((B, R, N), total=0.9)}
+
+    def run(a, conv, frozen):
+        f, b, cache = A.directional_weights_forward(a["inputs/link"], a["inputs/prev_read_weights"])
+        return {"forward": f, "backward": b}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.directional_weights_backward(cot["forward"], cot["backward"], cache)
+        return {"inputs/link": g.link, "inputs/prev_read_weights": g.prev_read_weights}
+
+    return _case("directional_weights", conv, "SPEC §5 step 7", {"B": 2, "N": 5, "nw": 2, "R": 2}, sample, run, grads)
+
+
+# ----------------------------------------------------------------------------- read weights
+
+
+def _read_weights(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, N, W, R, nw = z["B"], z["N"], z["W"], z["R"], z["nw"]
+        return {"inputs/memory": s.normal((B, N, W)), "inputs/read_keys": s.normal((B, R, W)),
+                "inputs/read_strengths": s.normal((B, R), scale=1.5), "inputs/link": _link(s, B, nw, N),
+                "inputs/prev_read_weights": s.simplex((B, R, N), total=0.9),
+                "inputs/read_modes": s.simplex((B, R, 1 + 2 * nw))}
+
+    def run(a, conv, frozen):
+        wr, cache = A.read_weights_forward(a["inputs/memory"], a["inputs/read_keys"], a["inputs/read_strengths"],
+                                           a["inputs/link"], a["inputs/prev_read_weights"], a["inputs/read_modes"],
+                                           conv)
+        return {"read_weights": wr}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.read_weights_backward(cot["read_weights"], cache)
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+
+    return _case("read_weights", conv, "SPEC §5 steps 7-9", {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2},
+                 sample, run, grads)
+
+
+# ----------------------------------------------------------------------------- access step
+
+_STATE = ("memory", "read_weights", "write_weights", "link", "precedence", "usage")
+
+
+def _access_cfg(a: dict, conv: str) -> AC.AccessConfig:
+    B, N, W = (int(s) for s in a["state/memory"].shape)
+    R = int(a["state/read_weights"].shape[1])
+    nw = int(a["state/write_weights"].shape[1])
+    return AC.AccessConfig(N=N, W=W, R=R, nw=nw, convention=conv)
+
+
+def _access(conv: str) -> Case:
+    def sample(seed, z):
+        B, N, W, R, nw, Hc = z["B"], z["N"], z["W"], z["R"], z["nw"], z["Hc"]
+        I = AC.interface_size(AC.AccessConfig(N, W, R, nw, conv))
+
+        def draw(s):
+            return {"inputs/controller_output": np.asarray(s.normal((B, Hc))),
+                    "params/W_xi": np.asarray(s.normal((Hc, I), scale=0.7)),
+                    "params/b_xi": np.asarray(s.normal((I,), scale=0.5)),
+                    "state/memory": np.asarray(s.normal((B, N, W))),
+                    "state/read_weights": np.asarray(s.simplex((B, R, N), total=0.9)),
+                    "state/write_weights": np.asarray(s.simplex((B, nw, N), total=0.8)),
+                    "state/link": _link(s, B, nw, N),
+                    "state/precedence": np.asarray(s.simplex((B, nw, N), total=0.7)),
+                    "state/usage": _usage(s, B, N)}
+
+        return _rejection(draw, lambda a: run(a, conv, None)[2].write.allocation_cache.heads, seed)
+
+    def run(a, conv, frozen):
+        cfg = _access_cfg(a, conv)
+        state = AC.AccessState(*(a[f"state/{k}"] for k in _STATE))
+        stop = A.C.get(conv).stop_usage_gradient
+        fz = frozen["state/write_weights"] if (stop and frozen) else None
+        rv, new, cache = AC.access_step_forward(a["inputs/controller_output"], a["params/W_xi"], a["params/b_xi"],
+                                                state, cfg, frozen_write_weights=fz)
+        outputs = {"read_vectors": rv, **new._asdict()}
+        return outputs, ({"state/write_weights": a["state/write_weights"]} if stop else {}), cache
+
+    def grads(cot, cache, conv):
+        d_new = AC.AccessState(*(cot[k] for k in _STATE))
+        dh, dW, db, ds = AC.access_step_backward(cot["read_vectors"], d_new, cache)
+        out = {"inputs/controller_output": dh, "params/W_xi": dW, "params/b_xi": db}
+        out.update({f"state/{k}": v for k, v in ds._asdict().items()})
+        return out
+
+    stopped = ("usage w.r.t. state/write_weights (deepmind's tf.stop_gradient), checked with "
+               "state/write_weights frozen at its recorded value") if conv == "deepmind" else ""
+    return _case("access_step", conv, "SPEC §5 interface and steps 1-10",
+                 {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2, "Hc": 4}, sample, run, grads,
+                 complex_step=False, stopped=stopped, kinks=_SORT_KINKS)
+
+
+_BUILDERS = (_content, _usage_case, _allocation, _write_allocation, _write_weights, _memory_update, _linkage,
+             _directional, _read_weights, _access)
+
+CASES: list[Case] = [build(conv) for build in _BUILDERS for conv in CONVENTION_NAMES]

@@ -1,0 +1,720 @@
+"""SPEC §5 steps 1-9: DNC addressing, one forward/backward pair per equation.
+
+Each ``*_forward`` returns its output(s) and a cache; each ``*_backward`` takes
+the upstream gradient(s) and that cache and returns a small NamedTuple of
+gradients named after the forward's arguments. Shapes use SPEC's letters:
+``B`` batch, ``N`` memory slots, ``W`` word size, ``R`` read heads, ``nw`` write
+heads, ``H`` heads of a content lookup (``R`` or ``nw``).
+
+Products over heads (retention ``ψ``, the write product of the usage, the erase
+retention of the memory) are differentiated with the division-free
+"product of all the others" (:func:`prod_except`), so a factor equal to 0 gives
+the exact gradient and never NaN.
+
+The derivations are written out step by step in ``docs/derivations/dnc.md``;
+the names of the steps there are the names of the variables here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import primitives as P
+from .. import xp as rx
+from . import conventions as C
+
+__all__ = [
+    "ALLOCATION_EPS",
+    "prod_except",
+    "ContentCache", "ContentGrads", "content_weights_forward", "content_weights_backward",
+    "UsageCache", "UsageGrads", "usage_forward", "usage_backward",
+    "AllocationCache", "allocation_forward", "allocation_backward",
+    "WriteAllocationCache", "WriteAllocationGrads",
+    "write_allocation_weights_forward", "write_allocation_weights_backward",
+    "WriteWeightsCache", "WriteWeightsGrads", "write_weights_forward", "write_weights_backward",
+    "MemoryCache", "MemoryGrads", "memory_update_forward", "memory_update_backward",
+    "LinkCache", "LinkGrads", "temporal_linkage_forward", "temporal_linkage_backward",
+    "DirectionalCache", "DirectionalGrads", "directional_weights_forward", "directional_weights_backward",
+    "ReadWeightsCache", "ReadWeightsGrads", "read_weights_forward", "read_weights_backward",
+]
+
+#: ``eps`` of the allocation's ``û = eps + (1 - eps) u`` (SPEC §5 step 3).
+ALLOCATION_EPS = 1e-6
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def prod_except(x: Any, axis: int) -> Any:
+    """``out_r = Π_{s≠r} x_s`` along ``axis``, without division.
+
+    The product of the factors before ``r`` (exclusive cumulative product) times
+    the product of the factors after ``r`` (the same on the flipped axis).
+    """
+    xp = rx.namespace(x)
+    before = rx.exclusive_cumprod(x, axis=axis)
+    after = xp.flip(rx.exclusive_cumprod(xp.flip(x, axis=axis), axis=axis), axis=axis)
+    return before * after
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+def _zeros_if_none(d: Any, like: Any) -> Any:
+    if d is not None:
+        return d
+    return rx.namespace(like).zeros(like.shape, dtype=like.dtype)
+
+
+def _T(x: Any) -> Any:
+    """Swap the last two axes (``.mT``, written with ``permute_dims`` for the standard)."""
+    xp = rx.namespace(x)
+    order = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return xp.permute_dims(x, order)
+
+
+# ----------------------------------------------------------------------------- step 2 / 8: content
+
+
+class ContentCache(NamedTuple):
+    """Intermediates of :func:`content_weights_forward`.
+
+    ``strengths [B, H]`` (raw), ``beta [B, H]`` (``act(strengths)``),
+    ``similarity [B, H, N]`` (``cos(k, M_i)``), ``weights [B, H, N]``,
+    ``cosine``: the :class:`refmem.primitives.CosineCache`.
+    """
+
+    strengths: Any
+    beta: Any
+    similarity: Any
+    weights: Any
+    cosine: P.CosineCache
+
+
+class ContentGrads(NamedTuple):
+    """``memory [B, N, W]``, ``keys [B, H, W]``, ``strengths [B, H]``."""
+
+    memory: Any
+    keys: Any
+    strengths: Any
+
+
+def content_weights_forward(memory: Any, keys: Any, strengths: Any,
+                            convention: str | C.Convention = C.DEFAULT) -> tuple[Any, ContentCache]:
+    """Content addressing ``C(M, k, β)_i = softmax_i(act(β) · cos(k, M_i))`` (SPEC §5 steps 2 and 8).
+
+    Args:
+        memory: ``[B, N, W]``.
+        keys: ``[B, H, W]``, one key per head.
+        strengths: ``[B, H]``, raw; ``act`` is the convention's (softplus or oneplus).
+    Returns:
+        ``weights [B, H, N]`` and a :class:`ContentCache`.
+    """
+    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    B, N, W = _shape(memory)
+    rx.check_array("keys", keys, (B, None, W), "(B, H, W)")
+    H = int(keys.shape[1])
+    rx.check_array("strengths", strengths, (B, H), "(B, H)")
+    similarity, cos_cache = P.cosine_forward(keys, memory)
+    beta = C.strength_forward(strengths, convention)
+    weights = rx.softmax(beta[:, :, None] * similarity, axis=-1)
+    return weights, ContentCache(strengths, beta, similarity, weights, cos_cache)
+
+
+def content_weights_backward(d_weights: Any, cache: ContentCache) -> ContentGrads:
+    """``d_logits = softmax_backward``; ``d_beta = Σ_N d_logits ∘ cos``; ``d_cos = d_logits ∘ beta``."""
+    xp = rx.namespace(d_weights)
+    d_logits = rx.softmax_backward(d_weights, cache.weights, axis=-1)
+    d_beta = xp.sum(d_logits * cache.similarity, axis=-1)
+    d_similarity = d_logits * cache.beta[:, :, None]
+    d_keys, d_memory = P.cosine_backward(d_similarity, cache.cosine)
+    d_strengths = C.strength_backward(d_beta, cache.strengths)
+    return ContentGrads(d_memory, d_keys, d_strengths)
+
+
+# ----------------------------------------------------------------------------- step 1: usage
+
+
+class UsageCache(NamedTuple):
+    """Intermediates of :func:`usage_forward`.
+
+    ``prev_usage [B, N]``; ``write_factors [B, nw, N]`` (``1 - ww_{t-1,k}``, of the
+    tensor actually used: the frozen one when given); ``write_product [B, N]``
+    (``1 - Π_k (1 - ww_{t-1,k})``); ``usage_after_write [B, N]`` (``u'``);
+    ``free_gates [B, R]``; ``prev_read_weights [B, R, N]``; ``free_factors [B, R, N]``
+    (``1 - f_r wr_{t-1,r}``); ``retention [B, N]`` (``ψ``); ``stop``: whether the
+    gradient w.r.t. ``ww_{t-1}`` is stopped.
+    """
+
+    prev_usage: Any
+    write_factors: Any
+    write_product: Any
+    usage_after_write: Any
+    free_gates: Any
+    prev_read_weights: Any
+    free_factors: Any
+    retention: Any
+    stop: bool
+
+
+class UsageGrads(NamedTuple):
+    """``prev_usage [B, N]``, ``prev_write_weights [B, nw, N]`` (zero when stopped),
+    ``free_gates [B, R]``, ``prev_read_weights [B, R, N]``."""
+
+    prev_usage: Any
+    prev_write_weights: Any
+    free_gates: Any
+    prev_read_weights: Any
+
+
+def usage_forward(prev_usage: Any, prev_write_weights: Any, free_gates: Any, prev_read_weights: Any,
+                  convention: str | C.Convention = C.DEFAULT,
+                  frozen_write_weights: Any = None) -> tuple[Any, UsageCache]:
+    """Usage update, SPEC §5 step 1.
+
+    ``ψ = Π_r (1 - f_r wr_{t-1,r})``; ``u' = u_{t-1} + (1 - u_{t-1}) ∘ (1 - Π_k (1 - ww_{t-1,k}))``;
+    ``u_t = u' ∘ ψ``.
+
+    Args:
+        prev_usage: ``[B, N]``.
+        prev_write_weights: ``[B, nw, N]``.
+        free_gates: ``[B, R]`` (after the sigmoid).
+        prev_read_weights: ``[B, R, N]``.
+        convention: ``deepmind`` stops the gradient w.r.t. ``prev_write_weights``.
+        frozen_write_weights: ``[B, nw, N]`` or ``None``; under a convention that stops
+            the gradient, the value used in place of ``prev_write_weights`` (the recorded
+            value of a finite-difference check, SPEC §6). Ignored by the ``paper``
+            convention, which has no stopped path.
+    Returns:
+        ``usage [B, N]`` and a :class:`UsageCache`.
+    """
+    xp = rx.namespace(prev_usage, prev_write_weights, free_gates, prev_read_weights)
+    conv = C.get(convention)
+    rx.check_array("prev_usage", prev_usage, (None, None), "(B, N)")
+    B, N = _shape(prev_usage)
+    rx.check_array("prev_write_weights", prev_write_weights, (B, None, N), "(B, nw, N)")
+    rx.check_array("free_gates", free_gates, (B, None), "(B, R)")
+    R = int(free_gates.shape[1])
+    rx.check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
+    ww = prev_write_weights
+    if conv.stop_usage_gradient and frozen_write_weights is not None:
+        rx.check_array("frozen_write_weights", frozen_write_weights, _shape(prev_write_weights), "(B, nw, N)")
+        ww = frozen_write_weights
+    write_factors = 1.0 - ww
+    write_product = 1.0 - xp.prod(write_factors, axis=1)
+    usage_after_write = prev_usage + (1.0 - prev_usage) * write_product
+    free_factors = 1.0 - free_gates[:, :, None] * prev_read_weights
+    retention = xp.prod(free_factors, axis=1)
+    usage = usage_after_write * retention
+    cache = UsageCache(prev_usage, write_factors, write_product, usage_after_write, free_gates,
+                       prev_read_weights, free_factors, retention, conv.stop_usage_gradient)
+    return usage, cache
+
+
+def usage_backward(d_usage: Any, cache: UsageCache) -> UsageGrads:
+    """Reverse of :func:`usage_forward`; products differentiated without division."""
+    xp = rx.namespace(d_usage)
+    d_after_write = d_usage * cache.retention
+    d_retention = d_usage * cache.usage_after_write
+    d_prev_usage = d_after_write * (1.0 - cache.write_product)
+    if cache.stop:
+        d_prev_write_weights = xp.zeros(cache.write_factors.shape, dtype=d_usage.dtype)
+    else:
+        d_write_product = d_after_write * (1.0 - cache.prev_usage)
+        # write_product = 1 - Π_k (1 - ww_k)  ->  ∂/∂ww_k = Π_{j≠k} (1 - ww_j)
+        d_prev_write_weights = d_write_product[:, None, :] * prod_except(cache.write_factors, axis=1)
+    d_free_factors = d_retention[:, None, :] * prod_except(cache.free_factors, axis=1)
+    d_free_gates = -xp.sum(d_free_factors * cache.prev_read_weights, axis=-1)
+    d_prev_read_weights = -d_free_factors * cache.free_gates[:, :, None]
+    return UsageGrads(d_prev_usage, d_prev_write_weights, d_free_gates, d_prev_read_weights)
+
+
+# ----------------------------------------------------------------------------- step 3: allocation
+
+
+class AllocationCache(NamedTuple):
+    """Intermediates of :func:`allocation_forward`.
+
+    ``perm [B, N]`` (integer sort permutation φ, treated as a constant),
+    ``sorted_nonusage [B, N]`` (``sn``), ``sorted_usage [B, N]`` (``su = 1 - sn``),
+    ``prod_sorted_usage [B, N]`` (``Π_{i<j} su_i``).
+    """
+
+    perm: Any
+    sorted_nonusage: Any
+    sorted_usage: Any
+    prod_sorted_usage: Any
+
+
+def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, AllocationCache]:
+    """Allocation weights ``a = alloc(u)`` (SPEC §5 step 3).
+
+    ``û = eps + (1 - eps) u``; ``sn = sort(1 - û)`` descending and stable (lower
+    index first on ties; the order is decided on the real part), permutation
+    ``φ``; ``su = 1 - sn``; ``a_sorted_j = sn_j Π_{i<j} su_i``; un-sort with ``φ``.
+
+    Args:
+        usage: ``[B, N]``.
+    Returns:
+        ``allocation [B, N]`` and an :class:`AllocationCache`.
+    """
+    xp = rx.namespace(usage)
+    rx.check_array("usage", usage, (None, None), "(B, N)")
+    usage_hat = eps + (1.0 - eps) * usage
+    nonusage = 1.0 - usage_hat
+    perm = xp.argsort(rx.real_part(nonusage), axis=-1, descending=True, stable=True)
+    sorted_nonusage = xp.take_along_axis(nonusage, perm, axis=-1)
+    sorted_usage = 1.0 - sorted_nonusage
+    prod_sorted_usage = rx.exclusive_cumprod(sorted_usage, axis=-1)
+    sorted_allocation = sorted_nonusage * prod_sorted_usage
+    allocation = rx.unsort(sorted_allocation, perm, axis=-1)
+    return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage)
+
+
+def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = ALLOCATION_EPS) -> Any:
+    """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3)."""
+    xp = rx.namespace(d_allocation)
+    d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)
+    d_sorted_nonusage = d_sorted_allocation * cache.prod_sorted_usage
+    d_prod = d_sorted_allocation * cache.sorted_nonusage
+    d_sorted_usage = rx.exclusive_cumprod_backward(d_prod, cache.sorted_usage, axis=-1)
+    d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
+    d_nonusage = rx.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    return -(1.0 - eps) * d_nonusage
+
+
+class WriteAllocationCache(NamedTuple):
+    """Intermediates of :func:`write_allocation_weights_forward`.
+
+    ``usages [B, nw, N]`` (``u^(k)``, the usage each head allocates from),
+    ``allocation [B, nw, N]`` (``a_k``), ``write_gates [B, nw]``, ``heads``: one
+    :class:`AllocationCache` per write head.
+    """
+
+    usages: Any
+    allocation: Any
+    write_gates: Any
+    heads: tuple
+
+
+class WriteAllocationGrads(NamedTuple):
+    """``usage [B, N]``, ``write_gates [B, nw]``."""
+
+    usage: Any
+    write_gates: Any
+
+
+def write_allocation_weights_forward(usage: Any, write_gates: Any) -> tuple[Any, WriteAllocationCache]:
+    """Allocation for each write head in turn (SPEC §5 step 3).
+
+    ``a_k = alloc(u^(k))``, ``u^(k+1) = u^(k) + (1 - u^(k)) ∘ g_k a_k``, ``u^(0) = u_t``,
+    with ``g_k = g^a_k g^w_k``.
+
+    Args:
+        usage: ``[B, N]``, ``u_t``.
+        write_gates: ``[B, nw]``, the products ``g^a_k g^w_k``.
+    Returns:
+        ``allocation [B, nw, N]`` and a :class:`WriteAllocationCache`.
+    """
+    xp = rx.namespace(usage, write_gates)
+    rx.check_array("usage", usage, (None, None), "(B, N)")
+    B, N = _shape(usage)
+    rx.check_array("write_gates", write_gates, (B, None), "(B, nw)")
+    nw = int(write_gates.shape[1])
+    u = usage
+    usages, allocs, heads = [], [], []
+    for k in range(nw):
+        a, cache = allocation_forward(u)
+        usages.append(u)
+        allocs.append(a)
+        heads.append(cache)
+        u = u + (1.0 - u) * write_gates[:, k:k + 1] * a
+    allocation = xp.stack(allocs, axis=1)
+    return allocation, WriteAllocationCache(xp.stack(usages, axis=1), allocation, write_gates, tuple(heads))
+
+
+def write_allocation_weights_backward(d_allocation: Any, cache: WriteAllocationCache) -> WriteAllocationGrads:
+    """Reverse over the write heads: ``d u^(k)`` collects the allocation of head ``k``
+    and the simulated update ``u^(k+1)``."""
+    xp = rx.namespace(d_allocation)
+    nw = int(cache.write_gates.shape[1])
+    d_u = xp.zeros(cache.usages[:, 0, :].shape, dtype=d_allocation.dtype)  # d u^(nw): unused
+    d_gates = [None] * nw
+    for k in reversed(range(nw)):
+        u_k = cache.usages[:, k, :]
+        a_k = cache.allocation[:, k, :]
+        g_k = cache.write_gates[:, k:k + 1]
+        d_a = d_allocation[:, k, :] + d_u * (1.0 - u_k) * g_k
+        d_gates[k] = xp.sum(d_u * (1.0 - u_k) * a_k, axis=-1)
+        d_u = d_u * (1.0 - g_k * a_k) + allocation_backward(d_a, cache.heads[k])
+    return WriteAllocationGrads(d_u, xp.stack(d_gates, axis=1))
+
+
+# ----------------------------------------------------------------------------- step 4: write weights
+
+
+class WriteWeightsCache(NamedTuple):
+    """Intermediates of :func:`write_weights_forward`.
+
+    ``content [B, nw, N]`` (``c^w``), ``allocation [B, nw, N]`` (``a``),
+    ``allocation_gates [B, nw]``, ``write_gates [B, nw]``, and the caches of the
+    content lookup and of the allocation.
+    """
+
+    content: Any
+    allocation: Any
+    allocation_gates: Any
+    write_gates: Any
+    content_cache: ContentCache
+    allocation_cache: WriteAllocationCache
+
+
+class WriteWeightsGrads(NamedTuple):
+    """``memory [B, N, W]``, ``usage [B, N]``, ``write_keys [B, nw, W]``, ``write_strengths [B, nw]``,
+    ``allocation_gates [B, nw]``, ``write_gates [B, nw]``."""
+
+    memory: Any
+    usage: Any
+    write_keys: Any
+    write_strengths: Any
+    allocation_gates: Any
+    write_gates: Any
+
+
+def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_strengths: Any, allocation_gates: Any,
+                          write_gates: Any, convention: str | C.Convention = C.DEFAULT) -> tuple[Any, WriteWeightsCache]:
+    """Write weights ``ww_k = g^w_k (g^a_k a_k + (1 - g^a_k) c^w_k)`` (SPEC §5 steps 2-4).
+
+    Args:
+        memory: ``[B, N, W]``, ``M_{t-1}`` (the write lookup reads the old memory).
+        usage: ``[B, N]``, ``u_t``.
+        write_keys: ``[B, nw, W]``.
+        write_strengths: ``[B, nw]`` (raw).
+        allocation_gates: ``[B, nw]``, ``g^a``.
+        write_gates: ``[B, nw]``, ``g^w``.
+    Returns:
+        ``write_weights [B, nw, N]`` and a :class:`WriteWeightsCache`.
+    """
+    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    B, N, W = _shape(memory)
+    rx.check_array("usage", usage, (B, N), "(B, N)")
+    rx.check_array("write_keys", write_keys, (B, None, W), "(B, nw, W)")
+    nw = int(write_keys.shape[1])
+    rx.check_array("write_strengths", write_strengths, (B, nw), "(B, nw)")
+    rx.check_array("allocation_gates", allocation_gates, (B, nw), "(B, nw)")
+    rx.check_array("write_gates", write_gates, (B, nw), "(B, nw)")
+    content, content_cache = content_weights_forward(memory, write_keys, write_strengths, convention)
+    allocation, alloc_cache = write_allocation_weights_forward(usage, allocation_gates * write_gates)
+    ga = allocation_gates[:, :, None]
+    gw = write_gates[:, :, None]
+    write_weights = gw * (ga * allocation + (1.0 - ga) * content)
+    return write_weights, WriteWeightsCache(content, allocation, allocation_gates, write_gates,
+                                            content_cache, alloc_cache)
+
+
+def write_weights_backward(d_write_weights: Any, cache: WriteWeightsCache) -> WriteWeightsGrads:
+    """Reverse of :func:`write_weights_forward`; the allocation's gate is the product ``g^a g^w``."""
+    xp = rx.namespace(d_write_weights)
+    ga = cache.allocation_gates[:, :, None]
+    gw = cache.write_gates[:, :, None]
+    mix = ga * cache.allocation + (1.0 - ga) * cache.content
+    d_write_gates = xp.sum(d_write_weights * mix, axis=-1)
+    d_mix = d_write_weights * gw
+    d_allocation_gates = xp.sum(d_mix * (cache.allocation - cache.content), axis=-1)
+    d_content = d_mix * (1.0 - ga)
+    d_allocation = d_mix * ga
+    alloc = write_allocation_weights_backward(d_allocation, cache.allocation_cache)
+    d_allocation_gates = d_allocation_gates + alloc.write_gates * cache.write_gates
+    d_write_gates = d_write_gates + alloc.write_gates * cache.allocation_gates
+    content = content_weights_backward(d_content, cache.content_cache)
+    return WriteWeightsGrads(content.memory, alloc.usage, content.keys, content.strengths,
+                             d_allocation_gates, d_write_gates)
+
+
+# ----------------------------------------------------------------------------- step 5: memory
+
+
+class MemoryCache(NamedTuple):
+    """Intermediates of :func:`memory_update_forward`.
+
+    ``memory [B, N, W]`` (``M_{t-1}``), ``write_weights [B, nw, N]``,
+    ``erase_vectors [B, nw, W]``, ``write_vectors [B, nw, W]``,
+    ``erase_factors [B, nw, N, W]`` (``1 - ww_k e_kᵀ``), ``retention [B, N, W]``
+    (``Π_k`` of them).
+    """
+
+    memory: Any
+    write_weights: Any
+    erase_vectors: Any
+    write_vectors: Any
+    erase_factors: Any
+    retention: Any
+
+
+class MemoryGrads(NamedTuple):
+    """``memory [B, N, W]``, ``write_weights [B, nw, N]``, ``erase_vectors [B, nw, W]``, ``write_vectors [B, nw, W]``."""
+
+    memory: Any
+    write_weights: Any
+    erase_vectors: Any
+    write_vectors: Any
+
+
+def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
+                          write_vectors: Any) -> tuple[Any, MemoryCache]:
+    """Erase and write, SPEC §5 step 5: ``M_t = M_{t-1} ∘ Π_k (1 - ww_k e_kᵀ) + Σ_k ww_k v_kᵀ``.
+
+    Args:
+        memory: ``[B, N, W]``.
+        write_weights: ``[B, nw, N]``.
+        erase_vectors: ``[B, nw, W]`` (after the sigmoid).
+        write_vectors: ``[B, nw, W]``.
+    Returns:
+        ``memory [B, N, W]`` and a :class:`MemoryCache`.
+    """
+    xp = rx.namespace(memory, write_weights, erase_vectors, write_vectors)
+    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    B, N, W = _shape(memory)
+    rx.check_array("write_weights", write_weights, (B, None, N), "(B, nw, N)")
+    nw = int(write_weights.shape[1])
+    rx.check_array("erase_vectors", erase_vectors, (B, nw, W), "(B, nw, W)")
+    rx.check_array("write_vectors", write_vectors, (B, nw, W), "(B, nw, W)")
+    erase_factors = 1.0 - write_weights[:, :, :, None] * erase_vectors[:, :, None, :]
+    retention = xp.prod(erase_factors, axis=1)
+    new_memory = memory * retention + _T(write_weights) @ write_vectors
+    return new_memory, MemoryCache(memory, write_weights, erase_vectors, write_vectors, erase_factors, retention)
+
+
+def memory_update_backward(d_memory: Any, cache: MemoryCache) -> MemoryGrads:
+    """``dM_{t-1} = d ∘ retention``; erase factors by the division-free product of the others;
+    ``d ww = v dᵀ``, ``d v = ww d`` for the write."""
+    xp = rx.namespace(d_memory)
+    d_prev_memory = d_memory * cache.retention
+    d_retention = d_memory * cache.memory
+    d_erase_factors = d_retention[:, None, :, :] * prod_except(cache.erase_factors, axis=1)  # [B, nw, N, W]
+    d_write_weights = -xp.sum(d_erase_factors * cache.erase_vectors[:, :, None, :], axis=-1)
+    d_erase_vectors = -xp.sum(d_erase_factors * cache.write_weights[:, :, :, None], axis=-2)
+    d_write_weights = d_write_weights + cache.write_vectors @ _T(d_memory)
+    d_write_vectors = cache.write_weights @ d_memory
+    return MemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors)
+
+
+# ----------------------------------------------------------------------------- step 6: link
+
+
+class LinkCache(NamedTuple):
+    """Intermediates of :func:`temporal_linkage_forward`.
+
+    ``prev_link [B, nw, N, N]``, ``prev_precedence [B, nw, N]``, ``write_weights [B, nw, N]``,
+    ``off_diagonal [N, N]`` (1 off the diagonal, 0 on it), ``write_sum [B, nw, 1]`` (``Σ_i ww[i]``).
+    """
+
+    prev_link: Any
+    prev_precedence: Any
+    write_weights: Any
+    off_diagonal: Any
+    write_sum: Any
+
+
+class LinkGrads(NamedTuple):
+    """``prev_link [B, nw, N, N]``, ``prev_precedence [B, nw, N]``, ``write_weights [B, nw, N]``."""
+
+    prev_link: Any
+    prev_precedence: Any
+    write_weights: Any
+
+
+def temporal_linkage_forward(prev_link: Any, prev_precedence: Any,
+                             write_weights: Any) -> tuple[Any, Any, LinkCache]:
+    """Link and precedence per write head, SPEC §5 step 6.
+
+    ``L_t[i, j] = (1 - ww[i] - ww[j]) L_{t-1}[i, j] + ww[i] p_{t-1}[j]``, then ``L_t[i, i] = 0``;
+    ``p_t = (1 - Σ_i ww[i]) p_{t-1} + ww``.
+
+    Args:
+        prev_link: ``[B, nw, N, N]``.
+        prev_precedence: ``[B, nw, N]``.
+        write_weights: ``[B, nw, N]``.
+    Returns:
+        ``link [B, nw, N, N]``, ``precedence [B, nw, N]`` and a :class:`LinkCache`.
+    """
+    xp = rx.namespace(prev_link, prev_precedence, write_weights)
+    rx.check_array("write_weights", write_weights, (None, None, None), "(B, nw, N)")
+    B, nw, N = _shape(write_weights)
+    rx.check_array("prev_link", prev_link, (B, nw, N, N), "(B, nw, N, N)")
+    rx.check_array("prev_precedence", prev_precedence, (B, nw, N), "(B, nw, N)")
+    off_diagonal = 1.0 - xp.eye(N, dtype=write_weights.dtype)
+    w_i = write_weights[:, :, :, None]
+    w_j = write_weights[:, :, None, :]
+    link = ((1.0 - w_i - w_j) * prev_link + w_i * prev_precedence[:, :, None, :]) * off_diagonal
+    write_sum = xp.sum(write_weights, axis=-1, keepdims=True)
+    precedence = (1.0 - write_sum) * prev_precedence + write_weights
+    return link, precedence, LinkCache(prev_link, prev_precedence, write_weights, off_diagonal, write_sum)
+
+
+def temporal_linkage_backward(d_link: Any, d_precedence: Any, cache: LinkCache) -> LinkGrads:
+    """Reverse of :func:`temporal_linkage_forward`; either upstream gradient may be ``None`` (zero)."""
+    xp = rx.namespace(cache.write_weights)
+    d_link = _zeros_if_none(d_link, cache.prev_link)
+    d_precedence = _zeros_if_none(d_precedence, cache.prev_precedence)
+    g = d_link * cache.off_diagonal
+    w_i = cache.write_weights[:, :, :, None]
+    w_j = cache.write_weights[:, :, None, :]
+    d_prev_link = g * (1.0 - w_i - w_j)
+    d_w = xp.sum(g * (cache.prev_precedence[:, :, None, :] - cache.prev_link), axis=-1)  # through ww[i]
+    d_w = d_w - xp.sum(g * cache.prev_link, axis=-2)  # through ww[j]
+    d_prev_precedence = xp.sum(g * w_i, axis=-2)
+    d_prev_precedence = d_prev_precedence + d_precedence * (1.0 - cache.write_sum)
+    d_w = d_w + d_precedence - xp.sum(d_precedence * cache.prev_precedence, axis=-1, keepdims=True)
+    return LinkGrads(d_prev_link, d_prev_precedence, d_w)
+
+
+# ----------------------------------------------------------------------------- step 7: directional
+
+
+class DirectionalCache(NamedTuple):
+    """``link [B, nw, N, N]``, ``prev_read_weights [B, R, N]``."""
+
+    link: Any
+    prev_read_weights: Any
+
+
+class DirectionalGrads(NamedTuple):
+    """``link [B, nw, N, N]``, ``prev_read_weights [B, R, N]``."""
+
+    link: Any
+    prev_read_weights: Any
+
+
+def directional_weights_forward(link: Any, prev_read_weights: Any) -> tuple[Any, Any, DirectionalCache]:
+    """Forward and backward weights, SPEC §5 step 7.
+
+    ``f_{r,k} = L_k wr_r`` (``f[i] = Σ_j L[i, j] wr[j]``), ``b_{r,k} = L_kᵀ wr_r``.
+
+    Args:
+        link: ``[B, nw, N, N]``.
+        prev_read_weights: ``[B, R, N]``, ``wr_{t-1}``.
+    Returns:
+        ``forward [B, R, nw, N]``, ``backward [B, R, nw, N]`` and a :class:`DirectionalCache`.
+    """
+    xp = rx.namespace(link, prev_read_weights)
+    rx.check_array("link", link, (None, None, None, None), "(B, nw, N, N)")
+    B, nw, N, N2 = _shape(link)
+    if N2 != N:
+        raise rx.ShapeError(f"link: expected shape (B, nw, N, N) with square last axes, got {_shape(link)}")
+    rx.check_array("prev_read_weights", prev_read_weights, (B, None, N), "(B, R, N)")
+    wr = prev_read_weights[:, None, :, :]  # [B, 1, R, N]
+    fwd = wr @ _T(link)  # [B, nw, R, N]: Σ_j wr[j] L[i, j]
+    bwd = wr @ link  # [B, nw, R, N]: Σ_j wr[j] L[j, i]
+    fwd = xp.permute_dims(fwd, (0, 2, 1, 3))
+    bwd = xp.permute_dims(bwd, (0, 2, 1, 3))
+    return fwd, bwd, DirectionalCache(link, prev_read_weights)
+
+
+def directional_weights_backward(d_forward: Any, d_backward: Any, cache: DirectionalCache) -> DirectionalGrads:
+    """``dL_k = Σ_r d f_{r,k} wr_rᵀ + wr_r d b_{r,k}ᵀ``, ``d wr_r = Σ_k L_kᵀ d f_{r,k} + L_k d b_{r,k}``.
+
+    Either upstream gradient may be ``None`` (zero).
+    """
+    xp = rx.namespace(cache.link)
+    link, wr = cache.link, cache.prev_read_weights
+    B, nw, N, _ = _shape(link)
+    R = int(wr.shape[1])
+    shape = (B, R, nw, N)
+    d_forward = d_forward if d_forward is not None else xp.zeros(shape, dtype=link.dtype)
+    d_backward = d_backward if d_backward is not None else xp.zeros(shape, dtype=link.dtype)
+    gf = xp.permute_dims(d_forward, (0, 2, 1, 3))  # [B, nw, R, N]
+    gb = xp.permute_dims(d_backward, (0, 2, 1, 3))
+    wr4 = wr[:, None, :, :]  # [B, 1, R, N]
+    d_link = _T(gf) @ wr4 + _T(wr4) @ gb  # [B, nw, N, N]
+    d_wr = xp.sum(gf @ link + gb @ _T(link), axis=1)  # [B, R, N]
+    return DirectionalGrads(d_link, d_wr)
+
+
+# ----------------------------------------------------------------------------- step 8-9: read weights
+
+
+class ReadWeightsCache(NamedTuple):
+    """Intermediates of :func:`read_weights_forward`.
+
+    ``content [B, R, N]`` (``c^r``), ``forward``/``backward [B, R, nw, N]``,
+    ``modes_backward``/``modes_forward [B, R, nw]`` and ``modes_content [B, R, 1]``
+    (the read-mode blocks), ``convention``, and the caches of the content lookup and
+    of the directional weights.
+    """
+
+    content: Any
+    forward: Any
+    backward: Any
+    modes_backward: Any
+    modes_forward: Any
+    modes_content: Any
+    convention: C.Convention
+    content_cache: ContentCache
+    directional_cache: DirectionalCache
+
+
+class ReadWeightsGrads(NamedTuple):
+    """``memory [B, N, W]``, ``read_keys [B, R, W]``, ``read_strengths [B, R]``, ``link [B, nw, N, N]``,
+    ``prev_read_weights [B, R, N]``, ``read_modes [B, R, 1 + 2nw]``."""
+
+    memory: Any
+    read_keys: Any
+    read_strengths: Any
+    link: Any
+    prev_read_weights: Any
+    read_modes: Any
+
+
+def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link: Any, prev_read_weights: Any,
+                         read_modes: Any, convention: str | C.Convention = C.DEFAULT) -> tuple[Any, ReadWeightsCache]:
+    """Read weights, SPEC §5 steps 7-9.
+
+    ``wr_r = π_r[content] c^r_r + Σ_k π_r[forward_k] f_{r,k} + Σ_k π_r[backward_k] b_{r,k}``.
+
+    Args:
+        memory: ``[B, N, W]``, ``M_t``.
+        read_keys: ``[B, R, W]``.
+        read_strengths: ``[B, R]`` (raw).
+        link: ``[B, nw, N, N]``, ``L_t``.
+        prev_read_weights: ``[B, R, N]``, ``wr_{t-1}``.
+        read_modes: ``[B, R, 1 + 2nw]``, probabilities in the convention's layout.
+    Returns:
+        ``read_weights [B, R, N]`` and a :class:`ReadWeightsCache`.
+    """
+    xp = rx.namespace(memory, read_keys, read_strengths, link, prev_read_weights, read_modes)
+    conv = C.get(convention)
+    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    B, N, W = _shape(memory)
+    rx.check_array("read_keys", read_keys, (B, None, W), "(B, R, W)")
+    R = int(read_keys.shape[1])
+    rx.check_array("read_strengths", read_strengths, (B, R), "(B, R)")
+    rx.check_array("link", link, (B, None, N, N), "(B, nw, N, N)")
+    nw = int(link.shape[1])
+    rx.check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
+    rx.check_array("read_modes", read_modes, (B, R, None), "(B, R, 1 + 2nw)")
+    pb, pf, pc = C.split_read_modes(read_modes, nw, conv)
+    content, content_cache = content_weights_forward(memory, read_keys, read_strengths, conv)
+    fwd, bwd, dir_cache = directional_weights_forward(link, prev_read_weights)
+    read_weights = (pc * content + xp.sum(pf[:, :, :, None] * fwd, axis=2)
+                    + xp.sum(pb[:, :, :, None] * bwd, axis=2))
+    cache = ReadWeightsCache(content, fwd, bwd, pb, pf, pc, conv, content_cache, dir_cache)
+    return read_weights, cache
+
+
+def read_weights_backward(d_read_weights: Any, cache: ReadWeightsCache) -> ReadWeightsGrads:
+    """Reverse of :func:`read_weights_forward`; the mode gradients are joined in the convention's layout."""
+    xp = rx.namespace(d_read_weights)
+    d = d_read_weights
+    d_pc = xp.sum(d * cache.content, axis=-1, keepdims=True)
+    d_pf = xp.sum(d[:, :, None, :] * cache.forward, axis=-1)
+    d_pb = xp.sum(d[:, :, None, :] * cache.backward, axis=-1)
+    d_content = d * cache.modes_content
+    d_forward = cache.modes_forward[:, :, :, None] * d[:, :, None, :]
+    d_backward = cache.modes_backward[:, :, :, None] * d[:, :, None, :]
+    directional = directional_weights_backward(d_forward, d_backward, cache.directional_cache)
+    content = content_weights_backward(d_content, cache.content_cache)
+    d_modes = C.join_read_modes(d_pb, d_pf, d_pc, cache.convention)
+    return ReadWeightsGrads(content.memory, content.keys, content.strengths, directional.link,
+                            directional.prev_read_weights, d_modes)
