@@ -1,0 +1,343 @@
+"""SPEC §5 "Core": the DNC controllers, Sonnet's LSTM and its DeepRNN stack.
+
+One LSTM layer (Sonnet ``snt.LSTM`` without peepholes, layer norm or internal
+clipping, as deepmind/dnc builds it)::
+
+    gates = [x ; h_prev] @ W + b                         W [I + H, 4H], b [4H]
+    i, j, f, o = split(gates, 4)                         (this order)
+    c = σ(f + forget_bias) ∘ c_prev + σ(i) ∘ tanh(j)     forget_bias = 1.0, added at run time
+    h = tanh(c) ∘ σ(o)
+
+The controller (seed 003's ``DNCoreLSTM`` / ``DNCoreDeepLSTM``) is ``L`` such layers
+in Sonnet's ``DeepRNN``. With ``skip=True`` (Sonnet's default ``skip_connections``)
+layer ``l > 1`` reads ``[x ; h^{l-1}]`` and the controller output is
+``[h^1 ; ... ; h^L]``; with ``skip=False`` layer ``l > 1`` reads ``h^{l-1}`` and the
+output is ``h^L``. ``L = 1`` is the single controller.
+
+Clipping (deepmind/dnc ``DNC._clip_if_enabled``): with ``clip_value > 0`` the
+controller output and every carried ``h`` and ``c`` are clipped to
+``[-clip, clip]`` *after* the whole stack has run (so layer ``l`` reads the
+unclipped ``h^{l-1}`` of the same step). The gradient of a clip is 1 inside the
+closed range and 0 outside (TensorFlow's ``clip_by_value``); the branch is taken
+on the real part so the complex step runs the same code.
+
+Every ``*_forward`` returns ``(out, new_state, cache)``; every ``*_backward``
+takes the gradients of the output and of the new state and returns those of the
+input, of the previous state and of the parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .. import xp as rx
+
+__all__ = [
+    "LSTMParams",
+    "LSTMState",
+    "LSTMCache",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "ControllerConfig",
+    "ControllerCache",
+    "controller_initial_state",
+    "controller_forward",
+    "controller_backward",
+    "clip_forward",
+    "clip_backward",
+]
+
+
+# ----------------------------------------------------------------------------- clipping
+
+
+def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
+    """Clip ``x`` to ``[-clip, clip]`` when ``clip_value > 0`` (SPEC §5 Core).
+
+    Returns ``(y, inside)`` where ``inside`` is a boolean array (``|Re x| ≤ clip``),
+    or ``None`` when clipping is off (``clip_value <= 0``: ``y`` is ``x``).
+    """
+    if not clip_value > 0:
+        return x, None
+    xp = rx.namespace(x)
+    re = rx.real_part(x)
+    hi = re > clip_value
+    lo = re < -clip_value
+    bound = xp.full(x.shape, float(clip_value), dtype=x.dtype)
+    y = xp.where(hi, bound, xp.where(lo, -bound, x))
+    return y, xp.logical_not(xp.logical_or(hi, lo))
+
+
+def clip_backward(d_y: Any, inside: Any) -> Any:
+    """Gradient of :func:`clip_forward`: ``d_y`` inside the range, 0 outside."""
+    if inside is None or d_y is None:
+        return d_y
+    xp = rx.namespace(d_y)
+    return xp.where(inside, d_y, xp.zeros_like(d_y))
+
+
+# ----------------------------------------------------------------------------- one LSTM layer
+
+
+class LSTMParams(NamedTuple):
+    """One Sonnet LSTM layer: ``W [I + H, 4H]`` (rows: input then hidden; columns: ``i, j, f, o``), ``b [4H]``."""
+
+    W: Any
+    b: Any
+
+
+class LSTMState(NamedTuple):
+    """``h [B, H]``, ``c [B, H]``."""
+
+    h: Any
+    c: Any
+
+
+class LSTMCache(NamedTuple):
+    """Intermediates of :func:`lstm_step_forward`.
+
+    ``xh [B, I + H]`` (``[x ; h_prev]``), ``W [I + H, 4H]``, ``c_prev [B, H]``, and the
+    activated gates ``i = σ(i)``, ``j = tanh(j)``, ``f = σ(f + forget_bias)``,
+    ``o = σ(o)`` and ``tanh_c = tanh(c)``, each ``[B, H]``; ``I`` the input width.
+    """
+
+    xh: Any
+    W: Any
+    c_prev: Any
+    i: Any
+    j: Any
+    f: Any
+    o: Any
+    tanh_c: Any
+    I: int
+
+
+def lstm_step_forward(x: Any, state: LSTMState, params: LSTMParams,
+                      forget_bias: float = 1.0) -> tuple[Any, LSTMState, LSTMCache]:
+    """One Sonnet LSTM step (SPEC §5 Core, controller equations).
+
+    Args:
+        x: ``[B, I]``.
+        state: ``LSTMState(h [B, H], c [B, H])`` at ``t-1``.
+        params: ``LSTMParams(W [I + H, 4H], b [4H])``.
+        forget_bias: added to the forget-gate pre-activation (Sonnet default 1.0).
+    Returns:
+        ``(h [B, H], LSTMState(h, c), cache)``.
+    """
+    xp = rx.namespace(x, state.h, state.c, params.W, params.b)
+    rx.check_array("x", x, (None, None), "(B, I)")
+    B, I = int(x.shape[0]), int(x.shape[1])
+    rx.check_array("h_prev", state.h, (B, None), "(B, H)")
+    H = int(state.h.shape[1])
+    rx.check_array("c_prev", state.c, (B, H), "(B, H)")
+    rx.check_array("W", params.W, (I + H, 4 * H), "(I + H, 4H)")
+    rx.check_array("b", params.b, (4 * H,), "(4H,)")
+    xh = xp.concat([x, state.h], axis=1)
+    gates = xh @ params.W + params.b
+    i = rx.sigmoid(gates[:, 0:H])
+    j = xp.tanh(gates[:, H:2 * H])
+    f = rx.sigmoid(gates[:, 2 * H:3 * H] + forget_bias)
+    o = rx.sigmoid(gates[:, 3 * H:4 * H])
+    c = f * state.c + i * j
+    tanh_c = xp.tanh(c)
+    h = tanh_c * o
+    return h, LSTMState(h, c), LSTMCache(xh, params.W, state.c, i, j, f, o, tanh_c, I)
+
+
+def lstm_step_backward(d_h: Any, d_c: Any, cache: LSTMCache) -> tuple[Any, LSTMState, LSTMParams]:
+    """Gradients of :func:`lstm_step_forward`.
+
+    Args:
+        d_h: total gradient of the new ``h`` ``[B, H]`` (output and carried state).
+        d_c: gradient of the new ``c`` ``[B, H]`` (``None`` for zero).
+    Returns:
+        ``(dx [B, I], LSTMState(dh_prev, dc_prev), LSTMParams(dW, db))``.
+
+    ``dc = d_c + d_h ∘ o ∘ (1 - tanh²c)``; ``do = d_h ∘ tanh c``;
+    pre-activation gradients ``di = dc ∘ j ∘ i(1-i)``, ``dj = dc ∘ i ∘ (1-j²)``,
+    ``df = dc ∘ c_prev ∘ f(1-f)``, ``do ∘ o(1-o)``; then the linear map.
+    """
+    xp = rx.namespace(d_h)
+    i, j, f, o, tanh_c = cache.i, cache.j, cache.f, cache.o, cache.tanh_c
+    dc = d_h * o * (1.0 - tanh_c * tanh_c)
+    if d_c is not None:
+        dc = dc + d_c
+    d_o = d_h * tanh_c
+    d_gates = xp.concat([
+        dc * j * i * (1.0 - i),
+        dc * i * (1.0 - j * j),
+        dc * cache.c_prev * f * (1.0 - f),
+        d_o * o * (1.0 - o),
+    ], axis=1)
+    dW = xp.permute_dims(cache.xh, (1, 0)) @ d_gates
+    db = xp.sum(d_gates, axis=0)
+    d_xh = d_gates @ xp.permute_dims(cache.W, (1, 0))
+    dx = d_xh[:, :cache.I]
+    dh_prev = d_xh[:, cache.I:]
+    dc_prev = dc * f
+    return dx, LSTMState(dh_prev, dc_prev), LSTMParams(dW, db)
+
+
+# ----------------------------------------------------------------------------- the controller stack
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """The DNC controller: ``layers`` Sonnet LSTMs of width ``hidden`` in a DeepRNN.
+
+    ``input_size``: width of the controller input (``D + R W`` in the DNC);
+    ``skip``: Sonnet DeepRNN skip connections; ``forget_bias``: added at run time;
+    ``clip_value``: clip of the output and carried state (0 disables).
+    """
+
+    input_size: int
+    hidden: int
+    layers: int = 1
+    skip: bool = True
+    forget_bias: float = 1.0
+    clip_value: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "hidden", "layers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"ControllerConfig.{name}: expected an int >= 1, got {v!r}")
+        if self.clip_value < 0:
+            raise ValueError(f"ControllerConfig.clip_value: expected >= 0, got {self.clip_value!r}")
+
+    def layer_input_size(self, layer: int) -> int:
+        """Input width of layer ``layer`` (0-based): ``I``, then ``I + H`` (skip) or ``H``."""
+        if layer == 0:
+            return self.input_size
+        return self.input_size + self.hidden if self.skip else self.hidden
+
+    @property
+    def output_size(self) -> int:
+        """``L H`` with skip connections, else ``H``."""
+        return self.layers * self.hidden if self.skip else self.hidden
+
+
+class ControllerCache(NamedTuple):
+    """Intermediates of :func:`controller_forward`.
+
+    ``layers``: one :class:`LSTMCache` per layer; ``out_inside [B, Ho]``, and per
+    layer ``h_inside``/``c_inside [B, H]``: the clip masks (``None`` without clip);
+    ``cfg``: the :class:`ControllerConfig`.
+    """
+
+    layers: tuple
+    out_inside: Any
+    h_inside: tuple
+    c_inside: tuple
+    cfg: ControllerConfig
+
+
+def controller_initial_state(xp: Any, B: int, cfg: ControllerConfig, dtype: Any = None) -> tuple:
+    """All-zero state: one ``LSTMState(h [B, H], c [B, H])`` per layer."""
+    dtype = xp.float64 if dtype is None else dtype
+    return tuple(LSTMState(xp.zeros((B, cfg.hidden), dtype=dtype), xp.zeros((B, cfg.hidden), dtype=dtype))
+                 for _ in range(cfg.layers))
+
+
+def controller_forward(x: Any, state: tuple, params: tuple,
+                       cfg: ControllerConfig) -> tuple[Any, tuple, ControllerCache]:
+    """The controller for one time step (SPEC §5 Core; seed 003 ``DNCoreLSTM``/``DNCoreDeepLSTM``).
+
+    Args:
+        x: controller input ``[B, I]`` (the DNC passes ``[x_t ; flatten(r_{t-1})]``).
+        state: per layer ``LSTMState(h [B, H], c [B, H])`` at ``t-1``.
+        params: per layer ``LSTMParams(W [I_l + H, 4H], b [4H])`` (see
+            :meth:`ControllerConfig.layer_input_size`).
+        cfg: :class:`ControllerConfig`.
+    Returns:
+        ``(output [B, Ho], new_state, cache)``, ``Ho = cfg.output_size``; output and
+        state clipped when ``cfg.clip_value > 0``.
+    """
+    rx.check_array("x", x, (None, cfg.input_size), "(B, I)")
+    if len(params) != cfg.layers or len(state) != cfg.layers:
+        raise ValueError(f"controller: expected {cfg.layers} layers of params and state, "
+                         f"got {len(params)} and {len(state)}")
+    xp = rx.namespace(x)
+    hs, cs, caches = [], [], []
+    below = None
+    for layer in range(cfg.layers):
+        if layer == 0:
+            inp = x
+        elif cfg.skip:
+            inp = xp.concat([x, below], axis=1)
+        else:
+            inp = below
+        p = params[layer]
+        rx.check_array(f"W_lstm{layer + 1}", p.W, (cfg.layer_input_size(layer) + cfg.hidden, 4 * cfg.hidden),
+                       "(I_l + H, 4H)")
+        h, st, cache = lstm_step_forward(inp, state[layer], p, cfg.forget_bias)
+        hs.append(h)
+        cs.append(st.c)
+        caches.append(cache)
+        below = h
+    raw_out = xp.concat(hs, axis=1) if (cfg.skip and cfg.layers > 1) else hs[-1]
+    out, out_inside = clip_forward(raw_out, cfg.clip_value)
+    new_state, h_in, c_in = [], [], []
+    for h, c in zip(hs, cs):
+        hc, hm = clip_forward(h, cfg.clip_value)
+        cc, cm = clip_forward(c, cfg.clip_value)
+        new_state.append(LSTMState(hc, cc))
+        h_in.append(hm)
+        c_in.append(cm)
+    return out, tuple(new_state), ControllerCache(tuple(caches), out_inside, tuple(h_in), tuple(c_in), cfg)
+
+
+def controller_backward(d_out: Any, d_new_state: tuple | None,
+                        cache: ControllerCache) -> tuple[Any, tuple, tuple]:
+    """Gradients of :func:`controller_forward`.
+
+    Args:
+        d_out: ``[B, Ho]`` gradient of the controller output.
+        d_new_state: per layer ``LSTMState(dh, dc)`` of the carried state (entries or
+            the whole tuple may be ``None`` for zero).
+        cache: :class:`ControllerCache`.
+    Returns:
+        ``(dx [B, I], d_prev_state (per layer LSTMState), d_params (per layer LSTMParams))``.
+    """
+    cfg = cache.cfg
+    H, L = cfg.hidden, cfg.layers
+    d_raw = clip_backward(d_out, cache.out_inside)
+    d_h = []
+    for layer in range(L):
+        if cfg.skip and L > 1:
+            d_h.append(d_raw[:, layer * H:(layer + 1) * H])
+        else:
+            d_h.append(d_raw if layer == L - 1 else None)
+    d_c: list[Any] = [None] * L
+    if d_new_state is not None:
+        for layer in range(L):
+            st = d_new_state[layer]
+            if st is None:
+                continue
+            if st.h is not None:
+                g = clip_backward(st.h, cache.h_inside[layer])
+                d_h[layer] = g if d_h[layer] is None else d_h[layer] + g
+            if st.c is not None:
+                d_c[layer] = clip_backward(st.c, cache.c_inside[layer])
+    dx = None
+    d_prev: list[Any] = [None] * L
+    d_params: list[Any] = [None] * L
+    xp = None
+    for layer in reversed(range(L)):
+        lc = cache.layers[layer]
+        g = d_h[layer]
+        if g is None:
+            xp = rx.namespace(lc.xh)
+            g = xp.zeros(lc.tanh_c.shape, dtype=lc.tanh_c.dtype)
+        d_in, d_prev[layer], d_params[layer] = lstm_step_backward(g, d_c[layer], lc)
+        if layer == 0:
+            dx = d_in if dx is None else dx + d_in
+        elif cfg.skip:
+            I = cfg.input_size
+            dx = d_in[:, :I] if dx is None else dx + d_in[:, :I]
+            below = d_in[:, I:]
+            d_h[layer - 1] = below if d_h[layer - 1] is None else d_h[layer - 1] + below
+        else:
+            d_h[layer - 1] = d_in if d_h[layer - 1] is None else d_h[layer - 1] + d_in
+    return dx, tuple(d_prev), tuple(d_params)
