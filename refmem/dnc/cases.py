@@ -32,6 +32,12 @@ __all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES"]
 SORT_GAP = 1e-4
 CONVENTION_NAMES = ("deepmind", "paper")
 
+#: Content addressing needs words of 2 or more: with ``W = 1`` the cosine is ``sign(k m)``
+#: smoothed over ``sqrt(eps) = 1e-3``, a step whose slope is ``O(eps)`` away from 0 (finite
+#: differences then lose all relative accuracy) and ``O(1/sqrt(eps))`` near it.
+_MIN_W = {"W": 2}
+_COSINE_KINKS = "cosine with W = 1 is a smoothed sign: words of W >= 2 only (min_sizes)"
+
 _SORT_KINKS = ("the allocation sort: usages drawn well separated, and draws redrawn until every write "
                f"head's sorted free-ness values are at least {SORT_GAP} apart")
 
@@ -121,7 +127,7 @@ def _content(conv: str) -> Case:
         return {"inputs/memory": g.memory, "inputs/keys": g.keys, "inputs/strengths": g.strengths}
 
     return _case("content_weights", conv, "SPEC §5 steps 2 and 8; §1 cosine", {"B": 2, "H": 2, "N": 5, "W": 3},
-                 sample, run, grads)
+                 sample, run, grads, min_sizes=_MIN_W, kinks=_COSINE_KINKS)
 
 
 # ----------------------------------------------------------------------------- usage
@@ -225,7 +231,7 @@ def _write_weights(conv: str) -> Case:
         return {f"inputs/{k}": v for k, v in g._asdict().items()}
 
     return _case("write_weights", conv, "SPEC §5 steps 2-4", {"B": 2, "N": 5, "W": 3, "nw": 2}, sample, run, grads,
-                 complex_step=False, kinks=_SORT_KINKS)
+                 complex_step=False, kinks=_SORT_KINKS + "; " + _COSINE_KINKS, min_sizes=_MIN_W)
 
 
 # ----------------------------------------------------------------------------- memory update
@@ -316,7 +322,7 @@ def _read_weights(conv: str) -> Case:
         return {f"inputs/{k}": v for k, v in g._asdict().items()}
 
     return _case("read_weights", conv, "SPEC §5 steps 7-9", {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2},
-                 sample, run, grads)
+                 sample, run, grads, min_sizes=_MIN_W, kinks=_COSINE_KINKS)
 
 
 # ----------------------------------------------------------------------------- access step
@@ -370,7 +376,7 @@ def _access(conv: str) -> Case:
                "state/write_weights frozen at its recorded value") if conv == "deepmind" else ""
     return _case("access_step", conv, "SPEC §5 interface and steps 1-10",
                  {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2, "Hc": 4}, sample, run, grads,
-                 complex_step=False, stopped=stopped, kinks=_SORT_KINKS)
+                 complex_step=False, stopped=stopped, kinks=_SORT_KINKS + "; " + _COSINE_KINKS, min_sizes=_MIN_W)
 
 
 _BUILDERS = (_content, _usage_case, _allocation, _write_allocation, _write_weights, _memory_update, _linkage,
