@@ -1,0 +1,123 @@
+"""One DNC memory-access step (SPEC §5, steps 1-10) in JAX, differentiated by ``jax.vjp``.
+
+An independent implementation written from SPEC §5, not a call into refmem;
+both conventions (``deepmind``, ``paper``) are covered. float64 needs
+``jax_enable_x64``, which this module switches on when it is imported::
+
+    refmem golden verify --adapter examples.jax_dnc:run --dtype float64
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: The golden cases this adapter implements (fnmatch patterns).
+CASES = ["dnc/access_step/*"]
+
+EPS_COS = 1e-6  # SPEC §1 cosine similarity
+EPS_ALLOC = 1e-6  # SPEC §5 step 3
+STATE = ("memory", "read_weights", "write_weights", "link", "precedence", "usage")
+
+
+def content_weights(memory, keys, raw_strengths, convention):
+    """SPEC §5 step 2 with the DNC cosine of SPEC §1: ``[B, H, N]``."""
+    nk = jnp.sqrt(jnp.sum(keys * keys, -1) + EPS_COS)
+    nm = jnp.sqrt(jnp.sum(memory * memory, -1) + EPS_COS)
+    cos = jnp.einsum("bhw,bnw->bhn", keys, memory) / (nk[:, :, None] * nm[:, None, :] + EPS_COS)
+    strength = jax.nn.softplus(raw_strengths)
+    if convention == "paper":
+        strength = 1 + strength  # oneplus
+    return jax.nn.softmax(strength[..., None] * cos, axis=-1)
+
+
+def allocation(usage):
+    """``alloc(u)`` of SPEC §5 step 3 (descending stable sort of ``1 - û``, permutation held constant)."""
+    free = 1 - (EPS_ALLOC + (1 - EPS_ALLOC) * usage)
+    order = jnp.argsort(-jax.lax.stop_gradient(free), axis=-1, stable=True)
+    sn = jnp.take_along_axis(free, order, axis=-1)
+    excl = jnp.concatenate([jnp.ones_like(sn[..., :1]), jnp.cumprod(1 - sn[..., :-1], axis=-1)], axis=-1)
+    inverse = jnp.argsort(order, axis=-1)
+    return jnp.take_along_axis(sn * excl, inverse, axis=-1)
+
+
+def access_step(controller_output, W_xi, b_xi, state, convention):
+    """``(read_vectors [B, R, W], new state)`` from the controller output and the previous state."""
+    memory, prev_wr, prev_ww = state["memory"], state["read_weights"], state["write_weights"]
+    B, nw, N = prev_ww.shape
+    R, W = prev_wr.shape[1], memory.shape[2]
+    xi = controller_output @ W_xi + b_xi
+    sizes = [nw * W, nw * W, R, nw, nw, R * (1 + 2 * nw), nw * W, nw, R * W, R]
+    parts = jnp.split(xi, np.cumsum(sizes)[:-1], axis=-1)
+    write_vectors = parts[0].reshape(B, nw, W)
+    erase_vectors = jax.nn.sigmoid(parts[1]).reshape(B, nw, W)
+    free_gates, alloc_gates, write_gates = (jax.nn.sigmoid(p) for p in parts[2:5])
+    read_modes = jax.nn.softmax(parts[5].reshape(B, R, 1 + 2 * nw), axis=-1)
+    write_keys, write_strengths = parts[6].reshape(B, nw, W), parts[7]
+    read_keys, read_strengths = parts[8].reshape(B, R, W), parts[9]
+
+    # 1. usage
+    ww_prev = jax.lax.stop_gradient(prev_ww) if convention == "deepmind" else prev_ww
+    psi = jnp.prod(1 - free_gates[:, :, None] * prev_wr, axis=1)
+    usage = (state["usage"] + (1 - state["usage"]) * (1 - jnp.prod(1 - ww_prev, axis=1))) * psi
+    # 2-4. write weights from content and sequential allocation
+    cw = content_weights(memory, write_keys, write_strengths, convention)
+    u, allocs = usage, []
+    for k in range(nw):
+        allocs.append(allocation(u))
+        u = u + (1 - u) * (alloc_gates[:, k] * write_gates[:, k])[:, None] * allocs[-1]
+    ga = alloc_gates[..., None]
+    ww = write_gates[..., None] * (ga * jnp.stack(allocs, 1) + (1 - ga) * cw)
+    # 5. memory
+    keep = jnp.prod(1 - ww[..., None] * erase_vectors[:, :, None, :], axis=1)
+    new_memory = memory * keep + jnp.einsum("bkn,bkw->bnw", ww, write_vectors)
+    # 6. link and precedence
+    link = (1 - ww[..., :, None] - ww[..., None, :]) * state["link"] + ww[..., :, None] * state["precedence"][..., None, :]
+    link = link * (1 - jnp.eye(N, dtype=link.dtype))
+    precedence = (1 - jnp.sum(ww, -1, keepdims=True)) * state["precedence"] + ww
+    # 7. directional weights [B, R, nw, N]
+    fwd = jnp.einsum("bkij,brj->brki", link, prev_wr)
+    bwd = jnp.einsum("bkij,bri->brkj", link, prev_wr)
+    # 8-9. read weights
+    cr = content_weights(new_memory, read_keys, read_strengths, convention)
+    if convention == "deepmind":
+        pb, pf, pc = read_modes[..., :nw], read_modes[..., nw : 2 * nw], read_modes[..., 2 * nw :]
+    else:
+        pb, pc, pf = read_modes[..., :nw], read_modes[..., nw : nw + 1], read_modes[..., nw + 1 :]
+    wr = pc * cr + jnp.sum(pf[..., None] * fwd, 2) + jnp.sum(pb[..., None] * bwd, 2)
+    # 10. read vectors
+    read_vectors = wr @ new_memory
+    return read_vectors, {"memory": new_memory, "read_weights": wr, "write_weights": ww, "link": link,
+                          "precedence": precedence, "usage": usage}
+
+
+def _outputs(args, convention):
+    state = {s: args[f"state/{s}"] for s in STATE}
+    rv, new = access_step(args["inputs/controller_output"], args["params/W_xi"], args["params/b_xi"], state, convention)
+    return {"read_vectors": rv, **new}
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _forward_backward(args, cotangents, convention):
+    """Outputs and the vector-Jacobian product with ``cotangents``, compiled once per shape."""
+    outputs, vjp = jax.vjp(lambda a: _outputs(a, convention), args)
+    (grads,) = vjp(cotangents)
+    return outputs, grads
+
+
+def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
+    """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents."""
+    convention = (config or {}).get("convention") or case.split("/")[-1]
+    jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
+    args = {k: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.split("/")[0] in ("inputs", "params", "state")}
+    cot = {k.split("/", 1)[1]: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.startswith("cotangents/")}
+    outputs, grads = _forward_backward(args, cot, convention)
+    result = {f"outputs/{k}": np.asarray(v) for k, v in outputs.items()}
+    result.update({f"grads/{k}": np.asarray(g) for k, g in grads.items()})
+    return result

@@ -1,0 +1,145 @@
+"""One DNC memory-access step (SPEC §5, steps 1-10) in PyTorch, differentiated by autograd.
+
+An independent implementation written from SPEC §5 (and the conventions table),
+not a call into refmem. Both conventions are covered: ``deepmind`` (softplus
+strengths, read modes ``[backward×nw, forward×nw, content]``, the usage
+gradient w.r.t. the previous write weights stopped) and ``paper`` (oneplus,
+``[backward×nw, content, forward×nw]``, exact gradient)::
+
+    refmem golden verify --adapter examples.torch_dnc:run --dtype float32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: The golden cases this adapter implements (fnmatch patterns).
+CASES = ["dnc/access_step/*"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+EPS_COS = 1e-6  # SPEC §1 cosine similarity
+EPS_ALLOC = 1e-6  # SPEC §5 step 3
+
+
+def cosine(keys, memory):
+    """``cos(k, M_i)`` of SPEC §1 (DNC form): ``keys [B, H, W]``, ``memory [B, N, W]`` -> ``[B, H, N]``."""
+    nk = torch.sqrt((keys * keys).sum(-1) + EPS_COS)
+    nm = torch.sqrt((memory * memory).sum(-1) + EPS_COS)
+    return (keys @ memory.transpose(1, 2)) / (nk[:, :, None] * nm[:, None, :] + EPS_COS)
+
+
+def content_weights(memory, keys, raw_strengths, convention):
+    """SPEC §5 step 2: ``softmax_i(act(β) cos(k, M_i))`` with ``act`` the convention's."""
+    strength = F.softplus(raw_strengths) if convention == "deepmind" else 1 + F.softplus(raw_strengths)
+    return torch.softmax(strength[..., None] * cosine(keys, memory), dim=-1)
+
+
+def allocation(usage):
+    """``alloc(u)`` of SPEC §5 step 3; the sort permutation is a constant for autograd."""
+    u = EPS_ALLOC + (1 - EPS_ALLOC) * usage
+    free = 1 - u
+    order = torch.sort(free, dim=-1, descending=True, stable=True).indices
+    sn = torch.gather(free, -1, order)
+    su = 1 - sn
+    excl = torch.cat([torch.ones_like(su[..., :1]), torch.cumprod(su[..., :-1], dim=-1)], dim=-1)
+    a_sorted = sn * excl
+    return torch.zeros_like(a_sorted).scatter(-1, order, a_sorted)  # un-sort
+
+
+def access_step(xi_in, W_xi, b_xi, state, nw, R, W, convention):
+    """One access step: ``xi_in [B, Hc]`` and the previous state -> ``(read_vectors [B, R, W], new state)``."""
+    memory, prev_wr, prev_ww = state["memory"], state["read_weights"], state["write_weights"]
+    link, prec, prev_usage = state["link"], state["precedence"], state["usage"]
+    B = xi_in.shape[0]
+
+    # The interface vector, sliced in SPEC §5's order (row-major reshapes).
+    xi = xi_in @ W_xi + b_xi
+    sizes = [nw * W, nw * W, R, nw, nw, R * (1 + 2 * nw), nw * W, nw, R * W, R]
+    parts = torch.split(xi, sizes, dim=-1)
+    write_vectors = parts[0].reshape(B, nw, W)
+    erase_vectors = torch.sigmoid(parts[1]).reshape(B, nw, W)
+    free_gates = torch.sigmoid(parts[2])
+    alloc_gates = torch.sigmoid(parts[3])
+    write_gates = torch.sigmoid(parts[4])
+    read_modes = torch.softmax(parts[5].reshape(B, R, 1 + 2 * nw), dim=-1)
+    write_keys = parts[6].reshape(B, nw, W)
+    write_strengths = parts[7]
+    read_keys = parts[8].reshape(B, R, W)
+    read_strengths = parts[9]
+
+    # 1. usage (deepmind: no gradient reaches the previous write weights through it)
+    ww_for_usage = prev_ww.detach() if convention == "deepmind" else prev_ww
+    psi = torch.prod(1 - free_gates[:, :, None] * prev_wr, dim=1)
+    written = 1 - torch.prod(1 - ww_for_usage, dim=1)
+    usage = (prev_usage + (1 - prev_usage) * written) * psi
+
+    # 2. write content weights on M_{t-1}
+    cw = content_weights(memory, write_keys, write_strengths, convention)
+
+    # 3. allocation, one write head after another
+    gates = alloc_gates * write_gates
+    u = usage
+    allocs = []
+    for k in range(nw):
+        a = allocation(u)
+        allocs.append(a)
+        u = u + (1 - u) * gates[:, k, None] * a
+    alloc = torch.stack(allocs, dim=1)
+
+    # 4. write weights
+    ww = write_gates[..., None] * (alloc_gates[..., None] * alloc + (1 - alloc_gates[..., None]) * cw)
+
+    # 5. memory: erase, then add
+    erase = torch.prod(1 - ww[:, :, :, None] * erase_vectors[:, :, None, :], dim=1)
+    new_memory = memory * erase + torch.einsum("bkn,bkw->bnw", ww, write_vectors)
+
+    # 6. temporal link and precedence, per write head
+    wi, wj = ww[:, :, :, None], ww[:, :, None, :]
+    new_link = (1 - wi - wj) * link + wi * prec[:, :, None, :]
+    new_link = new_link * (1 - torch.eye(new_link.shape[-1], dtype=new_link.dtype))
+    new_prec = (1 - ww.sum(-1, keepdim=True)) * prec + ww
+
+    # 7. directional weights from wr_{t-1}: [B, R, nw, N]
+    forward = torch.einsum("bkij,brj->brki", new_link, prev_wr)
+    backward = torch.einsum("bkij,bri->brkj", new_link, prev_wr)
+
+    # 8-9. read content weights on M_t, then the mode mixture in the convention's layout
+    cr = content_weights(new_memory, read_keys, read_strengths, convention)
+    if convention == "deepmind":
+        pb, pf, pc = read_modes[..., :nw], read_modes[..., nw : 2 * nw], read_modes[..., 2 * nw :]
+    else:
+        pb, pc, pf = read_modes[..., :nw], read_modes[..., nw : nw + 1], read_modes[..., nw + 1 :]
+    wr = pc * cr + (pf[..., None] * forward).sum(2) + (pb[..., None] * backward).sum(2)
+
+    # 10. read vectors
+    read_vectors = wr @ new_memory
+    new_state = {"memory": new_memory, "read_weights": wr, "write_weights": ww, "link": new_link,
+                 "precedence": new_prec, "usage": usage}
+    return read_vectors, new_state
+
+
+def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
+    """The adapter: given inputs, params, state and cotangents, return outputs and grads."""
+    torch_dtype = DTYPES[dtype]
+    convention = (config or {}).get("convention") or case.split("/")[-1]
+    leaves = {
+        k: torch.tensor(v, dtype=torch_dtype, requires_grad=True)
+        for k, v in tensors.items()
+        if k.split("/")[0] in ("inputs", "params", "state")
+    }
+    state = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("state/")}
+    B, nw, N = state["write_weights"].shape
+    R, W = state["read_weights"].shape[1], state["memory"].shape[2]
+    read_vectors, new_state = access_step(
+        leaves["inputs/controller_output"], leaves["params/W_xi"], leaves["params/b_xi"], state, nw, R, W, convention
+    )
+    outputs = {"read_vectors": read_vectors, **new_state}
+    loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
+    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
+    result.update({
+        f"grads/{k}": (g if g is not None else torch.zeros_like(leaves[k])).numpy() for k, g in zip(leaves, grads)
+    })
+    return result

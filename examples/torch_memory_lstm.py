@@ -1,0 +1,65 @@
+"""The LSTM memory cell (SPEC §4) in PyTorch, differentiated by autograd.
+
+An independent implementation written from SPEC §4, not a call into refmem. It
+plugs into refmem's golden tensors through the adapter protocol of
+examples/README.md::
+
+    refmem golden verify --adapter examples.torch_memory_lstm:run --dtype float32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: The golden cases this adapter implements (fnmatch patterns).
+CASES = ["memory_lstm/step/*", "memory_lstm/unroll/*"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def memory_lstm_step(x, h_prev, memory_prev, p):
+    """One step of SPEC §4: ``x [B, D]``, ``h_prev [B, H]``, ``memory_prev [B, M, H]`` -> ``h, c, memory``."""
+    i = torch.sigmoid(x @ p["W_i"] + h_prev @ p["U_i"] + p["b_i"])
+    f = torch.sigmoid(x @ p["W_f"] + h_prev @ p["U_f"] + p["b_f"])
+    o = torch.sigmoid(x @ p["W_o"] + h_prev @ p["U_o"] + p["b_o"])
+    c_tilde = torch.tanh(x @ p["W_c"] + h_prev @ p["U_c"] + p["b_c"])
+    e = torch.softmax(x @ p["W_e"] + h_prev @ p["U_e"] + p["b_e"], dim=-1)  # [B, M] over the slots
+    m = torch.einsum("bk,bkh->bh", e, memory_prev)  # Σ_k e_k memory_prev[:, k]
+    c = f * (m + x @ p["W_m"]) + i * c_tilde
+    h = o * torch.tanh(c)
+    memory = torch.cat([c[:, None, :], memory_prev[:, :-1, :]], dim=1)  # newest first
+    return h, c, memory
+
+
+def memory_lstm_unroll(x, h0, memory0, p):
+    """``T`` steps over ``x [B, T, D]``: ``h [B, T, H]``, ``c [B, T, H]`` and the final ``memory [B, M, H]``."""
+    h, memory = h0, memory0
+    hs, cs = [], []
+    for t in range(x.shape[1]):
+        h, c, memory = memory_lstm_step(x[:, t], h, memory, p)
+        hs.append(h)
+        cs.append(c)
+    return torch.stack(hs, dim=1), torch.stack(cs, dim=1), memory
+
+
+def run(case: str, tensors: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """The adapter: given inputs, params, state and cotangents, return outputs and grads."""
+    torch_dtype = DTYPES[dtype]
+    leaves = {
+        k: torch.tensor(v, dtype=torch_dtype, requires_grad=True)
+        for k, v in tensors.items()
+        if k.split("/")[0] in ("inputs", "params", "state")
+    }
+    p = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
+    if case.startswith("memory_lstm/step/"):
+        h, c, memory = memory_lstm_step(leaves["inputs/x"], leaves["state/h_prev"], leaves["state/memory_prev"], p)
+    else:
+        h, c, memory = memory_lstm_unroll(leaves["inputs/x"], leaves["state/h0"], leaves["state/memory0"], p)
+    outputs = {"h": h, "c": c, "memory": memory}
+    # The golden grads are the vector-Jacobian product with the given cotangents.
+    loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
+    result.update({f"grads/{k}": g.numpy() for k, g in zip(leaves, grads)})
+    return result
