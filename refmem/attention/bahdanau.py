@@ -1,0 +1,547 @@
+"""SPEC §2: the Bahdanau attention decoder of datalogue/keras-attention, equations 1-8.
+
+The layer ``AttentionDecoder`` reads annotations ``h [B, T, D]`` (usually the
+outputs of a bidirectional encoder) and runs exactly ``T`` decoder steps. Its
+recurrent state is the pair ``(y_{t-1}, s_{t-1})``: the previous step's full
+softmax output and the GRU-like hidden state.
+
+    s_0 = tanh(h[:, 0] @ W_s),  y_0 = 0
+    for t = 1..T:
+      (1) e_tj = tanh(s_{t-1} @ W_a + h_j @ U_a + b_a) · V_a
+      (2) α_tj = softmax_j(e_tj)
+      (3) c_t  = Σ_j α_tj h_j
+      (4) r_t  = σ(y_{t-1} @ W_r + s_{t-1} @ U_r + c_t @ C_r + b_r)
+      (5) z_t  = σ(y_{t-1} @ W_z + s_{t-1} @ U_z + c_t @ C_z + b_z)
+      (6) p_t  = tanh(y_{t-1} @ W_p + (r_t ∘ s_{t-1}) @ U_p + c_t @ C_p + b_p)
+      (7) s_t  = (1 - z_t) ∘ s_{t-1} + z_t ∘ p_t
+      (8) y_t  = softmax(y_{t-1} @ W_o + s_* @ U_o + c_t @ C_o + b_o)
+
+``output_state="previous"`` takes ``s_* = s_{t-1}`` (the original repository,
+seed 002); ``"current"`` takes ``s_* = s_t`` (seed 001, the paper's eq. 4).
+
+Public pairs (pure functions, no hidden state):
+
+* :func:`decoder_step_forward` / :func:`decoder_step_backward`: one step ``t``;
+* :func:`decoder_forward` / :func:`decoder_backward`: ``T`` steps with
+  backpropagation through time, including through the fed-back ``y_{t-1}`` and
+  through ``s_0 = tanh(h[:, 0] @ W_s)``;
+* :func:`init_params`: keras-attention's initialisers.
+
+The derivation of every backward line is in ``docs/derivations/attention.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import xp as rx
+
+__all__ = [
+    "OUTPUT_STATES",
+    "PARAM_NAMES",
+    "DecoderParams",
+    "DecoderOutput",
+    "StepCache",
+    "StepGrads",
+    "DecoderCache",
+    "DecoderGrads",
+    "init_params",
+    "param_shapes",
+    "check_params",
+    "attention_weights",
+    "attention_weights_backward",
+    "decoder_step_forward",
+    "decoder_step_backward",
+    "decoder_forward",
+    "decoder_backward",
+]
+
+#: The two readings of equation 8 (SPEC §2, option ``output_state``).
+OUTPUT_STATES = ("previous", "current")
+
+
+class DecoderParams(NamedTuple):
+    """The 21 parameters of SPEC §2, named as there (``D`` input, ``H`` units, ``K`` outputs).
+
+    Attention (eq. 1): ``V_a [H]``, ``W_a [H, H]``, ``U_a [D, H]``, ``b_a [H]``.
+    Reset gate (eq. 4): ``W_r [K, H]``, ``U_r [H, H]``, ``C_r [D, H]``, ``b_r [H]``.
+    Update gate (eq. 5): ``W_z [K, H]``, ``U_z [H, H]``, ``C_z [D, H]``, ``b_z [H]``.
+    Proposal (eq. 6): ``W_p [K, H]``, ``U_p [H, H]``, ``C_p [D, H]``, ``b_p [H]``.
+    Output (eq. 8): ``W_o [K, K]``, ``U_o [H, K]``, ``C_o [D, K]``, ``b_o [K]``.
+    Initial state: ``W_s [D, H]``.
+
+    The same type holds gradients (one field per parameter, same shapes).
+    """
+
+    V_a: Any
+    W_a: Any
+    U_a: Any
+    b_a: Any
+    W_r: Any
+    U_r: Any
+    C_r: Any
+    b_r: Any
+    W_z: Any
+    U_z: Any
+    C_z: Any
+    b_z: Any
+    W_p: Any
+    U_p: Any
+    C_p: Any
+    b_p: Any
+    W_o: Any
+    U_o: Any
+    C_o: Any
+    b_o: Any
+    W_s: Any
+
+
+#: Parameter names in SPEC order.
+PARAM_NAMES: tuple[str, ...] = DecoderParams._fields
+
+
+def param_shapes(D: int, H: int, K: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every parameter's shape and its spelling in SPEC's letters."""
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {
+        "V_a": ((H,), "(H,)"),
+        "W_a": ((H, H), "(H, H)"),
+        "U_a": ((D, H), "(D, H)"),
+        "b_a": ((H,), "(H,)"),
+    }
+    for g in "rzp":
+        shapes[f"W_{g}"] = ((K, H), "(K, H)")
+        shapes[f"U_{g}"] = ((H, H), "(H, H)")
+        shapes[f"C_{g}"] = ((D, H), "(D, H)")
+        shapes[f"b_{g}"] = ((H,), "(H,)")
+    shapes.update(
+        W_o=((K, K), "(K, K)"),
+        U_o=((H, K), "(H, K)"),
+        C_o=((D, K), "(D, K)"),
+        b_o=((K,), "(K,)"),
+        W_s=((D, H), "(D, H)"),
+    )
+    return shapes
+
+
+def check_params(params: DecoderParams, D: int) -> tuple[int, int]:
+    """Refuse parameters of the wrong shape (:class:`refmem.xp.ShapeError`); return ``(H, K)``.
+
+    ``H`` is read from ``W_a``'s rows and ``K`` from ``W_o``'s rows, then every
+    parameter is checked against SPEC §2's shapes.
+    """
+    if not isinstance(params, DecoderParams):
+        raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
+    rx.check_array("W_a", params.W_a, (None, None), "(H, H)")
+    rx.check_array("W_o", params.W_o, (None, None), "(K, K)")
+    H, K = int(params.W_a.shape[0]), int(params.W_o.shape[0])
+    for name, (shape, symbols) in param_shapes(D, H, K).items():
+        rx.check_array(name, getattr(params, name), shape, symbols)
+    return H, K
+
+
+# ----------------------------------------------------------------------------- initialisers
+
+
+def _glorot_uniform(sampler: rx.Sampler, shape: tuple[int, ...]) -> Any:
+    # Keras 2 (the keras-attention era) ``_compute_fans``: a matrix has fan_in = rows,
+    # fan_out = columns; any other rank uses fan_in = fan_out = sqrt(prod(shape)).
+    if len(shape) == 2:
+        fan_in, fan_out = shape
+    else:
+        n = 1
+        for d in shape:
+            n *= d
+        fan_in = fan_out = n**0.5
+    limit = (6.0 / (fan_in + fan_out)) ** 0.5
+    return sampler.uniform(shape, -limit, limit)
+
+
+def _orthogonal(xp: Any, sampler: rx.Sampler, shape: tuple[int, int]) -> Any:
+    # Keras ``Orthogonal(gain=1)``: the SVD of a standard normal draw; ``u`` when it has
+    # the matrix's shape (rows ≥ columns), otherwise ``vᵀ`` (orthonormal rows).
+    a = sampler.normal(shape)
+    u, _, vh = xp.linalg.svd(a, full_matrices=False)
+    return u if tuple(u.shape) == tuple(shape) else vh
+
+
+def init_params(xp: Any, D: int, H: int, K: int, seed: int = 0) -> DecoderParams:
+    """Parameters initialised as keras-attention's ``AttentionDecoder.build`` does.
+
+    * ``V_a``, ``W_a``, ``U_a``: ``glorot_uniform`` (``kernel_initializer``), with
+      Keras 2's fans (``V_a [H]`` is a vector: fan_in = fan_out = sqrt(H), so the
+      limit is ``sqrt(3 / sqrt(H))``);
+    * every gate, output and ``W_s`` matrix: ``orthogonal`` (``recurrent_initializer``,
+      gain 1; the SVD of a standard normal draw);
+    * every bias: zeros.
+
+    Args:
+        xp: the array namespace to create the parameters in.
+        D, H, K: input width, units, output classes (SPEC §2).
+        seed: the draws come from ``refmem.xp.Sampler(xp, seed)``.
+    """
+    s = rx.Sampler(xp, seed)
+    shapes = param_shapes(D, H, K)
+    values: dict[str, Any] = {}
+    for name, (shape, _) in shapes.items():
+        if name.startswith("b_"):
+            values[name] = xp.zeros(shape, dtype=xp.float64)
+        elif name in ("V_a", "W_a", "U_a"):
+            values[name] = _glorot_uniform(s, shape)
+        else:
+            values[name] = _orthogonal(xp, s, shape)
+    return DecoderParams(**values)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _t(x: Any) -> Any:
+    """Transpose of the last two axes."""
+    xp = rx.namespace(x)
+    order = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return xp.permute_dims(x, order)
+
+
+def _mask_bool(mask: Any, B: int, T: int) -> Any:
+    """The mask ``[B, T]`` as a boolean array (``True``: attend); ``None`` stays ``None``."""
+    if mask is None:
+        return None
+    if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
+        raise rx.ShapeError(f"mask: expected an array, got {type(mask).__name__}")
+    xp = rx.namespace(mask)
+    given = tuple(int(d) for d in mask.shape)
+    if given != (B, T):
+        raise rx.ShapeError(f"mask: expected shape (B, T) = ({B}, {T}), got {given}")
+    if xp.isdtype(mask.dtype, "bool"):
+        return mask
+    if not xp.isdtype(mask.dtype, "real floating") and not xp.isdtype(mask.dtype, "integral"):
+        raise rx.ShapeError(f"mask: expected a bool, integer or real floating dtype, got {mask.dtype}")
+    return mask != 0
+
+
+def attention_weights(e: Any, mask: Any | None = None) -> Any:
+    """Equation 2: ``α = softmax_j(e)`` along the last axis, maximum subtracted first.
+
+    With a boolean ``mask`` (same shape as ``e``, ``True`` where attended) the
+    masked positions get weight exactly 0 and do not take part in the maximum or
+    the sum; a row with no attended position gets all-zero weights (a context of 0)
+    rather than NaN.
+    """
+    if mask is None:
+        return rx.softmax(e, axis=-1)
+    xp = rx.namespace(e)
+    re = rx.real_part(e)
+    lowest = xp.min(re, axis=-1, keepdims=True)
+    shift = xp.max(xp.where(mask, re, lowest), axis=-1, keepdims=True)
+    shifted = xp.where(mask, e - shift, xp.zeros_like(e))
+    ex = xp.where(mask, xp.exp(shifted), xp.zeros_like(e))
+    total = xp.sum(ex, axis=-1, keepdims=True)
+    empty = rx.real_part(total) == 0
+    return ex / xp.where(empty, xp.ones_like(total), total)
+
+
+def attention_weights_backward(d_alpha: Any, alpha: Any) -> Any:
+    """VJP of equation 2: ``d_e = α ∘ (d_α - Σ_j d_α ∘ α)`` (0 wherever ``α`` is 0 by the mask)."""
+    return rx.softmax_backward(d_alpha, alpha, axis=-1)
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+class StepCache(NamedTuple):
+    """What one step keeps for its backward (``B`` batch, ``T`` annotations).
+
+    ``y_in [B, K]`` (``y_{t-1}``), ``s_prev [B, H]`` (``s_{t-1}``), ``h [B, T, D]``,
+    ``att [B, T, H]`` (``tanh(s_{t-1} @ W_a + h @ U_a + b_a)``), ``alpha [B, T]``,
+    ``c [B, D]``, ``r, z, p [B, H]``, ``rs [B, H]`` (``r_t ∘ s_{t-1}``), ``s [B, H]``
+    (``s_t``), ``s_out [B, H]`` (``s_*`` of eq. 8), ``y [B, K]``, ``params``,
+    ``output_state``.
+    """
+
+    y_in: Any
+    s_prev: Any
+    h: Any
+    att: Any
+    alpha: Any
+    c: Any
+    r: Any
+    z: Any
+    p: Any
+    rs: Any
+    s: Any
+    s_out: Any
+    y: Any
+    params: DecoderParams
+    output_state: str
+
+
+class StepGrads(NamedTuple):
+    """Gradients of one step: ``y_in [B, K]``, ``s_prev [B, H]``, ``h [B, T, D]`` (through
+    the context, eq. 3), ``uh [B, T, H]`` (of ``h @ U_a + b_a``), and ``params``: a
+    :class:`DecoderParams` whose ``U_a``, ``b_a`` and ``W_s`` are ``None`` (a step does
+    not use them directly)."""
+
+    y_in: Any
+    s_prev: Any
+    h: Any
+    uh: Any
+    params: DecoderParams
+
+
+def decoder_step_forward(
+    y_in: Any,
+    s_prev: Any,
+    h: Any,
+    uh: Any,
+    params: DecoderParams,
+    output_state: str = "previous",
+    mask: Any | None = None,
+) -> tuple[tuple[Any, Any, Any], StepCache]:
+    """One decoder step, SPEC §2 equations 1-8.
+
+    Args:
+        y_in: ``[B, K]``, ``y_{t-1}`` (the previous softmax output or a teacher-forced one).
+        s_prev: ``[B, H]``, ``s_{t-1}``.
+        h: ``[B, T, D]``, the annotations.
+        uh: ``[B, T, H]``, ``h @ U_a + b_a`` (computed once per sequence).
+        params: :class:`DecoderParams`.
+        output_state: ``"previous"`` or ``"current"`` (which state eq. 8 reads).
+        mask: ``None`` or a boolean ``[B, T]`` (``True``: attended).
+    Returns:
+        ``(y_t [B, K], s_t [B, H], α_t [B, T])`` and a :class:`StepCache`.
+    """
+    xp = rx.namespace(y_in, s_prev, h, uh)
+    P = params
+    # (1) energies; the s_{t-1} @ W_a term is broadcast over the T annotations
+    att = xp.tanh((s_prev @ P.W_a)[:, None, :] + uh)  # [B, T, H]
+    e = xp.sum(att * P.V_a, axis=-1)  # [B, T]
+    # (2) weights, (3) context
+    alpha = attention_weights(e, mask)
+    c = (alpha[:, None, :] @ h)[:, 0, :]  # [B, D]
+    # (4)-(7) the GRU-like state update
+    r = rx.sigmoid(y_in @ P.W_r + s_prev @ P.U_r + c @ P.C_r + P.b_r)
+    z = rx.sigmoid(y_in @ P.W_z + s_prev @ P.U_z + c @ P.C_z + P.b_z)
+    rs = r * s_prev
+    p = xp.tanh(y_in @ P.W_p + rs @ P.U_p + c @ P.C_p + P.b_p)
+    s = (1.0 - z) * s_prev + z * p
+    # (8) the output distribution
+    s_out = s_prev if output_state == "previous" else s
+    y = rx.softmax(y_in @ P.W_o + s_out @ P.U_o + c @ P.C_o + P.b_o, axis=-1)
+    cache = StepCache(y_in, s_prev, h, att, alpha, c, r, z, p, rs, s, s_out, y, P, output_state)
+    return (y, s, alpha), cache
+
+
+def decoder_step_backward(d_y: Any, d_s: Any, d_alpha: Any | None, cache: StepCache) -> StepGrads:
+    """Vector-Jacobian product of :func:`decoder_step_forward`.
+
+    Args:
+        d_y: ``[B, K]``, gradient of ``y_t`` (its own loss plus what the next step sends back).
+        d_s: ``[B, H]``, gradient of ``s_t``.
+        d_alpha: ``[B, T]`` or ``None``, gradient of ``α_t``.
+    Returns:
+        :class:`StepGrads`.
+    """
+    xp = rx.namespace(d_y, d_s)
+    C = cache
+    P = C.params
+    # (8) y = softmax(o): do = y ∘ (dy - Σ dy ∘ y)
+    d_o = rx.softmax_backward(d_y, C.y, axis=-1)
+    d_y_in = d_o @ _t(P.W_o)
+    d_c = d_o @ _t(P.C_o)
+    d_s_out = d_o @ _t(P.U_o)
+    g_W_o, g_U_o, g_C_o, g_b_o = _t(C.y_in) @ d_o, _t(C.s_out) @ d_o, _t(C.c) @ d_o, xp.sum(d_o, axis=0)
+    if C.output_state == "current":
+        d_s = d_s + d_s_out
+        d_s_prev = xp.zeros_like(d_s_out)
+    else:
+        d_s_prev = d_s_out
+    # (7) s = (1 - z) s_prev + z p
+    d_z = d_s * (C.p - C.s_prev)
+    d_p = d_s * C.z
+    d_s_prev = d_s_prev + d_s * (1.0 - C.z)
+    # (6) p = tanh(y_in W_p + (r s_prev) U_p + c C_p + b_p)
+    d_pp = d_p * (1.0 - C.p * C.p)
+    d_rs = d_pp @ _t(P.U_p)
+    d_r = d_rs * C.s_prev
+    d_s_prev = d_s_prev + d_rs * C.r
+    d_y_in = d_y_in + d_pp @ _t(P.W_p)
+    d_c = d_c + d_pp @ _t(P.C_p)
+    g_W_p, g_U_p, g_C_p, g_b_p = _t(C.y_in) @ d_pp, _t(C.rs) @ d_pp, _t(C.c) @ d_pp, xp.sum(d_pp, axis=0)
+    # (5) z = σ(...)
+    d_zz = d_z * C.z * (1.0 - C.z)
+    d_y_in = d_y_in + d_zz @ _t(P.W_z)
+    d_s_prev = d_s_prev + d_zz @ _t(P.U_z)
+    d_c = d_c + d_zz @ _t(P.C_z)
+    g_W_z, g_U_z, g_C_z, g_b_z = _t(C.y_in) @ d_zz, _t(C.s_prev) @ d_zz, _t(C.c) @ d_zz, xp.sum(d_zz, axis=0)
+    # (4) r = σ(...)
+    d_rr = d_r * C.r * (1.0 - C.r)
+    d_y_in = d_y_in + d_rr @ _t(P.W_r)
+    d_s_prev = d_s_prev + d_rr @ _t(P.U_r)
+    d_c = d_c + d_rr @ _t(P.C_r)
+    g_W_r, g_U_r, g_C_r, g_b_r = _t(C.y_in) @ d_rr, _t(C.s_prev) @ d_rr, _t(C.c) @ d_rr, xp.sum(d_rr, axis=0)
+    # (3) c = Σ_j α_j h_j
+    d_alpha_c = (C.h @ d_c[:, :, None])[:, :, 0]  # [B, T]
+    d_alpha = d_alpha_c if d_alpha is None else d_alpha + d_alpha_c
+    d_h = C.alpha[:, :, None] * d_c[:, None, :]  # [B, T, D]
+    # (2) α = softmax(e)
+    d_e = attention_weights_backward(d_alpha, C.alpha)  # [B, T]
+    # (1) e = tanh(s_prev W_a + uh) · V_a
+    g_V_a = xp.sum(xp.reshape(d_e[:, :, None] * C.att, (-1, C.att.shape[-1])), axis=0)
+    d_pre = (d_e[:, :, None] * P.V_a) * (1.0 - C.att * C.att)  # [B, T, H]
+    d_sw = xp.sum(d_pre, axis=1)  # [B, H]
+    g_W_a = _t(C.s_prev) @ d_sw
+    d_s_prev = d_s_prev + d_sw @ _t(P.W_a)
+    grads = DecoderParams(
+        V_a=g_V_a, W_a=g_W_a, U_a=None, b_a=None,
+        W_r=g_W_r, U_r=g_U_r, C_r=g_C_r, b_r=g_b_r,
+        W_z=g_W_z, U_z=g_U_z, C_z=g_C_z, b_z=g_b_z,
+        W_p=g_W_p, U_p=g_U_p, C_p=g_C_p, b_p=g_b_p,
+        W_o=g_W_o, U_o=g_U_o, C_o=g_C_o, b_o=g_b_o,
+        W_s=None,
+    )
+    return StepGrads(d_y_in, d_s_prev, d_h, d_pre, grads)
+
+
+# ----------------------------------------------------------------------------- the decoder over T steps
+
+
+class DecoderOutput(NamedTuple):
+    """``y [B, T, K]`` (eq. 8), ``alpha [B, T, T]`` (``alpha[:, t, j] = α_tj``, eq. 2),
+    ``s [B, T, H]`` (``s_1 .. s_T``, eq. 7)."""
+
+    y: Any
+    alpha: Any
+    s: Any
+
+
+class DecoderCache(NamedTuple):
+    """``h [B, T, D]``, ``s0 [B, H]`` (``s_0``), ``steps``: one :class:`StepCache` per step,
+    ``teacher``: whether ``y_prev`` was given, ``params``."""
+
+    h: Any
+    s0: Any
+    steps: tuple
+    teacher: bool
+    params: DecoderParams
+
+
+class DecoderGrads(NamedTuple):
+    """``h [B, T, D]``; ``y_prev [B, T, K]`` (``None`` without teacher forcing);
+    ``params``: a :class:`DecoderParams` of gradients."""
+
+    h: Any
+    y_prev: Any
+    params: DecoderParams
+
+
+def decoder_forward(
+    h: Any,
+    params: DecoderParams,
+    output_state: str = "previous",
+    mask: Any | None = None,
+    y_prev: Any | None = None,
+) -> tuple[DecoderOutput, DecoderCache]:
+    """The whole ``AttentionDecoder`` over ``T`` steps (SPEC §2).
+
+    Args:
+        h: ``[B, T, D]`` annotations.
+        params: :class:`DecoderParams` (see :func:`init_params`).
+        output_state: ``"previous"`` (``s_* = s_{t-1}`` in eq. 8, the original repository)
+            or ``"current"`` (``s_* = s_t``, the paper).
+        mask: optional ``[B, T]`` over the annotations, bool or 0/1 (nonzero: attended);
+            masked annotations get weight exactly 0.
+        y_prev: optional ``[B, T, K]`` for teacher forcing: step ``t`` (0-based) reads
+            ``y_prev[:, t]`` as its ``y_{t-1}`` instead of the fed-back output (usually
+            ``y_prev[:, 0] = 0`` and ``y_prev[:, t] = target[:, t-1]``).
+    Returns:
+        :class:`DecoderOutput` and a :class:`DecoderCache`.
+    """
+    if output_state not in OUTPUT_STATES:
+        raise ValueError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
+    rx.check_array("h", h, (None, None, None), "(B, T, D)")
+    B, T, D = (int(d) for d in h.shape)
+    H, K = check_params(params, D)
+    if y_prev is not None:
+        rx.check_array("y_prev", y_prev, (B, T, K), "(B, T, K)")
+    m = _mask_bool(mask, B, T)
+    xp = rx.namespace(h, *params)
+    P = params
+    s = xp.tanh(h[:, 0, :] @ P.W_s)  # s_0
+    s0 = s
+    y = xp.zeros((B, K), dtype=h.dtype)  # y_0
+    uh = h @ P.U_a + P.b_a  # [B, T, H], once per sequence
+    ys, alphas, ss, steps = [], [], [], []
+    for t in range(T):
+        y_in = y if y_prev is None else y_prev[:, t, :]
+        (y, s, alpha), cache = decoder_step_forward(y_in, s, h, uh, P, output_state, m)
+        ys.append(y)
+        alphas.append(alpha)
+        ss.append(s)
+        steps.append(cache)
+    out = DecoderOutput(xp.stack(ys, axis=1), xp.stack(alphas, axis=1), xp.stack(ss, axis=1))
+    return out, DecoderCache(h, s0, tuple(steps), y_prev is not None, P)
+
+
+def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cache: DecoderCache) -> DecoderGrads:
+    """Backpropagation through time of :func:`decoder_forward`.
+
+    Args:
+        d_y: ``[B, T, K]`` or ``None`` (zero), gradient of the outputs ``y``.
+        d_alpha: ``[B, T, T]`` or ``None``, gradient of the attention weights.
+        d_s: ``[B, T, H]`` or ``None``, gradient of the states.
+    Returns:
+        :class:`DecoderGrads`: the annotations ``h`` (through ``U_a``, the contexts and
+        ``s_0``), ``y_prev`` when teacher-forced, and every parameter.
+
+    Walking ``t = T..1``: the step receives ``d_y_t`` (its own cotangent plus, without
+    teacher forcing, the ``y_{t-1}`` gradient of step ``t+1``) and ``d_s_t`` (its own
+    plus the ``s_{t-1}`` gradient of step ``t+1``). Afterwards ``uh = h @ U_a + b_a``
+    and ``s_0 = tanh(h[:, 0] @ W_s)`` are differentiated once.
+    """
+    C = cache
+    P = C.params
+    h = C.h
+    xp = rx.namespace(h)
+    B, T, D = (int(d) for d in h.shape)
+    H, K = int(P.W_a.shape[0]), int(P.W_o.shape[0])
+    zeros_y = xp.zeros((B, K), dtype=h.dtype)
+    zeros_s = xp.zeros((B, H), dtype=h.dtype)
+    carry_y = zeros_y  # d y_t arriving from step t+1
+    carry_s = zeros_s  # d s_t arriving from step t+1
+    acc: dict[str, Any] = {}
+    d_h = xp.zeros(h.shape, dtype=h.dtype)
+    d_uh = xp.zeros((B, T, H), dtype=h.dtype)
+    d_y_prev: list[Any] = [None] * T
+    for t in reversed(range(T)):
+        dy_t = carry_y if d_y is None else d_y[:, t, :] + carry_y
+        ds_t = carry_s if d_s is None else d_s[:, t, :] + carry_s
+        da_t = None if d_alpha is None else d_alpha[:, t, :]
+        g = decoder_step_backward(dy_t, ds_t, da_t, C.steps[t])
+        d_h = d_h + g.h
+        d_uh = d_uh + g.uh
+        for name, value in zip(PARAM_NAMES, g.params):
+            if value is not None:
+                acc[name] = value if name not in acc else acc[name] + value
+        carry_s = g.s_prev
+        if C.teacher:
+            d_y_prev[t] = g.y_in
+        else:
+            carry_y = g.y_in
+    # uh = h @ U_a + b_a
+    h2 = xp.reshape(h, (B * T, D))
+    duh2 = xp.reshape(d_uh, (B * T, H))
+    acc["U_a"] = _t(h2) @ duh2
+    acc["b_a"] = xp.sum(duh2, axis=0)
+    d_h = d_h + d_uh @ _t(P.U_a)
+    # s_0 = tanh(h[:, 0] @ W_s)
+    d_s0 = carry_s * (1.0 - C.s0 * C.s0)
+    h0 = h[:, 0, :]
+    acc["W_s"] = _t(h0) @ d_s0
+    d_h0 = d_s0 @ _t(P.W_s)
+    if T > 1:
+        d_h = d_h + xp.concat([d_h0[:, None, :], xp.zeros((B, T - 1, D), dtype=h.dtype)], axis=1)
+    else:
+        d_h = d_h + d_h0[:, None, :]
+    grads = DecoderParams(**{name: acc[name] for name in PARAM_NAMES})
+    y_prev_grad = xp.stack(d_y_prev, axis=1) if C.teacher else None
+    return DecoderGrads(d_h, y_prev_grad, grads)
