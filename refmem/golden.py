@@ -298,11 +298,14 @@ def export(
     cases: Sequence[catalogue.Case] | None = None,
     seed: int = SEED,
     on_case: Callable[[str], None] | None = None,
+    merge: bool = False,
 ) -> dict:
     """Write every case (all catalogue cases by default) and the manifest and README.
 
-    Deterministic: exporting twice gives byte-identical files. Files of cases that
-    are no longer exported are removed from ``directory``. Returns the manifest.
+    Deterministic: exporting twice gives byte-identical files. With ``merge``, the
+    entries of an existing manifest for cases not exported now are kept (after
+    their integrity is checked); otherwise files of cases that are not exported
+    are removed from ``directory``. Returns the manifest.
     """
     root = Path(directory)
     chosen = list(catalogue.cases()) if cases is None else list(cases)
@@ -312,6 +315,13 @@ def export(
         "cases": {},
     }
     written = set()
+    if merge and (root / "manifest.json").exists():
+        old = read_manifest(root)
+        fresh = {c.name for c in chosen}
+        for name in sorted(set(old["cases"]) - fresh):
+            load(name, root, old)  # refuse to carry over a damaged case
+            manifest["cases"][name] = old["cases"][name]
+            written.add((root / old["cases"][name]["file"]).resolve())
     for case in chosen:
         tensors = reference(case, seed)
         f32 = float32_run(case, tensors)
@@ -330,6 +340,7 @@ def export(
                 if parent == root or not parent.is_dir() or any(parent.iterdir()):
                     break
                 parent.rmdir()
+    manifest["cases"] = dict(sorted(manifest["cases"].items()))
     (root / "manifest.json").write_text(_dumps(manifest), encoding="utf-8")
     (root / "README.md").write_text(render_readme(manifest), encoding="utf-8")
     return manifest

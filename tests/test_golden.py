@@ -394,3 +394,17 @@ def test_verify_passes_config_when_asked(exported, tmp_path):
     assert golden.verify(adapter, "float32", exported).passed
     mod = __import__("sys").modules[adapter.function.__module__]
     assert mod.SEEN == [{}]
+
+
+def test_export_of_one_module_keeps_the_others(exported, tmp_path):
+    d = _copy(exported, tmp_path / "g")
+    before = {p.relative_to(d): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert main(["golden", "export", "--dir", str(d), "--module", "primitives"]) == 0
+    after = {p.relative_to(d): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert after == before  # deterministic, and nothing of the other modules dropped
+    path = d / "primitives/tanh/default.safetensors"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0x01]))
+    name = next(c.name for c in catalogue.cases() if c.module != "primitives")
+    with pytest.raises(golden.IntegrityError, match="primitives/tanh/default"):
+        golden.export(d, [catalogue.get_case(name)], merge=True)

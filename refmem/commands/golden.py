@@ -23,7 +23,7 @@ def add_arguments(p: ArgumentParser) -> None:
     e = sub.add_parser("export", help="write golden/<module>/<function>/<variant>.safetensors, manifest.json, README.md")
     e.add_argument("--dir", default="golden", help="output directory (default golden)")
     e.add_argument("--module", action="append", metavar="NAME",
-                   help="export only this module (repeatable; the manifest then lists only these)")
+                   help="re-export only this module (repeatable); the other cases of an existing manifest are kept")
     c = sub.add_parser("check", help="recompute every golden case and compare (never writes)")
     c.add_argument("--dir", default="golden", help="golden directory (default golden)")
     c.add_argument("--module", action="append", metavar="NAME", help="check only this module (repeatable)")
@@ -50,7 +50,8 @@ def run(args: Namespace) -> int:
 
             cases = catalogue.cases(args.module)
             bar = Progress(len(cases), label="golden export")
-            manifest = golden.export(args.dir, cases, on_case=lambda name: bar.update(1, name))
+            manifest = golden.export(args.dir, cases, on_case=lambda name: bar.update(1, name),
+                                     merge=bool(args.module))
             bar.close()
             print(f"wrote {len(manifest['cases'])} cases to {args.dir}/ in {time.perf_counter() - t0:.1f} s")
             for module in sorted({n.split('/')[0] for n in manifest["cases"]}):
