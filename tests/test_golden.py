@@ -408,3 +408,24 @@ def test_export_of_one_module_keeps_the_others(exported, tmp_path):
     name = next(c.name for c in catalogue.cases() if c.module != "primitives")
     with pytest.raises(golden.IntegrityError, match="primitives/tanh/default"):
         golden.export(d, [catalogue.get_case(name)], merge=True)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_refmem_under_torch_passes_every_committed_case(dtype):
+    """Another backend's rounding (torch kernels) stays inside the tolerances of every case."""
+    pytest.importorskip("torch")
+    from refmem import xp as rx
+
+    xp = rx.backend("torch")
+    manifest = golden.read_manifest(COMMITTED)
+    for name in manifest["cases"]:
+        case = catalogue.get_case(name)
+        g = golden.load(name, COMMITTED, manifest)
+        given = g.given(dtype)
+        arrays = {k: rx.from_numpy(xp, v) for k, v in given.items() if not k.startswith("cotangents/")}
+        cot = {k[len("cotangents/"):]: rx.from_numpy(xp, v) for k, v in given.items() if k.startswith("cotangents/")}
+        results = {f"outputs/{k}": v for k, v in case.forward(arrays).outputs.items()}
+        results.update({f"grads/{k}": v for k, v in case.backward(arrays, cot).items()})
+        report = golden.compare(g, results, dtype)
+        assert report.passed, report.table(only_failures=True)
+        assert all(r.dtype == dtype for r in report.rows), name
