@@ -28,6 +28,7 @@ FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_pass
 #: adapter module, framework it needs, cases it must cover (at least).
 EXAMPLES = [
     ("torch_attention", "torch", ["attention/bahdanau_decoder/previous", "attention/bahdanau_decoder/current"]),
+    ("torch_luong", "torch", ["attention/luong_concat/local_p", "attention/luong_location/local_m"]),
     ("torch_memory_lstm", "torch", ["memory_lstm/step/default", "memory_lstm/unroll/default"]),
     ("torch_dnc", "torch", ["dnc/access_step/deepmind", "dnc/access_step/paper"]),
     ("jax_dnc", "jax", ["dnc/access_step/deepmind", "dnc/access_step/paper"]),
