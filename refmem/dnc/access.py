@@ -88,7 +88,7 @@ def interface_layout(cfg: AccessConfig) -> list[tuple[str, tuple[int, ...], str]
 
 
 def interface_size(cfg: AccessConfig) -> int:
-    """Width ``I`` of the interface: ``3 nw W + nw + 2 nw + R (1 + 2nw) + R W + 2 R``."""
+    """Width ``I`` of the interface: ``3 nw W + 3 nw + R (1 + 2nw) + R W + 2 R`` (the paper's ``W R + 3W + 5R + 3`` for ``nw = 1``)."""
     total = 0
     for _, shape, _ in interface_layout(cfg):
         n = 1
