@@ -158,8 +158,14 @@ class UnrollGrads(NamedTuple):
 
 
 def _check_dtype(name: str, a: Any, dtype: Any) -> None:
-    if a.dtype != dtype:
-        raise rx.ShapeError(f"{name}: expected dtype {dtype} (the dtype of x), got {a.dtype}")
+    """Refuse a precision other than that of ``x`` (float32 with float64, ...).
+
+    Real and complex of one precision mix (float64 with complex128), so that a
+    complex step may perturb one argument only.
+    """
+    xp = rx.namespace(a)
+    if a.dtype != dtype and xp.finfo(a.dtype).bits != xp.finfo(dtype).bits:
+        raise rx.ShapeError(f"{name}: expected the precision of x ({dtype}), got {a.dtype}")
 
 
 def _check_params(params: Any, D: int, H: int, M: int, dtype: Any) -> None:
@@ -360,14 +366,14 @@ def unroll_forward(x: Any, params: Params, h0: Any = None, memory0: Any = None) 
     xp = rx.namespace(x)
     if not isinstance(params, Params):
         raise rx.ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
-    rx.check_array("W_i", params.W_i, (D, None), "(D, H)")
-    H = int(params.W_i.shape[1])
-    rx.check_array("W_e", params.W_e, (D, None), "(D, M)")
-    M = int(params.W_e.shape[1])
+    # H and M: from the given initial state, else from W_i and W_e (checked against each other below)
     if h0 is None:
-        h0 = xp.zeros((B, H), dtype=x.dtype)
+        rx.check_array("W_i", params.W_i, (D, None), "(D, H)")
+        h0 = xp.zeros((B, int(params.W_i.shape[1])), dtype=x.dtype)
+    rx.check_array("h0", h0, (B, None), "(B, H)")
     if memory0 is None:
-        memory0 = xp.zeros((B, M, H), dtype=x.dtype)
+        rx.check_array("W_e", params.W_e, (D, None), "(D, M)")
+        memory0 = xp.zeros((B, int(params.W_e.shape[1]), int(h0.shape[1])), dtype=x.dtype)
     _check_state(x, h0, memory0, "x", "h0", "memory0")
     _check_params(params, D, int(h0.shape[1]), int(memory0.shape[1]), x.dtype)
 
