@@ -249,9 +249,9 @@ def test_initial_state_gradients_by_central_differences():
     assert len(records) == 4 and all(r.passed for r in records), records
 
 
-def test_memory0_gradient_reaches_the_oldest_slot_only_through_attention():
-    """With ``T < M`` the last ``M - T`` initial slots survive into the final memory; their
-    gradient is the ``d_memory`` of the slot they moved to plus what attention read from them."""
+def test_memory0_gradient_in_closed_form_for_one_step():
+    """With ``T = 1``, slot ``k < M - 1`` of ``memory0`` moves to slot ``k + 1``: its gradient is that
+    slot's ``d_memory`` plus the attention read ``e_k f ∘ d_c``; the oldest slot gets the read only."""
     xp = rx.backend("numpy")
     params = _params(xp)
     x, h0, mem0 = _inputs(xp)
