@@ -81,6 +81,7 @@ __all__ = [
     "write_safetensors",
     "read_safetensors",
     "render_readme",
+    "case_notes",
 ]
 
 #: Version of the on-disk format (GOLDEN.md); bump it with a migration note.
@@ -342,7 +343,7 @@ def export(
                 parent.rmdir()
     manifest["cases"] = dict(sorted(manifest["cases"].items()))
     (root / "manifest.json").write_text(_dumps(manifest), encoding="utf-8")
-    (root / "README.md").write_text(render_readme(manifest), encoding="utf-8")
+    (root / "README.md").write_text(render_readme(manifest, case_notes(manifest)), encoding="utf-8")
     return manifest
 
 
@@ -622,7 +623,8 @@ def check(
     for name in sorted(stored - set(known)):
         report.problems.append(f"{name}: in the manifest, not in the catalogue")
     readme = root / "README.md"
-    if not modules and (not readme.exists() or readme.read_text(encoding="utf-8") != render_readme(manifest)):
+    if not modules and (not readme.exists() or readme.read_text(encoding="utf-8") != render_readme(manifest, case_notes(manifest))
+    ):
         report.problems.append(f"{readme} is missing or not the one generated from the manifest")
     for name in sorted(stored & set(known)):
         case = known[name]
@@ -782,8 +784,35 @@ def verify(
 # ----------------------------------------------------------------------------- README
 
 
-def render_readme(manifest: Mapping[str, Any]) -> str:
-    """``golden/README.md``, generated from the manifest."""
+def case_notes(manifest: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What an implementer must know beyond shapes, from the catalogue: stopped
+    gradients, non-differentiated inputs and how the inputs avoid kinks."""
+    known = {c.name: c for c in catalogue.cases()}
+    notes: dict[str, list[str]] = {}
+    for name in manifest["cases"]:
+        case = known.get(name)
+        if case is None:
+            continue
+        lines = []
+        if case.stopped:
+            lines.append(f"Stopped gradient: {_sentence(case.stopped)}")
+        if case.nondiff:
+            lines.append("Not differentiated (no grads): " + ", ".join(f"`{n}`" for n in sorted(case.nondiff)) + ".")
+        if case.kinks:
+            lines.append(f"Inputs avoid kinks: {_sentence(case.kinks)}")
+        if lines:
+            notes[name] = lines
+    return notes
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    return text if text.endswith(".") else text + "."
+
+
+def render_readme(manifest: Mapping[str, Any], notes: Mapping[str, Sequence[str]] | None = None) -> str:
+    """``golden/README.md``, generated from the manifest (and ``notes`` per case, see :func:`case_notes`)."""
+    notes = notes or {}
     cases = manifest["cases"]
     lines = [
         "# Golden tensors",
@@ -817,6 +846,8 @@ def render_readme(manifest: Mapping[str, Any]) -> str:
             "",
             f"{c['spec']}; forward `{c['function']}`; file `{c['file']}`; seed {c['seed']}.",
         ]
+        for note in notes.get(name, ()):
+            lines.append(note)
         if c["config"]:
             lines.append("Config: " + ", ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in sorted(c["config"].items())) + ".")
         lines += [

@@ -120,7 +120,7 @@ def test_transposed_view_round_trips(tmp_path):
 def test_readme_lists_every_case_tensor_and_shape(exported):
     text = (exported / "README.md").read_text()
     manifest = golden.read_manifest(exported)
-    assert text == golden.render_readme(manifest)
+    assert text == golden.render_readme(manifest, golden.case_notes(manifest))
     for name, entry in manifest["cases"].items():
         assert f"## {name}" in text and entry["spec"] in text
         for t, d in entry["tensors"].items():
