@@ -181,6 +181,9 @@ def reference(case: catalogue.Case, seed: int = SEED) -> dict[str, np.ndarray]:
     xp = rx.backend("numpy")
     arrays = case.draw(xp, seed)
     out: dict[str, np.ndarray] = {k: _host(v) for k, v in arrays.items()}
+    for k, v in out.items():
+        if _is_float(v) and (v.dtype != np.float64 or not np.array_equal(v.astype(np.float32).astype(np.float64), v)):
+            raise GoldenError(f"{case.name}: sampled {k} is not float32-representable float64 (GOLDEN.md)")
     outputs = {k: _host(v) for k, v in case.forward(arrays).outputs.items()}
     for k, v in outputs.items():
         if not np.all(np.isfinite(v)):

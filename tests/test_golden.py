@@ -429,3 +429,33 @@ def test_refmem_under_torch_passes_every_committed_case(dtype):
         report = golden.compare(g, results, dtype)
         assert report.passed, report.table(only_failures=True)
         assert all(r.dtype == dtype for r in report.rows), name
+
+
+def _toy_case(sample_value, hard_float64=False):
+    from refmem import xp as rx
+
+    def sample(xp, seed, sizes):
+        return {"inputs/x": xp.asarray(np.array([[sample_value, 0.5]]))}
+
+    def forward(arrays, frozen=None):
+        x = arrays["inputs/x"]
+        if hard_float64:
+            x = x * rx.namespace(x).asarray(np.ones((1, 2)))  # promotes float32 to float64
+        return catalogue.Forward({"y": 2.0 * x})
+
+    def backward(arrays, cot):
+        return {"inputs/x": 2.0 * cot["y"]}
+
+    return catalogue.Case(name="primitives/toy/default", spec="SPEC §1 toy", function="toy", sample=sample,
+                          forward=forward, backward=backward)
+
+
+def test_export_refuses_inputs_that_float32_cannot_hold(tmp_path):
+    with pytest.raises(golden.GoldenError, match="primitives/toy/default.*inputs/x.*float32-representable"):
+        golden.export(tmp_path, [_toy_case(0.1)])
+    golden.export(tmp_path, [_toy_case(0.25)])
+
+
+def test_export_refuses_a_case_that_ignores_float32(tmp_path):
+    with pytest.raises(golden.GoldenError, match="primitives/toy/default.*float64 from float32"):
+        golden.export(tmp_path, [_toy_case(0.25, hard_float64=True)])
