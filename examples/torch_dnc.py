@@ -1,4 +1,6 @@
-"""One DNC memory-access step (SPEC §5, steps 1-10) in PyTorch, differentiated by autograd.
+"""The DNC (SPEC §5) in PyTorch, differentiated by autograd: one memory-access step
+(steps 1-10) and the whole core unrolled over a sequence (LSTM controller, deep
+controller with or without skip connections, output map, clipping).
 
 An independent implementation written from SPEC §5 (and the conventions table),
 not a call into refmem. Both conventions are covered: ``deepmind`` (softplus
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 #: The golden cases this adapter implements (fnmatch patterns).
-CASES = ["dnc/access_step/*"]
+CASES = ["dnc/access_step/*", "dnc/core_unroll/*"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS_COS = 1e-6  # SPEC §1 cosine similarity
@@ -120,22 +122,70 @@ def access_step(xi_in, W_xi, b_xi, state, nw, R, W, convention):
     return read_vectors, new_state
 
 
+ACCESS_STATE = ("memory", "read_weights", "write_weights", "link", "precedence", "usage")
+
+
+def lstm_step(inp, h, c, W, b, forget_bias=1.0):
+    """Sonnet's LSTM: ``gates = [inp ; h] @ W + b`` split as ``i, j, f, o``."""
+    i, j, f, o = torch.split(torch.cat([inp, h], -1) @ W + b, h.shape[-1], dim=-1)
+    c = torch.sigmoid(f + forget_bias) * c + torch.sigmoid(i) * torch.tanh(j)
+    return torch.tanh(c) * torch.sigmoid(o), c
+
+
+def core_unroll(x, p, state, cfg):
+    """SPEC §5 Core over ``x [B, T, D]``: ``y [B, T, Y]`` and ``read_vectors [B, T, R, W]``.
+
+    ``state`` holds the access state, ``read_vectors [B, R, W]`` and ``h1, c1, ...`` per
+    controller layer; ``cfg`` the case config (``convention``, ``layers``, ``skip``,
+    ``clip_value``, ``forget_bias``).
+    """
+    layers, skip = int(cfg.get("layers", 1)), bool(cfg.get("skip", True))
+    clip_value, forget_bias = float(cfg.get("clip_value", 0.0)), float(cfg.get("forget_bias", 1.0))
+
+    def clip(v):
+        return v.clamp(-clip_value, clip_value) if clip_value > 0 else v
+
+    access = {k: state[k] for k in ACCESS_STATE}
+    h = [state[f"h{l + 1}"] for l in range(layers)]
+    c = [state[f"c{l + 1}"] for l in range(layers)]
+    r = state["read_vectors"]
+    B, nw, _ = access["write_weights"].shape
+    R, W = r.shape[1], r.shape[2]
+    ys, rs = [], []
+    for t in range(x.shape[1]):
+        inp = torch.cat([x[:, t], r.reshape(B, R * W)], -1)  # [x_t ; flatten(r_{t-1})]
+        for l in range(layers):
+            layer_in = inp if l == 0 else (torch.cat([inp, h[l - 1]], -1) if skip else h[l - 1])
+            h_l, c_l = lstm_step(layer_in, h[l], c[l], p[f"W_lstm{l + 1}"], p[f"b_lstm{l + 1}"], forget_bias)
+            h[l], c[l] = clip(h_l), clip(c_l)
+        hc = clip(torch.cat(h, -1) if skip else h[-1])
+        r, access = access_step(hc, p["W_xi"], p["b_xi"], access, nw, R, W, cfg["convention"])
+        ys.append(clip(torch.cat([hc, r.reshape(B, R * W)], -1) @ p["W_y"] + p["b_y"]))
+        rs.append(r)
+    return {"y": torch.stack(ys, 1), "read_vectors": torch.stack(rs, 1)}
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
     """The adapter: given inputs, params, state and cotangents, return outputs and grads."""
     torch_dtype = DTYPES[dtype]
-    convention = (config or {}).get("convention") or case.split("/")[-1]
+    config = dict(config or {})
+    config.setdefault("convention", "paper" if "paper" in case.split("/")[-1] else "deepmind")
     leaves = {
         k: torch.tensor(v, dtype=torch_dtype, requires_grad=True)
         for k, v in tensors.items()
         if k.split("/")[0] in ("inputs", "params", "state")
     }
     state = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("state/")}
-    B, nw, N = state["write_weights"].shape
-    R, W = state["read_weights"].shape[1], state["memory"].shape[2]
-    read_vectors, new_state = access_step(
-        leaves["inputs/controller_output"], leaves["params/W_xi"], leaves["params/b_xi"], state, nw, R, W, convention
-    )
-    outputs = {"read_vectors": read_vectors, **new_state}
+    params = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
+    if case.startswith("dnc/core_unroll/"):
+        outputs = core_unroll(leaves["inputs/x"], params, state, config)
+    else:
+        B, nw, N = state["write_weights"].shape
+        R, W = state["read_weights"].shape[1], state["memory"].shape[2]
+        read_vectors, new_state = access_step(
+            leaves["inputs/controller_output"], params["W_xi"], params["b_xi"], state, nw, R, W, config["convention"]
+        )
+        outputs = {"read_vectors": read_vectors, **new_state}
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}

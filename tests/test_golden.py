@@ -459,3 +459,16 @@ def test_export_refuses_inputs_that_float32_cannot_hold(tmp_path):
 def test_export_refuses_a_case_that_ignores_float32(tmp_path):
     with pytest.raises(golden.GoldenError, match="primitives/toy/default.*float64 from float32"):
         golden.export(tmp_path, [_toy_case(0.25, hard_float64=True)])
+
+
+def test_gradients_of_nondiff_tensors_are_ignored(exported):
+    case = next((c for c in catalogue.cases() if c.nondiff), None)
+    if case is None:
+        pytest.skip("no case with non-differentiated inputs")
+    g = golden.load(case.name, exported)
+    res = g.expected()
+    for k in case.nondiff:
+        res[f"grads/{k}"] = np.zeros_like(g.tensors[k])
+    rep = golden.compare(g, res)
+    assert rep.passed and not rep.problems
+    assert not any(r.tensor == f"grads/{k}" for r in rep.rows for k in case.nondiff)
