@@ -284,3 +284,19 @@ def test_plot_errors_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert err == "refmem: error: matplotlib is not installed (pip install 'refmem[plot]')"
     assert not (tmp_path / "y.png").exists()
+
+
+# ----------------------------------------------------------------------------- the training demo
+
+
+def test_training_demo_learns_to_reverse():
+    """A short run of refmem.attention.train: the loss falls and attention turns anti-diagonal."""
+    from refmem.attention.train import train
+
+    res = train(steps=120, B=16, T=4, V=4, H=12, lr=0.03, seed=0)
+    assert all(np.isfinite(res.losses))
+    assert np.mean(res.losses[-10:]) < 0.25 * np.mean(res.losses[:10])
+    alpha = rx.to_numpy(res.alpha)  # [B, T, T]
+    T = alpha.shape[1]
+    anti = np.mean([alpha[:, t, T - 1 - t] for t in range(T)])
+    assert anti > 0.5, f"mean anti-diagonal weight {anti:.2f}"
