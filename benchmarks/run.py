@@ -1,0 +1,162 @@
+"""The driver behind ``refmem bench``: time every implementation, print the table, write the JSON.
+
+``python -m benchmarks.run '<options as JSON>'`` runs it in this process;
+``refmem bench`` starts it so, in a child process whose BLAS, OpenMP and XLA
+thread counts are fixed before NumPy, torch or jax load (``--threads``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from . import configs
+from .common import Skip, median_time
+
+DEFAULTS: dict[str, Any] = {
+    "json": None, "quick": False, "only": None, "impl": None, "dtype": None, "repeats": None,
+    "gradcheck": True, "memory": False, "profile": None, "threads": 1,
+}
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+
+    import refmem
+
+    out = {"python": platform.python_version(), "numpy": numpy.__version__, "refmem": refmem.__version__}
+    for name in ("torch", "jax"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = "not installed"
+    return out
+
+
+def _builder(impl: str):
+    if impl == "refmem":
+        from . import impl_refmem
+        return impl_refmem.build
+    if impl == "torch":
+        try:
+            from . import impl_torch
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise Skip("torch is not installed") from exc
+        return impl_torch.build
+    if impl == "jax":
+        try:
+            from . import impl_jax
+            import jax  # noqa: F401
+        except ImportError as exc:
+            raise Skip("jax is not installed") from exc
+        return impl_jax.build
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def time_all(benches, impls, dtypes, repeats: int, log=print) -> tuple[list[dict], list[dict]]:
+    """``(records, skipped)``: the median forward+backward time of every benchmark, implementation and dtype."""
+    records, skipped = [], []
+    for bench in benches:
+        for dtype in dtypes:
+            for impl in impls:
+                label = f"{bench.name} {impl} {dtype}"
+                try:
+                    build = _builder(impl)
+                    t0 = time.perf_counter()
+                    step = build(bench, dtype)
+                    step()  # warm-up: jax compiles here
+                    first = time.perf_counter() - t0
+                    median, times = median_time(step, repeats, warmup=0)
+                except Skip as exc:
+                    skipped.append({"benchmark": bench.name, "impl": impl, "dtype": dtype, "reason": str(exc)})
+                    log(f"  {label}: skipped ({exc})")
+                    continue
+                backend = {"refmem": "numpy", "torch": "cpu eager", "jax": "cpu jit"}[impl]
+                records.append({"benchmark": bench.name, "impl": impl, "backend": backend, "dtype": dtype,
+                                "median_s": median, "times_s": times, "first_call_s": first,
+                                "batch": bench.batch, "sizes": dict(bench.sizes)})
+                log(f"  {label}: {median * 1e3:.1f} ms (first call {first:.2f} s)")
+    return records, skipped
+
+
+def table(records: list[dict]) -> str:
+    """The side-by-side table with ratios refmem/torch and refmem/jax (below 1: refmem is faster)."""
+    by = {(r["benchmark"], r["dtype"], r["impl"]): r["median_s"] for r in records}
+    rows = sorted({(r["benchmark"], r["dtype"]) for r in records}, key=lambda k: (k[0], k[1]))
+
+    def ms(v):
+        return "-" if v is None else f"{v * 1e3:.1f}"
+
+    def ratio(a, b):
+        return "-" if a is None or b is None else f"{a / b:.2f}"
+
+    head = f"{'benchmark':<20} {'dtype':<8} {'refmem ms':>10} {'torch ms':>10} {'jax ms':>10} " \
+           f"{'refmem/torch':>13} {'refmem/jax':>11}"
+    lines = [head, "-" * len(head)]
+    for bench, dtype in rows:
+        r, t, j = (by.get((bench, dtype, i)) for i in ("refmem", "torch", "jax"))
+        lines.append(f"{bench:<20} {dtype:<8} {ms(r):>10} {ms(t):>10} {ms(j):>10} {ratio(r, t):>13} {ratio(r, j):>11}")
+    return "\n".join(lines)
+
+
+def main(opts: dict[str, Any] | None = None) -> int:
+    o = {**DEFAULTS, **(opts or {})}
+    quick = bool(o["quick"])
+    threads = int(o["threads"] or 0)
+    if threads:
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    benches = configs.select(quick, o["only"])
+    impls = o["impl"] or list(configs.IMPLS)
+    dtypes = o["dtype"] or list(configs.DTYPES)
+    repeats = int(o["repeats"] or (1 if quick else 5))
+    meta = {"versions": _versions(), "threads": threads or "library default", "cpus": os.cpu_count(),
+            "machine": platform.machine(), "quick": quick, "repeats": repeats,
+            "unit": "median_s: seconds of one forward+backward over a batch of B sequences of length T"}
+    print(f"refmem bench: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}; "
+          f"threads {meta['threads']}, {repeats} timed repeats each")
+    if o["profile"]:
+        from .profiling import profile
+        for bench in configs.select(quick, [o["profile"]]):
+            print(f"\nprofile of {bench.name} (float64), one forward+backward:")
+            print(profile(bench))
+        return 0
+
+    records, skipped = time_all(benches, impls, dtypes, repeats)
+    print("\nforward+backward per batch (median of repeats); ratios below 1 mean refmem is faster")
+    print(table(records))
+
+    checks: list[dict] = []
+    if o["gradcheck"]:
+        from . import gradcheck_bench
+        print("\nfull element-wise gradient checks (central + complex step) beside torch.autograd.gradcheck")
+        modules = ["memory_lstm"] if quick else None
+        checks = gradcheck_bench.run(modules, loop=not quick, log=print)
+        for c in checks:
+            print(f"  {c['module']:<12} {c['impl']:<7} {c['what']:<70} {c['seconds']:8.2f} s  "
+                  f"{c['elements']:6d} elements  {'passed' if c['passed'] else 'FAILED'}")
+    memory: list[dict] = []
+    if o["memory"]:
+        from . import memory as mem
+        print("\npeak memory of BPTT, DNC core (large config)")
+        memory = mem.study(quick=quick)
+    if o["json"]:
+        out = {"records": [{k: r[k] for k in ("benchmark", "impl", "backend", "dtype", "median_s")} | r
+                           for r in records],
+               "skipped": skipped, "gradcheck": checks, "memory": memory, "meta": meta}
+        with open(o["json"], "w") as fh:
+            json.dump(out, fh, indent=1)
+        print(f"\nwrote {o['json']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads(sys.argv[1]) if len(sys.argv) > 1 else None))

@@ -1,0 +1,74 @@
+"""``refmem bench``: refmem beside torch eager autograd and ``jax.jit(jax.grad(...))``.
+
+The benchmarks live in ``benchmarks/`` at the root of the checkout (not part of
+the installed package); this command finds them beside the ``refmem`` package
+(``pip install -e .``) and runs ``python -m benchmarks.run`` in a child process
+whose BLAS, OpenMP and XLA thread counts are fixed first (``--threads``, default
+1: on a shared machine an oversubscribed BLAS or OpenMP pool makes small
+matrix products tens of times slower and the figures meaningless).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from argparse import ArgumentParser, Namespace
+from pathlib import Path
+
+HELP = "time forward+backward of the models beside torch and jax, and the gradient checks (figures, not tests)"
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _csv(text: str) -> list[str]:
+    return [t for t in text.split(",") if t]
+
+
+def add_arguments(p: ArgumentParser) -> None:
+    p.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
+    p.add_argument("--only", action="append", metavar="TEXT", help="benchmarks whose name contains TEXT (repeatable)")
+    p.add_argument("--impl", type=_csv, metavar="LIST", help="refmem,torch,jax (default: all three)")
+    p.add_argument("--dtype", type=_csv, metavar="LIST", help="float32,float64 (default: both)")
+    p.add_argument("--repeats", type=int, metavar="N", help="timed repeats per measurement (default 5; quick 1)")
+    p.add_argument("--no-gradcheck", dest="gradcheck", action="store_false",
+                   help="skip the gradient-check timings")
+    p.add_argument("--memory", action="store_true", help="also measure the peak memory of BPTT (DNC, minutes)")
+    p.add_argument("--profile", metavar="NAME", help="print a cProfile of refmem's forward+backward of NAME and stop")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="threads for BLAS, torch and XLA (default 1; 0 leaves the libraries' defaults)")
+
+
+def _environment(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    if threads:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+        flags = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} " \
+                f"intra_op_parallelism_threads={threads}"
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
+    return env
+
+
+def run(args: Namespace) -> int:
+    from ..cli import CommandError
+
+    if not (ROOT / "benchmarks" / "run.py").exists():
+        raise CommandError(f"benchmarks/ not found beside the refmem package (looked in {ROOT}); "
+                           "run refmem bench from a source checkout installed with pip install -e .")
+    for impl in args.impl or []:
+        if impl not in ("refmem", "torch", "jax"):
+            raise CommandError(f"--impl: unknown implementation {impl!r}; expected refmem, torch, jax")
+    for dtype in args.dtype or []:
+        if dtype not in ("float32", "float64"):
+            raise CommandError(f"--dtype: unknown dtype {dtype!r}; expected float32, float64")
+    opts = {"json": os.path.abspath(args.json) if args.json else None, "quick": args.quick, "only": args.only,
+            "impl": args.impl, "dtype": args.dtype, "repeats": args.repeats, "gradcheck": args.gradcheck,
+            "memory": args.memory, "profile": args.profile, "threads": args.threads}
+    sys.stdout.flush()
+    child = subprocess.run([sys.executable, "-m", "benchmarks.run", json.dumps(opts)], cwd=str(ROOT),
+                           env=_environment(args.threads))
+    return child.returncode
