@@ -306,10 +306,11 @@ def export(
 ) -> dict:
     """Write every case (all catalogue cases by default) and the manifest and README.
 
-    Deterministic: exporting twice gives byte-identical files. With ``merge``, the
-    entries of an existing manifest for cases not exported now are kept (after
-    their integrity is checked); otherwise files of cases that are not exported
-    are removed from ``directory``. Returns the manifest.
+    Deterministic: exporting twice gives byte-identical files. Every case is computed
+    before anything is written. With ``merge``, the entries of an existing manifest
+    for cases not exported now are kept (after their integrity is checked);
+    otherwise the files of cases the previous manifest listed and this export does
+    not are removed (no other file of ``directory`` is touched). Returns the manifest.
     """
     root = Path(directory)
     chosen = list(catalogue.cases()) if cases is None else list(cases)
@@ -318,32 +319,41 @@ def export(
         "generator": {"refmem": __version__, "numpy": np.__version__},
         "cases": {},
     }
-    written = set()
-    if merge and (root / "manifest.json").exists():
-        old = read_manifest(root)
+    old = None
+    if (root / "manifest.json").exists():
+        try:
+            old = read_manifest(root)
+        except GoldenError:
+            old = None  # unreadable: overwritten below
+    if merge and old is not None:
         fresh = {c.name for c in chosen}
         for name in sorted(set(old["cases"]) - fresh):
             load(name, root, old)  # refuse to carry over a damaged case
             manifest["cases"][name] = old["cases"][name]
-            written.add((root / old["cases"][name]["file"]).resolve())
+    # Compute every case before writing anything, so that a failing case leaves the directory as it was.
+    computed = []
     for case in chosen:
         tensors = reference(case, seed)
-        f32 = float32_run(case, tensors)
-        entry = _entry(case, seed, tensors, f32)
-        rel = _relpath(case.name)
+        entry = _entry(case, seed, tensors, float32_run(case, tensors))
+        computed.append((case.name, tensors, entry))
+    for name, tensors, entry in computed:
+        rel = _relpath(name)
         data = write_safetensors(root / rel, tensors, json.dumps(entry, sort_keys=True, allow_nan=False))
-        entry = {"file": rel, "sha256": _sha256(data), **entry}
-        manifest["cases"][case.name] = entry
-        written.add((root / rel).resolve())
+        manifest["cases"][name] = {"file": rel, "sha256": _sha256(data), **entry}
         if on_case is not None:
-            on_case(case.name)
-    for stale in sorted(root.rglob("*.safetensors")) if root.exists() else []:
-        if stale.resolve() not in written:
-            stale.unlink()
-            for parent in stale.parents:
-                if parent == root or not parent.is_dir() or any(parent.iterdir()):
-                    break
-                parent.rmdir()
+            on_case(name)
+    # Remove the files of cases the previous manifest listed and this one does not (only those:
+    # ``directory`` may hold other files).
+    kept = {(root / e["file"]).resolve() for e in manifest["cases"].values()}
+    for name, e in sorted((old or {}).get("cases", {}).items()):
+        path = root / str(e.get("file", ""))
+        if name not in manifest["cases"] and path.suffix == ".safetensors" and path.resolve() not in kept:
+            if path.exists() and root.resolve() in path.resolve().parents:
+                path.unlink()
+                for parent in path.parents:
+                    if parent == root or not parent.is_dir() or any(parent.iterdir()):
+                        break
+                    parent.rmdir()
     manifest["cases"] = dict(sorted(manifest["cases"].items()))
     (root / "manifest.json").write_text(_dumps(manifest), encoding="utf-8")
     (root / "README.md").write_text(render_readme(manifest, case_notes(manifest)), encoding="utf-8")

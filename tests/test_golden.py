@@ -472,3 +472,23 @@ def test_gradients_of_nondiff_tensors_are_ignored(exported):
     rep = golden.compare(g, res)
     assert rep.passed and not rep.problems
     assert not any(r.tensor == f"grads/{k}" for r in rep.rows for k in case.nondiff)
+
+
+def test_export_removes_only_its_own_stale_files(tmp_path):
+    d = tmp_path / "g"
+    golden.export(d, PRIMITIVES[:3])
+    (d / "primitives" / "mine.safetensors").write_bytes(b"user file")
+    golden.export(d, PRIMITIVES[:1])
+    assert not (d / f"{PRIMITIVES[1].name}.safetensors").exists()
+    assert (d / f"{PRIMITIVES[0].name}.safetensors").exists()
+    assert (d / "primitives" / "mine.safetensors").read_bytes() == b"user file"
+    assert set(golden.read_manifest(d)["cases"]) == {PRIMITIVES[0].name}
+
+
+def test_a_failing_case_leaves_the_directory_untouched(tmp_path):
+    d = tmp_path / "g"
+    golden.export(d, PRIMITIVES[:2])
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    with pytest.raises(golden.GoldenError):
+        golden.export(d, [PRIMITIVES[2], _toy_case(0.1)])
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
