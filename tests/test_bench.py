@@ -86,3 +86,105 @@ def test_check_case_loop_and_batched_agree():
     slow = gradcheck.check_case(case, xp, batched=False)
     assert [(r.tensor, r.method, r.passed) for r in fast] == [(r.tensor, r.method, r.passed) for r in slow]
     assert all(r.passed for r in fast)
+
+
+# ----------------------------------------------------------------------------- refmem bench (smoke path only)
+
+
+def test_bench_quick_smoke(tmp_path, capfd):
+    """``refmem bench --quick`` runs end to end and writes the JSON records (no timing asserted)."""
+    from refmem import cli
+
+    path = tmp_path / "bench.json"
+    rc = cli.main(["bench", "--quick", "--impl", "refmem,torch", "--dtype", "float64", "--json", str(path)])
+    out = capfd.readouterr().out
+    assert rc == 0, out
+    import json
+
+    data = json.loads(path.read_text())
+    assert data["records"], out
+    for r in data["records"]:
+        assert r["impl"] in ("refmem", "torch", "jax")
+        assert r["benchmark"].split("/")[0] in ("dnc", "attention", "memory_lstm")
+        assert r["dtype"] == "float64" and r["median_s"] > 0
+        assert {"benchmark", "impl", "backend", "dtype", "median_s"} <= set(r)
+    assert "refmem/torch" in out
+    assert all(c["passed"] for c in data["gradcheck"] if c["impl"] == "refmem")
+
+
+def test_bench_refuses_unknown_options(capsys):
+    from refmem import cli
+
+    assert cli.main(["bench", "--impl", "tensorflow"]) == 2
+    assert "unknown implementation" in capsys.readouterr().err
+
+
+def _quick(model):
+    from benchmarks import configs
+
+    return next(b for b in configs.QUICK if b.model == model)
+
+
+def _refmem_forward(bench, x, p):
+    """refmem's output of the benchmark, float64 NumPy."""
+    from benchmarks import impl_refmem
+
+    if bench.model == "memory_lstm":
+        from refmem import memory_lstm as ML
+        return ML.unroll_forward(x, ML.Params(**p))[0].h
+    if bench.model == "attention":
+        from refmem.attention import bahdanau as BA
+        return BA.decoder_forward(x, BA.DecoderParams(**p), "previous")[0].y
+    from refmem.dnc import core
+    from refmem.dnc.params import from_named
+    cfg = impl_refmem.dnc_config(bench.sizes)
+    return core.unroll_forward(x, from_named(p, cfg), cfg)[0].y
+
+
+MODELS = ["memory_lstm", "attention", "dnc"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_torch_benchmark_computes_refmem_function(model):
+    """The torch implementation times the same forward: equal outputs in float64, and equal gradients."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import impl_refmem, impl_torch, problems
+    from benchmarks.common import Skip
+
+    bench = _quick(model)
+    prob = problems.make(model, bench.sizes)
+    try:
+        step = impl_refmem.build(bench, "float64")
+    except Skip as exc:
+        pytest.skip(str(exc))
+    x = torch.tensor(prob["x"], requires_grad=True)
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in prob["params"].items()}
+    try:
+        out = impl_torch.forward(model, x, p, bench.sizes)
+    except Skip as exc:
+        pytest.skip(str(exc))
+    ref = _refmem_forward(bench, prob["x"], prob["params"])
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-12, atol=1e-13)
+    grads = torch.autograd.grad((out * torch.tensor(prob["cot"])).sum(), [x])
+    ours = step()
+    dx = {"dnc": lambda g: g[0], "attention": lambda g: g.h, "memory_lstm": lambda g: g.x}[model](ours)
+    np.testing.assert_allclose(rx.to_numpy(dx), grads[0].numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_jax_benchmark_computes_refmem_function(model):
+    jax = pytest.importorskip("jax")
+    from benchmarks import impl_jax, problems
+    from benchmarks.common import Skip
+
+    bench = _quick(model)
+    prob = problems.make(model, bench.sizes)
+    try:
+        ref = _refmem_forward(bench, prob["x"], prob["params"])
+        impl_jax._jax()  # float64 on before any array is made
+        jnp = jax.numpy
+        out = impl_jax.forward(model, jnp.asarray(prob["x"]), {k: jnp.asarray(v) for k, v in prob["params"].items()},
+                               dict(bench.sizes))
+    except Skip as exc:
+        pytest.skip(str(exc))
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-12, atol=1e-13)
