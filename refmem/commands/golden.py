@@ -25,7 +25,7 @@ def add_arguments(p: ArgumentParser) -> None:
     e.add_argument("--module", action="append", metavar="NAME",
                    help="re-export only this module (repeatable); the other cases of an existing manifest are kept")
     c = sub.add_parser("check", help="recompute every golden case and compare (never writes)")
-    c.add_argument("--dir", default="golden", help="golden directory (default golden)")
+    c.add_argument("--dir", default=None, help="golden directory (default: the checkout's golden/, else ./golden)")
     c.add_argument("--module", action="append", metavar="NAME", help="check only this module (repeatable)")
     c.add_argument("--verbose", action="store_true", help="print every tensor, not only failures")
     v = sub.add_parser("verify", help="check your implementation against the golden tensors")
@@ -33,7 +33,7 @@ def add_arguments(p: ArgumentParser) -> None:
                    help="package.module:function or path/to/file.py:function (see examples/README.md)")
     v.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                    help="dtype the inputs are cast to and whose tolerance applies (default float64)")
-    v.add_argument("--dir", default="golden", help="golden directory (default golden)")
+    v.add_argument("--dir", default=None, help="golden directory (default: the checkout's golden/, else ./golden)")
     v.add_argument("--case", action="append", metavar="PATTERN",
                    help="only cases matching PATTERN (fnmatch or substring; repeatable)")
     v.add_argument("--quiet", action="store_true", help="print only failures and the summary")
