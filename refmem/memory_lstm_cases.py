@@ -23,11 +23,19 @@ from .xp import Sampler
 
 PARAM_KEYS = [f"params/{name}" for name in L.Params._fields]
 
+#: Sampling scales: matrices ``N(0, WEIGHT_SCALE² / fan_in)``, biases ``N(0, BIAS_SCALE²)``,
+#: inputs ``N(0, X_SCALE²)``, hidden state ``U(-H_RANGE, H_RANGE)``, memory slots ``N(0, MEMORY_SCALE²)``.
+WEIGHT_SCALE = 0.6
+BIAS_SCALE = 0.2
+X_SCALE = 1.0
+MEMORY_SCALE = 0.7
+H_RANGE = 0.9
+
 
 def _sample_params(s: Sampler, D: int, H: int, M: int) -> dict[str, Any]:
     out = {}
     for name, shape in L.param_shapes(D, H, M).items():
-        scale = 0.2 if len(shape) == 1 else 0.6 / max(shape[0], 1) ** 0.5
+        scale = BIAS_SCALE if len(shape) == 1 else WEIGHT_SCALE / max(shape[0], 1) ** 0.5
         out[f"params/{name}"] = s.normal(shape, scale=scale)
     return out
 
@@ -45,9 +53,9 @@ def _step_case() -> Case:
         s = Sampler(xp, seed)
         B, D, H, M = sizes["B"], sizes["D"], sizes["H"], sizes["M"]
         arrays = {
-            "inputs/x": s.normal((B, D)),
-            "state/h_prev": s.uniform((B, H), -0.9, 0.9),
-            "state/memory_prev": s.normal((B, M, H), scale=0.7),
+            "inputs/x": s.normal((B, D), scale=X_SCALE),
+            "state/h_prev": s.uniform((B, H), -H_RANGE, H_RANGE),
+            "state/memory_prev": s.normal((B, M, H), scale=MEMORY_SCALE),
         }
         arrays.update(_sample_params(s, D, H, M))
         return arrays
@@ -81,9 +89,9 @@ def _unroll_case() -> Case:
         s = Sampler(xp, seed)
         B, T, D, H, M = sizes["B"], sizes["T"], sizes["D"], sizes["H"], sizes["M"]
         arrays = {
-            "inputs/x": s.normal((B, T, D)),
-            "state/h0": s.uniform((B, H), -0.9, 0.9),
-            "state/memory0": s.normal((B, M, H), scale=0.7),
+            "inputs/x": s.normal((B, T, D), scale=X_SCALE),
+            "state/h0": s.uniform((B, H), -H_RANGE, H_RANGE),
+            "state/memory0": s.normal((B, M, H), scale=MEMORY_SCALE),
         }
         arrays.update(_sample_params(s, D, H, M))
         return arrays
