@@ -56,8 +56,9 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
             first = xp.zeros((B, 1, K), dtype=rows.dtype)
             arrays["inputs/y_prev"] = xp.concat([first, rows[:, 1:, :]], axis=1) if T > 1 else first
         if masked:
-            # padding masks: batch row b attends to its first length_b annotations (length ≥ 1)
-            lengths = s.integers((B, 1), 1, T + 1)
+            # padding masks: batch row b attends to its first length_b ≥ T/2 annotations (at least
+            # two where T ≥ 3, so that the energies, and b_a through them, still matter)
+            lengths = s.integers((B, 1), (T + 1) // 2, T + 1)
             pos = xp.arange(T)[None, :]
             arrays["inputs/mask"] = xp.astype(pos < lengths, xp.float64)
         return arrays
