@@ -1,0 +1,244 @@
+"""SPEC §5 "Core": the whole DNC over time, forward and backpropagation through time by hand.
+
+One step (deepmind/dnc ``DNC._build``; seed 003 ``DNCoreLSTM._build``)::
+
+    ctrl_in  = [x_t ; flatten(r_{t-1})]                                   [B, D + R W]
+    h_c, ctrl_state_t = controller(ctrl_in, ctrl_state_{t-1})            clipped (SPEC §5)
+    r_t, access_state_t = access_step(h_c, W_xi, b_xi, access_state_{t-1})   SPEC §5 steps 1-10
+    y_t = clip([h_c ; flatten(r_t)] @ W_y + b_y)                         [B, Y]
+
+The state carried from step to step is :class:`DNCState` (access state, controller
+state, read vectors); the initial state is all zeros unless one is given.
+:func:`unroll_forward` runs ``T`` steps on ``x [B, T, D]``; :func:`unroll_backward`
+runs the step backward from ``t = T`` down to 1, carrying the gradient of the state
+(docs/derivations/dnc_core.md derives it).
+
+The ``deepmind`` convention stops the gradient of the usage with respect to the
+previous write weights (deepmind/dnc's ``tf.stop_gradient``). The unroll records
+those previous write weights per step (``UnrollCache.prev_write_weights [B, T, nw, N]``);
+called again with ``frozen_write_weights=`` it uses the recorded values in the
+usage update, which is how SPEC §6 checks a stopped gradient by finite differences.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import primitives as P
+from .. import xp as rx
+from ..optim import tree_map
+from . import conventions as CV
+from .access import AccessCache, AccessState, access_step_backward, access_step_forward
+from .access import initial_state as access_initial_state
+from .controller import (ControllerCache, clip_backward, clip_forward, controller_backward, controller_forward,
+                         controller_initial_state)
+from .params import DNCConfig, DNCParams, check_params
+
+__all__ = ["DNCState", "StepCache", "UnrollOutputs", "UnrollCache", "initial_state", "core_step_forward",
+           "core_step_backward", "unroll_forward", "unroll_backward", "zeros_like_state"]
+
+
+class DNCState(NamedTuple):
+    """The state a DNC carries between steps.
+
+    ``access``: :class:`~refmem.dnc.access.AccessState` (``memory [B, N, W]``,
+    ``read_weights [B, R, N]``, ``write_weights [B, nw, N]``, ``link [B, nw, N, N]``,
+    ``precedence [B, nw, N]``, ``usage [B, N]``); ``controller``: one
+    ``LSTMState(h [B, H], c [B, H])`` per layer; ``read_vectors [B, R, W]`` (``r_{t-1}``).
+    In a gradient any field may be ``None`` (zero).
+    """
+
+    access: Any
+    controller: Any
+    read_vectors: Any
+
+
+class StepCache(NamedTuple):
+    """One step's intermediates: ``controller`` (:class:`~refmem.dnc.controller.ControllerCache`),
+    ``access`` (:class:`~refmem.dnc.access.AccessCache`), ``output`` (the
+    :class:`~refmem.primitives.LinearCache` of ``[h_c ; flatten(r_t)] @ W_y``),
+    ``y_inside [B, Y]`` (clip mask of ``y_t`` or ``None``), ``D``, ``Hc``."""
+
+    controller: ControllerCache
+    access: AccessCache
+    output: P.LinearCache
+    y_inside: Any
+    D: int
+    Hc: int
+
+
+def initial_state(xp: Any, B: int, cfg: DNCConfig, dtype: Any = None) -> DNCState:
+    """The all-zero initial state of SPEC §5 (``dtype`` defaults to ``xp.float64``)."""
+    dtype = xp.float64 if dtype is None else dtype
+    return DNCState(access_initial_state(xp, B, cfg.access, dtype),
+                    controller_initial_state(xp, B, cfg.controller, dtype),
+                    xp.zeros((B, cfg.R, cfg.W), dtype=dtype))
+
+
+def zeros_like_state(state: DNCState) -> DNCState:
+    """A state of zeros shaped like ``state``."""
+    return tree_map(lambda a: rx.namespace(a).zeros_like(a), state)
+
+
+def core_step_forward(x_t: Any, state: DNCState, params: DNCParams, cfg: DNCConfig,
+                      frozen_write_weights: Any = None) -> tuple[Any, DNCState, StepCache]:
+    """One DNC step (SPEC §5 Core).
+
+    Args:
+        x_t: ``[B, D]``.
+        state: :class:`DNCState` at ``t-1``.
+        params: :class:`~refmem.dnc.params.DNCParams`.
+        cfg: :class:`~refmem.dnc.params.DNCConfig`.
+        frozen_write_weights: ``[B, nw, N]`` or ``None``; see the module docstring.
+    Returns:
+        ``(y_t [B, Y], new_state, cache)``.
+    """
+    xp = rx.namespace(x_t)
+    rx.check_array("x_t", x_t, (None, cfg.D), "(B, D)")
+    B = int(x_t.shape[0])
+    R, W = cfg.R, cfg.W
+    rx.check_array("state.read_vectors", state.read_vectors, (B, R, W), "(B, R, W)")
+    ctrl_in = xp.concat([x_t, xp.reshape(state.read_vectors, (B, R * W))], axis=1)
+    h_c, ctrl_state, ccache = controller_forward(ctrl_in, state.controller, params.lstm, cfg.controller)
+    r_t, access_state, acache = access_step_forward(h_c, params.W_xi, params.b_xi, state.access, cfg.access,
+                                                    frozen_write_weights=frozen_write_weights)
+    out_in = xp.concat([h_c, xp.reshape(r_t, (B, R * W))], axis=1)
+    y_raw, lcache = P.linear_forward(out_in, params.W_y, params.b_y)
+    y, y_inside = clip_forward(y_raw, cfg.clip_value)
+    cache = StepCache(ccache, acache, lcache, y_inside, cfg.D, int(h_c.shape[1]))
+    return y, DNCState(access_state, ctrl_state, r_t), cache
+
+
+def core_step_backward(d_y: Any, d_new_state: DNCState | None,
+                       cache: StepCache) -> tuple[Any, DNCState, DNCParams]:
+    """Reverse of :func:`core_step_forward`.
+
+    Args:
+        d_y: ``[B, Y]`` gradient of ``y_t`` (``None``: zero).
+        d_new_state: gradient of the new :class:`DNCState` (``None`` or ``None`` fields: zero).
+        cache: the step's :class:`StepCache`.
+    Returns:
+        ``(dx_t [B, D], d_state (w.r.t. the state at t-1), d_params)``.
+    """
+    lin = cache.output
+    xp = rx.namespace(lin.x)
+    B = int(lin.x.shape[0])
+    Hc, D = cache.Hc, cache.D
+    acfg = cache.access.cfg
+    R, W = acfg.R, acfg.W
+    if d_new_state is None:
+        d_new_state = DNCState(None, None, None)
+    if d_y is None:
+        d_y = xp.zeros((B, int(lin.W.shape[1])), dtype=lin.x.dtype)
+    d_y_raw = clip_backward(d_y, cache.y_inside)
+    d_out_in, dW_y, db_y = P.linear_backward(d_y_raw, lin)
+    d_hc = d_out_in[:, :Hc]
+    d_r = xp.reshape(d_out_in[:, Hc:], (B, R, W))
+    if d_new_state.read_vectors is not None:
+        d_r = d_r + d_new_state.read_vectors
+    d_hc_access, dW_xi, db_xi, d_access = access_step_backward(d_r, d_new_state.access, cache.access)
+    d_hc = d_hc + d_hc_access
+    d_ctrl_in, d_ctrl, d_lstm = controller_backward(d_hc, d_new_state.controller, cache.controller)
+    dx = d_ctrl_in[:, :D]
+    d_r_prev = xp.reshape(d_ctrl_in[:, D:], (B, R, W))
+    return dx, DNCState(d_access, d_ctrl, d_r_prev), DNCParams(d_lstm, dW_xi, db_xi, dW_y, db_y)
+
+
+class UnrollOutputs(NamedTuple):
+    """``y [B, T, Y]``, ``read_vectors [B, T, R, W]`` (``r_t`` of every step)."""
+
+    y: Any
+    read_vectors: Any
+
+
+class UnrollCache(NamedTuple):
+    """``steps``: one :class:`StepCache` per step; ``states``: the :class:`DNCState` after every
+    step (``states[t]`` is the state at ``t + 1``); ``prev_write_weights [B, T, nw, N]``: the
+    write weights each step's usage update read (the deepmind stop-gradient's recorded value);
+    ``cfg``."""
+
+    steps: tuple
+    states: tuple
+    prev_write_weights: Any
+    cfg: DNCConfig
+
+
+def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | None = None,
+                   frozen_write_weights: Any = None) -> tuple[UnrollOutputs, DNCState, UnrollCache]:
+    """The DNC over ``T`` steps (SPEC §5 Core).
+
+    Args:
+        x: ``[B, T, D]``.
+        params: :class:`~refmem.dnc.params.DNCParams` (validated against ``cfg``).
+        cfg: :class:`~refmem.dnc.params.DNCConfig`.
+        state: the initial :class:`DNCState` (zeros when ``None``).
+        frozen_write_weights: ``[B, T, nw, N]`` or ``None``; under the ``deepmind``
+            convention, the recorded previous write weights to use in each step's usage.
+    Returns:
+        ``(UnrollOutputs(y [B, T, Y], read_vectors [B, T, R, W]), final_state, cache)``.
+    """
+    xp = rx.namespace(x)
+    rx.check_array("x", x, (None, None, cfg.D), "(B, T, D)")
+    check_params(params, cfg)
+    B, T = int(x.shape[0]), int(x.shape[1])
+    if T < 1:
+        raise rx.ShapeError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
+    if state is None:
+        state = initial_state(xp, B, cfg, dtype=x.dtype)
+    if frozen_write_weights is not None:
+        rx.check_array("frozen_write_weights", frozen_write_weights, (B, T, cfg.nw, cfg.N), "(B, T, nw, N)")
+    ys, rs, steps, states, prev_ww = [], [], [], [], []
+    for t in range(T):
+        prev_ww.append(state.access.write_weights)
+        frozen_t = None if frozen_write_weights is None else frozen_write_weights[:, t, ...]
+        y, state, cache = core_step_forward(x[:, t, :], state, params, cfg, frozen_write_weights=frozen_t)
+        ys.append(y)
+        rs.append(state.read_vectors)
+        steps.append(cache)
+        states.append(state)
+    outputs = UnrollOutputs(xp.stack(ys, axis=1), xp.stack(rs, axis=1))
+    return outputs, state, UnrollCache(tuple(steps), tuple(states), xp.stack(prev_ww, axis=1), cfg)
+
+
+def _add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return tree_map(lambda u, v: u + v, a, b) if isinstance(a, tuple) else a + b
+
+
+def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
+                    d_final_state: DNCState | None = None) -> tuple[Any, DNCParams, DNCState]:
+    """Backpropagation through time for :func:`unroll_forward`.
+
+    Args:
+        d_outputs: ``UnrollOutputs(d_y [B, T, Y], d_read_vectors [B, T, R, W])``; either may be ``None``.
+        cache: the :class:`UnrollCache`.
+        d_final_state: gradient of the final :class:`DNCState` (``None``: zero).
+    Returns:
+        ``(dx [B, T, D], d_params, d_initial_state)``. Under the ``deepmind``
+        convention ``d_initial_state.access.write_weights`` is zero (stopped).
+    """
+    steps = cache.steps
+    T = len(steps)
+    xp = rx.namespace(steps[0].output.x)
+    d_state = d_final_state
+    d_params = None
+    dxs: list[Any] = [None] * T
+    for t in reversed(range(T)):
+        d_y = None if d_outputs.y is None else d_outputs.y[:, t, :]
+        d_r = None if d_outputs.read_vectors is None else d_outputs.read_vectors[:, t, ...]
+        if d_r is not None:
+            if d_state is None:
+                d_state = DNCState(None, None, d_r)
+            else:
+                d_state = DNCState(d_state.access, d_state.controller, _add(d_state.read_vectors, d_r))
+        dxs[t], d_state, g = core_step_backward(d_y, d_state, steps[t])
+        d_params = g if d_params is None else tree_map(lambda u, v: u + v, d_params, g)
+    return xp.stack(dxs, axis=1), d_params, d_state
+
+
+def stops_usage_gradient(cfg: DNCConfig) -> bool:
+    """Whether ``cfg``'s convention stops the usage gradient (so a check freezes the previous write weights)."""
+    return CV.get(cfg.convention).stop_usage_gradient

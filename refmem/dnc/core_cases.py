@@ -1,0 +1,265 @@
+"""Catalogue cases ``dnc/core_unroll/<variant>`` (SPEC §5 Core, GOLDEN.md's ``core_unroll`` row).
+
+Variants:
+
+* ``deepmind``: single LSTM controller, ``deepmind`` convention (deepmind/dnc);
+* ``deep_deepmind``: three-layer controller with skip connections (seed 003's ``DNCoreDeepLSTM``);
+* ``deep_noskip_deepmind``: three layers, ``skip=False``;
+* ``paper``: single controller, ``paper`` convention;
+* ``clip_deepmind``: ``clip_value = 20`` as deepmind/dnc's ``train.py``; the sampled values
+  stay inside the clip range (SPEC §6), so every clip passes its gradient and the path is analytic;
+* ``state_deepmind`` / ``state_paper``: a random valid initial state ``state/...`` (not
+  zeros), so the gradients reaching the initial state are checked too.
+
+Tensors: ``inputs/x [B, T, D]``; ``params/W_lstm1 ... b_y`` (names of
+:func:`refmem.dnc.params.named`); the initial state ``state/memory``, ``state/read_weights``,
+``state/write_weights``, ``state/link``, ``state/precedence``, ``state/usage``,
+``state/read_vectors [B, R, W]``, ``state/h1``, ``state/c1``, ... per controller layer
+(all zeros, SPEC §5's initial state, except in the ``state_*`` variants). At the zero
+state the usage is a tie of every slot, a kink of the allocation sort, so ``state/usage``
+(and, under the paper convention's exact usage gradient, ``state/write_weights``) are
+``nondiff`` there. Outputs ``y [B, T, Y]`` and ``read_vectors [B, T, R, W]``.
+
+Under the ``deepmind`` convention the forward records the previous write weights of
+every step (``frozen["prev_write_weights"] [B, T, nw, N]``) and uses them when called
+with ``frozen=``: the usage gradient w.r.t. them is stopped.
+
+Kinks: the allocation sort is the only kink on the path (the clip of the clip variant
+stays inactive). The sampler keeps drawing until every step's sorted free-ness
+values of every write head are separated by at least ``SORT_GAP`` or tied
+*structurally* (the zero initial usage makes the first step's usages exactly equal,
+or equal up to powers of the allocation ``eps``, whatever the parameters; such ties
+cannot flip under a perturbation because their order is fixed by the stable sort or by
+``eps`` terms proportional to the gates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import xp as rx
+from ..catalogue import Case, Forward
+from .controller import LSTMState
+from .access import AccessState, interface_layout
+from .core import DNCState, UnrollOutputs, initial_state, stops_usage_gradient, unroll_backward, unroll_forward
+from .params import DNCConfig, from_named, named
+
+__all__ = ["CASES", "SORT_GAP", "config_for"]
+
+#: Smallest accepted gap between neighbouring sorted free-ness values that are not structurally tied.
+SORT_GAP = 1e-4
+#: Gaps below this are the structural ties of a zero initial usage (exact ties and gaps that scale with the
+#: allocation's eps = 1e-6): their order is fixed by the stable sort or by eps terms, whatever the perturbation.
+_STRUCTURAL = 1e-5
+
+#: Small sizes (SPEC letters): the element-wise check runs one unrolled forward per parameter element.
+#: T = 3 from the zero state exercises the link recurrence (L_1 = 0, L_2 = ww_2 p_1ᵀ, L_3 reads L_2);
+#: nw = R = 2 exercise the head loops (GOLDEN.md).
+SIZES = {"B": 2, "T": 3, "D": 2, "H": 2, "N": 3, "W": 2, "R": 2, "nw": 2, "Y": 2}
+#: The deep controller (wiring of three layers) and the sampled-state variant (which starts from a
+#: non-zero link) need only one step boundary: T = 2.
+SHORT_SIZES = {"B": 2, "T": 2, "D": 2, "H": 2, "N": 3, "W": 2, "R": 2, "nw": 2, "Y": 2}
+
+
+def config_for(sizes: dict, convention: str, layers: int = 1, skip: bool = True, clip_value: float = 0.0) -> DNCConfig:
+    """The :class:`DNCConfig` of a case at ``sizes`` (SPEC letters)."""
+    return DNCConfig(D=sizes["D"], Y=sizes["Y"], hidden=sizes["H"], layers=layers, skip=skip, N=sizes["N"],
+                     W=sizes["W"], R=sizes["R"], nw=sizes["nw"], convention=convention, clip_value=clip_value)
+
+
+def _state_from(arrays: dict, layers: int) -> DNCState | None:
+    if "state/memory" not in arrays:
+        return None
+    acc = AccessState(*(arrays[f"state/{f}"] for f in AccessState._fields))
+    ctrl = tuple(LSTMState(arrays[f"state/h{l + 1}"], arrays[f"state/c{l + 1}"]) for l in range(layers))
+    return DNCState(acc, ctrl, arrays["state/read_vectors"])
+
+
+def _state_to(state: DNCState, layers: int) -> dict:
+    out = {f"state/{f}": v for f, v in zip(AccessState._fields, state.access)}
+    out["state/read_vectors"] = state.read_vectors
+    for l in range(layers):
+        out[f"state/h{l + 1}"] = state.controller[l].h
+        out[f"state/c{l + 1}"] = state.controller[l].c
+    return out
+
+
+def _sample_state(s: rx.Sampler, cfg: DNCConfig, B: int) -> dict:
+    """A valid DNC state on the host: weights sum below 1, link diagonal 0, usages separated."""
+    N, W, R, nw, H = cfg.N, cfg.W, cfg.R, cfg.nw, cfg.hidden
+    link = np.asarray(s.uniform((B, nw, N, N), 0.02 / N, 1.0 / N)) * (1.0 - np.eye(N))
+    lo, hi = 0.05, 0.95
+    usage = s.separated((B, N), lo, hi, gap=0.2 * (hi - lo) / N)
+    out = {
+        "state/memory": s.normal((B, N, W), 0.5),
+        "state/read_weights": s.simplex((B, R, N), total=0.9),
+        "state/write_weights": s.simplex((B, nw, N), total=0.8),
+        "state/link": s._out(link),
+        "state/precedence": s.simplex((B, nw, N), total=0.7),
+        "state/usage": usage,
+        "state/read_vectors": s.normal((B, R, W), 0.5),
+    }
+    for l in range(cfg.layers):
+        out[f"state/h{l + 1}"] = s.uniform((B, H), -0.8, 0.8)
+        out[f"state/c{l + 1}"] = s.normal((B, H), 0.5)
+    return out
+
+
+#: Interface bias per slice: (mean, std). Write gates lean open and strengths positive so that writes and
+#: lookups move the outputs; every other slice is centred.
+_BIAS = {"write_vectors": (0.0, 1.0), "erase_vectors": (0.0, 1.0), "free_gates": (0.0, 1.0),
+         "allocation_gates": (0.0, 1.0), "write_gates": (1.0, 0.5), "read_modes": (0.0, 1.0),
+         "write_keys": (0.0, 1.0), "write_strengths": (1.0, 0.5), "read_keys": (0.0, 1.0),
+         "read_strengths": (1.0, 0.5)}
+
+
+def _sample_params(s: rx.Sampler, cfg: DNCConfig) -> dict:
+    """Parameters that keep the finite differences well conditioned.
+
+    SPEC §6's norm-wise 1e-8 asks for gradients well above the rounding of the outputs
+    (about ``ulp(y) / 2**-20``). The draw makes the controller output large (LSTM weights
+    ``1.5/sqrt(fan_in)``, input gate bias +1, output gate bias +2, so ``|h_c|`` nears 1), the
+    writes and lookups active (:data:`_BIAS`), and the part of ``y`` the memory does not touch
+    small (the ``h_c`` rows of ``W_y`` scaled by 0.2, ``b_y`` at 0.05).
+    """
+    out = {}
+    H = cfg.hidden
+    for name, shape in cfg.shapes().items():
+        if name == "W_y":
+            w = np.asarray(s.normal(shape, 1.0 / np.sqrt(shape[0])))
+            w[:cfg.Hc] *= 0.2
+            out["params/W_y"] = w
+        elif name == "W_xi":
+            out["params/W_xi"] = s.normal(shape, 1.0 / np.sqrt(shape[0]))
+        elif name.startswith("W"):
+            out[f"params/{name}"] = s.normal(shape, 1.5 / np.sqrt(shape[0]))
+        elif name == "b_xi":
+            parts = [np.asarray(s.normal((int(np.prod(shape_)),), _BIAS[n][1], _BIAS[n][0]))
+                     for n, shape_, _ in interface_layout(cfg.access)]
+            out["params/b_xi"] = np.concatenate(parts)
+        elif name == "b_y":
+            out["params/b_y"] = s.normal(shape, 0.05)
+        else:  # an LSTM bias, gates i, j, f, o
+            b = np.asarray(s.normal(shape, 0.3))
+            b[0:H] += 1.0
+            b[3 * H:] += 2.0
+            out[f"params/{name}"] = b
+    # sums of float32 values are float32-representable only by luck: round once more
+    return {k: np.asarray(v, dtype=np.float64).astype(np.float32).astype(np.float64) for k, v in out.items()}
+
+
+def _config_from(arrays: dict, convention: str, layers: int, skip: bool, clip_value: float) -> DNCConfig:
+    """Recover the sizes from the tensors: ``N, W`` from ``state/memory``, ``R`` from ``state/read_vectors``,
+    ``nw`` from ``state/write_weights``, ``H`` from ``params/b_lstm1``, ``D`` and ``Y`` from ``x`` and ``W_y``."""
+    B, N, W = (int(s) for s in arrays["state/memory"].shape)
+    z = {"D": int(arrays["inputs/x"].shape[2]), "Y": int(arrays["params/W_y"].shape[1]),
+         "H": int(arrays["params/b_lstm1"].shape[0]) // 4, "N": N, "W": W,
+         "R": int(arrays["state/read_vectors"].shape[1]), "nw": int(arrays["state/write_weights"].shape[1])}
+    return config_for(z, convention, layers, skip, clip_value)
+
+
+def _gaps_ok(cache) -> bool:
+    """Every neighbouring gap of every step's and head's sorted free-ness is structural (< 1e-5) or >= SORT_GAP."""
+    for step in cache.steps:
+        for head in step.access.write.allocation_cache.heads:
+            sn = np.real(rx.to_numpy(head.sorted_nonusage))
+            if sn.shape[-1] < 2:
+                continue
+            d = np.abs(np.diff(sn, axis=-1))
+            if np.any((d >= _STRUCTURAL) & (d < SORT_GAP)):
+                return False
+    return True
+
+
+def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, clip_value: float = 0.0,
+          with_state: bool = False, sizes: dict | None = None) -> Case:
+    sizes = dict(sizes or SIZES)
+    stopped = stops_usage_gradient(config_for(sizes, convention))
+
+    def run(arrays: dict, frozen: dict | None = None):
+        cfg = _config_from(arrays, convention, layers, skip, clip_value)
+        params = from_named({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
+        state = _state_from(arrays, cfg.layers)
+        fw = None if (frozen is None or not stopped) else frozen["prev_write_weights"]
+        return unroll_forward(arrays["inputs/x"], params, cfg, state=state, frozen_write_weights=fw)
+
+    def sample(xp, seed, z):
+        cfg = config_for(z, convention, layers, skip, clip_value)
+        s = rx.Sampler(np, seed)
+        B = z["B"]
+        for _ in range(200):
+            host = {"inputs/x": s.normal((B, z["T"], z["D"]))}
+            host.update(_sample_params(s, cfg))
+            if with_state:
+                host.update(_sample_state(s, cfg, B))
+            else:
+                host.update(_state_to(initial_state(rx.backend("numpy"), B, cfg), layers))
+            arrays = {k: np.asarray(v) for k, v in host.items()}
+            _, _, cache = run(arrays)
+            if _gaps_ok(cache):
+                return {k: rx.from_numpy(xp, v) for k, v in arrays.items()}
+        raise RuntimeError(f"dnc/core_unroll/{variant}: no draw with sorted usages {SORT_GAP} apart (seed {seed})")
+
+    def forward(arrays, frozen=None):
+        out, _, cache = run(arrays, frozen)
+        recorded = {"prev_write_weights": cache.prev_write_weights} if stopped else {}
+        return Forward({"y": out.y, "read_vectors": out.read_vectors}, recorded)
+
+    def backward(arrays, cot):
+        _, _, cache = run(arrays)
+        dx, d_params, d_state = unroll_backward(UnrollOutputs(cot["y"], cot["read_vectors"]), cache)
+        grads = {"inputs/x": dx}
+        grads.update({f"params/{k}": v for k, v in named(d_params).items()})
+        grads.update(_state_to(d_state, layers))
+        return {k: v for k, v in grads.items() if k not in nondiff}
+
+    if with_state:
+        nondiff = frozenset()
+        kink_state = ""
+    else:
+        # The zero initial state is a symmetric point: every memory slot is identical, every usage ties.
+        # A perturbation of one slot's access state (memory, usage, weights, link, precedence) breaks the
+        # ties of the allocation sort, and the cosine's norm sqrt(|m|^2 + eps) curves on the scale
+        # sqrt(eps) = 1e-3 at m = 0; so the access state is not differentiated there. The controller
+        # state and the read vectors act on every slot alike and are checked.
+        nondiff = frozenset(f"state/{f}" for f in AccessState._fields)
+        kink_state = ("; at the zero initial state every slot ties, so the access state tensors are "
+                      "nondiff there (the state_* variants check them at a sampled state)")
+    config = {"convention": convention, "layers": layers, "skip": skip, "clip_value": clip_value,
+              "forget_bias": 1.0, "initial_state": "sampled" if with_state else "zeros"}
+    return Case(
+        name=f"dnc/core_unroll/{variant}",
+        spec="SPEC §5 Core",
+        function="refmem.dnc.core.unroll_forward",
+        sample=sample,
+        forward=forward,
+        backward=backward,
+        sizes=sizes,
+        config=config,
+        complex_step=True,
+        nondiff=nondiff,
+        stopped=("usage w.r.t. the previous write weights (deepmind stop_gradient), frozen at the recorded "
+                 "prev_write_weights [B, T, nw, N]") if stopped else "",
+        kinks="the allocation sort: draws are repeated until every step's sorted free-ness values are "
+              f"{SORT_GAP} apart or structurally tied (gaps below {_STRUCTURAL}, powers of the allocation eps "
+              "of a zero initial usage); values stay inside the clip range" + kink_state,
+    )
+
+
+#: Every variant, by name; :data:`CASES` holds the ones the catalogue checks element by element.
+VARIANTS: dict[str, Case] = {c.variant: c for c in [
+    _make("deepmind", "deepmind"),
+    _make("paper", "paper"),
+    _make("deep_deepmind", "deepmind", layers=3, sizes=SHORT_SIZES),
+    _make("state_deepmind", "deepmind", with_state=True, sizes=SHORT_SIZES),
+    _make("deep_noskip_deepmind", "deepmind", layers=3, skip=False, sizes=SHORT_SIZES),
+    _make("clip_deepmind", "deepmind", clip_value=20.0),
+    _make("state_paper", "paper", with_state=True, sizes=SHORT_SIZES),
+]}
+
+#: The catalogue's core cases. Each element-wise check runs one unrolled forward per parameter element
+#: (about 200-500 here), so the other variants are checked in tests/test_dnc_core.py (directional at
+#: several seeds, element-wise on the tensors they add).
+CASES: list[Case] = [VARIANTS[v] for v in ("deepmind", "paper", "deep_deepmind")]
