@@ -383,3 +383,8 @@ _BUILDERS = (_content, _usage_case, _allocation, _write_allocation, _write_weigh
              _directional, _read_weights, _access)
 
 CASES: list[Case] = [build(conv) for build in _BUILDERS for conv in CONVENTION_NAMES]
+
+# the core unroll (SPEC §5 Core), written beside the core
+from .core_cases import CASES as _CORE  # noqa: E402
+
+CASES = CASES + _CORE
