@@ -143,15 +143,21 @@ def _luong_case(score: str, alignment: str) -> Case:
         if alignment == "local_p":
             # Window edges sit where p_t is an integer (|s - p_t| = D with s, D integers).
             # Each query's p_t depends on its own row of h only, so rows whose p_t has a
-            # fractional part outside [0.2, 0.8] are redrawn until all are well inside.
-            W_p, v_p = arrays["params/W_p"], arrays["params/v_p"]
-            for _ in range(200):
-                p, _ = LU.position_forward(h, W_p, v_p, S)
-                frac = _fractional_part(p)
-                ok = (frac > 0.2) & (frac < 0.8)
+            # fractional part outside [0.2, 0.8] are redrawn until all are well inside; if
+            # W_p, v_p leave p_t no room (a tiny v_p pins p_t near S/2), they are redrawn too.
+            for _ in range(50):
+                W_p, v_p = arrays["params/W_p"], arrays["params/v_p"]
+                for _ in range(50):
+                    p, _ = LU.position_forward(h, W_p, v_p, S)
+                    frac = _fractional_part(p)
+                    ok = (frac > 0.2) & (frac < 0.8)
+                    if bool(xp.all(ok)):
+                        break
+                    h = xp.where(ok[:, :, None], h, s.normal((B, T, H)))
                 if bool(xp.all(ok)):
                     break
-                h = xp.where(ok[:, :, None], h, s.normal((B, T, H)))
+                arrays["params/W_p"] = s.normal(tuple(W_p.shape), scale=0.6)
+                arrays["params/v_p"] = s.normal(tuple(v_p.shape), scale=2.0)
             else:
                 raise RuntimeError(f"luong_{score}/local_p: could not keep p_t off the window edges")
         arrays["inputs/h"] = h
