@@ -30,7 +30,8 @@ EXAMPLES = [
     ("torch_attention", "torch", ["attention/bahdanau_decoder/previous", "attention/bahdanau_decoder/current"]),
     ("torch_luong", "torch", ["attention/luong_concat/local_p", "attention/luong_location/local_m"]),
     ("torch_memory_lstm", "torch", ["memory_lstm/step/default", "memory_lstm/unroll/default"]),
-    ("torch_dnc", "torch", ["dnc/access_step/deepmind", "dnc/access_step/paper"]),
+    ("torch_dnc", "torch", ["dnc/access_step/deepmind", "dnc/access_step/paper", "dnc/core_unroll/deepmind",
+                            "dnc/core_unroll/paper", "dnc/core_unroll/deep_deepmind"]),
     ("jax_dnc", "jax", ["dnc/access_step/deepmind", "dnc/access_step/paper"]),
 ]
 
