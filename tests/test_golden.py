@@ -495,3 +495,50 @@ def test_a_failing_case_leaves_the_directory_untouched(tmp_path):
     with pytest.raises(golden.GoldenError):
         golden.export(d, [PRIMITIVES[2], _toy_case(0.1)])
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+#: GOLDEN.md's fixed DNC table: function -> (tensors it takes, outputs).
+DNC_TABLE = {
+    "content_weights": ({"inputs/memory", "inputs/keys", "inputs/strengths"}, {"weights"}),
+    "usage": ({"inputs/prev_usage", "inputs/prev_write_weights", "inputs/free_gates", "inputs/prev_read_weights"},
+              {"usage"}),
+    "allocation": ({"inputs/usage"}, {"allocation"}),
+    "write_allocation_weights": ({"inputs/usage", "inputs/write_gates"}, {"allocation"}),
+    "write_weights": ({"inputs/memory", "inputs/usage", "inputs/write_keys", "inputs/write_strengths",
+                       "inputs/allocation_gates", "inputs/write_gates"}, {"write_weights"}),
+    "memory_update": ({"inputs/memory", "inputs/write_weights", "inputs/erase_vectors", "inputs/write_vectors"},
+                      {"memory"}),
+    "temporal_linkage": ({"inputs/prev_link", "inputs/prev_precedence", "inputs/write_weights"}, {"link", "precedence"}),
+    "directional_weights": ({"inputs/link", "inputs/prev_read_weights"}, {"forward", "backward"}),
+    "read_weights": ({"inputs/memory", "inputs/read_keys", "inputs/read_strengths", "inputs/link",
+                      "inputs/prev_read_weights", "inputs/read_modes"}, {"read_weights"}),
+    "access_step": ({"inputs/controller_output", "params/W_xi", "params/b_xi", "state/memory", "state/read_weights",
+                     "state/write_weights", "state/link", "state/precedence", "state/usage"},
+                    {"read_vectors", "memory", "read_weights", "write_weights", "link", "precedence", "usage"}),
+}
+
+
+def test_dnc_cases_follow_golden_md_table():
+    manifest = golden.read_manifest(COMMITTED)
+    dnc = {n: c for n, c in manifest["cases"].items() if n.startswith("dnc/")}
+    if not dnc:
+        pytest.skip("no dnc cases yet")
+    for name, entry in dnc.items():
+        function, variant = name.split("/")[1:]
+        tensors = entry["tensors"]
+        outputs = {t.split("/", 1)[1] for t in tensors if t.startswith("outputs/")}
+        taken = {t for t in tensors if t.split("/")[0] in ("inputs", "params", "state")}
+        if function in DNC_TABLE:
+            assert taken == DNC_TABLE[function][0], name
+            assert outputs == DNC_TABLE[function][1], name
+            assert entry["config"]["convention"] in ("deepmind", "paper") and entry["config"]["convention"] in variant
+        elif function == "core_unroll":
+            assert "inputs/x" in taken and outputs == {"y", "read_vectors"}, name
+            B, T = tensors["inputs/x"]["shape"][:2]
+            assert tensors["outputs/read_vectors"]["shape"][:2] == [B, T], name
+        # small sizes with nw >= 2 and R >= 2 so that head loops are exercised
+        for t, axis in (("write_weights", 1), ("prev_write_weights", 1), ("write_gates", 1),
+                        ("read_weights", 1), ("prev_read_weights", 1), ("free_gates", 1), ("read_keys", 1)):
+            for role in ("inputs", "state", "outputs"):
+                if f"{role}/{t}" in tensors:
+                    assert tensors[f"{role}/{t}"]["shape"][axis] >= 2, (name, role, t)
