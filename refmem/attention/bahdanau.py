@@ -169,7 +169,8 @@ def init_params(xp: Any, D: int, H: int, K: int, seed: int = 0) -> DecoderParams
 
     * ``V_a``, ``W_a``, ``U_a``: ``glorot_uniform`` (``kernel_initializer``), with
       Keras 2's fans (``V_a [H]`` is a vector: fan_in = fan_out = sqrt(H), so the
-      limit is ``sqrt(3 / sqrt(H))``);
+      limit is ``sqrt(3 / sqrt(H))``; tf.keras would take fan_in = fan_out = H, giving
+      ``sqrt(3 / H)``: keras-attention imports standalone Keras 2);
     * every gate, output and ``W_s`` matrix: ``orthogonal`` (``recurrent_initializer``,
       gain 1; the SVD of a standard normal draw);
     * every bias: zeros.
