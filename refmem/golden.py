@@ -861,12 +861,12 @@ def render_readme(manifest: Mapping[str, Any], notes: Mapping[str, Sequence[str]
             "",
             f"## {name}",
             "",
-            f"{c['spec']}; forward `{c['function']}`; file `{c['file']}`; seed {c['seed']}.",
+            f"- {c['spec']}; forward `{c['function']}`; file `{c['file']}`; seed {c['seed']}.",
         ]
-        for note in notes.get(name, ()):
-            lines.append(note)
         if c["config"]:
-            lines.append("Config: " + ", ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in sorted(c["config"].items())) + ".")
+            lines.append("- Config: " + ", ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in sorted(c["config"].items())) + ".")
+        for note in notes.get(name, ()):
+            lines.append(f"- {note}")
         lines += [
             "",
             "| tensor | dtype | shape | l2 | tol float64 [rtol, atol] | tol float32 [rtol, atol] |",
