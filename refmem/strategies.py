@@ -34,8 +34,12 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+
+try:
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError as exc:  # pragma: no cover - hypothesis is a test extra
+    raise ImportError("refmem.strategies needs Hypothesis: pip install 'refmem[test]'") from exc
 
 from . import xp as rx
 from .catalogue import Case
