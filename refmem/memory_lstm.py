@@ -181,7 +181,7 @@ def _check_params(params: Any, D: int, H: int, M: int, dtype: Any) -> None:
         _check_dtype(name, value, dtype)
 
 
-def _check_state(x: Any, h_prev: Any, memory_prev: Any, x_name: str, h_name: str, m_name: str) -> tuple[int, int, int]:
+def _check_state(x: Any, h_prev: Any, memory_prev: Any, h_name: str, m_name: str) -> tuple[int, int, int]:
     """Shapes of ``x [B, D]`` (or ``[B, T, D]``), ``h [B, H]``, ``memory [B, M, H]``: returns ``(B, H, M)``."""
     B = int(x.shape[0])
     rx.check_array(h_name, h_prev, (B, None), "(B, H)")
@@ -251,7 +251,7 @@ def step_forward(x: Any, h_prev: Any, memory_prev: Any, params: Params) -> tuple
     """
     rx.check_array("x", x, (None, None), "(B, D)")
     D = int(x.shape[1])
-    _, H, M = _check_state(x, h_prev, memory_prev, "x", "h_prev", "memory_prev")
+    _, H, M = _check_state(x, h_prev, memory_prev, "h_prev", "memory_prev")
     _check_params(params, D, H, M, x.dtype)
     return _step_forward(x, h_prev, memory_prev, params)
 
@@ -374,7 +374,7 @@ def unroll_forward(x: Any, params: Params, h0: Any = None, memory0: Any = None) 
     if memory0 is None:
         rx.check_array("W_e", params.W_e, (D, None), "(D, M)")
         memory0 = xp.zeros((B, int(params.W_e.shape[1]), int(h0.shape[1])), dtype=x.dtype)
-    _check_state(x, h0, memory0, "x", "h0", "memory0")
+    _check_state(x, h0, memory0, "h0", "memory0")
     _check_params(params, D, int(h0.shape[1]), int(memory0.shape[1]), x.dtype)
 
     h, memory = h0, memory0
