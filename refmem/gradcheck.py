@@ -10,7 +10,9 @@ applied to those cotangents and the numerical side differentiates ``L``:
 * ``complex``: element-wise complex step ``Im L(x + i h e) / h`` with ``h = 1e-30``,
   for cases whose forward is analytic on the sampled path;
 * ``directional``: ``vᵀ J u`` for a random direction ``u`` over every
-  differentiable tensor at once (``v`` is the cotangent), by central differences.
+  differentiable tensor at once (``v`` is the cotangent), by central differences;
+  ``u`` is tilted towards the analytic gradient so that ``vᵀ J u`` cannot cancel
+  to rounding noise (:func:`_tilted_direction`).
 
 A stopped gradient is checked with the stopped tensor frozen at the value the
 unperturbed forward recorded (:class:`refmem.catalogue.Forward.frozen`).
