@@ -200,3 +200,37 @@ def test_strategies_accept_a_namespace():
         assert rx.backend_name(rx.namespace(x, p)) == "array_api_strict"
 
     check()
+
+
+# ----------------------------------------------------------------------------- the check has teeth
+
+
+@pytest.mark.parametrize("error", ["scaled", "zero", "swapped", "no_shift"])
+@given(seed=rst.seeds())
+@settings(max_examples=5)
+def test_directional_check_catches_a_wrong_backward(error, seed):
+    """``vᵀJu`` fails for a backward with one tensor off by 1%, one returning zeros, one with
+    two rows of a gradient swapped (same norm, wrong direction), and one that forgets the
+    memory shift of SPEC §4 (the gradient of ``memory[:, k + 1]`` reaching ``memory_prev[:, k]``)."""
+    import dataclasses
+
+    case = catalogue.get_case("memory_lstm/step/default")
+
+    def wrong(arrays, cot):
+        g = dict(case.backward(arrays, cot))
+        if error == "scaled":
+            g["params/U_e"] = g["params/U_e"] * 1.01
+        elif error == "zero":
+            g = {k: NP.zeros_like(v) for k, v in g.items()}
+        elif error == "swapped":
+            w = rx.to_numpy(g["params/W_i"]).copy()
+            w[[0, 1]] = w[[1, 0]]
+            g["params/W_i"] = NP.asarray(w)
+        else:
+            d = rx.to_numpy(cot["memory"])
+            shift = np.concatenate([d[:, 1:], np.zeros_like(d[:, :1])], axis=1)
+            g["state/memory_prev"] = g["state/memory_prev"] - NP.asarray(shift)
+        return g
+
+    records = gradcheck.check_case(dataclasses.replace(case, backward=wrong), NP, seed=seed, methods=("directional",))
+    assert records and not any(r.passed for r in records)
