@@ -43,10 +43,17 @@ stacked copies, the outer two perturbed, reproduces the unperturbed outputs in
 the middle copy (rows that mixed would not). Otherwise, or with
 ``batched=False``, it runs the plain per-element loop; both give the same
 numbers to rounding.
+
+Params are the bulk of the element-wise work of a model case. Their loops are
+shared among forked worker processes (:func:`check_case`'s ``jobs``, default
+``REFMEM_JOBS`` or the idle CPUs) when they are long enough to pay for the
+fork; every element is computed as the serial loop computes it.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -159,7 +166,10 @@ class Evaluation:
         self.arrays = dict(arrays)
         self.native = {k: rx.to_numpy(v) for k, v in arrays.items()}
         self.host = {k: v.astype(np.float64) for k, v in self.native.items()}
+        t0 = time.perf_counter()
         base = case.forward(self.arrays)
+        #: Seconds of the unperturbed forward call (to decide whether worker processes pay off).
+        self.forward_seconds = time.perf_counter() - t0
         self.frozen = dict(base.frozen)
         self.outputs = {k: rx.to_numpy(v) for k, v in base.outputs.items()}
         for name, value in self.outputs.items():
@@ -325,17 +335,19 @@ def _batched(ev: Evaluation, key: str, batched: bool) -> int | None:
     return ev.batch_rows()
 
 
-def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batched: bool = True) -> np.ndarray:
+def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batched: bool = True,
+                     workers: "_Workers | None" = None) -> np.ndarray:
     """Element-wise central differences of the loss with respect to tensor ``key``.
 
     With ``batched`` (the default) an input or state tensor of a batch-separable
     case is perturbed in stacked copies of the batch, many per forward call;
     ``batched=False`` runs the plain loop of two forward calls per element. Both
     take each difference on the outputs before summing with the cotangent.
+    ``workers`` (see :func:`check_case`) share the loop among processes.
     """
     B = _batched(ev, key, batched)
     if B is None:
-        return _central_loop(ev, key, step)
+        return _central_loop(ev, key, step, workers)
     x = ev.host[key]
     m = x.size // B
     rows = x.reshape(B, m)
@@ -354,22 +366,31 @@ def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batch
     return grad.reshape(x.shape)
 
 
-def _central_loop(ev: Evaluation, key: str, step: float) -> np.ndarray:
-    """Two forward calls per element; the perturbed buffers are restored after each."""
+def _central_loop(ev: Evaluation, key: str, step: float, workers: "_Workers | None" = None) -> np.ndarray:
+    """Two forward calls per element (shared among ``workers`` when given)."""
     x = ev.host[key]
-    grad = np.empty(x.shape)
-    flat = grad.reshape(-1)
+    idx = np.arange(x.size)
+    if workers is not None:
+        return workers.map("central", key, step, idx).reshape(x.shape)
+    return _central_values(ev, key, step, idx).reshape(x.shape)
+
+
+def _central_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) -> np.ndarray:
+    """Central differences for the flat ``indices`` of ``key``; the perturbed buffers are restored after each."""
+    x = ev.host[key]
+    out = np.empty(len(indices))
     plus, minus = x.copy(), x.copy()
     p, m, x0 = plus.reshape(-1), minus.reshape(-1), x.reshape(-1)
-    for i in range(x.size):
+    for n, i in enumerate(indices):
         p[i] = x0[i] + step
         m[i] = x0[i] - step
-        flat[i] = ev.central_delta({key: plus}, {key: minus}) / (2 * step)
+        out[n] = ev.central_delta({key: plus}, {key: minus}) / (2 * step)
         p[i] = m[i] = x0[i]
-    return grad
+    return out
 
 
-def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batched: bool = True) -> np.ndarray:
+def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batched: bool = True,
+                     workers: "_Workers | None" = None) -> np.ndarray:
     """Element-wise complex-step derivative ``Im L(x + i h e_i) / h`` for tensor ``key``.
 
     ``batched`` as in :func:`central_gradient`: one stacked copy of the batch per
@@ -377,7 +398,7 @@ def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batch
     """
     B = _batched(ev, key, batched)
     if B is None:
-        return _complex_loop(ev, key, step)
+        return _complex_loop(ev, key, step, workers)
     x = ev.host[key]
     m = x.size // B
     rows = x.reshape(B, m).astype(np.complex128)
@@ -393,19 +414,106 @@ def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batch
     return grad.reshape(x.shape)
 
 
-def _complex_loop(ev: Evaluation, key: str, step: float) -> np.ndarray:
-    """One complex forward call per element; the perturbed buffer is restored after each."""
+def _complex_loop(ev: Evaluation, key: str, step: float, workers: "_Workers | None" = None) -> np.ndarray:
+    """One complex forward call per element (shared among ``workers`` when given)."""
+    x = ev.host[key]
+    idx = np.arange(x.size)
+    if workers is not None:
+        return workers.map("complex", key, step, idx).reshape(x.shape)
+    return _complex_values(ev, key, step, idx).reshape(x.shape)
+
+
+def _complex_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) -> np.ndarray:
+    """Complex steps for the flat ``indices`` of ``key``; the perturbed buffer is restored after each."""
     x = ev.host[key].astype(np.complex128)
-    grad = np.empty(x.shape)
-    flat = grad.reshape(-1)
+    out = np.empty(len(indices))
     z = x.copy()
     zf, x0 = z.reshape(-1), x.reshape(-1)
-    for i in range(x.size):
+    for n, i in enumerate(indices):
         zf[i] = x0[i] + 1j * step
-        out = ev.outputs_at({key: z}, dtype=np.complex128)
-        flat[i] = float(np.imag(ev.loss_of(out))) / step
+        res = ev.outputs_at({key: z}, dtype=np.complex128)
+        out[n] = float(np.imag(ev.loss_of(res))) / step
         zf[i] = x0[i]
-    return grad
+    return out
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+#: The evaluation forked workers inherit (set only while a pool is being created).
+_SHARED: Evaluation | None = None
+#: Estimated seconds of per-element loops below which no worker process is started.
+PARALLEL_MIN_SECONDS = 1.0
+
+
+def _work(task: tuple[str, str, float, np.ndarray]) -> np.ndarray:
+    method, key, step, indices = task
+    values = _central_values if method == "central" else _complex_values
+    return values(_SHARED, key, step, indices)
+
+
+def default_jobs() -> int:
+    """Worker processes for the per-element loops: ``REFMEM_JOBS`` if set, else the idle CPUs.
+
+    Idle CPUs: the usable CPUs less the one-minute load average, counting this
+    process as idle (at least 1). On a machine that other jobs keep busy, forked
+    workers would only queue behind them.
+    """
+    env = os.environ.get("REFMEM_JOBS", "").strip()
+    if env:
+        return max(1, int(env))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, min(cpus, int(cpus - load + 1.0)))
+
+
+class _Workers:
+    """Forked processes that share one :class:`Evaluation` for the per-element loops of params.
+
+    The processes are forked while ``_SHARED`` holds the evaluation, so they
+    inherit it and nothing is pickled but indices and results. Each element is
+    computed exactly as the serial loop computes it, so the numbers are the
+    same; only the wall time is shared among the processes.
+    """
+
+    def __init__(self, ev: Evaluation, jobs: int):
+        global _SHARED
+        self.jobs = jobs
+        _SHARED = ev
+        try:
+            self.pool = multiprocessing.get_context("fork").Pool(jobs)
+        finally:
+            _SHARED = None
+
+    def map(self, method: str, key: str, step: float, indices: np.ndarray) -> np.ndarray:
+        chunks = [c for c in np.array_split(indices, 4 * self.jobs) if c.size]
+        return np.concatenate(self.pool.map(_work, [(method, key, step, c) for c in chunks]))
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def _start_workers(ev: Evaluation, xp: Any, jobs: int | None, methods: list[str]) -> _Workers | None:
+    """Worker processes when the per-element loops are long enough to gain from them, else ``None``.
+
+    Only for host backends (NumPy, array-api-strict) on platforms that fork.
+    """
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 2 or rx.backend_name(xp) not in ("numpy", "array_api_strict"):
+        return None
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    calls = sum({"central": 2, "complex": 1}[m] for m in methods)
+    elements = sum(ev.host[k].size for k in ev.keys if k.split("/")[0] == "params")
+    if elements * calls * ev.forward_seconds < PARALLEL_MIN_SECONDS:
+        return None
+    return _Workers(ev, min(jobs, elements))
 
 
 def directional_derivative(ev: Evaluation, direction: Mapping[str, np.ndarray], step: float = CENTRAL_STEP) -> float:
@@ -442,13 +550,19 @@ def check_case(
     sizes: Mapping[str, int] | None = None,
     on_tensor: Callable[[Record], None] | None = None,
     batched: bool = True,
+    jobs: int | None = None,
 ) -> list[Record]:
     """Check every differentiable tensor of ``case`` at ``seed`` with ``methods``.
 
     ``complex`` is skipped for cases that are not analytic on their path
     (``case.complex_step`` false). Returns one :class:`Record` per tensor and
     method (one per case for ``directional``). ``batched=False`` forces the
-    plain per-element loop (see the module docstring).
+    plain per-element loop (see the module docstring). ``jobs``: processes that
+    share the per-element loops of params (default :func:`default_jobs`, i.e.
+    ``REFMEM_JOBS`` or the idle CPUs; 1 runs everything in this process); they
+    are started only on NumPy and array-api-strict, where fork is available, and
+    when the loops would take more than :data:`PARALLEL_MIN_SECONDS`. The numbers
+    do not depend on ``jobs``.
     """
     methods = list(methods)
     for m in methods:
@@ -465,28 +579,34 @@ def check_case(
         if on_tensor is not None:
             on_tensor(rec)
 
-    for method in methods:
-        if method == "complex" and not case.complex_step:
-            continue
-        tol = TOLERANCES[method]
-        if method == "directional":
-            t0 = time.perf_counter()
-            rng = np.random.default_rng([int(seed), 0xD1EC])
-            u = {k: rng.normal(size=ev.host[k].shape) for k in ev.keys}
-            u = _tilted_direction(u, analytic)
-            numeric = directional_derivative(ev, u)
-            exact = float(sum(np.sum(analytic[k] * u[k]) for k in ev.keys))
-            err = compare(np.array([exact]), np.array([numeric]), tol)
-            emit(Record(case.name, "vJu", method, *err, time.perf_counter() - t0, backend))
-            continue
-        for key in ev.keys:
-            t0 = time.perf_counter()
-            if method == "central":
-                numeric = central_gradient(ev, key, batched=batched)
-            else:
-                numeric = complex_gradient(ev, key, batched=batched)
-            err = compare(analytic[key], numeric, tol)
-            emit(Record(case.name, key, method, *err, time.perf_counter() - t0, backend))
+    elementwise = [m for m in methods if m == "central" or (m == "complex" and case.complex_step)]
+    workers = _start_workers(ev, xp, jobs, elementwise) if elementwise else None
+    try:
+        for method in methods:
+            if method == "complex" and not case.complex_step:
+                continue
+            tol = TOLERANCES[method]
+            if method == "directional":
+                t0 = time.perf_counter()
+                rng = np.random.default_rng([int(seed), 0xD1EC])
+                u = {k: rng.normal(size=ev.host[k].shape) for k in ev.keys}
+                u = _tilted_direction(u, analytic)
+                numeric = directional_derivative(ev, u)
+                exact = float(sum(np.sum(analytic[k] * u[k]) for k in ev.keys))
+                err = compare(np.array([exact]), np.array([numeric]), tol)
+                emit(Record(case.name, "vJu", method, *err, time.perf_counter() - t0, backend))
+                continue
+            for key in ev.keys:
+                t0 = time.perf_counter()
+                if method == "central":
+                    numeric = central_gradient(ev, key, batched=batched, workers=workers)
+                else:
+                    numeric = complex_gradient(ev, key, batched=batched, workers=workers)
+                err = compare(analytic[key], numeric, tol)
+                emit(Record(case.name, key, method, *err, time.perf_counter() - t0, backend))
+    finally:
+        if workers is not None:
+            workers.close()
     return records
 
 

@@ -88,6 +88,33 @@ def test_check_case_loop_and_batched_agree():
     assert all(r.passed for r in fast)
 
 
+def test_worker_processes_give_the_same_numbers(monkeypatch):
+    """Param loops shared among forked workers: records identical to the single-process run."""
+    monkeypatch.setattr(gradcheck, "PARALLEL_MIN_SECONDS", 0.0)
+    case = catalogue.get_case("primitives/linear/default")
+    for backend in ("numpy", "array_api_strict"):
+        xp = rx.backend(backend)
+        one = gradcheck.check_case(case, xp, jobs=1)
+        two = gradcheck.check_case(case, xp, jobs=2)
+        key = [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in one]
+        assert key == [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in two]
+    ev = gradcheck.Evaluation(case, rx.backend("numpy"), case.draw(rx.backend("numpy"), 0), 0)
+    workers = gradcheck._start_workers(ev, rx.backend("numpy"), 2, ["central"])
+    assert workers is not None
+    try:
+        np.testing.assert_array_equal(gradcheck.central_gradient(ev, "params/W", workers=workers),
+                                      gradcheck.central_gradient(ev, "params/W"))
+    finally:
+        workers.close()
+
+
+def test_default_jobs(monkeypatch):
+    monkeypatch.setenv("REFMEM_JOBS", "3")
+    assert gradcheck.default_jobs() == 3
+    monkeypatch.setenv("REFMEM_JOBS", "")
+    assert gradcheck.default_jobs() >= 1
+
+
 # ----------------------------------------------------------------------------- refmem bench (smoke path only)
 
 
