@@ -1,0 +1,151 @@
+"""Training the DNC on deepmind/dnc's copy tasks, in refmem alone (no framework).
+
+The loop is deepmind/dnc's ``train.py``: draw a batch of the task, unroll the DNC
+(:func:`refmem.dnc.core.unroll_forward`), score it with the masked sigmoid
+cross-entropy (:mod:`refmem.dnc.tasks`), backpropagate through time by hand
+(:func:`refmem.dnc.core.unroll_backward`), clip the gradients by their global norm
+and take an RMSProp step (TF1 form, :class:`refmem.optim.RMSProp`).
+
+Defaults are deepmind/dnc's ``train.py`` flags: hidden 64, memory 16 × 16, 4 read
+heads, 1 write head, clip value 20, batch 16, 4 bits, lengths 1-2, repeats 1-2,
+RMSProp with learning rate 1e-4 and epsilon 1e-10, global-norm clip 50.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import optim
+from .. import xp as rx
+from .core import UnrollOutputs, unroll_backward, unroll_forward
+from .params import DNCConfig, DNCParams, init_params
+from .tasks import RepeatCopy, bit_errors
+
+__all__ = ["TrainConfig", "TrainResult", "make_task", "dnc_config", "train", "train_step"]
+
+TASKS = ("copy", "repeat-copy")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run (defaults: deepmind/dnc ``train.py``)."""
+
+    task: str = "repeat-copy"
+    steps: int = 1000
+    seed: int = 0
+    # model
+    hidden: int = 64
+    layers: int = 1
+    N: int = 16
+    W: int = 16
+    R: int = 4
+    nw: int = 1
+    convention: str = "deepmind"
+    clip_value: float = 20.0
+    # task
+    batch_size: int = 16
+    num_bits: int = 4
+    min_length: int = 1
+    max_length: int = 2
+    min_repeats: int = 1
+    max_repeats: int = 2
+    # optimiser
+    optimizer: str = "rmsprop"
+    lr: float = 1e-4
+    epsilon: float = 1e-10
+    max_grad_norm: float = 50.0
+    backend: str = "numpy"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(f"optimizer: expected 'rmsprop' or 'adam', got {self.optimizer!r}")
+        if self.steps < 0:
+            raise ValueError(f"steps: expected >= 0, got {self.steps}")
+
+
+@dataclass
+class TrainResult:
+    """``params`` and ``model`` (the trained DNC), ``history`` (``step``, ``loss``,
+    ``bit_errors``, one entry per step), ``seconds`` (wall time of the loop)."""
+
+    params: DNCParams
+    model: DNCConfig
+    history: dict[str, list] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def make_task(cfg: TrainConfig) -> RepeatCopy:
+    """The :class:`~refmem.dnc.tasks.RepeatCopy` of ``cfg`` (copy: exactly one repeat)."""
+    reps = (1, 1) if cfg.task == "copy" else (cfg.min_repeats, cfg.max_repeats)
+    return RepeatCopy(num_bits=cfg.num_bits, batch_size=cfg.batch_size, min_length=cfg.min_length,
+                      max_length=cfg.max_length, min_repeats=reps[0], max_repeats=reps[1])
+
+
+def dnc_config(cfg: TrainConfig, task: RepeatCopy) -> DNCConfig:
+    """The :class:`~refmem.dnc.params.DNCConfig` sized for ``task``."""
+    return DNCConfig(D=task.input_size, Y=task.target_size, hidden=cfg.hidden, layers=cfg.layers, N=cfg.N,
+                     W=cfg.W, R=cfg.R, nw=cfg.nw, convention=cfg.convention, clip_value=cfg.clip_value)
+
+
+def train_step(params: DNCParams, model: DNCConfig, task: RepeatCopy, batch, opt, opt_state,
+               max_grad_norm: float) -> tuple[DNCParams, Any, float, float, Any]:
+    """One update; returns ``(params, opt_state, loss, bit_errors, logits)``."""
+    out, _, cache = unroll_forward(batch.observations, params, model)
+    loss = task.cost(out.y, batch.target, batch.mask)
+    d_y = task.cost_backward(out.y, batch.target, batch.mask)
+    _, grads, _ = unroll_backward(UnrollOutputs(d_y, None), cache)
+    if max_grad_norm > 0:
+        grads, _ = optim.clip_by_global_norm(grads, max_grad_norm)
+    params, opt_state = opt.update(params, grads, opt_state)
+    return params, opt_state, float(rx.to_numpy(loss)), bit_errors(out.y, batch.target, batch.mask), out.y
+
+
+def train(cfg: TrainConfig, callback: Callable[[int, float, float], None] | None = None,
+          params: DNCParams | None = None) -> TrainResult:
+    """Train a DNC on ``cfg.task`` for ``cfg.steps`` steps from ``cfg.seed``.
+
+    The parameters are drawn with :func:`~refmem.dnc.params.init_params` at ``seed``
+    (unless given); batches with NumPy's PCG64 seeded ``[seed, 1]``. ``callback(step,
+    loss, bit_errors)`` runs after every step (the command's progress bar).
+    """
+    xp = rx.backend(cfg.backend)
+    task = make_task(cfg)
+    model = dnc_config(cfg, task)
+    if params is None:
+        params = init_params(xp, model, seed=cfg.seed)
+    if cfg.optimizer == "rmsprop":
+        opt = optim.RMSProp(lr=cfg.lr, epsilon=cfg.epsilon)
+    else:
+        opt = optim.Adam(lr=cfg.lr)
+    opt_state = opt.init(params)
+    rng = np.random.default_rng([int(cfg.seed), 1])
+    history: dict[str, list] = {"step": [], "loss": [], "bit_errors": []}
+    t0 = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        batch = task.sample(rng, xp)
+        params, opt_state, loss, errors, _ = train_step(params, model, task, batch, opt, opt_state,
+                                                        cfg.max_grad_norm)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training diverged at step {step}: loss {loss}")
+        history["step"].append(step)
+        history["loss"].append(loss)
+        history["bit_errors"].append(errors)
+        if callback is not None:
+            callback(step, loss, errors)
+    return TrainResult(params, model, history, time.perf_counter() - t0)
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """``cfg`` as a JSON-able dict."""
+    return asdict(cfg)
+
+
+def with_overrides(cfg: TrainConfig, **kw: Any) -> TrainConfig:
+    """``cfg`` with the non-``None`` entries of ``kw`` replaced."""
+    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
