@@ -1,0 +1,118 @@
+"""deepmind/dnc's copy tasks, their loss, and training the DNC in refmem alone (refmem.dnc.tasks, train)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import pathlib
+
+import numpy as np
+import pytest
+
+from refmem import gradcheck
+from refmem import xp as rx
+from refmem.dnc import tasks
+from refmem.dnc.train import TrainConfig, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_repeat_copy_layout():
+    task = tasks.RepeatCopy(num_bits=4, batch_size=32, min_length=1, max_length=3, min_repeats=1, max_repeats=3)
+    b = task.sample(np.random.default_rng(0))
+    obs, targ, mask = b.observations, b.target, b.mask
+    T = int(np.max(b.lengths * (b.repeats + 1) + 3))
+    assert obs.shape == (32, T, 6) and targ.shape == (32, T, 5) and mask.shape == (32, T)
+    for i in range(32):
+        L, n = int(b.lengths[i]), int(b.repeats[i])
+        pattern = obs[i, 1:L + 1, :4]
+        assert obs[i, 0, 4] == 1 and obs[i, :, 4].sum() == 1  # start marker
+        assert obs[i, L + 1, 5] == n / 10 and np.count_nonzero(obs[i, :, 5]) == 1  # num-repeats flag
+        assert np.all(obs[i, L + 2:] == 0) and np.all(obs[i, 1:L + 1, 4:] == 0)
+        assert np.all(targ[i, :L + 2] == 0)
+        np.testing.assert_array_equal(targ[i, L + 2:L + 2 + n * L, :4], np.tile(pattern, (n, 1)))
+        assert targ[i, L + 2 + n * L, 4] == 1 and targ[i, :, 4].sum() == 1  # end marker
+        np.testing.assert_array_equal(np.flatnonzero(mask[i]), np.arange(L + 2, L + 3 + n * L))
+    assert set(np.unique(obs[:, :, :4])) <= {0.0, 1.0}
+    copy = tasks.copy_task(batch_size=8)
+    assert np.all(copy.sample(np.random.default_rng(1)).repeats == 1)
+    text = tasks.readable(b)
+    assert text.startswith("Observations:") and "Targets:" in text
+
+
+def _xent_reference(logits, target, mask, time_average, in_bits):
+    """deepmind's masked_sigmoid_cross_entropy written out with log σ, time-major as they do."""
+    p = 1 / (1 + np.exp(-logits))
+    xent = -(target * np.log(p) + (1 - target) * np.log(1 - p))
+    per_t = xent.sum(axis=2).T  # [T, B]
+    loss_b = (per_t * mask.T).sum(axis=0)
+    if time_average:
+        loss_b = loss_b / (mask.T.sum(axis=0) + np.finfo(np.float64).eps)
+    loss = loss_b.sum() / logits.shape[0]
+    return loss / math.log(2) if in_bits else loss
+
+
+@pytest.mark.parametrize("time_average", [False, True])
+@pytest.mark.parametrize("in_bits", [False, True])
+def test_loss_matches_deepmind_and_its_gradient(xp, time_average, in_bits):
+    task = tasks.RepeatCopy(batch_size=3)
+    b = task.sample(np.random.default_rng(2), xp)
+    logits = rx.Sampler(xp, 0).normal(tuple(b.target.shape), 2.0)
+    got = tasks.masked_sigmoid_cross_entropy(logits, b.target, b.mask, time_average, in_bits)
+    want = _xent_reference(rx.to_numpy(logits), rx.to_numpy(b.target), rx.to_numpy(b.mask), time_average, in_bits)
+    assert float(rx.to_numpy(got)) == pytest.approx(want, rel=1e-13)
+
+    def fwd(a):
+        return {"loss": xp.reshape(tasks.masked_sigmoid_cross_entropy(a["logits"], b.target, b.mask,
+                                                                       time_average, in_bits), (1,))}
+
+    def bwd(a, cot):
+        g = tasks.masked_sigmoid_cross_entropy_backward(a["logits"], b.target, b.mask, time_average, in_bits)
+        return {"logits": g * cot["loss"][0]}
+
+    records = gradcheck.check_function(fwd, bwd, {"logits": logits}, methods=("central",), name="xent")
+    assert all(r.passed for r in records), records
+
+
+def test_bit_errors():
+    task = tasks.RepeatCopy(batch_size=4)
+    b = task.sample(np.random.default_rng(3))
+    perfect = 10 * (2 * b.target - 1)
+    assert tasks.bit_errors(perfect, b.target, b.mask) == 0
+    wrong = -perfect
+    assert tasks.bit_errors(wrong, b.target, b.mask) == pytest.approx(5 * b.mask.sum() / 4)
+
+
+def test_train_is_deterministic_and_small_runs_work():
+    cfg = TrainConfig(task="copy", steps=3, seed=5, hidden=8, N=4, W=4, R=2, batch_size=2, lr=1e-3)
+    a = train(cfg)
+    b = train(cfg)
+    assert a.history["loss"] == b.history["loss"] and len(a.history["loss"]) == 3
+    assert all(np.isfinite(a.history["loss"]))
+    adam = train(TrainConfig(**{**cfg.__dict__, "optimizer": "adam", "layers": 3}))
+    assert len(adam.history["bit_errors"]) == 3
+    with pytest.raises(ValueError):
+        TrainConfig(task="sort")
+
+
+def test_300_steps_halve_the_loss(tmp_path):
+    """``refmem train repeat-copy --steps 300 --seed 0`` at deepmind/dnc's sizes (hidden 64, N 16, W 16, R 4,
+    batch 16, RMSProp, global-norm clip 50) with the learning rate raised from 1e-4 to 1e-2 so that 300
+    steps suffice: the mean loss of the last 50 steps is at most half that of the first 50."""
+    path = tmp_path / "curve.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run([sys.executable, "-m", "refmem", "train", "repeat-copy", "--steps", "300", "--seed", "0",
+                           "--lr", "1e-2", "--json", str(path), "--report-every", "0"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    curve = json.loads(path.read_text())
+    assert curve["step"] == list(range(1, 301))
+    assert len(curve["loss"]) == len(curve["bit_errors"]) == 300
+    first, last = np.mean(curve["loss"][:50]), np.mean(curve["loss"][-50:])
+    assert last <= 0.5 * first, (first, last)
+    assert np.mean(curve["bit_errors"][-50:]) < np.mean(curve["bit_errors"][:50])
+    assert "loss" in proc.stderr  # the progress bar shows the loss
