@@ -675,7 +675,10 @@ def _check_case(case: catalogue.Case, root: Path, manifest: dict) -> Report:
     for name, value in _given(fresh).items():
         old = golden.tensors[name]
         if value.shape != old.shape or value.dtype != old.dtype or not np.array_equal(value, old):
-            report.problems.append(f"{case.name}: {name} as sampled now differs from the stored tensor")
+            report.problems.append(
+                f"{case.name}: {name} as sampled now differs from the stored tensor "
+                "(the case changed; run refmem golden export if that is intended)"
+            )
     if report.problems:
         return report
     report.extend(compare(golden, _expected(fresh), "float64"))
