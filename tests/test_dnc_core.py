@@ -232,3 +232,16 @@ def test_agrees_with_torch_autograd(variant):
         np.testing.assert_allclose(got[f"outputs/{k}"], v, rtol=1e-11, atol=1e-13)
     for k, v in grads.items():
         np.testing.assert_allclose(got[f"grads/{k}"], v, rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_plot_dnc_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from refmem.cli import main
+
+    cfg = DNCConfig(D=6, Y=5, hidden=8, N=6, W=4, R=2, nw=2)
+    save_params(tmp_path / "p.safetensors", init_params(NP, cfg, seed=0), cfg)
+    out = tmp_path / "dnc.png"
+    assert main(["plot", "dnc", "--params", str(tmp_path / "p.safetensors"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
+    assert main(["plot", "dnc", "--params", str(tmp_path / "missing.safetensors")]) == 2

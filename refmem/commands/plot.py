@@ -92,6 +92,10 @@ TARGETS: dict[str, Target] = {
                         _attention_arguments, _attention_run),
 }
 
+from ..dnc import plots as _dnc_plots  # noqa: E402  (refmem plot dnc: drawing code beside the DNC)
+
+TARGETS["dnc"] = Target(_dnc_plots.HELP, _dnc_plots.add_arguments, _dnc_plots.run)
+
 
 def add_arguments(p: ArgumentParser) -> None:
     sub = p.add_subparsers(dest="target", metavar="TARGET")
