@@ -232,22 +232,21 @@ def exclusive_cumprod_backward(d_out: Any, x: Any, axis: int = -1) -> Any:
     """VJP of :func:`exclusive_cumprod`, computed without dividing by any factor.
 
     With ``y_j = Π_{k<j} x_k``, ``∂L/∂x_i = Σ_{j>i} g_j Π_{k<j, k≠i} x_k
-    = y_i · Σ_{j>i} g_j Π_{i<k<j} x_k``. The inner products ``Π_{i<k<j} x_k`` are
-    the exclusive cumulative products of ``x`` with the entries ``k ≤ i`` set to 1,
-    formed for every ``i`` at once (an ``[..., n, n]`` intermediate), so a factor
+    = y_i · S_i`` with ``S_i = Σ_{j>i} g_j Π_{i<k<j} x_k``. ``S`` follows the
+    reverse recurrence ``S_{n-1} = 0``, ``S_i = g_{i+1} + x_{i+1} S_{i+1}``
+    (Horner's scheme), ``O(n)`` work and memory along the axis, so a factor
     equal to 0 gives the exact gradient instead of NaN.
     """
     xp = namespace(d_out, x)
     g = _moveaxis_last(d_out, axis)
     v = _moveaxis_last(x, axis)
     n = v.shape[-1]
-    idx = xp.arange(n)
-    after = idx[None, :] > idx[:, None]  # [i, k]: k > i
-    expanded = xp.where(after, v[..., None, :], xp.ones_like(v[..., None, :]))  # [..., i, k]
-    inner = exclusive_cumprod(expanded, axis=-1)  # [..., i, j] = Π_{i<k<j} x_k
-    inner = xp.where(after, inner, xp.zeros_like(inner))  # keep j > i only
-    s = xp.sum(inner * g[..., None, :], axis=-1)
-    grad = exclusive_cumprod(v, axis=-1) * s
+    acc = xp.zeros_like(g[..., 0] * v[..., 0])
+    s = [acc]
+    for i in range(n - 2, -1, -1):
+        acc = g[..., i + 1] + v[..., i + 1] * acc
+        s.append(acc)
+    grad = exclusive_cumprod(v, axis=-1) * xp.stack(s[::-1], axis=-1)
     return _moveaxis_back(grad, axis)
 
 
