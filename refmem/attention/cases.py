@@ -27,7 +27,7 @@ _BD_SIZES = {"B": 6, "T": 4, "D": 3, "H": 3, "K": 3}
 #: weights, where σ' is largest), U_p is large so that the reset gate matters, and W_s
 #: is moderate so that s_0 does not saturate. B = 6 averages out unlucky draws.
 _BD_SCALES = {
-    "W_r": 0.3, "U_r": 0.3, "C_r": 0.3, "b_r": 0.1,
+    "W_r": 0.3, "U_r": 0.3, "C_r": 0.3, "b_r": 0.05,
     "W_z": 0.5, "U_z": 0.5, "C_z": 0.5, "b_z": 0.1,
     "U_p": 2.0, "W_s": 1.2,
 }
