@@ -120,6 +120,7 @@ def main(opts: dict[str, Any] | None = None) -> int:
     repeats = int(o["repeats"] or (1 if quick else 5))
     meta = {"versions": _versions(), "threads": threads or "library default", "cpus": os.cpu_count(),
             "machine": platform.machine(), "quick": quick, "repeats": repeats,
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "unit": "median_s: seconds of one forward+backward over a batch of B sequences of length T"}
     print(f"refmem bench: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}; "
           f"threads {meta['threads']}, {repeats} timed repeats each")
@@ -140,6 +141,7 @@ def main(opts: dict[str, Any] | None = None) -> int:
         print("\nfull element-wise gradient checks (central + complex step) beside torch.autograd.gradcheck")
         modules = ["memory_lstm"] if quick else None
         checks = gradcheck_bench.run(modules, loop=not quick, log=print)
+        meta["load_average_after_timings"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
         for c in checks:
             print(f"  {c['module']:<12} {c['impl']:<7} {c['what']:<70} {c['seconds']:8.2f} s  "
                   f"{c['elements']:6d} elements  {'passed' if c['passed'] else 'FAILED'}")
