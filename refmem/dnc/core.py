@@ -183,8 +183,13 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
     B, T = int(x.shape[0]), int(x.shape[1])
     if T < 1:
         raise rx.ShapeError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
+    dtype = xp.result_type(x, params.W_xi, params.W_y, params.lstm[0].W)
     if state is None:
-        state = initial_state(xp, B, cfg, dtype=x.dtype)
+        state = initial_state(xp, B, cfg, dtype=dtype)
+    else:
+        # one dtype throughout (a real initial state with complex parameters, as in the complex step:
+        # some backends, e.g. torch, do not promote inside matmul)
+        state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
     if frozen_write_weights is not None:
         rx.check_array("frozen_write_weights", frozen_write_weights, (B, T, cfg.nw, cfg.N), "(B, T, nw, N)")
     ys, rs, steps, states, prev_ww = [], [], [], [], []
