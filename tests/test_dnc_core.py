@@ -16,7 +16,6 @@ import pytest
 from refmem import gradcheck
 from refmem import xp as rx
 from refmem.dnc import core, core_cases
-from refmem.dnc.access import AccessState
 from refmem.dnc.params import (DNCConfig, from_named, init_params, load_params, named, save_params,
                                truncated_normal)
 

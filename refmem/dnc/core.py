@@ -210,7 +210,7 @@ def _add(a: Any, b: Any) -> Any:
         return b
     if b is None:
         return a
-    return tree_map(lambda u, v: u + v, a, b) if isinstance(a, tuple) else a + b
+    return a + b
 
 
 def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,

@@ -1,11 +1,12 @@
 """Catalogue cases ``dnc/core_unroll/<variant>`` (SPEC §5 Core, GOLDEN.md's ``core_unroll`` row).
 
-Variants:
+Variants (:data:`VARIANTS`; the catalogue's :data:`CASES` are the first three, the others are
+checked in ``tests/test_dnc_core.py``):
 
 * ``deepmind``: single LSTM controller, ``deepmind`` convention (deepmind/dnc);
+* ``paper``: single controller, ``paper`` convention;
 * ``deep_deepmind``: three-layer controller with skip connections (seed 003's ``DNCoreDeepLSTM``);
 * ``deep_noskip_deepmind``: three layers, ``skip=False``;
-* ``paper``: single controller, ``paper`` convention;
 * ``clip_deepmind``: ``clip_value = 20`` as deepmind/dnc's ``train.py``; the sampled values
   stay inside the clip range (SPEC §6), so every clip passes its gradient and the path is analytic;
 * ``state_deepmind`` / ``state_paper``: a random valid initial state ``state/...`` (not
@@ -35,7 +36,6 @@ cannot flip under a perturbation because their order is fixed by the stable sort
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
