@@ -4,7 +4,8 @@ For each model module the record gives:
 
 * ``refmem check (module)``: every catalogue case of the module, every element,
   central differences and complex step, as ``refmem check --module <m>`` runs it
-  (batched finite differences), and with ``batched=False`` (the plain loop);
+  (batched finite differences), in one process; with ``batched=False`` (the plain
+  loop); and batched with the param loops shared by 2 worker processes;
 * ``refmem check (case)``: the module's model case alone (``MODEL_CASES``);
 * ``torch.autograd.gradcheck``: the torch implementation of the same model at the
   same sizes (its input ``x`` and every parameter), full Jacobian
@@ -36,11 +37,12 @@ def _elements(case, xp) -> int:
     return sum(int(rx.to_numpy(arrays[k]).size) for k in case.differentiable(arrays))
 
 
-def _check(cases, xp, batched: bool) -> tuple[float, bool]:
+def _check(cases, xp, batched: bool, jobs: int) -> tuple[float, bool]:
     t0 = time.perf_counter()
     ok = True
     for case in cases:
-        ok &= all(r.passed for r in gradcheck.check_case(case, xp, methods=("central", "complex"), batched=batched))
+        records = gradcheck.check_case(case, xp, methods=("central", "complex"), batched=batched, jobs=jobs)
+        ok &= all(r.passed for r in records)
     return time.perf_counter() - t0, ok
 
 
@@ -78,9 +80,9 @@ def run(modules: list[str] | None = None, loop: bool = True, torch_check: bool =
             continue
         by_name = {c.name: c for c in cases}
         n_all = sum(_elements(c, xp) for c in cases)
-        variants = [("batched", True)] + ([("loop", False)] if loop else [])
-        for label, batched in variants:
-            sec, ok = _check(cases, xp, batched)
+        variants = [("batched", True, 1)] + ([("loop", False, 1), ("batched, 2 workers", True, 2)] if loop else [])
+        for label, batched, jobs in variants:
+            sec, ok = _check(cases, xp, batched, jobs)
             records.append({"module": module, "impl": "refmem", "what": f"check module ({label})", "seconds": sec,
                             "cases": len(cases), "elements": n_all, "passed": ok})
         case = by_name.get(MODEL_CASES[module])
@@ -88,8 +90,8 @@ def run(modules: list[str] | None = None, loop: bool = True, torch_check: bool =
             log(f"  gradcheck {module}: model case {MODEL_CASES[module]} not in the catalogue yet")
             continue
         n_case = _elements(case, xp)
-        for label, batched in variants:
-            sec, ok = _check([case], xp, batched)
+        for label, batched, jobs in variants:
+            sec, ok = _check([case], xp, batched, jobs)
             records.append({"module": module, "impl": "refmem", "what": f"check {case.name} ({label})",
                             "seconds": sec, "cases": 1, "elements": n_case, "passed": ok})
         if not torch_check:
