@@ -179,6 +179,7 @@ class Evaluation:
         self.keys = case.differentiable(self.arrays)
         self._cast: dict[Any, dict[str, Any]] = {}
         self._batch: Any = _UNKNOWN
+        self._frozen_host: dict[str, np.ndarray] = {}
         #: Why the batched path is off for this case ("" when it is on or not yet probed).
         self.batch_note = ""
 
@@ -347,7 +348,7 @@ def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batch
     """
     B = _batched(ev, key, batched)
     if B is None:
-        return _central_loop(ev, key, step, workers)
+        return _loop(ev, key, "central", step, workers)
     x = ev.host[key]
     m = x.size // B
     rows = x.reshape(B, m)
@@ -366,13 +367,13 @@ def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batch
     return grad.reshape(x.shape)
 
 
-def _central_loop(ev: Evaluation, key: str, step: float, workers: "_Workers | None" = None) -> np.ndarray:
-    """Two forward calls per element (shared among ``workers`` when given)."""
+def _loop(ev: Evaluation, key: str, method: str, step: float, workers: "_Workers | None" = None) -> np.ndarray:
+    """The per-element loop of ``method`` over every element of ``key`` (shared among ``workers`` when given)."""
     x = ev.host[key]
     idx = np.arange(x.size)
     if workers is not None:
-        return workers.map("central", key, step, idx).reshape(x.shape)
-    return _central_values(ev, key, step, idx).reshape(x.shape)
+        return workers.map(method, key, step, idx).reshape(x.shape)
+    return _VALUES[method](ev, key, step, idx).reshape(x.shape)
 
 
 def _central_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) -> np.ndarray:
@@ -398,7 +399,7 @@ def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batch
     """
     B = _batched(ev, key, batched)
     if B is None:
-        return _complex_loop(ev, key, step, workers)
+        return _loop(ev, key, "complex", step, workers)
     x = ev.host[key]
     m = x.size // B
     rows = x.reshape(B, m).astype(np.complex128)
@@ -412,15 +413,6 @@ def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batch
         out = ev._run_stacked({key: stack.reshape((c,) + x.shape)}, c, B, np.complex128)
         grad[:, j0:j0 + c] = np.imag(ev.row_deltas(out)).T / step
     return grad.reshape(x.shape)
-
-
-def _complex_loop(ev: Evaluation, key: str, step: float, workers: "_Workers | None" = None) -> np.ndarray:
-    """One complex forward call per element (shared among ``workers`` when given)."""
-    x = ev.host[key]
-    idx = np.arange(x.size)
-    if workers is not None:
-        return workers.map("complex", key, step, idx).reshape(x.shape)
-    return _complex_values(ev, key, step, idx).reshape(x.shape)
 
 
 def _complex_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) -> np.ndarray:
@@ -437,6 +429,9 @@ def _complex_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) 
     return out
 
 
+_VALUES = {"central": _central_values, "complex": _complex_values}
+
+
 # ----------------------------------------------------------------------------- worker processes
 
 #: The evaluation forked workers inherit (set only while a pool is being created).
@@ -447,8 +442,7 @@ PARALLEL_MIN_SECONDS = 1.0
 
 def _work(task: tuple[str, str, float, np.ndarray]) -> np.ndarray:
     method, key, step, indices = task
-    values = _central_values if method == "central" else _complex_values
-    return values(_SHARED, key, step, indices)
+    return _VALUES[method](_SHARED, key, step, indices)
 
 
 def default_jobs() -> int:
