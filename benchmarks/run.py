@@ -151,8 +151,7 @@ def main(opts: dict[str, Any] | None = None) -> int:
         print("\npeak memory of BPTT, DNC core (large config)")
         memory = mem.study(quick=quick)
     if o["json"]:
-        out = {"records": [{k: r[k] for k in ("benchmark", "impl", "backend", "dtype", "median_s")} | r
-                           for r in records],
+        out = {"records": records,
                "skipped": skipped, "gradcheck": checks, "memory": memory, "meta": meta}
         with open(o["json"], "w") as fh:
             json.dump(out, fh, indent=1)
