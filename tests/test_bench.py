@@ -215,3 +215,28 @@ def test_jax_benchmark_computes_refmem_function(model):
     except Skip as exc:
         pytest.skip(str(exc))
     np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_refmem_benchmark_runs_on_array_api_strict(model):
+    """The benchmarked refmem code is namespace-generic (what lets it run on CuPy): it runs under array-api-strict."""
+    from benchmarks import impl_refmem
+    from benchmarks.common import Skip
+
+    try:
+        step = impl_refmem.build(_quick(model), "float64", backend="array_api_strict")
+    except Skip as exc:
+        pytest.skip(str(exc))
+    step()
+
+
+def test_bench_profile_and_memory_paths(capfd):
+    """``--profile`` prints a cProfile table; a memory measurement runs in a child process."""
+    from benchmarks import memory
+    from refmem import cli
+
+    assert cli.main(["bench", "--quick", "--profile", "memory_lstm"]) == 0
+    assert "cumtime" in capfd.readouterr().out
+    pytest.importorskip("refmem.dnc.core")
+    rec = memory.measure({"B": 2, "T": 2, "D": 3, "Y": 2, "H": 4, "N": 4, "W": 3, "R": 2, "nw": 1}, "float64")
+    assert rec["traced_peak_bytes"] > 0 and rec["maxrss_bytes"] > 0
