@@ -70,11 +70,9 @@ def leaves(bench: Bench, dtype: str) -> tuple[Any, dict, Any]:
     return x, p, torch.tensor(prob["cot"], dtype=dt)
 
 
-def build(bench: Bench, dtype: str, threads: int | None = None) -> Callable[[], Any]:
+def build(bench: Bench, dtype: str) -> Callable[[], Any]:
     """One forward and one backward (``torch.autograd.grad`` of ``Σ out ∘ cot`` w.r.t. ``x`` and every param)."""
     torch = _torch()
-    if threads:
-        torch.set_num_threads(threads)
     x, p, cot = leaves(bench, dtype)
     forward(bench.model, x, p, bench.sizes)  # raises Skip early when an example is missing
     inputs = [x, *p.values()]
