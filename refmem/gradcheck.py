@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -496,12 +497,13 @@ class _Workers:
 def _start_workers(ev: Evaluation, xp: Any, jobs: int | None, methods: list[str]) -> _Workers | None:
     """Worker processes when the per-element loops are long enough to gain from them, else ``None``.
 
-    Only for host backends (NumPy, array-api-strict) on platforms that fork.
+    Only for host backends (NumPy, array-api-strict) on platforms that fork, and
+    not once JAX is loaded in this process (its threads make a fork unsafe).
     """
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 2 or rx.backend_name(xp) not in ("numpy", "array_api_strict"):
         return None
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if "fork" not in multiprocessing.get_all_start_methods() or "jax" in sys.modules:
         return None
     calls = sum({"central": 2, "complex": 1}[m] for m in methods)
     elements = sum(ev.host[k].size for k in ev.keys if k.split("/")[0] == "params")
