@@ -116,3 +116,17 @@ def test_300_steps_halve_the_loss(tmp_path):
     assert last <= 0.5 * first, (first, last)
     assert np.mean(curve["bit_errors"][-50:]) < np.mean(curve["bit_errors"][:50])
     assert "loss" in proc.stderr  # the progress bar shows the loss
+
+
+def test_reverse_trains_the_attention_decoder(tmp_path):
+    """``refmem train reverse``: the Bahdanau decoder (SPEC §2) learns to reverse sequences in 150 steps."""
+    from refmem.cli import main
+
+    path = tmp_path / "reverse.json"
+    assert main(["train", "reverse", "--steps", "150", "--seed", "0", "--json", str(path),
+                 "--report-every", "0", "--threads", "0"]) == 0
+    curve = json.loads(path.read_text())
+    assert curve["step"] == list(range(1, 151))
+    assert np.mean(curve["loss"][-20:]) <= 0.1 * np.mean(curve["loss"][:20])
+    assert curve["accuracy"] > 0.9
+    assert main(["train", "reverse", "--steps", "2", "--memory-size", "8"]) == 2  # a DNC-only option is refused

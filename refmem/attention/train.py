@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from .. import xp as rx
 from ..optim import Adam, clip_by_global_norm
 from .bahdanau import DecoderParams, decoder_backward, decoder_forward, init_params
 
-__all__ = ["TrainResult", "make_batch", "loss_and_grads", "train", "main"]
+__all__ = ["TrainResult", "make_batch", "loss_and_grads", "train", "save_heatmap", "main"]
 
 
 class TrainResult(NamedTuple):
@@ -77,8 +77,12 @@ def train(
     output_state: str = "current",
     backend: str = "numpy",
     log_every: int = 0,
+    callback: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train the decoder to reverse sequences; see the module docstring."""
+    """Train the decoder to reverse sequences; see the module docstring.
+
+    ``callback(step, loss)``, if given, is called after every step.
+    """
     xp = rx.backend(backend)
     sampler = rx.Sampler(xp, seed + 1)
     params = init_params(xp, V + T, H, V, seed=seed)
@@ -92,6 +96,8 @@ def train(
         grads, _ = clip_by_global_norm(grads, clip)
         params, state = opt.update(params, grads, state)
         losses.append(float(loss))
+        if callback is not None:
+            callback(step, losses[-1])
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"step {step:5d}  loss {losses[-1]:.4f}")
     seconds = time.perf_counter() - t0
@@ -100,6 +106,26 @@ def train(
     pred = xp.argmax(out.y, axis=-1)
     accuracy = float(xp.mean(xp.astype(pred == xp.flip(tokens, axis=1), xp.float64)))
     return TrainResult(params, losses, accuracy, out.alpha, tokens, seconds)
+
+
+def save_heatmap(res: TrainResult, path: str, seed: int = 0) -> str:
+    """Heat map of the trained ``alpha`` for one evaluation sequence (one with many distinct symbols)."""
+    from .. import plots
+
+    rows = rx.to_numpy(res.tokens).tolist()
+    b = max(range(len(rows)), key=lambda i: (len(set(rows[i])), -i))
+    a = rx.to_numpy(res.alpha)[b]
+    toks = rows[b]
+    T = a.shape[0]
+    return plots.attention_heatmap(
+        a, path,
+        title=f"Bahdanau decoder trained to reverse (seed {seed}, {len(res.losses)} steps)\n"
+              f"source {' '.join(str(int(v)) for v in toks)} -> target {' '.join(str(int(v)) for v in toks[::-1])}",
+        row_label="decoder step t : target symbol",
+        col_label="source position j : symbol",
+        row_ticks=[f"{t + 1}:{int(toks[T - 1 - t])}" for t in range(T)],
+        col_ticks=[f"{j + 1}:{int(toks[j])}" for j in range(T)],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,23 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained {args.steps} steps in {res.seconds:.1f} s; loss {res.losses[0]:.3f} -> {res.losses[-1]:.4f}; "
           f"reversal accuracy {res.accuracy:.3f} on 256 fresh sequences")
     if args.out:
-        from .. import plots
-
-        rows = rx.to_numpy(res.tokens).tolist()
-        b = max(range(len(rows)), key=lambda i: (len(set(rows[i])), -i))  # a sequence with many distinct symbols
-        a = rx.to_numpy(res.alpha)[b]
-        toks = rows[b]
-        T = a.shape[0]
-        path = plots.attention_heatmap(
-            a, args.out,
-            title=f"Bahdanau decoder trained to reverse (seed {args.seed}, {args.steps} steps)\n"
-                  f"source {' '.join(str(int(v)) for v in toks)} -> target {' '.join(str(int(v)) for v in toks[::-1])}",
-            row_label="decoder step t : target symbol",
-            col_label="source position j : symbol",
-            row_ticks=[f"{t + 1}:{int(toks[T - 1 - t])}" for t in range(T)],
-            col_ticks=[f"{j + 1}:{int(toks[j])}" for j in range(T)],
-        )
-        print(f"wrote {path}")
+        print(f"wrote {save_heatmap(res, args.out, seed=args.seed)}")
     return 0
 
 
