@@ -120,8 +120,14 @@ def _numpy_namespace() -> Any:
 _NUMPY_NS: Any = None
 
 
-def to_numpy(x: Any) -> np.ndarray:
-    """Copy an array of any supported backend to a NumPy array on the host."""
+def to_numpy(x: Any, contiguous: bool = False) -> np.ndarray:
+    """Copy an array of any supported backend to a NumPy array on the host.
+
+    With ``contiguous=True`` the result is C-contiguous (a copy only where needed),
+    as file writers such as safetensors require (GOLDEN.md, safetensors issue #825).
+    """
+    if contiguous:
+        return np.ascontiguousarray(to_numpy(x))
     if isinstance(x, np.ndarray):
         return x
     mod = type(x).__module__
@@ -271,10 +277,33 @@ class Sampler:
     float32 and stored as float64 (GOLDEN.md), then moved into ``xp``.
     """
 
-    def __init__(self, xp: Any, seed: int):
+    def __init__(self, xp: Any, seed: int | tuple[int, ...]):
         self.xp = xp
-        self.seed = int(seed)
+        # an int, or a sequence of ints (NumPy's SeedSequence entropy, e.g. ``(seed, 1)`` for a second stream)
+        self.seed = tuple(int(k) for k in seed) if isinstance(seed, (list, tuple)) else int(seed)
         self.rng = np.random.default_rng(self.seed)
+
+    @classmethod
+    def from_generator(cls, xp: Any, generator: Any) -> "Sampler":
+        """A sampler into ``xp`` that continues the stream of an existing NumPy ``Generator``.
+
+        Lets an API that accepts a caller's ``numpy.random.Generator`` draw through
+        :class:`Sampler`; every draw advances ``generator`` itself.
+        """
+        if not isinstance(generator, np.random.Generator):
+            raise TypeError(f"Sampler.from_generator: expected a numpy.random.Generator, got "
+                            f"{type(generator).__name__}")
+        self = cls.__new__(cls)
+        self.xp = xp
+        self.seed = None
+        self.rng = generator
+        return self
+
+    def with_namespace(self, xp: Any) -> "Sampler":
+        """A sampler into ``xp`` that shares this sampler's stream (draws advance both)."""
+        other = Sampler.from_generator(xp, self.rng)
+        other.seed = self.seed
+        return other
 
     def _out(self, a: np.ndarray) -> Any:
         a = np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)
@@ -322,6 +351,26 @@ class Sampler:
     def integers(self, shape: tuple[int, ...], low: int, high: int) -> Any:
         """Integer draws in ``[low, high)`` as int64."""
         return from_numpy(self.xp, self.rng.integers(low, high, size=shape).astype(np.int64))
+
+    def truncated_normal(self, shape: tuple[int, ...], scale: float = 1.0, bound: float = 2.0,
+                         float32: bool = True) -> Any:
+        """Normal draws of standard deviation ``scale``, truncated at ``±bound`` standard deviations.
+
+        TensorFlow's ``truncated_normal_initializer``: standard normal draws of the whole
+        shape, then every draw outside ``[-bound, bound]`` is re-drawn (in C order, one
+        batch of re-draws per round) until none is left; the result is multiplied by
+        ``scale``. With ``float32=False`` the float64 draws are kept as they are (not
+        rounded to float32-representable values).
+        """
+        out = self.rng.normal(0.0, 1.0, size=shape)
+        bad = np.abs(out) > bound
+        while np.any(bad):
+            out[bad] = self.rng.normal(0.0, 1.0, size=int(bad.sum()))
+            bad = np.abs(out) > bound
+        out = out * scale
+        if float32:
+            return self._out(out)
+        return from_numpy(self.xp, np.asarray(out, dtype=np.float64))
 
 
 class ShapeError(ValueError):

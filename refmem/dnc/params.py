@@ -15,8 +15,8 @@ weight matrix is drawn from a normal truncated at two standard deviations
 of the matrix (for an LSTM layer, input plus hidden width, as Sonnet's
 ``LSTM._create_gate_variables``; the interface of deepmind's ``MemoryAccess`` is
 several ``snt.Linear`` maps of the same input, i.e. one matrix with ``fan_in = Hc``).
-Draws use NumPy's PCG64 from the seed, so a seed gives the same parameters on
-every backend.
+Draws use NumPy's PCG64 from the seed (through :class:`refmem.xp.Sampler`, kept in
+float64), so a seed gives the same parameters on every backend.
 
 Files are safetensors (never pickle), written from C-contiguous host copies (see
 GOLDEN.md on safetensors issue #825); the configuration travels as JSON in the
@@ -26,10 +26,9 @@ file's metadata.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
-
-import numpy as np
 
 from .. import xp as rx
 from .access import AccessConfig, interface_size
@@ -163,14 +162,15 @@ def check_params(params: DNCParams, cfg: DNCConfig) -> None:
         rx.check_array(name, arrays[name], shape, sym)
 
 
-def truncated_normal(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.ndarray:
-    """Normal draws with standard deviation ``std``, re-drawn until inside ``±2 std`` (TF's truncated normal)."""
-    out = rng.normal(0.0, 1.0, size=shape)
-    bad = np.abs(out) > 2.0
-    while np.any(bad):
-        out[bad] = rng.normal(0.0, 1.0, size=int(bad.sum()))
-        bad = np.abs(out) > 2.0
-    return out * std
+def truncated_normal(rng: Any, shape: tuple[int, ...], std: float) -> Any:
+    """Normal draws with standard deviation ``std``, re-drawn until inside ``±2 std`` (TF's truncated normal).
+
+    ``rng`` is a :class:`refmem.xp.Sampler` (the result lands in its namespace) or a NumPy
+    ``Generator`` (the result is a NumPy array); the float64 draws are not rounded to float32.
+    See :meth:`refmem.xp.Sampler.truncated_normal`.
+    """
+    s = rng if isinstance(rng, rx.Sampler) else rx.Sampler.from_generator(rx.backend("numpy"), rng)
+    return s.truncated_normal(shape, std, bound=2.0, float32=False)
 
 
 def init_params(xp: Any, cfg: DNCConfig, seed: int = 0, dtype: Any = None) -> DNCParams:
@@ -180,14 +180,13 @@ def init_params(xp: Any, cfg: DNCConfig, seed: int = 0, dtype: Any = None) -> DN
     ``dtype`` defaults to ``xp.float64``.
     """
     dtype = xp.float64 if dtype is None else dtype
-    rng = np.random.default_rng(int(seed))
+    s = rx.Sampler(xp, int(seed))
     arrays = {}
     for name, shape in cfg.shapes().items():
         if name.startswith("W"):
-            host = truncated_normal(rng, shape, 1.0 / np.sqrt(shape[0]))
+            arrays[name] = xp.asarray(truncated_normal(s, shape, 1.0 / math.sqrt(shape[0])), dtype=dtype)
         else:
-            host = np.zeros(shape)
-        arrays[name] = xp.asarray(rx.from_numpy(xp, host), dtype=dtype)
+            arrays[name] = xp.zeros(shape, dtype=dtype)
     return from_named(arrays, cfg)
 
 
@@ -196,7 +195,7 @@ def save_params(path: str, params: DNCParams, cfg: DNCConfig, metadata: dict[str
     from safetensors.numpy import save_file
 
     check_params(params, cfg)
-    tensors = {k: np.ascontiguousarray(rx.to_numpy(v)) for k, v in named(params).items()}
+    tensors = {k: rx.to_numpy(v, contiguous=True) for k, v in named(params).items()}
     meta = {"format": FORMAT, "config": json.dumps(cfg.to_json(), sort_keys=True)}
     if metadata:
         meta.update({str(k): str(v) for k, v in metadata.items()})

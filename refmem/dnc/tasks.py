@@ -26,8 +26,9 @@ summed over time (divided by the sequence's masked length when
 with ``log_prob_in_bits``). deepmind/dnc's ``train.py`` uses the defaults:
 no time average, nats.
 
-Data are drawn on the host with NumPy's PCG64 and moved into the caller's namespace;
-the loss and its gradient run in the namespace of the logits.
+Data are drawn on the host with NumPy's PCG64 (through :class:`refmem.xp.Sampler`),
+built there and moved into the caller's namespace in one copy each; the loss and its
+gradient run in the namespace of the logits.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
-
-import numpy as np
 
 from .. import xp as rx
 
@@ -97,27 +96,33 @@ class RepeatCopy:
         """The longest ``T`` a batch can have."""
         return self.max_length * (self.max_repeats + 1) + 3
 
-    def sample(self, rng: np.random.Generator, xp: Any = None, dtype: Any = None) -> Batch:
-        """Draw one batch with ``rng``; arrays in ``xp`` (NumPy by default), float64 unless ``dtype``."""
+    def sample(self, rng: Any, xp: Any = None, dtype: Any = None) -> Batch:
+        """Draw one batch; arrays in ``xp`` (NumPy by default), float64 unless ``dtype``.
+
+        ``rng`` is a :class:`refmem.xp.Sampler` or a NumPy ``Generator``; either way its
+        stream advances by the batch's draws (lengths, repeats, then each pattern).
+        """
+        hp = rx.backend("numpy")  # the batch is built on the host, then moved in one copy per tensor
+        s = rng.with_namespace(hp) if isinstance(rng, rx.Sampler) else rx.Sampler.from_generator(hp, rng)
         B, bits = self.batch_size, self.num_bits
-        lengths = rng.integers(self.min_length, self.max_length + 1, size=B)
-        repeats = rng.integers(self.min_repeats, self.max_repeats + 1, size=B)
-        T = int(np.max(lengths * (repeats + 1) + 3))
-        obs = np.zeros((B, T, bits + 2))
-        targ = np.zeros((B, T, bits + 1))
-        mask = np.zeros((B, T))
+        lengths = s.integers((B,), self.min_length, self.max_length + 1)
+        repeats = s.integers((B,), self.min_repeats, self.max_repeats + 1)
+        T = max(int(L) * (int(n) + 1) + 3 for L, n in zip(lengths, repeats))
+        obs = hp.zeros((B, T, bits + 2), dtype=hp.float64)
+        targ = hp.zeros((B, T, bits + 1), dtype=hp.float64)
+        mask = hp.zeros((B, T), dtype=hp.float64)
         for b in range(B):
             L, n = int(lengths[b]), int(repeats[b])
-            pattern = rng.integers(0, 2, size=(L, bits)).astype(np.float64)
+            pattern = hp.astype(s.integers((L, bits), 0, 2), hp.float64)
             obs[b, 0, bits] = 1.0  # start marker
             obs[b, 1:L + 1, :bits] = pattern
             obs[b, L + 1, bits + 1] = n / self.norm_max  # num-repeats flag
             start = L + 2
-            targ[b, start:start + n * L, :bits] = np.tile(pattern, (n, 1))
+            targ[b, start:start + n * L, :bits] = hp.concat([pattern] * n, axis=0)
             targ[b, start + n * L, bits] = 1.0  # end marker
             mask[b, start:start + n * L + 1] = 1.0
         if xp is None:
-            xp = rx.backend("numpy")
+            xp = hp
         dtype = xp.float64 if dtype is None else dtype
 
         def move(a):
@@ -181,15 +186,17 @@ def bit_errors(logits: Any, target: Any, mask: Any) -> float:
     x = rx.to_numpy(logits)
     z = rx.to_numpy(target)
     m = rx.to_numpy(mask)
-    wrong = ((x > 0).astype(np.float64) != z) * m[:, :, None]
-    return float(wrong.sum() / x.shape[0])
+    hp = rx.namespace(x, z, m)
+    wrong = (hp.astype(x > 0, hp.float64) != z) * m[:, :, None]
+    return float(hp.sum(wrong) / x.shape[0])
 
 
 def readable(batch: Batch, logits: Any = None, index: int = 0, norm_max: float = 10.0) -> str:
     """deepmind's ``bitstring_readable`` for one batch element: channels as rows, ``-`` for 0."""
-    obs = rx.to_numpy(batch.observations)[index].copy()
+    obs = rx.to_numpy(batch.observations)[index]
     targ = rx.to_numpy(batch.target)[index]
-    obs[:, -1] = np.round(obs[:, -1] * norm_max)
+    hp = rx.namespace(obs, targ)
+    obs = hp.concat([obs[:, :-1], hp.round(obs[:, -1:] * norm_max)], axis=1)
 
     def row(v):
         return "+" + " ".join(f"{int(a):d}" if a else "-" for a in v) + "+"
@@ -198,6 +205,6 @@ def readable(batch: Batch, logits: Any = None, index: int = 0, norm_max: float =
     parts += ["Targets:"] + [row(targ[:, k]) for k in range(targ.shape[1])]
     if logits is not None:
         m = rx.to_numpy(batch.mask)[index][:, None]
-        out = np.round(m * (1.0 / (1.0 + np.exp(-rx.to_numpy(logits)[index]))))
+        out = hp.round(m * (1.0 / (1.0 + hp.exp(-rx.to_numpy(logits)[index]))))
         parts += ["Model output:"] + [row(out[:, k]) for k in range(out.shape[1])]
     return "\n".join(parts)

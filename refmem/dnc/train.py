@@ -13,11 +13,10 @@ RMSProp with learning rate 1e-4 and epsilon 1e-10, global-norm clip 50.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
-
-import numpy as np
 
 from .. import optim
 from .. import xp as rx
@@ -111,7 +110,7 @@ def train(cfg: TrainConfig, callback: Callable[[int, float, float], None] | None
     """Train a DNC on ``cfg.task`` for ``cfg.steps`` steps from ``cfg.seed``.
 
     The parameters are drawn with :func:`~refmem.dnc.params.init_params` at ``seed``
-    (unless given); batches with NumPy's PCG64 seeded ``[seed, 1]``. ``callback(step,
+    (unless given); batches with NumPy's PCG64 seeded ``[seed, 1]`` (``rx.Sampler(xp, (seed, 1))``). ``callback(step,
     loss, bit_errors)`` runs after every step (the command's progress bar).
     """
     xp = rx.backend(cfg.backend)
@@ -124,14 +123,14 @@ def train(cfg: TrainConfig, callback: Callable[[int, float, float], None] | None
     else:
         opt = optim.Adam(lr=cfg.lr)
     opt_state = opt.init(params)
-    rng = np.random.default_rng([int(cfg.seed), 1])
+    rng = rx.Sampler(xp, (int(cfg.seed), 1))
     history: dict[str, list] = {"step": [], "loss": [], "bit_errors": []}
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         batch = task.sample(rng, xp)
         params, opt_state, loss, errors, _ = train_step(params, model, task, batch, opt, opt_state,
                                                         cfg.max_grad_norm)
-        if not np.isfinite(loss):
+        if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at step {step}: loss {loss}")
         history["step"].append(step)
         history["loss"].append(loss)
