@@ -52,6 +52,8 @@ def prod_except(x: Any, axis: int) -> Any:
     the product of the factors after ``r`` (the same on the flipped axis).
     """
     xp = rx.namespace(x)
+    if x.shape[axis] == 1:  # one factor: the product of the others is empty
+        return xp.ones_like(x)
     before = rx.exclusive_cumprod(x, axis=axis)
     after = xp.flip(rx.exclusive_cumprod(xp.flip(x, axis=axis), axis=axis), axis=axis)
     return before * after
@@ -559,12 +561,13 @@ def temporal_linkage_backward(d_link: Any, d_precedence: Any, cache: LinkCache) 
     d_link = _zeros_if_none(d_link, cache.prev_link)
     d_precedence = _zeros_if_none(d_precedence, cache.prev_precedence)
     g = d_link * cache.off_diagonal
-    w_i = cache.write_weights[:, :, :, None]
-    w_j = cache.write_weights[:, :, None, :]
-    d_prev_link = g * (1.0 - w_i - w_j)
-    d_w = xp.sum(g * (cache.prev_precedence[:, :, None, :] - cache.prev_link), axis=-1)  # through ww[i]
-    d_w = d_w - xp.sum(g * cache.prev_link, axis=-2)  # through ww[j]
-    d_prev_precedence = xp.sum(g * w_i, axis=-2)
+    w = cache.write_weights
+    d_prev_link = g * (1.0 - w[:, :, :, None] - w[:, :, None, :])
+    # through ww[i]: Σ_j g[i, j] (p[j] - L[i, j]); through ww[j]: -Σ_i g[i, j] L[i, j]
+    # (the sums over p and w as matrix-vector products: fewer [B, nw, N, N] passes)
+    g_link = g * cache.prev_link
+    d_w = (g @ cache.prev_precedence[:, :, :, None])[:, :, :, 0] - xp.sum(g_link, axis=-1) - xp.sum(g_link, axis=-2)
+    d_prev_precedence = (w[:, :, None, :] @ g)[:, :, 0, :]  # Σ_i ww[i] g[i, j]
     d_prev_precedence = d_prev_precedence + d_precedence * (1.0 - cache.write_sum)
     d_w = d_w + d_precedence - xp.sum(d_precedence * cache.prev_precedence, axis=-1, keepdims=True)
     return LinkGrads(d_prev_link, d_prev_precedence, d_w)
@@ -626,8 +629,9 @@ def directional_weights_backward(d_forward: Any, d_backward: Any, cache: Directi
     d_backward = d_backward if d_backward is not None else xp.zeros(shape, dtype=link.dtype)
     gf = xp.permute_dims(d_forward, (0, 2, 1, 3))  # [B, nw, R, N]
     gb = xp.permute_dims(d_backward, (0, 2, 1, 3))
-    wr4 = wr[:, None, :, :]  # [B, 1, R, N]
-    d_link = _T(gf) @ wr4 + _T(wr4) @ gb  # [B, nw, N, N]
+    wr4 = xp.broadcast_to(wr[:, None, :, :], (B, nw, R, N))
+    # gfᵀ wr + wrᵀ gb as one product [gfᵀ | wrᵀ] @ [wr ; gb] (one [B, nw, N, N] result, no sum)
+    d_link = _T(xp.concat([gf, wr4], axis=2)) @ xp.concat([wr4, gb], axis=2)  # [B, nw, N, N]
     d_wr = xp.sum(gf @ link + gb @ _T(link), axis=1)  # [B, R, N]
     return DirectionalGrads(d_link, d_wr)
 
