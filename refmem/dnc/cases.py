@@ -1,8 +1,10 @@
 """Catalogue cases of SPEC §5 (module ``dnc``): every function of GOLDEN.md's DNC table
 but ``core_unroll``, each for the ``deepmind`` and the ``paper`` convention.
 
-Samplers draw on the host (NumPy, :class:`refmem.xp.Sampler`) and move the arrays
-into the requested namespace, so a seed gives the same numbers on every backend.
+Samplers draw on the host (:class:`refmem.xp.Sampler` into the NumPy namespace,
+``rx.backend("numpy")``), take their rejection decisions there, and move the
+accepted arrays into the requested namespace, so a seed gives the same numbers
+(and the same accepted draw) on every backend.
 They stay away from the only kink of the access step, the allocation sort:
 usages are well separated, and where the sorted values are not drawn directly
 (after a simulated write of an earlier head, or after the usage update of the
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
+import math
 
 from .. import xp as rx
 from ..catalogue import Case, Forward
@@ -43,25 +45,27 @@ _SORT_KINKS = ("the allocation sort: usages drawn well separated, and draws redr
 
 
 def _host(seed: int) -> rx.Sampler:
-    return rx.Sampler(np, seed)
+    """A sampler into the host (NumPy) namespace: draws and rejection tests happen there."""
+    return rx.Sampler(rx.backend("numpy"), seed)
 
 
 def _to(xp: Any, arrays: dict[str, Any]) -> dict[str, Any]:
-    return {k: rx.from_numpy(xp, np.asarray(v)) for k, v in arrays.items()}
+    return {k: rx.from_numpy(xp, rx.to_numpy(v)) for k, v in arrays.items()}
 
 
-def _link(s: rx.Sampler, B: int, nw: int, N: int) -> np.ndarray:
+def _link(s: rx.Sampler, B: int, nw: int, N: int) -> Any:
     """Link-like values: in ``(0, 1/N)`` off the diagonal, 0 on it (rows and columns sum below 1)."""
-    L = np.asarray(s.uniform((B, nw, N, N), 0.02 / N, 1.0 / N))
-    return L * (1.0 - np.eye(N))
+    xp = s.xp
+    L = s.uniform((B, nw, N, N), 0.02 / N, 1.0 / N)
+    return L * (1.0 - xp.eye(N, dtype=L.dtype))
 
 
-def _usage(s: rx.Sampler, B: int, N: int) -> np.ndarray:
+def _usage(s: rx.Sampler, B: int, N: int) -> Any:
     low, high = 0.02, 0.98
-    return np.asarray(s.separated((B, N), low, high, gap=0.2 * (high - low) / N))
+    return s.separated((B, N), low, high, gap=0.2 * (high - low) / N)
 
 
-def _strengths(s: rx.Sampler, shape: tuple) -> np.ndarray:
+def _strengths(s: rx.Sampler, shape: tuple) -> Any:
     """Raw strengths in ``[0, 2.5)``: a lookup sharp enough that its gradients are not tiny.
 
     With a very negative raw strength the softmax is flat and the gradients w.r.t. the
@@ -69,15 +73,17 @@ def _strengths(s: rx.Sampler, shape: tuple) -> np.ndarray:
     their finite differences) do not; the norm-wise error of SPEC §6 then measures
     rounding noise (seen at ``2e-3`` gradient norms, with the complex step exact).
     """
-    return np.asarray(s.uniform(shape, 0.0, 2.5))
+    return s.uniform(shape, 0.0, 2.5)
 
 
 def _sort_gap(heads: tuple) -> float:
-    gap = np.inf
+    """Smallest gap between neighbouring sorted free-ness values of any head (``inf`` when none)."""
+    gap = math.inf
     for cache in heads:
-        sn = np.real(rx.to_numpy(cache.sorted_nonusage))
+        sn = rx.real_part(cache.sorted_nonusage)
         if sn.shape[-1] > 1:
-            gap = min(gap, float(np.min(np.abs(np.diff(sn, axis=-1)))))
+            xp = rx.namespace(sn)
+            gap = min(gap, float(xp.min(xp.abs(sn[..., 1:] - sn[..., :-1]))))
     return gap
 
 
@@ -196,7 +202,7 @@ def _write_allocation(conv: str) -> Case:
 
         def draw(s):
             return {"inputs/usage": _usage(s, B, N),
-                    "inputs/write_gates": np.asarray(s.uniform((B, nw), 0.05, 0.95))}
+                    "inputs/write_gates": s.uniform((B, nw), 0.05, 0.95)}
 
         return _rejection(draw, lambda a: A.write_allocation_weights_forward(
             a["inputs/usage"], a["inputs/write_gates"])[1].heads, seed)
@@ -221,12 +227,12 @@ def _write_weights(conv: str) -> Case:
         B, N, W, nw = z["B"], z["N"], z["W"], z["nw"]
 
         def draw(s):
-            return {"inputs/memory": np.asarray(s.normal((B, N, W))),
+            return {"inputs/memory": s.normal((B, N, W)),
                     "inputs/usage": _usage(s, B, N),
-                    "inputs/write_keys": np.asarray(s.normal((B, nw, W))),
+                    "inputs/write_keys": s.normal((B, nw, W)),
                     "inputs/write_strengths": _strengths(s, (B, nw)),
-                    "inputs/allocation_gates": np.asarray(s.uniform((B, nw), 0.2, 0.8)),
-                    "inputs/write_gates": np.asarray(s.uniform((B, nw), 0.2, 0.8))}
+                    "inputs/allocation_gates": s.uniform((B, nw), 0.2, 0.8),
+                    "inputs/write_gates": s.uniform((B, nw), 0.2, 0.8)}
 
         return _rejection(draw, lambda a: A.write_allocation_weights_forward(
             a["inputs/usage"], a["inputs/allocation_gates"] * a["inputs/write_gates"])[1].heads, seed)
@@ -354,14 +360,14 @@ def _access(conv: str) -> Case:
         I = AC.interface_size(AC.AccessConfig(N, W, R, nw, conv))
 
         def draw(s):
-            return {"inputs/controller_output": np.asarray(s.normal((B, Hc))),
-                    "params/W_xi": np.asarray(s.normal((Hc, I), scale=0.7)),
-                    "params/b_xi": np.asarray(s.normal((I,), scale=0.5)),
-                    "state/memory": np.asarray(s.normal((B, N, W))),
-                    "state/read_weights": np.asarray(s.simplex((B, R, N), total=0.9)),
-                    "state/write_weights": np.asarray(s.simplex((B, nw, N), total=0.8)),
+            return {"inputs/controller_output": s.normal((B, Hc)),
+                    "params/W_xi": s.normal((Hc, I), scale=0.7),
+                    "params/b_xi": s.normal((I,), scale=0.5),
+                    "state/memory": s.normal((B, N, W)),
+                    "state/read_weights": s.simplex((B, R, N), total=0.9),
+                    "state/write_weights": s.simplex((B, nw, N), total=0.8),
                     "state/link": _link(s, B, nw, N),
-                    "state/precedence": np.asarray(s.simplex((B, nw, N), total=0.7)),
+                    "state/precedence": s.simplex((B, nw, N), total=0.7),
                     "state/usage": _usage(s, B, N)}
 
         return _rejection(draw, lambda a: run(a, conv, None)[2].write.allocation_cache.heads, seed)

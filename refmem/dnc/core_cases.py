@@ -36,8 +36,7 @@ cannot flip under a perturbation because their order is fixed by the stable sort
 
 from __future__ import annotations
 
-
-import numpy as np
+import math
 
 from .. import xp as rx
 from ..catalogue import Case, Forward
@@ -87,16 +86,18 @@ def _state_to(state: DNCState, layers: int) -> dict:
 
 
 def _sample_state(s: rx.Sampler, cfg: DNCConfig, B: int) -> dict:
-    """A valid DNC state on the host: weights sum below 1, link diagonal 0, usages separated."""
+    """A valid DNC state in the sampler's namespace: weights sum below 1, link diagonal 0, usages separated."""
     N, W, R, nw, H = cfg.N, cfg.W, cfg.R, cfg.nw, cfg.hidden
-    link = np.asarray(s.uniform((B, nw, N, N), 0.02 / N, 1.0 / N)) * (1.0 - np.eye(N))
+    xp = s.xp
+    link = s.uniform((B, nw, N, N), 0.02 / N, 1.0 / N)
+    link = link * (1.0 - xp.eye(N, dtype=link.dtype))  # exact: every factor is 1 or 0
     lo, hi = 0.05, 0.95
     usage = s.separated((B, N), lo, hi, gap=0.2 * (hi - lo) / N)
     out = {
         "state/memory": s.normal((B, N, W), 0.5),
         "state/read_weights": s.simplex((B, R, N), total=0.9),
         "state/write_weights": s.simplex((B, nw, N), total=0.8),
-        "state/link": s._out(link),
+        "state/link": link,
         "state/precedence": s.simplex((B, nw, N), total=0.7),
         "state/usage": usage,
         "state/read_vectors": s.normal((B, R, W), 0.5),
@@ -124,30 +125,28 @@ def _sample_params(s: rx.Sampler, cfg: DNCConfig) -> dict:
     writes and lookups active (:data:`_BIAS`), and the part of ``y`` the memory does not touch
     small (the ``h_c`` rows of ``W_y`` scaled by 0.2, ``b_y`` at 0.05).
     """
+    xp = s.xp
     out = {}
     H = cfg.hidden
     for name, shape in cfg.shapes().items():
         if name == "W_y":
-            w = np.asarray(s.normal(shape, 1.0 / np.sqrt(shape[0])))
-            w[:cfg.Hc] *= 0.2
-            out["params/W_y"] = w
+            w = s.normal(shape, 1.0 / math.sqrt(shape[0]))
+            out["params/W_y"] = xp.concat([w[:cfg.Hc] * 0.2, w[cfg.Hc:]], axis=0)
         elif name == "W_xi":
-            out["params/W_xi"] = s.normal(shape, 1.0 / np.sqrt(shape[0]))
+            out["params/W_xi"] = s.normal(shape, 1.0 / math.sqrt(shape[0]))
         elif name.startswith("W"):
-            out[f"params/{name}"] = s.normal(shape, 1.5 / np.sqrt(shape[0]))
+            out[f"params/{name}"] = s.normal(shape, 1.5 / math.sqrt(shape[0]))
         elif name == "b_xi":
-            parts = [np.asarray(s.normal((int(np.prod(shape_)),), _BIAS[n][1], _BIAS[n][0]))
+            parts = [s.normal((math.prod(shape_),), _BIAS[n][1], _BIAS[n][0])
                      for n, shape_, _ in interface_layout(cfg.access)]
-            out["params/b_xi"] = np.concatenate(parts)
+            out["params/b_xi"] = xp.concat(parts, axis=0)
         elif name == "b_y":
             out["params/b_y"] = s.normal(shape, 0.05)
         else:  # an LSTM bias, gates i, j, f, o
-            b = np.asarray(s.normal(shape, 0.3))
-            b[0:H] += 1.0
-            b[3 * H:] += 2.0
-            out[f"params/{name}"] = b
+            b = s.normal(shape, 0.3)
+            out[f"params/{name}"] = xp.concat([b[0:H] + 1.0, b[H:3 * H], b[3 * H:] + 2.0], axis=0)
     # sums of float32 values are float32-representable only by luck: round once more
-    return {k: np.asarray(v, dtype=np.float64).astype(np.float32).astype(np.float64) for k, v in out.items()}
+    return {k: xp.astype(xp.astype(v, xp.float32), xp.float64) for k, v in out.items()}
 
 
 def _config_from(arrays: dict, convention: str, layers: int, skip: bool, clip_value: float) -> DNCConfig:
@@ -164,11 +163,12 @@ def _gaps_ok(cache) -> bool:
     """Every neighbouring gap of every step's and head's sorted free-ness is structural (< 1e-5) or >= SORT_GAP."""
     for step in cache.steps:
         for head in step.access.write.allocation_cache.heads:
-            sn = np.real(rx.to_numpy(head.sorted_nonusage))
+            sn = rx.real_part(head.sorted_nonusage)
             if sn.shape[-1] < 2:
                 continue
-            d = np.abs(np.diff(sn, axis=-1))
-            if np.any((d >= _STRUCTURAL) & (d < SORT_GAP)):
+            xp = rx.namespace(sn)
+            d = xp.abs(sn[..., 1:] - sn[..., :-1])
+            if bool(xp.any((d >= _STRUCTURAL) & (d < SORT_GAP))):
                 return False
     return True
 
@@ -187,7 +187,8 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
 
     def sample(xp, seed, z):
         cfg = config_for(z, convention, layers, skip, clip_value)
-        s = rx.Sampler(np, seed)
+        hp = rx.backend("numpy")  # draws and the rejection test on the host: the same draw on every backend
+        s = rx.Sampler(hp, seed)
         B = z["B"]
         for _ in range(200):
             host = {"inputs/x": s.normal((B, z["T"], z["D"]))}
@@ -195,8 +196,8 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
             if with_state:
                 host.update(_sample_state(s, cfg, B))
             else:
-                host.update(_state_to(initial_state(rx.backend("numpy"), B, cfg), layers))
-            arrays = {k: np.asarray(v) for k, v in host.items()}
+                host.update(_state_to(initial_state(hp, B, cfg), layers))
+            arrays = {k: rx.to_numpy(v) for k, v in host.items()}
             _, _, cache = run(arrays)
             if _gaps_ok(cache):
                 return {k: rx.from_numpy(xp, v) for k, v in arrays.items()}
