@@ -28,7 +28,7 @@ from .. import primitives as P
 from .. import xp as rx
 from ..optim import tree_map
 from . import conventions as CV
-from .access import AccessCache, AccessState, access_step_backward, access_step_forward
+from .access import AccessCache, AccessState, _add, access_step_backward, access_step_forward
 from .access import initial_state as access_initial_state
 from .controller import (ControllerCache, clip_backward, clip_forward, controller_backward, controller_forward,
                          controller_initial_state)
@@ -203,14 +203,6 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
         states.append(state)
     outputs = UnrollOutputs(xp.stack(ys, axis=1), xp.stack(rs, axis=1))
     return outputs, state, UnrollCache(tuple(steps), tuple(states), xp.stack(prev_ww, axis=1), cfg)
-
-
-def _add(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
 
 
 def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
