@@ -62,7 +62,7 @@ def test_step_by_step_equals_the_unroll():
     y = np.zeros((B, p.W_o.shape[0]))
     uh = h @ p.U_a + p.b_a
     for t in range(T):
-        (y, s, alpha), _ = BD.decoder_step_forward(y, s, h, uh, p, "current")
+        (y, alpha, s), _ = BD.decoder_step_forward(y, s, h, uh, p, "current")
         np.testing.assert_array_equal(y, out.y[:, t])
         np.testing.assert_array_equal(s, out.s[:, t])
         np.testing.assert_array_equal(alpha, out.alpha[:, t])
