@@ -4,10 +4,11 @@ Two jobs, both at build time, so the built site needs nothing from the network:
 
 * **Pages from outside ``docs/``.** The home page is the repository's ``README.md``
   and the examples page is ``examples/README.md`` (the adapter protocol), so each
-  text has one source. Their relative links are written for a clone (``docs/spec.md``
-  from the root, ``../docs/...`` from ``examples/``); here they are rewritten to
-  point at the same files inside the site. A link to a file the site does not
-  hold is left as it is, so that ``mkdocs build --strict`` reports it.
+  text has one source. Every page's relative links are written for a clone
+  (``docs/spec.md`` from the root, ``../docs/...`` from ``examples/``,
+  ``../examples/README.md`` from ``docs/``); here they are rewritten to point at
+  the same texts inside the site. A link to a file the site does not hold is left
+  as it is, so that ``mkdocs build --strict`` reports it.
 * **MathJax from an installed package.** ``pymdownx.arithmatex`` (generic mode)
   wraps the ``$...$`` and ``$$...$$`` maths of the pages; MathJax 3 typesets it in
   the browser. Its script is taken from the ``django-static-mathjax`` wheel (the
@@ -96,15 +97,22 @@ def on_config(config, **kwargs):
 
 def on_files(files: Files, config, **kwargs) -> Files:
     repo_root = os.path.dirname(os.path.abspath(config.config_file_path))
-    docs_prefix = posixpath.relpath(
-        os.path.abspath(config.docs_dir), repo_root).replace(os.sep, "/")
     for source, page in INCLUDED_PAGES.items():
         with open(os.path.join(repo_root, source), encoding="utf-8") as fh:
-            text = fh.read()
-        files.append(File.generated(
-            config, page, content=rewrite_links(text, source, page, docs_prefix)))
+            files.append(File.generated(config, page, content=fh.read()))
     root = _mathjax_root()
     for source, dest in MATHJAX_FILES.items():
         files.append(File.generated(
             config, dest, abs_src_path=str(root.joinpath(*source.split("/")))))
     return files
+
+
+def on_page_markdown(markdown: str, page, config, files, **kwargs) -> str:
+    """Give every page the links of the site, whether it lives in ``docs/`` or not."""
+    repo_root = os.path.dirname(os.path.abspath(config.config_file_path))
+    docs_prefix = posixpath.relpath(
+        os.path.abspath(config.docs_dir), repo_root).replace(os.sep, "/")
+    uri = page.file.src_uri
+    sources = {v: k for k, v in INCLUDED_PAGES.items()}
+    source = sources.get(uri, posixpath.join(docs_prefix, uri))
+    return rewrite_links(markdown, source, uri, docs_prefix)
