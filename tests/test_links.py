@@ -127,6 +127,27 @@ def test_nothing_points_at_the_shared_folder_beside_the_repository():
     assert offenders == []
 
 
+_PATH_IN_CODE = re.compile(
+    r"`((?:refmem|tests|benchmarks|examples|docs|golden)/[\w./-]*?)(?:::[\w\[\]-]+)?`")
+
+
+def named_paths(text: str) -> list[tuple[int, str]]:
+    """Repository paths named in code spans (`refmem/dnc/core.py`, `tests/x.py::test_y`)."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        found += [(number, m.group(1)) for m in _PATH_IN_CODE.finditer(line)]
+    return found
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_files_named_in_code_spans_exist(path):
+    """A path the prose names as code (not a link) is as dead as a link when a file moves."""
+    text = path.read_text(encoding="utf-8")
+    missing = [f"{path.relative_to(ROOT)}:{n}: {p}" for n, p in named_paths(text)
+               if not (ROOT / p).exists()]
+    assert missing == []
+
+
 def test_the_checker_finds_planted_dead_links(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "target.md").write_text(
@@ -142,10 +163,14 @@ def test_the_checker_finds_planted_dead_links(tmp_path):
         "[dead](docs/missing.md) ![dead image](img/missing.png)\n"
         "[dead anchor](docs/target.md#no-such-heading) [dead local](#nowhere)\n"
         "[outside](../shared/SPEC.md)\n"
-        "[ref]: docs/also-missing.md\n",
+        "[ref]: docs/also-missing.md\n"
+        "Code in `refmem/nowhere.py` and `tests/test_links.py::test_x`.\n",
         encoding="utf-8")
     problems = dead_links(page, root=tmp_path)
     assert len(problems) == 6, problems
     for needle in ("docs/missing.md", "img/missing.png", "#no-such-heading", "#nowhere",
                    "outside the repository", "docs/also-missing.md"):
         assert any(needle in p for p in problems), (needle, problems)
+    named = [p for _, p in named_paths(page.read_text(encoding="utf-8"))]
+    assert named == ["refmem/nowhere.py", "tests/test_links.py"]
+    assert not (ROOT / named[0]).exists() and (ROOT / named[1]).exists()
