@@ -183,7 +183,9 @@ def init_params(xp: Any, D: int, H: int, K: int, seed: int = 0) -> DecoderParams
 
     Args:
         xp: the array namespace to create the parameters in.
-        D, H, K: input width, units, output classes (SPEC §2).
+        D: input width (SPEC §2).
+        H: units.
+        K: output classes.
         seed: the draws come from ``refmem.xp.Sampler(xp, seed)``.
     """
     D, H, K = (check_size(n, v) for n, v in (("D", D), ("H", H), ("K", K)))

@@ -188,7 +188,9 @@ def init_params(xp: Any, D: int, H: int, M: int, seed: int = 0, dtype: Any = Non
 
     Args:
         xp: the namespace to create the arrays in (``rx.backend("numpy")``, ...).
-        D, H, M: input width, hidden width, memory slots.
+        D: input width.
+        H: hidden width.
+        M: memory slots.
         seed: seed of the draws.
         dtype: floating dtype of the result (default ``xp.float64``).
     """
