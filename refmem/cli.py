@@ -251,10 +251,18 @@ class Progress:
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
+            from rich.table import Column
 
-            self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=width),
-                                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-                                      TimeRemainingColumn(), TextColumn("{task.fields[text]}"),
+            def fixed() -> Column:
+                return Column(no_wrap=True)
+
+            self._rich = RichProgress(TextColumn("{task.description}", table_column=fixed()),
+                                      BarColumn(bar_width=width, table_column=fixed()),
+                                      MofNCompleteColumn(table_column=fixed()),
+                                      TimeElapsedColumn(table_column=fixed()),
+                                      TimeRemainingColumn(table_column=fixed()),
+                                      TextColumn("{task.fields[text]}",
+                                                 table_column=Column(no_wrap=True, overflow="ellipsis")),
                                       console=Console(file=self.stream), transient=False)
             self._task = self._rich.add_task(label, total=self.total, text="")
             self._rich.start()
@@ -293,11 +301,19 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], stream: T
         from rich.table import Table
 
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for name in columns:
-            table.add_column(name, justify="right" if name in right else "left", overflow="fold")
+        for i, name in enumerate(columns):
+            last = i == len(columns) - 1
+            table.add_column(name, justify="right" if name in right else "left", no_wrap=not last,
+                             overflow="fold" if last else "ellipsis")
         for row in cells:
             table.add_row(*row, style="red" if any(c.startswith("FAIL") for c in row) else None)
-        Console(file=stream, highlight=False).print(table)
+        console = Console(file=stream, highlight=False)
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, console.options.update_width(1000), table).maximum
+        if needed > console.width:  # a wide table wraps in the terminal rather than cutting names short
+            console = Console(file=stream, highlight=False, width=min(needed, 240))
+        console.print(table)
         return
     widths = [max([len(name)] + [len(r[i]) for r in cells]) for i, name in enumerate(columns)]
 

@@ -151,6 +151,9 @@ def _run_dnc(args: Namespace) -> int:
         cfg: TrainConfig = preset(args.preset, task=args.task, seed=args.seed, **overrides)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    print(f"refmem train {cfg.task} (preset {args.preset}): hidden {cfg.hidden} x{cfg.layers}, memory "
+          f"{cfg.N}x{cfg.W}, R {cfg.R}, nw {cfg.nw}, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, "
+          f"clip {cfg.max_grad_norm:g}, {cfg.steps} steps, seed {cfg.seed}", file=sys.stderr)
     bar = Progress(cfg.steps, label=f"train {cfg.task}")
     window: list[float] = []
 
@@ -159,9 +162,6 @@ def _run_dnc(args: Namespace) -> int:
         del window[:-50]
         bar.update(1, f"loss {loss:.3f} (mean of 50: {sum(window) / len(window):.3f}) bit errors {errors:.2f}")
 
-    print(f"refmem train {cfg.task} (preset {args.preset}): hidden {cfg.hidden} x{cfg.layers}, memory "
-          f"{cfg.N}x{cfg.W}, R {cfg.R}, nw {cfg.nw}, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, "
-          f"clip {cfg.max_grad_norm:g}, {cfg.steps} steps, seed {cfg.seed}", file=sys.stderr)
     try:
         result = train(cfg, callback=on_step)
     except FloatingPointError as exc:
