@@ -36,7 +36,7 @@ import sys
 import tempfile
 from typing import Any, Callable, Sequence, TextIO
 
-__all__ = ["CommandError", "UsageError", "Progress", "Outputs", "print_table", "check_output_path",
+__all__ = ["CommandError", "UsageError", "Parser", "Progress", "Outputs", "print_table", "check_output_path",
            "check_output_dir", "int_at_least", "positive_float", "nonnegative_float", "user_error_types", "main"]
 
 #: Sub-command name -> module.
@@ -67,7 +67,7 @@ class UsageError(Exception):
         self.prog = prog
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line (no usage block) and do not exit the process."""
 
     def error(self, message: str):  # type: ignore[override]
@@ -355,7 +355,7 @@ def _set_prog_defaults(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     from . import __version__
 
-    parser = _Parser(
+    parser = Parser(
         prog="refmem",
         description="Reference memory and attention networks with hand-derived gradients: gradient checks, "
                     "golden tensors for other frameworks, benchmarks, training demos and figures.",

@@ -33,9 +33,12 @@ def add_arguments(p: ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH",
                    help='write {"records", "skipped", "gradcheck", "memory", "meta"} as JSON to PATH')
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
+    try:
+        names = ", ".join(b.name for b in _configs().BENCHES)
+    except OSError:  # no benchmarks/ beside the package: run() says so
+        names = "see benchmarks/configs.py"
     p.add_argument("--only", action="append", metavar="TEXT",
-                   help="benchmarks whose name contains TEXT (repeatable; each must match one): dnc/copy, "
-                        "dnc/large, attention/bahdanau, memory_lstm/unroll")
+                   help=f"benchmarks whose name contains TEXT (repeatable; each must match one): {names}")
     p.add_argument("--impl", type=_csv, metavar="LIST", help="refmem,torch,jax (default: all three)")
     p.add_argument("--dtype", type=_csv, metavar="LIST", help="float32,float64 (default: both)")
     p.add_argument("--repeats", type=int_at_least(1), metavar="N",

@@ -7,7 +7,8 @@ import sys
 import time
 from argparse import ArgumentParser, ArgumentTypeError, Namespace
 
-HELP = "run the gradient checks of every catalogue case (SPEC §6): central and complex-step differences"
+HELP = ("run the gradient checks of every catalogue case (SPEC §6): each backward against finite "
+        "differences (central, complex step, or directional)")
 
 
 def module_name(text: str) -> str:
@@ -24,10 +25,11 @@ def add_arguments(p: ArgumentParser) -> None:
     from ..cli import int_at_least
 
     p.add_argument("--module", action="append", metavar="NAME", type=module_name,
-                   help="check only this module (repeatable): a family of the catalogue, "
-                        "e.g. primitives, memory_lstm, attention, dnc")
+                   help="check only this family of the catalogue (repeatable; read from "
+                        "refmem.catalogue.module_names(): an unknown name is refused with the list)")
     p.add_argument("--case", action="append", metavar="TEXT",
-                   help="check only cases whose name contains TEXT (repeatable); one that matches nothing is an error")
+                   help="check only cases whose name (<module>/<function>/<variant>) contains TEXT (repeatable; "
+                        "a TEXT that matches no case is an error)")
     p.add_argument("--backend", default="numpy", help="numpy | array_api_strict | torch | cupy (default numpy)")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the inputs and cotangents (default 0)")
     p.add_argument("--method", action="append", choices=["central", "complex", "directional"],

@@ -23,7 +23,8 @@ def add_arguments(p: ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     e = sub.add_parser("export", help="write golden/<module>/<function>/<variant>.safetensors, manifest.json, README.md")
-    e.add_argument("--dir", default="golden", help="output directory (default golden)")
+    e.add_argument("--dir", default="golden",
+                   help="output directory (default golden; created if missing, checked writable first)")
     e.add_argument("--module", action="append", metavar="NAME", type=module_name,
                    help="re-export only this module (repeatable); the other cases of an existing manifest are kept")
     c = sub.add_parser("check", help="recompute every golden case and compare (never writes)")
