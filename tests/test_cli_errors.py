@@ -269,3 +269,33 @@ def test_no_control_codes_when_not_a_terminal(tmp_path, capsys):
     records = json.loads((tmp_path / "c.json").read_text())["records"]
     assert records and set(records[0]) >= {"case", "tensor", "method", "max_abs_err", "max_rel_err",
                                            "normwise_rel_err", "passed", "seconds", "backend"}
+
+
+def test_golden_export_falls_back_to_a_temporary_folder(capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(cli, "check_output_dir", lambda path, option: None)
+    assert cli.main(["golden", "export", "--dir", "/proc/golden", "--module", "primitives"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("refmem golden export: error: argument --dir: writing /proc/golden failed")
+    fallback = pathlib.Path(err.rsplit("saved to ", 1)[1].split(" instead")[0])
+    try:
+        manifest = json.loads((fallback / "manifest.json").read_text())
+        assert manifest["cases"] and all(name.startswith("primitives/") for name in manifest["cases"])
+    finally:
+        shutil.rmtree(fallback)
+
+
+def test_benchmarks_driver_refuses_like_the_command(capsys):
+    """``python -m benchmarks.run '<json>'`` (the child of ``refmem bench``) refuses before any timing."""
+    from benchmarks import run
+
+    assert run.main({"only": ["zzz"]}) == 2
+    assert run.main({"repeats": 0}) == 2
+    assert run.main({"impl": ["tf"]}) == 2
+    assert run.main({"frob": 1}) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 4 and all(line.startswith("refmem bench: error: ") for line in lines)
+    assert "--only" in lines[0] and "--repeats" in lines[1] and "--impl" in lines[2] and "frob" in lines[3]
+    assert captured.out == ""
