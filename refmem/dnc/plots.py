@@ -129,9 +129,10 @@ def draw(params: Any, model: Any, task_name: str, path: str | Path, length: int 
     import numpy as np
 
     from .. import xp as rx
+    from .params import named
     from .tasks import RepeatCopy
 
-    xp = rx.backend("numpy")
+    xp = rx.namespace(*named(params).values())  # the sequence lives where the parameters do
     n = 1 if task_name == "copy" else repeats
     task = RepeatCopy(num_bits=model.D - 2, batch_size=1, min_length=length, max_length=length,
                       min_repeats=n, max_repeats=n)
