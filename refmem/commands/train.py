@@ -21,14 +21,15 @@ HELP = ("train the DNC on the copy or repeat-copy task (deepmind/dnc's train.py)
 PRESET_NAMES = ("demo", "deepmind")
 
 EPILOG = """\
-presets (copy and repeat-copy; an option given on the command line overrides its preset):
+presets (copy and repeat-copy; an option on the command line overrides its preset):
   demo      the default: deepmind/dnc's model, task and optimiser (RMSProp, epsilon 1e-10,
             global-norm clip 50) with the learning rate raised from 1e-4 to 1e-2 and 1000
             steps in place of 100000, so that the loss falls visibly in about 15 s (copy:
             mean loss 8.2 over the first 50 steps, under 0.01 over the last 50)
   deepmind  deepmind/dnc train.py's flags exactly: hidden 64, memory 16 x 16, 4 read heads,
             1 write head, clip value 20, batch 16, 4 bits, lengths 1-2, repeats 1-2,
-            RMSProp lr 1e-4 epsilon 1e-10, global-norm clip 50, 100000 steps (about 20 minutes here)
+            RMSProp lr 1e-4 epsilon 1e-10, global-norm clip 50, 100000 steps (about 20
+            minutes here)
 
 examples:
   refmem train copy                              # the demo: the loss falls within a minute
