@@ -343,6 +343,15 @@ def _load_commands() -> dict[str, object]:
     return found
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts as usual; keeps a text with line breaks (an epilog) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _set_prog_defaults(parser: argparse.ArgumentParser) -> None:
     """Record each (sub-)parser's ``prog`` in the namespace it fills, for the error line."""
     for action in parser._actions:
@@ -367,9 +376,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     commands = _load_commands()
     for name, mod in commands.items():
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           epilog=getattr(mod, "EPILOG", None),
-                           formatter_class=argparse.RawDescriptionHelpFormatter if hasattr(mod, "EPILOG")
-                           else argparse.HelpFormatter)
+                           epilog=getattr(mod, "EPILOG", None), formatter_class=_HelpFormatter)
         mod.add_arguments(p)
     _set_prog_defaults(parser)
     return parser, commands
