@@ -21,21 +21,22 @@ HELP = ("train the DNC on the copy or repeat-copy task (deepmind/dnc's train.py)
 PRESET_NAMES = ("demo", "deepmind")
 
 EPILOG = """\
-presets (copy and repeat-copy; an option on the command line overrides its preset):
-  demo      the default: deepmind/dnc's model, task and optimiser (RMSProp, epsilon 1e-10,
-            global-norm clip 50) with the learning rate raised from 1e-4 to 1e-2 and 1000
-            steps in place of 100000, so that the loss falls visibly in about 15 s (copy:
-            mean loss 8.2 over the first 50 steps, under 0.01 over the last 50)
-  deepmind  deepmind/dnc train.py's flags exactly: hidden 64, memory 16 x 16, 4 read heads,
-            1 write head, clip value 20, batch 16, 4 bits, lengths 1-2, repeats 1-2,
-            RMSProp lr 1e-4 epsilon 1e-10, global-norm clip 50, 100000 steps (about 20
-            minutes here)
+presets (copy, repeat-copy; an option on the command line overrides its preset):
+  demo      the default: deepmind/dnc's model, task and optimiser (RMSProp,
+            epsilon 1e-10, global-norm clip 50) with the learning rate raised
+            from 1e-4 to 1e-2 and 1000 steps in place of 100000, so that the
+            loss falls visibly in about 15 s (copy: mean loss 8.2 over the
+            first 50 steps, under 0.01 over the last 50)
+  deepmind  deepmind/dnc train.py's flags exactly: hidden 64, memory 16 x 16,
+            4 read heads, 1 write head, clip value 20, batch 16, 4 bits,
+            lengths 1-2, repeats 1-2, RMSProp lr 1e-4 epsilon 1e-10,
+            global-norm clip 50, 100000 steps (about 20 minutes here)
 
 examples:
-  refmem train copy                              # the demo: the loss falls within a minute
+  refmem train copy                  # the demo: the loss falls in seconds
   refmem train repeat-copy --preset deepmind --steps 2000
   refmem train copy --save dnc.safetensors --plot memory.png
-  refmem train reverse --plot alpha.png          # the attention decoder's anti-diagonal
+  refmem train reverse --plot alpha.png   # the decoder's anti-diagonal
 """
 
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
