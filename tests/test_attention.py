@@ -282,7 +282,7 @@ def test_plot_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(plots, "pyplot", missing)
     assert main(["plot", "attention", "--out", str(tmp_path / "y.png")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "refmem: error: matplotlib is not installed (pip install 'refmem[plot]')"
+    assert err == "refmem plot attention: error: matplotlib is not installed (pip install 'refmem[plot]')"
     assert not (tmp_path / "y.png").exists()
 
 

@@ -18,15 +18,19 @@ HELP = "export, check and verify golden tensors for other frameworks (GOLDEN.md)
 
 
 def add_arguments(p: ArgumentParser) -> None:
+    from .check import module_name
+
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     e = sub.add_parser("export", help="write golden/<module>/<function>/<variant>.safetensors, manifest.json, README.md")
-    e.add_argument("--dir", default="golden", help="output directory (default golden)")
-    e.add_argument("--module", action="append", metavar="NAME",
+    e.add_argument("--dir", default="golden",
+                   help="output directory (default golden; created if missing, checked writable first)")
+    e.add_argument("--module", action="append", metavar="NAME", type=module_name,
                    help="re-export only this module (repeatable); the other cases of an existing manifest are kept")
     c = sub.add_parser("check", help="recompute every golden case and compare (never writes)")
     c.add_argument("--dir", default=None, help="golden directory (default: the checkout's golden/, else ./golden)")
-    c.add_argument("--module", action="append", metavar="NAME", help="check only this module (repeatable)")
+    c.add_argument("--module", action="append", metavar="NAME", type=module_name,
+                   help="check only this module (repeatable)")
     c.add_argument("--verbose", action="store_true", help="print every tensor, not only failures")
     v = sub.add_parser("verify", help="check your implementation against the golden tensors")
     v.add_argument("--adapter", required=True, metavar="MODULE:FUNCTION",
@@ -41,22 +45,33 @@ def add_arguments(p: ArgumentParser) -> None:
 
 def run(args: Namespace) -> int:
     from .. import golden
-    from ..cli import CommandError, Progress
+    from ..cli import CommandError, Outputs, Progress, check_output_dir
 
     t0 = time.perf_counter()
     try:
         if args.action == "export":
             from .. import catalogue
 
+            check_output_dir(args.dir, "--dir")
             cases = catalogue.cases(args.module)
-            bar = Progress(len(cases), label="golden export")
-            manifest = golden.export(args.dir, cases, on_case=lambda name: bar.update(1, name),
-                                     merge=bool(args.module))
-            bar.close()
-            print(f"wrote {len(manifest['cases'])} cases to {args.dir}/ in {time.perf_counter() - t0:.1f} s")
-            for module in sorted({n.split('/')[0] for n in manifest["cases"]}):
-                names = [n for n in manifest["cases"] if n.split("/")[0] == module]
-                print(f"  {module}: {len(names)} cases")
+            outputs, manifests = Outputs(), []
+
+            def export(directory: str) -> None:
+                bar = Progress(len(cases), label="golden export")
+                try:
+                    manifests.append(golden.export(directory, cases, on_case=lambda name: bar.update(1, name),
+                                                   merge=bool(args.module)))
+                finally:
+                    bar.close()
+
+            written = outputs.write(args.dir, "--dir", export, directory=True)
+            if manifests and written:
+                manifest = manifests[-1]
+                print(f"wrote {len(manifest['cases'])} cases to {written}/ in {time.perf_counter() - t0:.1f} s")
+                for module in sorted({n.split('/')[0] for n in manifest["cases"]}):
+                    names = [n for n in manifest["cases"] if n.split("/")[0] == module]
+                    print(f"  {module}: {len(names)} cases")
+            outputs.finish()
             return 0
 
         if args.action == "check":
