@@ -393,3 +393,18 @@ def test_wheel_ships_the_goldens_and_runs_far_from_the_checkout(tmp_path):
                               capture_output=True, text=True, timeout=600)
     assert tampered.returncode == 1 and "primitives/sigmoid/default" in tampered.stderr
     assert "sha256" in tampered.stdout + tampered.stderr
+
+
+@pytest.mark.parametrize("module,case", [("torch_dnc", "dnc/access_step/paper"), ("torch_dnc", "core_unroll/paper"),
+                                         ("torch_attention", "bahdanau_decoder/current_teacher"),
+                                         ("torch_luong", "luong_concat/local_p"),
+                                         ("torch_memory_lstm", "memory_lstm/unroll")])
+def test_examples_return_every_intermediate(module, case, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(REPO))
+    report = golden.verify(f"examples.{module}:run", "float32", COMMITTED, [case])
+    assert report.passed, report.table(only_failures=True)
+    for name in {r.case for r in report.rows}:
+        stored = set(golden.load(name, COMMITTED).intermediates)
+        returned = {r.tensor.split("/", 1)[1] for r in report.rows if r.case == name and r.tensor.startswith("intermediates/")}
+        assert stored and returned == stored, (name, stored - returned)
