@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from refmem import catalogue, golden
-from refmem import xp as rx
 from refmem.cli import main
 from refmem.dnc import addressing as A
 from refmem.testing import assert_matches_golden
