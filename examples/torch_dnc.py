@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 #: The golden cases this adapter implements (fnmatch patterns).
 CASES = ["dnc/access_step/*", "dnc/core_unroll/*"]
@@ -37,9 +36,16 @@ def cosine(keys, memory):
     return (keys @ memory.transpose(1, 2)) / (nk[:, :, None] * nm[:, None, :] + EPS_COS)
 
 
+def softplus(x):
+    """``log(1 + exp(x))`` without overflow. Not ``F.softplus``: above its ``threshold=20`` it returns
+    ``x`` itself, off by up to ``exp(-20) = 2e-9``, which ``refmem verify`` finds in float64 at large
+    strengths (scale 64)."""
+    return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
+
+
 def content_weights(memory, keys, raw_strengths, convention):
     """SPEC §5 step 2: ``softmax_i(act(β) cos(k, M_i))`` with ``act`` the convention's."""
-    strength = F.softplus(raw_strengths) if convention == "deepmind" else 1 + F.softplus(raw_strengths)
+    strength = softplus(raw_strengths) if convention == "deepmind" else 1 + softplus(raw_strengths)
     return torch.softmax(strength[..., None] * cosine(keys, memory), dim=-1)
 
 

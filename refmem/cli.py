@@ -1,4 +1,4 @@
-"""The ``refmem`` command line: ``refmem check``, ``golden``, ``bench``, ``train``, ``plot``.
+"""The ``refmem`` command line: ``refmem check``, ``golden``, ``verify``, ``bench``, ``train``, ``plot``.
 
 Each sub-command lives in ``refmem/commands/<name>.py`` and provides ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -43,6 +43,7 @@ __all__ = ["CommandError", "UsageError", "Parser", "Progress", "Outputs", "print
 COMMANDS = {
     "check": "refmem.commands.check",
     "golden": "refmem.commands.golden",
+    "verify": "refmem.commands.verify",
     "bench": "refmem.commands.bench",
     "train": "refmem.commands.train",
     "plot": "refmem.commands.plot",

@@ -1,21 +1,23 @@
 """A pytest plugin: one test per golden case for your implementation.
 
     pytest --refmem-adapter mypkg.adapter:run [--refmem-case PATTERN] [--refmem-dtype float32]
-           [--refmem-golden-dir DIR]
+           [--refmem-golden-dir DIR] [--refmem-differential N]
 
 Registered as the ``pytest11`` entry point ``refmem`` (or load it with
 ``-p refmem.pytest_plugin``). The adapter follows examples/README.md's protocol. Each
 golden case the adapter declares (narrowed by ``--refmem-case``, fnmatch or substring,
 repeatable) becomes a test item ``refmem-golden::<case>[<dtype>]`` whose failure text is the
 case's first divergence. Without ``--refmem-adapter`` the plugin only registers its
-options: it imports nothing else and adds no test.
+options: it imports nothing else and adds no test. With ``--refmem-differential N`` every
+such catalogue case also becomes an item ``refmem-differential::<case>[<dtype>]`` that runs
+``refmem verify``'s search (:mod:`refmem.differential`) for N examples.
 """
 
 from __future__ import annotations
 
 import pytest
 
-__all__ = ["GoldenCase", "GoldenMismatch"]
+__all__ = ["GoldenCase", "GoldenMismatch", "DifferentialCase"]
 
 
 def pytest_addoption(parser) -> None:
@@ -29,6 +31,9 @@ def pytest_addoption(parser) -> None:
                     help="dtype the inputs are cast to and whose tolerance applies (default float64)")
     group.addoption("--refmem-golden-dir", default=None, metavar="DIR",
                     help="golden directory (default: the checkout's golden/, else the copy shipped with refmem)")
+    group.addoption("--refmem-differential", type=int, default=0, metavar="N",
+                    help="also test every case the adapter declares against live refmem at N Hypothesis-drawn "
+                         "examples (refmem verify), one test per case")
 
 
 class GoldenMismatch(AssertionError):
@@ -59,6 +64,30 @@ class GoldenCase(pytest.Item):
         return self.root, None, f"refmem golden {self.case} [{self.dtype}]"
 
 
+class DifferentialCase(pytest.Item):
+    """One catalogue case searched by :func:`refmem.differential.run_case`."""
+
+    def __init__(self, *, case, adapter, dtype: str, examples: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.case, self.adapter, self.dtype, self.examples = case, adapter, dtype, examples
+
+    def runtest(self) -> None:
+        from .differential import run_case
+
+        r = run_case(self.adapter, self.case, self.dtype, self.examples)
+        if not r.passed:
+            raise GoldenMismatch(f"{self.case.name} ({self.dtype}, adapter {self.adapter.spec}, differential):\n"
+                                 + r.report.failure_text(self.case.name))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, GoldenMismatch):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"refmem differential {self.case.name} [{self.dtype}]"
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
     spec = config.getoption("--refmem-adapter")
     if not spec:
@@ -82,3 +111,10 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     for name in names:
         items.append(GoldenCase.from_parent(session, name=f"refmem-golden::{name}[{dtype}]", case=name,
                                             adapter=adapter, dtype=dtype, root=root, manifest=manifest))
+    n = config.getoption("--refmem-differential")
+    if n and n > 0:
+        from .differential import select_cases
+
+        for case in select_cases(adapter, config.getoption("--refmem-case")):
+            items.append(DifferentialCase.from_parent(session, name=f"refmem-differential::{case.name}[{dtype}]",
+                                                      case=case, adapter=adapter, dtype=dtype, examples=n))

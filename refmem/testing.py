@@ -10,6 +10,12 @@
 A failure raises :class:`AssertionError` whose message starts with the first divergence
 (GOLDEN.md ``order``, the earliest time step first), then lists the failing tensors and
 problems. Results may be arrays of any framework (NumPy, torch, JAX, CuPy).
+
+:func:`differential` holds an adapter to live refmem at Hypothesis-drawn shapes
+(:mod:`refmem.differential`)::
+
+    def test_my_access_step_everywhere():
+        differential("mypkg.adapter:run", "dnc/access_step/*", "float32", max_examples=50)
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-__all__ = ["assert_matches_golden"]
+__all__ = ["assert_matches_golden", "differential"]
 
 
 def assert_matches_golden(case: Any, results: Mapping[str, Any], dtype: str = "float64",
@@ -36,3 +42,28 @@ def assert_matches_golden(case: Any, results: Mapping[str, Any], dtype: str = "f
     report = golden.compare(g, results, dtype)
     if not report.passed:
         raise AssertionError(f"{g.name} ({dtype}): " + report.failure_text(g.name))
+
+
+def differential(adapter: Any, case_pattern: Any = None, dtype: str = "float64", max_examples: int = 100,
+                 seed: int = 0, save_failures: str | os.PathLike | None = None,
+                 batch_invariance: bool = False):
+    """Assert that ``adapter`` (``"package.module:function"``, a path ``file.py:function`` or a
+    :class:`refmem.golden.Adapter`) agrees with live refmem on ``max_examples`` Hypothesis-drawn
+    examples of every case it declares that matches ``case_pattern`` (fnmatch or substring; a
+    list for several), in ``dtype``.
+
+    Raises :class:`AssertionError` naming, per failing case, the shrunk failing example and its
+    first divergence (with ``save_failures``, the golden reproducer written there). Returns the
+    :class:`refmem.differential.Result` when every case passes. Call it from a plain test
+    function, not from inside a ``@given`` test (it runs its own Hypothesis search).
+    """
+    from . import differential as D
+
+    result = D.differential(adapter, case_pattern, dtype, max_examples, seed, save_failures, batch_invariance)
+    if not result.passed:
+        lines = []
+        for r in result.cases:
+            if not r.passed:
+                lines.append(f"{r.case} ({dtype}): " + r.report.failure_text(r.case))
+        raise AssertionError("\n".join(lines))
+    return result

@@ -40,15 +40,21 @@ def _host(a: Any) -> np.ndarray:
     return np.ascontiguousarray(rx.to_numpy(a))
 
 
-def reference(case: catalogue.Case, seed: int = SEED) -> dict[str, np.ndarray]:
+def reference(case: catalogue.Case, seed: int = SEED,
+              arrays: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Every golden tensor of ``case`` at ``seed``, computed in float64 under NumPy.
 
     Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``,
     ``outputs/<name>``, ``intermediates/<name>``, ``cotangents/<name>`` and
-    ``grads/<role>/<name>``.
+    ``grads/<role>/<name>``. ``arrays``: the inputs to use instead of drawing them at the
+    default sizes (NumPy float64, float32-representable; differential testing draws its
+    own sizes); the cotangents are still drawn at ``seed``.
     """
     xp = rx.backend("numpy")
-    arrays = case.draw(xp, seed)
+    if arrays is None:
+        arrays = case.draw(xp, seed)
+    else:
+        arrays = {k: rx.from_numpy(xp, np.asarray(v)) for k, v in arrays.items()}
     out: dict[str, np.ndarray] = {k: _host(v) for k, v in arrays.items()}
     for k, v in out.items():
         if is_float(v) and (v.dtype != np.float64 or not np.array_equal(v.astype(np.float32).astype(np.float64), v)):
