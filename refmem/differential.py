@@ -385,11 +385,16 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
     full, problem = _call(adapter, case.name, given, dtype, g.config)
     if full is None:
         return [problem]
-    full = {k: np.asarray(rx.to_numpy(v) if not isinstance(v, np.ndarray) else v) for k, v in full.items()}
+    full = {k: np.asarray(v if isinstance(v, np.ndarray) else rx.to_numpy(v)) for k, v in full.items()}
     compared = [k for k in g.tol if k in full and not k.startswith("grads/params/")]
     problems: list[str] = []
 
-    def against(b: int, results: Mapping[str, Any] | None, problem: str, how: str, keys: Sequence[str]) -> None:
+    def host(v: Any) -> np.ndarray:
+        return np.asarray(v if isinstance(v, np.ndarray) else rx.to_numpy(v))
+
+    def against(b: int, results: Mapping[str, Any] | None, problem: str, how: str, keys: Sequence[str],
+                batched: bool = False) -> None:
+        """``results`` (of item ``b`` alone, or of a full batch whose row ``b`` counts) against row ``b``."""
         if results is None:
             problems.append(problem + f" ({how})")
             return
@@ -398,9 +403,10 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
             if k not in results:
                 problems.append(f"{case.name}: batch invariance ({how}): {k} missing")
                 return
-            why = _close(case.name, f"batch invariance ({how}): item {b} {k}", want[k],
-                         rx.to_numpy(results[k]) if not isinstance(results[k], np.ndarray) else results[k],
-                         g.tol[k][dtype])
+            got = host(results[k])
+            if batched:
+                got = _item({k: got}, [k], b, B)[k]
+            why = _close(case.name, f"batch invariance ({how}): item {b} {k}", want[k], got, g.tol[k][dtype])
             if why:
                 problems.append(why)
                 return
@@ -417,14 +423,13 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
     mixed = {}
     for k, v in given.items():
         if role_of(k) in ("inputs", "state") and v.ndim and v.shape[0] == B and k in other:
-            w = other[k].astype(v.dtype) if is_float(v) else other[k].astype(v.dtype)
-            w = w.copy()
+            w = other[k].astype(v.dtype)
             w[0] = v[0]
             mixed[k] = w
         else:
             mixed[k] = v
     res, problem = _call(adapter, case.name, mixed, dtype, g.config)
-    against(0, res, problem, "companions replaced", [k for k in compared if role_of(k) == "outputs"])
+    against(0, res, problem, "companions replaced", [k for k in compared if role_of(k) == "outputs"], batched=True)
     if problems:
         return problems
     # values under padding
@@ -443,8 +448,7 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
             else:
                 for k in [k for k in compared if role_of(k) == "outputs"]:
                     why = _close(case.name, f"batch invariance (values under padding changed): {k}", full[k],
-                                 rx.to_numpy(res[k]) if not isinstance(res[k], np.ndarray) else res[k],
-                                 g.tol[k][dtype])
+                                 host(res[k]), g.tol[k][dtype])
                     if why:
                         problems.append(why)
                         break

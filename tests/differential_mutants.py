@@ -72,7 +72,7 @@ MUTANTS = {
         "            alpha = torch.softmax(e, dim=-1)  # (2)\n",
         "            z = torch.exp(e - e.max())  # shifted by the maximum over the whole batch\n"
         "            alpha = z / z.sum(-1, keepdim=True)\n",
-        "energies shifted by the batch-wide maximum (underflow: a row far below another gets 0/0)",
+        "softmax as exp(e - max e) / sum with the batch-wide maximum, not detached (its gradient cancels only up to rounding)",
         "float32, large energies, B >= 2"),
 }
 
