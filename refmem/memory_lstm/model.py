@@ -257,7 +257,7 @@ def step_backward(d_h: Any, d_memory: Any, cache: StepCache, d_c: Any = None) ->
     """Vector-Jacobian product of :func:`step_forward`.
 
     Args:
-        d_h: upstream gradient of ``h`` ``[B, H]``.
+        d_h: upstream gradient of ``h`` ``[B, H]`` (not ``None``).
         d_memory: upstream gradient of ``memory`` ``[B, M, H]`` (``None``: zeros).
         cache: the :class:`StepCache` of the forward.
         d_c: upstream gradient of the returned ``c`` ``[B, H]`` (``None``: zeros). It adds
@@ -266,6 +266,8 @@ def step_backward(d_h: Any, d_memory: Any, cache: StepCache, d_c: Any = None) ->
         :class:`StepGrads` ``(x [B, D], h_prev [B, H], memory_prev [B, M, H], params)``.
 
     The derivation, line by line with these names, is ``docs/derivations/memory_lstm.md`` §1.
+
+    Derivation: [docs/derivations/memory_lstm.md, "1. One step"](../derivations/memory_lstm.md#1-one-step-step_backwardd_h-d_memory-cache-d_cnone)
     """
     B, H = (int(s) for s in cache.h_prev.shape)
     M = int(cache.memory_prev.shape[1])
@@ -360,7 +362,7 @@ def unroll_backward(d_h: Any, cache: UnrollCache, d_memory: Any = None, d_c: Any
     """Backpropagation through time for :func:`unroll_forward`, composed from :func:`step_backward`.
 
     Args:
-        d_h: upstream gradient of ``h`` ``[B, T, H]``.
+        d_h: upstream gradient of ``h`` ``[B, T, H]`` (not ``None``).
         cache: the :class:`UnrollCache` of the forward.
         d_memory: upstream gradient of the final ``memory`` ``[B, M, H]`` (``None``: zeros).
         d_c: upstream gradient of the returned cell states ``c`` ``[B, T, H]`` (``None``: zeros).
@@ -372,6 +374,8 @@ def unroll_backward(d_h: Any, cache: UnrollCache, d_memory: Any = None, d_c: Any
     gradient of step ``t + 1``, and the ``memory_prev`` gradient of step ``t + 1``
     as its ``d_memory`` (``docs/derivations/memory_lstm.md`` §2); parameter
     gradients are summed over the steps.
+
+    Derivation: [docs/derivations/memory_lstm.md, "2. A sequence"](../derivations/memory_lstm.md#2-a-sequence-unroll_backwardd_h-cache-d_memorynone-d_cnone)
     """
     steps = cache.steps
     T = len(steps)
