@@ -23,6 +23,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import textwrap
 import typing
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def sections(doc: str) -> dict[str, str]:
                 current = None  # back to free text at the docstring's margin
                 continue
             out[current].append(line)
-    return {k: inspect.cleandoc("\n".join(v)) for k, v in out.items()}
+    return {k: textwrap.dedent("\n".join(v)).strip("\n") for k, v in out.items()}
 
 
 def arg_entries(body: str) -> dict[str, str]:
@@ -143,9 +144,22 @@ def problems(fn: object, root: Path = ROOT) -> list[str]:
             found.append(f"{name}: Args: {p!r} does not say what None means")
         elif p.startswith("d_") and "[" not in entries[p] and "class:" not in entries[p]:
             found.append(f"{name}: Args: {p!r} gives no shape")
+    for line in parts.get("Args", "").splitlines():
+        if line.strip() and not line.startswith(" ") and not _ENTRY.match(line):
+            found.append(f"{name}: Args: {line!r} is neither an entry nor an indented continuation")
     returns = parts.get("Returns", "")
     if not returns:
         found.append(f"{name}: no Returns: section")
+    items = [line for line in returns.splitlines() if line.strip() and not line.startswith(" ")]
+    # mkdocstrings (griffe) reads each line at the section's margin as one returned item and
+    # ``:class:`...``` at the start of an item as a name: indent continuations, name the items
+    if len(items) > 1 and not all(_ENTRY.match(line) for line in items):
+        found.append(f"{name}: Returns: several lines at the margin that are not all 'name: ...' items")
+    for line in items:
+        griffe_name = re.match(r"^(\w+)?\s*(?:\([^)]*\))?:", line)
+        if griffe_name and not _ENTRY.match(line):
+            found.append(f"{name}: Returns: {line!r} starts like 'name:' (griffe takes "
+                         f"{griffe_name.group(0)!r} for a name)")
     result = _namedtuple_result(fn)
     if result is not None and returns:
         missing = [f for f in result._fields if not re.search(rf"(?<![\w.]){f}\b", returns)]
@@ -243,7 +257,7 @@ def _planted_namedtuple_backward(d_weights, cache) -> _Grads:
         cache: the cache.
 
     Returns:
-        :class:`_Grads`: ``memory [B, N, W]``.
+        The gradients, a :class:`_Grads` with ``memory [B, N, W]``.
 
     Derivation: [docs/derivations/dnc.md, "1."](../derivations/dnc.md#1-content-weights-steps-2-and-8-content_weights_forward)
     """
@@ -268,6 +282,44 @@ def test_the_checker_finds_planted_gaps():
     _planted_namedtuple_backward.__qualname__ = "planted_namedtuple_backward"
     found = problems(_planted_namedtuple_backward)
     assert found == ["planted_namedtuple_backward: Returns: does not list the fields ['keys'] of _Grads"]
+
+
+def _planted_badly_laid_out(d_out, cache):
+    """Sections that mkdocstrings would render wrong.
+
+    Args:
+        d_out: ``[B, N]``, the upstream gradient
+        (``None``: zero), continued at the margin.
+        cache: the cache.
+
+    Returns:
+        :class:`tuple` of ``dx [B, N]`` and
+        ``dy [B, N]``, continued at the margin.
+
+    Derivation: [docs/derivations/primitives.md, "Softmax"](../derivations/primitives.md#3-softmax)
+    """
+
+
+def test_the_checker_finds_sections_that_would_render_wrong():
+    _planted_badly_laid_out.__qualname__ = "planted_badly_laid_out_backward"
+    found = problems(_planted_badly_laid_out)
+    assert len(found) == 3, found
+    for needle in ("is neither an entry nor an indented continuation", "not all 'name: ...' items",
+                   "starts like 'name:'"):
+        assert any(needle in p for p in found), (needle, found)
+
+    def planted_forward(x):
+        """SPEC §1.
+
+        Args:
+            x: ``[B]``.
+
+        Returns:
+            A :class:`tuple` (griffe would render "A" as the name of the result).
+        """
+
+    found = problems(planted_forward)
+    assert len(found) == 1 and "starts like 'name:' (griffe takes 'A :' for a name)" in found[0], found
 
 
 def test_the_checker_wants_each_argument_and_a_spec_section_of_a_forward():

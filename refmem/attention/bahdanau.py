@@ -344,7 +344,7 @@ def decoder_step_forward(
         mask: ``None`` or a boolean ``[B, T]`` (``True``: attended).
     Returns:
         ``(y_t [B, K], α_t [B, T], s_t [B, H])`` (the order of :class:`DecoderOutput`) and a
-        :class:`StepCache`.
+            :class:`StepCache`.
     """
     xp = rx.namespace(y_in, s_prev, h, uh)
     P = params
@@ -378,9 +378,9 @@ def decoder_step_backward(d_y: Any, d_alpha: Any | None, d_s: Any, cache: StepCa
         d_s: ``[B, H]``, gradient of ``s_t`` (not ``None``).
         cache: the :class:`StepCache` of :func:`decoder_step_forward`.
     Returns:
-        :class:`StepGrads` with fields ``y_in [B, K]``, ``s_prev [B, H]``, ``h [B, T, D]`` (through
-        the context), ``uh [B, T, H]`` and ``params`` (:class:`DecoderParams` of gradients,
-        ``U_a``, ``b_a``, ``W_s`` ``None``).
+        The gradients, a :class:`StepGrads` with fields ``y_in [B, K]``, ``s_prev [B, H]``, ``h [B, T, D]`` (through
+            the context), ``uh [B, T, H]`` and ``params`` (:class:`DecoderParams` of gradients,
+            ``U_a``, ``b_a``, ``W_s`` ``None``).
 
     Derivation: [docs/derivations/attention.md, "1. The Bahdanau decoder (SPEC §2), one step"](../derivations/attention.md#1-the-bahdanau-decoder-spec-2-one-step)
     """
@@ -510,7 +510,7 @@ def decoder_forward(
             ``y_prev[:, t]`` as its ``y_{t-1}`` instead of the fed-back output (usually
             ``y_prev[:, 0] = 0`` and ``y_prev[:, t] = target[:, t-1]``).
     Returns:
-        :class:`DecoderOutput` and a :class:`DecoderCache`.
+        The outputs, a :class:`DecoderOutput`, and a :class:`DecoderCache`.
     """
     B, T, D = (int(d) for d in h.shape)
     K = int(params.W_o.shape[0])
@@ -553,9 +553,9 @@ def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cach
         d_s: ``[B, T, H]`` or ``None``, gradient of the states.
         cache: the :class:`DecoderCache` of :func:`decoder_forward`.
     Returns:
-        :class:`DecoderGrads`: the annotations ``h [B, T, D]`` (through ``U_a``, the contexts and
-        ``s_0``), ``y_prev [B, T, K]`` when teacher-forced (else ``None``), and ``params``, a
-        :class:`DecoderParams` of gradients of every parameter (the shapes of SPEC §2).
+        The gradients, a :class:`DecoderGrads`: the annotations ``h [B, T, D]`` (through ``U_a``, the contexts and
+            ``s_0``), ``y_prev [B, T, K]`` when teacher-forced (else ``None``), and ``params``, a
+            :class:`DecoderParams` of gradients of every parameter (the shapes of SPEC §2).
 
     Walking ``t = T..1``: the step receives ``d_y_t`` (its own cotangent plus, without
     teacher forcing, the ``y_{t-1}`` gradient of step ``t+1``) and ``d_s_t`` (its own

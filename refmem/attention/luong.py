@@ -319,7 +319,7 @@ def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache
 
     Returns:
         ``(inside [B, T, S], gauss [B, T, S])`` and a :class:`WindowCache`; ``inside`` is
-        boolean (no gradient), so :func:`window_backward` takes the gradient of ``gauss`` only.
+            boolean (no gradient), so :func:`window_backward` takes the gradient of ``gauss`` only.
     """
     xp = rx.namespace(p)
     check_size("window", D)
@@ -435,7 +435,7 @@ def attention_forward(
         window: the half-width ``D`` of the local window (``σ = D / 2``).
         t0: ``local_m`` only: the decoder step of the first query (``p_t = t0 + t``).
     Returns:
-        :class:`LuongOutput` and a :class:`LuongCache`.
+        The outputs, a :class:`LuongOutput`, and a :class:`LuongCache`.
     """
     B, S, Hs = (int(d) for d in hs.shape)
     single = h.ndim == 2
@@ -498,8 +498,8 @@ def attention_backward(
             (an extra output, so a keyword after the cache; ``local_p`` only).
 
     Returns:
-        :class:`LuongGrads` with fields ``h`` (the shape of the given ``h``), ``hs [B, S, Hs]`` and
-        ``params``, a :class:`LuongParams` of gradients (``None`` where unused).
+        The gradients, a :class:`LuongGrads` with fields ``h`` (the shape of the given ``h``), ``hs [B, S, Hs]`` and
+            ``params``, a :class:`LuongParams` of gradients (``None`` where unused).
 
     Derivation: [docs/derivations/attention.md, "3. Luong attention (SPEC §3)"](../derivations/attention.md#3-luong-attention-spec-3)
     """
