@@ -246,13 +246,14 @@ class AllocationCache(NamedTuple):
 
     ``perm [B, N]`` (integer sort permutation φ, treated as a constant),
     ``sorted_nonusage [B, N]`` (``sn``), ``sorted_usage [B, N]`` (``su = 1 - sn``),
-    ``prod_sorted_usage [B, N]`` (``Π_{i<j} su_i``).
+    ``prod_sorted_usage [B, N]`` (``Π_{i<j} su_i``), ``eps``: the forward's ``eps``.
     """
 
     perm: Any
     sorted_nonusage: Any
     sorted_usage: Any
     prod_sorted_usage: Any
+    eps: float = ALLOCATION_EPS
 
 
 @edge(usage="B N | unit")
@@ -278,17 +279,18 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
     prod_sorted_usage = P.exclusive_cumprod(sorted_usage, axis=-1)
     sorted_allocation = sorted_nonusage * prod_sorted_usage
     allocation = P.unsort(sorted_allocation, perm, axis=-1)
-    return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage)
+    return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps)
 
 
 @edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N")
-def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = ALLOCATION_EPS) -> Any:
+def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float | None = None) -> Any:
     """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3).
 
     Args:
         d_allocation: ``[B, N]``, the gradient of the allocation weights (not ``None``).
         cache: the :class:`AllocationCache` of :func:`allocation_forward`.
-        eps: the ``eps`` the forward used (not in the cache: pass the same value).
+        eps: ``None`` (default): the ``eps`` the forward used, kept in the cache; a number
+            overrides it (refmem 0.1 took it here only).
 
     Returns:
         d_usage: ``[B, N]``, the gradient of ``usage``.
@@ -302,6 +304,7 @@ def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = 
     d_sorted_usage = P.exclusive_cumprod_backward.unchecked(d_prod, (cache.sorted_usage, -1))
     d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
     d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    eps = cache.eps if eps is None else eps
     return -(1.0 - eps) * d_nonusage
 
 
