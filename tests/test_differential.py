@@ -88,11 +88,16 @@ def test_access_step_scale_moves_only_the_strengths():
 
 
 def test_live_tolerances_are_the_exports_at_the_default_example():
-    """At the golden's own sizes, seed 0 and scale 1, the live reference is the committed golden."""
+    """At the golden's own sizes, seed 0 and scale 1, the live reference is the committed golden, and its
+    tolerances are the export's or, where the one-ulp-perturbed float32 run deviates more, looser."""
     case = catalogue.get_case("dnc/usage/paper")
     live = D.live_golden(case, D.Example(case.name, dict(case.sizes), 0, 1))
     g = golden.load(case.name)
-    assert live.golden.tol == g.tol
+    assert set(live.golden.tol) == set(g.tol)
+    for k, tol in g.tol.items():
+        for dtype in ("float32", "float64"):
+            assert live.golden.tol[k][dtype][0] == tol[dtype][0]
+            assert live.golden.tol[k][dtype][1] >= tol[dtype][1]
     for k, v in g.tensors.items():
         np.testing.assert_array_equal(live.tensors[k], v)
 

@@ -266,6 +266,7 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
         forward=forward,
         backward=backward,
         sizes=sizes,
+        min_sizes={"W": 2},  # content addressing: a word of 1 makes the cosine a smoothed sign (addressing.py)
         config=config,
         complex_step=True,
         nondiff=nondiff,
