@@ -50,6 +50,9 @@ def luong(h, hs, p, score, alignment, D=2, t0=0, trace=None):
         inside = offset.detach().abs() <= D  # window membership: piecewise constant in p_t
         sigma = D / 2.0
         soft = torch.softmax(torch.where(inside, e, torch.full_like(e, -torch.inf)), dim=-1)
+        # a window with no source position inside (S small, p_t near the end): softmax of all -inf is NaN;
+        # SPEC's weights there are 0 (found by refmem verify at S = 1)
+        soft = torch.where(inside, soft, torch.zeros_like(soft))
         a = torch.where(inside, soft * torch.exp(-offset**2 / (2 * sigma**2)), torch.zeros_like(e))
     c = a @ hs
     h_tilde = torch.tanh(torch.cat([c, h], dim=-1) @ p["W_c"])

@@ -289,6 +289,7 @@ def test_testing_differential():
 
 
 @needs_torch
+@pytest.mark.slow
 def test_pytest_plugin_differential_items(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     (tmp_path / "conftest.py").write_text("")
@@ -296,7 +297,8 @@ def test_pytest_plugin_differential_items(tmp_path):
 
     plugin = [] if any(ep.value == "refmem.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11")) \
         else ["-p", "refmem.pytest_plugin"]
-    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path), "--refmem-case", "memory_lstm/unroll", "--refmem-differential", "20"]
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path),
+            "--refmem-case", "memory_lstm/unroll", "--refmem-differential", "10"]
     good = subprocess.run(base + ["--refmem-adapter", "examples.torch_memory_lstm:run"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert good.returncode == 0, good.stdout + good.stderr
