@@ -3,8 +3,16 @@
 A :class:`Case` knows its forward and backward functions, how to draw valid
 inputs from a seed (away from kinks), which checks apply, and its variant. Four
 readers walk the catalogue: ``refmem check``, ``refmem golden``, the tests and
-the benchmarks. A family keeps its cases beside its model and exposes them as a
-module-level ``CASES`` list; :data:`MODULES` maps a module name to that place.
+the benchmarks.
+
+Families are found by discovery, as ONNX finds its node test cases: every
+sub-package ``refmem.<family>`` that has a ``cases`` module (or a ``cases``
+package, whose modules are read in name order) is a family, and each such
+module contributes its module-level ``CASES`` list. A family sets its place in
+the listing with a module-level ``ORDER`` integer in its ``cases`` (the lowest
+first; families without one come last, by name). Adding an equation touches
+only its family's ``cases``; adding a family is a new package with a ``cases``
+module. Nothing else lists modules.
 
 Array dictionaries use GOLDEN.md's role-prefixed names: ``inputs/<name>``,
 ``params/<name>``, ``state/<name>`` for what a case takes; a forward returns its
@@ -15,18 +23,13 @@ under the role-prefixed name of the tensor they belong to.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-__all__ = ["Case", "Forward", "MODULES", "UnknownModuleError", "cases", "get_case", "module_names"]
+__all__ = ["Case", "Forward", "UnknownModuleError", "cases", "families", "get_case", "module_names"]
 
-#: Module name -> the Python module that holds its ``CASES``.
-MODULES: dict[str, str] = {
-    "primitives": "refmem.primitive_cases",
-    "memory_lstm": "refmem.memory_lstm_cases",
-    "attention": "refmem.attention.cases",
-    "dnc": "refmem.dnc.cases",
-}
 
 ROLES = ("inputs", "params", "state")
 
@@ -120,24 +123,52 @@ class Case:
         return [k for k in arrays if k not in self.nondiff]
 
 
+def _discover() -> dict[str, list[str]]:
+    """Family name -> the Python modules holding its ``CASES``, in listing order."""
+    import refmem
+
+    found: list[tuple[int, str, list[str]]] = []
+    for info in pkgutil.iter_modules(refmem.__path__):
+        if not info.ispkg:
+            continue
+        family = info.name
+        spec = importlib.util.find_spec(f"refmem.{family}.cases")
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:  # a cases package: its modules in name order
+            mods = [f"refmem.{family}.cases.{m.name}"
+                    for m in sorted(pkgutil.iter_modules(spec.submodule_search_locations), key=lambda m: m.name)]
+        else:
+            mods = [f"refmem.{family}.cases"]
+        order = getattr(importlib.import_module(f"refmem.{family}.cases"), "ORDER", 1 << 30)
+        found.append((order, family, mods))
+    return {family: mods for _, family, mods in sorted(found)}
+
+
+_FAMILIES: dict[str, list[str]] | None = None
+
+
+def families() -> dict[str, list[str]]:
+    """Family name -> the modules that hold its ``CASES`` (discovered once, then cached)."""
+    global _FAMILIES
+    if _FAMILIES is None:
+        _FAMILIES = _discover()
+    return _FAMILIES
+
+
 def module_names() -> list[str]:
-    """Every module name of the catalogue, in a fixed order."""
-    return list(MODULES)
+    """Every family (module) name of the catalogue, in listing order."""
+    return list(families())
 
 
 def _load(module: str, required: bool = True) -> list[Case]:
-    if module not in MODULES:
-        raise UnknownModuleError(f"unknown module {module!r}; expected one of {', '.join(MODULES)}")
-    try:
-        mod = importlib.import_module(MODULES[module])
-    except ModuleNotFoundError as exc:
-        path = MODULES[module]
-        if not (exc.name and (path == exc.name or path.startswith(exc.name + "."))):
-            raise
-        if required:
-            raise UnknownModuleError(f"module {module!r} has no cases in this build") from exc
-        return []  # a family not built yet contributes no cases to "all modules"
-    found = list(mod.CASES)
+    fams = families()
+    if module not in fams:
+        raise UnknownModuleError(f"unknown module {module!r}; expected one of {', '.join(fams)}")
+    found: list[Case] = []
+    for path in fams[module]:
+        mod = importlib.import_module(path)
+        found.extend(getattr(mod, "CASES", ()))
     for case in found:
         if case.module != module:
             raise ValueError(f"case {case.name} is listed under module {module!r}")

@@ -43,7 +43,7 @@ def test_case_contract(case):
     xp = rx.backend("numpy")
     parts = case.name.split("/")
     assert len(parts) == 3 and all(parts), case.name
-    assert case.module in catalogue.MODULES
+    assert case.module in catalogue.families()
     assert case.spec.startswith("SPEC §"), case.spec
     a = case.draw(xp, 7)
     b = case.draw(xp, 7)

@@ -10,7 +10,7 @@ from refmem import xp as rx
 from refmem.catalogue import Case, Forward
 from refmem.dnc import access as AC
 from refmem.dnc import addressing as A
-from refmem.dnc.cases import SORT_GAP, _sort_gap
+from refmem.dnc.cases.addressing import SORT_GAP, sort_gap
 
 NP = rx.backend("numpy")
 FIELDS = AC.AccessState._fields
@@ -224,7 +224,7 @@ def _two_step_case(conv: str) -> Case:
             a = {"inputs/h1": a.pop("inputs/controller_output"),
                  "inputs/h2": rx.Sampler(NP, seed + 77).normal((B, Hc)), **a}
             _, _, (c1, c2) = run(a, None)
-            if min(_sort_gap(c.write.allocation_cache.heads) for c in (c1, c2)) >= SORT_GAP:
+            if min(sort_gap(c.write.allocation_cache.heads) for c in (c1, c2)) >= SORT_GAP:
                 return {k: rx.from_numpy(xp, np.asarray(v)) for k, v in a.items()}
         raise RuntimeError("no separated draw")
 

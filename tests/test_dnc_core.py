@@ -15,7 +15,8 @@ import pytest
 
 from refmem import gradcheck
 from refmem import xp as rx
-from refmem.dnc import core, core_cases
+from refmem.dnc import core
+from refmem.dnc.cases import core as core_cases
 from refmem.dnc.params import (DNCConfig, from_named, init_params, load_params, named, save_params,
                                truncated_normal)
 
@@ -88,7 +89,7 @@ def test_active_clip_gradients():
     """A clip that cuts some outputs and controller cells: gradient 1 inside, 0 outside (SPEC §5 Core)."""
     case = core_cases.VARIANTS["deepmind"]
     arrays = case.draw(NP, 0)
-    cfg = core_cases._config_from(arrays, "deepmind", 1, True, 0.0)
+    cfg = core_cases.config_from(arrays, "deepmind", 1, True, 0.0)
     params = from_named({k[7:]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
     clipped = None
     for clip in np.linspace(0.2, 0.6, 41).astype(np.float32).astype(np.float64):
@@ -98,7 +99,7 @@ def test_active_clip_gradients():
         raw[0::3] = [v + params.b_y for v in raw[0::3]]
         y_raw = np.stack(raw[0::3])
         if (np.any(np.abs(y_raw) > clip) and all(np.all(np.abs(np.abs(v) - clip) > 1e-3) for v in raw)
-                and core_cases._gaps_ok(cache)):
+                and core_cases.gaps_ok(cache)):
             clipped = trial
             break
     assert clipped is not None, "no clip value away from every kink"
@@ -128,7 +129,7 @@ def test_active_clip_gradients():
 def test_unroll_defaults_and_state():
     case = core_cases.VARIANTS["deepmind"]
     arrays = case.draw(NP, 0)
-    cfg = core_cases._config_from(arrays, "deepmind", 1, True, 0.0)
+    cfg = core_cases.config_from(arrays, "deepmind", 1, True, 0.0)
     params = from_named({k[7:]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
     out, final, cache = core.unroll_forward(arrays["inputs/x"], params, cfg)
     zero = core.initial_state(NP, 2, cfg)

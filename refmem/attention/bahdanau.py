@@ -34,7 +34,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import primitives as PR
 from .. import xp as rx
+from ..errors import ShapeError
+from ..sampling import Sampler
+from ..validation import check_array
 
 __all__ = [
     "OUTPUT_STATES",
@@ -131,18 +135,18 @@ def check_params(params: DecoderParams, D: int) -> tuple[int, int]:
     """
     if not isinstance(params, DecoderParams):
         raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
-    rx.check_array("W_a", params.W_a, (None, None), "(H, H)")
-    rx.check_array("W_o", params.W_o, (None, None), "(K, K)")
+    check_array("W_a", params.W_a, (None, None), "(H, H)")
+    check_array("W_o", params.W_o, (None, None), "(K, K)")
     H, K = int(params.W_a.shape[0]), int(params.W_o.shape[0])
     for name, (shape, symbols) in param_shapes(D, H, K).items():
-        rx.check_array(name, getattr(params, name), shape, symbols)
+        check_array(name, getattr(params, name), shape, symbols)
     return H, K
 
 
 # ----------------------------------------------------------------------------- initialisers
 
 
-def _glorot_uniform(sampler: rx.Sampler, shape: tuple[int, ...]) -> Any:
+def _glorot_uniform(sampler: Sampler, shape: tuple[int, ...]) -> Any:
     # Keras 2 (the keras-attention era) ``_compute_fans``: a matrix has fan_in = rows,
     # fan_out = columns; any other rank uses fan_in = fan_out = sqrt(prod(shape)).
     if len(shape) == 2:
@@ -156,7 +160,7 @@ def _glorot_uniform(sampler: rx.Sampler, shape: tuple[int, ...]) -> Any:
     return sampler.uniform(shape, -limit, limit)
 
 
-def _orthogonal(xp: Any, sampler: rx.Sampler, shape: tuple[int, int]) -> Any:
+def _orthogonal(xp: Any, sampler: Sampler, shape: tuple[int, int]) -> Any:
     # Keras ``Orthogonal(gain=1)``: the SVD of a standard normal draw; ``u`` when it has
     # the matrix's shape (rows ≥ columns), otherwise ``vᵀ`` (orthonormal rows).
     a = sampler.normal(shape)
@@ -180,7 +184,7 @@ def init_params(xp: Any, D: int, H: int, K: int, seed: int = 0) -> DecoderParams
         D, H, K: input width, units, output classes (SPEC §2).
         seed: the draws come from ``refmem.xp.Sampler(xp, seed)``.
     """
-    s = rx.Sampler(xp, seed)
+    s = Sampler(xp, seed)
     shapes = param_shapes(D, H, K)
     values: dict[str, Any] = {}
     for name, (shape, _) in shapes.items():
@@ -196,27 +200,20 @@ def init_params(xp: Any, D: int, H: int, K: int, seed: int = 0) -> DecoderParams
 # ----------------------------------------------------------------------------- helpers
 
 
-def _t(x: Any) -> Any:
-    """Transpose of the last two axes."""
-    xp = rx.namespace(x)
-    order = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return xp.permute_dims(x, order)
-
-
 def _mask_bool(mask: Any, B: int, T: int) -> Any:
     """The mask ``[B, T]`` as a boolean array (``True``: attend); ``None`` stays ``None``."""
     if mask is None:
         return None
     if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
-        raise rx.ShapeError(f"mask: expected an array, got {type(mask).__name__}")
+        raise ShapeError(f"mask: expected an array, got {type(mask).__name__}")
     xp = rx.namespace(mask)
     given = tuple(int(d) for d in mask.shape)
     if given != (B, T):
-        raise rx.ShapeError(f"mask: expected shape (B, T) = ({B}, {T}), got {given}")
+        raise ShapeError(f"mask: expected shape (B, T) = ({B}, {T}), got {given}")
     if xp.isdtype(mask.dtype, "bool"):
         return mask
     if not xp.isdtype(mask.dtype, "real floating") and not xp.isdtype(mask.dtype, "integral"):
-        raise rx.ShapeError(f"mask: expected a bool, integer or real floating dtype, got {mask.dtype}")
+        raise ShapeError(f"mask: expected a bool, integer or real floating dtype, got {mask.dtype}")
     return mask != 0
 
 
@@ -229,21 +226,21 @@ def attention_weights(e: Any, mask: Any | None = None) -> Any:
     rather than NaN.
     """
     if mask is None:
-        return rx.softmax(e, axis=-1)
+        return PR.softmax(e, axis=-1)
     xp = rx.namespace(e)
-    re = rx.real_part(e)
+    re = PR.real_part(e)
     lowest = xp.min(re, axis=-1, keepdims=True)
     shift = xp.max(xp.where(mask, re, lowest), axis=-1, keepdims=True)
     shifted = xp.where(mask, e - shift, xp.zeros_like(e))
     ex = xp.where(mask, xp.exp(shifted), xp.zeros_like(e))
     total = xp.sum(ex, axis=-1, keepdims=True)
-    empty = rx.real_part(total) == 0
+    empty = PR.real_part(total) == 0
     return ex / xp.where(empty, xp.ones_like(total), total)
 
 
 def attention_weights_backward(d_alpha: Any, alpha: Any) -> Any:
     """VJP of equation 2: ``d_e = α ∘ (d_α - Σ_j d_α ∘ α)`` (0 wherever ``α`` is 0 by the mask)."""
-    return rx.softmax_backward(d_alpha, alpha, axis=-1)
+    return PR.softmax_backward(d_alpha, PR.SoftmaxCache(alpha, -1))
 
 
 # ----------------------------------------------------------------------------- one step
@@ -320,14 +317,14 @@ def decoder_step_forward(
     alpha = attention_weights(e, mask)
     c = (alpha[:, None, :] @ h)[:, 0, :]  # [B, D]
     # (4)-(7) the GRU-like state update
-    r = rx.sigmoid(y_in @ P.W_r + s_prev @ P.U_r + c @ P.C_r + P.b_r)
-    z = rx.sigmoid(y_in @ P.W_z + s_prev @ P.U_z + c @ P.C_z + P.b_z)
+    r = PR.sigmoid(y_in @ P.W_r + s_prev @ P.U_r + c @ P.C_r + P.b_r)
+    z = PR.sigmoid(y_in @ P.W_z + s_prev @ P.U_z + c @ P.C_z + P.b_z)
     rs = r * s_prev
     p = xp.tanh(y_in @ P.W_p + rs @ P.U_p + c @ P.C_p + P.b_p)
     s = (1.0 - z) * s_prev + z * p
     # (8) the output distribution
     s_out = s_prev if output_state == "previous" else s
-    y = rx.softmax(y_in @ P.W_o + s_out @ P.U_o + c @ P.C_o + P.b_o, axis=-1)
+    y = PR.softmax(y_in @ P.W_o + s_out @ P.U_o + c @ P.C_o + P.b_o, axis=-1)
     cache = StepCache(y_in, s_prev, h, att, alpha, c, r, z, p, rs, s, s_out, y, P, output_state)
     return (y, s, alpha), cache
 
@@ -346,11 +343,11 @@ def decoder_step_backward(d_y: Any, d_s: Any, d_alpha: Any | None, cache: StepCa
     C = cache
     P = C.params
     # (8) y = softmax(o): do = y ∘ (dy - Σ dy ∘ y)
-    d_o = rx.softmax_backward(d_y, C.y, axis=-1)
-    d_y_in = d_o @ _t(P.W_o)
-    d_c = d_o @ _t(P.C_o)
-    d_s_out = d_o @ _t(P.U_o)
-    g_W_o, g_U_o, g_C_o, g_b_o = _t(C.y_in) @ d_o, _t(C.s_out) @ d_o, _t(C.c) @ d_o, xp.sum(d_o, axis=0)
+    d_o = PR.softmax_backward(d_y, PR.SoftmaxCache(C.y, -1))
+    d_y_in = d_o @ PR.transpose_last(P.W_o)
+    d_c = d_o @ PR.transpose_last(P.C_o)
+    d_s_out = d_o @ PR.transpose_last(P.U_o)
+    g_W_o, g_U_o, g_C_o, g_b_o = PR.transpose_last(C.y_in) @ d_o, PR.transpose_last(C.s_out) @ d_o, PR.transpose_last(C.c) @ d_o, xp.sum(d_o, axis=0)
     if C.output_state == "current":
         d_s = d_s + d_s_out
         d_s_prev = xp.zeros_like(d_s_out)
@@ -362,24 +359,24 @@ def decoder_step_backward(d_y: Any, d_s: Any, d_alpha: Any | None, cache: StepCa
     d_s_prev = d_s_prev + d_s * (1.0 - C.z)
     # (6) p = tanh(y_in W_p + (r s_prev) U_p + c C_p + b_p)
     d_pp = d_p * (1.0 - C.p * C.p)
-    d_rs = d_pp @ _t(P.U_p)
+    d_rs = d_pp @ PR.transpose_last(P.U_p)
     d_r = d_rs * C.s_prev
     d_s_prev = d_s_prev + d_rs * C.r
-    d_y_in = d_y_in + d_pp @ _t(P.W_p)
-    d_c = d_c + d_pp @ _t(P.C_p)
-    g_W_p, g_U_p, g_C_p, g_b_p = _t(C.y_in) @ d_pp, _t(C.rs) @ d_pp, _t(C.c) @ d_pp, xp.sum(d_pp, axis=0)
+    d_y_in = d_y_in + d_pp @ PR.transpose_last(P.W_p)
+    d_c = d_c + d_pp @ PR.transpose_last(P.C_p)
+    g_W_p, g_U_p, g_C_p, g_b_p = PR.transpose_last(C.y_in) @ d_pp, PR.transpose_last(C.rs) @ d_pp, PR.transpose_last(C.c) @ d_pp, xp.sum(d_pp, axis=0)
     # (5) z = σ(...)
     d_zz = d_z * C.z * (1.0 - C.z)
-    d_y_in = d_y_in + d_zz @ _t(P.W_z)
-    d_s_prev = d_s_prev + d_zz @ _t(P.U_z)
-    d_c = d_c + d_zz @ _t(P.C_z)
-    g_W_z, g_U_z, g_C_z, g_b_z = _t(C.y_in) @ d_zz, _t(C.s_prev) @ d_zz, _t(C.c) @ d_zz, xp.sum(d_zz, axis=0)
+    d_y_in = d_y_in + d_zz @ PR.transpose_last(P.W_z)
+    d_s_prev = d_s_prev + d_zz @ PR.transpose_last(P.U_z)
+    d_c = d_c + d_zz @ PR.transpose_last(P.C_z)
+    g_W_z, g_U_z, g_C_z, g_b_z = PR.transpose_last(C.y_in) @ d_zz, PR.transpose_last(C.s_prev) @ d_zz, PR.transpose_last(C.c) @ d_zz, xp.sum(d_zz, axis=0)
     # (4) r = σ(...)
     d_rr = d_r * C.r * (1.0 - C.r)
-    d_y_in = d_y_in + d_rr @ _t(P.W_r)
-    d_s_prev = d_s_prev + d_rr @ _t(P.U_r)
-    d_c = d_c + d_rr @ _t(P.C_r)
-    g_W_r, g_U_r, g_C_r, g_b_r = _t(C.y_in) @ d_rr, _t(C.s_prev) @ d_rr, _t(C.c) @ d_rr, xp.sum(d_rr, axis=0)
+    d_y_in = d_y_in + d_rr @ PR.transpose_last(P.W_r)
+    d_s_prev = d_s_prev + d_rr @ PR.transpose_last(P.U_r)
+    d_c = d_c + d_rr @ PR.transpose_last(P.C_r)
+    g_W_r, g_U_r, g_C_r, g_b_r = PR.transpose_last(C.y_in) @ d_rr, PR.transpose_last(C.s_prev) @ d_rr, PR.transpose_last(C.c) @ d_rr, xp.sum(d_rr, axis=0)
     # (3) c = Σ_j α_j h_j
     d_alpha_c = (C.h @ d_c[:, :, None])[:, :, 0]  # [B, T]
     d_alpha = d_alpha_c if d_alpha is None else d_alpha + d_alpha_c
@@ -390,8 +387,8 @@ def decoder_step_backward(d_y: Any, d_s: Any, d_alpha: Any | None, cache: StepCa
     g_V_a = xp.sum(xp.reshape(d_e[:, :, None] * C.att, (-1, C.att.shape[-1])), axis=0)
     d_pre = (d_e[:, :, None] * P.V_a) * (1.0 - C.att * C.att)  # [B, T, H]
     d_sw = xp.sum(d_pre, axis=1)  # [B, H]
-    g_W_a = _t(C.s_prev) @ d_sw
-    d_s_prev = d_s_prev + d_sw @ _t(P.W_a)
+    g_W_a = PR.transpose_last(C.s_prev) @ d_sw
+    d_s_prev = d_s_prev + d_sw @ PR.transpose_last(P.W_a)
     grads = DecoderParams(
         V_a=g_V_a, W_a=g_W_a, U_a=None, b_a=None,
         W_r=g_W_r, U_r=g_U_r, C_r=g_C_r, b_r=g_b_r,
@@ -459,11 +456,11 @@ def decoder_forward(
     """
     if output_state not in OUTPUT_STATES:
         raise ValueError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
-    rx.check_array("h", h, (None, None, None), "(B, T, D)")
+    check_array("h", h, (None, None, None), "(B, T, D)")
     B, T, D = (int(d) for d in h.shape)
     H, K = check_params(params, D)
     if y_prev is not None:
-        rx.check_array("y_prev", y_prev, (B, T, K), "(B, T, K)")
+        check_array("y_prev", y_prev, (B, T, K), "(B, T, K)")
     m = _mask_bool(mask, B, T)
     xp = rx.namespace(h, *params)
     P = params
@@ -531,14 +528,14 @@ def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cach
     # uh = h @ U_a + b_a
     h2 = xp.reshape(h, (B * T, D))
     duh2 = xp.reshape(d_uh, (B * T, H))
-    acc["U_a"] = _t(h2) @ duh2
+    acc["U_a"] = PR.transpose_last(h2) @ duh2
     acc["b_a"] = xp.sum(duh2, axis=0)
-    d_h = d_h + d_uh @ _t(P.U_a)
+    d_h = d_h + d_uh @ PR.transpose_last(P.U_a)
     # s_0 = tanh(h[:, 0] @ W_s)
     d_s0 = carry_s * (1.0 - C.s0 * C.s0)
     h0 = h[:, 0, :]
-    acc["W_s"] = _t(h0) @ d_s0
-    d_h0 = d_s0 @ _t(P.W_s)
+    acc["W_s"] = PR.transpose_last(h0) @ d_s0
+    d_h0 = d_s0 @ PR.transpose_last(P.W_s)
     if T > 1:
         d_h = d_h + xp.concat([d_h0[:, None, :], xp.zeros((B, T - 1, D), dtype=h.dtype)], axis=1)
     else:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import xp as rx
 from ..catalogue import Case, Forward
+from ..sampling import Sampler
 from . import bahdanau as BD
 from . import luong as LU
 
@@ -33,7 +34,7 @@ _BD_SCALES = {
 }
 
 
-def _bd_params(s: rx.Sampler, D: int, H: int, K: int) -> dict[str, Any]:
+def _bd_params(s: Sampler, D: int, H: int, K: int) -> dict[str, Any]:
     """Parameters drawn at the scales of :data:`_BD_SCALES`."""
     out = {}
     for name, (shape, _) in BD.param_shapes(D, H, K).items():
@@ -46,7 +47,7 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
     variant = output_state + ("_masked" if masked else "") + ("_teacher" if teacher else "")
 
     def sample(xp, seed, sizes):
-        s = rx.Sampler(xp, seed)
+        s = Sampler(xp, seed)
         B, T, D, H, K = (sizes[k] for k in ("B", "T", "D", "H", "K"))
         arrays = {"inputs/h": s.normal((B, T, D))}
         arrays.update(_bd_params(s, D, H, K))
@@ -99,6 +100,9 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
     )
 
 
+#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
+ORDER = 30
+
 CASES: list[Case] = [
     _bahdanau_case("previous"),
     _bahdanau_case("current"),
@@ -131,7 +135,7 @@ def _fractional_part(x):
 
 def _luong_case(score: str, alignment: str) -> Case:
     def sample(xp, seed, sizes):
-        s = rx.Sampler(xp, seed)
+        s = Sampler(xp, seed)
         B, T, S, H = sizes["B"], sizes["T"], sizes["S"], sizes["H"]
         Hs = H if score == "dot" else sizes["Hs"]
         A = sizes.get("A", 0)

@@ -34,7 +34,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import primitives as PR
 from .. import xp as rx
+from ..errors import ShapeError
+from ..sampling import Sampler
+from ..validation import check_array
 from .bahdanau import attention_weights, attention_weights_backward
 
 __all__ = [
@@ -101,7 +105,7 @@ def init_params(xp: Any, score: str, alignment: str, H: int, Hs: int, S: int = 0
 
     ``S`` is needed by the ``location`` score, ``A`` by ``concat`` and ``local_p``.
     """
-    s = rx.Sampler(xp, seed)
+    s = Sampler(xp, seed)
     values = {}
     for name, (shape, _) in param_shapes(score, alignment, H, Hs, S, A).items():
         if len(shape) == 2:
@@ -120,17 +124,10 @@ def _check_choice(score: str, alignment: str) -> None:
         raise ValueError(f"alignment: expected one of {ALIGNMENTS}, got {alignment!r}")
 
 
-def _t(x: Any) -> Any:
-    """Transpose of the last two axes."""
-    xp = rx.namespace(x)
-    order = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return xp.permute_dims(x, order)
-
-
 def _flat_outer(x: Any, d: Any) -> Any:
     """``Σ_batch xᵀ d`` for ``x [..., I]`` and ``d [..., O]``: the gradient of ``W`` in ``x @ W``."""
     xp = rx.namespace(x, d)
-    return _t(xp.reshape(x, (-1, x.shape[-1]))) @ xp.reshape(d, (-1, d.shape[-1]))
+    return PR.transpose_last(xp.reshape(x, (-1, x.shape[-1]))) @ xp.reshape(d, (-1, d.shape[-1]))
 
 
 # ----------------------------------------------------------------------------- scores
@@ -159,21 +156,21 @@ def score_forward(score: str, h: Any, hs: Any, W_a: Any = None, v_a: Any = None)
     hw = u = None
     if score == "dot":
         if H != Hs:
-            raise rx.ShapeError(f"hs: the dot score needs Hs = H = {H}, got hs of shape {tuple(hs.shape)}")
-        out = h @ _t(hs)
+            raise ShapeError(f"hs: the dot score needs Hs = H = {H}, got hs of shape {tuple(hs.shape)}")
+        out = h @ PR.transpose_last(hs)
     elif score == "general":
-        rx.check_array("W_a", W_a, (H, Hs), "(H, Hs)")
+        check_array("W_a", W_a, (H, Hs), "(H, Hs)")
         hw = h @ W_a
-        out = hw @ _t(hs)
+        out = hw @ PR.transpose_last(hs)
     elif score == "concat":
-        rx.check_array("W_a", W_a, (H + Hs, None), "(H + Hs, A)")
-        rx.check_array("v_a", v_a, (int(W_a.shape[1]),), "(A,)")
+        check_array("W_a", W_a, (H + Hs, None), "(H + Hs, A)")
+        check_array("v_a", v_a, (int(W_a.shape[1]),), "(A,)")
         q = h @ W_a[:H, :]  # [B, T, A]
         k = hs @ W_a[H:, :]  # [B, S, A]
         u = xp.tanh(q[:, :, None, :] + k[:, None, :, :])  # [B, T, S, A]
         out = xp.sum(u * v_a, axis=-1)
     elif score == "location":
-        rx.check_array("W_a", W_a, (H, S), "(H, S)")
+        check_array("W_a", W_a, (H, S), "(H, S)")
         out = h @ W_a
     else:
         raise ValueError(f"score: expected one of {SCORES}, got {score!r}")
@@ -186,19 +183,19 @@ def score_backward(d_score: Any, cache: ScoreCache) -> tuple[Any, Any, Any, Any]
     C = cache
     H = int(C.h.shape[-1])
     if C.score == "dot":
-        return d_score @ C.hs, _t(d_score) @ C.h, None, None
+        return d_score @ C.hs, PR.transpose_last(d_score) @ C.h, None, None
     if C.score == "general":
         d_hw = d_score @ C.hs  # [B, T, Hs]
-        return d_hw @ _t(C.W_a), _t(d_score) @ C.hw, _flat_outer(C.h, d_hw), None
+        return d_hw @ PR.transpose_last(C.W_a), PR.transpose_last(d_score) @ C.hw, _flat_outer(C.h, d_hw), None
     if C.score == "concat":
         d_v_a = xp.sum(xp.reshape(d_score[..., None] * C.u, (-1, C.u.shape[-1])), axis=0)
         d_pre = (d_score[..., None] * C.v_a) * (1.0 - C.u * C.u)  # [B, T, S, A]
         d_q = xp.sum(d_pre, axis=2)  # [B, T, A]
         d_k = xp.sum(d_pre, axis=1)  # [B, S, A]
         d_W_a = xp.concat([_flat_outer(C.h, d_q), _flat_outer(C.hs, d_k)], axis=0)
-        return d_q @ _t(C.W_a[:H, :]), d_k @ _t(C.W_a[H:, :]), d_W_a, d_v_a
+        return d_q @ PR.transpose_last(C.W_a[:H, :]), d_k @ PR.transpose_last(C.W_a[H:, :]), d_W_a, d_v_a
     # location
-    return d_score @ _t(C.W_a), xp.zeros_like(C.hs), _flat_outer(C.h, d_score), None
+    return d_score @ PR.transpose_last(C.W_a), xp.zeros_like(C.hs), _flat_outer(C.h, d_score), None
 
 
 # ----------------------------------------------------------------------------- local-p position
@@ -220,10 +217,10 @@ def position_forward(h: Any, W_p: Any, v_p: Any, S: int) -> tuple[Any, PositionC
     """Local-p's predicted position ``p_t = S · σ(tanh(h_t @ W_p) · v_p)``, shape ``[B, T]``."""
     xp = rx.namespace(h, W_p, v_p)
     H = int(h.shape[-1])
-    rx.check_array("W_p", W_p, (H, None), "(H, A)")
-    rx.check_array("v_p", v_p, (int(W_p.shape[1]),), "(A,)")
+    check_array("W_p", W_p, (H, None), "(H, A)")
+    check_array("v_p", v_p, (int(W_p.shape[1]),), "(A,)")
     u = xp.tanh(h @ W_p)
-    sig = rx.sigmoid(xp.sum(u * v_p, axis=-1))
+    sig = PR.sigmoid(xp.sum(u * v_p, axis=-1))
     return S * sig, PositionCache(h, u, sig, S, W_p, v_p)
 
 
@@ -234,7 +231,7 @@ def position_backward(d_p: Any, cache: PositionCache) -> tuple[Any, Any, Any]:
     d_q = d_p * C.S * C.sig * (1.0 - C.sig)  # [B, T]
     d_v_p = xp.sum(xp.reshape(d_q[..., None] * C.u, (-1, C.u.shape[-1])), axis=0)
     d_pre = (d_q[..., None] * C.v_p) * (1.0 - C.u * C.u)  # [B, T, A]
-    return d_pre @ _t(C.W_p), _flat_outer(C.h, d_pre), d_v_p
+    return d_pre @ PR.transpose_last(C.W_p), _flat_outer(C.h, d_pre), d_v_p
 
 
 # ----------------------------------------------------------------------------- the window
@@ -262,7 +259,7 @@ def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache
     sigma = D / 2.0
     pos = xp.astype(xp.arange(S), p.dtype)
     offset = pos[None, None, :] - p[:, :, None]
-    inside = xp.abs(rx.real_part(offset)) <= D
+    inside = xp.abs(PR.real_part(offset)) <= D
     g = xp.exp(-(offset * offset) / (2.0 * sigma * sigma))
     gauss = xp.where(inside, g, xp.zeros_like(g))
     return (inside, gauss), WindowCache(inside, gauss, offset, sigma)
@@ -341,16 +338,16 @@ def attention_forward(
         :class:`LuongOutput` and a :class:`LuongCache`.
     """
     _check_choice(score, alignment)
-    rx.check_array("hs", hs, (None, None, None), "(B, S, Hs)")
+    check_array("hs", hs, (None, None, None), "(B, S, Hs)")
     B, S, Hs = (int(d) for d in hs.shape)
     single = getattr(h, "ndim", 0) == 2
     if single:
-        rx.check_array("h", h, (B, None), "(B, H)")
+        check_array("h", h, (B, None), "(B, H)")
         h = h[:, None, :]
     else:
-        rx.check_array("h", h, (B, None, None), "(B, T, H) or (B, H)")
+        check_array("h", h, (B, None, None), "(B, T, H) or (B, H)")
     H, T = int(h.shape[-1]), int(h.shape[1])
-    rx.check_array("W_c", params.W_c, (Hs + H, H), "(Hs + H, H)")
+    check_array("W_c", params.W_c, (Hs + H, H), "(Hs + H, H)")
     xp = rx.namespace(h, hs)
     sc, sc_cache = score_forward(score, h, hs, params.W_a, params.v_a)
     position = win = p = None
@@ -404,13 +401,13 @@ def attention_backward(
     if d_h_tilde is not None:
         d_pre = d_h_tilde * (1.0 - C.h_tilde * C.h_tilde)
         d_W_c = _flat_outer(C.ch, d_pre)
-        d_ch = d_pre @ _t(P.W_c)
+        d_ch = d_pre @ PR.transpose_last(P.W_c)
         d_c = d_ch[..., :Hs] if d_c is None else d_c + d_ch[..., :Hs]
         d_h = d_h + d_ch[..., Hs:]
     # c = a @ hs
     if d_c is not None:
-        d_a = d_a + d_c @ _t(C.hs)
-        d_hs = d_hs + _t(C.a) @ d_c
+        d_a = d_a + d_c @ PR.transpose_last(C.hs)
+        d_hs = d_hs + PR.transpose_last(C.a) @ d_c
     # a = soft ∘ gauss (local) or a = soft (global)
     g_W_p = g_v_p = None
     if C.window is None:

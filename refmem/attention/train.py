@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple
 
 from .. import xp as rx
 from ..optim import Adam, clip_by_global_norm
+from ..sampling import Sampler
 from .bahdanau import DecoderParams, decoder_backward, decoder_forward, init_params
 
 __all__ = ["TrainResult", "make_batch", "loss_and_grads", "train", "save_heatmap", "main"]
@@ -44,7 +45,7 @@ def _one_hot(xp: Any, idx: Any, n: int) -> Any:
     return xp.astype(xp.arange(n)[None, None, :] == idx[..., None], xp.float64)
 
 
-def make_batch(xp: Any, sampler: rx.Sampler, B: int, T: int, V: int) -> tuple[Any, Any, Any]:
+def make_batch(xp: Any, sampler: Sampler, B: int, T: int, V: int) -> tuple[Any, Any, Any]:
     """Source symbols ``[B, T]`` (int), annotations ``h [B, T, V + T]`` and reversed one-hot targets ``[B, T, V]``."""
     tokens = sampler.integers((B, T), 0, V)
     positions = xp.broadcast_to(xp.arange(T)[None, :], (B, T))
@@ -84,7 +85,7 @@ def train(
     ``callback(step, loss)``, if given, is called after every step.
     """
     xp = rx.backend(backend)
-    sampler = rx.Sampler(xp, seed + 1)
+    sampler = Sampler(xp, seed + 1)
     params = init_params(xp, V + T, H, V, seed=seed)
     opt = Adam(lr=lr)
     state = opt.init(params)
@@ -101,7 +102,7 @@ def train(
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"step {step:5d}  loss {losses[-1]:.4f}")
     seconds = time.perf_counter() - t0
-    tokens, h, target = make_batch(xp, rx.Sampler(xp, seed + 10_000), 256, T, V)
+    tokens, h, target = make_batch(xp, Sampler(xp, seed + 10_000), 256, T, V)
     _, _, out = loss_and_grads(params, h, target, output_state)
     pred = xp.argmax(out.y, axis=-1)
     accuracy = float(xp.mean(xp.astype(pred == xp.flip(tokens, axis=1), xp.float64)))

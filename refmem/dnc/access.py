@@ -11,6 +11,7 @@ A step: ``xi = h_c @ W_xi + b_xi`` sliced and activated (:func:`interface_forwar
 then usage (step 1), write weights (steps 2-4), memory (step 5), link and
 precedence (step 6), read weights (steps 7-9) and read vectors (step 10), each
 from :mod:`refmem.dnc.addressing`.
+
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
+from ..errors import ShapeError
+from ..validation import check_array
 from . import addressing as A
 from . import conventions as C
 
@@ -131,12 +134,12 @@ def _check_state(state: AccessState, B: int, cfg: AccessConfig) -> None:
     if not isinstance(state, AccessState):
         raise TypeError(f"state: expected an AccessState, got {type(state).__name__}")
     N, W, R, nw = cfg.N, cfg.W, cfg.R, cfg.nw
-    rx.check_array("state.memory", state.memory, (B, N, W), "(B, N, W)")
-    rx.check_array("state.read_weights", state.read_weights, (B, R, N), "(B, R, N)")
-    rx.check_array("state.write_weights", state.write_weights, (B, nw, N), "(B, nw, N)")
-    rx.check_array("state.link", state.link, (B, nw, N, N), "(B, nw, N, N)")
-    rx.check_array("state.precedence", state.precedence, (B, nw, N), "(B, nw, N)")
-    rx.check_array("state.usage", state.usage, (B, N), "(B, N)")
+    check_array("state.memory", state.memory, (B, N, W), "(B, N, W)")
+    check_array("state.read_weights", state.read_weights, (B, R, N), "(B, R, N)")
+    check_array("state.write_weights", state.write_weights, (B, nw, N), "(B, nw, N)")
+    check_array("state.link", state.link, (B, nw, N, N), "(B, nw, N, N)")
+    check_array("state.precedence", state.precedence, (B, nw, N), "(B, nw, N)")
+    check_array("state.usage", state.usage, (B, N), "(B, N)")
 
 
 # ----------------------------------------------------------------------------- interface
@@ -184,16 +187,16 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
     """
     xp = rx.namespace(controller_output, W_xi, b_xi)
     I = interface_size(cfg)
-    rx.check_array("controller_output", controller_output, (None, None), "(B, Hc)")
+    check_array("controller_output", controller_output, (None, None), "(B, Hc)")
     B, Hc = (int(s) for s in controller_output.shape)
     if hasattr(W_xi, "shape") and len(W_xi.shape) == 2 and int(W_xi.shape[1]) != I:
-        raise rx.ShapeError(
+        raise ShapeError(
             f"W_xi: expected shape (Hc, I) = ({Hc}, {I}) where I = interface_size(N={cfg.N}, W={cfg.W}, "
             f"R={cfg.R}, nw={cfg.nw}) (read modes 1 + 2nw = {cfg.read_mode_width} per read head), "
             f"got {tuple(int(s) for s in W_xi.shape)}"
         )
-    rx.check_array("W_xi", W_xi, (Hc, I), "(Hc, I)")
-    rx.check_array("b_xi", b_xi, (I,), "(I,)")
+    check_array("W_xi", W_xi, (Hc, I), "(Hc, I)")
+    check_array("b_xi", b_xi, (I,), "(I,)")
     xi, lin_cache = P.linear_forward(controller_output, W_xi, b_xi)
     parts = {}
     start = 0
@@ -204,9 +207,9 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
         raw = xp.reshape(xi[:, start:start + width], (B,) + shape)
         start += width
         if act == "sigmoid":
-            raw = rx.sigmoid(raw)
+            raw = P.sigmoid(raw)
         elif act == "softmax":
-            raw = rx.softmax(raw, axis=-1)
+            raw = P.softmax(raw, axis=-1)
         parts[name] = raw
     iface = Interface(**parts)
     return iface, InterfaceCache(lin_cache, iface, cfg)
@@ -229,7 +232,7 @@ def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[A
         if act == "sigmoid":
             d = d * out * (1.0 - out)
         elif act == "softmax":
-            d = rx.softmax_backward(d, out, axis=-1)
+            d = P.softmax_backward(d, P.SoftmaxCache(out, -1))
         pieces.append(xp.reshape(d, (B, -1)))
     d_xi = xp.concat(pieces, axis=-1)
     return P.linear_backward(d_xi, cache.linear)
@@ -296,14 +299,6 @@ def access_step_forward(controller_output: Any, W_xi: Any, b_xi: Any, state: Acc
     return read_vectors, new_state, cache
 
 
-def _add(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
-
-
 def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
                          cache: AccessCache) -> tuple[Any, Any, Any, AccessState]:
     """Reverse of :func:`access_step_forward`, steps 10 to 1 then the interface.
@@ -326,21 +321,21 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
     d_memory = d_new_state.memory
     d_wr = d_new_state.read_weights
     if d_read_vectors is not None:
-        d_memory = _add(d_memory, A._T(wr) @ d_read_vectors)
-        d_wr = _add(d_wr, d_read_vectors @ A._T(memory))
-    d_wr = A._zeros_if_none(d_wr, wr)
+        d_memory = P.add_optional(d_memory, P.transpose_last(wr) @ d_read_vectors)
+        d_wr = P.add_optional(d_wr, d_read_vectors @ P.transpose_last(memory))
+    d_wr = P.zeros_if_none(d_wr, wr)
     # steps 7-9: read weights
     g_read = A.read_weights_backward(d_wr, cache.read)
-    d_memory = _add(d_memory, g_read.memory)
-    d_link = _add(d_new_state.link, g_read.link)
+    d_memory = P.add_optional(d_memory, g_read.memory)
+    d_link = P.add_optional(d_new_state.link, g_read.link)
     # step 6: link and precedence
     g_link = A.temporal_linkage_backward(d_link, d_new_state.precedence, cache.link)
     # step 5: memory
     g_mem = A.memory_update_backward(d_memory, cache.memory)
-    d_ww = _add(_add(d_new_state.write_weights, g_link.write_weights), g_mem.write_weights)
+    d_ww = P.add_optional(P.add_optional(d_new_state.write_weights, g_link.write_weights), g_mem.write_weights)
     # steps 2-4: write weights
     g_write = A.write_weights_backward(d_ww, cache.write)
-    d_usage = _add(d_new_state.usage, g_write.usage)
+    d_usage = P.add_optional(d_new_state.usage, g_write.usage)
     # step 1: usage
     g_usage = A.usage_backward(d_usage, cache.usage)
     d_iface = Interface(

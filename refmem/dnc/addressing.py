@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
+from ..errors import ShapeError
+from ..validation import check_array
 from . import conventions as C
 
 __all__ = [
@@ -54,26 +56,13 @@ def prod_except(x: Any, axis: int) -> Any:
     xp = rx.namespace(x)
     if x.shape[axis] == 1:  # one factor: the product of the others is empty
         return xp.ones_like(x)
-    before = rx.exclusive_cumprod(x, axis=axis)
-    after = xp.flip(rx.exclusive_cumprod(xp.flip(x, axis=axis), axis=axis), axis=axis)
+    before = P.exclusive_cumprod(x, axis=axis)
+    after = xp.flip(P.exclusive_cumprod(xp.flip(x, axis=axis), axis=axis), axis=axis)
     return before * after
 
 
 def _shape(x: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in x.shape)
-
-
-def _zeros_if_none(d: Any, like: Any) -> Any:
-    if d is not None:
-        return d
-    return rx.namespace(like).zeros(like.shape, dtype=like.dtype)
-
-
-def _T(x: Any) -> Any:
-    """Swap the last two axes (``.mT``, written with ``permute_dims`` for the standard)."""
-    xp = rx.namespace(x)
-    order = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return xp.permute_dims(x, order)
 
 
 # ----------------------------------------------------------------------------- step 2 / 8: content
@@ -113,21 +102,21 @@ def content_weights_forward(memory: Any, keys: Any, strengths: Any,
     Returns:
         ``weights [B, H, N]`` and a :class:`ContentCache`.
     """
-    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    rx.check_array("keys", keys, (B, None, W), "(B, H, W)")
+    check_array("keys", keys, (B, None, W), "(B, H, W)")
     H = int(keys.shape[1])
-    rx.check_array("strengths", strengths, (B, H), "(B, H)")
+    check_array("strengths", strengths, (B, H), "(B, H)")
     similarity, cos_cache = P.cosine_forward(keys, memory)
     beta = C.strength_forward(strengths, convention)
-    weights = rx.softmax(beta[:, :, None] * similarity, axis=-1)
+    weights = P.softmax(beta[:, :, None] * similarity, axis=-1)
     return weights, ContentCache(strengths, beta, similarity, weights, cos_cache)
 
 
 def content_weights_backward(d_weights: Any, cache: ContentCache) -> ContentGrads:
     """``d_logits = softmax_backward``; ``d_beta = Σ_N d_logits ∘ cos``; ``d_cos = d_logits ∘ beta``."""
     xp = rx.namespace(d_weights)
-    d_logits = rx.softmax_backward(d_weights, cache.weights, axis=-1)
+    d_logits = P.softmax_backward(d_weights, P.SoftmaxCache(cache.weights, -1))
     d_beta = xp.sum(d_logits * cache.similarity, axis=-1)
     d_similarity = d_logits * cache.beta[:, :, None]
     d_keys, d_memory = P.cosine_backward(d_similarity, cache.cosine)
@@ -193,15 +182,15 @@ def usage_forward(prev_usage: Any, prev_write_weights: Any, free_gates: Any, pre
     """
     xp = rx.namespace(prev_usage, prev_write_weights, free_gates, prev_read_weights)
     conv = C.get(convention)
-    rx.check_array("prev_usage", prev_usage, (None, None), "(B, N)")
+    check_array("prev_usage", prev_usage, (None, None), "(B, N)")
     B, N = _shape(prev_usage)
-    rx.check_array("prev_write_weights", prev_write_weights, (B, None, N), "(B, nw, N)")
-    rx.check_array("free_gates", free_gates, (B, None), "(B, R)")
+    check_array("prev_write_weights", prev_write_weights, (B, None, N), "(B, nw, N)")
+    check_array("free_gates", free_gates, (B, None), "(B, R)")
     R = int(free_gates.shape[1])
-    rx.check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
+    check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
     ww = prev_write_weights
     if conv.stop_usage_gradient and frozen_write_weights is not None:
-        rx.check_array("frozen_write_weights", frozen_write_weights, _shape(prev_write_weights), "(B, nw, N)")
+        check_array("frozen_write_weights", frozen_write_weights, _shape(prev_write_weights), "(B, nw, N)")
         ww = frozen_write_weights
     write_factors = 1.0 - ww
     write_product = 1.0 - xp.prod(write_factors, axis=1)
@@ -262,15 +251,15 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
         ``allocation [B, N]`` and an :class:`AllocationCache`.
     """
     xp = rx.namespace(usage)
-    rx.check_array("usage", usage, (None, None), "(B, N)")
+    check_array("usage", usage, (None, None), "(B, N)")
     usage_hat = eps + (1.0 - eps) * usage
     nonusage = 1.0 - usage_hat
-    perm = xp.argsort(rx.real_part(nonusage), axis=-1, descending=True, stable=True)
+    perm = xp.argsort(P.real_part(nonusage), axis=-1, descending=True, stable=True)
     sorted_nonusage = xp.take_along_axis(nonusage, perm, axis=-1)
     sorted_usage = 1.0 - sorted_nonusage
-    prod_sorted_usage = rx.exclusive_cumprod(sorted_usage, axis=-1)
+    prod_sorted_usage = P.exclusive_cumprod(sorted_usage, axis=-1)
     sorted_allocation = sorted_nonusage * prod_sorted_usage
-    allocation = rx.unsort(sorted_allocation, perm, axis=-1)
+    allocation = P.unsort(sorted_allocation, perm, axis=-1)
     return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage)
 
 
@@ -280,9 +269,9 @@ def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = 
     d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)
     d_sorted_nonusage = d_sorted_allocation * cache.prod_sorted_usage
     d_prod = d_sorted_allocation * cache.sorted_nonusage
-    d_sorted_usage = rx.exclusive_cumprod_backward(d_prod, cache.sorted_usage, axis=-1)
+    d_sorted_usage = P.exclusive_cumprod_backward(d_prod, (cache.sorted_usage, -1))
     d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
-    d_nonusage = rx.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
     return -(1.0 - eps) * d_nonusage
 
 
@@ -320,9 +309,9 @@ def write_allocation_weights_forward(usage: Any, write_gates: Any) -> tuple[Any,
         ``allocation [B, nw, N]`` and a :class:`WriteAllocationCache`.
     """
     xp = rx.namespace(usage, write_gates)
-    rx.check_array("usage", usage, (None, None), "(B, N)")
+    check_array("usage", usage, (None, None), "(B, N)")
     B, N = _shape(usage)
-    rx.check_array("write_gates", write_gates, (B, None), "(B, nw)")
+    check_array("write_gates", write_gates, (B, None), "(B, nw)")
     nw = int(write_gates.shape[1])
     u = usage
     usages, allocs, heads = [], [], []
@@ -398,14 +387,14 @@ def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_streng
     Returns:
         ``write_weights [B, nw, N]`` and a :class:`WriteWeightsCache`.
     """
-    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    rx.check_array("usage", usage, (B, N), "(B, N)")
-    rx.check_array("write_keys", write_keys, (B, None, W), "(B, nw, W)")
+    check_array("usage", usage, (B, N), "(B, N)")
+    check_array("write_keys", write_keys, (B, None, W), "(B, nw, W)")
     nw = int(write_keys.shape[1])
-    rx.check_array("write_strengths", write_strengths, (B, nw), "(B, nw)")
-    rx.check_array("allocation_gates", allocation_gates, (B, nw), "(B, nw)")
-    rx.check_array("write_gates", write_gates, (B, nw), "(B, nw)")
+    check_array("write_strengths", write_strengths, (B, nw), "(B, nw)")
+    check_array("allocation_gates", allocation_gates, (B, nw), "(B, nw)")
+    check_array("write_gates", write_gates, (B, nw), "(B, nw)")
     content, content_cache = content_weights_forward(memory, write_keys, write_strengths, convention)
     allocation, alloc_cache = write_allocation_weights_forward(usage, allocation_gates * write_gates)
     ga = allocation_gates[:, :, None]
@@ -476,15 +465,15 @@ def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
         ``memory [B, N, W]`` and a :class:`MemoryCache`.
     """
     xp = rx.namespace(memory, write_weights, erase_vectors, write_vectors)
-    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    rx.check_array("write_weights", write_weights, (B, None, N), "(B, nw, N)")
+    check_array("write_weights", write_weights, (B, None, N), "(B, nw, N)")
     nw = int(write_weights.shape[1])
-    rx.check_array("erase_vectors", erase_vectors, (B, nw, W), "(B, nw, W)")
-    rx.check_array("write_vectors", write_vectors, (B, nw, W), "(B, nw, W)")
+    check_array("erase_vectors", erase_vectors, (B, nw, W), "(B, nw, W)")
+    check_array("write_vectors", write_vectors, (B, nw, W), "(B, nw, W)")
     erase_factors = 1.0 - write_weights[:, :, :, None] * erase_vectors[:, :, None, :]
     retention = xp.prod(erase_factors, axis=1)
-    new_memory = memory * retention + _T(write_weights) @ write_vectors
+    new_memory = memory * retention + P.transpose_last(write_weights) @ write_vectors
     return new_memory, MemoryCache(memory, write_weights, erase_vectors, write_vectors, erase_factors, retention)
 
 
@@ -497,7 +486,7 @@ def memory_update_backward(d_memory: Any, cache: MemoryCache) -> MemoryGrads:
     d_erase_factors = d_retention[:, None, :, :] * prod_except(cache.erase_factors, axis=1)  # [B, nw, N, W]
     d_write_weights = -xp.sum(d_erase_factors * cache.erase_vectors[:, :, None, :], axis=-1)
     d_erase_vectors = -xp.sum(d_erase_factors * cache.write_weights[:, :, :, None], axis=-2)
-    d_write_weights = d_write_weights + cache.write_vectors @ _T(d_memory)
+    d_write_weights = d_write_weights + cache.write_vectors @ P.transpose_last(d_memory)
     d_write_vectors = cache.write_weights @ d_memory
     return MemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors)
 
@@ -542,10 +531,10 @@ def temporal_linkage_forward(prev_link: Any, prev_precedence: Any,
         ``link [B, nw, N, N]``, ``precedence [B, nw, N]`` and a :class:`LinkCache`.
     """
     xp = rx.namespace(prev_link, prev_precedence, write_weights)
-    rx.check_array("write_weights", write_weights, (None, None, None), "(B, nw, N)")
+    check_array("write_weights", write_weights, (None, None, None), "(B, nw, N)")
     B, nw, N = _shape(write_weights)
-    rx.check_array("prev_link", prev_link, (B, nw, N, N), "(B, nw, N, N)")
-    rx.check_array("prev_precedence", prev_precedence, (B, nw, N), "(B, nw, N)")
+    check_array("prev_link", prev_link, (B, nw, N, N), "(B, nw, N, N)")
+    check_array("prev_precedence", prev_precedence, (B, nw, N), "(B, nw, N)")
     off_diagonal = 1.0 - xp.eye(N, dtype=write_weights.dtype)
     w_i = write_weights[:, :, :, None]
     w_j = write_weights[:, :, None, :]
@@ -558,8 +547,8 @@ def temporal_linkage_forward(prev_link: Any, prev_precedence: Any,
 def temporal_linkage_backward(d_link: Any, d_precedence: Any, cache: LinkCache) -> LinkGrads:
     """Reverse of :func:`temporal_linkage_forward`; either upstream gradient may be ``None`` (zero)."""
     xp = rx.namespace(cache.write_weights)
-    d_link = _zeros_if_none(d_link, cache.prev_link)
-    d_precedence = _zeros_if_none(d_precedence, cache.prev_precedence)
+    d_link = P.zeros_if_none(d_link, cache.prev_link)
+    d_precedence = P.zeros_if_none(d_precedence, cache.prev_precedence)
     g = d_link * cache.off_diagonal
     w = cache.write_weights
     d_prev_link = g * (1.0 - w[:, :, :, None] - w[:, :, None, :])
@@ -602,13 +591,13 @@ def directional_weights_forward(link: Any, prev_read_weights: Any) -> tuple[Any,
         ``forward [B, R, nw, N]``, ``backward [B, R, nw, N]`` and a :class:`DirectionalCache`.
     """
     xp = rx.namespace(link, prev_read_weights)
-    rx.check_array("link", link, (None, None, None, None), "(B, nw, N, N)")
+    check_array("link", link, (None, None, None, None), "(B, nw, N, N)")
     B, nw, N, N2 = _shape(link)
     if N2 != N:
-        raise rx.ShapeError(f"link: expected shape (B, nw, N, N) with square last axes, got {_shape(link)}")
-    rx.check_array("prev_read_weights", prev_read_weights, (B, None, N), "(B, R, N)")
+        raise ShapeError(f"link: expected shape (B, nw, N, N) with square last axes, got {_shape(link)}")
+    check_array("prev_read_weights", prev_read_weights, (B, None, N), "(B, R, N)")
     wr = prev_read_weights[:, None, :, :]  # [B, 1, R, N]
-    fwd = wr @ _T(link)  # [B, nw, R, N]: Σ_j wr[j] L[i, j]
+    fwd = wr @ P.transpose_last(link)  # [B, nw, R, N]: Σ_j wr[j] L[i, j]
     bwd = wr @ link  # [B, nw, R, N]: Σ_j wr[j] L[j, i]
     fwd = xp.permute_dims(fwd, (0, 2, 1, 3))
     bwd = xp.permute_dims(bwd, (0, 2, 1, 3))
@@ -631,8 +620,8 @@ def directional_weights_backward(d_forward: Any, d_backward: Any, cache: Directi
     gb = xp.permute_dims(d_backward, (0, 2, 1, 3))
     wr4 = xp.broadcast_to(wr[:, None, :, :], (B, nw, R, N))
     # gfᵀ wr + wrᵀ gb as one product [gfᵀ | wrᵀ] @ [wr ; gb] (one [B, nw, N, N] result, no sum)
-    d_link = _T(xp.concat([gf, wr4], axis=2)) @ xp.concat([wr4, gb], axis=2)  # [B, nw, N, N]
-    d_wr = xp.sum(gf @ link + gb @ _T(link), axis=1)  # [B, R, N]
+    d_link = P.transpose_last(xp.concat([gf, wr4], axis=2)) @ xp.concat([wr4, gb], axis=2)  # [B, nw, N, N]
+    d_wr = xp.sum(gf @ link + gb @ P.transpose_last(link), axis=1)  # [B, R, N]
     return DirectionalGrads(d_link, d_wr)
 
 
@@ -689,15 +678,15 @@ def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link:
     """
     xp = rx.namespace(memory, read_keys, read_strengths, link, prev_read_weights, read_modes)
     conv = C.get(convention)
-    rx.check_array("memory", memory, (None, None, None), "(B, N, W)")
+    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    rx.check_array("read_keys", read_keys, (B, None, W), "(B, R, W)")
+    check_array("read_keys", read_keys, (B, None, W), "(B, R, W)")
     R = int(read_keys.shape[1])
-    rx.check_array("read_strengths", read_strengths, (B, R), "(B, R)")
-    rx.check_array("link", link, (B, None, N, N), "(B, nw, N, N)")
+    check_array("read_strengths", read_strengths, (B, R), "(B, R)")
+    check_array("link", link, (B, None, N, N), "(B, nw, N, N)")
     nw = int(link.shape[1])
-    rx.check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
-    rx.check_array("read_modes", read_modes, (B, R, None), "(B, R, 1 + 2nw)")
+    check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
+    check_array("read_modes", read_modes, (B, R, None), "(B, R, 1 + 2nw)")
     pb, pf, pc = C.split_read_modes(read_modes, nw, conv)
     content, content_cache = content_weights_forward(memory, read_keys, read_strengths, conv)
     fwd, bwd, dir_cache = directional_weights_forward(link, prev_read_weights)

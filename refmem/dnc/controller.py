@@ -31,7 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .. import primitives as P
 from .. import xp as rx
+from ..validation import check_array
 
 __all__ = [
     "LSTMParams",
@@ -61,7 +63,7 @@ def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
     if not clip_value > 0:
         return x, None
     xp = rx.namespace(x)
-    re = rx.real_part(x)
+    re = P.real_part(x)
     hi = re > clip_value
     lo = re < -clip_value
     bound = xp.full(x.shape, float(clip_value), dtype=x.dtype)
@@ -126,19 +128,19 @@ def lstm_step_forward(x: Any, state: LSTMState, params: LSTMParams,
         ``(h [B, H], LSTMState(h, c), cache)``.
     """
     xp = rx.namespace(x, state.h, state.c, params.W, params.b)
-    rx.check_array("x", x, (None, None), "(B, I)")
+    check_array("x", x, (None, None), "(B, I)")
     B, I = int(x.shape[0]), int(x.shape[1])
-    rx.check_array("h_prev", state.h, (B, None), "(B, H)")
+    check_array("h_prev", state.h, (B, None), "(B, H)")
     H = int(state.h.shape[1])
-    rx.check_array("c_prev", state.c, (B, H), "(B, H)")
-    rx.check_array("W", params.W, (I + H, 4 * H), "(I + H, 4H)")
-    rx.check_array("b", params.b, (4 * H,), "(4H,)")
+    check_array("c_prev", state.c, (B, H), "(B, H)")
+    check_array("W", params.W, (I + H, 4 * H), "(I + H, 4H)")
+    check_array("b", params.b, (4 * H,), "(4H,)")
     xh = xp.concat([x, state.h], axis=1)
     gates = xh @ params.W + params.b
-    i = rx.sigmoid(gates[:, 0:H])
+    i = P.sigmoid(gates[:, 0:H])
     j = xp.tanh(gates[:, H:2 * H])
-    f = rx.sigmoid(gates[:, 2 * H:3 * H] + forget_bias)
-    o = rx.sigmoid(gates[:, 3 * H:4 * H])
+    f = P.sigmoid(gates[:, 2 * H:3 * H] + forget_bias)
+    o = P.sigmoid(gates[:, 3 * H:4 * H])
     c = f * state.c + i * j
     tanh_c = xp.tanh(c)
     h = tanh_c * o
@@ -254,7 +256,7 @@ def controller_forward(x: Any, state: tuple, params: tuple,
         ``(output [B, Ho], new_state, cache)``, ``Ho = cfg.output_size``; output and
         state clipped when ``cfg.clip_value > 0``.
     """
-    rx.check_array("x", x, (None, cfg.input_size), "(B, I)")
+    check_array("x", x, (None, cfg.input_size), "(B, I)")
     if len(params) != cfg.layers or len(state) != cfg.layers:
         raise ValueError(f"controller: expected {cfg.layers} layers of params and state, "
                          f"got {len(params)} and {len(state)}")
@@ -269,7 +271,7 @@ def controller_forward(x: Any, state: tuple, params: tuple,
         else:
             inp = below
         p = params[layer]
-        rx.check_array(f"W_lstm{layer + 1}", p.W, (cfg.layer_input_size(layer) + cfg.hidden, 4 * cfg.hidden),
+        check_array(f"W_lstm{layer + 1}", p.W, (cfg.layer_input_size(layer) + cfg.hidden, 4 * cfg.hidden),
                        "(I_l + H, 4H)")
         h, st, cache = lstm_step_forward(inp, state[layer], p, cfg.forget_bias)
         hs.append(h)

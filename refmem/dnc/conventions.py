@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import primitives as P
 from .. import xp as rx
+from ..errors import ShapeError
 
 __all__ = ["Convention", "CONVENTIONS", "DEFAULT", "get", "strength_forward", "strength_backward",
            "read_mode_width", "split_read_modes", "join_read_modes"]
@@ -76,12 +78,12 @@ def get(convention: str | Convention = DEFAULT) -> Convention:
 def strength_forward(raw: Any, convention: str | Convention = DEFAULT) -> Any:
     """``act(β)`` of SPEC §5 step 2: ``softplus`` (deepmind) or ``oneplus`` (paper) of the raw strengths."""
     conv = get(convention)
-    return rx.softplus(raw) if conv.strength_activation == "softplus" else rx.oneplus(raw)
+    return P.softplus(raw) if conv.strength_activation == "softplus" else P.oneplus(raw)
 
 
 def strength_backward(d_strength: Any, raw: Any) -> Any:
     """Both activations have derivative ``σ(raw)`` (the 1 of ``oneplus`` is a constant)."""
-    return d_strength * rx.sigmoid(raw)
+    return d_strength * P.sigmoid(raw)
 
 
 # ----------------------------------------------------------------------------- read modes
@@ -110,7 +112,7 @@ def split_read_modes(modes: Any, nw: int, convention: str | Convention = DEFAULT
     conv = get(convention)
     width = read_mode_width(nw)
     if modes.ndim < 1 or int(modes.shape[-1]) != width:
-        raise rx.ShapeError(
+        raise ShapeError(
             f"read_modes: expected a last axis of 1 + 2nw = {width} (nw = {nw}), got shape {tuple(modes.shape)}"
         )
     off = _offsets(conv, nw)

@@ -26,9 +26,11 @@ from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
+from ..errors import ShapeError
 from ..optim import tree_map
+from ..validation import check_array
 from . import conventions as CV
-from .access import AccessCache, AccessState, _add, access_step_backward, access_step_forward
+from .access import AccessCache, AccessState, access_step_backward, access_step_forward
 from .access import initial_state as access_initial_state
 from .controller import (ControllerCache, clip_backward, clip_forward, controller_backward, controller_forward,
                          controller_initial_state)
@@ -94,10 +96,10 @@ def core_step_forward(x_t: Any, state: DNCState, params: DNCParams, cfg: DNCConf
         ``(y_t [B, Y], new_state, cache)``.
     """
     xp = rx.namespace(x_t)
-    rx.check_array("x_t", x_t, (None, cfg.D), "(B, D)")
+    check_array("x_t", x_t, (None, cfg.D), "(B, D)")
     B = int(x_t.shape[0])
     R, W = cfg.R, cfg.W
-    rx.check_array("state.read_vectors", state.read_vectors, (B, R, W), "(B, R, W)")
+    check_array("state.read_vectors", state.read_vectors, (B, R, W), "(B, R, W)")
     ctrl_in = xp.concat([x_t, xp.reshape(state.read_vectors, (B, R * W))], axis=1)
     h_c, ctrl_state, ccache = controller_forward(ctrl_in, state.controller, params.lstm, cfg.controller)
     r_t, access_state, acache = access_step_forward(h_c, params.W_xi, params.b_xi, state.access, cfg.access,
@@ -178,11 +180,11 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
         ``(UnrollOutputs(y [B, T, Y], read_vectors [B, T, R, W]), final_state, cache)``.
     """
     xp = rx.namespace(x)
-    rx.check_array("x", x, (None, None, cfg.D), "(B, T, D)")
+    check_array("x", x, (None, None, cfg.D), "(B, T, D)")
     check_params(params, cfg)
     B, T = int(x.shape[0]), int(x.shape[1])
     if T < 1:
-        raise rx.ShapeError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
+        raise ShapeError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
     dtype = xp.result_type(x, params.W_xi, params.W_y, params.lstm[0].W)
     if state is None:
         state = initial_state(xp, B, cfg, dtype=dtype)
@@ -191,7 +193,7 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
         # some backends, e.g. torch, do not promote inside matmul)
         state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
     if frozen_write_weights is not None:
-        rx.check_array("frozen_write_weights", frozen_write_weights, (B, T, cfg.nw, cfg.N), "(B, T, nw, N)")
+        check_array("frozen_write_weights", frozen_write_weights, (B, T, cfg.nw, cfg.N), "(B, T, nw, N)")
     ys, rs, steps, states, prev_ww = [], [], [], [], []
     for t in range(T):
         prev_ww.append(state.access.write_weights)
@@ -230,7 +232,7 @@ def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
             if d_state is None:
                 d_state = DNCState(None, None, d_r)
             else:
-                d_state = DNCState(d_state.access, d_state.controller, _add(d_state.read_vectors, d_r))
+                d_state = DNCState(d_state.access, d_state.controller, P.add_optional(d_state.read_vectors, d_r))
         dxs[t], d_state, g = core_step_backward(d_y, d_state, steps[t])
         d_params = g if d_params is None else tree_map(lambda u, v: u + v, d_params, g)
     return xp.stack(dxs, axis=1), d_params, d_state

@@ -31,6 +31,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from .. import xp as rx
+from ..errors import ShapeError
+from ..sampling import Sampler
+from ..validation import check_array
 from .access import AccessConfig, interface_size
 from .controller import ControllerConfig, LSTMParams
 
@@ -154,12 +157,12 @@ def from_named(arrays: dict[str, Any], cfg: DNCConfig, check: bool = True) -> DN
 def check_params(params: DNCParams, cfg: DNCConfig) -> None:
     """Raise :class:`refmem.xp.ShapeError` for the first parameter whose shape disagrees with ``cfg``."""
     if len(params.lstm) != cfg.layers:
-        raise rx.ShapeError(f"lstm: expected {cfg.layers} controller layers, got {len(params.lstm)}")
+        raise ShapeError(f"lstm: expected {cfg.layers} controller layers, got {len(params.lstm)}")
     symbols = {"W_xi": "(Hc, I)", "b_xi": "(I,)", "W_y": "(Hc + R W, Y)", "b_y": "(Y,)"}
     arrays = named(params)
     for name, shape in cfg.shapes().items():
         sym = symbols.get(name, "(I_l + H, 4H)" if name.startswith("W") else "(4H,)")
-        rx.check_array(name, arrays[name], shape, sym)
+        check_array(name, arrays[name], shape, sym)
 
 
 def truncated_normal(rng: Any, shape: tuple[int, ...], std: float) -> Any:
@@ -169,7 +172,7 @@ def truncated_normal(rng: Any, shape: tuple[int, ...], std: float) -> Any:
     ``Generator`` (the result is a NumPy array); the float64 draws are not rounded to float32.
     See :meth:`refmem.xp.Sampler.truncated_normal`.
     """
-    s = rng if isinstance(rng, rx.Sampler) else rx.Sampler.from_generator(rx.backend("numpy"), rng)
+    s = rng if isinstance(rng, Sampler) else Sampler.from_generator(rx.backend("numpy"), rng)
     return s.truncated_normal(shape, std, bound=2.0, float32=False)
 
 
@@ -180,7 +183,7 @@ def init_params(xp: Any, cfg: DNCConfig, seed: int = 0, dtype: Any = None) -> DN
     ``dtype`` defaults to ``xp.float64``.
     """
     dtype = xp.float64 if dtype is None else dtype
-    s = rx.Sampler(xp, int(seed))
+    s = Sampler(xp, int(seed))
     arrays = {}
     for name, shape in cfg.shapes().items():
         if name.startswith("W"):

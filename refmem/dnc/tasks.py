@@ -37,7 +37,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .. import primitives as P
 from .. import xp as rx
+from ..sampling import Sampler
+from ..validation import check_array
 
 __all__ = ["RepeatCopy", "copy_task", "Batch", "masked_sigmoid_cross_entropy",
            "masked_sigmoid_cross_entropy_backward", "bit_errors", "readable"]
@@ -103,7 +106,7 @@ class RepeatCopy:
         stream advances by the batch's draws (lengths, repeats, then each pattern).
         """
         hp = rx.backend("numpy")  # the batch is built on the host, then moved in one copy per tensor
-        s = rng.with_namespace(hp) if isinstance(rng, rx.Sampler) else rx.Sampler.from_generator(hp, rng)
+        s = rng.with_namespace(hp) if isinstance(rng, Sampler) else Sampler.from_generator(hp, rng)
         B, bits = self.batch_size, self.num_bits
         lengths = s.integers((B,), self.min_length, self.max_length + 1)
         repeats = s.integers((B,), self.min_repeats, self.max_repeats + 1)
@@ -168,17 +171,17 @@ def masked_sigmoid_cross_entropy(logits: Any, target: Any, mask: Any, time_avera
     written without overflow. Returns a 0-d array.
     """
     xp = rx.namespace(logits, target, mask)
-    rx.check_array("logits", logits, (None, None, None), "(B, T, K)")
-    rx.check_array("target", target, tuple(logits.shape), "(B, T, K)")
-    rx.check_array("mask", mask, tuple(logits.shape[:2]), "(B, T)")
-    xent = xp.sum(rx.softplus(logits) - logits * target, axis=2)
+    check_array("logits", logits, (None, None, None), "(B, T, K)")
+    check_array("target", target, tuple(logits.shape), "(B, T, K)")
+    check_array("mask", mask, tuple(logits.shape[:2]), "(B, T)")
+    xent = xp.sum(P.softplus(logits) - logits * target, axis=2)
     return xp.sum(xent * _weights(mask, time_average, log_prob_in_bits))
 
 
 def masked_sigmoid_cross_entropy_backward(logits: Any, target: Any, mask: Any, time_average: bool = False,
                                           log_prob_in_bits: bool = False) -> Any:
     """Gradient of :func:`masked_sigmoid_cross_entropy` w.r.t. ``logits``: ``(σ(x) - z) ∘ w[..., None]``."""
-    return (rx.sigmoid(logits) - target) * _weights(mask, time_average, log_prob_in_bits)[:, :, None]
+    return (P.sigmoid(logits) - target) * _weights(mask, time_average, log_prob_in_bits)[:, :, None]
 
 
 def bit_errors(logits: Any, target: Any, mask: Any) -> float:

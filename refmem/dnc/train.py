@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from .. import optim
 from .. import xp as rx
+from ..sampling import Sampler
 from .core import UnrollOutputs, unroll_backward, unroll_forward
 from .params import DNCConfig, DNCParams, init_params
 from .tasks import RepeatCopy, bit_errors
@@ -110,7 +111,7 @@ def train(cfg: TrainConfig, callback: Callable[[int, float, float], None] | None
     """Train a DNC on ``cfg.task`` for ``cfg.steps`` steps from ``cfg.seed``.
 
     The parameters are drawn with :func:`~refmem.dnc.params.init_params` at ``seed``
-    (unless given); batches with NumPy's PCG64 seeded ``[seed, 1]`` (``rx.Sampler(xp, (seed, 1))``). ``callback(step,
+    (unless given); batches with NumPy's PCG64 seeded ``[seed, 1]`` (``Sampler(xp, (seed, 1))``). ``callback(step,
     loss, bit_errors)`` runs after every step (the command's progress bar).
     """
     xp = rx.backend(cfg.backend)
@@ -123,7 +124,7 @@ def train(cfg: TrainConfig, callback: Callable[[int, float, float], None] | None
     else:
         opt = optim.Adam(lr=cfg.lr)
     opt_state = opt.init(params)
-    rng = rx.Sampler(xp, (int(cfg.seed), 1))
+    rng = Sampler(xp, (int(cfg.seed), 1))
     history: dict[str, list] = {"step": [], "loss": [], "bit_errors": []}
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import primitives as P
-from .catalogue import Case, Forward
-from .xp import Sampler
+from ..catalogue import Case, Forward
+from ..sampling import Sampler
+from . import ops as P
 
 
 def _unary(fn: str, forward: Callable, backward: Callable, scale: float, spec: str, **kw: Any) -> Case:
@@ -112,6 +112,9 @@ def _linear_case() -> Case:
         sizes={"B": 3, "D": 4, "H": 5},
     )
 
+
+#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
+ORDER = 10
 
 CASES: list[Case] = [
     _unary("sigmoid", P.sigmoid_forward, P.sigmoid_backward, 3.0, "SPEC §1 sigmoid"),

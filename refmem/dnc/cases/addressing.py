@@ -12,21 +12,19 @@ access step) the draw is repeated until every head's sorted free-ness values
 are at least :data:`SORT_GAP` apart (far more than the finite-difference step
 ``2**-20`` can move them). Gates, erase vectors and weights lie strictly inside
 ``(0, 1)``, so no factor of a product is exactly 0 or 1.
-
-The core engineer appends the core cases at the end of this file
-(``CASES += core_cases.CASES``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
-import math
-
-from .. import xp as rx
-from ..catalogue import Case, Forward
-from . import access as AC
-from . import addressing as A
+from ... import primitives as P
+from ... import xp as rx
+from ...catalogue import Case, Forward
+from ...sampling import Sampler
+from .. import access as AC
+from .. import addressing as A
 
 __all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES"]
 
@@ -44,28 +42,28 @@ _SORT_KINKS = ("the allocation sort: usages drawn well separated, and draws redr
                f"head's sorted free-ness values are at least {SORT_GAP} apart")
 
 
-def _host(seed: int) -> rx.Sampler:
+def _host(seed: int) -> Sampler:
     """A sampler into the host (NumPy) namespace: draws and rejection tests happen there."""
-    return rx.Sampler(rx.backend("numpy"), seed)
+    return Sampler(rx.backend("numpy"), seed)
 
 
 def _to(xp: Any, arrays: dict[str, Any]) -> dict[str, Any]:
     return {k: rx.from_numpy(xp, rx.to_numpy(v)) for k, v in arrays.items()}
 
 
-def _link(s: rx.Sampler, B: int, nw: int, N: int) -> Any:
+def _link(s: Sampler, B: int, nw: int, N: int) -> Any:
     """Link-like values: in ``(0, 1/N)`` off the diagonal, 0 on it (rows and columns sum below 1)."""
     xp = s.xp
     L = s.uniform((B, nw, N, N), 0.02 / N, 1.0 / N)
     return L * (1.0 - xp.eye(N, dtype=L.dtype))
 
 
-def _usage(s: rx.Sampler, B: int, N: int) -> Any:
+def _usage(s: Sampler, B: int, N: int) -> Any:
     low, high = 0.02, 0.98
     return s.separated((B, N), low, high, gap=0.2 * (high - low) / N)
 
 
-def _strengths(s: rx.Sampler, shape: tuple) -> Any:
+def _strengths(s: Sampler, shape: tuple) -> Any:
     """Raw strengths in ``[0, 2.5)``: a lookup sharp enough that its gradients are not tiny.
 
     With a very negative raw strength the softmax is flat and the gradients w.r.t. the
@@ -76,23 +74,23 @@ def _strengths(s: rx.Sampler, shape: tuple) -> Any:
     return s.uniform(shape, 0.0, 2.5)
 
 
-def _sort_gap(heads: tuple) -> float:
+def sort_gap(heads: tuple) -> float:
     """Smallest gap between neighbouring sorted free-ness values of any head (``inf`` when none)."""
     gap = math.inf
     for cache in heads:
-        sn = rx.real_part(cache.sorted_nonusage)
+        sn = P.real_part(cache.sorted_nonusage)
         if sn.shape[-1] > 1:
             xp = rx.namespace(sn)
             gap = min(gap, float(xp.min(xp.abs(sn[..., 1:] - sn[..., :-1]))))
     return gap
 
 
-def _rejection(draw: Callable[[rx.Sampler], dict], heads_of: Callable[[dict], tuple], seed: int) -> dict:
+def _rejection(draw: Callable[[Sampler], dict], heads_of: Callable[[dict], tuple], seed: int) -> dict:
     """Draw until the allocation's sorted values are separated by :data:`SORT_GAP`."""
     s = _host(seed)
     for _ in range(500):
         arrays = draw(s)
-        if _sort_gap(heads_of(arrays)) >= SORT_GAP:
+        if sort_gap(heads_of(arrays)) >= SORT_GAP:
             return arrays
     raise RuntimeError(f"no draw with sorted usages {SORT_GAP} apart in 500 tries (seed {seed})")
 
@@ -400,8 +398,3 @@ _BUILDERS = (_content, _usage_case, _allocation, _write_allocation, _write_weigh
              _directional, _read_weights, _access)
 
 CASES: list[Case] = [build(conv) for build in _BUILDERS for conv in CONVENTION_NAMES]
-
-# the core unroll (SPEC §5 Core), written beside the core
-from .core_cases import CASES as _CORE  # noqa: E402
-
-CASES = CASES + _CORE

@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import math
 
-from .. import xp as rx
-from ..catalogue import Case, Forward
-from .controller import LSTMState
-from .access import AccessState, interface_layout
-from .core import DNCState, UnrollOutputs, initial_state, stops_usage_gradient, unroll_backward, unroll_forward
-from .params import DNCConfig, from_named, named
+from ... import primitives as P
+from ... import xp as rx
+from ...catalogue import Case, Forward
+from ...sampling import Sampler
+from ..access import AccessState, interface_layout
+from ..controller import LSTMState
+from ..core import DNCState, UnrollOutputs, initial_state, stops_usage_gradient, unroll_backward, unroll_forward
+from ..params import DNCConfig, from_named, named
 
 __all__ = ["CASES", "SORT_GAP", "config_for"]
 
@@ -85,7 +87,7 @@ def _state_to(state: DNCState, layers: int) -> dict:
     return out
 
 
-def _sample_state(s: rx.Sampler, cfg: DNCConfig, B: int) -> dict:
+def _sample_state(s: Sampler, cfg: DNCConfig, B: int) -> dict:
     """A valid DNC state in the sampler's namespace: weights sum below 1, link diagonal 0, usages separated."""
     N, W, R, nw, H = cfg.N, cfg.W, cfg.R, cfg.nw, cfg.hidden
     xp = s.xp
@@ -116,7 +118,7 @@ _BIAS = {"write_vectors": (0.0, 1.0), "erase_vectors": (0.0, 1.0), "free_gates":
          "read_strengths": (1.0, 0.5)}
 
 
-def _sample_params(s: rx.Sampler, cfg: DNCConfig) -> dict:
+def _sample_params(s: Sampler, cfg: DNCConfig) -> dict:
     """Parameters that keep the finite differences well conditioned.
 
     SPEC §6's norm-wise 1e-8 asks for gradients well above the rounding of the outputs
@@ -149,7 +151,7 @@ def _sample_params(s: rx.Sampler, cfg: DNCConfig) -> dict:
     return {k: xp.astype(xp.astype(v, xp.float32), xp.float64) for k, v in out.items()}
 
 
-def _config_from(arrays: dict, convention: str, layers: int, skip: bool, clip_value: float) -> DNCConfig:
+def config_from(arrays: dict, convention: str, layers: int, skip: bool, clip_value: float) -> DNCConfig:
     """Recover the sizes from the tensors: ``N, W`` from ``state/memory``, ``R`` from ``state/read_vectors``,
     ``nw`` from ``state/write_weights``, ``H`` from ``params/b_lstm1``, ``D`` and ``Y`` from ``x`` and ``W_y``."""
     B, N, W = (int(s) for s in arrays["state/memory"].shape)
@@ -159,11 +161,11 @@ def _config_from(arrays: dict, convention: str, layers: int, skip: bool, clip_va
     return config_for(z, convention, layers, skip, clip_value)
 
 
-def _gaps_ok(cache) -> bool:
+def gaps_ok(cache) -> bool:
     """Every neighbouring gap of every step's and head's sorted free-ness is structural (< 1e-5) or >= SORT_GAP."""
     for step in cache.steps:
         for head in step.access.write.allocation_cache.heads:
-            sn = rx.real_part(head.sorted_nonusage)
+            sn = P.real_part(head.sorted_nonusage)
             if sn.shape[-1] < 2:
                 continue
             xp = rx.namespace(sn)
@@ -179,7 +181,7 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
     stopped = stops_usage_gradient(config_for(sizes, convention))
 
     def run(arrays: dict, frozen: dict | None = None):
-        cfg = _config_from(arrays, convention, layers, skip, clip_value)
+        cfg = config_from(arrays, convention, layers, skip, clip_value)
         params = from_named({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
         state = _state_from(arrays, cfg.layers)
         fw = None if (frozen is None or not stopped) else frozen["prev_write_weights"]
@@ -188,7 +190,7 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
     def sample(xp, seed, z):
         cfg = config_for(z, convention, layers, skip, clip_value)
         hp = rx.backend("numpy")  # draws and the rejection test on the host: the same draw on every backend
-        s = rx.Sampler(hp, seed)
+        s = Sampler(hp, seed)
         B = z["B"]
         for _ in range(200):
             host = {"inputs/x": s.normal((B, z["T"], z["D"]))}
@@ -199,7 +201,7 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
                 host.update(_state_to(initial_state(hp, B, cfg), layers))
             arrays = {k: rx.to_numpy(v) for k, v in host.items()}
             _, _, cache = run(arrays)
-            if _gaps_ok(cache):
+            if gaps_ok(cache):
                 return {k: rx.from_numpy(xp, v) for k, v in arrays.items()}
         raise RuntimeError(f"dnc/core_unroll/{variant}: no draw with sorted usages {SORT_GAP} apart (seed {seed})")
 

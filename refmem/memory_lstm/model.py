@@ -30,7 +30,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from . import xp as rx
+from .. import primitives as P
+from .. import xp as rx
+from ..errors import ShapeError
+from ..sampling import Sampler
+from ..validation import check_array
 
 __all__ = [
     "Params",
@@ -165,31 +169,31 @@ def _check_dtype(name: str, a: Any, dtype: Any) -> None:
     """
     xp = rx.namespace(a)
     if a.dtype != dtype and xp.finfo(a.dtype).bits != xp.finfo(dtype).bits:
-        raise rx.ShapeError(f"{name}: expected the precision of x ({dtype}), got {a.dtype}")
+        raise ShapeError(f"{name}: expected the precision of x ({dtype}), got {a.dtype}")
 
 
 def _check_params(params: Any, D: int, H: int, M: int, dtype: Any) -> None:
     """Refuse parameters of the wrong type, shape or dtype, naming the first wrong one."""
     if not isinstance(params, Params):
-        raise rx.ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
+        raise ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
     sizes = {"D": D, "H": H, "M": M}
     for name, letters in PARAM_SHAPES.items():
         value = getattr(params, name)
         shape = tuple(sizes[s] for s in letters)
         symbols = "(" + ", ".join(letters) + ("," if len(letters) == 1 else "") + ")"
-        rx.check_array(name, value, shape, symbols)
+        check_array(name, value, shape, symbols)
         _check_dtype(name, value, dtype)
 
 
 def _check_state(x: Any, h_prev: Any, memory_prev: Any, h_name: str, m_name: str) -> tuple[int, int, int]:
     """Shapes of ``x [B, D]`` (or ``[B, T, D]``), ``h [B, H]``, ``memory [B, M, H]``: returns ``(B, H, M)``."""
     B = int(x.shape[0])
-    rx.check_array(h_name, h_prev, (B, None), "(B, H)")
+    check_array(h_name, h_prev, (B, None), "(B, H)")
     H = int(h_prev.shape[1])
-    rx.check_array(m_name, memory_prev, (B, None, H), "(B, M, H)")
+    check_array(m_name, memory_prev, (B, None, H), "(B, M, H)")
     M = int(memory_prev.shape[1])
     if M < 1:
-        raise rx.ShapeError(f"{m_name}: expected at least one memory slot (M ≥ 1), got shape {tuple(memory_prev.shape)}")
+        raise ShapeError(f"{m_name}: expected at least one memory slot (M ≥ 1), got shape {tuple(memory_prev.shape)}")
     _check_dtype(h_name, h_prev, x.dtype)
     _check_dtype(m_name, memory_prev, x.dtype)
     return B, H, M
@@ -214,9 +218,9 @@ def init_params(xp: Any, D: int, H: int, M: int, seed: int = 0, dtype: Any = Non
     """
     for letter, n in (("D", D), ("H", H), ("M", M)):
         if int(n) < 1:
-            raise rx.ShapeError(f"init_params: expected {letter} ≥ 1, got {n}")
+            raise ShapeError(f"init_params: expected {letter} ≥ 1, got {n}")
     dtype = xp.float64 if dtype is None else dtype
-    sampler = rx.Sampler(xp, seed)
+    sampler = Sampler(xp, seed)
     values = {}
     for name, shape in param_shapes(int(D), int(H), int(M)).items():
         if len(shape) == 1:
@@ -249,7 +253,7 @@ def step_forward(x: Any, h_prev: Any, memory_prev: Any, params: Params) -> tuple
         refmem.xp.ShapeError: an argument or parameter of the wrong shape or dtype
         (e.g. the seed's ``W_m`` of shape ``(M, H)``), named in the message.
     """
-    rx.check_array("x", x, (None, None), "(B, D)")
+    check_array("x", x, (None, None), "(B, D)")
     D = int(x.shape[1])
     _, H, M = _check_state(x, h_prev, memory_prev, "h_prev", "memory_prev")
     _check_params(params, D, H, M, x.dtype)
@@ -258,11 +262,11 @@ def step_forward(x: Any, h_prev: Any, memory_prev: Any, params: Params) -> tuple
 
 def _step_forward(x: Any, h_prev: Any, memory_prev: Any, p: Params) -> tuple[StepOut, StepCache]:
     xp = rx.namespace(x, h_prev, memory_prev)
-    i = rx.sigmoid(_gate_pre(x, h_prev, p.W_i, p.U_i, p.b_i))  # (4.1)
-    f = rx.sigmoid(_gate_pre(x, h_prev, p.W_f, p.U_f, p.b_f))
-    o = rx.sigmoid(_gate_pre(x, h_prev, p.W_o, p.U_o, p.b_o))
+    i = P.sigmoid(_gate_pre(x, h_prev, p.W_i, p.U_i, p.b_i))  # (4.1)
+    f = P.sigmoid(_gate_pre(x, h_prev, p.W_f, p.U_f, p.b_f))
+    o = P.sigmoid(_gate_pre(x, h_prev, p.W_o, p.U_o, p.b_o))
     c_tilde = xp.tanh(_gate_pre(x, h_prev, p.W_c, p.U_c, p.b_c))  # (4.2)
-    e = rx.softmax(_gate_pre(x, h_prev, p.W_e, p.U_e, p.b_e), axis=-1)  # (4.3) [B, M]
+    e = P.softmax(_gate_pre(x, h_prev, p.W_e, p.U_e, p.b_e), axis=-1)  # (4.3) [B, M]
     m = xp.sum(e[:, :, None] * memory_prev, axis=1)  # (4.4) [B, H]
     u = m + x @ p.W_m
     c = f * u + i * c_tilde  # (4.5)
@@ -289,11 +293,11 @@ def step_backward(d_h: Any, d_memory: Any, cache: StepCache, d_c: Any = None) ->
     """
     B, H = (int(s) for s in cache.h_prev.shape)
     M = int(cache.memory_prev.shape[1])
-    rx.check_array("d_h", d_h, (B, H), "(B, H)")
+    check_array("d_h", d_h, (B, H), "(B, H)")
     if d_memory is not None:
-        rx.check_array("d_memory", d_memory, (B, M, H), "(B, M, H)")
+        check_array("d_memory", d_memory, (B, M, H), "(B, M, H)")
     if d_c is not None:
-        rx.check_array("d_c", d_c, (B, H), "(B, H)")
+        check_array("d_c", d_c, (B, H), "(B, H)")
     return _step_backward(d_h, d_memory, cache, d_c)
 
 
@@ -327,7 +331,7 @@ def _step_backward(d_h: Any, d_memory: Any, cache: StepCache, d_c: Any) -> StepG
         "f": d_f * f * (1.0 - f),
         "o": d_o * o * (1.0 - o),
         "c": d_c_tilde * (1.0 - c_tilde * c_tilde),
-        "e": rx.softmax_backward(d_e, e, axis=-1),
+        "e": P.softmax_backward(d_e, P.SoftmaxCache(e, -1)),
     }
     x_t = xp.matrix_transpose(x)
     h_t = xp.matrix_transpose(h_prev)
@@ -359,20 +363,20 @@ def unroll_forward(x: Any, params: Params, h0: Any = None, memory0: Any = None) 
         ``(UnrollOut(h [B, T, H], memory [B, M, H], c [B, T, H]), UnrollCache)``; ``memory`` is
         the state after the last step.
     """
-    rx.check_array("x", x, (None, None, None), "(B, T, D)")
+    check_array("x", x, (None, None, None), "(B, T, D)")
     B, T, D = (int(s) for s in x.shape)
     if T < 1:
-        raise rx.ShapeError(f"x: expected at least one time step (T ≥ 1), got shape {(B, T, D)}")
+        raise ShapeError(f"x: expected at least one time step (T ≥ 1), got shape {(B, T, D)}")
     xp = rx.namespace(x)
     if not isinstance(params, Params):
-        raise rx.ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
+        raise ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
     # H and M: from the given initial state, else from W_i and W_e (checked against each other below)
     if h0 is None:
-        rx.check_array("W_i", params.W_i, (D, None), "(D, H)")
+        check_array("W_i", params.W_i, (D, None), "(D, H)")
         h0 = xp.zeros((B, int(params.W_i.shape[1])), dtype=x.dtype)
-    rx.check_array("h0", h0, (B, None), "(B, H)")
+    check_array("h0", h0, (B, None), "(B, H)")
     if memory0 is None:
-        rx.check_array("W_e", params.W_e, (D, None), "(D, M)")
+        check_array("W_e", params.W_e, (D, None), "(D, M)")
         memory0 = xp.zeros((B, int(params.W_e.shape[1]), int(h0.shape[1])), dtype=x.dtype)
     _check_state(x, h0, memory0, "h0", "memory0")
     _check_params(params, D, int(h0.shape[1]), int(memory0.shape[1]), x.dtype)
@@ -409,11 +413,11 @@ def unroll_backward(d_h: Any, cache: UnrollCache, d_memory: Any = None, d_c: Any
     T = len(steps)
     B, H = (int(s) for s in steps[0].h_prev.shape)
     M = int(steps[0].memory_prev.shape[1])
-    rx.check_array("d_h", d_h, (B, T, H), "(B, T, H)")
+    check_array("d_h", d_h, (B, T, H), "(B, T, H)")
     if d_memory is not None:
-        rx.check_array("d_memory", d_memory, (B, M, H), "(B, M, H)")
+        check_array("d_memory", d_memory, (B, M, H), "(B, M, H)")
     if d_c is not None:
-        rx.check_array("d_c", d_c, (B, T, H), "(B, T, H)")
+        check_array("d_c", d_c, (B, T, H), "(B, T, H)")
     xp = rx.namespace(d_h)
 
     d_x = [None] * T

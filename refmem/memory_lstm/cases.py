@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import memory_lstm as L
-from .catalogue import Case, Forward
-from .xp import Sampler
+from ..catalogue import Case, Forward
+from ..sampling import Sampler
+from . import model as L
 
 PARAM_KEYS = [f"params/{name}" for name in L.Params._fields]
 
@@ -119,5 +119,8 @@ def _unroll_case() -> Case:
         kinks="none: the cell is smooth",
     )
 
+
+#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
+ORDER = 20
 
 CASES: list[Case] = [_step_case(), _unroll_case()]

@@ -1,0 +1,8 @@
+"""SPEC §4: the LSTM memory cell of seed 000 (family ``memory_lstm``).
+
+The model (step and unroll with BPTT) lives in :mod:`refmem.memory_lstm.model` and is
+re-exported here; its catalogue cases live in :mod:`refmem.memory_lstm.cases`.
+"""
+
+from .model import *  # noqa: F401,F403
+from .model import __all__  # noqa: F401
