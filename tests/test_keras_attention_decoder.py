@@ -103,3 +103,12 @@ def test_decoder_behaves_as_a_keras_layer(backend):
 def test_decoder_is_independent_of_refmem():
     source = (REPO / "examples" / "keras_attention_decoder.py").read_text()
     assert not re.search(r"^\s*(from|import)\s+refmem\b", source, re.M)
+
+
+def test_reverse_demo_runs_and_writes_its_plot(tmp_path):
+    _need("torch")
+    out = tmp_path / "alpha.png"
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "keras_reverse_demo.py"), "--steps", "15",
+                           "--out", str(out)], cwd=REPO, env=_env("torch"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "reversal accuracy" in proc.stdout and out.stat().st_size > 5000

@@ -315,6 +315,11 @@ def render(outcomes: list[Outcome]) -> str:
         lines += ["", f"Adapter `{o.impl.adapter}`"
                   + (f", deviations `{o.impl.deviations}`" if o.impl.deviations else ", no deviations may occur")
                   + (" (refmem's own implementation, written from SPEC)" if o.impl.ours else "") + "."]
+        if o.impl.ours and o.impl.name == "keras-decoder-torch" and (REPO / "docs" / "img" / "keras_reverse_attention.png").exists():
+            lines += ["", "Trained on the reversal task (`KERAS_BACKEND=torch python examples/keras_reverse_demo.py "
+                      "--out docs/img/keras_reverse_attention.png`: 400 Adam steps; its title gives the reversal accuracy "
+                      "on 256 fresh sequences), step t attends to source position T + 1 - t:", "",
+                      "![attention of the trained Keras AttentionDecoder: the anti-diagonal](img/keras_reverse_attention.png)"]
         if o.layers:
             lines += ["", "| case | computed by |", "|---|---|"]
             lines += [f"| `{c}` | `{v}` |" for c, v in sorted(o.layers.items())]
