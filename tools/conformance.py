@@ -81,21 +81,30 @@ BY_NAME = {i.name: i for i in IMPLEMENTATIONS}
 # ----------------------------------------------------------------------------- the worker (one process per implementation)
 
 
+def _import_adapter(spec: str):
+    """``(module, function)`` of ``path/to/adapter.py:function`` (relative to the repository)."""
+    path, _, fn = spec.partition(":")
+    mod_spec = importlib.util.spec_from_file_location("refmem_conformance_" + Path(path).stem, REPO / path)
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[mod_spec.name] = module
+    mod_spec.loader.exec_module(module)
+    return module, getattr(module, fn)
+
+
 def _worker(name: str, golden_dir: str | None) -> int:
     """Run one implementation's adapter on every case it declares; print JSON rows."""
-    from refmem import golden
+    from refmem import catalogue, golden
 
     impl = BY_NAME[name]
-    adapter = golden.load_adapter(str(REPO / impl.adapter.split(":")[0]) + ":" + impl.adapter.split(":")[1])
-    module = sys.modules[adapter.function.__module__]
-    manifest = golden.read_manifest(golden_dir)
-    names = [n for n in sorted(manifest["cases"]) if adapter.implements(n)]
+    module, function = _import_adapter(impl.adapter)
+    patterns = getattr(module, "CASES")
+    names = sorted(c.name for c in catalogue.cases() if any(fnmatch.fnmatchcase(c.name, p) for p in patterns))
     rows, problems = [], []
     for case in names:
-        g = golden.load(case, golden_dir, manifest)
+        g = golden.load(case, golden_dir)
         for dtype in DTYPES:
             try:
-                results = adapter(case, g.given(dtype), dtype, dict(g.config))
+                results = function(case, g.given(dtype), dtype, config=dict(g.config))
                 report = golden.compare(g, results, dtype)
             except Exception as exc:  # noqa: BLE001 - an adapter error fails the case, the others still run
                 problems.append({"case": case, "dtype": dtype, "problem": f"{type(exc).__name__}: {exc}"})
@@ -255,9 +264,7 @@ def _cell(out: Outcome, case: str, dtype: str) -> tuple[str, str]:
 
 
 def render(outcomes: list[Outcome]) -> str:
-    from refmem import golden
-
-    manifest = golden.read_manifest()
+    from refmem import catalogue
     lines = [
         "# Conformance: refmem's verdict on framework implementations",
         "",
@@ -271,7 +278,7 @@ def render(outcomes: list[Outcome]) -> str:
         "declared as a deviation with its root cause, and a declared deviation must still occur: either",
         "surprise fails the run.",
         "",
-        f"Golden format {manifest['format_version']}, {len(manifest['cases'])} cases.",
+        f"{len(catalogue.cases())} golden cases in the catalogue.",
         "",
         "## Implementations",
         "",
