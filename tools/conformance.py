@@ -68,12 +68,18 @@ IMPLEMENTATIONS = [
     Implementation("keras-jax", "Keras 3 built-in attention layers, jax backend",
                    "conformance/keras_attention.py:run", ("keras", "jax"), ("keras", "jax"),
                    env={"KERAS_BACKEND": "jax"}, deviations="conformance/keras_jax.toml"),
+    Implementation("keras-tensorflow", "Keras 3 built-in attention layers, tensorflow backend",
+                   "conformance/keras_attention.py:run", ("keras", "tensorflow"), ("keras", "tensorflow"),
+                   env={"KERAS_BACKEND": "tensorflow"}),
     Implementation("keras-decoder-torch", "refmem's Keras 3 `AttentionDecoder` (examples/), torch backend",
                    "examples/keras_attention_decoder.py:run", ("keras", "torch"), ("keras", "torch"),
                    env={"KERAS_BACKEND": "torch"}, ours=True),
     Implementation("keras-decoder-jax", "refmem's Keras 3 `AttentionDecoder` (examples/), jax backend",
                    "examples/keras_attention_decoder.py:run", ("keras", "jax"), ("keras", "jax"),
                    env={"KERAS_BACKEND": "jax"}, ours=True),
+    Implementation("keras-decoder-tensorflow", "refmem's Keras 3 `AttentionDecoder` (examples/), tensorflow backend",
+                   "examples/keras_attention_decoder.py:run", ("keras", "tensorflow"), ("keras", "tensorflow"),
+                   env={"KERAS_BACKEND": "tensorflow"}, ours=True),
 ]
 BY_NAME = {i.name: i for i in IMPLEMENTATIONS}
 
