@@ -152,7 +152,7 @@ def core_unroll(x, p, state, convention, layers, skip, clip_value, forget_bias):
             new_h.append(clip(h_l))
             new_c.append(clip(c_l))
         hc = clip(jnp.concatenate(new_h, -1) if skip else new_h[-1])
-        r, access = access_step(hc, p["W_xi"], p["b_xi"], access, convention)
+        r, access, _ = access_step(hc, p["W_xi"], p["b_xi"], access, convention)
         y = clip(jnp.concatenate([hc, r.reshape(B, R * W)], -1) @ p["W_y"] + p["b_y"])
         return (tuple(new_h), tuple(new_c), r, access), (y, r)
 
