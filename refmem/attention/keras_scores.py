@@ -76,16 +76,20 @@ class ScoresGrads(NamedTuple):
 
 
 def attention_forward(score: str, q: Any, k: Any, v: Any, scale: Any, weight: Any = None) -> tuple[ScoresOutput, ScoresCache]:
-    """Scores of ``score`` (see the module docstring), softmax over the keys, weighted values.
+    """Scores of ``score`` (see the module docstring), softmax over the keys, weighted values:
+    SPEC §3's global alignment with Keras 3's scores.
 
     Args:
         score: ``"dot_scaled"``, ``"concat_scaled"`` or ``"additive"``.
-        q: ``[B, Tq, d]``; k: ``[B, Tv, d]``; v: ``[B, Tv, dv]``.
+        q: ``[B, Tq, d]``, the queries.
+        k: ``[B, Tv, d]``, the keys.
+        v: ``[B, Tv, dv]``, the values.
         scale: ``λ [1]`` for ``dot_scaled`` and ``concat_scaled`` (Keras holds it 0-d), ``σ [d]``
             for ``additive``.
         weight: ``w [1]`` for ``concat_scaled``; unused otherwise.
     Returns:
-        :class:`ScoresOutput` and a :class:`ScoresCache`.
+        ``(out, cache)``: ``out`` a :class:`ScoresOutput` (``weights [B, Tq, Tv]``, ``output [B, Tq, dv]``),
+            ``cache`` a :class:`ScoresCache` for :func:`attention_backward`.
     """
     if score not in SCORES:
         raise ValueError(f"score: expected one of {SCORES}, got {score!r}")
@@ -116,7 +120,18 @@ def attention_forward(score: str, q: Any, k: Any, v: Any, scale: Any, weight: An
 
 
 def attention_backward(d_weights: Any | None, d_output: Any | None, cache: ScoresCache) -> ScoresGrads:
-    """Vector-Jacobian product of :func:`attention_forward` (the module docstring derives each line)."""
+    """Vector-Jacobian product of :func:`attention_forward`.
+
+    Args:
+        d_weights: ``[B, Tq, Tv]`` or ``None`` (zero), the gradient of ``weights``.
+        d_output: ``[B, Tq, dv]`` or ``None`` (zero), the gradient of ``output``.
+        cache: the :class:`ScoresCache` of the forward.
+    Returns:
+        The gradients of ``q``, ``k``, ``v``, ``scale`` and ``weight`` as a :class:`ScoresGrads`
+            (``weight`` is ``None`` unless ``concat_scaled``).
+
+    Derivation: [docs/derivations/attention.md, "3a. Keras 3 attention scores"](../derivations/attention.md#3a-keras-3-attention-scores)
+    """
     C = cache
     xp = rx.namespace(C.q, C.a)
     d_a = xp.zeros_like(C.a) if d_weights is None else d_weights
