@@ -33,7 +33,7 @@ from . import conventions as CV
 from .access import AccessCache, access_step_backward, access_step_forward
 from .access import STATE_SPECS as ACCESS_STATE_SPECS
 from .access import initial_state as access_initial_state
-from .controller import (ControllerCache, clip_backward, clip_forward, controller_backward, controller_forward,
+from .controller import (ControllerCache, LSTMParams, clip_backward, clip_forward, controller_backward, controller_forward,
                          controller_initial_state)
 from .params import DNCConfig, DNCParams, named
 
@@ -301,8 +301,14 @@ def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
             else:
                 d_state = DNCState(d_state.access, d_state.controller, P.add_optional(d_state.read_vectors, d_r))
         dxs[t], d_state, g = core_step_backward.unchecked(d_y, d_state, steps[t])
-        d_params = g if d_params is None else tree_map(lambda u, v: u + v, d_params, g)
+        d_params = g if d_params is None else _add_params(d_params, g)
     return xp.stack(dxs, axis=1), d_params, d_state
+
+
+def _add_params(a: DNCParams, b: DNCParams) -> DNCParams:
+    """``a + b`` field by field (what ``tree_map`` does, without its per-leaf calls: it ran once per step)."""
+    return DNCParams(tuple(LSTMParams(u.W + v.W, u.b + v.b) for u, v in zip(a.lstm, b.lstm)),
+                     a.W_xi + b.W_xi, a.b_xi + b.b_xi, a.W_y + b.W_y, a.b_y + b.b_y)
 
 
 def stops_usage_gradient(cfg: DNCConfig) -> bool:
