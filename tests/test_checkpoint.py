@@ -140,3 +140,27 @@ def test_fast_numpy_namespace_answers_like_array_api_compat():
     assert fast.zeros((2, 3), dtype=np.float32).dtype == np.float32
     assert fast.zeros((2,)).dtype == np.float64
     assert fast.isdtype(np.float64, "real floating")
+
+
+@pytest.mark.parametrize("backend", ["array_api_strict", "torch"])
+def test_checkpointing_is_namespace_generic(backend):
+    pytest.importorskip(backend)
+    xp = rx.backend(backend)
+    cfg = DNCConfig(D=3, Y=2, hidden=4, N=5, W=3, R=2, nw=2)
+    params = init_params(xp, cfg, seed=0)
+    x = rx.from_numpy(xp, np.random.default_rng(0).normal(size=(2, 7, 3)))
+    runs = []
+    for k in (None, 3):
+        o, f, c = core.unroll_forward(x, params, cfg, checkpoint_every=k)
+        runs.append((o, f, core.unroll_backward(core.UnrollOutputs(o.y, None), c)))
+    _assert_same(*[_host(r) for r in runs])
+    dec = BA.init_params(xp, 3, 4, 2)
+    runs = []
+    for k in (None, 2):
+        o, c = BA.decoder_forward(x, dec, checkpoint_every=k)
+        runs.append((o, BA.decoder_backward(o.y, None, o.s, c)))
+    _assert_same(*[_host(r) for r in runs])
+
+
+def _host(tree):
+    return [rx.to_numpy(a) for a in tree_leaves(tree)]
