@@ -174,6 +174,8 @@ def core_step_backward(d_y: Any, d_new_state: DNCState | None,
         cache: the step's :class:`StepCache`.
     Returns:
         ``(dx_t [B, D], d_state (w.r.t. the state at t-1), d_params)``.
+
+    Derivation: [docs/derivations/dnc_core.md, "4. One DNC step"](../derivations/dnc_core.md#4-one-dnc-step)
     """
     lin = cache.output
     xp = rx.namespace(lin.x)
@@ -333,11 +335,13 @@ def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
         d_final_state: gradient of the final :class:`DNCState` (``None``: zero).
     Returns:
         ``(dx [B, T, D], d_params, d_initial_state)``. Under the ``deepmind``
-        convention ``d_initial_state.access.write_weights`` is zero (stopped).
+            convention ``d_initial_state.access.write_weights`` is zero (stopped).
 
     A cache of ``unroll_forward(..., checkpoint_every=k)`` is run segment by segment from the
     last: the ``k`` steps of a segment are recomputed from its checkpoint, then run backward,
     and their caches dropped before the next segment. The gradients are the plain unroll's.
+
+    Derivation: [docs/derivations/dnc_core.md, "5. Backpropagation through time"](../derivations/dnc_core.md#5-backpropagation-through-time)
     """
     T = _num_steps(cache)
     xp = rx.namespace(_first_output_input(cache))
