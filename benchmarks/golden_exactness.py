@@ -27,14 +27,17 @@ NO_SIMD = {"OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V3 X
 EXAMPLES = ("torch_dnc", "torch_attention", "torch_luong", "torch_memory_lstm", "jax_dnc")
 
 
-def _use_new() -> None:
-    """Point the flat ``refmem.golden`` module (refmem 0.1 layout) at the new functions, if it has them."""
+def _use_new(set_attr=setattr) -> None:
+    """Point the flat ``refmem.golden`` module (refmem 0.1 layout) at the new functions, if it has them.
+
+    ``set_attr`` is ``setattr`` (for the command line) or a test's ``monkeypatch.setattr``.
+    """
     from refmem import emulated32, extended, golden
 
     if hasattr(golden, "float32_run") and getattr(golden, "__file__", "").endswith("golden.py"):
-        golden.reference = lambda case, seed=0: extended.golden_tensors(case, seed)
-        golden.float32_run = emulated32.float32_runs
-        golden.tolerance = emulated32.tolerance
+        set_attr(golden, "reference", lambda case, seed=0: extended.golden_tensors(case, seed))
+        set_attr(golden, "float32_run", emulated32.float32_runs)
+        set_attr(golden, "tolerance", emulated32.tolerance)
         entry = golden._entry
 
         def _entry(case, seed, tensors, f32):  # the manifest's l2 without BLAS
@@ -44,14 +47,14 @@ def _use_new() -> None:
                     d["l2"] = extended.l2(tensors[name])
             return e
 
-        golden._entry = _entry
+        set_attr(golden, "_entry", _entry)
 
 
-def export(directory: str, mode: str = "new") -> dict:
+def export(directory: str, mode: str = "new", set_attr=setattr) -> dict:
     from refmem import golden
 
     if mode == "new":
-        _use_new()
+        _use_new(set_attr)
     return golden.export(directory)
 
 
