@@ -4,6 +4,7 @@
     python -m benchmarks.golden_exactness coretypes [old|new] # export under several OPENBLAS_CORETYPE values
     python -m benchmarks.golden_exactness ratios DIR          # worst verify ratio of each example, per dtype
     python -m benchmarks.golden_exactness export DIR [old|new]
+    python -m benchmarks.golden_exactness kappas              # emulated κ against real float32 runs
 
 ``new`` exports with :func:`refmem.extended.golden_tensors` (long double, rounded once) and
 :mod:`refmem.emulated32` tolerances; ``old`` with the float64 reference and the float32 run of the
@@ -143,6 +144,62 @@ def ratios(directory: str) -> int:
     return 0 if ok else 1
 
 
+def _real_kappas() -> dict:
+    """κ of refmem's real float32 run on this machine (BLAS and SIMD as they are), per tensor."""
+    from refmem import catalogue, emulated32, extended, golden
+
+    out = {}
+    for case in catalogue.cases():
+        t = extended.golden_tensors(case, 0)
+        f32 = golden.float32_run(case, t)
+        for k, v in f32.items():
+            out[f"{case.name} {k}"] = emulated32.kappa(t[k], v)
+    return out
+
+
+def kappas() -> int:
+    """How the emulated κ compares with real float32 runs under each BLAS core and with the examples."""
+    import numpy as np
+
+    from refmem import catalogue, emulated32, extended, golden
+
+    emu, refs = {}, {}
+    for case in catalogue.cases():
+        t = extended.golden_tensors(case, 0)
+        refs[case.name] = t
+        for k, v in emulated32.float32_runs(case, t).items():
+            if not k.startswith("intermediates/"):
+                emu[f"{case.name} {k}"] = emulated32.kappa(t[k], v)
+    configs = [(core, {"OPENBLAS_CORETYPE": core}) for core in CORETYPES] + [("SIMD baseline", NO_SIMD)]
+    real: dict[str, float] = collections.defaultdict(float)
+    for core, extra in configs:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.golden_exactness", "_real"],
+                              env=dict(os.environ, **extra), capture_output=True, text=True, check=True)
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        spread = [got[k] / emu[k] for k in emu]
+        print(f"real float32 run, {core:14s}: κ_real/κ_emulated median {np.median(spread):.2f}, max {max(spread):.2f}")
+        for k in emu:
+            real[k] = max(real[k], got[k])
+    spread = np.array([real[k] / emu[k] for k in emu])
+    print(f"max over all cores           : κ_real/κ_emulated median {np.median(spread):.2f}, max {spread.max():.2f}"
+          f" ({max(emu, key=lambda k: real[k] / emu[k])})")
+    for ex in EXAMPLES:
+        adapter = golden.load_adapter(f"examples.{ex}:run")
+        ratios = []
+        for name, t in refs.items():
+            if not adapter.implements(name):
+                continue
+            case = catalogue.get_case(name)
+            given = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in t.items()
+                     if k.split("/")[0] in catalogue.ROLES + ("cotangents",)}
+            res = adapter(name, given, "float32", dict(case.config))
+            for k, v in res.items():
+                if f"{name} {k}" in emu:
+                    ratios.append(emulated32.kappa(t[k], np.asarray(golden.rx.to_numpy(v), dtype=np.float64)) / emu[f"{name} {k}"])
+        print(f"{ex:18s} float32       : κ_example/κ_emulated median {np.median(ratios):.2f}, max {max(ratios):.2f}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "ulps":
@@ -153,6 +210,11 @@ def main(argv: list[str]) -> int:
         return ratios(*rest)
     if cmd == "export":
         export(*rest)
+        return 0
+    if cmd == "kappas":
+        return kappas()
+    if cmd == "_real":
+        print(json.dumps(_real_kappas()))
         return 0
     if cmd == "_digest":
         print(json.dumps(digest(*rest)))
