@@ -22,10 +22,13 @@ operation from its float32 operands in long double and rounds the result to floa
   float32 array.
 
 ``rounding="stochastic"`` replaces round-to-nearest by stochastic rounding (up or down with
-probability proportional to the distance; Monte Carlo arithmetic) drawn from a seeded
-generator: each seed is another plausible set of rounding errors, a stand-in for a float32
-implementation that orders its operations differently. The draws depend only on the seed and
-the sequence of operations, so results are bit-identical on every machine.
+probability proportional to the distance; Monte Carlo arithmetic). The "random" number of an
+element is a hash of the seed and of the exact value being rounded, so equal values always
+round alike (a real float32 computation maps equal inputs to equal outputs, and a tie such as
+a sort of equal usages must stay a tie), while different values get independent-looking
+errors. Each seed is another plausible set of rounding errors, a stand-in for a float32
+implementation that orders its operations differently; results are bit-identical on every
+machine.
 
 Model code needs no change: it takes the namespace of its inputs (``__array_namespace__``).
 A model function that created a float64 array in a float32 computation raises
@@ -40,6 +43,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+try:  # the golden package (refmem 0.2 layout); the flat refmem.golden module before it
+    from .golden.storage import GoldenError as _GoldenError
+except ImportError:
+    from .golden import GoldenError as _GoldenError
+
 __all__ = ["Array", "Namespace", "EmulationError", "wrap", "unwrap", "RUNS", "SAFETY", "RTOL_ULPS",
            "float32_runs", "kappa", "tolerance"]
 
@@ -47,8 +55,17 @@ _LD = np.longdouble
 _F32 = np.dtype(np.float32)
 
 
-class EmulationError(RuntimeError):
-    """An operation the emulated float32 namespace does not provide, or a non-float32 float."""
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic): a fast, well-mixed hash."""
+    z = np.asarray(z, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class EmulationError(_GoldenError):
+    """An operation the emulated float32 namespace does not provide, or a non-float32 float
+    (a :class:`refmem.golden.GoldenError`, so the command line reports it in one line)."""
 
 
 def unwrap(x: Any) -> Any:
@@ -259,7 +276,7 @@ class Namespace:
             raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
         self.rounding = rounding
         self.seed = int(seed)
-        self._rng = np.random.default_rng([self.seed, 0x5F32])
+        self._salt = _mix(np.asarray([self.seed], dtype=np.uint64) ^ np.uint64(0x5F3759DF5F32))[0]
         self.ops = 0  # rounded operations performed (for tests and cost reports)
         import array_api_compat.numpy as _np_ns
 
@@ -275,12 +292,12 @@ class Namespace:
             a = obj.a
         else:
             a = np.asarray(unwrap(obj))
-            if a.dtype.kind == "f" and a.dtype != _F32 and dtype is None:
-                a = self._round(a.astype(_LD))  # a float literal list: float32 as a float32 library makes it
         if dtype is not None:
             a = self._astype(a, np.dtype(dtype))
         elif a.dtype.kind == "f" and a.dtype != _F32:
-            a = self._round(a.astype(_LD))
+            # NumPy (and array-api-strict) would make a float64 array here and promote the computation
+            raise EmulationError(f"a result comes out as {a.dtype} from float32 inputs (asarray of {a.dtype} "
+                                 "data without a dtype)")
         return wrap(self, a.copy() if copy else a)
 
     def _operand(self, x: Any, like: np.ndarray | None = None) -> np.ndarray:
@@ -312,10 +329,22 @@ class Namespace:
         hi = np.where(up, r, other).astype(_LD)
         with np.errstate(invalid="ignore", divide="ignore"):
             p_hi = (y - lo) / (hi - lo)  # probability of rounding up
-        u = self._rng.random(np.shape(y))
-        pick = np.where(u < p_hi, hi, lo).astype(_F32)
+        pick = np.where(self._uniform(y) < p_hi, hi, lo).astype(_F32)
         out = np.where(exact | ~np.isfinite(y), r, pick)
         return np.asarray(out, dtype=_F32)
+
+    def _uniform(self, y: np.ndarray) -> np.ndarray:
+        """A number in [0, 1) per element that is a hash of the seed and the element's exact value.
+
+        Equal values get equal numbers, so they round alike, as in any real float32
+        implementation: a tie (a sort of equal usages) stays a tie. The value is split into
+        its nearest float64 and the (exact) float64 residual, whose bits are hashed.
+        """
+        y = np.asarray(y, dtype=_LD)
+        hi = y.astype(np.float64)
+        lo = np.where(np.isfinite(y), (y - hi.astype(_LD)), 0).astype(np.float64) + 0.0  # no negative zero
+        h = _mix(_mix(lo.view(np.uint64) ^ self._salt) ^ (hi + 0.0).view(np.uint64))
+        return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
     def _float_result(self, y: np.ndarray) -> np.ndarray:
         return self._round(y) if y.dtype.kind == "f" else y
@@ -656,14 +685,19 @@ def float32_runs(case: Any, tensors: Any, runs: Sequence[tuple[str, int]] = RUNS
 
         arrays = {k: given(v) for k, v in tensors.items() if k.split("/")[0] in ROLES}
         cot = {k[len("cotangents/"):]: given(v) for k, v in tensors.items() if k.startswith("cotangents/")}
-        fwd = case.forward(arrays)
-        got = {f"outputs/{k}": v for k, v in fwd.outputs.items()}
-        got.update({f"intermediates/{k}": v for k, v in (getattr(fwd, "intermediates", None) or {}).items()})
-        got.update({f"grads/{k}": v for k, v in case.backward(arrays, cot).items()})
+        try:
+            fwd = case.forward(arrays)
+            got = {f"outputs/{k}": v for k, v in fwd.outputs.items()}
+            got.update({f"intermediates/{k}": v for k, v in (getattr(fwd, "intermediates", None) or {}).items()})
+            got.update({f"grads/{k}": v for k, v in case.backward(arrays, cot).items()})
+        except EmulationError as exc:
+            raise EmulationError(f"{case.name}: {exc}; model code must create arrays with the dtype of its "
+                                 "inputs") from exc
         for k, v in got.items():
             a = np.asarray(v.a if isinstance(v, Array) else v)
             if a.dtype != np.float32:
-                raise EmulationError(f"{case.name}: {k} comes out as {a.dtype} from emulated float32 inputs")
+                raise EmulationError(f"{case.name}: {k} comes out as {a.dtype} from float32 inputs; model code "
+                                     "must create arrays with the dtype of its inputs")
             result.setdefault(k, []).append(np.ascontiguousarray(a))
     return result
 
