@@ -37,6 +37,17 @@ DTYPES = ("float32", "float64")
 IMPLS = ("refmem", "torch", "jax")
 
 
+def unmatched(quick: bool, texts: list[str] | None, option: str = "--only") -> str:
+    """``""`` when every text of ``texts`` is in some benchmark's name, else a one-line error naming them."""
+    chosen = QUICK if quick else BENCHES
+    missing = [t for t in texts or [] if not any(t in b.name for b in chosen)]
+    if not missing:
+        return ""
+    which = "quick benchmark" if quick else "benchmark"
+    return (f"argument {option}: {', '.join(repr(t) for t in missing)} matches no {which}; "
+            f"choices: {', '.join(b.name for b in chosen)}")
+
+
 def select(quick: bool, only: list[str] | None = None) -> tuple[Bench, ...]:
     """The benchmarks to run: all (or the quick set), filtered by name substrings."""
     chosen = QUICK if quick else BENCHES

@@ -104,8 +104,48 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _refuse(o: dict[str, Any]) -> str:
+    """A one-line error for options ``refmem bench`` would refuse (when run as ``python -m benchmarks.run``)."""
+    unknown = sorted(set(o) - set(DEFAULTS))
+    if unknown:
+        return f"unknown option(s) {', '.join(unknown)}; expected {', '.join(DEFAULTS)}"
+    for key, allowed in (("impl", configs.IMPLS), ("dtype", configs.DTYPES)):
+        bad = [v for v in o[key] or [] if v not in allowed]
+        if bad:
+            return f"argument --{key}: unknown {bad[0]!r}; expected {', '.join(allowed)}"
+    if o["repeats"] is not None and (not isinstance(o["repeats"], int) or o["repeats"] < 1):
+        return f"argument --repeats: expected an integer >= 1, got {o['repeats']!r}"
+    return configs.unmatched(bool(o["quick"]), o["only"], "--only") or \
+        configs.unmatched(bool(o["quick"]), [o["profile"]] if o["profile"] is not None else None, "--profile")
+
+
+def _write_json(path: str, out: dict) -> int:
+    """Write ``out`` to ``path``; if that fails, to a temporary file named on standard error (exit 2)."""
+    import tempfile
+
+    def write(p: str) -> None:
+        with open(p, "w") as fh:
+            json.dump(out, fh, indent=1)
+
+    try:
+        write(path)
+    except OSError as exc:
+        fd, fallback = tempfile.mkstemp(prefix="refmem-bench-", suffix=".json")
+        os.close(fd)
+        write(fallback)
+        print(f"refmem bench: error: argument --json: writing {path} failed ({exc.strerror or exc}); "
+              f"saved to {fallback} instead", file=sys.stderr)
+        return 2
+    print(f"\nwrote {path}")
+    return 0
+
+
 def main(opts: dict[str, Any] | None = None) -> int:
     o = {**DEFAULTS, **(opts or {})}
+    problem = _refuse(o)
+    if problem:
+        print(f"refmem bench: error: {problem}", file=sys.stderr)
+        return 2
     quick = bool(o["quick"])
     threads = int(o["threads"] or 0)
     if threads:
@@ -153,9 +193,7 @@ def main(opts: dict[str, Any] | None = None) -> int:
     if o["json"]:
         out = {"records": records,
                "skipped": skipped, "gradcheck": checks, "memory": memory, "meta": meta}
-        with open(o["json"], "w") as fh:
-            json.dump(out, fh, indent=1)
-        print(f"\nwrote {o['json']}")
+        return _write_json(o["json"], out)
     return 0
 
 

@@ -48,7 +48,8 @@ def allocation(usage):
 
 
 def access_step(controller_output, W_xi, b_xi, state, convention):
-    """``(read_vectors [B, R, W], new state)`` from the controller output and the previous state."""
+    """``(read_vectors [B, R, W], new state, intermediates)`` from the controller output and the previous state
+    (the intermediates under GOLDEN.md's names)."""
     memory, prev_wr, prev_ww = state["memory"], state["read_weights"], state["write_weights"]
     B, nw, N = prev_ww.shape
     R, W = prev_wr.shape[1], memory.shape[2]
@@ -93,22 +94,29 @@ def access_step(controller_output, W_xi, b_xi, state, convention):
     wr = pc * cr + jnp.sum(pf[..., None] * fwd, 2) + jnp.sum(pb[..., None] * bwd, 2)
     # 10. read vectors
     read_vectors = wr @ new_memory
-    return read_vectors, {"memory": new_memory, "read_weights": wr, "write_weights": ww, "link": link,
-                          "precedence": precedence, "usage": usage}
+    new_state = {"memory": new_memory, "read_weights": wr, "write_weights": ww, "link": link,
+                 "precedence": precedence, "usage": usage}
+    intermediates = {"write_vectors": write_vectors, "erase_vectors": erase_vectors, "free_gates": free_gates,
+                     "allocation_gates": alloc_gates, "write_gates": write_gates, "read_modes": read_modes,
+                     "write_content_weights": cw, "allocation": jnp.stack(allocs, 1), "forward_weights": fwd,
+                     "backward_weights": bwd, "read_content_weights": cr}
+    return read_vectors, new_state, intermediates
 
 
 def _outputs(args, convention):
     state = {s: args[f"state/{s}"] for s in STATE}
-    rv, new = access_step(args["inputs/controller_output"], args["params/W_xi"], args["params/b_xi"], state, convention)
-    return {"read_vectors": rv, **new}
+    rv, new, intermediates = access_step(args["inputs/controller_output"], args["params/W_xi"], args["params/b_xi"],
+                                         state, convention)
+    return {"read_vectors": rv, **new}, intermediates
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _forward_backward(args, cotangents, convention):
-    """Outputs and the vector-Jacobian product with ``cotangents``, compiled once per shape."""
-    outputs, vjp = jax.vjp(lambda a: _outputs(a, convention), args)
+    """Outputs, intermediates (as auxiliary data) and the vector-Jacobian product with ``cotangents``,
+    compiled once per shape."""
+    outputs, vjp, intermediates = jax.vjp(lambda a: _outputs(a, convention), args, has_aux=True)
     (grads,) = vjp(cotangents)
-    return outputs, grads
+    return outputs, intermediates, grads
 
 
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
@@ -117,7 +125,8 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
     args = {k: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.split("/")[0] in ("inputs", "params", "state")}
     cot = {k.split("/", 1)[1]: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.startswith("cotangents/")}
-    outputs, grads = _forward_backward(args, cot, convention)
+    outputs, intermediates, grads = _forward_backward(args, cot, convention)
     result = {f"outputs/{k}": np.asarray(v) for k, v in outputs.items()}
+    result.update({f"intermediates/{k}": np.asarray(v) for k, v in intermediates.items()})
     result.update({f"grads/{k}": np.asarray(g) for k, g in grads.items()})
     return result

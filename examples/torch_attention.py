@@ -5,6 +5,9 @@ An independent implementation written from SPEC §2, not a call into refmem. Bot
 ``s_* = s_t``), an attention mask and teacher forcing are covered::
 
     refmem golden verify --adapter examples.torch_attention:run --dtype float64
+
+The adapter also returns the intermediates (GOLDEN.md format 2): ``s0``, and per step the
+energies ``e`` (before the mask), ``context``, ``r``, ``z`` and ``p``, stacked as ``[B, T, ...]``.
 """
 
 from __future__ import annotations
@@ -18,23 +21,25 @@ CASES = ["attention/bahdanau_decoder/*"]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def bahdanau_decoder(h, p, output_state="previous", mask=None, y_prev=None):
+def bahdanau_decoder(h, p, output_state="previous", mask=None, y_prev=None, trace=None):
     """Run the decoder for ``T`` steps over annotations ``h [B, T, D]``.
 
     ``mask [B, T]`` (nonzero: attended) gives masked annotations weight exactly 0;
     ``y_prev [B, T, K]`` (teacher forcing) replaces the fed-back ``y_{t-1}`` of
     step ``t`` (0-based) by ``y_prev[:, t]``. Returns ``y [B, T, K]``,
-    ``alpha [B, T, T]`` and ``s [B, T, H]``.
+    ``alpha [B, T, T]`` and ``s [B, T, H]``; ``trace``, a dict, receives the intermediates.
     """
     B, T, _ = h.shape
     K = p["W_o"].shape[0]
     s = torch.tanh(h[:, 0] @ p["W_s"])  # s_0
     y = torch.zeros(B, K, dtype=h.dtype)  # y_0
     keys = h @ p["U_a"] + p["b_a"]  # [B, T, H], once per sequence
-    ys, alphas, states = [], [], []
+    s0 = s
+    ys, alphas, states, steps = [], [], [], []
     for t in range(T):
         y_in = y if y_prev is None else y_prev[:, t]
         e = torch.tanh((s @ p["W_a"])[:, None, :] + keys) @ p["V_a"]  # (1) [B, T]
+        energies = e
         if mask is not None:
             attend = mask != 0
             e = torch.where(attend, e, torch.full_like(e, -torch.inf))
@@ -50,9 +55,13 @@ def bahdanau_decoder(h, p, output_state="previous", mask=None, y_prev=None):
         s_star = s if output_state == "previous" else s_new
         y = torch.softmax(y_in @ p["W_o"] + s_star @ p["U_o"] + c @ p["C_o"] + p["b_o"], dim=-1)  # (8)
         s = s_new
+        steps.append({"e": energies, "context": c, "r": r, "z": z, "p": proposal})
         ys.append(y)
         alphas.append(alpha)
         states.append(s)
+    if trace is not None:
+        trace["s0"] = s0
+        trace.update({k: torch.stack([st[k] for st in steps], 1) for k in steps[0]})
     return torch.stack(ys, 1), torch.stack(alphas, 1), torch.stack(states, 1)
 
 
@@ -68,10 +77,12 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     }
     p = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
     output_state = config.get("output_state") or ("current" if "/current" in case else "previous")
-    y, alpha, s = bahdanau_decoder(leaves["inputs/h"], p, output_state, mask, leaves.get("inputs/y_prev"))
+    trace = {}
+    y, alpha, s = bahdanau_decoder(leaves["inputs/h"], p, output_state, mask, leaves.get("inputs/y_prev"), trace)
     outputs = {"y": y, "alpha": alpha, "s": s}
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
     grads = torch.autograd.grad(loss, list(leaves.values()))
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
+    result.update({f"intermediates/{k}": v.detach().numpy() for k, v in trace.items()})
     result.update({f"grads/{k}": g.numpy() for k, g in zip(leaves, grads)})
     return result

@@ -9,6 +9,11 @@ gradient w.r.t. the previous write weights stopped) and ``paper`` (oneplus,
 ``[backward×nw, content, forward×nw]``, exact gradient)::
 
     refmem golden verify --adapter examples.torch_dnc:run --dtype float32
+
+Besides the outputs and gradients, the adapter returns the intermediates it computes on the way
+(GOLDEN.md format 2: the activated interface, the write content weights, the per-head allocation,
+the directional and read content weights; per step ``[B, T, ...]`` in the core), so that a
+mismatch is reported at the first equation that breaks.
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ def allocation(usage):
     return torch.zeros_like(a_sorted).scatter(-1, order, a_sorted)  # un-sort
 
 
-def access_step(xi_in, W_xi, b_xi, state, nw, R, W, convention):
-    """One access step: ``xi_in [B, Hc]`` and the previous state -> ``(read_vectors [B, R, W], new state)``."""
+def access_step(xi_in, W_xi, b_xi, state, nw, R, W, convention, trace=None):
+    """One access step: ``xi_in [B, Hc]`` and the previous state -> ``(read_vectors [B, R, W], new state)``.
+
+    ``trace``: a dict that receives the step's intermediates under GOLDEN.md's names."""
     memory, prev_wr, prev_ww = state["memory"], state["read_weights"], state["write_weights"]
     link, prec, prev_usage = state["link"], state["precedence"], state["usage"]
     B = xi_in.shape[0]
@@ -117,6 +124,11 @@ def access_step(xi_in, W_xi, b_xi, state, nw, R, W, convention):
 
     # 10. read vectors
     read_vectors = wr @ new_memory
+    if trace is not None:
+        trace.update({"write_vectors": write_vectors, "erase_vectors": erase_vectors, "free_gates": free_gates,
+                      "allocation_gates": alloc_gates, "write_gates": write_gates, "read_modes": read_modes,
+                      "write_content_weights": cw, "allocation": alloc, "forward_weights": forward,
+                      "backward_weights": backward, "read_content_weights": cr})
     new_state = {"memory": new_memory, "read_weights": wr, "write_weights": ww, "link": new_link,
                  "precedence": new_prec, "usage": usage}
     return read_vectors, new_state
@@ -132,12 +144,13 @@ def lstm_step(inp, h, c, W, b, forget_bias=1.0):
     return torch.tanh(c) * torch.sigmoid(o), c
 
 
-def core_unroll(x, p, state, cfg):
+def core_unroll(x, p, state, cfg, trace=None):
     """SPEC §5 Core over ``x [B, T, D]``: ``y [B, T, Y]`` and ``read_vectors [B, T, R, W]``.
 
     ``state`` holds the access state, ``read_vectors [B, R, W]`` and ``h1, c1, ...`` per
     controller layer; ``cfg`` the case config (``convention``, ``layers``, ``skip``,
-    ``clip_value``, ``forget_bias``).
+    ``clip_value``, ``forget_bias``). ``trace``: a dict that receives every step's
+    intermediates stacked over time (``[B, T, ...]``).
     """
     layers, skip = int(cfg.get("layers", 1)), bool(cfg.get("skip", True))
     clip_value, forget_bias = float(cfg.get("clip_value", 0.0)), float(cfg.get("forget_bias", 1.0))
@@ -151,7 +164,7 @@ def core_unroll(x, p, state, cfg):
     r = state["read_vectors"]
     B, nw, _ = access["write_weights"].shape
     R, W = r.shape[1], r.shape[2]
-    ys, rs = [], []
+    ys, rs, steps = [], [], []
     for t in range(x.shape[1]):
         inp = torch.cat([x[:, t], r.reshape(B, R * W)], -1)  # [x_t ; flatten(r_{t-1})]
         for l in range(layers):
@@ -159,9 +172,14 @@ def core_unroll(x, p, state, cfg):
             h_l, c_l = lstm_step(layer_in, h[l], c[l], p[f"W_lstm{l + 1}"], p[f"b_lstm{l + 1}"], forget_bias)
             h[l], c[l] = clip(h_l), clip(c_l)
         hc = clip(torch.cat(h, -1) if skip else h[-1])
-        r, access = access_step(hc, p["W_xi"], p["b_xi"], access, nw, R, W, cfg["convention"])
+        step = {"controller_output": hc}
+        r, access = access_step(hc, p["W_xi"], p["b_xi"], access, nw, R, W, cfg["convention"], step)
+        step.update(access)
+        steps.append(step)
         ys.append(clip(torch.cat([hc, r.reshape(B, R * W)], -1) @ p["W_y"] + p["b_y"]))
         rs.append(r)
+    if trace is not None:
+        trace.update({k: torch.stack([st[k] for st in steps], 1) for k in steps[0]})
     return {"y": torch.stack(ys, 1), "read_vectors": torch.stack(rs, 1)}
 
 
@@ -177,18 +195,21 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     }
     state = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("state/")}
     params = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
+    trace = {}
     if case.startswith("dnc/core_unroll/"):
-        outputs = core_unroll(leaves["inputs/x"], params, state, config)
+        outputs = core_unroll(leaves["inputs/x"], params, state, config, trace)
     else:
         B, nw, N = state["write_weights"].shape
         R, W = state["read_weights"].shape[1], state["memory"].shape[2]
         read_vectors, new_state = access_step(
-            leaves["inputs/controller_output"], params["W_xi"], params["b_xi"], state, nw, R, W, config["convention"]
+            leaves["inputs/controller_output"], params["W_xi"], params["b_xi"], state, nw, R, W, config["convention"],
+            trace,
         )
         outputs = {"read_vectors": read_vectors, **new_state}
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
+    result.update({f"intermediates/{k}": v.detach().numpy() for k, v in trace.items()})
     result.update({
         f"grads/{k}": (g if g is not None else torch.zeros_like(leaves[k])).numpy() for k, g in zip(leaves, grads)
     })

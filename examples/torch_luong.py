@@ -33,8 +33,9 @@ def scores(kind, h, hs, p):
     raise ValueError(kind)
 
 
-def luong(h, hs, p, score, alignment, D=2, t0=0):
-    """SPEC §3: ``(a [B, T, S], c [B, T, Hs], h_tilde [B, T, H], p_t [B, T] or None)``."""
+def luong(h, hs, p, score, alignment, D=2, t0=0, trace=None):
+    """SPEC §3: ``(a [B, T, S], c [B, T, Hs], h_tilde [B, T, H], p_t [B, T] or None)``; ``trace``, a dict,
+    receives the intermediates ``score`` and (local alignments) ``align``, the softmax over the window."""
     B, T, _ = h.shape
     S = hs.shape[1]
     e = scores(score, h, hs, p)
@@ -52,6 +53,10 @@ def luong(h, hs, p, score, alignment, D=2, t0=0):
         a = torch.where(inside, soft * torch.exp(-offset**2 / (2 * sigma**2)), torch.zeros_like(e))
     c = a @ hs
     h_tilde = torch.tanh(torch.cat([c, h], dim=-1) @ p["W_c"])
+    if trace is not None:
+        trace["score"] = e
+        if alignment != "global":
+            trace["align"] = soft
     return a, c, h_tilde, pos
 
 
@@ -68,13 +73,15 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     }
     p = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
     h = leaves["inputs/h"]
+    trace = {}
     a, c, h_tilde, pos = luong(h, leaves["inputs/hs"], p, cfg["score"], cfg["alignment"],
-                               int(cfg.get("window") or 2), int(cfg.get("t0") or 0))
+                               int(cfg.get("window") or 2), int(cfg.get("t0") or 0), trace)
     outputs = {"a": a, "c": c, "h_tilde": h_tilde}
     if cfg["alignment"] == "local_p":
         outputs["p"] = pos
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
     grads = torch.autograd.grad(loss, list(leaves.values()))
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
+    result.update({f"intermediates/{k}": v.detach().numpy() for k, v in trace.items()})
     result.update({f"grads/{k}": g.numpy() for k, g in zip(leaves, grads)})
     return result

@@ -18,8 +18,10 @@ CASES = ["memory_lstm/step/*", "memory_lstm/unroll/*"]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def memory_lstm_step(x, h_prev, memory_prev, p):
-    """One step of SPEC §4: ``x [B, D]``, ``h_prev [B, H]``, ``memory_prev [B, M, H]`` -> ``h, c, memory``."""
+def memory_lstm_step(x, h_prev, memory_prev, p, trace=None):
+    """One step of SPEC §4: ``x [B, D]``, ``h_prev [B, H]``, ``memory_prev [B, M, H]`` -> ``h, c, memory``.
+
+    ``trace``: a dict that receives the gates ``i, f, o``, ``c_tilde``, ``e`` and ``m`` (GOLDEN.md intermediates)."""
     i = torch.sigmoid(x @ p["W_i"] + h_prev @ p["U_i"] + p["b_i"])
     f = torch.sigmoid(x @ p["W_f"] + h_prev @ p["U_f"] + p["b_f"])
     o = torch.sigmoid(x @ p["W_o"] + h_prev @ p["U_o"] + p["b_o"])
@@ -29,17 +31,23 @@ def memory_lstm_step(x, h_prev, memory_prev, p):
     c = f * (m + x @ p["W_m"]) + i * c_tilde
     h = o * torch.tanh(c)
     memory = torch.cat([c[:, None, :], memory_prev[:, :-1, :]], dim=1)  # newest first
+    if trace is not None:
+        trace.update({"i": i, "f": f, "o": o, "c_tilde": c_tilde, "e": e, "m": m})
     return h, c, memory
 
 
-def memory_lstm_unroll(x, h0, memory0, p):
-    """``T`` steps over ``x [B, T, D]``: ``h [B, T, H]``, ``c [B, T, H]`` and the final ``memory [B, M, H]``."""
+def memory_lstm_unroll(x, h0, memory0, p, trace=None):
+    """``T`` steps over ``x [B, T, D]``: ``h [B, T, H]``, ``c [B, T, H]`` and the final ``memory [B, M, H]``;
+    ``trace`` receives each step's intermediates stacked as ``[B, T, ...]``."""
     h, memory = h0, memory0
-    hs, cs = [], []
+    hs, cs, steps = [], [], []
     for t in range(x.shape[1]):
-        h, c, memory = memory_lstm_step(x[:, t], h, memory, p)
+        steps.append({})
+        h, c, memory = memory_lstm_step(x[:, t], h, memory, p, steps[-1])
         hs.append(h)
         cs.append(c)
+    if trace is not None:
+        trace.update({k: torch.stack([st[k] for st in steps], dim=1) for k in steps[0]})
     return torch.stack(hs, dim=1), torch.stack(cs, dim=1), memory
 
 
@@ -52,14 +60,17 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str) -> dict[str, np.n
         if k.split("/")[0] in ("inputs", "params", "state")
     }
     p = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
+    trace = {}
     if case.startswith("memory_lstm/step/"):
-        h, c, memory = memory_lstm_step(leaves["inputs/x"], leaves["state/h_prev"], leaves["state/memory_prev"], p)
+        h, c, memory = memory_lstm_step(leaves["inputs/x"], leaves["state/h_prev"], leaves["state/memory_prev"], p,
+                                        trace)
     else:
-        h, c, memory = memory_lstm_unroll(leaves["inputs/x"], leaves["state/h0"], leaves["state/memory0"], p)
+        h, c, memory = memory_lstm_unroll(leaves["inputs/x"], leaves["state/h0"], leaves["state/memory0"], p, trace)
     outputs = {"h": h, "c": c, "memory": memory}
     # The golden grads are the vector-Jacobian product with the given cotangents.
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
     grads = torch.autograd.grad(loss, list(leaves.values()))
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
+    result.update({f"intermediates/{k}": v.detach().numpy() for k, v in trace.items()})
     result.update({f"grads/{k}": g.numpy() for k, g in zip(leaves, grads)})
     return result

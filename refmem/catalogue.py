@@ -48,10 +48,21 @@ class Forward:
     ``outputs``: bare output name -> array. ``frozen``: the recorded values of
     tensors whose gradient is stopped (SPEC §6); a forward called again with
     ``frozen=`` uses them in place of the live values on the stopped path.
+    ``trace``: ``None`` or a function of no argument returning the named quantities
+    the forward computed on the way (GOLDEN.md ``intermediates/``), under bare names,
+    with the time axis right after the batch axis in unrolled cases. It is called
+    only when :attr:`intermediates` is read (the golden export), so gradient checks,
+    which call a forward many times, do not pay for it.
     """
 
     outputs: dict[str, Any]
     frozen: dict[str, Any] = field(default_factory=dict)
+    trace: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def intermediates(self) -> dict[str, Any]:
+        """Bare name -> array of every intermediate the case defines (``{}`` for none)."""
+        return {} if self.trace is None else dict(self.trace())
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,12 @@ class Case:
         stopped: a sentence naming the stopped gradient, if any (checked with the
             recorded value frozen).
         kinks: how the sampler avoids non-differentiable points, for the docs.
+        order: ``(role-prefixed name, SPEC reference)`` of every output and intermediate
+            in the order the forward computes them (GOLDEN.md ``order``; for unrolled
+            cases the order within one step, with what comes before or after the loop
+            first or last). Empty: the outputs in the forward's order, each at ``spec``.
+        per_step: the names of ``order`` that carry a time axis right after the batch
+            axis (``[B, T, ...]``) in an unrolled case; compared one step at a time.
     """
 
     name: str
@@ -91,6 +108,8 @@ class Case:
     nondiff: frozenset[str] = frozenset()
     stopped: str = ""
     kinks: str = ""
+    order: tuple[tuple[str, str], ...] = ()
+    per_step: frozenset[str] = frozenset()
 
     @property
     def module(self) -> str:

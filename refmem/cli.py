@@ -1,19 +1,43 @@
 """The ``refmem`` command line: ``refmem check``, ``golden``, ``bench``, ``train``, ``plot``.
 
 Each sub-command lives in ``refmem/commands/<name>.py`` and provides ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. An expected failure (an
-unknown module, a backend that is missing) is raised as :class:`CommandError` or
-:class:`refmem.xp.BackendError` and printed as one line, never a traceback.
+``add_arguments(parser)`` and ``run(args) -> int``.
+
+Errors. A user error (a bad option value, an unknown module, a backend that is
+missing, an unwritable output path) is printed as one line on standard error,
+``refmem <command>: error: <message>``, and the exit status is 2; never a
+traceback. Commands raise :class:`CommandError` for these (or refmem's own
+error types, see :func:`user_error_types`); argparse's errors take the same
+form. Anything else that escapes a command is a bug and keeps its traceback.
+
+Output paths. Every ``--json``, ``--save``, ``--out``, ``--plot`` and
+``--junit`` option is checked writable before the work starts
+(:func:`check_output_path`); a write that still fails afterwards goes to a
+temporary file instead, named on standard error, and the exit status is 2
+(:class:`Outputs`).
+
+Option values. The ``type=`` helpers :func:`int_at_least`, :func:`positive_float`
+and :func:`nonnegative_float` refuse out-of-range numbers while parsing, so the
+error names the option.
+
+Terminal output. Progress bars and tables are drawn by ``rich`` (imported only
+when one is drawn, so ``refmem --help`` stays fast). When the stream is not a
+terminal (a CI log, a pipe) the progress bar prints one plain line every tenth of
+the way and tables are plain text: no control codes.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
-from typing import Sequence, TextIO
+import tempfile
+from typing import Any, Callable, Sequence, TextIO
 
-__all__ = ["CommandError", "Progress", "main"]
+__all__ = ["CommandError", "UsageError", "Parser", "Progress", "Outputs", "print_table", "check_output_path",
+           "check_output_dir", "int_at_least", "positive_float", "nonnegative_float", "user_error_types", "main"]
 
 #: Sub-command name -> module.
 COMMANDS = {
@@ -24,16 +48,194 @@ COMMANDS = {
     "plot": "refmem.commands.plot",
 }
 
+#: Option destinations that name a file the command writes; checked before the work starts.
+OUTPUT_OPTIONS = ("json", "save", "out", "plot", "junit")
+
 
 class CommandError(RuntimeError):
-    """An error the user can fix; printed as ``refmem: error: <message>``."""
+    """An error the user can fix; printed as ``refmem <command>: error: <message>``, exit status 2.
+
+    Start the message with the option it is about (``argument --case: ...``).
+    """
+
+
+class UsageError(Exception):
+    """An argparse error (unknown option, bad value), raised instead of argparse's exit."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage block) and do not exit the process."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
+# ----------------------------------------------------------------------------- option types
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _finite(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number ``> 0``."""
+    value = _finite(text, "a finite number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """An argparse ``type``: a finite number ``>= 0``."""
+    value = _finite(text, "a finite number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- output paths
+
+
+def _probe_dir(directory: str) -> str | None:
+    """``None`` when a file can be created in ``directory``, else the reason."""
+    if not os.path.exists(directory):
+        return f"directory {directory} does not exist"
+    if not os.path.isdir(directory):
+        return f"{directory} is not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".refmem-probe-", dir=directory)
+    except OSError as exc:
+        return f"cannot create files in {directory} ({exc.strerror or exc})"
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return None
+
+
+def check_output_path(path: str, option: str) -> None:
+    """Raise :class:`CommandError` unless ``path`` can be written as a file (checked, not created).
+
+    Refused: an empty path, a directory, a parent directory that does not exist or
+    in which no file can be created, an existing file that cannot be opened for writing.
+    """
+    if not path:
+        raise CommandError(f"argument {option}: expected a file path, got an empty string")
+    if os.path.isdir(path):
+        raise CommandError(f"argument {option}: {path} is a directory; expected a file path")
+    if os.path.exists(path):
+        if os.path.isfile(path):
+            try:
+                with open(path, "ab"):
+                    pass
+            except OSError as exc:
+                raise CommandError(f"argument {option}: cannot write {path} ({exc.strerror or exc})") from None
+        elif not os.access(path, os.W_OK):
+            raise CommandError(f"argument {option}: cannot write {path}")
+        return
+    reason = _probe_dir(os.path.dirname(os.path.abspath(path)))
+    if reason:
+        raise CommandError(f"argument {option}: cannot write {path}: {reason}")
+
+
+def check_output_dir(path: str, option: str) -> None:
+    """Raise :class:`CommandError` unless ``path`` is (or can be created as) a writable directory."""
+    if not path:
+        raise CommandError(f"argument {option}: expected a directory path, got an empty string")
+    target = os.path.abspath(path)
+    if os.path.exists(target):
+        reason = _probe_dir(target)
+    else:
+        parent = os.path.dirname(target)
+        while parent and not os.path.exists(parent) and os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+        reason = _probe_dir(parent)
+    if reason:
+        raise CommandError(f"argument {option}: cannot write to {path}: {reason}")
+
+
+class Outputs:
+    """Writes a command's output files; a write that fails goes to a temporary file instead.
+
+    ``write(path, option, fn)`` calls ``fn(path)``; on ``OSError`` it calls ``fn`` on a fresh
+    file in the temporary directory (same suffix) and remembers both. :meth:`finish`
+    raises one :class:`CommandError` naming every fallback, so nothing finished is lost
+    and the exit status says something went wrong.
+    """
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def write(self, path: str, option: str, fn: Callable[[str], Any], directory: bool = False) -> str:
+        """``fn(path)``, or ``fn(fallback)`` if that raises ``OSError``; returns the path written
+        (``""`` if both failed). ``directory``: ``path`` is a folder; the fallback is a fresh temporary folder."""
+        try:
+            fn(path)
+            return path
+        except OSError as exc:
+            if directory:
+                fallback = tempfile.mkdtemp(prefix="refmem-")
+            else:
+                fd, fallback = tempfile.mkstemp(prefix="refmem-", suffix=os.path.splitext(path)[1])
+                os.close(fd)
+            try:
+                fn(fallback)
+            except OSError as exc2:
+                self.failures.append(f"argument {option}: writing {path} failed ({exc.strerror or exc}) "
+                                     f"and so did the fallback {fallback} ({exc2.strerror or exc2})")
+                return ""
+            self.failures.append(f"argument {option}: writing {path} failed ({exc.strerror or exc}); "
+                                 f"saved to {fallback} instead")
+            return fallback
+
+    def finish(self) -> None:
+        if self.failures:
+            raise CommandError("; ".join(self.failures))
+
+
+# ----------------------------------------------------------------------------- terminal output
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
 
 
 class Progress:
-    """A one-line text progress bar on a stream (standard error by default).
+    """A progress bar on a stream (standard error by default).
 
-    Redraws in place on a terminal; elsewhere it prints a line every tenth of
-    the way, so logs stay short.
+    On a terminal: a ``rich`` progress bar (label, bar, count, elapsed and remaining
+    time, ``text``). Elsewhere: one plain line every tenth of the way, so that logs
+    stay short and hold no control codes.
     """
 
     def __init__(self, total: int, label: str = "", stream: TextIO | None = None, width: int = 28):
@@ -42,27 +244,91 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.done = 0
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.tty = _is_terminal(self.stream)
         self._last_decile = -1
+        self._rich: Any = None
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.table import Column
+
+            def fixed() -> Column:
+                return Column(no_wrap=True)
+
+            self._rich = RichProgress(TextColumn("{task.description}", table_column=fixed()),
+                                      BarColumn(bar_width=width, table_column=fixed()),
+                                      MofNCompleteColumn(table_column=fixed()),
+                                      TimeElapsedColumn(table_column=fixed()),
+                                      TimeRemainingColumn(table_column=fixed()),
+                                      TextColumn("{task.fields[text]}",
+                                                 table_column=Column(no_wrap=True, overflow="ellipsis")),
+                                      console=Console(file=self.stream), transient=False)
+            self._task = self._rich.add_task(label, total=self.total, text="")
+            self._rich.start()
 
     def update(self, n: int = 1, text: str = "") -> None:
         self.done = min(self.done + n, self.total)
-        filled = int(self.width * self.done / self.total)
-        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} {text}"
-        if self.tty:
-            self.stream.write("\r" + line[:120].ljust(120))
+        if self._rich is not None:
+            self._rich.update(self._task, completed=self.done, text=text)
+            return
+        decile = (10 * self.done) // self.total
+        if decile != self._last_decile:
+            self._last_decile = decile
+            filled = int(self.width * self.done / self.total)
+            self.stream.write(f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
+                              f"{self.done}/{self.total} {text}".rstrip() + "\n")
             self.stream.flush()
-        else:
-            decile = (10 * self.done) // self.total
-            if decile != self._last_decile:
-                self._last_decile = decile
-                self.stream.write(line + "\n")
-                self.stream.flush()
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], stream: TextIO | None = None,
+                right: Sequence[str] = ()) -> None:
+    """Print a table: a ``rich`` table on a terminal, plain aligned columns elsewhere.
+
+    ``columns``: the header; ``rows``: the cells (converted with ``str``); ``right``: the
+    columns to align right (numbers).
+    """
+    stream = stream if stream is not None else sys.stdout
+    cells = [[str(c) for c in row] for row in rows]
+    if _is_terminal(stream):
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for i, name in enumerate(columns):
+            last = i == len(columns) - 1
+            table.add_column(name, justify="right" if name in right else "left", no_wrap=not last,
+                             overflow="fold" if last else "ellipsis")
+        for row in cells:
+            table.add_row(*row, style="red" if any(c.startswith("FAIL") for c in row) else None)
+        console = Console(file=stream, highlight=False)
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, console.options.update_width(1000), table).maximum
+        if needed > console.width:  # a wide table wraps in the terminal rather than cutting names short
+            console = Console(file=stream, highlight=False, width=min(needed, 240))
+        console.print(table)
+        return
+    widths = [max([len(name)] + [len(r[i]) for r in cells]) for i, name in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if name in right else v.ljust(w) for v, w, name in zip(values, widths, columns)]
+        return "  ".join(parts).rstrip()
+
+    head = line(list(columns))
+    stream.write(head + "\n" + "-" * len(head) + "\n")
+    for row in cells:
+        stream.write(line(row) + "\n")
+    stream.flush()
+
+
+# ----------------------------------------------------------------------------- the dispatcher
 
 
 def _load_commands() -> dict[str, object]:
@@ -77,35 +343,88 @@ def _load_commands() -> dict[str, object]:
     return found
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts as usual; keeps a text with line breaks (an epilog) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _set_prog_defaults(parser: argparse.ArgumentParser) -> None:
+    """Record each (sub-)parser's ``prog`` in the namespace it fills, for the error line."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_prog=sub.prog)
+                _set_prog_defaults(sub)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="refmem",
-        description="Reference memory and attention networks: gradient checks, golden tensors, benchmarks.",
+        description="Reference memory and attention networks with hand-derived gradients: gradient checks, "
+                    "golden tensors for other frameworks, benchmarks, training demos and figures.",
+        epilog="Run 'refmem COMMAND --help' for a command's options. A user error is one line on standard "
+               "error and exit status 2.",
     )
     parser.add_argument("--version", action="version", version=f"refmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = _load_commands()
     for name, mod in commands.items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           epilog=getattr(mod, "EPILOG", None), formatter_class=_HelpFormatter)
         mod.add_arguments(p)
+    _set_prog_defaults(parser)
     return parser, commands
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .catalogue import UnknownModuleError
-    from .xp import BackendError
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exceptions printed as one line (exit 2): :class:`CommandError`, :class:`UsageError`
+    and refmem's own error types of the modules loaded so far (backends, the catalogue,
+    golden files, plotting, and the validation errors of ``refmem.errors`` where present)."""
+    found: list[type[BaseException]] = [CommandError, UsageError]
+    for module, names in (("refmem.xp", ("BackendError", "ShapeError")),
+                          ("refmem.catalogue", ("UnknownModuleError",)),
+                          ("refmem.golden", ("GoldenError",)),
+                          ("refmem.plots", ("PlotDependencyError",))):
+        mod = sys.modules.get(module)
+        for name in names:
+            cls = getattr(mod, name, None) if mod is not None else None
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                found.append(cls)
+    errors = sys.modules.get("refmem.errors")
+    if errors is not None:
+        for value in vars(errors).values():
+            if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == "refmem.errors":
+                found.append(value)
+    return tuple(found)
 
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    for dest in OUTPUT_OPTIONS:
+        value = getattr(args, dest, None)
+        if isinstance(value, str):
+            check_output_path(value, "--" + dest.replace("_", "-"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
+    prog = "refmem"
     try:
+        args = parser.parse_args(argv)
+        prog = getattr(args, "_prog", None) or prog
+        if not args.command:
+            raise UsageError("refmem", f"name a command: {', '.join(commands)} (refmem --help describes them)")
+        _check_outputs(args)
         return int(commands[args.command].run(args) or 0)
-    except (CommandError, BackendError, UnknownModuleError) as exc:
-        print(f"refmem: error: {exc}", file=sys.stderr)
+    except user_error_types() as exc:
+        where = exc.prog if isinstance(exc, UsageError) else prog
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"{where}: error: {message}", file=sys.stderr)
         return 2
 
 

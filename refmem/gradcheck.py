@@ -61,6 +61,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from .validation import probing
 from . import xp as rx
 from .catalogue import Case
 
@@ -200,7 +201,8 @@ class Evaluation:
         arrays = dict(self._inputs_as(dtype))
         for k, v in changes.items():
             arrays[k] = rx.from_numpy(self.xp, v)
-        out = self.case.forward(arrays, frozen=self.frozen).outputs
+        with probing():  # probes step off the sample, maybe across an edge of [0, 1]
+            out = self.case.forward(arrays, frozen=self.frozen).outputs
         return {k: rx.to_numpy(v) for k, v in out.items()}
 
     def loss_of(self, outputs: Mapping[str, np.ndarray]) -> Any:
@@ -299,7 +301,8 @@ class Evaluation:
                 arrays[k] = rx.from_numpy(self.xp, np.concatenate([base] * copies, axis=0))
         frozen = {k: rx.from_numpy(self.xp, np.concatenate([v] * copies, axis=0))
                   for k, v in self._frozen_host.items()}
-        out = self.case.forward(arrays, frozen=frozen).outputs
+        with probing():
+            out = self.case.forward(arrays, frozen=frozen).outputs
         return {k: rx.to_numpy(v).reshape((copies, B) + tuple(v.shape[1:])) for k, v in out.items()}
 
     def _chunk(self, key: str) -> int:

@@ -136,7 +136,8 @@ def finite_arrays(
 
     Args:
         shape: a tuple, or a strategy of tuples (e.g. :func:`shapes`).
-        low, high: bounds of the values, included.
+        low: lower bound of the values, included.
+        high: upper bound of the values, included.
         xp: namespace to return the arrays in (``None``: NumPy).
         float32: draw float32-representable values only (default), as the golden inputs are.
     """

@@ -62,7 +62,7 @@ def test_step_by_step_equals_the_unroll():
     y = np.zeros((B, p.W_o.shape[0]))
     uh = h @ p.U_a + p.b_a
     for t in range(T):
-        (y, s, alpha), _ = BD.decoder_step_forward(y, s, h, uh, p, "current")
+        (y, alpha, s), _ = BD.decoder_step_forward(y, s, h, uh, p, "current")
         np.testing.assert_array_equal(y, out.y[:, t])
         np.testing.assert_array_equal(s, out.s[:, t])
         np.testing.assert_array_equal(alpha, out.alpha[:, t])
@@ -282,7 +282,7 @@ def test_plot_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(plots, "pyplot", missing)
     assert main(["plot", "attention", "--out", str(tmp_path / "y.png")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "refmem: error: matplotlib is not installed (pip install 'refmem[plot]')"
+    assert err == "refmem plot attention: error: matplotlib is not installed (pip install 'refmem[plot]')"
     assert not (tmp_path / "y.png").exists()
 
 

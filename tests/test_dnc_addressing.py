@@ -396,7 +396,7 @@ def test_shape_errors_name_the_argument_expected_and_given():
 
 def test_read_mode_width_must_be_one_plus_two_nw():
     M = np.zeros((1, 5, 3))
-    with pytest.raises(rx.ShapeError, match=r"read_modes: expected a last axis of 1 \+ 2nw = 5 \(nw = 2\), got shape \(1, 2, 3\)"):
+    with pytest.raises(rx.ShapeError, match=r"read_modes: expected shape \(B, R, 1 \+ 2nw\) = \(1, 2, 5\), got \(1, 2, 3\)"):
         A.read_weights_forward(M, np.zeros((1, 2, 3)), np.zeros((1, 2)), np.zeros((1, 2, 5, 5)),
                                np.zeros((1, 2, 5)), np.zeros((1, 2, 3)))
 

@@ -17,6 +17,7 @@ import pytest
 from refmem import gradcheck
 from refmem import memory_lstm as L
 from refmem import xp as rx
+from refmem.errors import DTypeError
 from refmem.catalogue import get_case
 
 B, T, D, H, M = 2, 4, 3, 5, 4  # D != M, so the seed's W_m (M, H) is detectably wrong
@@ -191,13 +192,13 @@ def test_state_and_input_mismatches_are_refused():
         (lambda: L.step_forward(x[:, 0, :], z(B + 1, H), mem0, params), f"h_prev: expected shape (B, H) = ({B}, ?), got ({B + 1}, {H})"),
         (lambda: L.step_forward(x[:, 0, :], h0, z(B, M, H + 1), params), f"memory_prev: expected shape (B, M, H) = ({B}, ?, {H}), got ({B}, {M}, {H + 1})"),
         (lambda: L.step_forward(x[:, 0, :], h0, z(B + 1, M, H), params), "memory_prev: expected shape (B, M, H)"),
-        (lambda: L.step_forward(x[:, 0, :], h0, z(B, 0, H), params), "memory_prev: expected at least one memory slot"),
+        (lambda: L.step_forward(x[:, 0, :], h0, z(B, 0, H), params), "memory_prev: size M = 0, expected at least 1"),
         (lambda: L.step_forward(x, h0, mem0, params), f"x: expected shape (B, D) = (?, ?), got ({B}, {T}, {D})"),
         (lambda: L.step_forward(z(B, D + 1), h0, mem0, params), f"W_i: expected shape (D, H) = ({D + 1}, {H}), got ({D}, {H})"),
         (lambda: L.step_forward(x[:, 0, :], z(B, H + 1), z(B, M, H + 1), params), f"W_i: expected shape (D, H) = ({D}, {H + 1})"),
         (lambda: L.step_forward(x[:, 0, :], h0, z(B, M + 1, H), params), f"W_e: expected shape (D, M) = ({D}, {M + 1}), got ({D}, {M})"),
         (lambda: L.unroll_forward(x[:, 0, :], params), f"x: expected shape (B, T, D) = (?, ?, ?), got ({B}, {D})"),
-        (lambda: L.unroll_forward(z(B, 0, D), params), "x: expected at least one time step"),
+        (lambda: L.unroll_forward(z(B, 0, D), params), "x: size T = 0, expected at least 1"),
         (lambda: L.unroll_forward(x, params, z(B, H + 1)), "W_i: expected shape (D, H)"),
         (lambda: L.unroll_forward(x, params, h0, z(B, M, H - 1)), "memory0: expected shape (B, M, H)"),
         (lambda: L.unroll_forward(x, params, z(B - 1, H)), "h0: expected shape (B, H)"),
@@ -206,7 +207,8 @@ def test_state_and_input_mismatches_are_refused():
         (lambda: L.unroll_forward(x, params._replace(U_e=xp.astype(params.U_e, xp.float32))), "U_e: expected the precision of x (float64), got float32"),
     ]
     for call, fragment in cases:
-        with pytest.raises(rx.ShapeError, match=re.escape(fragment)):
+        kind = DTypeError if "precision" in fragment else rx.ShapeError
+        with pytest.raises(kind, match=re.escape(fragment)):
             call()
 
 

@@ -38,7 +38,8 @@ from .. import primitives as PR
 from .. import xp as rx
 from ..errors import ShapeError
 from ..sampling import Sampler
-from ..validation import check_array
+from ..errors import DomainError
+from ..validation import check_arrays, check_size, checked_by, edge
 
 __all__ = [
     "OUTPUT_STATES",
@@ -127,20 +128,21 @@ def param_shapes(D: int, H: int, K: int) -> dict[str, tuple[tuple[int, ...], str
     return shapes
 
 
+#: Spec strings of the parameters (see :mod:`refmem.validation`), SPEC §2's letters.
+PARAM_SPECS: dict[str, str] = {name: symbols.strip("(,)").replace(",", "")
+                               for name, (_, symbols) in param_shapes(1, 1, 1).items()}
+
+
 def check_params(params: DecoderParams, D: int) -> tuple[int, int]:
-    """Refuse parameters of the wrong shape (:class:`refmem.xp.ShapeError`); return ``(H, K)``.
+    """Refuse parameters of the wrong shape (:class:`refmem.errors.ShapeError`); return ``(H, K)``.
 
     ``H`` is read from ``W_a``'s rows and ``K`` from ``W_o``'s rows, then every
     parameter is checked against SPEC §2's shapes.
     """
     if not isinstance(params, DecoderParams):
         raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
-    check_array("W_a", params.W_a, (None, None), "(H, H)")
-    check_array("W_o", params.W_o, (None, None), "(K, K)")
-    H, K = int(params.W_a.shape[0]), int(params.W_o.shape[0])
-    for name, (shape, symbols) in param_shapes(D, H, K).items():
-        check_array(name, getattr(params, name), shape, symbols)
-    return H, K
+    bound = check_arrays({n: getattr(params, n) for n in PARAM_NAMES}, PARAM_SPECS, sizes={"D": D})
+    return bound["H"], bound["K"]
 
 
 # ----------------------------------------------------------------------------- initialisers
@@ -181,10 +183,13 @@ def init_params(xp: Any, D: int, H: int, K: int, seed: int = 0) -> DecoderParams
 
     Args:
         xp: the array namespace to create the parameters in.
-        D, H, K: input width, units, output classes (SPEC §2).
+        D: input width (SPEC §2).
+        H: units.
+        K: output classes.
         seed: the draws come from ``refmem.xp.Sampler(xp, seed)``.
     """
-    s = Sampler(xp, seed)
+    D, H, K = (check_size(n, v) for n, v in (("D", D), ("H", H), ("K", K)))
+    s = Sampler(xp, check_size("seed", seed, 0))
     shapes = param_shapes(D, H, K)
     values: dict[str, Any] = {}
     for name, (shape, _) in shapes.items():
@@ -200,23 +205,23 @@ def init_params(xp: Any, D: int, H: int, K: int, seed: int = 0) -> DecoderParams
 # ----------------------------------------------------------------------------- helpers
 
 
-def _mask_bool(mask: Any, B: int, T: int) -> Any:
-    """The mask ``[B, T]`` as a boolean array (``True``: attend); ``None`` stays ``None``."""
+def _mask_bool(mask: Any) -> Any:
+    """The (validated) mask ``[B, T]`` as a boolean array (``True``: attend); ``None`` stays ``None``."""
     if mask is None:
         return None
-    if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
-        raise ShapeError(f"mask: expected an array, got {type(mask).__name__}")
     xp = rx.namespace(mask)
-    given = tuple(int(d) for d in mask.shape)
-    if given != (B, T):
-        raise ShapeError(f"mask: expected shape (B, T) = ({B}, {T}), got {given}")
     if xp.isdtype(mask.dtype, "bool"):
         return mask
-    if not xp.isdtype(mask.dtype, "real floating") and not xp.isdtype(mask.dtype, "integral"):
-        raise ShapeError(f"mask: expected a bool, integer or real floating dtype, got {mask.dtype}")
     return mask != 0
 
 
+def _check_weights(e: Any, mask: Any | None = None) -> None:
+    check_arrays({"e": e, "mask": mask}, {"e": "... T", "mask": "?... T | mask"})
+    if mask is not None and tuple(mask.shape) != tuple(e.shape):
+        raise ShapeError(f"mask: expected the shape of e {tuple(e.shape)}, got {tuple(mask.shape)}")
+
+
+@checked_by(_check_weights)
 def attention_weights(e: Any, mask: Any | None = None) -> Any:
     """Equation 2: ``α = softmax_j(e)`` along the last axis, maximum subtracted first.
 
@@ -238,9 +243,10 @@ def attention_weights(e: Any, mask: Any | None = None) -> Any:
     return ex / xp.where(empty, xp.ones_like(total), total)
 
 
+@edge(d_alpha="... T", alpha="... T | unit")
 def attention_weights_backward(d_alpha: Any, alpha: Any) -> Any:
     """VJP of equation 2: ``d_e = α ∘ (d_α - Σ_j d_α ∘ α)`` (0 wherever ``α`` is 0 by the mask)."""
-    return PR.softmax_backward(d_alpha, PR.SoftmaxCache(alpha, -1))
+    return PR.softmax_backward.unchecked(d_alpha, PR.SoftmaxCache(alpha, -1))
 
 
 # ----------------------------------------------------------------------------- one step
@@ -286,6 +292,20 @@ class StepGrads(NamedTuple):
     params: DecoderParams
 
 
+def _check_step(y_in: Any, s_prev: Any, h: Any, uh: Any, params: Any, output_state: str = "previous",
+                mask: Any | None = None) -> None:
+    if output_state not in OUTPUT_STATES:
+        raise DomainError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
+    if not isinstance(params, DecoderParams):
+        raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
+    arrays = {"y_in": y_in, "s_prev": s_prev, "h": h, "uh": uh, "mask": mask,
+              **{f"params.{n}": getattr(params, n) for n in PARAM_NAMES}}
+    specs = {"y_in": "B K | unit", "s_prev": "B H", "h": "B T D", "uh": "B T H", "mask": "?B T | mask",
+             **{f"params.{n}": v for n, v in PARAM_SPECS.items()}}
+    check_arrays(arrays, specs)
+
+
+@checked_by(_check_step)
 def decoder_step_forward(
     y_in: Any,
     s_prev: Any,
@@ -306,7 +326,8 @@ def decoder_step_forward(
         output_state: ``"previous"`` or ``"current"`` (which state eq. 8 reads).
         mask: ``None`` or a boolean ``[B, T]`` (``True``: attended).
     Returns:
-        ``(y_t [B, K], s_t [B, H], α_t [B, T])`` and a :class:`StepCache`.
+        ``(y_t [B, K], α_t [B, T], s_t [B, H])`` (the order of :class:`DecoderOutput`) and a
+        :class:`StepCache`.
     """
     xp = rx.namespace(y_in, s_prev, h, uh)
     P = params
@@ -314,7 +335,7 @@ def decoder_step_forward(
     att = xp.tanh((s_prev @ P.W_a)[:, None, :] + uh)  # [B, T, H]
     e = xp.sum(att * P.V_a, axis=-1)  # [B, T]
     # (2) weights, (3) context
-    alpha = attention_weights(e, mask)
+    alpha = attention_weights.unchecked(e, _mask_bool(mask))
     c = (alpha[:, None, :] @ h)[:, 0, :]  # [B, D]
     # (4)-(7) the GRU-like state update
     r = PR.sigmoid(y_in @ P.W_r + s_prev @ P.U_r + c @ P.C_r + P.b_r)
@@ -326,16 +347,18 @@ def decoder_step_forward(
     s_out = s_prev if output_state == "previous" else s
     y = PR.softmax(y_in @ P.W_o + s_out @ P.U_o + c @ P.C_o + P.b_o, axis=-1)
     cache = StepCache(y_in, s_prev, h, att, alpha, c, r, z, p, rs, s, s_out, y, P, output_state)
-    return (y, s, alpha), cache
+    return (y, alpha, s), cache
 
 
-def decoder_step_backward(d_y: Any, d_s: Any, d_alpha: Any | None, cache: StepCache) -> StepGrads:
-    """Vector-Jacobian product of :func:`decoder_step_forward`.
+@edge({"cache.y": "B K", "cache.s": "B H", "cache.alpha": "B T"}, d_y="B K", d_alpha="?B T", d_s="B H")
+def decoder_step_backward(d_y: Any, d_alpha: Any | None, d_s: Any, cache: StepCache) -> StepGrads:
+    """Vector-Jacobian product of :func:`decoder_step_forward` (upstream gradients in the order
+    of its outputs, then the cache; derived in ``docs/derivations/attention.md``).
 
     Args:
         d_y: ``[B, K]``, gradient of ``y_t`` (its own loss plus what the next step sends back).
-        d_s: ``[B, H]``, gradient of ``s_t``.
         d_alpha: ``[B, T]`` or ``None``, gradient of ``α_t``.
+        d_s: ``[B, H]``, gradient of ``s_t``.
     Returns:
         :class:`StepGrads`.
     """
@@ -343,7 +366,7 @@ def decoder_step_backward(d_y: Any, d_s: Any, d_alpha: Any | None, cache: StepCa
     C = cache
     P = C.params
     # (8) y = softmax(o): do = y ∘ (dy - Σ dy ∘ y)
-    d_o = PR.softmax_backward(d_y, PR.SoftmaxCache(C.y, -1))
+    d_o = PR.softmax_backward.unchecked(d_y, PR.SoftmaxCache(C.y, -1))
     d_y_in = d_o @ PR.transpose_last(P.W_o)
     d_c = d_o @ PR.transpose_last(P.C_o)
     d_s_out = d_o @ PR.transpose_last(P.U_o)
@@ -432,6 +455,19 @@ class DecoderGrads(NamedTuple):
     params: DecoderParams
 
 
+def _check_decoder(h: Any, params: Any, output_state: str = "previous", mask: Any | None = None,
+                   y_prev: Any | None = None) -> None:
+    if output_state not in OUTPUT_STATES:
+        raise DomainError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
+    if not isinstance(params, DecoderParams):
+        raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
+    arrays = {"h": h, "mask": mask, "y_prev": y_prev, **{f"params.{n}": getattr(params, n) for n in PARAM_NAMES}}
+    specs = {"h": "B T D", "mask": "?B T | mask", "y_prev": "?B T K | unit",
+             **{f"params.{n}": v for n, v in PARAM_SPECS.items()}}
+    check_arrays(arrays, specs)
+
+
+@checked_by(_check_decoder)
 def decoder_forward(
     h: Any,
     params: DecoderParams,
@@ -454,14 +490,9 @@ def decoder_forward(
     Returns:
         :class:`DecoderOutput` and a :class:`DecoderCache`.
     """
-    if output_state not in OUTPUT_STATES:
-        raise ValueError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
-    check_array("h", h, (None, None, None), "(B, T, D)")
     B, T, D = (int(d) for d in h.shape)
-    H, K = check_params(params, D)
-    if y_prev is not None:
-        check_array("y_prev", y_prev, (B, T, K), "(B, T, K)")
-    m = _mask_bool(mask, B, T)
+    K = int(params.W_o.shape[0])
+    m = _mask_bool(mask)
     xp = rx.namespace(h, *params)
     P = params
     s = xp.tanh(h[:, 0, :] @ P.W_s)  # s_0
@@ -471,7 +502,7 @@ def decoder_forward(
     ys, alphas, ss, steps = [], [], [], []
     for t in range(T):
         y_in = y if y_prev is None else y_prev[:, t, :]
-        (y, s, alpha), cache = decoder_step_forward(y_in, s, h, uh, P, output_state, m)
+        (y, alpha, s), cache = decoder_step_forward.unchecked(y_in, s, h, uh, P, output_state, m)
         ys.append(y)
         alphas.append(alpha)
         ss.append(s)
@@ -480,6 +511,17 @@ def decoder_forward(
     return out, DecoderCache(h, s0, tuple(steps), y_prev is not None, P)
 
 
+def _check_decoder_backward(d_y: Any, d_alpha: Any, d_s: Any, cache: Any) -> None:
+    if not isinstance(cache, DecoderCache):
+        raise TypeError(f"cache: expected the DecoderCache of decoder_forward, got {type(cache).__name__}")
+    B, T, _ = (int(d) for d in cache.h.shape)
+    H, K = int(cache.params.W_a.shape[0]), int(cache.params.W_o.shape[0])
+    check_arrays({"the forward's h": cache.h, "d_y": d_y, "d_alpha": d_alpha, "d_s": d_s},
+                 {"the forward's h": "B T D", "d_y": "?B T K", "d_alpha": "?B T T", "d_s": "?B T H"},
+                 sizes={"H": H, "K": K})
+
+
+@checked_by(_check_decoder_backward)
 def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cache: DecoderCache) -> DecoderGrads:
     """Backpropagation through time of :func:`decoder_forward`.
 
@@ -514,7 +556,7 @@ def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cach
         dy_t = carry_y if d_y is None else d_y[:, t, :] + carry_y
         ds_t = carry_s if d_s is None else d_s[:, t, :] + carry_s
         da_t = None if d_alpha is None else d_alpha[:, t, :]
-        g = decoder_step_backward(dy_t, ds_t, da_t, C.steps[t])
+        g = decoder_step_backward.unchecked(dy_t, da_t, ds_t, C.steps[t])
         d_h = d_h + g.h
         d_uh = d_uh + g.uh
         for name, value in zip(PARAM_NAMES, g.params):

@@ -19,6 +19,35 @@ from . import luong as LU
 
 # ----------------------------------------------------------------------------- Bahdanau (SPEC §2)
 
+#: GOLDEN.md's order of ``attention/bahdanau_decoder/*``: ``s_0`` before the loop, then one step.
+BAHDANAU_ORDER: tuple[tuple[str, str], ...] = (
+    ("intermediates/s0", "SPEC §2 s_0"),
+    ("intermediates/e", "SPEC §2 eq. 1"),
+    ("outputs/alpha", "SPEC §2 eq. 2"),
+    ("intermediates/context", "SPEC §2 eq. 3"),
+    ("intermediates/r", "SPEC §2 eq. 4"),
+    ("intermediates/z", "SPEC §2 eq. 5"),
+    ("intermediates/p", "SPEC §2 eq. 6"),
+    ("outputs/s", "SPEC §2 eq. 7"),
+    ("outputs/y", "SPEC §2 eq. 8"),
+)
+
+
+def bahdanau_intermediates(cache: BD.DecoderCache) -> dict[str, Any]:
+    """``s0 [B, H]``; per step, stacked after the batch axis: ``e [B, T, T]`` (the energies of eq. 1,
+    before any mask), ``context [B, T, D]`` (``c_t``), ``r``, ``z``, ``p [B, T, H]``."""
+    xp = rx.namespace(cache.s0)
+    V_a = cache.params.V_a
+    steps = cache.steps
+    return {
+        "s0": cache.s0,
+        "e": xp.stack([xp.sum(st.att * V_a, axis=-1) for st in steps], axis=1),
+        "context": xp.stack([st.c for st in steps], axis=1),
+        "r": xp.stack([st.r for st in steps], axis=1),
+        "z": xp.stack([st.z for st in steps], axis=1),
+        "p": xp.stack([st.p for st in steps], axis=1),
+    }
+
 _BD_SIZES = {"B": 6, "T": 4, "D": 3, "H": 3, "K": 3}
 
 #: Standard deviations of the sampled parameters (others: matrices 1.0, biases 0.3).
@@ -72,8 +101,8 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
         )
 
     def fwd(arrays, frozen=None):
-        out, _ = run(arrays)
-        return Forward({"y": out.y, "alpha": out.alpha, "s": out.s})
+        out, cache = run(arrays)
+        return Forward({"y": out.y, "alpha": out.alpha, "s": out.s}, trace=lambda: bahdanau_intermediates(cache))
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
@@ -97,6 +126,8 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
         config=config,
         nondiff=frozenset({"inputs/mask"}) if masked else frozenset(),
         kinks="none: tanh, sigmoid and softmax are smooth everywhere",
+        order=BAHDANAU_ORDER,
+        per_step=frozenset(n for n, _ in BAHDANAU_ORDER[1:]),
     )
 
 
@@ -173,11 +204,11 @@ def _luong_case(score: str, alignment: str) -> Case:
                                     window=_WINDOW, t0=_T0)
 
     def fwd(arrays, frozen=None):
-        out, _ = run(arrays)
+        out, cache = run(arrays)
         outputs = {"a": out.a, "c": out.c, "h_tilde": out.h_tilde}
         if alignment == "local_p":
             outputs["p"] = out.p
-        return Forward(outputs)
+        return Forward(outputs, trace=lambda: luong_intermediates(cache))
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
@@ -188,6 +219,14 @@ def _luong_case(score: str, alignment: str) -> Case:
                 grads[f"params/{name}"] = value
         return grads
 
+    spec = f"SPEC §3 {score} score, {alignment.replace('_', '-')} alignment"
+    order = [("intermediates/score", f"SPEC §3 {score} score")]
+    if alignment == "local_p":
+        order.insert(0, ("outputs/p", "SPEC §3 local-p position p_t"))
+    if alignment != "global":
+        order.append(("intermediates/align", "SPEC §3 softmax over the window"))
+    order += [("outputs/a", f"SPEC §3 {alignment.replace('_', '-')} alignment a_t"),
+              ("outputs/c", "SPEC §3 context c_t"), ("outputs/h_tilde", "SPEC §3 attentional state h~_t")]
     kinks = "none"
     if alignment == "local_m":
         kinks = "window edges: p_t = t0 + t is an integer constant, so no input moves an edge"
@@ -195,7 +234,7 @@ def _luong_case(score: str, alignment: str) -> Case:
         kinks = "window edges: rows of h are redrawn until every p_t has a fractional part in [0.2, 0.8]"
     return Case(
         name=f"attention/luong_{score}/{alignment}",
-        spec=f"SPEC §3 {score} score, {alignment.replace('_', '-')} alignment",
+        spec=spec,
         function="refmem.attention.luong.attention_forward",
         sample=sample,
         forward=fwd,
@@ -205,7 +244,19 @@ def _luong_case(score: str, alignment: str) -> Case:
         config={"score": score, "alignment": alignment, "window": _WINDOW, "sigma": _WINDOW / 2,
                 "t0": _T0 if alignment == "local_m" else None},
         kinks=kinks,
+        order=tuple(order),
     )
+
+
+def luong_intermediates(cache: LU.LuongCache) -> dict[str, Any]:
+    """``score [B, T, S]`` (the score of every query and source position) and, for the local
+    alignments, ``align [B, T, S]`` (the softmax over the window, before the Gaussian)."""
+    p = cache.params
+    score, _ = LU.score_forward(cache.score, cache.h, cache.hs, p.W_a, p.v_a)
+    out = {"score": score}
+    if cache.alignment != "global":
+        out["align"] = cache.soft
+    return out
 
 
 CASES += [_luong_case(score, alignment) for score in LU.SCORES for alignment in LU.ALIGNMENTS]

@@ -38,7 +38,8 @@ from .. import primitives as PR
 from .. import xp as rx
 from ..errors import ShapeError
 from ..sampling import Sampler
-from ..validation import check_array
+from ..errors import DomainError
+from ..validation import check_arrays, check_size, checked_by, spec_from_symbols
 from .bahdanau import attention_weights, attention_weights_backward
 
 __all__ = [
@@ -105,9 +106,15 @@ def init_params(xp: Any, score: str, alignment: str, H: int, Hs: int, S: int = 0
 
     ``S`` is needed by the ``location`` score, ``A`` by ``concat`` and ``local_p``.
     """
-    s = Sampler(xp, seed)
+    H, Hs = check_size("H", H), check_size("Hs", Hs)
+    shapes = param_shapes(score, alignment, H, Hs, S, A)
+    for name, (_, symbols) in shapes.items():
+        for letter, value in (("S", S), ("A", A)):
+            if letter in symbols.replace("Hs", ""):
+                check_size(letter, value)
+    s = Sampler(xp, check_size("seed", seed, 0))
     values = {}
-    for name, (shape, _) in param_shapes(score, alignment, H, Hs, S, A).items():
+    for name, (shape, _) in shapes.items():
         if len(shape) == 2:
             fan_in, fan_out = shape
         else:
@@ -119,9 +126,9 @@ def init_params(xp: Any, score: str, alignment: str, H: int, Hs: int, S: int = 0
 
 def _check_choice(score: str, alignment: str) -> None:
     if score not in SCORES:
-        raise ValueError(f"score: expected one of {SCORES}, got {score!r}")
+        raise DomainError(f"score: expected one of {SCORES}, got {score!r}")
     if alignment not in ALIGNMENTS:
-        raise ValueError(f"alignment: expected one of {ALIGNMENTS}, got {alignment!r}")
+        raise DomainError(f"alignment: expected one of {ALIGNMENTS}, got {alignment!r}")
 
 
 def _flat_outer(x: Any, d: Any) -> Any:
@@ -146,34 +153,40 @@ class ScoreCache(NamedTuple):
     u: Any
 
 
+def _check_score(score: str, h: Any, hs: Any, W_a: Any = None, v_a: Any = None) -> None:
+    _check_choice(score, "global")
+    specs = {"h": "B T H", "hs": "B S Hs"}
+    for name, (_, symbols) in param_shapes(score, "global", 1, 1, 1, 1).items():
+        if name != "W_c":
+            specs[name] = spec_from_symbols(symbols)
+    if score == "dot":
+        specs["hs"] = "B S H"
+    check_arrays({"h": h, "hs": hs, "W_a": W_a, "v_a": v_a}, specs)
+
+
+@checked_by(_check_score)
 def score_forward(score: str, h: Any, hs: Any, W_a: Any = None, v_a: Any = None) -> tuple[Any, ScoreCache]:
     """SPEC §3 scores of every query ``h [B, T, H]`` against every source ``hs [B, S, Hs]``.
 
     Returns ``[B, T, S]`` and a :class:`ScoreCache`.
     """
     xp = rx.namespace(h, hs)
-    H, S, Hs = int(h.shape[-1]), int(hs.shape[1]), int(hs.shape[-1])
+    H = int(h.shape[-1])
     hw = u = None
     if score == "dot":
-        if H != Hs:
-            raise ShapeError(f"hs: the dot score needs Hs = H = {H}, got hs of shape {tuple(hs.shape)}")
         out = h @ PR.transpose_last(hs)
     elif score == "general":
-        check_array("W_a", W_a, (H, Hs), "(H, Hs)")
         hw = h @ W_a
         out = hw @ PR.transpose_last(hs)
     elif score == "concat":
-        check_array("W_a", W_a, (H + Hs, None), "(H + Hs, A)")
-        check_array("v_a", v_a, (int(W_a.shape[1]),), "(A,)")
         q = h @ W_a[:H, :]  # [B, T, A]
         k = hs @ W_a[H:, :]  # [B, S, A]
         u = xp.tanh(q[:, :, None, :] + k[:, None, :, :])  # [B, T, S, A]
         out = xp.sum(u * v_a, axis=-1)
     elif score == "location":
-        check_array("W_a", W_a, (H, S), "(H, S)")
         out = h @ W_a
     else:
-        raise ValueError(f"score: expected one of {SCORES}, got {score!r}")
+        raise DomainError(f"score: expected one of {SCORES}, got {score!r}")
     return out, ScoreCache(score, h, hs, W_a, v_a, hw, u)
 
 
@@ -213,12 +226,15 @@ class PositionCache(NamedTuple):
     v_p: Any
 
 
+def _check_position(h: Any, W_p: Any, v_p: Any, S: int) -> None:
+    check_size("S", S)
+    check_arrays({"h": h, "W_p": W_p, "v_p": v_p}, {"h": "B T H", "W_p": "H A", "v_p": "A"})
+
+
+@checked_by(_check_position)
 def position_forward(h: Any, W_p: Any, v_p: Any, S: int) -> tuple[Any, PositionCache]:
     """Local-p's predicted position ``p_t = S · σ(tanh(h_t @ W_p) · v_p)``, shape ``[B, T]``."""
     xp = rx.namespace(h, W_p, v_p)
-    H = int(h.shape[-1])
-    check_array("W_p", W_p, (H, None), "(H, A)")
-    check_array("v_p", v_p, (int(W_p.shape[1]),), "(A,)")
     u = xp.tanh(h @ W_p)
     sig = PR.sigmoid(xp.sum(u * v_p, axis=-1))
     return S * sig, PositionCache(h, u, sig, S, W_p, v_p)
@@ -254,8 +270,7 @@ def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache
     ``exp(-(s - p_t)² / (2σ²))`` with ``σ = D / 2`` inside the window, 0 outside.
     """
     xp = rx.namespace(p)
-    if D < 1:
-        raise ValueError(f"window: expected a half-width D ≥ 1, got {D}")
+    check_size("window", D)
     sigma = D / 2.0
     pos = xp.astype(xp.arange(S), p.dtype)
     offset = pos[None, None, :] - p[:, :, None]
@@ -317,6 +332,27 @@ class LuongGrads(NamedTuple):
     params: LuongParams
 
 
+def _check_attention(h: Any, hs: Any, params: Any, score: str = "general", alignment: str = "global",
+                     window: int = 2, t0: int = 0) -> None:
+    _check_choice(score, alignment)
+    if not isinstance(params, LuongParams):
+        raise TypeError(f"params: expected LuongParams, got {type(params).__name__}")
+    if alignment != "global":
+        check_size("window", window)
+        if isinstance(t0, bool) or not isinstance(t0, int) or t0 < 0:
+            raise DomainError(f"t0: expected an integer >= 0, got {t0!r}")
+    arrays = {"hs": hs, "h": h}
+    specs = {"hs": "B S Hs", "h": "B H" if getattr(h, "ndim", 0) == 2 else "B T H"}
+    for name, (_, symbols) in param_shapes(score, alignment, 1, 1, 1, 1).items():
+        arrays[f"params.{name}"] = getattr(params, name)
+        specs[f"params.{name}"] = spec_from_symbols(symbols)
+    sizes = {"Hs": int(hs.shape[-1])} if score == "dot" and hasattr(hs, "shape") and len(hs.shape) == 3 else {}
+    if score == "dot" and hasattr(h, "shape") and sizes and int(h.shape[-1]) != sizes["Hs"]:
+        raise ShapeError(f"hs: the dot score needs Hs = H = {int(h.shape[-1])}, got hs of shape {tuple(hs.shape)}")
+    check_arrays(arrays, specs)
+
+
+@checked_by(_check_attention)
 def attention_forward(
     h: Any,
     hs: Any,
@@ -337,30 +373,24 @@ def attention_forward(
     Returns:
         :class:`LuongOutput` and a :class:`LuongCache`.
     """
-    _check_choice(score, alignment)
-    check_array("hs", hs, (None, None, None), "(B, S, Hs)")
     B, S, Hs = (int(d) for d in hs.shape)
-    single = getattr(h, "ndim", 0) == 2
+    single = h.ndim == 2
     if single:
-        check_array("h", h, (B, None), "(B, H)")
         h = h[:, None, :]
-    else:
-        check_array("h", h, (B, None, None), "(B, T, H) or (B, H)")
-    H, T = int(h.shape[-1]), int(h.shape[1])
-    check_array("W_c", params.W_c, (Hs + H, H), "(Hs + H, H)")
+    T = int(h.shape[1])
     xp = rx.namespace(h, hs)
-    sc, sc_cache = score_forward(score, h, hs, params.W_a, params.v_a)
+    sc, sc_cache = score_forward.unchecked(score, h, hs, params.W_a, params.v_a)
     position = win = p = None
     if alignment == "global":
-        soft = attention_weights(sc)
+        soft = attention_weights.unchecked(sc)
         a = soft
     else:
         if alignment == "local_m":
             p = xp.broadcast_to(xp.astype(xp.arange(T), h.dtype)[None, :] + t0, (B, T))
         else:
-            p, position = position_forward(h, params.W_p, params.v_p, S)
+            p, position = position_forward.unchecked(h, params.W_p, params.v_p, S)
         (inside, gauss), win = window_forward(p, S, int(window))
-        soft = attention_weights(sc, inside)
+        soft = attention_weights.unchecked(sc, inside)
         a = soft * gauss
     c = a @ hs  # [B, T, Hs]
     ch = xp.concat([c, h], axis=-1)
@@ -372,6 +402,17 @@ def attention_forward(
     return out, cache
 
 
+def _check_attention_backward(d_a: Any, d_c: Any, d_h_tilde: Any, cache: Any, d_p: Any = None) -> None:
+    if not isinstance(cache, LuongCache):
+        raise TypeError(f"cache: expected the LuongCache of attention_forward, got {type(cache).__name__}")
+    lead = "B" if cache.single else "B T"
+    check_arrays({"the forward's h": cache.h, "the forward's hs": cache.hs, "d_a": d_a, "d_c": d_c,
+                  "d_h_tilde": d_h_tilde, "d_p": d_p},
+                 {"the forward's h": "B T H", "the forward's hs": "B S Hs", "d_a": f"?{lead} S",
+                  "d_c": f"?{lead} Hs", "d_h_tilde": f"?{lead} H", "d_p": f"?{lead}"})
+
+
+@checked_by(_check_attention_backward)
 def attention_backward(
     d_a: Any | None,
     d_c: Any | None,
@@ -420,7 +461,7 @@ def attention_backward(
                 d_pos = d_pos + d_p
             dh_p, g_W_p, g_v_p = position_backward(d_pos, C.position)
             d_h = d_h + dh_p
-    d_score = attention_weights_backward(d_soft, C.soft)
+    d_score = attention_weights_backward.unchecked(d_soft, C.soft)
     dh_s, dhs_s, g_W_a, g_v_a = score_backward(d_score, C.score_cache)
     d_h = d_h + dh_s
     d_hs = d_hs + dhs_s

@@ -16,7 +16,7 @@ of ``alpha`` shows the anti-diagonal. Run::
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -130,17 +130,32 @@ def save_heatmap(res: TrainResult, path: str, seed: int = 0) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m refmem.attention.train", description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--T", type=int, default=6, help="sequence length")
-    p.add_argument("--V", type=int, default=5, help="alphabet size")
-    p.add_argument("--H", type=int, default=24, help="decoder units")
-    p.add_argument("--lr", type=float, default=0.02)
+    """``python -m refmem.attention.train``: bad options are one line on standard error, exit status 2
+    (the rules of :mod:`refmem.cli`)."""
+    from ..cli import CommandError, UsageError, Parser, check_output_path, int_at_least, positive_float
+
+    p = Parser(prog="python -m refmem.attention.train", description=__doc__.split("\n")[0])
+    pos = int_at_least(1)
+    p.add_argument("--steps", type=pos, default=400)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--T", type=pos, default=6, help="sequence length")
+    p.add_argument("--V", type=pos, default=5, help="alphabet size")
+    p.add_argument("--H", type=pos, default=24, help="decoder units")
+    p.add_argument("--lr", type=positive_float, default=0.02)
     p.add_argument("--output-state", choices=["previous", "current"], default="current")
     p.add_argument("--backend", default="numpy")
     p.add_argument("--out", default=None, metavar="PNG", help="write the heat map of alpha for one sequence")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+        if args.out is not None:
+            check_output_path(args.out, "--out")
+        try:
+            rx.backend(args.backend)
+        except rx.BackendError as exc:
+            raise CommandError(f"argument --backend: {exc}") from None
+    except (UsageError, CommandError) as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
     res = train(steps=args.steps, T=args.T, V=args.V, H=args.H, lr=args.lr, seed=args.seed,
                 output_state=args.output_state, backend=args.backend, log_every=max(args.steps // 10, 1))
     print(f"trained {args.steps} steps in {res.seconds:.1f} s; loss {res.losses[0]:.3f} -> {res.losses[-1]:.4f}; "

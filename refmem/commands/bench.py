@@ -17,7 +17,8 @@ import sys
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
 
-HELP = "time forward+backward of the models beside torch and jax, and the gradient checks (figures, not tests)"
+HELP = ("time forward+backward of refmem's models beside torch eager and jax.jit, and the gradient checks "
+        "(figures, not tests; needs a source checkout)")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,17 +28,28 @@ def _csv(text: str) -> list[str]:
 
 
 def add_arguments(p: ArgumentParser) -> None:
-    p.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    from ..cli import int_at_least
+
+    p.add_argument("--json", metavar="PATH",
+                   help='write {"records", "skipped", "gradcheck", "memory", "meta"} as JSON to PATH')
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
-    p.add_argument("--only", action="append", metavar="TEXT", help="benchmarks whose name contains TEXT (repeatable)")
+    try:
+        names = ", ".join(b.name for b in _configs().BENCHES)
+    except OSError:  # no benchmarks/ beside the package: run() says so
+        names = "see benchmarks/configs.py"
+    p.add_argument("--only", action="append", metavar="TEXT",
+                   help=f"benchmarks whose name contains TEXT (repeatable; each must match one): {names}")
     p.add_argument("--impl", type=_csv, metavar="LIST", help="refmem,torch,jax (default: all three)")
     p.add_argument("--dtype", type=_csv, metavar="LIST", help="float32,float64 (default: both)")
-    p.add_argument("--repeats", type=int, metavar="N", help="timed repeats per measurement (default 5; quick 1)")
+    p.add_argument("--repeats", type=int_at_least(1), metavar="N",
+                   help="timed repeats per measurement (default 5; quick 1)")
     p.add_argument("--no-gradcheck", dest="gradcheck", action="store_false",
                    help="skip the gradient-check timings")
     p.add_argument("--memory", action="store_true", help="also measure the peak memory of BPTT (DNC, minutes)")
-    p.add_argument("--profile", metavar="NAME", help="print a cProfile of refmem's forward+backward of NAME and stop")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
+    p.add_argument("--profile", metavar="NAME",
+                   help="print a cProfile of refmem's forward+backward of the benchmarks whose name contains "
+                        "NAME, and stop")
+    p.add_argument("--threads", type=int_at_least(0), default=1, metavar="N",
                    help="threads for BLAS, torch and XLA (default 1; 0 leaves the libraries' defaults)")
 
 
@@ -53,18 +65,45 @@ def _environment(threads: int) -> dict[str, str]:
     return env
 
 
+def _configs():
+    """``benchmarks/configs.py`` of the checkout (plain Python, no NumPy), loaded without importing the rest."""
+    import importlib.util
+
+    name = "_refmem_bench_configs"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "configs.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the file runs
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
+
+
 def run(args: Namespace) -> int:
     from ..cli import CommandError
 
     if not (ROOT / "benchmarks" / "run.py").exists():
         raise CommandError(f"benchmarks/ not found beside the refmem package (looked in {ROOT}); "
                            "run refmem bench from a source checkout installed with pip install -e .")
+    configs = _configs()
     for impl in args.impl or []:
-        if impl not in ("refmem", "torch", "jax"):
-            raise CommandError(f"--impl: unknown implementation {impl!r}; expected refmem, torch, jax")
+        if impl not in configs.IMPLS:
+            raise CommandError(f"argument --impl: unknown implementation {impl!r}; expected {', '.join(configs.IMPLS)}")
+    if args.impl is not None and not args.impl:
+        raise CommandError(f"argument --impl: expected a list of {', '.join(configs.IMPLS)}, got an empty one")
     for dtype in args.dtype or []:
-        if dtype not in ("float32", "float64"):
-            raise CommandError(f"--dtype: unknown dtype {dtype!r}; expected float32, float64")
+        if dtype not in configs.DTYPES:
+            raise CommandError(f"argument --dtype: unknown dtype {dtype!r}; expected {', '.join(configs.DTYPES)}")
+    if args.dtype is not None and not args.dtype:
+        raise CommandError(f"argument --dtype: expected a list of {', '.join(configs.DTYPES)}, got an empty one")
+    problem = configs.unmatched(args.quick, args.only, "--only") or \
+        configs.unmatched(args.quick, [args.profile] if args.profile is not None else None, "--profile")
+    if problem:
+        raise CommandError(problem)
     opts = {"json": os.path.abspath(args.json) if args.json else None, "quick": args.quick, "only": args.only,
             "impl": args.impl, "dtype": args.dtype, "repeats": args.repeats, "gradcheck": args.gradcheck,
             "memory": args.memory, "profile": args.profile, "threads": args.threads}

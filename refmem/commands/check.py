@@ -5,21 +5,36 @@ from __future__ import annotations
 import json
 import sys
 import time
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentParser, ArgumentTypeError, Namespace
 
-HELP = "run the gradient checks of every catalogue case (SPEC §6)"
+HELP = ("run the gradient checks of every catalogue case (SPEC §6): each backward against finite "
+        "differences (central, complex step, or directional)")
+
+
+def module_name(text: str) -> str:
+    """An argparse ``type``: a module of the catalogue (read from ``refmem.catalogue.module_names()``)."""
+    from ..catalogue import module_names
+
+    names = module_names()
+    if text not in names:
+        raise ArgumentTypeError(f"unknown module {text!r}; expected one of {', '.join(names)}")
+    return text
 
 
 def add_arguments(p: ArgumentParser) -> None:
-    p.add_argument("--module", action="append", metavar="NAME",
-                   help="check only this module (repeatable): primitives, memory_lstm, attention, dnc")
+    from ..cli import int_at_least
+
+    p.add_argument("--module", action="append", metavar="NAME", type=module_name,
+                   help="check only this family of the catalogue (repeatable; read from "
+                        "refmem.catalogue.module_names(): an unknown name is refused with the list)")
     p.add_argument("--case", action="append", metavar="TEXT",
-                   help="check only cases whose name contains TEXT (repeatable)")
+                   help="check only cases whose name (<module>/<function>/<variant>) contains TEXT (repeatable; "
+                        "a TEXT that matches no case is an error)")
     p.add_argument("--backend", default="numpy", help="numpy | array_api_strict | torch | cupy (default numpy)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the inputs and cotangents (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the inputs and cotangents (default 0)")
     p.add_argument("--method", action="append", choices=["central", "complex", "directional"],
                    help="check method (repeatable; default: central and complex)")
-    p.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    p.add_argument("--json", metavar="PATH", help='write {"records": [...]} as JSON to PATH')
     p.add_argument("--quiet", action="store_true", help="print only failures and the summary")
 
 
@@ -30,48 +45,55 @@ def _fmt(x: float) -> str:
 def run(args: Namespace) -> int:
     from .. import catalogue, gradcheck
     from .. import xp as rx
-    from ..cli import CommandError, Progress
+    from ..cli import CommandError, Outputs, Progress, print_table
 
-    xp = rx.backend(args.backend)
+    try:
+        xp = rx.backend(args.backend)
+    except rx.BackendError as exc:
+        raise CommandError(f"argument --backend: {exc}") from None
     chosen = catalogue.cases(args.module)
     if args.case:
+        unmatched = [t for t in args.case if not any(t in c.name for c in chosen)]
+        if unmatched:
+            scope = f" of module {', '.join(args.module)}" if args.module else ""
+            raise CommandError(f"argument --case: {', '.join(repr(t) for t in unmatched)} matches no case{scope}; "
+                               f"names are <module>/<function>/<variant>, e.g. {chosen[0].name if chosen else '-'}")
         chosen = [c for c in chosen if any(t in c.name for t in args.case)]
-        if not chosen:
-            raise CommandError(f"no case matches --case {' '.join(args.case)}")
     methods = args.method or ["central", "complex"]
     records: list[gradcheck.Record] = []
     bar = Progress(len(chosen), label="check")
     t_start = time.perf_counter()
-    for case in chosen:
-        try:
-            records.extend(gradcheck.check_case(case, xp, seed=args.seed, methods=methods))
-        except Exception as exc:  # a crashing case is a failed case, reported with its reason
-            records.append(gradcheck.Record(case.name, "*", "error", float("nan"), float("nan"),
-                                            float("nan"), False, 0.0, args.backend,
-                                            note=f"{type(exc).__name__}: {exc}"))
-        bar.update(1, case.name)
-    bar.close()
+    try:
+        for case in chosen:
+            try:
+                records.extend(gradcheck.check_case(case, xp, seed=args.seed, methods=methods))
+            except Exception as exc:  # a crashing case is a failed case, reported with its reason
+                records.append(gradcheck.Record(case.name, "*", "error", float("nan"), float("nan"),
+                                                float("nan"), False, 0.0, args.backend,
+                                                note=f"{type(exc).__name__}: {exc}"))
+            bar.update(1, case.name)
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - t_start
 
     rows = [r for r in records if not (args.quiet and r.passed)]
     if rows:
-        w_case = max(len(r.case) for r in rows)
-        w_t = max(len(r.tensor) for r in rows)
-        header = f"{'case':<{w_case}}  {'tensor':<{w_t}}  {'method':<11} {'max_abs':>8} {'max_rel':>8} {'normwise':>8}  result"
-        print(header)
-        print("-" * len(header))
-        for r in rows:
-            verdict = "ok" if r.passed else "FAIL" + (f" ({r.note})" if r.note else "")
-            print(f"{r.case:<{w_case}}  {r.tensor:<{w_t}}  {r.method:<11} {_fmt(r.max_abs_err):>8} "
-                  f"{_fmt(r.max_rel_err):>8} {_fmt(r.normwise_rel_err):>8}  {verdict}")
+        print_table(["case", "tensor", "method", "max_abs", "max_rel", "normwise", "result"],
+                    [[r.case, r.tensor, r.method, _fmt(r.max_abs_err), _fmt(r.max_rel_err),
+                      _fmt(r.normwise_rel_err), "ok" if r.passed else "FAIL" + (f" ({r.note})" if r.note else "")]
+                     for r in rows], right=("max_abs", "max_rel", "normwise"))
     failed = [r for r in records if not r.passed]
     print(f"\n{len(chosen)} cases, {len(records)} checks on backend {args.backend}, seed {args.seed}, "
           f"{elapsed:.1f} s")
     print(f"{len(records) - len(failed)} passed, {len(failed)} failed")
+    outputs = Outputs()
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"records": [r.as_json() for r in records]}, fh, indent=1, allow_nan=True)
+        def write(path: str) -> None:
+            with open(path, "w") as fh:
+                json.dump({"records": [r.as_json() for r in records]}, fh, indent=1, allow_nan=True)
+
+        outputs.write(args.json, "--json", write)
     if failed:
         print("failing: " + ", ".join(sorted({f"{r.case}:{r.tensor}:{r.method}" for r in failed})), file=sys.stderr)
-        return 1
-    return 0
+    outputs.finish()
+    return 1 if failed else 0

@@ -2,61 +2,100 @@
 
 * ``refmem golden export [--dir golden]``: write every catalogue case, the manifest and README.
 * ``refmem golden check [--dir golden]``: recompute every case and compare; never writes.
-* ``refmem golden verify --adapter package.module:function [--dtype float32|float64]``:
-  run your implementation on the golden cases it declares and print a table.
+* ``refmem golden verify --adapter package.module:function [--dtype float32|float64]
+  [--json PATH] [--junit PATH] [--markdown PATH]``: run your implementation on the golden
+  cases it declares, print a table and, per failing case, its first divergence; optionally
+  write the report as JSON, JUnit XML (one test case per golden case) and a Markdown summary.
 
 ``check`` and ``verify`` exit 1 on any failure, naming each failing case and tensor.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from argparse import ArgumentParser, Namespace
+from pathlib import Path
 
 HELP = "export, check and verify golden tensors for other frameworks (GOLDEN.md)"
 
 
 def add_arguments(p: ArgumentParser) -> None:
+    from .check import module_name
+
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     e = sub.add_parser("export", help="write golden/<module>/<function>/<variant>.safetensors, manifest.json, README.md")
-    e.add_argument("--dir", default="golden", help="output directory (default golden)")
-    e.add_argument("--module", action="append", metavar="NAME",
+    e.add_argument("--dir", default="golden",
+                   help="output directory (default golden; created if missing, checked writable first)")
+    e.add_argument("--module", action="append", metavar="NAME", type=module_name,
                    help="re-export only this module (repeatable); the other cases of an existing manifest are kept")
     c = sub.add_parser("check", help="recompute every golden case and compare (never writes)")
-    c.add_argument("--dir", default=None, help="golden directory (default: the checkout's golden/, else ./golden)")
-    c.add_argument("--module", action="append", metavar="NAME", help="check only this module (repeatable)")
+    c.add_argument("--dir", default=None, help="golden directory (default: the checkout's golden/, else the copy shipped with refmem)")
+    c.add_argument("--module", action="append", metavar="NAME", type=module_name,
+                   help="check only this module (repeatable)")
     c.add_argument("--verbose", action="store_true", help="print every tensor, not only failures")
     v = sub.add_parser("verify", help="check your implementation against the golden tensors")
     v.add_argument("--adapter", required=True, metavar="MODULE:FUNCTION",
                    help="package.module:function or path/to/file.py:function (see examples/README.md)")
     v.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                    help="dtype the inputs are cast to and whose tolerance applies (default float64)")
-    v.add_argument("--dir", default=None, help="golden directory (default: the checkout's golden/, else ./golden)")
+    v.add_argument("--dir", default=None, help="golden directory (default: the checkout's golden/, else the copy shipped with refmem)")
     v.add_argument("--case", action="append", metavar="PATTERN",
                    help="only cases matching PATTERN (fnmatch or substring; repeatable)")
     v.add_argument("--quiet", action="store_true", help="print only failures and the summary")
+    v.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    v.add_argument("--junit", metavar="PATH", help="also write JUnit XML (one test case per golden case) for CI")
+    v.add_argument("--markdown", metavar="PATH", help="also write a Markdown summary (e.g. for a CI job summary)")
+
+
+def _output_path(option: str, value: str | None):
+    """``value`` as a Path whose directory exists and is writable (checked before any work), or ``None``."""
+    from ..cli import CommandError
+
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise CommandError(f"{option} {value}: is a directory; expected a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CommandError(f"{option} {value}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CommandError(f"{option} {value}: not writable")
+    return path
 
 
 def run(args: Namespace) -> int:
     from .. import golden
-    from ..cli import CommandError, Progress
+    from ..cli import CommandError, Outputs, Progress, check_output_dir
 
     t0 = time.perf_counter()
     try:
         if args.action == "export":
             from .. import catalogue
 
+            check_output_dir(args.dir, "--dir")
             cases = catalogue.cases(args.module)
-            bar = Progress(len(cases), label="golden export")
-            manifest = golden.export(args.dir, cases, on_case=lambda name: bar.update(1, name),
-                                     merge=bool(args.module))
-            bar.close()
-            print(f"wrote {len(manifest['cases'])} cases to {args.dir}/ in {time.perf_counter() - t0:.1f} s")
-            for module in sorted({n.split('/')[0] for n in manifest["cases"]}):
-                names = [n for n in manifest["cases"] if n.split("/")[0] == module]
-                print(f"  {module}: {len(names)} cases")
+            outputs, manifests = Outputs(), []
+
+            def export(directory: str) -> None:
+                bar = Progress(len(cases), label="golden export")
+                try:
+                    manifests.append(golden.export(directory, cases, on_case=lambda name: bar.update(1, name),
+                                                   merge=bool(args.module)))
+                finally:
+                    bar.close()
+
+            written = outputs.write(args.dir, "--dir", export, directory=True)
+            if manifests and written:
+                manifest = manifests[-1]
+                print(f"wrote {len(manifest['cases'])} cases to {written}/ in {time.perf_counter() - t0:.1f} s")
+                for module in sorted({n.split('/')[0] for n in manifest["cases"]}):
+                    names = [n for n in manifest["cases"] if n.split("/")[0] == module]
+                    print(f"  {module}: {len(names)} cases")
+            outputs.finish()
             return 0
 
         if args.action == "check":
@@ -74,11 +113,19 @@ def run(args: Namespace) -> int:
             return 0
 
         if args.action == "verify":
+            outputs = {fmt: _output_path(f"--{fmt}", getattr(args, fmt)) for fmt in ("json", "junit", "markdown")}
             report = golden.verify(args.adapter, args.dtype, args.dir, args.case)
+            meta = {"adapter": args.adapter, "dtype": args.dtype, "cases": args.case or []}
+            title = f"refmem golden verify {args.adapter} ({args.dtype})"
+            writers = {"json": lambda: golden.to_json(report, meta), "junit": lambda: golden.to_junit(report, title),
+                       "markdown": lambda: golden.to_markdown(report, title)}
+            for fmt, path in outputs.items():
+                if path is not None:
+                    path.write_text(writers[fmt](), encoding="utf-8")
             text = report.table(only_failures=args.quiet)
             if text:
                 print(text)
-            n_cases = len({r.case for r in report.rows} | {p.split(":")[0] for p in report.problems})
+            n_cases = len(report.cases)
             print(f"\nverify {args.adapter} in {args.dtype}: {n_cases} cases, {len(report.rows)} tensors, "
                   f"{len(report.failures)} failed, {len(report.problems)} problems, {time.perf_counter() - t0:.1f} s")
             if not report.passed:
@@ -96,5 +143,7 @@ def _name_failures(report) -> None:
         failing.setdefault(r.case, []).append(r.tensor)
     for case, tensors in sorted(failing.items()):
         print(f"FAILED {case}: {', '.join(tensors)}", file=sys.stderr)
+        if case in report.divergences:
+            print(f"  {report.divergences[case].message}", file=sys.stderr)
     for p in report.problems:
         print(f"FAILED {p}", file=sys.stderr)

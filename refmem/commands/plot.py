@@ -11,7 +11,8 @@ from __future__ import annotations
 from argparse import ArgumentParser, Namespace
 from typing import Callable, NamedTuple
 
-HELP = "draw figures as PNG (matplotlib): refmem plot attention [--case NAME] [--seed S] [--out PATH]"
+HELP = ("draw figures as PNG (matplotlib): 'attention', the heat map of an attention case's weights; "
+        "'dnc', a DNC's memory usage, write and read weights and link matrix on a copy sequence")
 
 
 class Target(NamedTuple):
@@ -29,11 +30,13 @@ DEFAULT_ATTENTION_CASE = "attention/bahdanau_decoder/previous"
 
 
 def _attention_arguments(p: ArgumentParser) -> None:
+    from ..cli import int_at_least
+
     p.add_argument("--case", default=DEFAULT_ATTENTION_CASE, metavar="NAME",
                    help=f"an attention case (default {DEFAULT_ATTENTION_CASE}); "
                         "see `refmem check --module attention`")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampled inputs (default 0)")
-    p.add_argument("--batch", type=int, default=0, metavar="B", help="which batch row to draw (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the sampled inputs (default 0)")
+    p.add_argument("--batch", type=int_at_least(0), default=0, metavar="B", help="which batch row to draw (default 0)")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="PNG to write (default attention_<function>_<variant>_seed<S>.png)")
 
@@ -41,24 +44,25 @@ def _attention_arguments(p: ArgumentParser) -> None:
 def _attention_run(args: Namespace) -> int:
     from .. import catalogue
     from .. import xp as rx
-    from ..cli import CommandError
+    from ..cli import CommandError, Outputs, check_output_path
 
     plots = _plots()
     name = args.case if args.case.count("/") >= 2 else f"attention/{args.case}"
+    known = ", ".join(c.name for c in catalogue.cases(["attention"]))
     if not name.startswith("attention/"):
-        raise CommandError(f"--case {args.case}: not an attention case")
+        raise CommandError(f"argument --case: {args.case!r} is not an attention case; known: {known}")
     try:
         case = catalogue.get_case(name)
     except KeyError:
-        known = ", ".join(c.name for c in catalogue.cases(["attention"]))
-        raise CommandError(f"no attention case named {name!r}; known: {known}") from None
+        raise CommandError(f"argument --case: no attention case named {name!r}; known: {known}") from None
     xp = rx.backend("numpy")
     arrays = case.draw(xp, args.seed)
     outputs = case.forward(arrays).outputs
     key = "alpha" if "alpha" in outputs else "a"
     weights = rx.to_numpy(outputs[key])
     if not 0 <= args.batch < weights.shape[0]:
-        raise CommandError(f"--batch {args.batch}: the case has batch rows 0..{weights.shape[0] - 1}")
+        raise CommandError(f"argument --batch: expected a batch row 0..{weights.shape[0] - 1} of {case.name}, "
+                           f"got {args.batch}")
     w = weights[args.batch]
     if key == "alpha":  # SPEC §2: steps t = 1..T attend to annotations j = 1..T
         rows, cols = list(range(1, w.shape[0] + 1)), list(range(1, w.shape[1] + 1))
@@ -68,15 +72,19 @@ def _attention_run(args: Namespace) -> int:
         rows, cols = list(range(t0, t0 + w.shape[0])), list(range(w.shape[1]))
         row_label, col_label = "decoder step t", "source position s"
     out = args.out or f"attention_{case.function_name}_{case.variant}_seed{args.seed}.png"
+    check_output_path(out, "--out")
     j = "j" if key == "alpha" else "s"
     title = f"{case.name}\nseed {args.seed}, batch row {args.batch}: {key}[t, {j}] = weight of position {j} at step t"
+    outputs = Outputs()
     try:
-        path = plots.attention_heatmap(w, out, title=title, row_label=row_label, col_label=col_label,
-                                       row_ticks=rows, col_ticks=cols)
+        path = outputs.write(out, "--out", lambda p: plots.attention_heatmap(
+            w, p, title=title, row_label=row_label, col_label=col_label, row_ticks=rows, col_ticks=cols))
     except plots.PlotDependencyError as exc:
         raise CommandError(str(exc)) from None
-    print(f"wrote {path} ({key} of {case.name}, seed {args.seed}, batch row {args.batch}, "
-          f"{w.shape[0]} steps x {w.shape[1]} positions)")
+    if path:
+        print(f"wrote {path} ({key} of {case.name}, seed {args.seed}, batch row {args.batch}, "
+              f"{w.shape[0]} steps x {w.shape[1]} positions)")
+    outputs.finish()
     return 0
 
 
@@ -109,5 +117,5 @@ def run(args: Namespace) -> int:
 
     target = getattr(args, "target", None)
     if not target:
-        raise CommandError(f"plot: name a target: {', '.join(TARGETS)}")
+        raise CommandError(f"name a target: {', '.join(TARGETS)} (refmem plot --help describes them)")
     return int(TARGETS[target].run(args) or 0)

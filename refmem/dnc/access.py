@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
-from ..validation import check_array
+from ..errors import DomainError
+from ..validation import check_arrays, checked_by, fields
 from . import addressing as A
 from . import conventions as C
 
@@ -59,7 +60,7 @@ class AccessConfig:
         for name in ("N", "W", "R", "nw"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"AccessConfig.{name}: expected an int >= 1, got {v!r}")
+                raise DomainError(f"AccessConfig.{name}: expected an int >= 1, got {v!r}")
         C.get(self.convention)
 
     @property
@@ -130,16 +131,62 @@ def initial_state(xp: Any, B: int, cfg: AccessConfig, dtype: Any = None) -> Acce
     )
 
 
-def _check_state(state: AccessState, B: int, cfg: AccessConfig) -> None:
+#: Spec strings of the access state (see :mod:`refmem.validation`).
+STATE_SPECS = {
+    "memory": "B N W", "read_weights": "B R N | unit", "write_weights": "B nw N | unit",
+    "link": "B nw N N | unit", "precedence": "B nw N | unit", "usage": "B N | unit",
+}
+
+
+def _sizes(cfg: AccessConfig) -> dict[str, int]:
+    return {"N": cfg.N, "W": cfg.W, "R": cfg.R, "nw": cfg.nw, "I": interface_size(cfg)}
+
+
+def _check_config(cfg: Any) -> None:
+    if not isinstance(cfg, AccessConfig):
+        raise TypeError(f"cfg: expected an AccessConfig, got {type(cfg).__name__}")
+
+
+def _check_interface_inputs(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig,
+                            extra: dict | None = None, extra_specs: dict | None = None) -> dict[str, int]:
+    _check_config(cfg)
+    I = interface_size(cfg)
+    if hasattr(W_xi, "shape") and len(W_xi.shape) == 2 and int(W_xi.shape[1]) != I:
+        Hc = int(W_xi.shape[0])
+        raise ShapeError(
+            f"W_xi: expected shape (Hc, I) = ({Hc}, {I}) where I = interface_size(N={cfg.N}, W={cfg.W}, "
+            f"R={cfg.R}, nw={cfg.nw}) (read modes 1 + 2nw = {cfg.read_mode_width} per read head), "
+            f"got {tuple(int(s) for s in W_xi.shape)}"
+        )
+    arrays = {"controller_output": controller_output, "W_xi": W_xi, "b_xi": b_xi, **(extra or {})}
+    specs = {"controller_output": "B Hc", "W_xi": "Hc I", "b_xi": "I", **(extra_specs or {})}
+    return check_arrays(arrays, specs, sizes=_sizes(cfg))
+
+
+def _check_step(controller_output: Any, W_xi: Any, b_xi: Any, state: Any, cfg: Any,
+                frozen_write_weights: Any = None) -> None:
     if not isinstance(state, AccessState):
         raise TypeError(f"state: expected an AccessState, got {type(state).__name__}")
-    N, W, R, nw = cfg.N, cfg.W, cfg.R, cfg.nw
-    check_array("state.memory", state.memory, (B, N, W), "(B, N, W)")
-    check_array("state.read_weights", state.read_weights, (B, R, N), "(B, R, N)")
-    check_array("state.write_weights", state.write_weights, (B, nw, N), "(B, nw, N)")
-    check_array("state.link", state.link, (B, nw, N, N), "(B, nw, N, N)")
-    check_array("state.precedence", state.precedence, (B, nw, N), "(B, nw, N)")
-    check_array("state.usage", state.usage, (B, N), "(B, N)")
+    arrays, specs = fields("state", state, STATE_SPECS)
+    arrays["frozen_write_weights"] = frozen_write_weights
+    specs["frozen_write_weights"] = "?B nw N | unit"
+    _check_interface_inputs(controller_output, W_xi, b_xi, cfg, arrays, specs)
+
+
+def _check_step_backward(d_read_vectors: Any, d_new_state: Any, cache: Any) -> None:
+    if not isinstance(cache, AccessCache):
+        raise TypeError(f"cache: expected the AccessCache of access_step_forward, got {type(cache).__name__}")
+    if d_new_state is not None and not isinstance(d_new_state, AccessState):
+        raise TypeError(f"d_new_state: expected an AccessState (fields may be None) or None, "
+                        f"got {type(d_new_state).__name__}")
+    cfg = cache.cfg
+    B = int(cache.new_memory.shape[0])
+    arrays, specs = fields("d_new_state", d_new_state, {k: "?" + v.split("|")[0] for k, v in STATE_SPECS.items()})
+    arrays["d_read_vectors"] = d_read_vectors
+    specs["d_read_vectors"] = "?B R W"
+    arrays["the forward's read vectors' memory"] = cache.new_memory
+    specs["the forward's read vectors' memory"] = "B N W"
+    check_arrays(arrays, specs, sizes={**_sizes(cfg), "B": B})
 
 
 # ----------------------------------------------------------------------------- interface
@@ -175,6 +222,7 @@ class InterfaceCache(NamedTuple):
     cfg: AccessConfig
 
 
+@checked_by(_check_interface_inputs)
 def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig) -> tuple[Interface, InterfaceCache]:
     """``xi = h_c @ W_xi + b_xi`` sliced in SPEC §5 order, reshaped row-major and activated.
 
@@ -186,18 +234,8 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
         the :class:`Interface` and an :class:`InterfaceCache`.
     """
     xp = rx.namespace(controller_output, W_xi, b_xi)
-    I = interface_size(cfg)
-    check_array("controller_output", controller_output, (None, None), "(B, Hc)")
-    B, Hc = (int(s) for s in controller_output.shape)
-    if hasattr(W_xi, "shape") and len(W_xi.shape) == 2 and int(W_xi.shape[1]) != I:
-        raise ShapeError(
-            f"W_xi: expected shape (Hc, I) = ({Hc}, {I}) where I = interface_size(N={cfg.N}, W={cfg.W}, "
-            f"R={cfg.R}, nw={cfg.nw}) (read modes 1 + 2nw = {cfg.read_mode_width} per read head), "
-            f"got {tuple(int(s) for s in W_xi.shape)}"
-        )
-    check_array("W_xi", W_xi, (Hc, I), "(Hc, I)")
-    check_array("b_xi", b_xi, (I,), "(I,)")
-    xi, lin_cache = P.linear_forward(controller_output, W_xi, b_xi)
+    B = int(controller_output.shape[0])
+    xi, lin_cache = P.linear_forward.unchecked(controller_output, W_xi, b_xi)
     parts = {}
     start = 0
     for name, shape, act in interface_layout(cfg):
@@ -215,6 +253,22 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
     return iface, InterfaceCache(lin_cache, iface, cfg)
 
 
+def _check_interface_backward(d_interface: Any, cache: Any) -> None:
+    if not isinstance(cache, InterfaceCache):
+        raise TypeError(f"cache: expected the InterfaceCache of interface_forward, got {type(cache).__name__}")
+    if not isinstance(d_interface, Interface):
+        raise TypeError(f"d_interface: expected an Interface of gradients (fields may be None), "
+                        f"got {type(d_interface).__name__}")
+    iface = cache.interface
+    arrays, specs = {}, {}
+    for name in Interface._fields:
+        ref = getattr(iface, name)
+        arrays[f"d_interface.{name}"] = getattr(d_interface, name)
+        specs[f"d_interface.{name}"] = "?" + " ".join(str(int(n)) for n in ref.shape)
+    check_arrays(arrays, specs, precision_of={"the forward's interface": iface.free_gates})
+
+
+@checked_by(_check_interface_backward)
 def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[Any, Any, Any]:
     """Reverse of :func:`interface_forward`: ``(d_controller_output, d_W_xi, d_b_xi)``.
 
@@ -232,10 +286,10 @@ def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[A
         if act == "sigmoid":
             d = d * out * (1.0 - out)
         elif act == "softmax":
-            d = P.softmax_backward(d, P.SoftmaxCache(out, -1))
+            d = P.softmax_backward.unchecked(d, P.SoftmaxCache(out, -1))
         pieces.append(xp.reshape(d, (B, -1)))
     d_xi = xp.concat(pieces, axis=-1)
-    return P.linear_backward(d_xi, cache.linear)
+    return P.linear_backward.unchecked(d_xi, cache.linear)
 
 
 # ----------------------------------------------------------------------------- the step
@@ -262,6 +316,7 @@ class AccessCache(NamedTuple):
     read_weights: Any
 
 
+@checked_by(_check_step)
 def access_step_forward(controller_output: Any, W_xi: Any, b_xi: Any, state: AccessState, cfg: AccessConfig,
                         frozen_write_weights: Any = None) -> tuple[Any, AccessState, AccessCache]:
     """One access step of SPEC §5 (interface, steps 1-10).
@@ -279,19 +334,15 @@ def access_step_forward(controller_output: Any, W_xi: Any, b_xi: Any, state: Acc
     Returns:
         ``read_vectors [B, R, W]``, the new :class:`AccessState` and an :class:`AccessCache`.
     """
-    if not isinstance(cfg, AccessConfig):
-        raise TypeError(f"cfg: expected an AccessConfig, got {type(cfg).__name__}")
     conv = C.get(cfg.convention)
-    iface, icache = interface_forward(controller_output, W_xi, b_xi, cfg)
-    B = int(controller_output.shape[0])
-    _check_state(state, B, cfg)
-    usage, ucache = A.usage_forward(state.usage, state.write_weights, iface.free_gates, state.read_weights,
+    iface, icache = interface_forward.unchecked(controller_output, W_xi, b_xi, cfg)
+    usage, ucache = A.usage_forward.unchecked(state.usage, state.write_weights, iface.free_gates, state.read_weights,
                                     conv, frozen_write_weights=frozen_write_weights)
-    ww, wcache = A.write_weights_forward(state.memory, usage, iface.write_keys, iface.write_strengths,
+    ww, wcache = A.write_weights_forward.unchecked(state.memory, usage, iface.write_keys, iface.write_strengths,
                                          iface.allocation_gates, iface.write_gates, conv)
-    memory, mcache = A.memory_update_forward(state.memory, ww, iface.erase_vectors, iface.write_vectors)
-    link, precedence, lcache = A.temporal_linkage_forward(state.link, state.precedence, ww)
-    wr, rcache = A.read_weights_forward(memory, iface.read_keys, iface.read_strengths, link, state.read_weights,
+    memory, mcache = A.memory_update_forward.unchecked(state.memory, ww, iface.erase_vectors, iface.write_vectors)
+    link, precedence, lcache = A.temporal_linkage_forward.unchecked(state.link, state.precedence, ww)
+    wr, rcache = A.read_weights_forward.unchecked(memory, iface.read_keys, iface.read_strengths, link, state.read_weights,
                                         iface.read_modes, conv)
     read_vectors = wr @ memory
     new_state = AccessState(memory, wr, ww, link, precedence, usage)
@@ -299,6 +350,7 @@ def access_step_forward(controller_output: Any, W_xi: Any, b_xi: Any, state: Acc
     return read_vectors, new_state, cache
 
 
+@checked_by(_check_step_backward)
 def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
                          cache: AccessCache) -> tuple[Any, Any, Any, AccessState]:
     """Reverse of :func:`access_step_forward`, steps 10 to 1 then the interface.
@@ -325,19 +377,19 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         d_wr = P.add_optional(d_wr, d_read_vectors @ P.transpose_last(memory))
     d_wr = P.zeros_if_none(d_wr, wr)
     # steps 7-9: read weights
-    g_read = A.read_weights_backward(d_wr, cache.read)
+    g_read = A.read_weights_backward.unchecked(d_wr, cache.read)
     d_memory = P.add_optional(d_memory, g_read.memory)
     d_link = P.add_optional(d_new_state.link, g_read.link)
     # step 6: link and precedence
-    g_link = A.temporal_linkage_backward(d_link, d_new_state.precedence, cache.link)
+    g_link = A.temporal_linkage_backward.unchecked(d_link, d_new_state.precedence, cache.link)
     # step 5: memory
-    g_mem = A.memory_update_backward(d_memory, cache.memory)
+    g_mem = A.memory_update_backward.unchecked(d_memory, cache.memory)
     d_ww = P.add_optional(P.add_optional(d_new_state.write_weights, g_link.write_weights), g_mem.write_weights)
     # steps 2-4: write weights
-    g_write = A.write_weights_backward(d_ww, cache.write)
+    g_write = A.write_weights_backward.unchecked(d_ww, cache.write)
     d_usage = P.add_optional(d_new_state.usage, g_write.usage)
     # step 1: usage
-    g_usage = A.usage_backward(d_usage, cache.usage)
+    g_usage = A.usage_backward.unchecked(d_usage, cache.usage)
     d_iface = Interface(
         write_vectors=g_mem.write_vectors,
         erase_vectors=g_mem.erase_vectors,
@@ -350,7 +402,7 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         read_keys=g_read.read_keys,
         read_strengths=g_read.read_strengths,
     )
-    d_h, d_W, d_b = interface_backward(d_iface, cache.interface)
+    d_h, d_W, d_b = interface_backward.unchecked(d_iface, cache.interface)
     d_state = AccessState(
         memory=g_mem.memory + g_write.memory,
         read_weights=g_read.prev_read_weights + g_usage.prev_read_weights,

@@ -21,8 +21,7 @@ from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
-from ..errors import ShapeError
-from ..validation import check_array
+from ..validation import edge
 from . import conventions as C
 
 __all__ = [
@@ -91,6 +90,7 @@ class ContentGrads(NamedTuple):
     strengths: Any
 
 
+@edge(memory="B N W", keys="B H W", strengths="B H")
 def content_weights_forward(memory: Any, keys: Any, strengths: Any,
                             convention: str | C.Convention = C.DEFAULT) -> tuple[Any, ContentCache]:
     """Content addressing ``C(M, k, β)_i = softmax_i(act(β) · cos(k, M_i))`` (SPEC §5 steps 2 and 8).
@@ -102,24 +102,21 @@ def content_weights_forward(memory: Any, keys: Any, strengths: Any,
     Returns:
         ``weights [B, H, N]`` and a :class:`ContentCache`.
     """
-    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    check_array("keys", keys, (B, None, W), "(B, H, W)")
-    H = int(keys.shape[1])
-    check_array("strengths", strengths, (B, H), "(B, H)")
-    similarity, cos_cache = P.cosine_forward(keys, memory)
+    similarity, cos_cache = P.cosine_forward.unchecked(keys, memory)
     beta = C.strength_forward(strengths, convention)
     weights = P.softmax(beta[:, :, None] * similarity, axis=-1)
     return weights, ContentCache(strengths, beta, similarity, weights, cos_cache)
 
 
+@edge({"cache.weights": "B H N"}, d_weights="B H N")
 def content_weights_backward(d_weights: Any, cache: ContentCache) -> ContentGrads:
     """``d_logits = softmax_backward``; ``d_beta = Σ_N d_logits ∘ cos``; ``d_cos = d_logits ∘ beta``."""
     xp = rx.namespace(d_weights)
-    d_logits = P.softmax_backward(d_weights, P.SoftmaxCache(cache.weights, -1))
+    d_logits = P.softmax_backward.unchecked(d_weights, P.SoftmaxCache(cache.weights, -1))
     d_beta = xp.sum(d_logits * cache.similarity, axis=-1)
     d_similarity = d_logits * cache.beta[:, :, None]
-    d_keys, d_memory = P.cosine_backward(d_similarity, cache.cosine)
+    d_keys, d_memory = P.cosine_backward.unchecked(d_similarity, cache.cosine)
     d_strengths = C.strength_backward(d_beta, cache.strengths)
     return ContentGrads(d_memory, d_keys, d_strengths)
 
@@ -159,6 +156,8 @@ class UsageGrads(NamedTuple):
     prev_read_weights: Any
 
 
+@edge(prev_usage="B N | unit", prev_write_weights="B nw N | unit", free_gates="B R | unit",
+      prev_read_weights="B R N | unit", frozen_write_weights="?B nw N | unit")
 def usage_forward(prev_usage: Any, prev_write_weights: Any, free_gates: Any, prev_read_weights: Any,
                   convention: str | C.Convention = C.DEFAULT,
                   frozen_write_weights: Any = None) -> tuple[Any, UsageCache]:
@@ -182,15 +181,9 @@ def usage_forward(prev_usage: Any, prev_write_weights: Any, free_gates: Any, pre
     """
     xp = rx.namespace(prev_usage, prev_write_weights, free_gates, prev_read_weights)
     conv = C.get(convention)
-    check_array("prev_usage", prev_usage, (None, None), "(B, N)")
     B, N = _shape(prev_usage)
-    check_array("prev_write_weights", prev_write_weights, (B, None, N), "(B, nw, N)")
-    check_array("free_gates", free_gates, (B, None), "(B, R)")
-    R = int(free_gates.shape[1])
-    check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
     ww = prev_write_weights
     if conv.stop_usage_gradient and frozen_write_weights is not None:
-        check_array("frozen_write_weights", frozen_write_weights, _shape(prev_write_weights), "(B, nw, N)")
         ww = frozen_write_weights
     write_factors = 1.0 - ww
     write_product = 1.0 - xp.prod(write_factors, axis=1)
@@ -203,6 +196,7 @@ def usage_forward(prev_usage: Any, prev_write_weights: Any, free_gates: Any, pre
     return usage, cache
 
 
+@edge({"cache.retention": "B N"}, d_usage="B N")
 def usage_backward(d_usage: Any, cache: UsageCache) -> UsageGrads:
     """Reverse of :func:`usage_forward`; products differentiated without division."""
     xp = rx.namespace(d_usage)
@@ -238,6 +232,7 @@ class AllocationCache(NamedTuple):
     prod_sorted_usage: Any
 
 
+@edge(usage="B N | unit")
 def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, AllocationCache]:
     """Allocation weights ``a = alloc(u)`` (SPEC §5 step 3).
 
@@ -251,7 +246,6 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
         ``allocation [B, N]`` and an :class:`AllocationCache`.
     """
     xp = rx.namespace(usage)
-    check_array("usage", usage, (None, None), "(B, N)")
     usage_hat = eps + (1.0 - eps) * usage
     nonusage = 1.0 - usage_hat
     perm = xp.argsort(P.real_part(nonusage), axis=-1, descending=True, stable=True)
@@ -263,13 +257,14 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
     return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage)
 
 
+@edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N")
 def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = ALLOCATION_EPS) -> Any:
     """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3)."""
     xp = rx.namespace(d_allocation)
     d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)
     d_sorted_nonusage = d_sorted_allocation * cache.prod_sorted_usage
     d_prod = d_sorted_allocation * cache.sorted_nonusage
-    d_sorted_usage = P.exclusive_cumprod_backward(d_prod, (cache.sorted_usage, -1))
+    d_sorted_usage = P.exclusive_cumprod_backward.unchecked(d_prod, (cache.sorted_usage, -1))
     d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
     d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
     return -(1.0 - eps) * d_nonusage
@@ -296,6 +291,7 @@ class WriteAllocationGrads(NamedTuple):
     write_gates: Any
 
 
+@edge(usage="B N | unit", write_gates="B nw | unit")
 def write_allocation_weights_forward(usage: Any, write_gates: Any) -> tuple[Any, WriteAllocationCache]:
     """Allocation for each write head in turn (SPEC §5 step 3).
 
@@ -309,14 +305,12 @@ def write_allocation_weights_forward(usage: Any, write_gates: Any) -> tuple[Any,
         ``allocation [B, nw, N]`` and a :class:`WriteAllocationCache`.
     """
     xp = rx.namespace(usage, write_gates)
-    check_array("usage", usage, (None, None), "(B, N)")
     B, N = _shape(usage)
-    check_array("write_gates", write_gates, (B, None), "(B, nw)")
     nw = int(write_gates.shape[1])
     u = usage
     usages, allocs, heads = [], [], []
     for k in range(nw):
-        a, cache = allocation_forward(u)
+        a, cache = allocation_forward.unchecked(u)
         usages.append(u)
         allocs.append(a)
         heads.append(cache)
@@ -325,6 +319,7 @@ def write_allocation_weights_forward(usage: Any, write_gates: Any) -> tuple[Any,
     return allocation, WriteAllocationCache(xp.stack(usages, axis=1), allocation, write_gates, tuple(heads))
 
 
+@edge({"cache.allocation": "B nw N"}, d_allocation="B nw N")
 def write_allocation_weights_backward(d_allocation: Any, cache: WriteAllocationCache) -> WriteAllocationGrads:
     """Reverse over the write heads: ``d u^(k)`` collects the allocation of head ``k``
     and the simulated update ``u^(k+1)``."""
@@ -338,7 +333,7 @@ def write_allocation_weights_backward(d_allocation: Any, cache: WriteAllocationC
         g_k = cache.write_gates[:, k:k + 1]
         d_a = d_allocation[:, k, :] + d_u * (1.0 - u_k) * g_k
         d_gates[k] = xp.sum(d_u * (1.0 - u_k) * a_k, axis=-1)
-        d_u = d_u * (1.0 - g_k * a_k) + allocation_backward(d_a, cache.heads[k])
+        d_u = d_u * (1.0 - g_k * a_k) + allocation_backward.unchecked(d_a, cache.heads[k])
     return WriteAllocationGrads(d_u, xp.stack(d_gates, axis=1))
 
 
@@ -373,6 +368,8 @@ class WriteWeightsGrads(NamedTuple):
     write_gates: Any
 
 
+@edge(memory="B N W", usage="B N | unit", write_keys="B nw W", write_strengths="B nw",
+      allocation_gates="B nw | unit", write_gates="B nw | unit")
 def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_strengths: Any, allocation_gates: Any,
                           write_gates: Any, convention: str | C.Convention = C.DEFAULT) -> tuple[Any, WriteWeightsCache]:
     """Write weights ``ww_k = g^w_k (g^a_k a_k + (1 - g^a_k) c^w_k)`` (SPEC §5 steps 2-4).
@@ -387,16 +384,9 @@ def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_streng
     Returns:
         ``write_weights [B, nw, N]`` and a :class:`WriteWeightsCache`.
     """
-    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    check_array("usage", usage, (B, N), "(B, N)")
-    check_array("write_keys", write_keys, (B, None, W), "(B, nw, W)")
-    nw = int(write_keys.shape[1])
-    check_array("write_strengths", write_strengths, (B, nw), "(B, nw)")
-    check_array("allocation_gates", allocation_gates, (B, nw), "(B, nw)")
-    check_array("write_gates", write_gates, (B, nw), "(B, nw)")
-    content, content_cache = content_weights_forward(memory, write_keys, write_strengths, convention)
-    allocation, alloc_cache = write_allocation_weights_forward(usage, allocation_gates * write_gates)
+    content, content_cache = content_weights_forward.unchecked(memory, write_keys, write_strengths, convention)
+    allocation, alloc_cache = write_allocation_weights_forward.unchecked(usage, allocation_gates * write_gates)
     ga = allocation_gates[:, :, None]
     gw = write_gates[:, :, None]
     write_weights = gw * (ga * allocation + (1.0 - ga) * content)
@@ -404,6 +394,7 @@ def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_streng
                                             content_cache, alloc_cache)
 
 
+@edge({"cache.content": "B nw N"}, d_write_weights="B nw N")
 def write_weights_backward(d_write_weights: Any, cache: WriteWeightsCache) -> WriteWeightsGrads:
     """Reverse of :func:`write_weights_forward`; the allocation's gate is the product ``g^a g^w``."""
     xp = rx.namespace(d_write_weights)
@@ -415,10 +406,10 @@ def write_weights_backward(d_write_weights: Any, cache: WriteWeightsCache) -> Wr
     d_allocation_gates = xp.sum(d_mix * (cache.allocation - cache.content), axis=-1)
     d_content = d_mix * (1.0 - ga)
     d_allocation = d_mix * ga
-    alloc = write_allocation_weights_backward(d_allocation, cache.allocation_cache)
+    alloc = write_allocation_weights_backward.unchecked(d_allocation, cache.allocation_cache)
     d_allocation_gates = d_allocation_gates + alloc.write_gates * cache.write_gates
     d_write_gates = d_write_gates + alloc.write_gates * cache.allocation_gates
-    content = content_weights_backward(d_content, cache.content_cache)
+    content = content_weights_backward.unchecked(d_content, cache.content_cache)
     return WriteWeightsGrads(content.memory, alloc.usage, content.keys, content.strengths,
                              d_allocation_gates, d_write_gates)
 
@@ -452,6 +443,8 @@ class MemoryGrads(NamedTuple):
     write_vectors: Any
 
 
+@edge(memory="B N W", write_weights="B nw N | unit", erase_vectors="B nw W | unit",
+      write_vectors="B nw W")
 def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
                           write_vectors: Any) -> tuple[Any, MemoryCache]:
     """Erase and write, SPEC §5 step 5: ``M_t = M_{t-1} ∘ Π_k (1 - ww_k e_kᵀ) + Σ_k ww_k v_kᵀ``.
@@ -465,18 +458,14 @@ def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
         ``memory [B, N, W]`` and a :class:`MemoryCache`.
     """
     xp = rx.namespace(memory, write_weights, erase_vectors, write_vectors)
-    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    check_array("write_weights", write_weights, (B, None, N), "(B, nw, N)")
-    nw = int(write_weights.shape[1])
-    check_array("erase_vectors", erase_vectors, (B, nw, W), "(B, nw, W)")
-    check_array("write_vectors", write_vectors, (B, nw, W), "(B, nw, W)")
     erase_factors = 1.0 - write_weights[:, :, :, None] * erase_vectors[:, :, None, :]
     retention = xp.prod(erase_factors, axis=1)
     new_memory = memory * retention + P.transpose_last(write_weights) @ write_vectors
     return new_memory, MemoryCache(memory, write_weights, erase_vectors, write_vectors, erase_factors, retention)
 
 
+@edge({"cache.memory": "B N W"}, d_memory="B N W")
 def memory_update_backward(d_memory: Any, cache: MemoryCache) -> MemoryGrads:
     """``dM_{t-1} = d ∘ retention``; erase factors by the division-free product of the others;
     ``d ww = v dᵀ``, ``d v = ww d`` for the write."""
@@ -516,6 +505,7 @@ class LinkGrads(NamedTuple):
     write_weights: Any
 
 
+@edge(prev_link="B nw N N | unit", prev_precedence="B nw N | unit", write_weights="B nw N | unit")
 def temporal_linkage_forward(prev_link: Any, prev_precedence: Any,
                              write_weights: Any) -> tuple[Any, Any, LinkCache]:
     """Link and precedence per write head, SPEC §5 step 6.
@@ -531,10 +521,7 @@ def temporal_linkage_forward(prev_link: Any, prev_precedence: Any,
         ``link [B, nw, N, N]``, ``precedence [B, nw, N]`` and a :class:`LinkCache`.
     """
     xp = rx.namespace(prev_link, prev_precedence, write_weights)
-    check_array("write_weights", write_weights, (None, None, None), "(B, nw, N)")
     B, nw, N = _shape(write_weights)
-    check_array("prev_link", prev_link, (B, nw, N, N), "(B, nw, N, N)")
-    check_array("prev_precedence", prev_precedence, (B, nw, N), "(B, nw, N)")
     off_diagonal = 1.0 - xp.eye(N, dtype=write_weights.dtype)
     w_i = write_weights[:, :, :, None]
     w_j = write_weights[:, :, None, :]
@@ -544,6 +531,7 @@ def temporal_linkage_forward(prev_link: Any, prev_precedence: Any,
     return link, precedence, LinkCache(prev_link, prev_precedence, write_weights, off_diagonal, write_sum)
 
 
+@edge({"cache.prev_link": "B nw N N"}, d_link="?B nw N N", d_precedence="?B nw N")
 def temporal_linkage_backward(d_link: Any, d_precedence: Any, cache: LinkCache) -> LinkGrads:
     """Reverse of :func:`temporal_linkage_forward`; either upstream gradient may be ``None`` (zero)."""
     xp = rx.namespace(cache.write_weights)
@@ -579,6 +567,7 @@ class DirectionalGrads(NamedTuple):
     prev_read_weights: Any
 
 
+@edge(link="B nw N N | unit", prev_read_weights="B R N | unit")
 def directional_weights_forward(link: Any, prev_read_weights: Any) -> tuple[Any, Any, DirectionalCache]:
     """Forward and backward weights, SPEC §5 step 7.
 
@@ -591,11 +580,7 @@ def directional_weights_forward(link: Any, prev_read_weights: Any) -> tuple[Any,
         ``forward [B, R, nw, N]``, ``backward [B, R, nw, N]`` and a :class:`DirectionalCache`.
     """
     xp = rx.namespace(link, prev_read_weights)
-    check_array("link", link, (None, None, None, None), "(B, nw, N, N)")
     B, nw, N, N2 = _shape(link)
-    if N2 != N:
-        raise ShapeError(f"link: expected shape (B, nw, N, N) with square last axes, got {_shape(link)}")
-    check_array("prev_read_weights", prev_read_weights, (B, None, N), "(B, R, N)")
     wr = prev_read_weights[:, None, :, :]  # [B, 1, R, N]
     fwd = wr @ P.transpose_last(link)  # [B, nw, R, N]: Σ_j wr[j] L[i, j]
     bwd = wr @ link  # [B, nw, R, N]: Σ_j wr[j] L[j, i]
@@ -604,6 +589,8 @@ def directional_weights_forward(link: Any, prev_read_weights: Any) -> tuple[Any,
     return fwd, bwd, DirectionalCache(link, prev_read_weights)
 
 
+@edge({"cache.link": "B nw N N", "cache.prev_read_weights": "B R N"}, d_forward="?B R nw N",
+      d_backward="?B R nw N")
 def directional_weights_backward(d_forward: Any, d_backward: Any, cache: DirectionalCache) -> DirectionalGrads:
     """``dL_k = Σ_r d f_{r,k} wr_rᵀ + wr_r d b_{r,k}ᵀ``, ``d wr_r = Σ_k L_kᵀ d f_{r,k} + L_k d b_{r,k}``.
 
@@ -660,6 +647,8 @@ class ReadWeightsGrads(NamedTuple):
     read_modes: Any
 
 
+@edge(memory="B N W", read_keys="B R W", read_strengths="B R", link="B nw N N | unit",
+      prev_read_weights="B R N | unit", read_modes="B R (1+2*nw) | unit")
 def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link: Any, prev_read_weights: Any,
                          read_modes: Any, convention: str | C.Convention = C.DEFAULT) -> tuple[Any, ReadWeightsCache]:
     """Read weights, SPEC §5 steps 7-9.
@@ -678,24 +667,18 @@ def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link:
     """
     xp = rx.namespace(memory, read_keys, read_strengths, link, prev_read_weights, read_modes)
     conv = C.get(convention)
-    check_array("memory", memory, (None, None, None), "(B, N, W)")
     B, N, W = _shape(memory)
-    check_array("read_keys", read_keys, (B, None, W), "(B, R, W)")
-    R = int(read_keys.shape[1])
-    check_array("read_strengths", read_strengths, (B, R), "(B, R)")
-    check_array("link", link, (B, None, N, N), "(B, nw, N, N)")
     nw = int(link.shape[1])
-    check_array("prev_read_weights", prev_read_weights, (B, R, N), "(B, R, N)")
-    check_array("read_modes", read_modes, (B, R, None), "(B, R, 1 + 2nw)")
     pb, pf, pc = C.split_read_modes(read_modes, nw, conv)
-    content, content_cache = content_weights_forward(memory, read_keys, read_strengths, conv)
-    fwd, bwd, dir_cache = directional_weights_forward(link, prev_read_weights)
+    content, content_cache = content_weights_forward.unchecked(memory, read_keys, read_strengths, conv)
+    fwd, bwd, dir_cache = directional_weights_forward.unchecked(link, prev_read_weights)
     read_weights = (pc * content + xp.sum(pf[:, :, :, None] * fwd, axis=2)
                     + xp.sum(pb[:, :, :, None] * bwd, axis=2))
     cache = ReadWeightsCache(content, fwd, bwd, pb, pf, pc, conv, content_cache, dir_cache)
     return read_weights, cache
 
 
+@edge({"cache.content_cache.weights": "B R N"}, d_read_weights="B R N")
 def read_weights_backward(d_read_weights: Any, cache: ReadWeightsCache) -> ReadWeightsGrads:
     """Reverse of :func:`read_weights_forward`; the mode gradients are joined in the convention's layout."""
     xp = rx.namespace(d_read_weights)
@@ -706,8 +689,8 @@ def read_weights_backward(d_read_weights: Any, cache: ReadWeightsCache) -> ReadW
     d_content = d * cache.modes_content
     d_forward = cache.modes_forward[:, :, :, None] * d[:, :, None, :]
     d_backward = cache.modes_backward[:, :, :, None] * d[:, :, None, :]
-    directional = directional_weights_backward(d_forward, d_backward, cache.directional_cache)
-    content = content_weights_backward(d_content, cache.content_cache)
+    directional = directional_weights_backward.unchecked(d_forward, d_backward, cache.directional_cache)
+    content = content_weights_backward.unchecked(d_content, cache.content_cache)
     d_modes = C.join_read_modes(d_pb, d_pf, d_pc, cache.convention)
     return ReadWeightsGrads(content.memory, content.keys, content.strengths, directional.link,
                             directional.prev_read_weights, d_modes)

@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
-from ..validation import check_array
+from ..errors import ShapeError
+from ..validation import check_arrays, checked_by, edge
 
 __all__ = [
     "LSTMParams",
@@ -115,6 +116,17 @@ class LSTMCache(NamedTuple):
     I: int
 
 
+def _check_lstm_step(x: Any, state: Any, params: Any, forget_bias: float = 1.0, where: str = "") -> None:
+    if not isinstance(state, LSTMState):
+        raise TypeError(f"{where}state: expected an LSTMState(h, c), got {type(state).__name__}")
+    if not isinstance(params, LSTMParams):
+        raise TypeError(f"{where}params: expected LSTMParams(W, b), got {type(params).__name__}")
+    check_arrays({"x": x, "state.h": state.h, "state.c": state.c, "params.W": params.W, "params.b": params.b},
+                 {"x": "B I", "state.h": "B H", "state.c": "B H", "params.W": "(I+H) (4*H)", "params.b": "(4*H)"},
+                 where=where)
+
+
+@checked_by(_check_lstm_step)
 def lstm_step_forward(x: Any, state: LSTMState, params: LSTMParams,
                       forget_bias: float = 1.0) -> tuple[Any, LSTMState, LSTMCache]:
     """One Sonnet LSTM step (SPEC §5 Core, controller equations).
@@ -128,13 +140,8 @@ def lstm_step_forward(x: Any, state: LSTMState, params: LSTMParams,
         ``(h [B, H], LSTMState(h, c), cache)``.
     """
     xp = rx.namespace(x, state.h, state.c, params.W, params.b)
-    check_array("x", x, (None, None), "(B, I)")
-    B, I = int(x.shape[0]), int(x.shape[1])
-    check_array("h_prev", state.h, (B, None), "(B, H)")
+    I = int(x.shape[1])
     H = int(state.h.shape[1])
-    check_array("c_prev", state.c, (B, H), "(B, H)")
-    check_array("W", params.W, (I + H, 4 * H), "(I + H, 4H)")
-    check_array("b", params.b, (4 * H,), "(4H,)")
     xh = xp.concat([x, state.h], axis=1)
     gates = xh @ params.W + params.b
     i = P.sigmoid(gates[:, 0:H])
@@ -147,6 +154,7 @@ def lstm_step_forward(x: Any, state: LSTMState, params: LSTMParams,
     return h, LSTMState(h, c), LSTMCache(xh, params.W, state.c, i, j, f, o, tanh_c, I)
 
 
+@edge({"cache.tanh_c": "B H"}, d_h="B H", d_c="?B H")
 def lstm_step_backward(d_h: Any, d_c: Any, cache: LSTMCache) -> tuple[Any, LSTMState, LSTMParams]:
     """Gradients of :func:`lstm_step_forward`.
 
@@ -242,6 +250,27 @@ def controller_initial_state(xp: Any, B: int, cfg: ControllerConfig, dtype: Any 
                  for _ in range(cfg.layers))
 
 
+def _check_controller(x: Any, state: Any, params: Any, cfg: Any) -> None:
+    if not isinstance(cfg, ControllerConfig):
+        raise TypeError(f"cfg: expected a ControllerConfig, got {type(cfg).__name__}")
+    if len(params) != cfg.layers or len(state) != cfg.layers:
+        raise ShapeError(f"controller: expected {cfg.layers} layers of params and state, "
+                         f"got {len(params)} and {len(state)}")
+    arrays, specs = {"x": x}, {"x": "B I"}
+    for layer in range(cfg.layers):
+        st, p, n = state[layer], params[layer], layer + 1
+        if not isinstance(st, LSTMState) or not isinstance(p, LSTMParams):
+            raise TypeError(f"layer {n}: expected LSTMState and LSTMParams, got {type(st).__name__} and "
+                            f"{type(p).__name__}")
+        arrays.update({f"state[{layer}].h": st.h, f"state[{layer}].c": st.c, f"b_lstm{n}": p.b})
+        specs.update({f"state[{layer}].h": "B H", f"state[{layer}].c": "B H", f"b_lstm{n}": "(4*H)"})
+    check_arrays(arrays, specs, sizes={"I": cfg.input_size, "H": cfg.hidden})
+    for layer in range(cfg.layers):  # each layer its own input width I_l
+        check_arrays({"x": x, f"W_lstm{layer + 1}": params[layer].W}, {"x": "B *", f"W_lstm{layer + 1}": "(I_l+H) (4*H)"},
+                     sizes={"I_l": cfg.layer_input_size(layer), "H": cfg.hidden})
+
+
+@checked_by(_check_controller)
 def controller_forward(x: Any, state: tuple, params: tuple,
                        cfg: ControllerConfig) -> tuple[Any, tuple, ControllerCache]:
     """The controller for one time step (SPEC §5 Core; seed 003 ``DNCoreLSTM``/``DNCoreDeepLSTM``).
@@ -256,10 +285,6 @@ def controller_forward(x: Any, state: tuple, params: tuple,
         ``(output [B, Ho], new_state, cache)``, ``Ho = cfg.output_size``; output and
         state clipped when ``cfg.clip_value > 0``.
     """
-    check_array("x", x, (None, cfg.input_size), "(B, I)")
-    if len(params) != cfg.layers or len(state) != cfg.layers:
-        raise ValueError(f"controller: expected {cfg.layers} layers of params and state, "
-                         f"got {len(params)} and {len(state)}")
     xp = rx.namespace(x)
     hs, cs, caches = [], [], []
     below = None
@@ -271,9 +296,7 @@ def controller_forward(x: Any, state: tuple, params: tuple,
         else:
             inp = below
         p = params[layer]
-        check_array(f"W_lstm{layer + 1}", p.W, (cfg.layer_input_size(layer) + cfg.hidden, 4 * cfg.hidden),
-                       "(I_l + H, 4H)")
-        h, st, cache = lstm_step_forward(inp, state[layer], p, cfg.forget_bias)
+        h, st, cache = lstm_step_forward.unchecked(inp, state[layer], p, cfg.forget_bias)
         hs.append(h)
         cs.append(st.c)
         caches.append(cache)
@@ -290,6 +313,20 @@ def controller_forward(x: Any, state: tuple, params: tuple,
     return out, tuple(new_state), ControllerCache(tuple(caches), out_inside, tuple(h_in), tuple(c_in), cfg)
 
 
+def _check_controller_backward(d_out: Any, d_new_state: Any, cache: Any) -> None:
+    if not isinstance(cache, ControllerCache):
+        raise TypeError(f"cache: expected the ControllerCache of controller_forward, got {type(cache).__name__}")
+    cfg = cache.cfg
+    arrays = {"the forward's input": cache.layers[0].xh, "d_out": d_out}
+    specs = {"the forward's input": "B *", "d_out": f"B {cfg.output_size}"}
+    for layer, st in enumerate(d_new_state or ()):
+        if st is not None:
+            arrays.update({f"d_new_state[{layer}].h": st.h, f"d_new_state[{layer}].c": st.c})
+            specs.update({f"d_new_state[{layer}].h": f"?B {cfg.hidden}", f"d_new_state[{layer}].c": f"?B {cfg.hidden}"})
+    check_arrays(arrays, specs)
+
+
+@checked_by(_check_controller_backward)
 def controller_backward(d_out: Any, d_new_state: tuple | None,
                         cache: ControllerCache) -> tuple[Any, tuple, tuple]:
     """Gradients of :func:`controller_forward`.
@@ -332,7 +369,7 @@ def controller_backward(d_out: Any, d_new_state: tuple | None,
         if g is None:
             xp = rx.namespace(lc.xh)
             g = xp.zeros(lc.tanh_c.shape, dtype=lc.tanh_c.dtype)
-        d_in, d_prev[layer], d_params[layer] = lstm_step_backward(g, d_c[layer], lc)
+        d_in, d_prev[layer], d_params[layer] = lstm_step_backward.unchecked(g, d_c[layer], lc)
         if layer == 0:
             dx = d_in if dx is None else dx + d_in
         elif cfg.skip:

@@ -28,13 +28,14 @@ from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
 from ..optim import tree_map
-from ..validation import check_array
+from ..validation import check_arrays, checked_by, fields
 from . import conventions as CV
-from .access import AccessCache, AccessState, access_step_backward, access_step_forward
+from .access import AccessCache, access_step_backward, access_step_forward
+from .access import STATE_SPECS as ACCESS_STATE_SPECS
 from .access import initial_state as access_initial_state
 from .controller import (ControllerCache, clip_backward, clip_forward, controller_backward, controller_forward,
                          controller_initial_state)
-from .params import DNCConfig, DNCParams, check_params
+from .params import DNCConfig, DNCParams, named
 
 __all__ = ["DNCState", "StepCache", "UnrollOutputs", "UnrollCache", "initial_state", "core_step_forward",
            "core_step_backward", "unroll_forward", "unroll_backward", "zeros_like_state"]
@@ -82,6 +83,49 @@ def zeros_like_state(state: DNCState) -> DNCState:
     return tree_map(lambda a: rx.namespace(a).zeros_like(a), state)
 
 
+def _state_arrays(state: Any, cfg: DNCConfig) -> tuple[dict, dict]:
+    """The arrays of a :class:`DNCState` and their specs, for :func:`refmem.validation.check_arrays`."""
+    if not isinstance(state, DNCState):
+        raise TypeError(f"state: expected a DNCState, got {type(state).__name__}")
+    arrays, specs = fields("state.access", state.access, ACCESS_STATE_SPECS)
+    if len(state.controller) != cfg.layers:
+        raise ShapeError(f"state.controller: expected {cfg.layers} layers, got {len(state.controller)}")
+    for layer, st in enumerate(state.controller):
+        arrays.update({f"state.controller[{layer}].h": st.h, f"state.controller[{layer}].c": st.c})
+        specs.update({f"state.controller[{layer}].h": "B H", f"state.controller[{layer}].c": "B H"})
+    arrays["state.read_vectors"] = state.read_vectors
+    specs["state.read_vectors"] = "B R W"
+    return arrays, specs
+
+
+def _check_inputs(x: Any, x_spec: str, params: Any, cfg: Any, state: Any, frozen: Any, frozen_spec: str) -> None:
+    if not isinstance(cfg, DNCConfig):
+        raise TypeError(f"cfg: expected a DNCConfig, got {type(cfg).__name__}")
+    if not isinstance(params, DNCParams):
+        raise TypeError(f"params: expected DNCParams, got {type(params).__name__}")
+    if len(params.lstm) != cfg.layers:
+        raise ShapeError(f"lstm: expected {cfg.layers} controller layers, got {len(params.lstm)}")
+    arrays = {"x": x, "frozen_write_weights": frozen}
+    specs = {"x": x_spec, "frozen_write_weights": frozen_spec}
+    symbolic = {"W_xi": "Hc I", "b_xi": "I", "W_y": "(Hc+R*W) Y", "b_y": "Y"}
+    for name, array in named(params).items():
+        arrays[name] = array
+        specs[name] = symbolic.get(name) or " ".join(str(n) for n in cfg.shapes()[name])
+    if state is not None:
+        a, sp = _state_arrays(state, cfg)
+        arrays.update(a)
+        specs.update(sp)
+    check_arrays(arrays, specs, sizes={"D": cfg.D, "N": cfg.N, "W": cfg.W, "R": cfg.R, "nw": cfg.nw,
+                                       "H": cfg.hidden, "Hc": cfg.Hc, "I": cfg.I, "Y": cfg.Y})
+
+
+def _check_step(x_t: Any, state: Any, params: Any, cfg: Any, frozen_write_weights: Any = None) -> None:
+    if state is None:
+        raise TypeError("state: expected a DNCState (see initial_state), got None")
+    _check_inputs(x_t, "B D", params, cfg, state, frozen_write_weights, "?B nw N | unit")
+
+
+@checked_by(_check_step)
 def core_step_forward(x_t: Any, state: DNCState, params: DNCParams, cfg: DNCConfig,
                       frozen_write_weights: Any = None) -> tuple[Any, DNCState, StepCache]:
     """One DNC step (SPEC §5 Core).
@@ -96,21 +140,30 @@ def core_step_forward(x_t: Any, state: DNCState, params: DNCParams, cfg: DNCConf
         ``(y_t [B, Y], new_state, cache)``.
     """
     xp = rx.namespace(x_t)
-    check_array("x_t", x_t, (None, cfg.D), "(B, D)")
     B = int(x_t.shape[0])
     R, W = cfg.R, cfg.W
-    check_array("state.read_vectors", state.read_vectors, (B, R, W), "(B, R, W)")
     ctrl_in = xp.concat([x_t, xp.reshape(state.read_vectors, (B, R * W))], axis=1)
-    h_c, ctrl_state, ccache = controller_forward(ctrl_in, state.controller, params.lstm, cfg.controller)
-    r_t, access_state, acache = access_step_forward(h_c, params.W_xi, params.b_xi, state.access, cfg.access,
+    h_c, ctrl_state, ccache = controller_forward.unchecked(ctrl_in, state.controller, params.lstm, cfg.controller)
+    r_t, access_state, acache = access_step_forward.unchecked(h_c, params.W_xi, params.b_xi, state.access, cfg.access,
                                                     frozen_write_weights=frozen_write_weights)
     out_in = xp.concat([h_c, xp.reshape(r_t, (B, R * W))], axis=1)
-    y_raw, lcache = P.linear_forward(out_in, params.W_y, params.b_y)
+    y_raw, lcache = P.linear_forward.unchecked(out_in, params.W_y, params.b_y)
     y, y_inside = clip_forward(y_raw, cfg.clip_value)
     cache = StepCache(ccache, acache, lcache, y_inside, cfg.D, int(h_c.shape[1]))
     return y, DNCState(access_state, ctrl_state, r_t), cache
 
 
+def _check_step_backward(d_y: Any, d_new_state: Any, cache: Any) -> None:
+    if not isinstance(cache, StepCache):
+        raise TypeError(f"cache: expected the StepCache of core_step_forward, got {type(cache).__name__}")
+    lin = cache.output
+    check_arrays({"the forward's output input": lin.x, "d_y": d_y, "d_new_state.read_vectors":
+                  None if d_new_state is None else d_new_state.read_vectors},
+                 {"the forward's output input": "B *", "d_y": f"?B {int(lin.W.shape[1])}",
+                  "d_new_state.read_vectors": f"?B {cache.access.cfg.R} {cache.access.cfg.W}"})
+
+
+@checked_by(_check_step_backward)
 def core_step_backward(d_y: Any, d_new_state: DNCState | None,
                        cache: StepCache) -> tuple[Any, DNCState, DNCParams]:
     """Reverse of :func:`core_step_forward`.
@@ -133,14 +186,14 @@ def core_step_backward(d_y: Any, d_new_state: DNCState | None,
     if d_y is None:
         d_y = xp.zeros((B, int(lin.W.shape[1])), dtype=lin.x.dtype)
     d_y_raw = clip_backward(d_y, cache.y_inside)
-    d_out_in, dW_y, db_y = P.linear_backward(d_y_raw, lin)
+    d_out_in, dW_y, db_y = P.linear_backward.unchecked(d_y_raw, lin)
     d_hc = d_out_in[:, :Hc]
     d_r = xp.reshape(d_out_in[:, Hc:], (B, R, W))
     if d_new_state.read_vectors is not None:
         d_r = d_r + d_new_state.read_vectors
-    d_hc_access, dW_xi, db_xi, d_access = access_step_backward(d_r, d_new_state.access, cache.access)
+    d_hc_access, dW_xi, db_xi, d_access = access_step_backward.unchecked(d_r, d_new_state.access, cache.access)
     d_hc = d_hc + d_hc_access
-    d_ctrl_in, d_ctrl, d_lstm = controller_backward(d_hc, d_new_state.controller, cache.controller)
+    d_ctrl_in, d_ctrl, d_lstm = controller_backward.unchecked(d_hc, d_new_state.controller, cache.controller)
     dx = d_ctrl_in[:, :D]
     d_r_prev = xp.reshape(d_ctrl_in[:, D:], (B, R, W))
     return dx, DNCState(d_access, d_ctrl, d_r_prev), DNCParams(d_lstm, dW_xi, db_xi, dW_y, db_y)
@@ -165,6 +218,11 @@ class UnrollCache(NamedTuple):
     cfg: DNCConfig
 
 
+def _check_unroll(x: Any, params: Any, cfg: Any, state: Any = None, frozen_write_weights: Any = None) -> None:
+    _check_inputs(x, "B T D", params, cfg, state, frozen_write_weights, "?B T nw N | unit")
+
+
+@checked_by(_check_unroll)
 def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | None = None,
                    frozen_write_weights: Any = None) -> tuple[UnrollOutputs, DNCState, UnrollCache]:
     """The DNC over ``T`` steps (SPEC §5 Core).
@@ -180,11 +238,7 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
         ``(UnrollOutputs(y [B, T, Y], read_vectors [B, T, R, W]), final_state, cache)``.
     """
     xp = rx.namespace(x)
-    check_array("x", x, (None, None, cfg.D), "(B, T, D)")
-    check_params(params, cfg)
     B, T = int(x.shape[0]), int(x.shape[1])
-    if T < 1:
-        raise ShapeError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
     dtype = xp.result_type(x, params.W_xi, params.W_y, params.lstm[0].W)
     if state is None:
         state = initial_state(xp, B, cfg, dtype=dtype)
@@ -192,13 +246,11 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
         # one dtype throughout (a real initial state with complex parameters, as in the complex step:
         # some backends, e.g. torch, do not promote inside matmul)
         state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
-    if frozen_write_weights is not None:
-        check_array("frozen_write_weights", frozen_write_weights, (B, T, cfg.nw, cfg.N), "(B, T, nw, N)")
     ys, rs, steps, states, prev_ww = [], [], [], [], []
     for t in range(T):
         prev_ww.append(state.access.write_weights)
         frozen_t = None if frozen_write_weights is None else frozen_write_weights[:, t, ...]
-        y, state, cache = core_step_forward(x[:, t, :], state, params, cfg, frozen_write_weights=frozen_t)
+        y, state, cache = core_step_forward.unchecked(x[:, t, :], state, params, cfg, frozen_write_weights=frozen_t)
         ys.append(y)
         rs.append(state.read_vectors)
         steps.append(cache)
@@ -207,6 +259,21 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
     return outputs, state, UnrollCache(tuple(steps), tuple(states), xp.stack(prev_ww, axis=1), cfg)
 
 
+def _check_unroll_backward(d_outputs: Any, cache: Any, d_final_state: Any = None) -> None:
+    if not isinstance(d_outputs, UnrollOutputs):
+        raise TypeError(f"d_outputs: expected UnrollOutputs(d_y, d_read_vectors) (fields may be None), "
+                        f"got {type(d_outputs).__name__}")
+    if not isinstance(cache, UnrollCache):
+        raise TypeError(f"cache: expected the UnrollCache of unroll_forward, got {type(cache).__name__}")
+    cfg = cache.cfg
+    first = cache.steps[0].output
+    check_arrays({"the forward's output input": first.x, "d_outputs.y": d_outputs.y,
+                  "d_outputs.read_vectors": d_outputs.read_vectors},
+                 {"the forward's output input": "B *", "d_outputs.y": "?B T Y", "d_outputs.read_vectors": "?B T R W"},
+                 sizes={"T": len(cache.steps), "Y": cfg.Y, "R": cfg.R, "W": cfg.W})
+
+
+@checked_by(_check_unroll_backward)
 def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
                     d_final_state: DNCState | None = None) -> tuple[Any, DNCParams, DNCState]:
     """Backpropagation through time for :func:`unroll_forward`.
@@ -233,7 +300,7 @@ def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
                 d_state = DNCState(None, None, d_r)
             else:
                 d_state = DNCState(d_state.access, d_state.controller, P.add_optional(d_state.read_vectors, d_r))
-        dxs[t], d_state, g = core_step_backward(d_y, d_state, steps[t])
+        dxs[t], d_state, g = core_step_backward.unchecked(d_y, d_state, steps[t])
         d_params = g if d_params is None else tree_map(lambda u, v: u + v, d_params, g)
     return xp.stack(dxs, axis=1), d_params, d_state
 

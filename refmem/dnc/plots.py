@@ -16,25 +16,31 @@ or are drawn with deepmind/dnc's initialiser (an untrained DNC).
 
 from __future__ import annotations
 
+import os
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy is imported where it is used, so that ``refmem --help`` does not load it
+    import numpy as np
 
-__all__ = ["HELP", "add_arguments", "run", "memory_figure", "trace"]
+__all__ = ["HELP", "add_arguments", "run", "draw", "memory_figure", "trace"]
 
-HELP = "memory usage, write and read weights over time and the link matrix of a DNC on a copy sequence"
+HELP = ("memory usage, write and read weights over time and the link matrix of a DNC (trained with "
+        "refmem train --save, or untrained) on one copy or repeat-copy sequence")
 
 
 def add_arguments(p: ArgumentParser) -> None:
+    from ..cli import int_at_least
+
     p.add_argument("--params", metavar="PATH", help="trained parameters (refmem train --save PATH); "
                                                     "default: an untrained DNC drawn at --seed")
     p.add_argument("--task", choices=["copy", "repeat-copy"], default="repeat-copy",
                    help="the sequence to run (default repeat-copy)")
-    p.add_argument("--length", type=int, default=2, help="pattern length L (default 2, the longest deepmind trains on)")
-    p.add_argument("--repeats", type=int, default=2, help="repeats n of repeat-copy (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sequence (and of untrained params)")
+    p.add_argument("--length", type=int_at_least(1), default=2,
+                   help="pattern length L (default 2, the longest deepmind trains on)")
+    p.add_argument("--repeats", type=int_at_least(1), default=2, help="repeats n of repeat-copy (default 2)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the sequence (and of untrained params)")
     p.add_argument("--out", default=None, metavar="PATH", help="PNG to write (default dnc_memory_seed<S>.png)")
 
 
@@ -44,6 +50,8 @@ def trace(params: Any, model: Any, observations: Any) -> dict[str, np.ndarray]:
     ``y [T, Y]``, ``usage [T, N]``, ``write_weights [T, nw, N]``, ``read_weights [T, R, N]``,
     ``link [nw, N, N]`` (after the last step).
     """
+    import numpy as np
+
     from .. import xp as rx
     from .core import unroll_forward
 
@@ -62,6 +70,8 @@ def trace(params: Any, model: Any, observations: Any) -> dict[str, np.ndarray]:
 def memory_figure(tr: dict[str, np.ndarray], observations: np.ndarray, target: np.ndarray, mask: np.ndarray,
                   path: str | Path, title: str = "") -> Path:
     """Write the figure described in the module docstring; arrays are host arrays of one batch element."""
+    import numpy as np
+
     from ..plots import pyplot
 
     plt = pyplot()
@@ -112,43 +122,61 @@ def memory_figure(tr: dict[str, np.ndarray], observations: np.ndarray, target: n
     return path
 
 
+def draw(params: Any, model: Any, task_name: str, path: str | Path, length: int = 2, repeats: int = 2,
+         seed: int = 0, source: str = "") -> tuple[Path, int, int]:
+    """Run ``params`` on one ``task_name`` sequence (pattern ``length``, ``repeats``; drawn at ``seed``)
+    and write the figure to ``path``; returns ``(path, steps, wrong bits on the masked steps)``."""
+    import numpy as np
+
+    from .. import xp as rx
+    from .params import named
+    from .tasks import RepeatCopy
+
+    xp = rx.namespace(*named(params).values())  # the sequence lives where the parameters do
+    n = 1 if task_name == "copy" else repeats
+    task = RepeatCopy(num_bits=model.D - 2, batch_size=1, min_length=length, max_length=length,
+                      min_repeats=n, max_repeats=n)
+    batch = task.sample(np.random.default_rng(seed), xp)
+    tr = trace(params, model, batch.observations)
+    title = (f"DNC on {task_name} (L = {length}, n = {n}){'; ' + source if source else ''}\n"
+             f"N {model.N}, W {model.W}, R {model.R}, nw {model.nw}, {model.convention} convention")
+    target, mask = rx.to_numpy(batch.target)[0], rx.to_numpy(batch.mask)[0]
+    written = memory_figure(tr, rx.to_numpy(batch.observations)[0], target, mask, path, title)
+    errors = int(np.sum(((tr["y"] > 0) != (target > 0.5)) * mask[:, None]))
+    return written, int(batch.observations.shape[1]), errors
+
+
 def run(args: Namespace) -> int:
     from .. import xp as rx
-    from ..cli import CommandError
+    from ..cli import CommandError, Outputs, check_output_path
     from ..plots import PlotDependencyError
     from .params import init_params, load_params
-    from .tasks import RepeatCopy
     from .train import TrainConfig, dnc_config, make_task
 
     xp = rx.backend("numpy")
+    out = args.out or f"dnc_memory_seed{args.seed}.png"
+    check_output_path(out, "--out")
     if args.params:
+        if not os.path.isfile(args.params):
+            raise CommandError(f"argument --params: no file {args.params}")
         try:
             params, model = load_params(args.params, xp)
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"--params {args.params}: {exc}") from None
-        bits = model.D - 2
+        except Exception as exc:  # safetensors, JSON and config errors: the file is not what was promised
+            raise CommandError(f"argument --params: {args.params}: {' '.join(str(exc).split())}") from None
         source = f"trained parameters {args.params}"
     else:
         base = make_task(TrainConfig(task=args.task))
         model = dnc_config(TrainConfig(task=args.task), base)
         params = init_params(xp, model, seed=args.seed)
-        bits = base.num_bits
         source = f"untrained DNC (deepmind init, seed {args.seed})"
-    if args.length < 1 or args.repeats < 1:
-        raise CommandError("--length and --repeats must be >= 1")
-    n = 1 if args.task == "copy" else args.repeats
-    task = RepeatCopy(num_bits=bits, batch_size=1, min_length=args.length, max_length=args.length,
-                      min_repeats=n, max_repeats=n)
-    batch = task.sample(np.random.default_rng(args.seed), xp)
-    tr = trace(params, model, batch.observations)
-    out = args.out or f"dnc_memory_seed{args.seed}.png"
-    title = (f"DNC on {args.task} (L = {args.length}, n = {n}); {source}\n"
-             f"N {model.N}, W {model.W}, R {model.R}, nw {model.nw}, {model.convention} convention")
+    outputs, drawn = Outputs(), []
     try:
-        path = memory_figure(tr, rx.to_numpy(batch.observations)[0], rx.to_numpy(batch.target)[0],
-                             rx.to_numpy(batch.mask)[0], out, title)
+        outputs.write(out, "--out", lambda path: drawn.append(
+            draw(params, model, args.task, path, args.length, args.repeats, args.seed, source)))
     except PlotDependencyError as exc:
         raise CommandError(str(exc)) from None
-    errors = int(np.sum(((tr["y"] > 0) != (rx.to_numpy(batch.target)[0] > 0.5)) * rx.to_numpy(batch.mask)[0][:, None]))
-    print(f"wrote {path} ({source}; {batch.observations.shape[1]} steps, {errors} wrong bits on masked steps)")
+    if drawn:
+        path, steps, errors = drawn[-1]
+        print(f"wrote {path} ({source}; {steps} steps, {errors} wrong bits on masked steps)")
+    outputs.finish()
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import xp as rx
 from ..catalogue import Case, Forward
 from ..sampling import Sampler
 from . import model as L
@@ -48,6 +49,34 @@ def _param_grads(grads: L.Params) -> dict[str, Any]:
     return {f"params/{name}": g for name, g in zip(L.Params._fields, grads)}
 
 
+#: The order of one step (SPEC §4's symbols); the unroll adds the final memory after the loop.
+STEP_ORDER: tuple[tuple[str, str], ...] = (
+    ("intermediates/i", "SPEC §4 input gate i"),
+    ("intermediates/f", "SPEC §4 forget gate f"),
+    ("intermediates/o", "SPEC §4 output gate o"),
+    ("intermediates/c_tilde", "SPEC §4 candidate c~"),
+    ("intermediates/e", "SPEC §4 slot weights e"),
+    ("intermediates/m", "SPEC §4 memory read m"),
+    ("outputs/c", "SPEC §4 cell c"),
+    ("outputs/h", "SPEC §4 hidden h"),
+)
+_MEMORY = ("outputs/memory", "SPEC §4 memory (newest first)")
+
+
+def step_intermediates(cache: L.StepCache) -> dict[str, Any]:
+    """``i, f, o, c_tilde [B, H]``, ``e [B, M]`` and ``m = Σ_k e_k memory_prev[:, k] [B, H]`` of one step."""
+    xp = rx.namespace(cache.e)
+    m = xp.sum(cache.e[:, :, None] * cache.memory_prev, axis=1)  # as the step computes it (4.4)
+    return {"i": cache.i, "f": cache.f, "o": cache.o, "c_tilde": cache.c_tilde, "e": cache.e, "m": m}
+
+
+def unroll_intermediates(cache: L.UnrollCache) -> dict[str, Any]:
+    """:func:`step_intermediates` of every step, stacked right after the batch axis (``[B, T, ...]``)."""
+    steps = [step_intermediates(c) for c in cache.steps]
+    xp = rx.namespace(cache.steps[0].e)
+    return {k: xp.stack([d[k] for d in steps], axis=1) for k in steps[0]}
+
+
 def _step_case() -> Case:
     def sample(xp, seed, sizes):
         s = Sampler(xp, seed)
@@ -64,8 +93,8 @@ def _step_case() -> Case:
         return L.step_forward(arrays["inputs/x"], arrays["state/h_prev"], arrays["state/memory_prev"], _params(arrays))
 
     def fwd(arrays, frozen=None):
-        out, _ = run(arrays)
-        return Forward({"h": out.h, "c": out.c, "memory": out.memory})
+        out, cache = run(arrays)
+        return Forward({"h": out.h, "c": out.c, "memory": out.memory}, trace=lambda: step_intermediates(cache))
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
@@ -81,6 +110,7 @@ def _step_case() -> Case:
         backward=bwd,
         sizes={"B": 2, "D": 3, "H": 4, "M": 3},
         kinks="none: the cell is smooth",
+        order=STEP_ORDER + (_MEMORY,),
     )
 
 
@@ -100,8 +130,8 @@ def _unroll_case() -> Case:
         return L.unroll_forward(arrays["inputs/x"], _params(arrays), arrays["state/h0"], arrays["state/memory0"])
 
     def fwd(arrays, frozen=None):
-        out, _ = run(arrays)
-        return Forward({"h": out.h, "c": out.c, "memory": out.memory})
+        out, cache = run(arrays)
+        return Forward({"h": out.h, "c": out.c, "memory": out.memory}, trace=lambda: unroll_intermediates(cache))
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
@@ -117,6 +147,8 @@ def _unroll_case() -> Case:
         backward=bwd,
         sizes={"B": 2, "T": 3, "D": 3, "H": 4, "M": 3},
         kinks="none: the cell is smooth",
+        order=STEP_ORDER + (_MEMORY,),
+        per_step=frozenset(n for n, _ in STEP_ORDER),
     )
 
 

@@ -34,7 +34,7 @@ from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
 from ..sampling import Sampler
-from ..validation import check_array
+from ..validation import check_arrays, check_size
 
 __all__ = [
     "Params",
@@ -161,42 +161,18 @@ class UnrollGrads(NamedTuple):
 # --------------------------------------------------------------------------- validation
 
 
-def _check_dtype(name: str, a: Any, dtype: Any) -> None:
-    """Refuse a precision other than that of ``x`` (float32 with float64, ...).
-
-    Real and complex of one precision mix (float64 with complex128), so that a
-    complex step may perturb one argument only.
-    """
-    xp = rx.namespace(a)
-    if a.dtype != dtype and xp.finfo(a.dtype).bits != xp.finfo(dtype).bits:
-        raise ShapeError(f"{name}: expected the precision of x ({dtype}), got {a.dtype}")
-
-
-def _check_params(params: Any, D: int, H: int, M: int, dtype: Any) -> None:
-    """Refuse parameters of the wrong type, shape or dtype, naming the first wrong one."""
+def _check_call(x: Any, x_spec: str, h: Any, h_name: str, memory: Any, m_name: str, params: Any,
+                sizes: dict | None = None) -> dict[str, int]:
+    """One check of a call's arrays (shapes in SPEC's letters, one namespace, one precision, finite
+    values; see :mod:`refmem.validation`), naming the first wrong argument."""
     if not isinstance(params, Params):
         raise ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
-    sizes = {"D": D, "H": H, "M": M}
+    arrays = {"x": x, h_name: h, m_name: memory}
+    specs = {"x": x_spec, h_name: "?B H", m_name: "?B M H"}
     for name, letters in PARAM_SHAPES.items():
-        value = getattr(params, name)
-        shape = tuple(sizes[s] for s in letters)
-        symbols = "(" + ", ".join(letters) + ("," if len(letters) == 1 else "") + ")"
-        check_array(name, value, shape, symbols)
-        _check_dtype(name, value, dtype)
-
-
-def _check_state(x: Any, h_prev: Any, memory_prev: Any, h_name: str, m_name: str) -> tuple[int, int, int]:
-    """Shapes of ``x [B, D]`` (or ``[B, T, D]``), ``h [B, H]``, ``memory [B, M, H]``: returns ``(B, H, M)``."""
-    B = int(x.shape[0])
-    check_array(h_name, h_prev, (B, None), "(B, H)")
-    H = int(h_prev.shape[1])
-    check_array(m_name, memory_prev, (B, None, H), "(B, M, H)")
-    M = int(memory_prev.shape[1])
-    if M < 1:
-        raise ShapeError(f"{m_name}: expected at least one memory slot (M ≥ 1), got shape {tuple(memory_prev.shape)}")
-    _check_dtype(h_name, h_prev, x.dtype)
-    _check_dtype(m_name, memory_prev, x.dtype)
-    return B, H, M
+        arrays[name] = getattr(params, name)
+        specs[name] = " ".join(letters)
+    return check_arrays(arrays, specs, sizes=sizes)
 
 
 # --------------------------------------------------------------------------- initialisation
@@ -212,13 +188,13 @@ def init_params(xp: Any, D: int, H: int, M: int, seed: int = 0, dtype: Any = Non
 
     Args:
         xp: the namespace to create the arrays in (``rx.backend("numpy")``, ...).
-        D, H, M: input width, hidden width, memory slots.
+        D: input width.
+        H: hidden width.
+        M: memory slots.
         seed: seed of the draws.
         dtype: floating dtype of the result (default ``xp.float64``).
     """
-    for letter, n in (("D", D), ("H", H), ("M", M)):
-        if int(n) < 1:
-            raise ShapeError(f"init_params: expected {letter} ≥ 1, got {n}")
+    D, H, M = (check_size(letter, n) for letter, n in (("D", D), ("H", H), ("M", M)))
     dtype = xp.float64 if dtype is None else dtype
     sampler = Sampler(xp, seed)
     values = {}
@@ -253,10 +229,10 @@ def step_forward(x: Any, h_prev: Any, memory_prev: Any, params: Params) -> tuple
         refmem.xp.ShapeError: an argument or parameter of the wrong shape or dtype
         (e.g. the seed's ``W_m`` of shape ``(M, H)``), named in the message.
     """
-    check_array("x", x, (None, None), "(B, D)")
-    D = int(x.shape[1])
-    _, H, M = _check_state(x, h_prev, memory_prev, "h_prev", "memory_prev")
-    _check_params(params, D, H, M, x.dtype)
+    for name, value in (("h_prev", h_prev), ("memory_prev", memory_prev)):
+        if value is None:
+            raise ShapeError(f"{name}: expected an array, got None")
+    _check_call(x, "B D", h_prev, "h_prev", memory_prev, "memory_prev", params)
     return _step_forward(x, h_prev, memory_prev, params)
 
 
@@ -293,11 +269,9 @@ def step_backward(d_h: Any, d_memory: Any, cache: StepCache, d_c: Any = None) ->
     """
     B, H = (int(s) for s in cache.h_prev.shape)
     M = int(cache.memory_prev.shape[1])
-    check_array("d_h", d_h, (B, H), "(B, H)")
-    if d_memory is not None:
-        check_array("d_memory", d_memory, (B, M, H), "(B, M, H)")
-    if d_c is not None:
-        check_array("d_c", d_c, (B, H), "(B, H)")
+    check_arrays({"the forward's h_prev": cache.h_prev, "d_h": d_h, "d_memory": d_memory, "d_c": d_c},
+                 {"the forward's h_prev": "B H", "d_h": "B H", "d_memory": "?B M H", "d_c": "?B H"},
+                 sizes={"B": B, "H": H, "M": M})
     return _step_backward(d_h, d_memory, cache, d_c)
 
 
@@ -331,7 +305,7 @@ def _step_backward(d_h: Any, d_memory: Any, cache: StepCache, d_c: Any) -> StepG
         "f": d_f * f * (1.0 - f),
         "o": d_o * o * (1.0 - o),
         "c": d_c_tilde * (1.0 - c_tilde * c_tilde),
-        "e": P.softmax_backward(d_e, P.SoftmaxCache(e, -1)),
+        "e": P.softmax_backward.unchecked(d_e, P.SoftmaxCache(e, -1)),
     }
     x_t = xp.matrix_transpose(x)
     h_t = xp.matrix_transpose(h_prev)
@@ -363,23 +337,13 @@ def unroll_forward(x: Any, params: Params, h0: Any = None, memory0: Any = None) 
         ``(UnrollOut(h [B, T, H], memory [B, M, H], c [B, T, H]), UnrollCache)``; ``memory`` is
         the state after the last step.
     """
-    check_array("x", x, (None, None, None), "(B, T, D)")
-    B, T, D = (int(s) for s in x.shape)
-    if T < 1:
-        raise ShapeError(f"x: expected at least one time step (T ≥ 1), got shape {(B, T, D)}")
+    bound = _check_call(x, "B T D", h0, "h0", memory0, "memory0", params)
+    B, T, H, M = bound["B"], bound["T"], bound["H"], bound["M"]
     xp = rx.namespace(x)
-    if not isinstance(params, Params):
-        raise ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
-    # H and M: from the given initial state, else from W_i and W_e (checked against each other below)
     if h0 is None:
-        check_array("W_i", params.W_i, (D, None), "(D, H)")
-        h0 = xp.zeros((B, int(params.W_i.shape[1])), dtype=x.dtype)
-    check_array("h0", h0, (B, None), "(B, H)")
+        h0 = xp.zeros((B, H), dtype=x.dtype)
     if memory0 is None:
-        check_array("W_e", params.W_e, (D, None), "(D, M)")
-        memory0 = xp.zeros((B, int(params.W_e.shape[1]), int(h0.shape[1])), dtype=x.dtype)
-    _check_state(x, h0, memory0, "h0", "memory0")
-    _check_params(params, D, int(h0.shape[1]), int(memory0.shape[1]), x.dtype)
+        memory0 = xp.zeros((B, M, H), dtype=x.dtype)
 
     h, memory = h0, memory0
     hs, cs, steps = [], [], []
@@ -413,11 +377,9 @@ def unroll_backward(d_h: Any, cache: UnrollCache, d_memory: Any = None, d_c: Any
     T = len(steps)
     B, H = (int(s) for s in steps[0].h_prev.shape)
     M = int(steps[0].memory_prev.shape[1])
-    check_array("d_h", d_h, (B, T, H), "(B, T, H)")
-    if d_memory is not None:
-        check_array("d_memory", d_memory, (B, M, H), "(B, M, H)")
-    if d_c is not None:
-        check_array("d_c", d_c, (B, T, H), "(B, T, H)")
+    check_arrays({"the forward's h_prev": steps[0].h_prev, "d_h": d_h, "d_memory": d_memory, "d_c": d_c},
+                 {"the forward's h_prev": "B H", "d_h": "B T H", "d_memory": "?B M H", "d_c": "?B T H"},
+                 sizes={"B": B, "T": T, "H": H, "M": M})
     xp = rx.namespace(d_h)
 
     d_x = [None] * T

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ..errors import ShapeError
-from ..validation import check_array
+from ..validation import check_arrays, checked_by, edge
 from ..xp import namespace
 
 __all__ = [
@@ -197,23 +197,27 @@ def zeros_if_none(d: Any, like: Any) -> Any:
 # ----------------------------------------------------------------------------- sigmoid, tanh
 
 
+@edge(x="...")
 def sigmoid_forward(x: Any) -> tuple[Any, Any]:
     """``σ(x) = 0.5 (1 + tanh(x/2))``; cache: the output."""
     out = sigmoid(x)
     return out, out
 
 
+@edge({"cache": "..."}, d_out="...")
 def sigmoid_backward(d_out: Any, cache: Any) -> Any:
     """``dx = d_out ∘ σ ∘ (1 - σ)``."""
     return d_out * cache * (1.0 - cache)
 
 
+@edge(x="...")
 def tanh_forward(x: Any) -> tuple[Any, Any]:
     """``tanh(x)``; cache: the output."""
     out = namespace(x).tanh(x)
     return out, out
 
 
+@edge({"cache": "..."}, d_out="...")
 def tanh_backward(d_out: Any, cache: Any) -> Any:
     """``dx = d_out ∘ (1 - tanh²)``."""
     return d_out * (1.0 - cache * cache)
@@ -222,21 +226,25 @@ def tanh_backward(d_out: Any, cache: Any) -> Any:
 # ----------------------------------------------------------------------------- softplus, oneplus
 
 
+@edge(x="...")
 def softplus_forward(x: Any) -> tuple[Any, Any]:
     """``softplus(x) = log(1 + exp(x))`` without overflow; cache: the input."""
     return softplus(x), x
 
 
+@edge({"cache": "..."}, d_out="...")
 def softplus_backward(d_out: Any, cache: Any) -> Any:
     """``dx = d_out ∘ σ(x)``."""
     return d_out * sigmoid(cache)
 
 
+@edge(x="...")
 def oneplus_forward(x: Any) -> tuple[Any, Any]:
     """``oneplus(x) = 1 + softplus(x)``; cache: the input."""
     return oneplus(x), x
 
 
+@edge({"cache": "..."}, d_out="...")
 def oneplus_backward(d_out: Any, cache: Any) -> Any:
     """``dx = d_out ∘ σ(x)`` (the constant 1 has no gradient)."""
     return d_out * sigmoid(cache)
@@ -252,12 +260,14 @@ class SoftmaxCache(NamedTuple):
     axis: int
 
 
+@edge(x="...")
 def softmax_forward(x: Any, axis: int = -1) -> tuple[Any, SoftmaxCache]:
     """Softmax along ``axis`` with the maximum subtracted first."""
     out = softmax(x, axis=axis)
     return out, SoftmaxCache(out, axis)
 
 
+@edge({"cache.out": "..."}, d_out="...")
 def softmax_backward(d_out: Any, cache: SoftmaxCache) -> Any:
     """``dx = s ∘ (d_out - Σ_axis d_out ∘ s)``."""
     out = cache.out
@@ -284,6 +294,7 @@ class CosineCache(NamedTuple):
     denom: Any
 
 
+@edge(keys="B H W", memory="B N W")
 def cosine_forward(keys: Any, memory: Any, eps: float = COSINE_EPS) -> tuple[Any, CosineCache]:
     """DNC cosine similarity (SPEC §1) of every key with every memory row.
 
@@ -296,8 +307,6 @@ def cosine_forward(keys: Any, memory: Any, eps: float = COSINE_EPS) -> tuple[Any
         ``[B, H, N]`` similarities and a :class:`CosineCache`.
     """
     xp = namespace(keys, memory)
-    check_array("keys", keys, (None, None, None), "(B, H, W)")
-    check_array("memory", memory, (keys.shape[0], None, keys.shape[2]), "(B, N, W)")
     dot = keys @ xp.permute_dims(memory, (0, 2, 1))
     key_norm = xp.sqrt(xp.sum(keys * keys, axis=-1, keepdims=True) + eps)
     memory_norm = xp.permute_dims(xp.sqrt(xp.sum(memory * memory, axis=-1, keepdims=True) + eps), (0, 2, 1))
@@ -305,6 +314,7 @@ def cosine_forward(keys: Any, memory: Any, eps: float = COSINE_EPS) -> tuple[Any
     return dot / denom, CosineCache(keys, memory, dot, key_norm, memory_norm, denom)
 
 
+@edge({"cache.dot": "B H N"}, d_out="B H N")
 def cosine_backward(d_out: Any, cache: CosineCache) -> tuple[Any, Any]:
     """Gradients of :func:`cosine_forward` with respect to ``keys`` and ``memory``.
 
@@ -326,11 +336,20 @@ def cosine_backward(d_out: Any, cache: CosineCache) -> tuple[Any, Any]:
 # ----------------------------------------------------------------------------- exclusive cumprod
 
 
+@edge(x="...")
 def exclusive_cumprod_forward(x: Any, axis: int = -1) -> tuple[Any, tuple[Any, int]]:
     """``out_j = Π_{i<j} x_i`` along ``axis``; cache: ``(x, axis)``."""
     return exclusive_cumprod(x, axis=axis), (x, axis)
 
 
+def _check_cumprod_backward(d_out: Any, cache: tuple[Any, int]) -> None:
+    x = cache[0]
+    check_arrays({"the forward's x": x, "d_out": d_out}, {"the forward's x": "...", "d_out": "..."})
+    if tuple(d_out.shape) != tuple(x.shape):
+        raise ShapeError(f"d_out: expected shape {tuple(x.shape)} (that of the forward's x), got {tuple(d_out.shape)}")
+
+
+@checked_by(_check_cumprod_backward)
 def exclusive_cumprod_backward(d_out: Any, cache: tuple[Any, int]) -> Any:
     """Exact VJP without division (a zero factor gives no NaN); the reverse recurrence of :func:`_exclusive_cumprod_vjp`."""
     x, axis = cache
@@ -347,19 +366,16 @@ class LinearCache(NamedTuple):
     W: Any
 
 
+@edge(x="... in", W="in out", b="?out")
 def linear_forward(x: Any, W: Any, b: Any | None = None) -> tuple[Any, LinearCache]:
     """``x @ W + b`` with ``x [..., in]``, ``W [in, out]``, ``b [out]`` (optional)."""
-    check_array("W", W, (None, None), "(in, out)")
-    check_array("x", x, None)
-    if x.shape[-1] != W.shape[0]:
-        raise ShapeError(f"x: expected last dimension in = {W.shape[0]} (rows of W), got shape {tuple(x.shape)}")
     out = x @ W
     if b is not None:
-        check_array("b", b, (W.shape[1],), "(out,)")
         out = out + b
     return out, LinearCache(x, W)
 
 
+@edge({"cache.x": "... in", "cache.W": "in out"}, d_out="... out")
 def linear_backward(d_out: Any, cache: LinearCache) -> tuple[Any, Any, Any]:
     """Returns ``(dx, dW, db)``: ``dx = d_out @ Wᵀ``, ``dW = Σ xᵀ d_out``, ``db = Σ d_out``."""
     xp = namespace(d_out)

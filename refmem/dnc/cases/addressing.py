@@ -26,7 +26,7 @@ from ...sampling import Sampler
 from .. import access as AC
 from .. import addressing as A
 
-__all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES"]
+__all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES", "ACCESS_ORDER", "access_intermediates"]
 
 #: Smallest gap between neighbouring sorted free-ness values a sampler accepts.
 SORT_GAP = 1e-4
@@ -96,12 +96,14 @@ def _rejection(draw: Callable[[Sampler], dict], heads_of: Callable[[dict], tuple
 
 
 def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, run: Callable, grads: Callable,
-          complex_step: bool = True, stopped: str = "", kinks: str = "", min_sizes: dict | None = None) -> Case:
-    """A case from ``run(arrays, conv, frozen) -> (outputs, frozen, cache)`` and ``grads(cot, cache, conv)``."""
+          complex_step: bool = True, stopped: str = "", kinks: str = "", min_sizes: dict | None = None,
+          trace: Callable | None = None, order: tuple = ()) -> Case:
+    """A case from ``run(arrays, conv, frozen) -> (outputs, frozen, cache)`` and ``grads(cot, cache, conv)``;
+    ``trace(cache) -> {name: intermediate}`` and ``order`` for a composite case (GOLDEN.md format 2)."""
 
     def forward(arrays, frozen=None):
-        outputs, recorded, _ = run(arrays, conv, frozen)
-        return Forward(outputs, recorded)
+        outputs, recorded, cache = run(arrays, conv, frozen)
+        return Forward(outputs, recorded, None if trace is None else (lambda: trace(cache)))
 
     def backward(arrays, cot):
         _, _, cache = run(arrays, conv, None)
@@ -120,6 +122,7 @@ def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, ru
         complex_step=complex_step,
         stopped=stopped,
         kinks=kinks,
+        order=tuple(order),
     )
 
 
@@ -344,6 +347,44 @@ def _read_weights(conv: str) -> Case:
 
 _STATE = ("memory", "read_weights", "write_weights", "link", "precedence", "usage")
 
+#: GOLDEN.md's fixed order of ``dnc/access_step``: (name, SPEC reference), outputs included.
+ACCESS_ORDER: tuple[tuple[str, str], ...] = (
+    ("intermediates/write_vectors", "SPEC §5 interface"),
+    ("intermediates/erase_vectors", "SPEC §5 interface"),
+    ("intermediates/free_gates", "SPEC §5 interface"),
+    ("intermediates/allocation_gates", "SPEC §5 interface"),
+    ("intermediates/write_gates", "SPEC §5 interface"),
+    ("intermediates/read_modes", "SPEC §5 interface"),
+    ("outputs/usage", "SPEC §5 step 1"),
+    ("intermediates/write_content_weights", "SPEC §5 step 2"),
+    ("intermediates/allocation", "SPEC §5 step 3"),
+    ("outputs/write_weights", "SPEC §5 step 4"),
+    ("outputs/memory", "SPEC §5 step 5"),
+    ("outputs/link", "SPEC §5 step 6"),
+    ("outputs/precedence", "SPEC §5 step 6"),
+    ("intermediates/forward_weights", "SPEC §5 step 7"),
+    ("intermediates/backward_weights", "SPEC §5 step 7"),
+    ("intermediates/read_content_weights", "SPEC §5 step 8"),
+    ("outputs/read_weights", "SPEC §5 step 9"),
+    ("outputs/read_vectors", "SPEC §5 step 10"),
+)
+
+
+def access_intermediates(cache: AC.AccessCache) -> dict[str, Any]:
+    """The intermediates of one access step (bare names of :data:`ACCESS_ORDER`), read from its cache:
+    the activated interface, ``write_content_weights [B, nw, N]``, ``allocation [B, nw, N]`` (the
+    per-head ``a_k`` before the gates), ``forward_weights`` / ``backward_weights [B, R, nw, N]`` and
+    ``read_content_weights [B, R, N]``."""
+    iface = cache.interface.interface
+    out = {name: getattr(iface, name) for name in
+           ("write_vectors", "erase_vectors", "free_gates", "allocation_gates", "write_gates", "read_modes")}
+    out["write_content_weights"] = cache.write.content
+    out["allocation"] = cache.write.allocation
+    out["forward_weights"] = cache.read.forward
+    out["backward_weights"] = cache.read.backward
+    out["read_content_weights"] = cache.read.content
+    return out
+
 
 def _access_cfg(a: dict, conv: str) -> AC.AccessConfig:
     B, N, W = (int(s) for s in a["state/memory"].shape)
@@ -391,7 +432,8 @@ def _access(conv: str) -> Case:
                "state/write_weights frozen at its recorded value") if conv == "deepmind" else ""
     return _case("access_step", conv, "SPEC §5 interface and steps 1-10",
                  {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2, "Hc": 4}, sample, run, grads,
-                 complex_step=False, stopped=stopped, kinks=_SORT_KINKS + "; " + _COSINE_KINKS, min_sizes=_MIN_W)
+                 complex_step=False, stopped=stopped, kinks=_SORT_KINKS + "; " + _COSINE_KINKS, min_sizes=_MIN_W,
+                 trace=access_intermediates, order=ACCESS_ORDER)
 
 
 _BUILDERS = (_content, _usage_case, _allocation, _write_allocation, _write_weights, _memory_update, _linkage,

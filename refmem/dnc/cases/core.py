@@ -46,8 +46,34 @@ from ..access import AccessState, interface_layout
 from ..controller import LSTMState
 from ..core import DNCState, UnrollOutputs, initial_state, stops_usage_gradient, unroll_backward, unroll_forward
 from ..params import DNCConfig, from_named, named
+from .addressing import ACCESS_ORDER, access_intermediates
 
-__all__ = ["CASES", "SORT_GAP", "config_for"]
+__all__ = ["CASES", "SORT_GAP", "config_for", "CORE_ORDER", "core_intermediates"]
+
+#: GOLDEN.md's order of one ``dnc/core_unroll`` step: the controller output, then the access step's
+#: names (its new state under ``intermediates/``, as the core returns only ``y`` and the read vectors),
+#: then ``y``. Every entry carries the time axis: ``[B, T, ...]``.
+CORE_ORDER: tuple[tuple[str, str], ...] = (
+    (("intermediates/controller_output", "SPEC §5 Core (controller)"),)
+    + tuple((n if n == "outputs/read_vectors" else "intermediates/" + n.split("/", 1)[1], ref)
+            for n, ref in ACCESS_ORDER)
+    + (("outputs/y", "SPEC §5 Core (output)"),)
+)
+
+
+def core_intermediates(cache) -> dict:
+    """The intermediates of an unroll (the bare names of :data:`CORE_ORDER` but the outputs), each
+    stacked over time right after the batch axis, read from the :class:`~refmem.dnc.core.UnrollCache`."""
+    xp = rx.namespace(cache.prev_write_weights)
+    per_step = []
+    for step, after in zip(cache.steps, cache.states):
+        d = {"controller_output": step.output.x[:, :step.Hc]}
+        d.update(access_intermediates(step.access))
+        acc = after.access
+        d.update({"usage": acc.usage, "write_weights": acc.write_weights, "memory": acc.memory,
+                  "link": acc.link, "precedence": acc.precedence, "read_weights": acc.read_weights})
+        per_step.append(d)
+    return {k: xp.stack([d[k] for d in per_step], axis=1) for k in per_step[0]}
 
 #: Smallest accepted gap between neighbouring sorted free-ness values that are not structurally tied.
 SORT_GAP = 1e-4
@@ -208,7 +234,7 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
     def forward(arrays, frozen=None):
         out, _, cache = run(arrays, frozen)
         recorded = {"prev_write_weights": cache.prev_write_weights} if stopped else {}
-        return Forward({"y": out.y, "read_vectors": out.read_vectors}, recorded)
+        return Forward({"y": out.y, "read_vectors": out.read_vectors}, recorded, lambda: core_intermediates(cache))
 
     def backward(arrays, cot):
         _, _, cache = run(arrays)
@@ -248,6 +274,8 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
         kinks="the allocation sort: draws are repeated until every step's sorted free-ness values are "
               f"{SORT_GAP} apart or structurally tied (gaps below {_STRUCTURAL}, powers of the allocation eps "
               "of a zero initial usage); values stay inside the clip range" + kink_state,
+        order=CORE_ORDER,
+        per_step=frozenset(n for n, _ in CORE_ORDER),
     )
 
 

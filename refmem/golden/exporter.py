@@ -1,0 +1,223 @@
+"""Export: every catalogue case as one safetensors file, plus the manifest and README.
+
+Each file holds what the case takes (``inputs/``, ``params/``, ``state/`` as sampled at
+the seed), what it returns (``outputs/<name>``), what it computes on the way
+(``intermediates/<name>``, format 2), one upstream gradient per output
+(``cotangents/<name>``, the very cotangents of :func:`refmem.gradcheck.cotangents_for`)
+and the vector-Jacobian product of the case's backward at those cotangents
+(``grads/<role>/<name>``). The walk over :func:`refmem.catalogue.cases` is generic.
+
+The reference values come from one function, :func:`reference`; the tolerances from
+:func:`refmem.golden.tolerances.tolerance`. Either can be replaced alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .. import __version__
+from .. import catalogue, gradcheck
+from .. import xp as rx
+from .readme import case_notes, render_readme
+from .storage import (
+    FORMAT_VERSION, GoldenError, dumps, is_float, read_manifest, relpath, role_of, sha256, write_safetensors,
+)
+from .tolerances import tolerance
+
+__all__ = ["SEED", "PRECISION", "reference", "float32_run", "case_order", "manifest_entry", "export"]
+
+#: The seed every case is exported at.
+SEED = 0
+#: How :func:`reference` computes the stored values (the manifest's ``precision``).
+PRECISION = "float64: NumPy float64 evaluation of refmem's forward and hand-derived backward"
+
+
+def _host(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(rx.to_numpy(a))
+
+
+def reference(case: catalogue.Case, seed: int = SEED) -> dict[str, np.ndarray]:
+    """Every golden tensor of ``case`` at ``seed``, computed in float64 under NumPy.
+
+    Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``,
+    ``outputs/<name>``, ``intermediates/<name>``, ``cotangents/<name>`` and
+    ``grads/<role>/<name>``.
+    """
+    xp = rx.backend("numpy")
+    arrays = case.draw(xp, seed)
+    out: dict[str, np.ndarray] = {k: _host(v) for k, v in arrays.items()}
+    for k, v in out.items():
+        if is_float(v) and (v.dtype != np.float64 or not np.array_equal(v.astype(np.float32).astype(np.float64), v)):
+            raise GoldenError(f"{case.name}: sampled {k} is not float32-representable float64 (GOLDEN.md)")
+    fwd = case.forward(arrays)
+    outputs = {k: _host(v) for k, v in fwd.outputs.items()}
+    for role, values in (("outputs", outputs), ("intermediates", {k: _host(v) for k, v in fwd.intermediates.items()})):
+        for k, v in values.items():
+            if not np.all(np.isfinite(v)):
+                raise GoldenError(f"{case.name}: {role}/{k} holds NaN or infinity")
+            out[f"{role}/{k}"] = v
+    cot = gradcheck.cotangents_for(outputs, seed)
+    for k, v in cot.items():
+        out[f"cotangents/{k}"] = np.ascontiguousarray(v)
+    grads = case.backward(arrays, {k: rx.from_numpy(xp, v) for k, v in cot.items()})
+    keys = case.differentiable(arrays)
+    if set(grads) != set(keys):
+        raise GoldenError(f"{case.name}: backward returned gradients for {sorted(grads)}, expected {sorted(keys)}")
+    for k in keys:
+        g = _host(grads[k])
+        if g.shape != out[k].shape:
+            raise GoldenError(f"{case.name}: gradient of {k} has shape {g.shape}, expected {out[k].shape}")
+        if not np.all(np.isfinite(g)):
+            raise GoldenError(f"{case.name}: gradient of {k} holds NaN or infinity")
+        out[f"grads/{k}"] = g
+    return out
+
+
+def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The case's own forward and backward in float32 from the stored tensors.
+
+    Returns ``outputs/...``, ``intermediates/...`` and ``grads/...`` as float32 arrays.
+    Raises :class:`GoldenError` when a result is not float32 (a case that hard-codes
+    float64 would make the measured tolerance too tight).
+    """
+    xp = rx.backend("numpy")
+    arrays = {
+        k: rx.from_numpy(xp, v.astype(np.float32) if is_float(v) else v)
+        for k, v in tensors.items()
+        if role_of(k) in catalogue.ROLES
+    }
+    fwd = case.forward(arrays)
+    cot = {
+        k[len("cotangents/"):]: rx.from_numpy(xp, v.astype(np.float32))
+        for k, v in tensors.items()
+        if k.startswith("cotangents/")
+    }
+    grads = case.backward(arrays, cot)
+    result = {f"outputs/{k}": _host(v) for k, v in fwd.outputs.items()}
+    result.update({f"intermediates/{k}": _host(v) for k, v in fwd.intermediates.items()})
+    result.update({f"grads/{k}": _host(v) for k, v in grads.items()})
+    for k, v in result.items():
+        if v.dtype != np.float32:
+            raise GoldenError(
+                f"{case.name}: {k} comes out as {v.dtype} from float32 inputs; "
+                "model code must create arrays with the dtype of its inputs"
+            )
+    return result
+
+
+def case_order(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The manifest's ``order`` of ``case``: ``[{"name", "spec"[, "per_step": true]}, ...]``.
+
+    From :attr:`Case.order` (the outputs in the forward's order at the case's SPEC
+    reference when it is empty). Refuses an order that misses or repeats an output or
+    intermediate, names a tensor the file lacks, or puts a quantity without a time axis
+    between two per-step ones.
+    """
+    listed = list(case.order) or [(k, case.spec) for k in tensors if role_of(k) == "outputs"]
+    names = [n for n, _ in listed]
+    have = [k for k in tensors if role_of(k) in ("outputs", "intermediates")]
+    if len(set(names)) != len(names):
+        raise GoldenError(f"{case.name}: order lists a name twice: {names}")
+    if set(names) != set(have):
+        raise GoldenError(f"{case.name}: order lists {sorted(names)}, the case computes {sorted(have)}")
+    steps = [i for i, n in enumerate(names) if n in case.per_step]
+    if steps:
+        if steps != list(range(steps[0], steps[-1] + 1)):
+            raise GoldenError(f"{case.name}: a quantity without a time axis sits between per-step ones in order")
+        lengths = {int(tensors[names[i]].shape[1]) for i in steps if tensors[names[i]].ndim >= 2}
+        if len(lengths) != 1 or any(tensors[names[i]].ndim < 2 for i in steps):
+            raise GoldenError(f"{case.name}: per-step quantities need one time axis after the batch axis")
+    out = []
+    for name, spec in listed:
+        item: dict[str, Any] = {"name": name, "spec": spec}
+        if name in case.per_step:
+            item["per_step"] = True
+        out.append(item)
+    return out
+
+
+def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.ndarray],
+                   f32: Mapping[str, np.ndarray]) -> dict:
+    """The manifest entry of a case, without ``file`` and ``sha256``."""
+    desc: dict[str, Any] = {}
+    for name in sorted(tensors):
+        a = tensors[name]
+        d: dict[str, Any] = {"dtype": str(a.dtype), "shape": [int(s) for s in a.shape]}
+        if role_of(name) in ("outputs", "intermediates", "grads"):
+            d["l2"] = float(np.linalg.norm(a.reshape(-1)))
+            d["tol"] = tolerance(a, f32[name])
+        desc[name] = d
+    config = json.loads(json.dumps(dict(case.config), sort_keys=True, allow_nan=False))
+    return {"function": case.function, "spec": case.spec, "seed": int(seed), "config": config,
+            "order": case_order(case, tensors), "precision": PRECISION, "tensors": desc}
+
+
+def export(
+    directory: str | Path = "golden",
+    cases: Sequence[catalogue.Case] | None = None,
+    seed: int = SEED,
+    on_case: Callable[[str], None] | None = None,
+    merge: bool = False,
+) -> dict:
+    """Write every case (all catalogue cases by default) and the manifest and README.
+
+    Deterministic: exporting twice gives byte-identical files. Every case is computed
+    before anything is written. With ``merge``, the entries of an existing manifest
+    for cases not exported now are kept (after their integrity is checked);
+    otherwise the files of cases the previous manifest listed and this export does
+    not are removed (no other file of ``directory`` is touched). Returns the manifest.
+    """
+    from .comparison import load
+
+    root = Path(directory)
+    chosen = list(catalogue.cases()) if cases is None else list(cases)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "generator": {"refmem": __version__, "numpy": np.__version__},
+        "cases": {},
+    }
+    old = None
+    if (root / "manifest.json").exists():
+        try:
+            old = read_manifest(root)
+        except GoldenError:
+            old = None  # unreadable: overwritten below
+    if merge and old is not None:
+        if old.get("format_version") != FORMAT_VERSION:
+            raise GoldenError(f"{root}: format_version {old.get('format_version')}; export every module "
+                              f"(without --module) to write format {FORMAT_VERSION}")
+        fresh = {c.name for c in chosen}
+        for name in sorted(set(old["cases"]) - fresh):
+            load(name, root, old)  # refuse to carry over a damaged case
+            manifest["cases"][name] = old["cases"][name]
+    # Compute every case before writing anything, so that a failing case leaves the directory as it was.
+    computed = []
+    for case in chosen:
+        tensors = reference(case, seed)
+        entry = manifest_entry(case, seed, tensors, float32_run(case, tensors))
+        computed.append((case.name, tensors, entry))
+    for name, tensors, entry in computed:
+        rel = relpath(name)
+        data = write_safetensors(root / rel, tensors, json.dumps(entry, sort_keys=True, allow_nan=False))
+        manifest["cases"][name] = {"file": rel, "sha256": sha256(data), **entry}
+        if on_case is not None:
+            on_case(name)
+    # Remove the files of cases the previous manifest listed and this one does not (only those).
+    kept = {(root / e["file"]).resolve() for e in manifest["cases"].values()}
+    for name, e in sorted((old or {}).get("cases", {}).items()):
+        path = root / str(e.get("file", ""))
+        if name not in manifest["cases"] and path.suffix == ".safetensors" and path.resolve() not in kept:
+            if path.exists() and root.resolve() in path.resolve().parents:
+                path.unlink()
+                for parent in path.parents:
+                    if parent == root or not parent.is_dir() or any(parent.iterdir()):
+                        break
+                    parent.rmdir()
+    manifest["cases"] = dict(sorted(manifest["cases"].items()))
+    (root / "manifest.json").write_text(dumps(manifest), encoding="utf-8")
+    (root / "README.md").write_text(render_readme(manifest, case_notes(manifest)), encoding="utf-8")
+    return manifest
