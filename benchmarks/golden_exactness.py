@@ -1,14 +1,12 @@
 """Measurements behind issue 11 items 4 and 5 (exact references, portable float32 tolerances).
 
-    python -m benchmarks.golden_exactness ulps [DIR]          # stored values vs the long double evaluation
-    python -m benchmarks.golden_exactness coretypes [old|new] # export under several OPENBLAS_CORETYPE values
-    python -m benchmarks.golden_exactness ratios DIR          # worst verify ratio of each example, per dtype
-    python -m benchmarks.golden_exactness export DIR [old|new]
-    python -m benchmarks.golden_exactness kappas              # emulated κ against real float32 runs
+    python -m benchmarks.golden_exactness ulps [DIR]    # stored values vs the long double evaluation
+    python -m benchmarks.golden_exactness coretypes     # export under several OPENBLAS_CORETYPE values
+    python -m benchmarks.golden_exactness ratios DIR    # worst verify ratio of each example, per dtype
+    python -m benchmarks.golden_exactness kappas        # emulated κ against real float32 runs and examples
 
-``new`` exports with :func:`refmem.extended.golden_tensors` (long double, rounded once) and
-:mod:`refmem.emulated32` tolerances; ``old`` with the float64 reference and the float32 run of the
-machine. Where the golden package already uses the new functions, both say the same.
+The export computes references with :func:`refmem.extended.golden_tensors` (long double, rounded
+once) and tolerances from :func:`refmem.emulated32.float32_runs` (docs/golden-tolerances.md).
 """
 
 from __future__ import annotations
@@ -28,38 +26,13 @@ NO_SIMD = {"OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V3 X
 EXAMPLES = ("torch_dnc", "torch_attention", "torch_luong", "torch_memory_lstm", "jax_dnc")
 
 
-def _use_new(set_attr=setattr) -> None:
-    """Point the flat ``refmem.golden`` module (refmem 0.1 layout) at the new functions, if it has them.
-
-    ``set_attr`` is ``setattr`` (for the command line) or a test's ``monkeypatch.setattr``.
-    """
-    from refmem import emulated32, extended, golden
-
-    if hasattr(golden, "float32_run") and getattr(golden, "__file__", "").endswith("golden.py"):
-        set_attr(golden, "reference", lambda case, seed=0: extended.golden_tensors(case, seed))
-        set_attr(golden, "float32_run", emulated32.float32_runs)
-        set_attr(golden, "tolerance", emulated32.tolerance)
-        entry = golden._entry
-
-        def _entry(case, seed, tensors, f32):  # the manifest's l2 without BLAS
-            e = entry(case, seed, tensors, f32)
-            for name, d in e["tensors"].items():
-                if "l2" in d:
-                    d["l2"] = extended.l2(tensors[name])
-            return e
-
-        set_attr(golden, "_entry", _entry)
-
-
-def export(directory: str, mode: str = "new", set_attr=setattr) -> dict:
+def export(directory: str) -> dict:
     from refmem import golden
 
-    if mode == "new":
-        _use_new(set_attr)
     return golden.export(directory)
 
 
-def digest(mode: str) -> dict:
+def digest() -> dict:
     """Export into a temporary directory; the BLAS core in use and the sha256 of every file."""
     import numpy  # noqa: F401 - load the BLAS before asking which core it runs
     import threadpoolctl
@@ -69,18 +42,18 @@ def digest(mode: str) -> dict:
     blas = [(i.get("internal_api"), i.get("architecture")) for i in threadpoolctl.threadpool_info()]
     blas.append(("numpy simd", [k for k in __cpu_dispatch__ if __cpu_features__.get(k)]))
     with tempfile.TemporaryDirectory() as tmp:
-        export(tmp, mode)
+        export(tmp)
         files = {str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest()
                  for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
     return {"blas": blas, "files": files}
 
 
-def coretypes(mode: str = "new") -> int:
+def coretypes() -> int:
     results = {}
     configs = [(core, {"OPENBLAS_CORETYPE": core}) for core in CORETYPES] + [("Haswell, NumPy SIMD baseline", NO_SIMD)]
     for core, extra in configs:
         env = dict(os.environ, **extra)
-        out = subprocess.run([sys.executable, "-m", "benchmarks.golden_exactness", "_digest", mode],
+        out = subprocess.run([sys.executable, "-m", "benchmarks.golden_exactness", "_digest"],
                              env=env, capture_output=True, text=True, check=True)
         results[core] = json.loads(out.stdout.strip().splitlines()[-1])
     base = results[CORETYPES[0]]["files"]
@@ -208,16 +181,13 @@ def main(argv: list[str]) -> int:
         return coretypes(*rest)
     if cmd == "ratios":
         return ratios(*rest)
-    if cmd == "export":
-        export(*rest)
-        return 0
     if cmd == "kappas":
         return kappas()
     if cmd == "_real":
         print(json.dumps(_real_kappas()))
         return 0
     if cmd == "_digest":
-        print(json.dumps(digest(*rest)))
+        print(json.dumps(digest()))
         return 0
     raise SystemExit(__doc__)
 

@@ -35,10 +35,6 @@ import numpy as np
 from . import catalogue
 from . import xp as rx
 
-try:  # the golden package (refmem 0.2 layout); the flat refmem.golden module before it
-    from .golden.storage import GoldenError as _GoldenError
-except ImportError:
-    from .golden import GoldenError as _GoldenError
 
 __all__ = [
     "ExtendedPrecisionError",
@@ -57,10 +53,11 @@ __all__ = [
 PRECISION_FLOAT64 = "float64 (no extended type on this platform)"
 
 
-class ExtendedPrecisionError(_GoldenError):
+class ExtendedPrecisionError(RuntimeError):
     """No extended-precision type on this platform (and float64 was not allowed), or a case
-    whose computation left the working dtype. A :class:`refmem.golden.GoldenError`, so the
-    command line reports it in one line."""
+    whose computation left the working dtype. (The golden export re-raises it as a
+    :class:`refmem.golden.GoldenError`; this module does not import the golden package, which
+    imports it.)"""
 
 
 def has_extended() -> bool:

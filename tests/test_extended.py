@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refmem import catalogue, emulated32, extended, gradcheck
+from refmem import catalogue, emulated32, extended, golden, gradcheck
 from refmem import xp as rx
 from refmem.emulated32 import EmulationError, Namespace, wrap
 
@@ -113,8 +113,6 @@ def test_reference_is_the_long_double_value_rounded_once(name):
 
 @needs_extended
 def test_golden_tensors_matches_a_float64_evaluation_up_to_float64_rounding():
-    from refmem import golden
-
     case = catalogue.get_case("dnc/access_step/paper")
     new = extended.golden_tensors(case, 0)
     arrays, cot = _sampled(case)
@@ -280,12 +278,12 @@ def test_every_case_runs_in_emulated_float32(case):
 def _digest_script(names):
     return (
         "import hashlib, json, numpy as np\n"
-        "from refmem import catalogue, emulated32, extended\n"
+        "from refmem import catalogue, emulated32, extended, golden\n"
         f"out = {{}}\nfor name in {names!r}:\n"
         "    case = catalogue.get_case(name)\n"
         "    t = extended.golden_tensors(case, 0)\n"
         "    runs = emulated32.float32_runs(case, t)\n"
-        "    tol = {k: emulated32.tolerance(t[k], v) for k, v in runs.items()}\n"
+        "    tol = {k: golden.tolerance(t[k], v) for k, v in runs.items()}\n"
         "    h = hashlib.sha256()\n"
         "    for k in sorted(t): h.update(k.encode()); h.update(np.ascontiguousarray(t[k]).tobytes())\n"
         "    for k in sorted(runs):\n"
@@ -321,7 +319,7 @@ def test_an_error_of_a_thousandth_of_the_scale_fails_in_both_dtypes(case):
     for name, ref in t.items():
         if name.split("/")[0] not in ("outputs", "grads", "intermediates") or not ref.size:
             continue
-        tol = emulated32.tolerance(ref, runs[name])
+        tol = golden.tolerance(ref, runs[name])
         scale = float(np.max(np.abs(ref))) or 1.0
         for dtype in ("float32", "float64"):
             rtol, atol = tol[dtype]
@@ -339,18 +337,71 @@ def test_an_error_of_a_thousandth_of_the_scale_fails_in_both_dtypes(case):
 @pytest.mark.parametrize("module,framework", [("torch_attention", "torch"), ("torch_luong", "torch"),
                                               ("torch_memory_lstm", "torch"), ("torch_dnc", "torch")])
 def test_float32_examples_pass_with_ratio_at_most_a_quarter(module, framework, tmp_path, monkeypatch):
-    """The float32 examples pass every case at a quarter of the tolerance, on an export made with
-    the long double references and the emulated float32 tolerances."""
+    """The float32 examples pass every case at a quarter of the tolerance, on a fresh export (long
+    double references, emulated float32 tolerances)."""
     pytest.importorskip(framework)
     monkeypatch.syspath_prepend(str(REPO))
     monkeypatch.chdir(REPO)
-    from benchmarks import golden_exactness
-
-    from refmem import golden
-
-    golden_exactness.export(str(tmp_path), "new", monkeypatch.setattr)
+    golden.export(tmp_path)
     for dtype in ("float32", "float64"):
         report = golden.verify(f"examples.{module}:run", dtype, tmp_path)
         assert report.passed, report.table(only_failures=True)
         worst = max(report.rows, key=lambda r: r.ratio)
         assert worst.ratio <= 0.25, f"{dtype}: {worst.case} {worst.tensor} ratio {worst.ratio:.3f}"
+
+
+# ----------------------------------------------------------------------------- wired into the golden package
+
+
+def test_export_refuses_without_an_extended_type_unless_allowed(tmp_path, monkeypatch, capsys):
+    from refmem import golden
+    from refmem.cli import main
+
+    case = catalogue.get_case("primitives/tanh/default")
+    monkeypatch.setattr(extended, "has_extended", lambda: False)
+    with pytest.raises(golden.GoldenError, match="no extended-precision type.*allow_float64=True"):
+        golden.export(tmp_path / "a", [case])
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    manifest = golden.export(tmp_path / "b", [case], allow_float64=True)
+    assert manifest["cases"][case.name]["precision"] == "float64 (no extended type on this platform)"
+    assert main(["golden", "export", "--dir", str(tmp_path / "c"), "--module", "primitives"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no extended-precision type" in err[0] and "Traceback" not in err[0]
+    assert main(["golden", "export", "--dir", str(tmp_path / "c"), "--module", "primitives", "--allow-float64"]) == 0
+
+
+@needs_extended
+def test_the_export_uses_long_double_references_and_emulated_tolerances(tmp_path):
+    from refmem import golden
+
+    cases = [catalogue.get_case(n) for n in ("primitives/softmax/default", "dnc/access_step/paper")]
+    manifest = golden.export(tmp_path, cases)
+    for case in cases:
+        entry = manifest["cases"][case.name]
+        assert entry["precision"] == "float64, rounded once from an 80-bit long double evaluation"
+        g = golden.load(case.name, tmp_path, manifest)
+        want = extended.golden_tensors(case, 0)
+        assert set(want) == set(g.tensors)
+        for k, v in want.items():
+            assert np.array_equal(g.tensors[k], v), k
+        runs = emulated32.float32_runs(case, g.tensors)
+        for k, tol in g.tol.items():
+            assert tol == golden.tolerance(g.tensors[k], runs[k]), k
+            assert entry["tensors"][k]["l2"] == extended.l2(g.tensors[k])
+
+
+@needs_extended
+def test_committed_goldens_are_the_long_double_values_rounded_once():
+    from refmem import golden
+
+    committed = REPO / "golden"
+    manifest = golden.read_manifest(committed)
+    for case in CASES:
+        g = golden.load(case.name, committed, manifest)
+        assert manifest["cases"][case.name]["precision"].startswith("float64, rounded once from an 80-bit")
+        arrays = {k: v for k, v in g.tensors.items() if k.split("/")[0] in catalogue.ROLES}
+        cot = {k[len("cotangents/"):]: v for k, v in g.tensors.items() if k.startswith("cotangents/")}
+        exact = extended.reference(case, arrays, cot, round=False)
+        for k, r in exact.items():
+            err = np.abs(g.tensors[k].astype(LD) - r)
+            assert np.all(err <= np.spacing(np.abs(g.tensors[k])).astype(LD) / 2), (case.name, k)
