@@ -135,6 +135,7 @@ def kappas() -> int:
     import numpy as np
 
     from refmem import catalogue, emulated32, extended, golden
+    from refmem import xp as rx
 
     emu, refs = {}, {}
     for case in catalogue.cases():
@@ -168,7 +169,7 @@ def kappas() -> int:
             res = adapter(name, given, "float32", dict(case.config))
             for k, v in res.items():
                 if f"{name} {k}" in emu:
-                    ratios.append(emulated32.kappa(t[k], np.asarray(golden.rx.to_numpy(v), dtype=np.float64)) / emu[f"{name} {k}"])
+                    ratios.append(emulated32.kappa(t[k], np.asarray(rx.to_numpy(v), dtype=np.float64)) / emu[f"{name} {k}"])
         print(f"{ex:18s} float32       : κ_example/κ_emulated median {np.median(ratios):.2f}, max {max(ratios):.2f}")
     return 0
 
