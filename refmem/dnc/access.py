@@ -12,6 +12,24 @@ then usage (step 1), write weights (steps 2-4), memory (step 5), link and
 precedence (step 6), read weights (steps 7-9) and read vectors (step 10), each
 from :mod:`refmem.dnc.addressing`.
 
+The options of Csordás & Schmidhuber (ICLR 2019; SPEC §5) are flags of :class:`AccessConfig`.
+Where their code (RobertCsordas/dnc ``Models/DNC.py``) differs from SPEC, refmem follows SPEC:
+
+* interface layout: theirs puts each write mask first in the write head's slice and the read
+  masks first in the read heads' slice (then the sharpness, forward then backward, after both
+  heads); SPEC appends ``write_masks``, ``read_masks`` after the read strengths, then the
+  forward and backward sharpness;
+* their cosine divides by ``|k| |M_i| + eps`` with plain norms; SPEC's cosine (§1) has ``eps``
+  inside each norm too;
+* they have one write head: de-allocation multiplies the single erase matrix by ``ψ_t``, the
+  same as SPEC's ``(M_{t-1} ∘ ψ_t) ∘ Π_k (1 - ww_k e_kᵀ)`` for ``nw = 1``; ``ψ_t`` carries its
+  gradient there too, and the usage detaches the previous write weights (deepmind's stop);
+* their sharpening divides ``d + eps`` by its maximum before the power, which cancels in the
+  normalisation (refmem's ``softmax(s log(d + eps))`` subtracts the same maximum in log space);
+* their strengths use oneplus and they clamp the whole interface vector to ``±clip``; refmem
+  activates by the convention and clips the controller output, not the interface (SPEC §5 Core);
+  their masks accept a ``mask_min`` (default 0); SPEC has none.
+
 """
 
 from __future__ import annotations

@@ -828,8 +828,9 @@ def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link:
         prev_read_weights: ``[B, R, N]``, ``wr_{t-1}``.
         read_modes: ``[B, R, 1 + 2nw]``, probabilities in the convention's layout.
         read_masks: ``[B, R, W]`` or ``None``; SPEC §5 option ``masked_content``.
-        forward_sharpness, backward_sharpness: ``[B, R]`` (activated) or ``None``; SPEC §5 option
-            ``link_sharpness``: the directional weights become :func:`sharpen_forward` of them.
+        forward_sharpness: ``[B, R]`` (activated) or ``None``; SPEC §5 option ``link_sharpness``:
+            the forward weights become :func:`sharpen_forward` of them.
+        backward_sharpness: ``[B, R]`` or ``None``; the same for the backward weights.
     Returns:
         ``read_weights [B, R, N]`` and a :class:`ReadWeightsCache` (its ``forward`` / ``backward``
         are the weights step 9 uses: sharpened when the sharpness is given).
