@@ -449,7 +449,7 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
     g_write = A.write_weights_backward.unchecked(d_ww, cache.write)
     d_usage = P.add_optional(d_new_state.usage, g_write.usage)
     # step 1: usage
-    g_usage = A.usage_backward.unchecked(d_usage, cache.usage, d_retention=g_mem.deallocation)
+    g_usage = A.usage_backward.unchecked(d_usage, cache.usage, d_retention=getattr(g_mem, "deallocation", None))
     d_iface = Interface(
         write_vectors=g_mem.write_vectors,
         erase_vectors=g_mem.erase_vectors,
@@ -461,10 +461,10 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         write_strengths=g_write.write_strengths,
         read_keys=g_read.read_keys,
         read_strengths=g_read.read_strengths,
-        write_masks=g_write.write_masks,
-        read_masks=g_read.read_masks,
-        forward_sharpness=g_read.forward_sharpness,
-        backward_sharpness=g_read.backward_sharpness,
+        write_masks=getattr(g_write, "write_masks", None),
+        read_masks=getattr(g_read, "read_masks", None),
+        forward_sharpness=getattr(g_read, "forward_sharpness", None),
+        backward_sharpness=getattr(g_read, "backward_sharpness", None),
     )
     d_h, d_W, d_b = interface_backward.unchecked(d_iface, cache.interface)
     d_state = AccessState(

@@ -37,6 +37,7 @@ __all__ = [
     "LinkCache", "LinkGrads", "temporal_linkage_forward", "temporal_linkage_backward",
     "DirectionalCache", "DirectionalGrads", "directional_weights_forward", "directional_weights_backward",
     "ReadWeightsCache", "ReadWeightsGrads", "read_weights_forward", "read_weights_backward",
+    "MaskedWriteWeightsGrads", "DeallocMemoryGrads", "OptionReadWeightsGrads",
     "MaskedContentCache", "MaskedContentGrads", "masked_content_weights_forward", "masked_content_weights_backward",
     "SHARPNESS_EPS", "SharpenCache", "SharpenGrads", "sharpen_forward", "sharpen_backward",
 ]
@@ -498,8 +499,7 @@ class WriteWeightsCache(NamedTuple):
 
 class WriteWeightsGrads(NamedTuple):
     """``memory [B, N, W]``, ``usage [B, N]``, ``write_keys [B, nw, W]``, ``write_strengths [B, nw]``,
-    ``allocation_gates [B, nw]``, ``write_gates [B, nw]``, ``write_masks [B, nw, W]``
-    (``None`` without masks)."""
+    ``allocation_gates [B, nw]``, ``write_gates [B, nw]``."""
 
     memory: Any
     usage: Any
@@ -507,7 +507,19 @@ class WriteWeightsGrads(NamedTuple):
     write_strengths: Any
     allocation_gates: Any
     write_gates: Any
-    write_masks: Any = None
+
+
+class MaskedWriteWeightsGrads(NamedTuple):
+    """:class:`WriteWeightsGrads` and ``write_masks [B, nw, W]``: what :func:`write_weights_backward`
+    returns when the forward had masks (SPEC §5 option ``masked_content``)."""
+
+    memory: Any
+    usage: Any
+    write_keys: Any
+    write_strengths: Any
+    allocation_gates: Any
+    write_gates: Any
+    write_masks: Any
 
 
 @edge(memory="B N W", usage="B N | unit", write_keys="B nw W", write_strengths="B nw",
@@ -555,7 +567,10 @@ def write_weights_backward(d_write_weights: Any, cache: WriteWeightsCache) -> Wr
     d_allocation_gates = d_allocation_gates + alloc.write_gates * cache.write_gates
     d_write_gates = d_write_gates + alloc.write_gates * cache.allocation_gates
     d_memory, d_keys, d_strengths, d_masks = _content_backward(d_content, cache.content_cache)
-    return WriteWeightsGrads(d_memory, alloc.usage, d_keys, d_strengths, d_allocation_gates, d_write_gates, d_masks)
+    if d_masks is None:
+        return WriteWeightsGrads(d_memory, alloc.usage, d_keys, d_strengths, d_allocation_gates, d_write_gates)
+    return MaskedWriteWeightsGrads(d_memory, alloc.usage, d_keys, d_strengths, d_allocation_gates, d_write_gates,
+                                   d_masks)
 
 
 # ----------------------------------------------------------------------------- step 5: memory
@@ -580,14 +595,23 @@ class MemoryCache(NamedTuple):
 
 
 class MemoryGrads(NamedTuple):
-    """``memory [B, N, W]``, ``write_weights [B, nw, N]``, ``erase_vectors [B, nw, W]``, ``write_vectors [B, nw, W]``,
-    ``deallocation [B, N]`` (``None`` without de-allocation)."""
+    """``memory [B, N, W]``, ``write_weights [B, nw, N]``, ``erase_vectors [B, nw, W]``, ``write_vectors [B, nw, W]``."""
 
     memory: Any
     write_weights: Any
     erase_vectors: Any
     write_vectors: Any
-    deallocation: Any = None
+
+
+class DeallocMemoryGrads(NamedTuple):
+    """:class:`MemoryGrads` and ``deallocation [B, N]``: what :func:`memory_update_backward` returns
+    when the forward had ``deallocation`` (SPEC §5 option)."""
+
+    memory: Any
+    write_weights: Any
+    erase_vectors: Any
+    write_vectors: Any
+    deallocation: Any
 
 
 @edge(memory="B N W", write_weights="B nw N | unit", erase_vectors="B nw W | unit",
@@ -633,7 +657,9 @@ def memory_update_backward(d_memory: Any, cache: MemoryCache) -> MemoryGrads:
     d_erase_vectors = -xp.sum(d_erase_factors * cache.write_weights[:, :, :, None], axis=-2)
     d_write_weights = d_write_weights + cache.write_vectors @ P.transpose_last(d_memory)
     d_write_vectors = cache.write_weights @ d_memory
-    return MemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors, d_dealloc)
+    if psi is None:
+        return MemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors)
+    return DeallocMemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors, d_dealloc)
 
 
 # ----------------------------------------------------------------------------- step 6: link
@@ -795,8 +821,7 @@ class ReadWeightsCache(NamedTuple):
 
 class ReadWeightsGrads(NamedTuple):
     """``memory [B, N, W]``, ``read_keys [B, R, W]``, ``read_strengths [B, R]``, ``link [B, nw, N, N]``,
-    ``prev_read_weights [B, R, N]``, ``read_modes [B, R, 1 + 2nw]``; with the options ``read_masks [B, R, W]``,
-    ``forward_sharpness [B, R]``, ``backward_sharpness [B, R]`` (``None`` otherwise)."""
+    ``prev_read_weights [B, R, N]``, ``read_modes [B, R, 1 + 2nw]``."""
 
     memory: Any
     read_keys: Any
@@ -804,9 +829,22 @@ class ReadWeightsGrads(NamedTuple):
     link: Any
     prev_read_weights: Any
     read_modes: Any
-    read_masks: Any = None
-    forward_sharpness: Any = None
-    backward_sharpness: Any = None
+
+
+class OptionReadWeightsGrads(NamedTuple):
+    """:class:`ReadWeightsGrads` and ``read_masks [B, R, W]``, ``forward_sharpness [B, R]``,
+    ``backward_sharpness [B, R]`` (each ``None`` where its option is off): what
+    :func:`read_weights_backward` returns when the forward had masks or sharpness (SPEC §5 options)."""
+
+    memory: Any
+    read_keys: Any
+    read_strengths: Any
+    link: Any
+    prev_read_weights: Any
+    read_modes: Any
+    read_masks: Any
+    forward_sharpness: Any
+    backward_sharpness: Any
 
 
 @edge(memory="B N W", read_keys="B R W", read_strengths="B R", link="B nw N N | unit",
@@ -872,5 +910,8 @@ def read_weights_backward(d_read_weights: Any, cache: ReadWeightsCache) -> ReadW
     directional = directional_weights_backward.unchecked(d_forward, d_backward, cache.directional_cache)
     d_memory, d_keys, d_strengths, d_masks = _content_backward(d_content, cache.content_cache)
     d_modes = C.join_read_modes(d_pb, d_pf, d_pc, cache.convention)
-    return ReadWeightsGrads(d_memory, d_keys, d_strengths, directional.link,
-                            directional.prev_read_weights, d_modes, d_masks, d_fs, d_bs)
+    if d_masks is None and d_fs is None and d_bs is None:
+        return ReadWeightsGrads(d_memory, d_keys, d_strengths, directional.link, directional.prev_read_weights,
+                                d_modes)
+    return OptionReadWeightsGrads(d_memory, d_keys, d_strengths, directional.link, directional.prev_read_weights,
+                                  d_modes, d_masks, d_fs, d_bs)

@@ -248,7 +248,7 @@ def _write_weights(conv: str) -> Case:
 
     def grads(cot, cache, conv):
         g = A.write_weights_backward(cot["write_weights"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items() if v is not None}
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
 
     return _case("write_weights", conv, "SPEC §5 steps 2-4", {"B": 2, "N": 5, "W": 3, "nw": 2}, sample, run, grads,
                  complex_step=False, kinks=_SORT_KINKS + "; " + _COSINE_KINKS, min_sizes=_MIN_W)
@@ -272,7 +272,7 @@ def _memory_update(conv: str) -> Case:
 
     def grads(cot, cache, conv):
         g = A.memory_update_backward(cot["memory"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items() if v is not None}
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
 
     return _case("memory_update", conv, "SPEC §5 step 5", {"B": 2, "N": 5, "W": 3, "nw": 2}, sample, run, grads)
 
@@ -294,7 +294,7 @@ def _linkage(conv: str) -> Case:
 
     def grads(cot, cache, conv):
         g = A.temporal_linkage_backward(cot["link"], cot["precedence"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items() if v is not None}
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
 
     return _case("temporal_linkage", conv, "SPEC §5 step 6", {"B": 2, "N": 5, "nw": 2}, sample, run, grads)
 
@@ -339,7 +339,7 @@ def _read_weights(conv: str) -> Case:
 
     def grads(cot, cache, conv):
         g = A.read_weights_backward(cot["read_weights"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items() if v is not None}
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
 
     return _case("read_weights", conv, "SPEC §5 steps 7-9", {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2},
                  sample, run, grads, min_sizes=_MIN_W, kinks=_COSINE_KINKS)
