@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from .. import xp as rx
@@ -52,7 +53,9 @@ class DNCConfig:
     ``layers`` controller depth (1: ``DNCoreLSTM``, 3: ``DNCoreDeepLSTM``), ``skip``
     DeepRNN skip connections, ``N, W, R, nw`` memory sizes, ``convention``
     (``"deepmind"``/``"paper"``), ``clip_value`` (0 disables clipping),
-    ``forget_bias`` (Sonnet's 1.0).
+    ``forget_bias`` (Sonnet's 1.0), and the access options ``masked_content``,
+    ``deallocation``, ``link_sharpness`` (SPEC §5, off by default; see
+    :class:`~refmem.dnc.access.AccessConfig`).
     """
 
     D: int
@@ -67,6 +70,9 @@ class DNCConfig:
     convention: str = "deepmind"
     clip_value: float = 0.0
     forget_bias: float = 1.0
+    masked_content: bool = False
+    deallocation: bool = False
+    link_sharpness: bool = False
 
     def __post_init__(self) -> None:
         for name in ("D", "Y"):
@@ -76,12 +82,16 @@ class DNCConfig:
         self.access  # validates N, W, R, nw, convention
         self.controller  # validates hidden, layers, clip_value
 
-    @property
+    @cached_property
     def access(self) -> AccessConfig:
-        return AccessConfig(N=self.N, W=self.W, R=self.R, nw=self.nw, convention=self.convention)
+        """The :class:`~refmem.dnc.access.AccessConfig` (built once per config: a step reads it often)."""
+        return AccessConfig(N=self.N, W=self.W, R=self.R, nw=self.nw, convention=self.convention,
+                            masked_content=self.masked_content, deallocation=self.deallocation,
+                            link_sharpness=self.link_sharpness)
 
-    @property
+    @cached_property
     def controller(self) -> ControllerConfig:
+        """The :class:`~refmem.dnc.controller.ControllerConfig` (built once per config)."""
         return ControllerConfig(input_size=self.D + self.R * self.W, hidden=self.hidden, layers=self.layers,
                                 skip=self.skip, forget_bias=self.forget_bias, clip_value=float(self.clip_value))
 
