@@ -189,7 +189,7 @@ def test_state_and_input_mismatches_are_refused():
     z = lambda *s: xp.zeros(s, dtype=xp.float64)  # noqa: E731
     cases = [
         # (call, expected message fragment)
-        (lambda: L.step_forward(x[:, 0, :], z(B + 1, H), mem0, params), f"h_prev: expected shape (B, H) = ({B}, ?), got ({B + 1}, {H})"),
+        (lambda: L.step_forward(x[:, 0, :], z(B + 1, H), mem0, params), f"h_prev: expected shape (B, H) = ({B}, {H}), got ({B + 1}, {H})"),
         (lambda: L.step_forward(x[:, 0, :], h0, z(B, M, H + 1), params), f"memory_prev: expected shape (B, M, H) = ({B}, ?, {H}), got ({B}, {M}, {H + 1})"),
         (lambda: L.step_forward(x[:, 0, :], h0, z(B + 1, M, H), params), "memory_prev: expected shape (B, M, H)"),
         (lambda: L.step_forward(x[:, 0, :], h0, z(B, 0, H), params), "memory_prev: size M = 0, expected at least 1"),

@@ -232,7 +232,7 @@ class AllocationCache(NamedTuple):
     prod_sorted_usage: Any
 
 
-@edge(usage="B N | unit")
+@edge(usage="B N | unit", eps="float > 0")
 def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, AllocationCache]:
     """Allocation weights ``a = alloc(u)`` (SPEC §5 step 3).
 
@@ -257,7 +257,7 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
     return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage)
 
 
-@edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N")
+@edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N", eps="float > 0")
 def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = ALLOCATION_EPS) -> Any:
     """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3)."""
     xp = rx.namespace(d_allocation)

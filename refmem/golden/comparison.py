@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .. import xp as rx
+from ..errors import DomainError
 from ..catalogue import ROLES
 from .storage import (
     COMPARED, GoldenError, IntegrityError, expected_tensors, given_tensors, is_float, read_manifest, relpath,
@@ -339,7 +340,7 @@ def compare(
     (``nondiff``), which are ignored. A failing case gets its :class:`Divergence`.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        raise DomainError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
     expected = golden.expected()
     report = Report()
     # A gradient of a tensor the case does not differentiate (a mask, a state at a kink) is
