@@ -370,7 +370,7 @@ def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Call
         owners = sorted({p.split(".")[0] for p in paths} - set(specs))
         positions = {arg: names.index(arg) for arg in list(specs) + owners}
         defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-        scalars = {a: s for a, s in specs.items() if s.split()[0] in _SCALAR_KINDS}
+        scalars = {a: s for a, s in specs.items() if s.split()[0].lstrip("?") in _SCALAR_KINDS}
         plain = {a: s for a, s in specs.items() if not s.strip().lstrip("?").strip().startswith("like:")
                  and a not in scalars}
         likes = {a: _Spec(s) for a, s in specs.items() if a not in plain and a not in scalars}
@@ -412,12 +412,16 @@ def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Call
 
 
 #: Specs of non-array arguments: ``"float > 0"``, ``"float >= 0"`` (a finite real number), ``"axis of x"``
-#: (an integer axis of the array argument ``x``).
+#: (an integer axis of the array argument ``x``); a leading ``?`` allows ``None``.
 _SCALAR_KINDS = ("float", "axis")
 
 
 def _check_scalar(arg: str, value: Any, spec: str, values: Mapping[str, Any]) -> None:
     kind, *rest = spec.split()
+    if kind.startswith("?"):  # optional: None allowed
+        if value is None:
+            return
+        kind = kind[1:]
     if kind == "axis":
         ref = values[rest[1]]
         ndim = len(ref.shape)
