@@ -256,7 +256,7 @@ class AllocationCache(NamedTuple):
     eps: float = ALLOCATION_EPS
 
 
-@edge(usage="B N | unit", eps="float > 0")
+@edge(usage="B N | unit", eps="float >= 0")
 def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, AllocationCache]:
     """Allocation weights ``a = alloc(u)`` (SPEC §5 step 3).
 
@@ -282,7 +282,7 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
     return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps)
 
 
-@edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N", eps="?float > 0")
+@edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N", eps="?float >= 0")
 def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float | None = None) -> Any:
     """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3).
 
