@@ -1,4 +1,7 @@
-"""One DNC memory-access step (SPEC §5, steps 1-10) in JAX, differentiated by ``jax.vjp``.
+"""The DNC (SPEC §5) in JAX, differentiated by ``jax.vjp``: one memory-access step
+(steps 1-10) and the whole core unrolled over a sequence with ``lax.scan`` (Sonnet
+LSTM controller, one or more layers with or without skip connections, output map,
+clipping).
 
 An independent implementation written from SPEC §5, not a call into refmem;
 both conventions (``deepmind``, ``paper``) are covered. float64 needs
@@ -19,7 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 #: The golden cases this adapter implements (fnmatch patterns).
-CASES = ["dnc/access_step/*"]
+CASES = ["dnc/access_step/*", "dnc/core_unroll/*"]
 
 EPS_COS = 1e-6  # SPEC §1 cosine similarity
 EPS_ALLOC = 1e-6  # SPEC §5 step 3
@@ -119,13 +122,74 @@ def _forward_backward(args, cotangents, convention):
     return outputs, intermediates, grads
 
 
+def lstm_step(inp, h, c, W, b, forget_bias):
+    """Sonnet's LSTM: ``gates = [inp ; h] @ W + b`` split as ``i, j, f, o``, ``forget_bias`` added at run time."""
+    i, j, f, o = jnp.split(jnp.concatenate([inp, h], -1) @ W + b, 4, axis=-1)
+    c = jax.nn.sigmoid(f + forget_bias) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
+    return jnp.tanh(c) * jax.nn.sigmoid(o), c
+
+
+def core_unroll(x, p, state, convention, layers, skip, clip_value, forget_bias):
+    """SPEC §5 Core over ``x [B, T, D]`` with ``lax.scan``: ``y [B, T, Y]``, ``read_vectors [B, T, R, W]``.
+
+    ``state`` holds the access state, ``read_vectors [B, R, W]`` and ``h1, c1, ...`` per layer.
+    The controller reads ``[x_t ; flatten(r_{t-1})]``; with skip connections layer ``l > 1``
+    reads ``[input ; h^{l-1}]`` and the access and output layers read every layer's ``h``.
+    """
+    def clip(v):
+        return jnp.clip(v, -clip_value, clip_value) if clip_value > 0 else v
+
+    B = x.shape[0]
+    R, W = state["read_vectors"].shape[1:]
+
+    def step(carry, x_t):
+        hs, cs, r, access = carry
+        inp = jnp.concatenate([x_t, r.reshape(B, R * W)], -1)
+        new_h, new_c = [], []
+        for l in range(layers):
+            layer_in = inp if l == 0 else (jnp.concatenate([inp, new_h[-1]], -1) if skip else new_h[-1])
+            h_l, c_l = lstm_step(layer_in, hs[l], cs[l], p[f"W_lstm{l + 1}"], p[f"b_lstm{l + 1}"], forget_bias)
+            new_h.append(clip(h_l))
+            new_c.append(clip(c_l))
+        hc = clip(jnp.concatenate(new_h, -1) if skip else new_h[-1])
+        r, access, _ = access_step(hc, p["W_xi"], p["b_xi"], access, convention)
+        y = clip(jnp.concatenate([hc, r.reshape(B, R * W)], -1) @ p["W_y"] + p["b_y"])
+        return (tuple(new_h), tuple(new_c), r, access), (y, r)
+
+    init = (tuple(state[f"h{l + 1}"] for l in range(layers)), tuple(state[f"c{l + 1}"] for l in range(layers)),
+            state["read_vectors"], {k: state[k] for k in STATE})
+    _, (ys, rs) = jax.lax.scan(step, init, jnp.swapaxes(x, 0, 1))
+    return {"y": jnp.swapaxes(ys, 0, 1), "read_vectors": jnp.swapaxes(rs, 0, 1)}
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _core_forward_backward(args, cotangents, convention, cfg):
+    layers, skip, clip_value, forget_bias = cfg
+
+    def f(a):
+        p = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")}
+        state = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("state/")}
+        return core_unroll(a["inputs/x"], p, state, convention, layers, skip, clip_value, forget_bias)
+
+    outputs, vjp = jax.vjp(f, args)
+    (grads,) = vjp(cotangents)
+    return outputs, grads
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
     """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents."""
-    convention = (config or {}).get("convention") or case.split("/")[-1]
+    config = config or {}
+    convention = config.get("convention") or ("paper" if "paper" in case.split("/")[-1] else "deepmind")
     jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
     args = {k: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.split("/")[0] in ("inputs", "params", "state")}
     cot = {k.split("/", 1)[1]: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.startswith("cotangents/")}
-    outputs, intermediates, grads = _forward_backward(args, cot, convention)
+    intermediates = {}
+    if case.startswith("dnc/core_unroll/"):
+        cfg = (int(config.get("layers", 1)), bool(config.get("skip", True)), float(config.get("clip_value", 0.0)),
+               float(config.get("forget_bias", 1.0)))
+        outputs, grads = _core_forward_backward(args, cot, convention, cfg)
+    else:
+        outputs, intermediates, grads = _forward_backward(args, cot, convention)
     result = {f"outputs/{k}": np.asarray(v) for k, v in outputs.items()}
     result.update({f"intermediates/{k}": np.asarray(v) for k, v in intermediates.items()})
     result.update({f"grads/{k}": np.asarray(g) for k, g in grads.items()})
