@@ -743,6 +743,51 @@ def _():
     return LU().window_backward(normal(1, 2, 4), cache)
 
 
+group("attention.keras_scores")
+
+
+def KS():
+    import refmem.attention.keras_scores as K
+
+    return K
+
+
+def ks(score="dot_scaled"):
+    q, k, v = normal(2, 3, 4), normal(2, 5, 4, seed=1), normal(2, 5, 2, seed=2)
+    scale = np.ones(4) if score == "additive" else np.ones(1)
+    return q, k, v, scale, (np.ones(1) if score == "concat_scaled" else None)
+
+
+@bad("keras_scores.attention_forward(score='bogus')", "score")
+def _():
+    return KS().attention_forward("bogus", *ks())
+
+
+@bad("keras_scores.attention_forward(k of another d)", "k")
+def _():
+    q, k, v, s, w = ks()
+    return KS().attention_forward("dot_scaled", q, normal(2, 5, 3), v, s, w)
+
+
+@bad("keras_scores.attention_forward(q with NaN)", "q")
+def _():
+    q, k, v, s, w = ks()
+    q[0, 0, 0] = np.nan
+    return KS().attention_forward("dot_scaled", q, k, v, s, w)
+
+
+@bad("keras_scores.attention_forward(v float32, rest float64)", "float32", "float64")
+def _():
+    q, k, v, s, w = ks()
+    return KS().attention_forward("dot_scaled", q, k, v.astype(np.float32), s, w)
+
+
+@bad("keras_scores.attention_backward(d_output without the batch axis)", "d_output")
+def _():
+    out, cache = KS().attention_forward("additive", *ks("additive"))
+    return KS().attention_backward(None, normal(3, 2), cache)
+
+
 # ----------------------------------------------------------------------------- DNC addressing
 group("dnc.addressing")
 
