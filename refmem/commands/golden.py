@@ -29,6 +29,8 @@ def add_arguments(p: ArgumentParser) -> None:
     e = sub.add_parser("export", help="write golden/<module>/<function>/<variant>.safetensors, manifest.json, README.md")
     e.add_argument("--dir", default="golden",
                    help="output directory (default golden; created if missing, checked writable first)")
+    e.add_argument("--allow-float64", action="store_true",
+                   help="export float64 references where the platform has no extended (long double) type")
     e.add_argument("--module", action="append", metavar="NAME", type=module_name,
                    help="re-export only this module (repeatable); the other cases of an existing manifest are kept")
     c = sub.add_parser("check", help="recompute every golden case and compare (never writes)")
@@ -84,7 +86,7 @@ def run(args: Namespace) -> int:
                 bar = Progress(len(cases), label="golden export")
                 try:
                     manifests.append(golden.export(directory, cases, on_case=lambda name: bar.update(1, name),
-                                                   merge=bool(args.module)))
+                                                   merge=bool(args.module), allow_float64=args.allow_float64))
                 finally:
                     bar.close()
 

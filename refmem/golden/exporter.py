@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from .. import catalogue, gradcheck
+from .. import catalogue, emulated32, extended, gradcheck
 from .. import xp as rx
 from .readme import case_notes, render_readme
 from .storage import (
@@ -28,53 +28,47 @@ from .storage import (
 )
 from .tolerances import tolerance
 
-__all__ = ["SEED", "PRECISION", "reference", "float32_run", "case_order", "manifest_entry", "export"]
+__all__ = ["SEED", "PRECISION", "reference", "float32_run", "float32_runs", "case_order", "manifest_entry", "export"]
 
 #: The seed every case is exported at.
 SEED = 0
-#: How :func:`reference` computes the stored values (the manifest's ``precision``).
-PRECISION = "float64: NumPy float64 evaluation of refmem's forward and hand-derived backward"
+#: How :func:`reference` computes the stored values on this platform (the manifest's ``precision``):
+#: ``"float64, rounded once from an 80-bit long double evaluation"`` on x86-64 Linux (see
+#: :mod:`refmem.extended`), ``"float64 (no extended type on this platform)"`` elsewhere, where
+#: :func:`export` refuses unless ``allow_float64``.
+PRECISION = extended.precision(extended.working_dtype(allow_float64=True))
 
 
 def _host(a: Any) -> np.ndarray:
     return np.ascontiguousarray(rx.to_numpy(a))
 
 
-def reference(case: catalogue.Case, seed: int = SEED) -> dict[str, np.ndarray]:
-    """Every golden tensor of ``case`` at ``seed``, computed in float64 under NumPy.
+def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = False) -> dict[str, np.ndarray]:
+    """Every golden tensor of ``case`` at ``seed``.
 
-    Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``,
-    ``outputs/<name>``, ``intermediates/<name>``, ``cotangents/<name>`` and
-    ``grads/<role>/<name>``.
+    Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``
+    (float64, float32-representable), ``cotangents/<name>``, and ``outputs/<name>``,
+    ``intermediates/<name>``, ``grads/<role>/<name>`` evaluated in long double and rounded
+    once to float64 (:func:`refmem.extended.golden_tensors`; :data:`PRECISION`). Raises
+    :class:`GoldenError` (an :class:`refmem.extended.ExtendedPrecisionError`) where the
+    platform has no extended type, unless ``allow_float64``, and for results that are not
+    finite or gradients of the wrong tensors.
     """
-    xp = rx.backend("numpy")
-    arrays = case.draw(xp, seed)
-    out: dict[str, np.ndarray] = {k: _host(v) for k, v in arrays.items()}
-    for k, v in out.items():
-        if is_float(v) and (v.dtype != np.float64 or not np.array_equal(v.astype(np.float32).astype(np.float64), v)):
-            raise GoldenError(f"{case.name}: sampled {k} is not float32-representable float64 (GOLDEN.md)")
-    fwd = case.forward(arrays)
-    outputs = {k: _host(v) for k, v in fwd.outputs.items()}
-    for role, values in (("outputs", outputs), ("intermediates", {k: _host(v) for k, v in fwd.intermediates.items()})):
-        for k, v in values.items():
-            if not np.all(np.isfinite(v)):
-                raise GoldenError(f"{case.name}: {role}/{k} holds NaN or infinity")
-            out[f"{role}/{k}"] = v
-    cot = gradcheck.cotangents_for(outputs, seed)
-    for k, v in cot.items():
-        out[f"cotangents/{k}"] = np.ascontiguousarray(v)
-    grads = case.backward(arrays, {k: rx.from_numpy(xp, v) for k, v in cot.items()})
-    keys = case.differentiable(arrays)
-    if set(grads) != set(keys):
-        raise GoldenError(f"{case.name}: backward returned gradients for {sorted(grads)}, expected {sorted(keys)}")
-    for k in keys:
-        g = _host(grads[k])
-        if g.shape != out[k].shape:
-            raise GoldenError(f"{case.name}: gradient of {k} has shape {g.shape}, expected {out[k].shape}")
-        if not np.all(np.isfinite(g)):
-            raise GoldenError(f"{case.name}: gradient of {k} holds NaN or infinity")
-        out[f"grads/{k}"] = g
-    return out
+    try:
+        return extended.golden_tensors(case, seed, allow_float64=allow_float64)
+    except extended.ExtendedPrecisionError as exc:
+        raise GoldenError(str(exc)) from exc
+
+
+def float32_runs(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """The emulated float32 runs the tolerances are measured from (:func:`refmem.emulated32.float32_runs`).
+
+    Raises :class:`GoldenError` when a result is not float32.
+    """
+    try:
+        return emulated32.float32_runs(case, tensors)
+    except emulated32.EmulationError as exc:
+        raise GoldenError(str(exc)) from exc
 
 
 def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -141,19 +135,25 @@ def case_order(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> list[
 
 
 def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.ndarray],
-                   f32: Mapping[str, np.ndarray]) -> dict:
-    """The manifest entry of a case, without ``file`` and ``sha256``."""
+                   f32: Mapping[str, Any], precision: str = PRECISION) -> dict:
+    """The manifest entry of a case, without ``file`` and ``sha256``.
+
+    ``f32`` maps each output, intermediate and gradient to its float32 measurement: the
+    list of emulated float32 runs of :func:`refmem.emulated32.float32_runs` (or one array).
+    ``l2`` is summed without BLAS (:func:`refmem.extended.l2`), so the entry is the same on
+    every machine.
+    """
     desc: dict[str, Any] = {}
     for name in sorted(tensors):
         a = tensors[name]
         d: dict[str, Any] = {"dtype": str(a.dtype), "shape": [int(s) for s in a.shape]}
         if role_of(name) in ("outputs", "intermediates", "grads"):
-            d["l2"] = float(np.linalg.norm(a.reshape(-1)))
+            d["l2"] = extended.l2(a)
             d["tol"] = tolerance(a, f32[name])
         desc[name] = d
     config = json.loads(json.dumps(dict(case.config), sort_keys=True, allow_nan=False))
     return {"function": case.function, "spec": case.spec, "seed": int(seed), "config": config,
-            "order": case_order(case, tensors), "precision": PRECISION, "tensors": desc}
+            "order": case_order(case, tensors), "precision": precision, "tensors": desc}
 
 
 def export(
@@ -162,6 +162,7 @@ def export(
     seed: int = SEED,
     on_case: Callable[[str], None] | None = None,
     merge: bool = False,
+    allow_float64: bool = False,
 ) -> dict:
     """Write every case (all catalogue cases by default) and the manifest and README.
 
@@ -170,9 +171,19 @@ def export(
     for cases not exported now are kept (after their integrity is checked);
     otherwise the files of cases the previous manifest listed and this export does
     not are removed (no other file of ``directory`` is touched). Returns the manifest.
+
+    References are evaluated in long double and rounded once (:func:`reference`); the
+    tolerances come from emulated float32 runs (:func:`refmem.emulated32.float32_runs`,
+    docs/golden-tolerances.md), so the export is byte-identical whatever the machine's BLAS.
+    Where no extended type exists it refuses with :class:`GoldenError` unless
+    ``allow_float64`` (then the manifest's ``precision`` says float64).
     """
     from .comparison import load
 
+    try:  # refuse before anything is read or written
+        precision = extended.precision(extended.working_dtype(allow_float64))
+    except extended.ExtendedPrecisionError as exc:
+        raise GoldenError(str(exc)) from exc
     root = Path(directory)
     chosen = list(catalogue.cases()) if cases is None else list(cases)
     manifest: dict[str, Any] = {
@@ -197,8 +208,8 @@ def export(
     # Compute every case before writing anything, so that a failing case leaves the directory as it was.
     computed = []
     for case in chosen:
-        tensors = reference(case, seed)
-        entry = manifest_entry(case, seed, tensors, float32_run(case, tensors))
+        tensors = reference(case, seed, allow_float64)
+        entry = manifest_entry(case, seed, tensors, float32_runs(case, tensors), precision)
         computed.append((case.name, tensors, entry))
     for name, tensors, entry in computed:
         rel = relpath(name)
