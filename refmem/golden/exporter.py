@@ -22,6 +22,7 @@ import numpy as np
 from .. import __version__
 from .. import catalogue, gradcheck
 from .. import xp as rx
+from . import forward_mode
 from .readme import case_notes, render_readme
 from .storage import (
     FORMAT_VERSION, GoldenError, dumps, is_float, read_manifest, relpath, role_of, sha256, write_safetensors,
@@ -44,8 +45,9 @@ def reference(case: catalogue.Case, seed: int = SEED) -> dict[str, np.ndarray]:
     """Every golden tensor of ``case`` at ``seed``, computed in float64 under NumPy.
 
     Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``,
-    ``outputs/<name>``, ``intermediates/<name>``, ``cotangents/<name>`` and
-    ``grads/<role>/<name>``.
+    ``outputs/<name>``, ``intermediates/<name>``, ``cotangents/<name>``,
+    ``grads/<role>/<name>`` and (:mod:`refmem.golden.forward_mode`) ``tangents/<role>/<name>``,
+    ``jvp/<output>`` and ``hvp/<role>/<name>``.
     """
     xp = rx.backend("numpy")
     arrays = case.draw(xp, seed)
@@ -74,13 +76,15 @@ def reference(case: catalogue.Case, seed: int = SEED) -> dict[str, np.ndarray]:
         if not np.all(np.isfinite(g)):
             raise GoldenError(f"{case.name}: gradient of {k} holds NaN or infinity")
         out[f"grads/{k}"] = g
+    out.update(forward_mode.reference_tensors(case, xp, arrays, fwd, cot, seed))
     return out
 
 
 def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The case's own forward and backward in float32 from the stored tensors.
 
-    Returns ``outputs/...``, ``intermediates/...`` and ``grads/...`` as float32 arrays.
+    Returns ``outputs/...``, ``intermediates/...``, ``grads/...``, ``jvp/...`` and ``hvp/...``
+    as float32 arrays.
     Raises :class:`GoldenError` when a result is not float32 (a case that hard-codes
     float64 would make the measured tolerance too tight).
     """
@@ -100,6 +104,7 @@ def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict
     result = {f"outputs/{k}": _host(v) for k, v in fwd.outputs.items()}
     result.update({f"intermediates/{k}": _host(v) for k, v in fwd.intermediates.items()})
     result.update({f"grads/{k}": _host(v) for k, v in grads.items()})
+    result.update(forward_mode.float32_tensors(case, tensors))
     for k, v in result.items():
         if v.dtype != np.float32:
             raise GoldenError(
@@ -147,13 +152,20 @@ def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.nda
     for name in sorted(tensors):
         a = tensors[name]
         d: dict[str, Any] = {"dtype": str(a.dtype), "shape": [int(s) for s in a.shape]}
-        if role_of(name) in ("outputs", "intermediates", "grads"):
+        if role_of(name) in ("outputs", "intermediates", "grads") + forward_mode.ROLES:
             d["l2"] = float(np.linalg.norm(a.reshape(-1)))
             d["tol"] = tolerance(a, f32[name])
         desc[name] = d
     config = json.loads(json.dumps(dict(case.config), sort_keys=True, allow_nan=False))
     return {"function": case.function, "spec": case.spec, "seed": int(seed), "config": config,
-            "order": case_order(case, tensors), "precision": PRECISION, "tensors": desc}
+            "order": case_order(case, tensors), "precision": _precision(case, tensors), "tensors": desc}
+
+
+def _precision(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> str:
+    """The manifest's ``precision``: :data:`PRECISION`, and how ``jvp/`` and ``hvp/`` are computed."""
+    if not any(role_of(k) in forward_mode.ROLES for k in tensors):
+        return PRECISION
+    return f"{PRECISION}; {forward_mode.precision(case)}"
 
 
 def export(
