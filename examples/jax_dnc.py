@@ -1,4 +1,5 @@
-"""One DNC memory-access step (SPEC §5, steps 1-10) in JAX, differentiated by ``jax.vjp``.
+"""One DNC memory-access step (SPEC §5, steps 1-10) in JAX, differentiated by ``jax.vjp``
+(gradients), ``jax.jvp`` (forward mode) and ``jax.jvp(jax.grad(...))`` (second order).
 
 An independent implementation written from SPEC §5, not a call into refmem;
 both conventions (``deepmind``, ``paper``) are covered. float64 needs
@@ -119,8 +120,25 @@ def _forward_backward(args, cotangents, convention):
     return outputs, intermediates, grads
 
 
+@functools.partial(jax.jit, static_argnums=3)
+def _forward_mode(args, cotangents, tangents, convention):
+    """GOLDEN.md's ``jvp/`` (``jax.jvp`` of the outputs) and ``hvp/`` (forward over reverse:
+    ``jax.jvp(jax.grad(loss))``, the stopped gradient a constant in both) along ``tangents``."""
+    def outputs(a):
+        return _outputs(a, convention)[0]
+
+    def loss(a):
+        out = outputs(a)
+        return sum(jnp.sum(out[k] * cotangents[k]) for k in out)
+
+    _, jvp = jax.jvp(outputs, (args,), (tangents,))
+    _, hvp = jax.jvp(jax.grad(loss), (args,), (tangents,))
+    return jvp, hvp
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
-    """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents."""
+    """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents, and
+    ``jvp/`` and ``hvp/`` along the given tangents by ``jax.jvp`` and ``jax.jvp(jax.grad(...))``."""
     convention = (config or {}).get("convention") or case.split("/")[-1]
     jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
     args = {k: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.split("/")[0] in ("inputs", "params", "state")}
@@ -129,4 +147,9 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     result = {f"outputs/{k}": np.asarray(v) for k, v in outputs.items()}
     result.update({f"intermediates/{k}": np.asarray(v) for k, v in intermediates.items()})
     result.update({f"grads/{k}": np.asarray(g) for k, g in grads.items()})
+    if all(f"tangents/{k}" in tensors for k in args):  # a golden file with forward-mode tensors
+        tangents = {k: jnp.asarray(tensors[f"tangents/{k}"], dtype=jdtype) for k in args}
+        jvp, hvp = _forward_mode(args, cot, tangents, convention)
+        result.update({f"jvp/{k}": np.asarray(v) for k, v in jvp.items()})
+        result.update({f"hvp/{k}": np.asarray(v) for k, v in hvp.items()})
     return result

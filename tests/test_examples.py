@@ -60,6 +60,7 @@ def test_example_passes_verify(module, framework, required, dtype):
         assert "0 failed, 0 problems" in proc.stdout and "returned float" not in proc.stdout
         for case in required:
             assert case in proc.stdout
+        assert "jvp/read_vectors" in proc.stdout and "hvp/params/W_xi" in proc.stdout  # forward mode, second order
         return
     report = golden.verify(f"examples.{module}:run", dtype, GOLDEN)
     assert report.passed, report.table(only_failures=True)
@@ -68,6 +69,10 @@ def test_example_passes_verify(module, framework, required, dtype):
         assert row.dtype == dtype, (row.case, row.tensor, row.dtype)  # computed in the dtype asked for
     grads = {r.tensor for r in report.rows if r.tensor.startswith("grads/")}
     assert grads, "the example returned no gradients"
+    for case in required:  # forward mode and second order: every JVP and HVP of the case, compared
+        g = golden.load(case, GOLDEN)
+        compared = {r.tensor for r in report.rows if r.case == case}
+        assert {f"jvp/{k}" for k in g.jvp} | {f"hvp/{k}" for k in g.hvp} <= compared, case
 
 
 @pytest.mark.parametrize("module,framework,required", EXAMPLES, ids=[e[0] for e in EXAMPLES])
