@@ -89,7 +89,7 @@ def dnc_core(x, p, sizes: dict, convention: str = "deepmind"):
         i, j, f, o = jnp.split(gates, 4, axis=1)
         c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
         h = jnp.tanh(c) * jax.nn.sigmoid(o)
-        read_vectors, st = access_step(h, p["W_xi"], p["b_xi"], st, convention)
+        read_vectors, st, _ = access_step(h, p["W_xi"], p["b_xi"], st, convention)
         reads = read_vectors.reshape(B, R * W)
         return (h, c, reads, st), jnp.concatenate([h, reads], axis=1) @ p["W_y"] + p["b_y"]
 
