@@ -111,7 +111,8 @@ def hvp(case: Case, xp: Any, arrays: Mapping[str, Any], cotangents: Mapping[str,
     real = _real_dtype(arrays, tangents)
     h = COMPLEX_STEP_32 if real == np.float32 else COMPLEX_STEP
     shifted = _shifted(xp, arrays, tangents, 1j * h, _complex_dtype(real))
-    cot = {k: rx.from_numpy(xp, np.asarray(v, dtype=real)) for k, v in cotangents.items()}
+    # Real cotangents as complex: one dtype through the backward (torch's matmul does not promote).
+    cot = {k: rx.from_numpy(xp, np.asarray(v, dtype=_complex_dtype(real))) for k, v in cotangents.items()}
     with probing():
         grads = _backward(case, shifted, cot, dict(frozen or {}))
     return {k: (np.imag(rx.to_numpy(grads[k])) / h).astype(real) for k in tangents}

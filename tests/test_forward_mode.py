@@ -274,3 +274,11 @@ def teardown_module(module):
     if WORST:
         print("\nworst normwise relative error against torch: "
               + "; ".join(f"{role} {err:.1e} ({where})" for role, (err, where) in sorted(WORST.items())))
+
+
+@pytest.mark.parametrize("name", ["dnc/memory_update/paper", "dnc/access_step/deepmind", "attention/luong_dot/local_p"])
+def test_check_method_hvp_on_torch(name):
+    """The complex step runs through the backwards on torch too (whose matmul does not mix real and complex)."""
+    pytest.importorskip("torch")
+    recs = gradcheck.check_case(catalogue.get_case(name), rx.backend("torch"), methods=["hvp"])
+    assert recs and all(r.passed for r in recs), [r for r in recs if not r.passed]
