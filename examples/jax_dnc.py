@@ -1,5 +1,7 @@
-"""One DNC memory-access step (SPEC §5, steps 1-10) in JAX, differentiated by ``jax.vjp``
-(gradients), ``jax.jvp`` (forward mode) and ``jax.jvp(jax.grad(...))`` (second order).
+"""The DNC (SPEC §5) in JAX, differentiated by ``jax.vjp``: one memory-access step
+(steps 1-10) and the whole core unrolled over a sequence with ``lax.scan`` (Sonnet
+LSTM controller, one or more layers with or without skip connections, output map,
+clipping).
 
 An independent implementation written from SPEC §5, not a call into refmem;
 both conventions (``deepmind``, ``paper``) are covered. float64 needs
@@ -20,7 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 #: The golden cases this adapter implements (fnmatch patterns).
-CASES = ["dnc/access_step/*"]
+CASES = ["dnc/access_step/*", "dnc/core_unroll/*"]
 
 EPS_COS = 1e-6  # SPEC §1 cosine similarity
 EPS_ALLOC = 1e-6  # SPEC §5 step 3
@@ -120,12 +122,67 @@ def _forward_backward(args, cotangents, convention):
     return outputs, intermediates, grads
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _forward_mode(args, cotangents, tangents, convention):
+def lstm_step(inp, h, c, W, b, forget_bias):
+    """Sonnet's LSTM: ``gates = [inp ; h] @ W + b`` split as ``i, j, f, o``, ``forget_bias`` added at run time."""
+    i, j, f, o = jnp.split(jnp.concatenate([inp, h], -1) @ W + b, 4, axis=-1)
+    c = jax.nn.sigmoid(f + forget_bias) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
+    return jnp.tanh(c) * jax.nn.sigmoid(o), c
+
+
+def core_unroll(x, p, state, convention, layers, skip, clip_value, forget_bias):
+    """SPEC §5 Core over ``x [B, T, D]`` with ``lax.scan``: ``y [B, T, Y]``, ``read_vectors [B, T, R, W]``.
+
+    ``state`` holds the access state, ``read_vectors [B, R, W]`` and ``h1, c1, ...`` per layer.
+    The controller reads ``[x_t ; flatten(r_{t-1})]``; with skip connections layer ``l > 1``
+    reads ``[input ; h^{l-1}]`` and the access and output layers read every layer's ``h``.
+    """
+    def clip(v):
+        return jnp.clip(v, -clip_value, clip_value) if clip_value > 0 else v
+
+    B = x.shape[0]
+    R, W = state["read_vectors"].shape[1:]
+
+    def step(carry, x_t):
+        hs, cs, r, access = carry
+        inp = jnp.concatenate([x_t, r.reshape(B, R * W)], -1)
+        new_h, new_c = [], []
+        for l in range(layers):
+            layer_in = inp if l == 0 else (jnp.concatenate([inp, new_h[-1]], -1) if skip else new_h[-1])
+            h_l, c_l = lstm_step(layer_in, hs[l], cs[l], p[f"W_lstm{l + 1}"], p[f"b_lstm{l + 1}"], forget_bias)
+            new_h.append(clip(h_l))
+            new_c.append(clip(c_l))
+        hc = clip(jnp.concatenate(new_h, -1) if skip else new_h[-1])
+        r, access, _ = access_step(hc, p["W_xi"], p["b_xi"], access, convention)
+        y = clip(jnp.concatenate([hc, r.reshape(B, R * W)], -1) @ p["W_y"] + p["b_y"])
+        return (tuple(new_h), tuple(new_c), r, access), (y, r)
+
+    init = (tuple(state[f"h{l + 1}"] for l in range(layers)), tuple(state[f"c{l + 1}"] for l in range(layers)),
+            state["read_vectors"], {k: state[k] for k in STATE})
+    _, (ys, rs) = jax.lax.scan(step, init, jnp.swapaxes(x, 0, 1))
+    return {"y": jnp.swapaxes(ys, 0, 1), "read_vectors": jnp.swapaxes(rs, 0, 1)}
+
+
+def _core_outputs(a, convention, cfg):
+    layers, skip, clip_value, forget_bias = cfg
+    p = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")}
+    state = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("state/")}
+    return core_unroll(a["inputs/x"], p, state, convention, layers, skip, clip_value, forget_bias)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _core_forward_backward(args, cotangents, convention, cfg):
+    outputs, vjp = jax.vjp(lambda a: _core_outputs(a, convention, cfg), args)
+    (grads,) = vjp(cotangents)
+    return outputs, grads
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _forward_mode(args, cotangents, tangents, convention, cfg):
     """GOLDEN.md's ``jvp/`` (``jax.jvp`` of the outputs) and ``hvp/`` (forward over reverse:
-    ``jax.jvp(jax.grad(loss))``, the stopped gradient a constant in both) along ``tangents``."""
+    ``jax.jvp(jax.grad(loss))``, the stopped gradient a constant in both) along ``tangents``;
+    ``cfg`` is the core's ``(layers, skip, clip_value, forget_bias)``, or ``None`` for the access step."""
     def outputs(a):
-        return _outputs(a, convention)[0]
+        return _outputs(a, convention)[0] if cfg is None else _core_outputs(a, convention, cfg)
 
     def loss(a):
         out = outputs(a)
@@ -139,17 +196,26 @@ def _forward_mode(args, cotangents, tangents, convention):
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
     """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents, and
     ``jvp/`` and ``hvp/`` along the given tangents by ``jax.jvp`` and ``jax.jvp(jax.grad(...))``."""
-    convention = (config or {}).get("convention") or case.split("/")[-1]
+    config = config or {}
+    convention = config.get("convention") or ("paper" if "paper" in case.split("/")[-1] else "deepmind")
     jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
     args = {k: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.split("/")[0] in ("inputs", "params", "state")}
     cot = {k.split("/", 1)[1]: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.startswith("cotangents/")}
-    outputs, intermediates, grads = _forward_backward(args, cot, convention)
+    intermediates, cfg = {}, None
+    if case.startswith("dnc/core_unroll/"):
+        cfg = (int(config.get("layers", 1)), bool(config.get("skip", True)), float(config.get("clip_value", 0.0)),
+               float(config.get("forget_bias", 1.0)))
+        outputs, grads = _core_forward_backward(args, cot, convention, cfg)
+    else:
+        outputs, intermediates, grads = _forward_backward(args, cot, convention)
     result = {f"outputs/{k}": np.asarray(v) for k, v in outputs.items()}
     result.update({f"intermediates/{k}": np.asarray(v) for k, v in intermediates.items()})
     result.update({f"grads/{k}": np.asarray(g) for k, g in grads.items()})
-    if all(f"tangents/{k}" in tensors for k in args):  # a golden file with forward-mode tensors
-        tangents = {k: jnp.asarray(tensors[f"tangents/{k}"], dtype=jdtype) for k in args}
-        jvp, hvp = _forward_mode(args, cot, tangents, convention)
+    if any(k.startswith("tangents/") for k in tensors):  # a golden file with forward-mode tensors
+        # A tensor without a tangent (not differentiated in this case) is held fixed: a zero tangent.
+        tangents = {k: (jnp.asarray(tensors[f"tangents/{k}"], dtype=jdtype) if f"tangents/{k}" in tensors
+                        else jnp.zeros_like(v)) for k, v in args.items()}
+        jvp, hvp = _forward_mode(args, cot, tangents, convention, cfg)
         result.update({f"jvp/{k}": np.asarray(v) for k, v in jvp.items()})
-        result.update({f"hvp/{k}": np.asarray(v) for k, v in hvp.items()})
+        result.update({f"hvp/{k}": np.asarray(v) for k, v in hvp.items() if f"tangents/{k}" in tensors})
     return result

@@ -404,3 +404,15 @@ def test_read_mode_width_must_be_one_plus_two_nw():
 def test_unknown_convention():
     with pytest.raises(ValueError, match=r"convention: expected one of 'deepmind', 'paper', got 'graves'"):
         A.content_weights_forward(np.zeros((1, 2, 2)), np.zeros((1, 1, 2)), np.zeros((1, 1)), "graves")
+
+
+def test_allocation_backward_uses_the_forwards_eps():
+    """The cache keeps the forward's eps: a non-default eps needs no second mention in the backward."""
+    xp = rx.backend("numpy")
+    u = xp.asarray([[0.1, 0.7, 0.4, 0.9]])
+    d = xp.asarray([[0.3, -1.0, 0.5, 2.0]])
+    _, cache = A.allocation_forward(u, eps=0.1)
+    default = A.allocation_backward(d, cache)
+    explicit = A.allocation_backward(d, cache, eps=0.1)
+    assert np.array_equal(rx.to_numpy(default), rx.to_numpy(explicit))
+    assert not np.allclose(rx.to_numpy(default), rx.to_numpy(A.allocation_backward(d, cache, eps=1e-6)))

@@ -32,7 +32,10 @@ EXAMPLES = [
     ("torch_memory_lstm", "torch", ["memory_lstm/step/default", "memory_lstm/unroll/default"]),
     ("torch_dnc", "torch", ["dnc/access_step/deepmind", "dnc/access_step/paper", "dnc/core_unroll/deepmind",
                             "dnc/core_unroll/paper", "dnc/core_unroll/deep_deepmind"]),
-    ("jax_dnc", "jax", ["dnc/access_step/deepmind", "dnc/access_step/paper"]),
+    ("jax_dnc", "jax", ["dnc/access_step/deepmind", "dnc/access_step/paper", "dnc/core_unroll/deepmind",
+                        "dnc/core_unroll/paper", "dnc/core_unroll/deep_deepmind"]),
+    ("jax_attention", "jax", ["attention/bahdanau_decoder/previous", "attention/bahdanau_decoder/current",
+                              "attention/bahdanau_decoder/previous_masked", "attention/bahdanau_decoder/current_teacher"]),
 ]
 
 

@@ -229,6 +229,13 @@ def attention_weights(e: Any, mask: Any | None = None) -> Any:
     masked positions get weight exactly 0 and do not take part in the maximum or
     the sum; a row with no attended position gets all-zero weights (a context of 0)
     rather than NaN.
+
+    Args:
+        e: ``[..., T]``, the energies of eq. 1 (SPEC §2).
+        mask: ``None`` or ``[..., T]`` (the shape of ``e``), bool or 0/1; ``True``/1: attended.
+
+    Returns:
+        ``alpha [..., T]``, the weights (no cache: :func:`attention_weights_backward` reads ``alpha``).
     """
     if mask is None:
         return PR.softmax(e, axis=-1)
@@ -245,7 +252,17 @@ def attention_weights(e: Any, mask: Any | None = None) -> Any:
 
 @edge(d_alpha="... T", alpha="... T | unit")
 def attention_weights_backward(d_alpha: Any, alpha: Any) -> Any:
-    """VJP of equation 2: ``d_e = α ∘ (d_α - Σ_j d_α ∘ α)`` (0 wherever ``α`` is 0 by the mask)."""
+    """VJP of equation 2: ``d_e = α ∘ (d_α - Σ_j d_α ∘ α)`` (0 wherever ``α`` is 0 by the mask).
+
+    Args:
+        d_alpha: ``[..., T]``, the gradient of ``α`` (not ``None``).
+        alpha: ``[..., T]``, the output of :func:`attention_weights` (it is the cache).
+
+    Returns:
+        d_e: ``[..., T]``, the gradient of the energies ``e``.
+
+    Derivation: [docs/derivations/attention.md, "1. The Bahdanau decoder (SPEC §2), one step"](../derivations/attention.md#1-the-bahdanau-decoder-spec-2-one-step) (eq. 2; the mask: section 2)
+    """
     return PR.softmax_backward.unchecked(d_alpha, PR.SoftmaxCache(alpha, -1))
 
 
@@ -327,7 +344,7 @@ def decoder_step_forward(
         mask: ``None`` or a boolean ``[B, T]`` (``True``: attended).
     Returns:
         ``(y_t [B, K], α_t [B, T], s_t [B, H])`` (the order of :class:`DecoderOutput`) and a
-        :class:`StepCache`.
+            :class:`StepCache`.
     """
     xp = rx.namespace(y_in, s_prev, h, uh)
     P = params
@@ -356,11 +373,16 @@ def decoder_step_backward(d_y: Any, d_alpha: Any | None, d_s: Any, cache: StepCa
     of its outputs, then the cache; derived in ``docs/derivations/attention.md``).
 
     Args:
-        d_y: ``[B, K]``, gradient of ``y_t`` (its own loss plus what the next step sends back).
+        d_y: ``[B, K]``, gradient of ``y_t`` (its own loss plus what the next step sends back; not ``None``).
         d_alpha: ``[B, T]`` or ``None``, gradient of ``α_t``.
-        d_s: ``[B, H]``, gradient of ``s_t``.
+        d_s: ``[B, H]``, gradient of ``s_t`` (not ``None``).
+        cache: the :class:`StepCache` of :func:`decoder_step_forward`.
     Returns:
-        :class:`StepGrads`.
+        The gradients, a :class:`StepGrads` with fields ``y_in [B, K]``, ``s_prev [B, H]``, ``h [B, T, D]`` (through
+            the context), ``uh [B, T, H]`` and ``params`` (:class:`DecoderParams` of gradients,
+            ``U_a``, ``b_a``, ``W_s`` ``None``).
+
+    Derivation: [docs/derivations/attention.md, "1. The Bahdanau decoder (SPEC §2), one step"](../derivations/attention.md#1-the-bahdanau-decoder-spec-2-one-step)
     """
     xp = rx.namespace(d_y, d_s)
     C = cache
@@ -488,7 +510,7 @@ def decoder_forward(
             ``y_prev[:, t]`` as its ``y_{t-1}`` instead of the fed-back output (usually
             ``y_prev[:, 0] = 0`` and ``y_prev[:, t] = target[:, t-1]``).
     Returns:
-        :class:`DecoderOutput` and a :class:`DecoderCache`.
+        The outputs, a :class:`DecoderOutput`, and a :class:`DecoderCache`.
     """
     B, T, D = (int(d) for d in h.shape)
     K = int(params.W_o.shape[0])
@@ -529,14 +551,18 @@ def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cach
         d_y: ``[B, T, K]`` or ``None`` (zero), gradient of the outputs ``y``.
         d_alpha: ``[B, T, T]`` or ``None``, gradient of the attention weights.
         d_s: ``[B, T, H]`` or ``None``, gradient of the states.
+        cache: the :class:`DecoderCache` of :func:`decoder_forward`.
     Returns:
-        :class:`DecoderGrads`: the annotations ``h`` (through ``U_a``, the contexts and
-        ``s_0``), ``y_prev`` when teacher-forced, and every parameter.
+        The gradients, a :class:`DecoderGrads`: the annotations ``h [B, T, D]`` (through ``U_a``, the contexts and
+            ``s_0``), ``y_prev [B, T, K]`` when teacher-forced (else ``None``), and ``params``, a
+            :class:`DecoderParams` of gradients of every parameter (the shapes of SPEC §2).
 
     Walking ``t = T..1``: the step receives ``d_y_t`` (its own cotangent plus, without
     teacher forcing, the ``y_{t-1}`` gradient of step ``t+1``) and ``d_s_t`` (its own
     plus the ``s_{t-1}`` gradient of step ``t+1``). Afterwards ``uh = h @ U_a + b_a``
     and ``s_0 = tanh(h[:, 0] @ W_s)`` are differentiated once.
+
+    Derivation: [docs/derivations/attention.md, "2. The decoder over T steps"](../derivations/attention.md#2-the-decoder-over-t-steps-backpropagation-through-time)
     """
     C = cache
     P = C.params

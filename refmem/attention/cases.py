@@ -260,3 +260,7 @@ def luong_intermediates(cache: LU.LuongCache) -> dict[str, Any]:
 
 
 CASES += [_luong_case(score, alignment) for score in LU.SCORES for alignment in LU.ALIGNMENTS]
+
+from .keras_scores_cases import CASES as _KERAS_SCORES  # noqa: E402 (until the family's cases are a package)
+
+CASES += _KERAS_SCORES

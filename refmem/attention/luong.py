@@ -168,7 +168,15 @@ def _check_score(score: str, h: Any, hs: Any, W_a: Any = None, v_a: Any = None) 
 def score_forward(score: str, h: Any, hs: Any, W_a: Any = None, v_a: Any = None) -> tuple[Any, ScoreCache]:
     """SPEC §3 scores of every query ``h [B, T, H]`` against every source ``hs [B, S, Hs]``.
 
-    Returns ``[B, T, S]`` and a :class:`ScoreCache`.
+    Args:
+        score: ``"dot"``, ``"general"``, ``"concat"`` or ``"location"`` (:data:`SCORES`).
+        h: ``[B, T, H]``, the queries.
+        hs: ``[B, S, Hs]``, the source states (``Hs = H`` for ``dot``).
+        W_a: ``general`` ``[H, Hs]``, ``concat`` ``[H + Hs, A]``, ``location`` ``[H, S]``, ``dot`` ``None``.
+        v_a: ``concat`` ``[A]``, otherwise ``None``.
+
+    Returns:
+        ``score [B, T, S]`` and a :class:`ScoreCache`.
     """
     xp = rx.namespace(h, hs)
     H = int(h.shape[-1])
@@ -191,7 +199,20 @@ def score_forward(score: str, h: Any, hs: Any, W_a: Any = None, v_a: Any = None)
 
 
 def score_backward(d_score: Any, cache: ScoreCache) -> tuple[Any, Any, Any, Any]:
-    """VJP of :func:`score_forward`: ``(d_h, d_hs, d_W_a, d_v_a)`` (``None`` for an unused parameter)."""
+    """VJP of :func:`score_forward`: ``(d_h, d_hs, d_W_a, d_v_a)`` (``None`` for an unused parameter).
+
+    Args:
+        d_score: ``[B, T, S]``, the gradient of the scores (not ``None``).
+        cache: the :class:`ScoreCache` of :func:`score_forward`.
+
+    Returns:
+        d_h: ``[B, T, H]``.
+        d_hs: ``[B, S, Hs]`` (zeros for ``location``, whose score does not read ``hs``).
+        d_W_a: the shape of ``W_a``, or ``None`` for ``dot``.
+        d_v_a: ``[A]`` for ``concat``, otherwise ``None``.
+
+    Derivation: [docs/derivations/attention.md, "3. Luong attention (SPEC §3)"](../derivations/attention.md#3-luong-attention-spec-3) ("Scores")
+    """
     xp = rx.namespace(d_score)
     C = cache
     H = int(C.h.shape[-1])
@@ -233,7 +254,17 @@ def _check_position(h: Any, W_p: Any, v_p: Any, S: int) -> None:
 
 @checked_by(_check_position)
 def position_forward(h: Any, W_p: Any, v_p: Any, S: int) -> tuple[Any, PositionCache]:
-    """Local-p's predicted position ``p_t = S · σ(tanh(h_t @ W_p) · v_p)``, shape ``[B, T]``."""
+    """Local-p's predicted position ``p_t = S · σ(tanh(h_t @ W_p) · v_p)`` (SPEC §3), shape ``[B, T]``.
+
+    Args:
+        h: ``[B, T, H]``, the queries.
+        W_p: ``[H, A]``.
+        v_p: ``[A]``.
+        S: the number of source positions.
+
+    Returns:
+        ``p [B, T]`` and a :class:`PositionCache`.
+    """
     xp = rx.namespace(h, W_p, v_p)
     u = xp.tanh(h @ W_p)
     sig = PR.sigmoid(xp.sum(u * v_p, axis=-1))
@@ -241,7 +272,19 @@ def position_forward(h: Any, W_p: Any, v_p: Any, S: int) -> tuple[Any, PositionC
 
 
 def position_backward(d_p: Any, cache: PositionCache) -> tuple[Any, Any, Any]:
-    """VJP of :func:`position_forward`: ``(d_h, d_W_p, d_v_p)``."""
+    """VJP of :func:`position_forward`: ``(d_h, d_W_p, d_v_p)``.
+
+    Args:
+        d_p: ``[B, T]``, the gradient of the positions ``p`` (not ``None``).
+        cache: the :class:`PositionCache` of :func:`position_forward`.
+
+    Returns:
+        d_h: ``[B, T, H]``.
+        d_W_p: ``[H, A]``.
+        d_v_p: ``[A]``.
+
+    Derivation: [docs/derivations/attention.md, "3. Luong attention (SPEC §3)"](../derivations/attention.md#3-luong-attention-spec-3) ("Position (local-p)")
+    """
     xp = rx.namespace(d_p)
     C = cache
     d_q = d_p * C.S * C.sig * (1.0 - C.sig)  # [B, T]
@@ -267,7 +310,16 @@ def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache
     """The local window around ``p [B, T]``: ``(inside, gauss)``, both ``[B, T, S]``.
 
     ``inside``: ``|s - p_t| ≤ D`` (decided on the real part); ``gauss``:
-    ``exp(-(s - p_t)² / (2σ²))`` with ``σ = D / 2`` inside the window, 0 outside.
+    ``exp(-(s - p_t)² / (2σ²))`` with ``σ = D / 2`` inside the window, 0 outside (SPEC §3, local).
+
+    Args:
+        p: ``[B, T]``, the window centres.
+        S: the number of source positions.
+        D: the half-width of the window (``σ = D / 2``).
+
+    Returns:
+        ``(inside [B, T, S], gauss [B, T, S])`` and a :class:`WindowCache`; ``inside`` is
+            boolean (no gradient), so :func:`window_backward` takes the gradient of ``gauss`` only.
     """
     xp = rx.namespace(p)
     check_size("window", D)
@@ -281,7 +333,17 @@ def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache
 
 
 def window_backward(d_gauss: Any, cache: WindowCache) -> Any:
-    """VJP of the Gaussian in ``p``: ``d_p = Σ_s d_gauss ∘ gauss ∘ (s - p_t) / σ²``."""
+    """VJP of the Gaussian in ``p``: ``d_p = Σ_s d_gauss ∘ gauss ∘ (s - p_t) / σ²``.
+
+    Args:
+        d_gauss: ``[B, T, S]``, the gradient of ``gauss`` (not ``None``; ``inside`` has none).
+        cache: the :class:`WindowCache` of :func:`window_forward`.
+
+    Returns:
+        d_p: ``[B, T]``, the gradient of the centres ``p`` (window membership contributes nothing).
+
+    Derivation: [docs/derivations/attention.md, "3. Luong attention (SPEC §3)"](../derivations/attention.md#3-luong-attention-spec-3) ("Window (local)")
+    """
     xp = rx.namespace(d_gauss)
     C = cache
     return xp.sum(d_gauss * C.gauss * C.offset, axis=-1) / (C.sigma * C.sigma)
@@ -365,13 +427,15 @@ def attention_forward(
     """Luong attention (SPEC §3) for queries ``h [B, H]`` or ``[B, T, H]`` over ``hs [B, S, Hs]``.
 
     Args:
+        h: ``[B, H]`` (one query) or ``[B, T, H]``.
+        hs: ``[B, S, Hs]``, the source states.
         params: :class:`LuongParams` holding what the score and alignment use.
         score: ``"dot"``, ``"general"``, ``"concat"`` or ``"location"``.
         alignment: ``"global"``, ``"local_m"`` or ``"local_p"``.
         window: the half-width ``D`` of the local window (``σ = D / 2``).
         t0: ``local_m`` only: the decoder step of the first query (``p_t = t0 + t``).
     Returns:
-        :class:`LuongOutput` and a :class:`LuongCache`.
+        The outputs, a :class:`LuongOutput`, and a :class:`LuongCache`.
     """
     B, S, Hs = (int(d) for d in hs.shape)
     single = h.ndim == 2
@@ -424,6 +488,20 @@ def attention_backward(
 
     The gradients have the shapes of the forward's outputs (without ``T`` for a 2-D ``h``).
     ``d_p`` (the gradient of the returned window centres) is used by ``local_p`` only.
+
+    Args:
+        d_a: ``[B, T, S]`` or ``None`` (zero), the gradient of the alignment weights ``a``.
+        d_c: ``[B, T, Hs]`` or ``None`` (zero), the gradient of the contexts ``c``.
+        d_h_tilde: ``[B, T, H]`` or ``None`` (zero), the gradient of the attentional states.
+        cache: the :class:`LuongCache` of :func:`attention_forward`.
+        d_p: ``[B, T]`` or ``None`` (zero), the gradient of the window centres ``p``
+            (an extra output, so a keyword after the cache; ``local_p`` only).
+
+    Returns:
+        The gradients, a :class:`LuongGrads` with fields ``h`` (the shape of the given ``h``), ``hs [B, S, Hs]`` and
+            ``params``, a :class:`LuongParams` of gradients (``None`` where unused).
+
+    Derivation: [docs/derivations/attention.md, "3. Luong attention (SPEC §3)"](../derivations/attention.md#3-luong-attention-spec-3)
     """
     C = cache
     P = C.params

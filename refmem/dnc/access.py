@@ -230,8 +230,9 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
         controller_output: ``[B, Hc]``.
         W_xi: ``[Hc, I]`` with ``I = interface_size(cfg)``.
         b_xi: ``[I]``.
+        cfg: the :class:`AccessConfig` (sizes and convention).
     Returns:
-        the :class:`Interface` and an :class:`InterfaceCache`.
+        The activated :class:`Interface` and an :class:`InterfaceCache`.
     """
     xp = rx.namespace(controller_output, W_xi, b_xi)
     B = int(controller_output.shape[0])
@@ -274,6 +275,19 @@ def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[A
 
     Sigmoid slices: ``d ∘ s (1 - s)``; the read modes: the softmax VJP over the last
     axis; identity slices pass through. A ``None`` field is a zero gradient.
+
+    Args:
+        d_interface: an :class:`Interface` of gradients, each field the shape of that slice
+            (``write_vectors [B, nw, W]``, ..., ``read_strengths [B, R]``) or ``None`` (zero);
+            the whole may not be ``None``.
+        cache: the :class:`InterfaceCache` of :func:`interface_forward`.
+
+    Returns:
+        d_controller_output: ``[B, Hc]``.
+        d_W_xi: ``[Hc, I]``.
+        d_b_xi: ``[I]``.
+
+    Derivation: [docs/derivations/dnc.md, "10. The interface"](../derivations/dnc.md#10-the-interface-interface_forward)
     """
     iface = cache.interface
     B = int(iface.free_gates.shape[0])
@@ -362,9 +376,11 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         cache: the :class:`AccessCache` of the forward.
     Returns:
         ``(d_controller_output [B, Hc], d_W_xi [Hc, I], d_b_xi [I], d_state)`` with
-        ``d_state`` an :class:`AccessState` of gradients w.r.t. the state at ``t-1``
-        (``write_weights`` is zero under the ``deepmind`` convention: its only path,
-        the usage, is stopped).
+            ``d_state`` an :class:`AccessState` of gradients w.r.t. the state at ``t-1``
+            (``write_weights`` is zero under the ``deepmind`` convention: its only path,
+            the usage, is stopped).
+
+    Derivation: [docs/derivations/dnc.md, "9. Read vectors (step 10) and the whole step"](../derivations/dnc.md#9-read-vectors-step-10-and-the-whole-step-access_step_forward)
     """
     if d_new_state is None:
         d_new_state = AccessState(None, None, None, None, None, None)

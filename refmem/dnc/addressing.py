@@ -99,6 +99,7 @@ def content_weights_forward(memory: Any, keys: Any, strengths: Any,
         memory: ``[B, N, W]``.
         keys: ``[B, H, W]``, one key per head.
         strengths: ``[B, H]``, raw; ``act`` is the convention's (softplus or oneplus).
+        convention: ``"deepmind"`` (default) or ``"paper"``, or a :class:`~refmem.dnc.conventions.Convention`.
     Returns:
         ``weights [B, H, N]`` and a :class:`ContentCache`.
     """
@@ -111,7 +112,17 @@ def content_weights_forward(memory: Any, keys: Any, strengths: Any,
 
 @edge({"cache.weights": "B H N"}, d_weights="B H N")
 def content_weights_backward(d_weights: Any, cache: ContentCache) -> ContentGrads:
-    """``d_logits = softmax_backward``; ``d_beta = Σ_N d_logits ∘ cos``; ``d_cos = d_logits ∘ beta``."""
+    """``d_logits = softmax_backward``; ``d_beta = Σ_N d_logits ∘ cos``; ``d_cos = d_logits ∘ beta``.
+
+    Args:
+        d_weights: ``[B, H, N]``, the gradient of the weights (not ``None``).
+        cache: the :class:`ContentCache` of :func:`content_weights_forward`.
+
+    Returns:
+        The gradients, a :class:`ContentGrads` with fields ``memory [B, N, W]``, ``keys [B, H, W]``, ``strengths [B, H]``.
+
+    Derivation: [docs/derivations/dnc.md, "1. Content weights (steps 2 and 8)"](../derivations/dnc.md#1-content-weights-steps-2-and-8-content_weights_forward)
+    """
     xp = rx.namespace(d_weights)
     d_logits = P.softmax_backward.unchecked(d_weights, P.SoftmaxCache(cache.weights, -1))
     d_beta = xp.sum(d_logits * cache.similarity, axis=-1)
@@ -198,7 +209,19 @@ def usage_forward(prev_usage: Any, prev_write_weights: Any, free_gates: Any, pre
 
 @edge({"cache.retention": "B N"}, d_usage="B N")
 def usage_backward(d_usage: Any, cache: UsageCache) -> UsageGrads:
-    """Reverse of :func:`usage_forward`; products differentiated without division."""
+    """Reverse of :func:`usage_forward`; products differentiated without division.
+
+    Args:
+        d_usage: ``[B, N]``, the gradient of ``u_t`` (not ``None``).
+        cache: the :class:`UsageCache` of :func:`usage_forward`.
+
+    Returns:
+        The gradients, a :class:`UsageGrads` with fields ``prev_usage [B, N]``, ``prev_write_weights [B, nw, N]``
+            (zeros when the convention stops that gradient), ``free_gates [B, R]``,
+            ``prev_read_weights [B, R, N]``.
+
+    Derivation: [docs/derivations/dnc.md, "2. Usage (step 1)"](../derivations/dnc.md#2-usage-step-1-usage_forward)
+    """
     xp = rx.namespace(d_usage)
     d_after_write = d_usage * cache.retention
     d_retention = d_usage * cache.usage_after_write
@@ -223,13 +246,14 @@ class AllocationCache(NamedTuple):
 
     ``perm [B, N]`` (integer sort permutation φ, treated as a constant),
     ``sorted_nonusage [B, N]`` (``sn``), ``sorted_usage [B, N]`` (``su = 1 - sn``),
-    ``prod_sorted_usage [B, N]`` (``Π_{i<j} su_i``).
+    ``prod_sorted_usage [B, N]`` (``Π_{i<j} su_i``), ``eps``: the forward's ``eps``.
     """
 
     perm: Any
     sorted_nonusage: Any
     sorted_usage: Any
     prod_sorted_usage: Any
+    eps: float = ALLOCATION_EPS
 
 
 @edge(usage="B N | unit")
@@ -242,6 +266,7 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
 
     Args:
         usage: ``[B, N]``.
+        eps: the ``ε`` of ``û`` (:data:`ALLOCATION_EPS`, SPEC §5 step 3).
     Returns:
         ``allocation [B, N]`` and an :class:`AllocationCache`.
     """
@@ -254,12 +279,24 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
     prod_sorted_usage = P.exclusive_cumprod(sorted_usage, axis=-1)
     sorted_allocation = sorted_nonusage * prod_sorted_usage
     allocation = P.unsort(sorted_allocation, perm, axis=-1)
-    return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage)
+    return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps)
 
 
 @edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N")
-def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = ALLOCATION_EPS) -> Any:
-    """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3)."""
+def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float | None = None) -> Any:
+    """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3).
+
+    Args:
+        d_allocation: ``[B, N]``, the gradient of the allocation weights (not ``None``).
+        cache: the :class:`AllocationCache` of :func:`allocation_forward`.
+        eps: ``None`` (default): the ``eps`` the forward used, kept in the cache; a number
+            overrides it (refmem 0.1 took it here only).
+
+    Returns:
+        d_usage: ``[B, N]``, the gradient of ``usage``.
+
+    Derivation: [docs/derivations/dnc.md, "3. Allocation (step 3)"](../derivations/dnc.md#3-allocation-step-3-allocation_forward)
+    """
     xp = rx.namespace(d_allocation)
     d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)
     d_sorted_nonusage = d_sorted_allocation * cache.prod_sorted_usage
@@ -267,6 +304,7 @@ def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float = 
     d_sorted_usage = P.exclusive_cumprod_backward.unchecked(d_prod, (cache.sorted_usage, -1))
     d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
     d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    eps = cache.eps if eps is None else eps
     return -(1.0 - eps) * d_nonusage
 
 
@@ -322,7 +360,17 @@ def write_allocation_weights_forward(usage: Any, write_gates: Any) -> tuple[Any,
 @edge({"cache.allocation": "B nw N"}, d_allocation="B nw N")
 def write_allocation_weights_backward(d_allocation: Any, cache: WriteAllocationCache) -> WriteAllocationGrads:
     """Reverse over the write heads: ``d u^(k)`` collects the allocation of head ``k``
-    and the simulated update ``u^(k+1)``."""
+    and the simulated update ``u^(k+1)``.
+
+    Args:
+        d_allocation: ``[B, nw, N]``, the gradient of every head's allocation (not ``None``).
+        cache: the :class:`WriteAllocationCache` of :func:`write_allocation_weights_forward`.
+
+    Returns:
+        The gradients, a :class:`WriteAllocationGrads` with fields ``usage [B, N]``, ``write_gates [B, nw]``.
+
+    Derivation: [docs/derivations/dnc.md, "Sequential allocation over write heads"](../derivations/dnc.md#sequential-allocation-over-write-heads-write_allocation_weights_forward)
+    """
     xp = rx.namespace(d_allocation)
     nw = int(cache.write_gates.shape[1])
     d_u = xp.zeros(cache.usages[:, 0, :].shape, dtype=d_allocation.dtype)  # d u^(nw): unused
@@ -381,6 +429,7 @@ def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_streng
         write_strengths: ``[B, nw]`` (raw).
         allocation_gates: ``[B, nw]``, ``g^a``.
         write_gates: ``[B, nw]``, ``g^w``.
+        convention: ``"deepmind"`` (default) or ``"paper"``, or a :class:`~refmem.dnc.conventions.Convention`.
     Returns:
         ``write_weights [B, nw, N]`` and a :class:`WriteWeightsCache`.
     """
@@ -396,7 +445,19 @@ def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_streng
 
 @edge({"cache.content": "B nw N"}, d_write_weights="B nw N")
 def write_weights_backward(d_write_weights: Any, cache: WriteWeightsCache) -> WriteWeightsGrads:
-    """Reverse of :func:`write_weights_forward`; the allocation's gate is the product ``g^a g^w``."""
+    """Reverse of :func:`write_weights_forward`; the allocation's gate is the product ``g^a g^w``.
+
+    Args:
+        d_write_weights: ``[B, nw, N]``, the gradient of the write weights (not ``None``).
+        cache: the :class:`WriteWeightsCache` of :func:`write_weights_forward`.
+
+    Returns:
+        The gradients, a :class:`WriteWeightsGrads` with fields ``memory [B, N, W]``, ``usage [B, N]``,
+            ``write_keys [B, nw, W]``, ``write_strengths [B, nw]``, ``allocation_gates [B, nw]``,
+            ``write_gates [B, nw]``.
+
+    Derivation: [docs/derivations/dnc.md, "4. Write weights (step 4)"](../derivations/dnc.md#4-write-weights-step-4-write_weights_forward)
+    """
     xp = rx.namespace(d_write_weights)
     ga = cache.allocation_gates[:, :, None]
     gw = cache.write_gates[:, :, None]
@@ -468,7 +529,18 @@ def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
 @edge({"cache.memory": "B N W"}, d_memory="B N W")
 def memory_update_backward(d_memory: Any, cache: MemoryCache) -> MemoryGrads:
     """``dM_{t-1} = d ∘ retention``; erase factors by the division-free product of the others;
-    ``d ww = v dᵀ``, ``d v = ww d`` for the write."""
+    ``d ww = v dᵀ``, ``d v = ww d`` for the write.
+
+    Args:
+        d_memory: ``[B, N, W]``, the gradient of ``M_t`` (not ``None``).
+        cache: the :class:`MemoryCache` of :func:`memory_update_forward`.
+
+    Returns:
+        The gradients, a :class:`MemoryGrads` with fields ``memory [B, N, W]`` (of ``M_{t-1}``),
+            ``write_weights [B, nw, N]``, ``erase_vectors [B, nw, W]``, ``write_vectors [B, nw, W]``.
+
+    Derivation: [docs/derivations/dnc.md, "5. Erase and write (step 5)"](../derivations/dnc.md#5-erase-and-write-step-5-memory_update_forward)
+    """
     xp = rx.namespace(d_memory)
     d_prev_memory = d_memory * cache.retention
     d_retention = d_memory * cache.memory
@@ -533,7 +605,19 @@ def temporal_linkage_forward(prev_link: Any, prev_precedence: Any,
 
 @edge({"cache.prev_link": "B nw N N"}, d_link="?B nw N N", d_precedence="?B nw N")
 def temporal_linkage_backward(d_link: Any, d_precedence: Any, cache: LinkCache) -> LinkGrads:
-    """Reverse of :func:`temporal_linkage_forward`; either upstream gradient may be ``None`` (zero)."""
+    """Reverse of :func:`temporal_linkage_forward`; either upstream gradient may be ``None`` (zero).
+
+    Args:
+        d_link: ``[B, nw, N, N]`` or ``None`` (zero), the gradient of ``L_t``.
+        d_precedence: ``[B, nw, N]`` or ``None`` (zero), the gradient of ``p_t``.
+        cache: the :class:`LinkCache` of :func:`temporal_linkage_forward`.
+
+    Returns:
+        The gradients, a :class:`LinkGrads` with fields ``prev_link [B, nw, N, N]``, ``prev_precedence [B, nw, N]``,
+            ``write_weights [B, nw, N]``.
+
+    Derivation: [docs/derivations/dnc.md, "6. Link and precedence (step 6)"](../derivations/dnc.md#6-link-and-precedence-step-6-temporal_linkage_forward)
+    """
     xp = rx.namespace(cache.write_weights)
     d_link = P.zeros_if_none(d_link, cache.prev_link)
     d_precedence = P.zeros_if_none(d_precedence, cache.prev_precedence)
@@ -595,6 +679,16 @@ def directional_weights_backward(d_forward: Any, d_backward: Any, cache: Directi
     """``dL_k = Σ_r d f_{r,k} wr_rᵀ + wr_r d b_{r,k}ᵀ``, ``d wr_r = Σ_k L_kᵀ d f_{r,k} + L_k d b_{r,k}``.
 
     Either upstream gradient may be ``None`` (zero).
+
+    Args:
+        d_forward: ``[B, R, nw, N]`` or ``None`` (zero), the gradient of the forward weights.
+        d_backward: ``[B, R, nw, N]`` or ``None`` (zero), the gradient of the backward weights.
+        cache: the :class:`DirectionalCache` of :func:`directional_weights_forward`.
+
+    Returns:
+        The gradients, a :class:`DirectionalGrads` with fields ``link [B, nw, N, N]``, ``prev_read_weights [B, R, N]``.
+
+    Derivation: [docs/derivations/dnc.md, "7. Directional weights (step 7)"](../derivations/dnc.md#7-directional-weights-step-7-directional_weights_forward)
     """
     xp = rx.namespace(cache.link)
     link, wr = cache.link, cache.prev_read_weights
@@ -662,6 +756,7 @@ def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link:
         link: ``[B, nw, N, N]``, ``L_t``.
         prev_read_weights: ``[B, R, N]``, ``wr_{t-1}``.
         read_modes: ``[B, R, 1 + 2nw]``, probabilities in the convention's layout.
+        convention: ``"deepmind"`` (default) or ``"paper"``, or a :class:`~refmem.dnc.conventions.Convention`.
     Returns:
         ``read_weights [B, R, N]`` and a :class:`ReadWeightsCache`.
     """
@@ -680,7 +775,19 @@ def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link:
 
 @edge({"cache.content_cache.weights": "B R N"}, d_read_weights="B R N")
 def read_weights_backward(d_read_weights: Any, cache: ReadWeightsCache) -> ReadWeightsGrads:
-    """Reverse of :func:`read_weights_forward`; the mode gradients are joined in the convention's layout."""
+    """Reverse of :func:`read_weights_forward`; the mode gradients are joined in the convention's layout.
+
+    Args:
+        d_read_weights: ``[B, R, N]``, the gradient of ``wr_t`` (not ``None``).
+        cache: the :class:`ReadWeightsCache` of :func:`read_weights_forward`.
+
+    Returns:
+        The gradients, a :class:`ReadWeightsGrads` with fields ``memory [B, N, W]``, ``read_keys [B, R, W]``,
+            ``read_strengths [B, R]``, ``link [B, nw, N, N]``, ``prev_read_weights [B, R, N]``,
+            ``read_modes [B, R, 1 + 2nw]``.
+
+    Derivation: [docs/derivations/dnc.md, "8. Read weights (steps 8-9)"](../derivations/dnc.md#8-read-weights-steps-8-9-read_weights_forward)
+    """
     xp = rx.namespace(d_read_weights)
     d = d_read_weights
     d_pc = xp.sum(d * cache.content, axis=-1, keepdims=True)

@@ -60,6 +60,14 @@ def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
 
     Returns ``(y, inside)`` where ``inside`` is a boolean array (``|Re x| ≤ clip``),
     or ``None`` when clipping is off (``clip_value <= 0``: ``y`` is ``x``).
+
+    Args:
+        x: ``[...]``, any shape.
+        clip_value: the bound; ``<= 0`` disables the clip.
+
+    Returns:
+        ``y [...]`` (the shape of ``x``) and ``inside [...]`` (bool) or ``None``: the cache of
+            :func:`clip_backward`.
     """
     if not clip_value > 0:
         return x, None
@@ -73,7 +81,17 @@ def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
 
 
 def clip_backward(d_y: Any, inside: Any) -> Any:
-    """Gradient of :func:`clip_forward`: ``d_y`` inside the range, 0 outside."""
+    """Gradient of :func:`clip_forward`: ``d_y`` inside the range, 0 outside.
+
+    Args:
+        d_y: ``[...]``, the gradient of ``y``, or ``None`` (zero; returned as ``None``).
+        inside: the mask :func:`clip_forward` returned (its cache), or ``None`` (no clip).
+
+    Returns:
+        dx: ``[...]``, the gradient of ``x`` (``None`` when ``d_y`` is ``None``).
+
+    Derivation: [docs/derivations/dnc_core.md, "3. Clipping"](../derivations/dnc_core.md#3-clipping)
+    """
     if inside is None or d_y is None:
         return d_y
     xp = rx.namespace(d_y)
@@ -159,14 +177,17 @@ def lstm_step_backward(d_h: Any, d_c: Any, cache: LSTMCache) -> tuple[Any, LSTMS
     """Gradients of :func:`lstm_step_forward`.
 
     Args:
-        d_h: total gradient of the new ``h`` ``[B, H]`` (output and carried state).
+        d_h: total gradient of the new ``h`` ``[B, H]`` (output and carried state; not ``None``).
         d_c: gradient of the new ``c`` ``[B, H]`` (``None`` for zero).
+        cache: the :class:`LSTMCache` of :func:`lstm_step_forward`.
     Returns:
         ``(dx [B, I], LSTMState(dh_prev, dc_prev), LSTMParams(dW, db))``.
 
     ``dc = d_c + d_h ∘ o ∘ (1 - tanh²c)``; ``do = d_h ∘ tanh c``;
     pre-activation gradients ``di = dc ∘ j ∘ i(1-i)``, ``dj = dc ∘ i ∘ (1-j²)``,
     ``df = dc ∘ c_prev ∘ f(1-f)``, ``do ∘ o(1-o)``; then the linear map.
+
+    Derivation: [docs/derivations/dnc_core.md, "1. One Sonnet LSTM layer"](../derivations/dnc_core.md#1-one-sonnet-lstm-layer)
     """
     xp = rx.namespace(d_h)
     i, j, f, o, tanh_c = cache.i, cache.j, cache.f, cache.o, cache.tanh_c
@@ -283,7 +304,7 @@ def controller_forward(x: Any, state: tuple, params: tuple,
         cfg: :class:`ControllerConfig`.
     Returns:
         ``(output [B, Ho], new_state, cache)``, ``Ho = cfg.output_size``; output and
-        state clipped when ``cfg.clip_value > 0``.
+            state clipped when ``cfg.clip_value > 0``.
     """
     xp = rx.namespace(x)
     hs, cs, caches = [], [], []
@@ -332,12 +353,14 @@ def controller_backward(d_out: Any, d_new_state: tuple | None,
     """Gradients of :func:`controller_forward`.
 
     Args:
-        d_out: ``[B, Ho]`` gradient of the controller output.
-        d_new_state: per layer ``LSTMState(dh, dc)`` of the carried state (entries or
+        d_out: ``[B, Ho]`` gradient of the controller output (not ``None``).
+        d_new_state: per layer ``LSTMState(dh [B, H], dc [B, H])`` of the carried state (entries or
             the whole tuple may be ``None`` for zero).
         cache: :class:`ControllerCache`.
     Returns:
         ``(dx [B, I], d_prev_state (per layer LSTMState), d_params (per layer LSTMParams))``.
+
+    Derivation: [docs/derivations/dnc_core.md, "2. The controller stack"](../derivations/dnc_core.md#2-the-controller-stack-sonnet-deeprnn) (clipping: section 3)
     """
     cfg = cache.cfg
     H, L = cfg.hidden, cfg.layers

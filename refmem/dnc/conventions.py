@@ -76,13 +76,31 @@ def get(convention: str | Convention = DEFAULT) -> Convention:
 
 
 def strength_forward(raw: Any, convention: str | Convention = DEFAULT) -> Any:
-    """``act(β)`` of SPEC §5 step 2: ``softplus`` (deepmind) or ``oneplus`` (paper) of the raw strengths."""
+    """``act(β)`` of SPEC §5 step 2: ``softplus`` (deepmind) or ``oneplus`` (paper) of the raw strengths.
+
+    Args:
+        raw: ``[...]`` (``[B, H]`` in content addressing), the raw strengths.
+        convention: a name or a :class:`Convention`.
+
+    Returns:
+        ``beta [...]``, the activated strengths (no cache: :func:`strength_backward` reads ``raw``).
+    """
     conv = get(convention)
     return P.softplus(raw) if conv.strength_activation == "softplus" else P.oneplus(raw)
 
 
 def strength_backward(d_strength: Any, raw: Any) -> Any:
-    """Both activations have derivative ``σ(raw)`` (the 1 of ``oneplus`` is a constant)."""
+    """Both activations have derivative ``σ(raw)`` (the 1 of ``oneplus`` is a constant).
+
+    Args:
+        d_strength: ``[...]``, the gradient of ``beta`` (not ``None``).
+        raw: ``[...]``, the input of :func:`strength_forward` (it is the cache).
+
+    Returns:
+        d_raw: ``[...]``, the gradient of ``raw``.
+
+    Derivation: [docs/derivations/primitives.md, "2. Softplus and oneplus"](../derivations/primitives.md#2-softplus-and-oneplus)
+    """
     return d_strength * P.sigmoid(raw)
 
 

@@ -174,6 +174,8 @@ def core_step_backward(d_y: Any, d_new_state: DNCState | None,
         cache: the step's :class:`StepCache`.
     Returns:
         ``(dx_t [B, D], d_state (w.r.t. the state at t-1), d_params)``.
+
+    Derivation: [docs/derivations/dnc_core.md, "4. One DNC step"](../derivations/dnc_core.md#4-one-dnc-step)
     """
     lin = cache.output
     xp = rx.namespace(lin.x)
@@ -284,7 +286,9 @@ def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
         d_final_state: gradient of the final :class:`DNCState` (``None``: zero).
     Returns:
         ``(dx [B, T, D], d_params, d_initial_state)``. Under the ``deepmind``
-        convention ``d_initial_state.access.write_weights`` is zero (stopped).
+            convention ``d_initial_state.access.write_weights`` is zero (stopped).
+
+    Derivation: [docs/derivations/dnc_core.md, "5. Backpropagation through time"](../derivations/dnc_core.md#5-backpropagation-through-time)
     """
     steps = cache.steps
     T = len(steps)

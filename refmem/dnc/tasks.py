@@ -138,7 +138,18 @@ class RepeatCopy:
         return masked_sigmoid_cross_entropy(logits, target, mask, self.time_average_cost, self.log_prob_in_bits)
 
     def cost_backward(self, logits: Any, target: Any, mask: Any) -> Any:
-        """Gradient of :meth:`cost` with respect to ``logits``."""
+        """Gradient of :meth:`cost` with respect to ``logits``.
+
+        Args:
+            logits: ``[B, T, K]``.
+            target: ``[B, T, K]``.
+            mask: ``[B, T]``.
+
+        Returns:
+            d_logits: ``[B, T, K]``, the gradient of the loss.
+
+        Derivation: [docs/derivations/primitives.md, "7. The masked sigmoid cross-entropy of the DNC tasks"](../derivations/primitives.md#7-the-masked-sigmoid-cross-entropy-of-the-dnc-tasks)
+        """
         return masked_sigmoid_cross_entropy_backward(logits, target, mask, self.time_average_cost,
                                                      self.log_prob_in_bits)
 
@@ -180,7 +191,22 @@ def masked_sigmoid_cross_entropy(logits: Any, target: Any, mask: Any, time_avera
 
 def masked_sigmoid_cross_entropy_backward(logits: Any, target: Any, mask: Any, time_average: bool = False,
                                           log_prob_in_bits: bool = False) -> Any:
-    """Gradient of :func:`masked_sigmoid_cross_entropy` w.r.t. ``logits``: ``(σ(x) - z) ∘ w[..., None]``."""
+    """Gradient of :func:`masked_sigmoid_cross_entropy` w.r.t. ``logits``: ``(σ(x) - z) ∘ w[..., None]``.
+
+    The loss starts backpropagation, so this takes the forward's inputs and no upstream gradient.
+
+    Args:
+        logits: ``[B, T, K]``.
+        target: ``[B, T, K]``.
+        mask: ``[B, T]``, 1 where a step is scored.
+        time_average: divide each sequence's loss by its masked length.
+        log_prob_in_bits: bits instead of nats.
+
+    Returns:
+        d_logits: ``[B, T, K]``, the gradient of the scalar loss.
+
+    Derivation: [docs/derivations/primitives.md, "7. The masked sigmoid cross-entropy of the DNC tasks"](../derivations/primitives.md#7-the-masked-sigmoid-cross-entropy-of-the-dnc-tasks)
+    """
     return (P.sigmoid(logits) - target) * _weights(mask, time_average, log_prob_in_bits)[:, :, None]
 
 

@@ -257,15 +257,17 @@ def step_backward(d_h: Any, d_memory: Any, cache: StepCache, d_c: Any = None) ->
     """Vector-Jacobian product of :func:`step_forward`.
 
     Args:
-        d_h: upstream gradient of ``h`` ``[B, H]``.
+        d_h: upstream gradient of ``h`` ``[B, H]`` (not ``None``).
         d_memory: upstream gradient of ``memory`` ``[B, M, H]`` (``None``: zeros).
         cache: the :class:`StepCache` of the forward.
         d_c: upstream gradient of the returned ``c`` ``[B, H]`` (``None``: zeros). It adds
             to the gradient that reaches ``c`` through ``h`` and the newest memory slot.
     Returns:
-        :class:`StepGrads` ``(x [B, D], h_prev [B, H], memory_prev [B, M, H], params)``.
+        The gradients, a :class:`StepGrads` ``(x [B, D], h_prev [B, H], memory_prev [B, M, H], params)``.
 
     The derivation, line by line with these names, is ``docs/derivations/memory_lstm.md`` §1.
+
+    Derivation: [docs/derivations/memory_lstm.md, "1. One step"](../derivations/memory_lstm.md#1-one-step-step_backwardd_h-d_memory-cache-d_cnone)
     """
     B, H = (int(s) for s in cache.h_prev.shape)
     M = int(cache.memory_prev.shape[1])
@@ -335,7 +337,7 @@ def unroll_forward(x: Any, params: Params, h0: Any = None, memory0: Any = None) 
         memory0: initial memory ``[B, M, H]`` or ``None`` (zeros).
     Returns:
         ``(UnrollOut(h [B, T, H], memory [B, M, H], c [B, T, H]), UnrollCache)``; ``memory`` is
-        the state after the last step.
+            the state after the last step.
     """
     bound = _check_call(x, "B T D", h0, "h0", memory0, "memory0", params)
     B, T, H, M = bound["B"], bound["T"], bound["H"], bound["M"]
@@ -360,18 +362,20 @@ def unroll_backward(d_h: Any, cache: UnrollCache, d_memory: Any = None, d_c: Any
     """Backpropagation through time for :func:`unroll_forward`, composed from :func:`step_backward`.
 
     Args:
-        d_h: upstream gradient of ``h`` ``[B, T, H]``.
+        d_h: upstream gradient of ``h`` ``[B, T, H]`` (not ``None``).
         cache: the :class:`UnrollCache` of the forward.
         d_memory: upstream gradient of the final ``memory`` ``[B, M, H]`` (``None``: zeros).
         d_c: upstream gradient of the returned cell states ``c`` ``[B, T, H]`` (``None``: zeros).
     Returns:
-        :class:`UnrollGrads` ``(x [B, T, D], h0 [B, H], memory0 [B, M, H], params)``; ``h0``
-        and ``memory0`` are returned also when the forward used the zero defaults.
+        The gradients, a :class:`UnrollGrads` ``(x [B, T, D], h0 [B, H], memory0 [B, M, H], params)``; ``h0``
+            and ``memory0`` are returned also when the forward used the zero defaults.
 
     Going backwards in time, step ``t`` receives ``d_h[:, t]`` plus the ``h_prev``
     gradient of step ``t + 1``, and the ``memory_prev`` gradient of step ``t + 1``
     as its ``d_memory`` (``docs/derivations/memory_lstm.md`` §2); parameter
     gradients are summed over the steps.
+
+    Derivation: [docs/derivations/memory_lstm.md, "2. A sequence"](../derivations/memory_lstm.md#2-a-sequence-unroll_backwardd_h-cache-d_memorynone-d_cnone)
     """
     steps = cache.steps
     T = len(steps)

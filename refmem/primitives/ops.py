@@ -199,27 +199,61 @@ def zeros_if_none(d: Any, like: Any) -> Any:
 
 @edge(x="...")
 def sigmoid_forward(x: Any) -> tuple[Any, Any]:
-    """``σ(x) = 0.5 (1 + tanh(x/2))``; cache: the output."""
+    """``σ(x) = 0.5 (1 + tanh(x/2))`` (SPEC §1), without overflow.
+
+    Args:
+        x: ``[...]``, any shape.
+
+    Returns:
+        ``out [...]`` (the shape of ``x``) and the cache: the output ``out``.
+    """
     out = sigmoid(x)
     return out, out
 
 
 @edge({"cache": "..."}, d_out="...")
 def sigmoid_backward(d_out: Any, cache: Any) -> Any:
-    """``dx = d_out ∘ σ ∘ (1 - σ)``."""
+    """VJP of :func:`sigmoid_forward`: ``dx = d_out ∘ σ ∘ (1 - σ)``.
+
+    Args:
+        d_out: ``[...]``, the gradient of ``out`` (the shape of ``x``; not ``None``).
+        cache: the output ``σ(x) [...]`` of :func:`sigmoid_forward`.
+
+    Returns:
+        dx: ``[...]``, the gradient of ``x``.
+
+    Derivation: [docs/derivations/primitives.md, "1. Sigmoid and tanh"](../derivations/primitives.md#1-sigmoid-and-tanh)
+    """
     return d_out * cache * (1.0 - cache)
 
 
 @edge(x="...")
 def tanh_forward(x: Any) -> tuple[Any, Any]:
-    """``tanh(x)``; cache: the output."""
+    """``tanh(x)`` (SPEC §1, used by every family).
+
+    Args:
+        x: ``[...]``, any shape.
+
+    Returns:
+        ``out [...]`` (the shape of ``x``) and the cache: the output ``out``.
+    """
     out = namespace(x).tanh(x)
     return out, out
 
 
 @edge({"cache": "..."}, d_out="...")
 def tanh_backward(d_out: Any, cache: Any) -> Any:
-    """``dx = d_out ∘ (1 - tanh²)``."""
+    """VJP of :func:`tanh_forward`: ``dx = d_out ∘ (1 - tanh²)``.
+
+    Args:
+        d_out: ``[...]``, the gradient of ``out`` (the shape of ``x``; not ``None``).
+        cache: the output ``tanh(x) [...]`` of :func:`tanh_forward`.
+
+    Returns:
+        dx: ``[...]``, the gradient of ``x``.
+
+    Derivation: [docs/derivations/primitives.md, "1. Sigmoid and tanh"](../derivations/primitives.md#1-sigmoid-and-tanh)
+    """
     return d_out * (1.0 - cache * cache)
 
 
@@ -228,25 +262,59 @@ def tanh_backward(d_out: Any, cache: Any) -> Any:
 
 @edge(x="...")
 def softplus_forward(x: Any) -> tuple[Any, Any]:
-    """``softplus(x) = log(1 + exp(x))`` without overflow; cache: the input."""
+    """``softplus(x) = log(1 + exp(x))`` without overflow (SPEC §1).
+
+    Args:
+        x: ``[...]``, any shape.
+
+    Returns:
+        ``out [...]`` (the shape of ``x``) and the cache: the input ``x``.
+    """
     return softplus(x), x
 
 
 @edge({"cache": "..."}, d_out="...")
 def softplus_backward(d_out: Any, cache: Any) -> Any:
-    """``dx = d_out ∘ σ(x)``."""
+    """VJP of :func:`softplus_forward`: ``dx = d_out ∘ σ(x)``.
+
+    Args:
+        d_out: ``[...]``, the gradient of ``out`` (the shape of ``x``; not ``None``).
+        cache: the input ``x [...]`` of :func:`softplus_forward`.
+
+    Returns:
+        dx: ``[...]``, the gradient of ``x``.
+
+    Derivation: [docs/derivations/primitives.md, "2. Softplus and oneplus"](../derivations/primitives.md#2-softplus-and-oneplus)
+    """
     return d_out * sigmoid(cache)
 
 
 @edge(x="...")
 def oneplus_forward(x: Any) -> tuple[Any, Any]:
-    """``oneplus(x) = 1 + softplus(x)``; cache: the input."""
+    """``oneplus(x) = 1 + softplus(x)`` (SPEC §1).
+
+    Args:
+        x: ``[...]``, any shape.
+
+    Returns:
+        ``out [...]`` (the shape of ``x``) and the cache: the input ``x``.
+    """
     return oneplus(x), x
 
 
 @edge({"cache": "..."}, d_out="...")
 def oneplus_backward(d_out: Any, cache: Any) -> Any:
-    """``dx = d_out ∘ σ(x)`` (the constant 1 has no gradient)."""
+    """VJP of :func:`oneplus_forward`: ``dx = d_out ∘ σ(x)`` (the constant 1 has no gradient).
+
+    Args:
+        d_out: ``[...]``, the gradient of ``out`` (the shape of ``x``; not ``None``).
+        cache: the input ``x [...]`` of :func:`oneplus_forward`.
+
+    Returns:
+        dx: ``[...]``, the gradient of ``x``.
+
+    Derivation: [docs/derivations/primitives.md, "2. Softplus and oneplus"](../derivations/primitives.md#2-softplus-and-oneplus)
+    """
     return d_out * sigmoid(cache)
 
 
@@ -262,14 +330,32 @@ class SoftmaxCache(NamedTuple):
 
 @edge(x="...")
 def softmax_forward(x: Any, axis: int = -1) -> tuple[Any, SoftmaxCache]:
-    """Softmax along ``axis`` with the maximum subtracted first."""
+    """Softmax along ``axis`` with the maximum subtracted first (SPEC §1).
+
+    Args:
+        x: ``[...]``, any shape.
+        axis: the axis normalised over.
+
+    Returns:
+        ``out [...]`` (the shape of ``x``, summing to 1 along ``axis``) and a :class:`SoftmaxCache`.
+    """
     out = softmax(x, axis=axis)
     return out, SoftmaxCache(out, axis)
 
 
 @edge({"cache.out": "..."}, d_out="...")
 def softmax_backward(d_out: Any, cache: SoftmaxCache) -> Any:
-    """``dx = s ∘ (d_out - Σ_axis d_out ∘ s)``."""
+    """VJP of :func:`softmax_forward`: ``dx = s ∘ (d_out - Σ_axis d_out ∘ s)``.
+
+    Args:
+        d_out: ``[...]``, the gradient of the softmax output ``s`` (its shape; not ``None``).
+        cache: the :class:`SoftmaxCache` ``(out, axis)`` of :func:`softmax_forward`.
+
+    Returns:
+        dx: ``[...]``, the gradient of ``x``.
+
+    Derivation: [docs/derivations/primitives.md, "3. Softmax"](../derivations/primitives.md#3-softmax)
+    """
     out = cache.out
     xp = namespace(d_out, out)
     return out * (d_out - xp.sum(d_out * out, axis=cache.axis, keepdims=True))
@@ -303,6 +389,8 @@ def cosine_forward(keys: Any, memory: Any, eps: float = COSINE_EPS) -> tuple[Any
     Args:
         keys: ``[B, H, W]``, one key per head.
         memory: ``[B, N, W]``.
+        eps: ``ε``, 1e-6 in SPEC §1.
+
     Returns:
         ``[B, H, N]`` similarities and a :class:`CosineCache`.
     """
@@ -321,6 +409,16 @@ def cosine_backward(d_out: Any, cache: CosineCache) -> tuple[Any, Any]:
     ``d_dot = d / denom``; ``d_denom = -d · dot / denom²``;
     ``d n(k) = Σ_N d_denom n(m)``, ``d n(m) = Σ_H d_denom n(k)``;
     ``dk = d_dot @ M + d n(k) · k / n(k)``, ``dM = d_dotᵀ @ k + d n(m) · m / n(m)``.
+
+    Args:
+        d_out: ``[B, H, N]``, the gradient of the similarities (not ``None``).
+        cache: the :class:`CosineCache` of :func:`cosine_forward`.
+
+    Returns:
+        d_keys: ``[B, H, W]``, the gradient of ``keys``.
+        d_memory: ``[B, N, W]``, the gradient of ``memory``.
+
+    Derivation: [docs/derivations/primitives.md, "4. The DNC cosine similarity"](../derivations/primitives.md#4-the-dnc-cosine-similarity)
     """
     xp = namespace(d_out)
     d_dot = d_out / cache.denom
@@ -338,7 +436,15 @@ def cosine_backward(d_out: Any, cache: CosineCache) -> tuple[Any, Any]:
 
 @edge(x="...")
 def exclusive_cumprod_forward(x: Any, axis: int = -1) -> tuple[Any, tuple[Any, int]]:
-    """``out_j = Π_{i<j} x_i`` along ``axis``; cache: ``(x, axis)``."""
+    """Exclusive cumulative product ``out_j = Π_{i<j} x_i`` along ``axis`` (SPEC §1), ``out_0 = 1``.
+
+    Args:
+        x: ``[...]``, any shape.
+        axis: the axis of the product.
+
+    Returns:
+        ``out [...]`` (the shape of ``x``) and the cache ``(x, axis)``.
+    """
     return exclusive_cumprod(x, axis=axis), (x, axis)
 
 
@@ -351,7 +457,17 @@ def _check_cumprod_backward(d_out: Any, cache: tuple[Any, int]) -> None:
 
 @checked_by(_check_cumprod_backward)
 def exclusive_cumprod_backward(d_out: Any, cache: tuple[Any, int]) -> Any:
-    """Exact VJP without division (a zero factor gives no NaN); the reverse recurrence of :func:`_exclusive_cumprod_vjp`."""
+    """Exact VJP without division (a zero factor gives no NaN); the reverse recurrence of :func:`_exclusive_cumprod_vjp`.
+
+    Args:
+        d_out: ``[...]``, the gradient of ``out`` (the shape of ``x``; not ``None``).
+        cache: the ``(x, axis)`` of :func:`exclusive_cumprod_forward`.
+
+    Returns:
+        dx: ``[...]``, the gradient of ``x``.
+
+    Derivation: [docs/derivations/primitives.md, "5. Exclusive cumulative product"](../derivations/primitives.md#5-exclusive-cumulative-product)
+    """
     x, axis = cache
     return _exclusive_cumprod_vjp(d_out, x, axis)
 
@@ -368,7 +484,16 @@ class LinearCache(NamedTuple):
 
 @edge(x="... in", W="in out", b="?out")
 def linear_forward(x: Any, W: Any, b: Any | None = None) -> tuple[Any, LinearCache]:
-    """``x @ W + b`` with ``x [..., in]``, ``W [in, out]``, ``b [out]`` (optional)."""
+    """The linear map ``x @ W + b`` (SPEC §1).
+
+    Args:
+        x: ``[..., in]``.
+        W: ``[in, out]``.
+        b: ``[out]`` or ``None`` (no bias).
+
+    Returns:
+        ``out [..., out]`` and a :class:`LinearCache`.
+    """
     out = x @ W
     if b is not None:
         out = out + b
@@ -377,7 +502,19 @@ def linear_forward(x: Any, W: Any, b: Any | None = None) -> tuple[Any, LinearCac
 
 @edge({"cache.x": "... in", "cache.W": "in out"}, d_out="... out")
 def linear_backward(d_out: Any, cache: LinearCache) -> tuple[Any, Any, Any]:
-    """Returns ``(dx, dW, db)``: ``dx = d_out @ Wᵀ``, ``dW = Σ xᵀ d_out``, ``db = Σ d_out``."""
+    """VJP of :func:`linear_forward`: ``dx = d_out @ Wᵀ``, ``dW = Σ xᵀ d_out``, ``db = Σ d_out``.
+
+    Args:
+        d_out: ``[..., out]``, the gradient of the output (not ``None``).
+        cache: the :class:`LinearCache` of :func:`linear_forward`.
+
+    Returns:
+        dx: ``[..., in]``, the gradient of ``x``.
+        dW: ``[in, out]``, the gradient of ``W`` (summed over the leading axes).
+        db: ``[out]``, the gradient of ``b`` (returned also when the forward had no bias).
+
+    Derivation: [docs/derivations/primitives.md, "6. Linear map"](../derivations/primitives.md#6-linear-map)
+    """
     xp = namespace(d_out)
     x, W = cache
     dx = d_out @ xp.permute_dims(W, (1, 0))
