@@ -63,7 +63,10 @@ def test_example_passes_verify(module, framework, required, dtype):
         assert "0 failed, 0 problems" in proc.stdout and "returned float" not in proc.stdout
         for case in required:
             assert case in proc.stdout
-        assert "jvp/read_vectors" in proc.stdout and "hvp/params/W_xi" in proc.stdout  # forward mode, second order
+        for case in required:  # forward mode and second order: every JVP and HVP of the case, compared
+            g = golden.load(case, GOLDEN)
+            rows = {tuple(line.split()[:2]) for line in proc.stdout.splitlines() if line.startswith(case + " ")}
+            assert {(case, f"jvp/{k}") for k in g.jvp} | {(case, f"hvp/{k}") for k in g.hvp} <= rows, case
         return
     report = golden.verify(f"examples.{module}:run", dtype, GOLDEN)
     assert report.passed, report.table(only_failures=True)
