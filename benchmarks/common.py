@@ -28,6 +28,22 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tupl
     return statistics.median(times), times
 
 
+def median_times(fn: Callable[[], object], repeats: int) -> tuple[float, list[float], float, list[float]]:
+    """``(wall median, wall times, CPU median, CPU times)`` of ``fn()`` over ``repeats`` calls.
+
+    The CPU time is the process's (``time.process_time``: every thread, so XLA's and torch's
+    workers count): on a machine shared with other jobs it leaves out the time the process
+    waited for a core, which the wall time includes.
+    """
+    wall, cpu = [], []
+    for _ in range(max(1, repeats)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), wall, statistics.median(cpu), cpu
+
+
 def example(name: str):
     """``examples/<name>.py`` of this checkout (the golden engineer's framework adapters), loaded by path.
 

@@ -21,8 +21,12 @@ def _model(path: str):
         raise
 
 
-def build(bench: Bench, dtype: str, backend: str = "numpy") -> Callable[[], Any]:
-    """A function running one forward and one backward of ``bench`` in ``dtype``."""
+def build(bench: Bench, dtype: str, backend: str = "numpy", checkpoint_every: int | None = None) -> Callable[[], Any]:
+    """A function running one forward and one backward of ``bench`` in ``dtype``.
+
+    ``checkpoint_every``: checkpointed BPTT for the DNC core and the attention decoder
+    (see :func:`refmem.dnc.core.unroll_forward`); ``None`` keeps every step's cache.
+    """
     xp = rx.backend(backend)
     dt = getattr(xp, dtype)
     prob = make(bench.model, bench.sizes)
@@ -32,6 +36,8 @@ def build(bench: Bench, dtype: str, backend: str = "numpy") -> Callable[[], Any]
 
     x, cot = arr(prob["x"]), arr(prob["cot"])
     p = {k: arr(v) for k, v in prob["params"].items()}
+    if checkpoint_every is not None:
+        return _BUILDERS[bench.model](bench, x, p, cot, checkpoint_every=checkpoint_every)
     return _BUILDERS[bench.model](bench, x, p, cot)
 
 
@@ -46,12 +52,12 @@ def _memory_lstm(bench: Bench, x, p, cot):
     return step
 
 
-def _attention(bench: Bench, x, p, cot):
+def _attention(bench: Bench, x, p, cot, checkpoint_every=None):
     BA = _model("refmem.attention.bahdanau")
     params = BA.DecoderParams(**p)
 
     def step():
-        out, cache = BA.decoder_forward(x, params, "previous")
+        out, cache = BA.decoder_forward(x, params, "previous", checkpoint_every=checkpoint_every)
         return BA.decoder_backward(cot, None, None, cache)
 
     return step
@@ -64,14 +70,14 @@ def dnc_config(sizes) -> Any:
     return P.DNCConfig(D=s["D"], Y=s["Y"], hidden=s["H"], layers=1, N=s["N"], W=s["W"], R=s["R"], nw=s["nw"])
 
 
-def _dnc(bench: Bench, x, p, cot):
+def _dnc(bench: Bench, x, p, cot, checkpoint_every=None):
     core = _model("refmem.dnc.core")
     P = _model("refmem.dnc.params")
     cfg = dnc_config(bench.sizes)
     params = P.from_named(p, cfg)
 
     def step():
-        out, _, cache = core.unroll_forward(x, params, cfg)
+        out, _, cache = core.unroll_forward(x, params, cfg, checkpoint_every=checkpoint_every)
         return core.unroll_backward(core.UnrollOutputs(cot, None), cache)
 
     return step

@@ -26,7 +26,8 @@ import json, resource, sys, time, tracemalloc
 from benchmarks.configs import Bench
 from benchmarks import impl_refmem
 sizes, dtype, trace = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
-step = impl_refmem.build(Bench("dnc/memory", "dnc", sizes), dtype)
+every = json.loads(sys.argv[4])
+step = impl_refmem.build(Bench("dnc/memory", "dnc", sizes), dtype, checkpoint_every=every)
 if trace:
     tracemalloc.start()
 t0 = time.perf_counter()
@@ -38,16 +39,21 @@ print(json.dumps({"traced_peak_bytes": peak, "maxrss_bytes": resource.getrusage(
 """
 
 
-def measure(sizes: dict, dtype: str = "float64", trace: bool = True, timeout: float = 1800) -> dict[str, Any]:
-    """Peak memory of one forward+backward of the DNC core at ``sizes``, in a child process."""
+def measure(sizes: dict, dtype: str = "float64", trace: bool = True, timeout: float = 1800,
+            checkpoint_every: int | None = None) -> dict[str, Any]:
+    """Peak memory of one forward+backward of the DNC core at ``sizes``, in a child process
+    (``checkpoint_every``: checkpointed BPTT, see :func:`refmem.dnc.core.unroll_forward`)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(sizes), dtype, "1" if trace else "0"],
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(sizes), dtype, "1" if trace else "0",
+                          json.dumps(checkpoint_every)],
                          capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT))
     if out.returncode != 0:
         raise RuntimeError(f"memory child failed: {out.stderr.strip()[-400:]}")
     rec = json.loads(out.stdout.strip().splitlines()[-1])
-    rec.update({"sizes": sizes, "dtype": dtype})
+    rec.update({"sizes": sizes, "dtype": dtype, "checkpoint_every": checkpoint_every})
     return rec
 
 
@@ -105,3 +111,40 @@ def study(log=print, T_long: int = 1000, quick: bool = False) -> list[dict[str, 
         log(f"  memory dnc T={T_long} {dtype}: max RSS {rec['maxrss_bytes'] / 2**30:.2f} GiB "
             f"(fit from short runs: {need / 2**30:.2f} GiB), {rec['seconds']:.0f} s")
     return records
+
+
+def checkpoint_curve(T: int = 1000, ks: tuple = (1, 10, 32, 100), dtype: str = "float64", trace: bool = False,
+                     log=print) -> list[dict[str, Any]]:
+    """Peak memory and time of BPTT at the large DNC config against ``checkpoint_every`` (``k = 1``:
+    every step's cache kept), one fresh process each."""
+    records = []
+    for k in ks:
+        rec = measure({**LARGE, "T": T}, dtype, trace=trace, checkpoint_every=int(k))
+        records.append(rec)
+        traced = "" if rec["traced_peak_bytes"] is None else f", traced peak {rec['traced_peak_bytes'] / 2**30:.3f} GiB"
+        log(f"  memory dnc large T={T} {dtype} checkpoint_every={k}: max RSS "
+            f"{rec['maxrss_bytes'] / 2**30:.3f} GiB{traced}, {rec['seconds']:.1f} s")
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.memory --T 1000 --k 1,10,32,100 [--dtype float64] [--trace] [--json PATH]``:
+    the checkpointing curve of :func:`checkpoint_curve`."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=main.__doc__)
+    p.add_argument("--T", type=int, default=1000)
+    p.add_argument("--k", default="1,10,32,100", help="comma-separated checkpoint_every values")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    p.add_argument("--trace", action="store_true", help="also tracemalloc's peak (slower)")
+    p.add_argument("--json", help="write the records as JSON to this path")
+    a = p.parse_args(argv)
+    recs = checkpoint_curve(a.T, tuple(int(k) for k in a.k.split(",")), a.dtype, a.trace)
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(recs, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from . import configs
-from .common import Skip, median_time
+from .common import Skip, median_times
 
 DEFAULTS: dict[str, Any] = {
     "json": None, "quick": False, "only": None, "impl": None, "dtype": None, "repeats": None,
@@ -71,16 +71,17 @@ def time_all(benches, impls, dtypes, repeats: int, log=print) -> tuple[list[dict
                     step = build(bench, dtype)
                     step()  # warm-up: jax compiles here
                     first = time.perf_counter() - t0
-                    median, times = median_time(step, repeats, warmup=0)
+                    median, times, cpu_median, cpu_times = median_times(step, repeats)
                 except Skip as exc:
                     skipped.append({"benchmark": bench.name, "impl": impl, "dtype": dtype, "reason": str(exc)})
                     log(f"  {label}: skipped ({exc})")
                     continue
                 backend = {"refmem": "numpy", "torch": "cpu eager", "jax": "cpu jit"}[impl]
                 records.append({"benchmark": bench.name, "impl": impl, "backend": backend, "dtype": dtype,
-                                "median_s": median, "times_s": times, "first_call_s": first,
+                                "median_s": median, "times_s": times, "cpu_median_s": cpu_median,
+                                "cpu_times_s": cpu_times, "first_call_s": first,
                                 "batch": bench.batch, "sizes": dict(bench.sizes)})
-                log(f"  {label}: {median * 1e3:.1f} ms (first call {first:.2f} s)")
+                log(f"  {label}: {median * 1e3:.1f} ms, CPU {cpu_median * 1e3:.1f} ms (first call {first:.2f} s)")
     return records, skipped
 
 

@@ -459,13 +459,22 @@ class DecoderOutput(NamedTuple):
 
 class DecoderCache(NamedTuple):
     """``h [B, T, D]``, ``s0 [B, H]`` (``s_0``), ``steps``: one :class:`StepCache` per step,
-    ``teacher``: whether ``y_prev`` was given, ``params``."""
+    ``teacher``: whether ``y_prev`` was given, ``params``.
+
+    With ``checkpoint_every=k > 1`` (see :func:`decoder_forward`) ``steps`` is empty and
+    ``checkpoints`` holds the step inputs ``(y_{t-1}, s_{t-1})`` before steps ``0, k, 2k, ...``,
+    ``every`` is ``k`` and ``inputs`` is ``(uh, output_state, mask, y_prev)``, what the
+    backward needs to recompute a segment. A plain decoder has ``every = 1``.
+    """
 
     h: Any
     s0: Any
     steps: tuple
     teacher: bool
     params: DecoderParams
+    checkpoints: tuple = ()
+    every: int = 1
+    inputs: Any = None
 
 
 class DecoderGrads(NamedTuple):
@@ -478,7 +487,9 @@ class DecoderGrads(NamedTuple):
 
 
 def _check_decoder(h: Any, params: Any, output_state: str = "previous", mask: Any | None = None,
-                   y_prev: Any | None = None) -> None:
+                   y_prev: Any | None = None, *, checkpoint_every: Any = None) -> None:
+    if checkpoint_every is not None:
+        check_size("checkpoint_every", checkpoint_every)
     if output_state not in OUTPUT_STATES:
         raise DomainError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
     if not isinstance(params, DecoderParams):
@@ -496,6 +507,8 @@ def decoder_forward(
     output_state: str = "previous",
     mask: Any | None = None,
     y_prev: Any | None = None,
+    *,
+    checkpoint_every: int | None = None,
 ) -> tuple[DecoderOutput, DecoderCache]:
     """The whole ``AttentionDecoder`` over ``T`` steps (SPEC §2).
 
@@ -509,6 +522,13 @@ def decoder_forward(
         y_prev: optional ``[B, T, K]`` for teacher forcing: step ``t`` (0-based) reads
             ``y_prev[:, t]`` as its ``y_{t-1}`` instead of the fed-back output (usually
             ``y_prev[:, 0] = 0`` and ``y_prev[:, t] = target[:, t-1]``).
+        checkpoint_every: ``None`` or ``1`` (default): keep every step's cache. An int
+            ``k > 1``: checkpointed backpropagation through time; keep only the step inputs
+            ``(y_{t-1}, s_{t-1})`` before steps ``0, k, 2k, ...`` and let
+            :func:`decoder_backward` recompute each segment of ``k`` steps before running it
+            backward (memory ``T/k`` small states plus ``k`` step caches, each holding a
+            ``[B, T, H]`` energy; one extra forward). Outputs and gradients equal the plain
+            decoder's.
     Returns:
         The outputs, a :class:`DecoderOutput`, and a :class:`DecoderCache`.
     """
@@ -521,16 +541,37 @@ def decoder_forward(
     s0 = s
     y = xp.zeros((B, K), dtype=h.dtype)  # y_0
     uh = h @ P.U_a + P.b_a  # [B, T, H], once per sequence
-    ys, alphas, ss, steps = [], [], [], []
+    every = 1 if checkpoint_every is None else int(checkpoint_every)
+    ys, alphas, ss, steps, checkpoints = [], [], [], [], []
     for t in range(T):
         y_in = y if y_prev is None else y_prev[:, t, :]
+        if every > 1 and t % every == 0:
+            checkpoints.append((y_in, s))
         (y, alpha, s), cache = decoder_step_forward.unchecked(y_in, s, h, uh, P, output_state, m)
         ys.append(y)
         alphas.append(alpha)
         ss.append(s)
-        steps.append(cache)
+        if every == 1:
+            steps.append(cache)
     out = DecoderOutput(xp.stack(ys, axis=1), xp.stack(alphas, axis=1), xp.stack(ss, axis=1))
-    return out, DecoderCache(h, s0, tuple(steps), y_prev is not None, P)
+    if every == 1:
+        return out, DecoderCache(h, s0, tuple(steps), y_prev is not None, P)
+    return out, DecoderCache(h, s0, (), y_prev is not None, P, tuple(checkpoints), every,
+                             (uh, output_state, m, y_prev))
+
+
+def _recompute(cache: DecoderCache, start: int, stop: int) -> list:
+    """The step caches of steps ``start .. stop - 1``, recomputed from the checkpoint before ``start``."""
+    uh, output_state, m, y_prev = cache.inputs
+    y_in, s = cache.checkpoints[start // cache.every]
+    out = []
+    for t in range(start, stop):
+        if t > start and y_prev is not None:
+            y_in = y_prev[:, t, :]
+        (y, _, s), step = decoder_step_forward.unchecked(y_in, s, cache.h, uh, cache.params, output_state, m)
+        out.append(step)
+        y_in = y
+    return out
 
 
 def _check_decoder_backward(d_y: Any, d_alpha: Any, d_s: Any, cache: Any) -> None:
@@ -562,6 +603,10 @@ def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cach
     plus the ``s_{t-1}`` gradient of step ``t+1``). Afterwards ``uh = h @ U_a + b_a``
     and ``s_0 = tanh(h[:, 0] @ W_s)`` are differentiated once.
 
+    A cache of ``decoder_forward(..., checkpoint_every=k)`` is run segment by segment from the
+    last: each segment's ``k`` steps are recomputed from its checkpoint and then run backward;
+    the gradients are the plain decoder's.
+
     Derivation: [docs/derivations/attention.md, "2. The decoder over T steps"](../derivations/attention.md#2-the-decoder-over-t-steps-backpropagation-through-time)
     """
     C = cache
@@ -578,11 +623,17 @@ def decoder_backward(d_y: Any | None, d_alpha: Any | None, d_s: Any | None, cach
     d_h = xp.zeros(h.shape, dtype=h.dtype)
     d_uh = xp.zeros((B, T, H), dtype=h.dtype)
     d_y_prev: list[Any] = [None] * T
+    every = C.every
+    steps: list = list(C.steps)
     for t in reversed(range(T)):
+        if every > 1 and (t == T - 1 or t % every == every - 1):
+            start = t - t % every
+            steps = [None] * start + _recompute(C, start, t + 1)  # this segment's caches only
         dy_t = carry_y if d_y is None else d_y[:, t, :] + carry_y
         ds_t = carry_s if d_s is None else d_s[:, t, :] + carry_s
         da_t = None if d_alpha is None else d_alpha[:, t, :]
-        g = decoder_step_backward.unchecked(dy_t, da_t, ds_t, C.steps[t])
+        g = decoder_step_backward.unchecked(dy_t, da_t, ds_t, steps[t])
+        steps[t] = None
         d_h = d_h + g.h
         d_uh = d_uh + g.uh
         for name, value in zip(PARAM_NAMES, g.params):

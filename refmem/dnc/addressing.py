@@ -61,7 +61,7 @@ def prod_except(x: Any, axis: int) -> Any:
 
 
 def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in x.shape)
+    return tuple(map(int, x.shape))
 
 
 # ----------------------------------------------------------------------------- step 2 / 8: content

@@ -28,12 +28,12 @@ from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
 from ..optim import tree_map
-from ..validation import check_arrays, checked_by, fields
+from ..validation import check_arrays, check_size, checked_by, fields
 from . import conventions as CV
 from .access import AccessCache, access_step_backward, access_step_forward
 from .access import STATE_SPECS as ACCESS_STATE_SPECS
 from .access import initial_state as access_initial_state
-from .controller import (ControllerCache, clip_backward, clip_forward, controller_backward, controller_forward,
+from .controller import (ControllerCache, LSTMParams, clip_backward, clip_forward, controller_backward, controller_forward,
                          controller_initial_state)
 from .params import DNCConfig, DNCParams, named
 
@@ -212,21 +212,34 @@ class UnrollCache(NamedTuple):
     """``steps``: one :class:`StepCache` per step; ``states``: the :class:`DNCState` after every
     step (``states[t]`` is the state at ``t + 1``); ``prev_write_weights [B, T, nw, N]``: the
     write weights each step's usage update read (the deepmind stop-gradient's recorded value);
-    ``cfg``."""
+    ``cfg``.
+
+    With ``checkpoint_every=k > 1`` (see :func:`unroll_forward`) ``steps`` and ``states`` are
+    empty and the cache holds what recomputes them: ``checkpoints``, the :class:`DNCState`
+    before steps ``0, k, 2k, ...``; ``every`` (``k``); ``inputs``, the forward's
+    ``(x, params, frozen_write_weights)``. A plain unroll has ``every = 1``.
+    """
 
     steps: tuple
     states: tuple
     prev_write_weights: Any
     cfg: DNCConfig
+    checkpoints: tuple = ()
+    every: int = 1
+    inputs: Any = None
 
 
-def _check_unroll(x: Any, params: Any, cfg: Any, state: Any = None, frozen_write_weights: Any = None) -> None:
+def _check_unroll(x: Any, params: Any, cfg: Any, state: Any = None, frozen_write_weights: Any = None, *,
+                  checkpoint_every: Any = None) -> None:
+    if checkpoint_every is not None:
+        check_size("checkpoint_every", checkpoint_every)
     _check_inputs(x, "B T D", params, cfg, state, frozen_write_weights, "?B T nw N | unit")
 
 
 @checked_by(_check_unroll)
 def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | None = None,
-                   frozen_write_weights: Any = None) -> tuple[UnrollOutputs, DNCState, UnrollCache]:
+                   frozen_write_weights: Any = None, *,
+                   checkpoint_every: int | None = None) -> tuple[UnrollOutputs, DNCState, UnrollCache]:
     """The DNC over ``T`` steps (SPEC §5 Core).
 
     Args:
@@ -236,6 +249,14 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
         state: the initial :class:`DNCState` (zeros when ``None``).
         frozen_write_weights: ``[B, T, nw, N]`` or ``None``; under the ``deepmind``
             convention, the recorded previous write weights to use in each step's usage.
+        checkpoint_every: ``None`` or ``1`` (default): keep every step's cache for
+            :func:`unroll_backward`, memory growing as ``T`` step caches. An int ``k > 1``:
+            checkpointed backpropagation through time; keep only the state before steps
+            ``0, k, 2k, ...`` and let :func:`unroll_backward` recompute the ``k`` steps of
+            each segment from its checkpoint before running them backward. Memory
+            ``T/k`` states plus ``k`` step caches (least near ``k = sqrt(T)``) for one
+            extra forward pass; outputs, final state and gradients are those of the plain
+            unroll (the recomputation repeats the same operations on the same values).
     Returns:
         ``(UnrollOutputs(y [B, T, Y], read_vectors [B, T, R, W]), final_state, cache)``.
     """
@@ -248,17 +269,46 @@ def unroll_forward(x: Any, params: DNCParams, cfg: DNCConfig, state: DNCState | 
         # one dtype throughout (a real initial state with complex parameters, as in the complex step:
         # some backends, e.g. torch, do not promote inside matmul)
         state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
-    ys, rs, steps, states, prev_ww = [], [], [], [], []
+    every = 1 if checkpoint_every is None else int(checkpoint_every)
+    ys, rs, steps, states, prev_ww, checkpoints = [], [], [], [], [], []
     for t in range(T):
+        if every > 1 and t % every == 0:
+            checkpoints.append(state)
         prev_ww.append(state.access.write_weights)
         frozen_t = None if frozen_write_weights is None else frozen_write_weights[:, t, ...]
         y, state, cache = core_step_forward.unchecked(x[:, t, :], state, params, cfg, frozen_write_weights=frozen_t)
         ys.append(y)
         rs.append(state.read_vectors)
-        steps.append(cache)
-        states.append(state)
+        if every == 1:
+            steps.append(cache)
+            states.append(state)
     outputs = UnrollOutputs(xp.stack(ys, axis=1), xp.stack(rs, axis=1))
-    return outputs, state, UnrollCache(tuple(steps), tuple(states), xp.stack(prev_ww, axis=1), cfg)
+    if every == 1:
+        return outputs, state, UnrollCache(tuple(steps), tuple(states), xp.stack(prev_ww, axis=1), cfg)
+    return outputs, state, UnrollCache((), (), xp.stack(prev_ww, axis=1), cfg, tuple(checkpoints), every,
+                                       (x, params, frozen_write_weights))
+
+
+def _recompute(cache: UnrollCache, start: int, stop: int) -> list:
+    """The step caches of steps ``start .. stop - 1``, recomputed from the checkpoint before ``start``."""
+    x, params, frozen = cache.inputs
+    state = cache.checkpoints[start // cache.every]
+    out = []
+    for t in range(start, stop):
+        frozen_t = None if frozen is None else frozen[:, t, ...]
+        _, state, step = core_step_forward.unchecked(x[:, t, :], state, params, cache.cfg, frozen_write_weights=frozen_t)
+        out.append(step)
+    return out
+
+
+def _num_steps(cache: UnrollCache) -> int:
+    return int(cache.prev_write_weights.shape[1]) if cache.every > 1 else len(cache.steps)
+
+
+def _first_output_input(cache: UnrollCache) -> Any:
+    """A ``[B, *]`` array of the forward's batch and precision (the first step's output-layer input,
+    or ``x[:, 0]``)."""
+    return cache.steps[0].output.x if cache.every == 1 else cache.inputs[0][:, 0, :]
 
 
 def _check_unroll_backward(d_outputs: Any, cache: Any, d_final_state: Any = None) -> None:
@@ -268,11 +318,10 @@ def _check_unroll_backward(d_outputs: Any, cache: Any, d_final_state: Any = None
     if not isinstance(cache, UnrollCache):
         raise TypeError(f"cache: expected the UnrollCache of unroll_forward, got {type(cache).__name__}")
     cfg = cache.cfg
-    first = cache.steps[0].output
-    check_arrays({"the forward's output input": first.x, "d_outputs.y": d_outputs.y,
+    check_arrays({"the forward's output input": _first_output_input(cache), "d_outputs.y": d_outputs.y,
                   "d_outputs.read_vectors": d_outputs.read_vectors},
                  {"the forward's output input": "B *", "d_outputs.y": "?B T Y", "d_outputs.read_vectors": "?B T R W"},
-                 sizes={"T": len(cache.steps), "Y": cfg.Y, "R": cfg.R, "W": cfg.W})
+                 sizes={"T": _num_steps(cache), "Y": cfg.Y, "R": cfg.R, "W": cfg.W})
 
 
 @checked_by(_check_unroll_backward)
@@ -288,15 +337,23 @@ def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
         ``(dx [B, T, D], d_params, d_initial_state)``. Under the ``deepmind``
             convention ``d_initial_state.access.write_weights`` is zero (stopped).
 
+    A cache of ``unroll_forward(..., checkpoint_every=k)`` is run segment by segment from the
+    last: the ``k`` steps of a segment are recomputed from its checkpoint, then run backward,
+    and their caches dropped before the next segment. The gradients are the plain unroll's.
+
     Derivation: [docs/derivations/dnc_core.md, "5. Backpropagation through time"](../derivations/dnc_core.md#5-backpropagation-through-time)
     """
-    steps = cache.steps
-    T = len(steps)
-    xp = rx.namespace(steps[0].output.x)
+    T = _num_steps(cache)
+    xp = rx.namespace(_first_output_input(cache))
+    every = cache.every
+    steps: list = list(cache.steps)
     d_state = d_final_state
     d_params = None
     dxs: list[Any] = [None] * T
     for t in reversed(range(T)):
+        if every > 1 and (t == T - 1 or t % every == every - 1):
+            start = t - t % every
+            steps = [None] * start + _recompute(cache, start, t + 1)  # this segment's caches only
         d_y = None if d_outputs.y is None else d_outputs.y[:, t, :]
         d_r = None if d_outputs.read_vectors is None else d_outputs.read_vectors[:, t, ...]
         if d_r is not None:
@@ -305,8 +362,15 @@ def unroll_backward(d_outputs: UnrollOutputs, cache: UnrollCache,
             else:
                 d_state = DNCState(d_state.access, d_state.controller, P.add_optional(d_state.read_vectors, d_r))
         dxs[t], d_state, g = core_step_backward.unchecked(d_y, d_state, steps[t])
-        d_params = g if d_params is None else tree_map(lambda u, v: u + v, d_params, g)
+        steps[t] = None  # free the step's cache as soon as it is used
+        d_params = g if d_params is None else _add_params(d_params, g)
     return xp.stack(dxs, axis=1), d_params, d_state
+
+
+def _add_params(a: DNCParams, b: DNCParams) -> DNCParams:
+    """``a + b`` field by field (what ``tree_map`` does, without its per-leaf calls: it ran once per step)."""
+    return DNCParams(tuple(LSTMParams(u.W + v.W, u.b + v.b) for u, v in zip(a.lstm, b.lstm)),
+                     a.W_xi + b.W_xi, a.b_xi + b.b_xi, a.W_y + b.W_y, a.b_y + b.b_y)
 
 
 def stops_usage_gradient(cfg: DNCConfig) -> bool:

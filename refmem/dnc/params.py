@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from .. import xp as rx
@@ -76,12 +77,14 @@ class DNCConfig:
         self.access  # validates N, W, R, nw, convention
         self.controller  # validates hidden, layers, clip_value
 
-    @property
+    @cached_property
     def access(self) -> AccessConfig:
+        """The :class:`~refmem.dnc.access.AccessConfig` (built once per config: a step reads it often)."""
         return AccessConfig(N=self.N, W=self.W, R=self.R, nw=self.nw, convention=self.convention)
 
-    @property
+    @cached_property
     def controller(self) -> ControllerConfig:
+        """The :class:`~refmem.dnc.controller.ControllerConfig` (built once per config)."""
         return ControllerConfig(input_size=self.D + self.R * self.W, hidden=self.hidden, layers=self.layers,
                                 skip=self.skip, forget_bias=self.forget_bias, clip_value=float(self.clip_value))
 

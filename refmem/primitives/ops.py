@@ -66,7 +66,7 @@ def is_complex(x: Any) -> bool:
 def real_part(x: Any) -> Any:
     """The real part of ``x`` (``x`` itself when real); used for branch decisions."""
     xp = namespace(x)
-    return xp.real(x) if is_complex(x) else x
+    return xp.real(x) if xp.isdtype(x.dtype, "complex floating") else x
 
 
 # --------------------------------------------------------------------------- activations
@@ -108,19 +108,19 @@ def softmax(x: Any, axis: int = -1) -> Any:
 
 
 def _moveaxis_last(x: Any, axis: int) -> Any:
-    xp = namespace(x)
     axis = axis % x.ndim
     if axis == x.ndim - 1:
         return x
+    xp = namespace(x)
     order = [i for i in range(x.ndim) if i != axis] + [axis]
     return xp.permute_dims(x, tuple(order))
 
 
 def _moveaxis_back(x: Any, axis: int) -> Any:
-    xp = namespace(x)
     axis = axis % x.ndim
     if axis == x.ndim - 1:
         return x
+    xp = namespace(x)
     order = list(range(x.ndim - 1))
     order.insert(axis, x.ndim - 1)
     return xp.permute_dims(x, tuple(order))

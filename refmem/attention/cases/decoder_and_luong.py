@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import xp as rx
-from ..catalogue import Case, Forward
-from ..sampling import Sampler
-from . import bahdanau as BD
-from . import luong as LU
+from ... import xp as rx
+from ...catalogue import Case, Forward
+from ...sampling import Sampler
+from .. import bahdanau as BD
+from .. import luong as LU
 
 # ----------------------------------------------------------------------------- Bahdanau (SPEC §2)
 
@@ -131,8 +131,6 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
     )
 
 
-#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
-ORDER = 30
 
 CASES: list[Case] = [
     _bahdanau_case("previous"),
@@ -260,7 +258,3 @@ def luong_intermediates(cache: LU.LuongCache) -> dict[str, Any]:
 
 
 CASES += [_luong_case(score, alignment) for score in LU.SCORES for alignment in LU.ALIGNMENTS]
-
-from .keras_scores_cases import CASES as _KERAS_SCORES  # noqa: E402 (until the family's cases are a package)
-
-CASES += _KERAS_SCORES

@@ -8,9 +8,9 @@ softmax over the keys and the weighted values of SPEC §3's global alignment.
 
 from __future__ import annotations
 
-from ..catalogue import Case, Forward
-from ..sampling import Sampler
-from . import keras_scores as KS
+from ...catalogue import Case, Forward
+from ...sampling import Sampler
+from .. import keras_scores as KS
 
 _SIZES = {"B": 2, "Tq": 3, "Tv": 4, "d": 3, "dv": 2}
 
