@@ -23,7 +23,11 @@ import torch
 import torch.nn.functional as F
 
 #: The golden cases this adapter implements (fnmatch patterns).
-CASES = ["dnc/access_step/*", "dnc/core_unroll/*"]
+# The plain DNC of SPEC §5 in both conventions, with every core variant (live state, active clip,
+# deep controller with and without skips); the Csordás & Schmidhuber options (the access_step and
+# core_unroll variants named after them) are not implemented here.
+CASES = ["dnc/access_step/deepmind", "dnc/access_step/paper", "dnc/core_unroll/deepmind", "dnc/core_unroll/paper",
+         "dnc/core_unroll/deep_*", "dnc/core_unroll/state_*", "dnc/core_unroll/clip_*"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS_COS = 1e-6  # SPEC §1 cosine similarity
