@@ -36,13 +36,15 @@ examples:
   refmem train copy                  # the demo: the loss falls in seconds
   refmem train repeat-copy --preset deepmind --steps 2000
   refmem train copy --save dnc.safetensors --plot memory.png
+  refmem train copy --masked-content --deallocation --link-sharpness
   refmem train reverse --plot alpha.png   # the decoder's anti-diagonal
 """
 
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _CHILD = "REFMEM_TRAIN_CHILD"
 _DNC_ONLY = ("hidden", "layers", "N", "W", "R", "nw", "convention", "clip_value", "num_bits", "max_length",
-             "max_repeats", "optimizer", "max_grad_norm", "save")
+             "max_repeats", "optimizer", "max_grad_norm", "save", "masked_content", "deallocation",
+             "link_sharpness")
 
 
 def add_arguments(p: ArgumentParser) -> None:
@@ -76,6 +78,14 @@ def add_arguments(p: ArgumentParser) -> None:
     p.add_argument("--convention", choices=["deepmind", "paper"], help="DNC convention (default deepmind)")
     p.add_argument("--clip-value", type=nonnegative_float,
                    help="clip of controller state and outputs (default 20; 0 off)")
+    p.add_argument("--masked-content", action="store_true", default=None,
+                   help="SPEC §5 option (Csordás & Schmidhuber 2019): write and read masks on the content "
+                        "lookups (default off)")
+    p.add_argument("--deallocation", action="store_true", default=None,
+                   help="SPEC §5 option: the usage's retention also scales the memory, so freed slots are "
+                        "wiped (default off)")
+    p.add_argument("--link-sharpness", action="store_true", default=None,
+                   help="SPEC §5 option: forward and backward weights sharpened per read head (default off)")
     p.add_argument("--batch-size", type=pos, help="batch size (default 16; 32 for reverse)")
     p.add_argument("--num-bits", type=pos, help="bits per pattern vector (default 4)")
     p.add_argument("--max-length", type=pos, help="longest pattern (default 2)")
@@ -147,7 +157,8 @@ def _run_dnc(args: Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in ("steps", "hidden", "layers", "N", "W", "R", "nw", "convention",
                                                "clip_value", "batch_size", "num_bits", "max_length",
-                                               "max_repeats", "optimizer", "lr", "max_grad_norm", "backend")}
+                                               "max_repeats", "optimizer", "lr", "max_grad_norm", "backend",
+                                               "masked_content", "deallocation", "link_sharpness")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
         cfg: TrainConfig = preset(args.preset, task=args.task, seed=args.seed, **overrides)

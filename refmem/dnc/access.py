@@ -12,6 +12,24 @@ then usage (step 1), write weights (steps 2-4), memory (step 5), link and
 precedence (step 6), read weights (steps 7-9) and read vectors (step 10), each
 from :mod:`refmem.dnc.addressing`.
 
+The options of Csordás & Schmidhuber (ICLR 2019; SPEC §5) are flags of :class:`AccessConfig`.
+Where their code (RobertCsordas/dnc ``Models/DNC.py``) differs from SPEC, refmem follows SPEC:
+
+* interface layout: theirs puts each write mask first in the write head's slice and the read
+  masks first in the read heads' slice (then the sharpness, forward then backward, after both
+  heads); SPEC appends ``write_masks``, ``read_masks`` after the read strengths, then the
+  forward and backward sharpness;
+* their cosine divides by ``|k| |M_i| + eps`` with plain norms; SPEC's cosine (§1) has ``eps``
+  inside each norm too;
+* they have one write head: de-allocation multiplies the single erase matrix by ``ψ_t``, the
+  same as SPEC's ``(M_{t-1} ∘ ψ_t) ∘ Π_k (1 - ww_k e_kᵀ)`` for ``nw = 1``; ``ψ_t`` carries its
+  gradient there too, and the usage detaches the previous write weights (deepmind's stop);
+* their sharpening divides ``d + eps`` by its maximum before the power, which cancels in the
+  normalisation (refmem's ``softmax(s log(d + eps))`` subtracts the same maximum in log space);
+* their strengths use oneplus and they clamp the whole interface vector to ``±clip``; refmem
+  activates by the convention and clips the controller output, not the interface (SPEC §5 Core);
+  their masks accept a ``mask_min`` (default 0); SPEC has none.
+
 """
 
 from __future__ import annotations
@@ -28,13 +46,16 @@ from . import addressing as A
 from . import conventions as C
 
 __all__ = [
-    "AccessConfig", "AccessState", "interface_size", "interface_layout", "initial_state",
+    "OPTIONS", "AccessConfig", "AccessState", "interface_size", "interface_layout", "initial_state",
     "Interface", "InterfaceCache", "interface_forward", "interface_backward",
     "AccessCache", "access_step_forward", "access_step_backward",
 ]
 
 
 # ----------------------------------------------------------------------------- configuration
+
+#: The option flags of SPEC §5 (Csordás & Schmidhuber 2019), in the order they are named.
+OPTIONS = ("masked_content", "deallocation", "link_sharpness")
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,10 @@ class AccessConfig:
 
     ``N`` memory slots, ``W`` word size, ``R`` read heads, ``nw`` write heads (each ≥ 1),
     ``convention`` ``"deepmind"`` (default) or ``"paper"`` (SPEC §5 conventions table).
+    The three options of Csordás & Schmidhuber (SPEC §5, each off by default, combinable):
+    ``masked_content`` (write and read masks on the content lookups), ``deallocation``
+    (the usage's retention ``ψ_t`` also scales the memory) and ``link_sharpness``
+    (forward and backward weights sharpened per read head).
     Validated on construction: a bad size or an unknown convention raises ``ValueError``.
     """
 
@@ -51,6 +76,9 @@ class AccessConfig:
     R: int
     nw: int
     convention: str = "deepmind"
+    masked_content: bool = False
+    deallocation: bool = False
+    link_sharpness: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -61,6 +89,10 @@ class AccessConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise DomainError(f"AccessConfig.{name}: expected an int >= 1, got {v!r}")
+        for name in OPTIONS:
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise TypeError(f"AccessConfig.{name}: expected a bool, got {v!r}")
         C.get(self.convention)
 
     @property
@@ -88,11 +120,18 @@ def interface_layout(cfg: AccessConfig) -> list[tuple[str, tuple[int, ...], str]
         ("write_strengths", (nw,), "identity"),
         ("read_keys", (R, W), "identity"),
         ("read_strengths", (R,), "identity"),
-    ]
+    ] + ([
+        ("write_masks", (nw, W), "sigmoid"),
+        ("read_masks", (R, W), "sigmoid"),
+    ] if cfg.masked_content else []) + ([
+        ("forward_sharpness", (R,), "oneplus"),
+        ("backward_sharpness", (R,), "oneplus"),
+    ] if cfg.link_sharpness else [])
 
 
 def interface_size(cfg: AccessConfig) -> int:
-    """Width ``I`` of the interface: ``3 nw W + 3 nw + R (1 + 2nw) + R W + 2 R`` (the paper's ``W R + 3W + 5R + 3`` for ``nw = 1``)."""
+    """Width ``I`` of the interface: ``3 nw W + 3 nw + R (1 + 2nw) + R W + 2 R`` (the paper's ``W R + 3W + 5R + 3`` for ``nw = 1``),
+    plus ``nw W + R W`` with ``masked_content`` and ``2 R`` with ``link_sharpness``."""
     total = 0
     for _, shape, _ in interface_layout(cfg):
         n = 1
@@ -201,7 +240,10 @@ class Interface(NamedTuple):
     ``write_vectors [B, nw, W]``, ``erase_vectors [B, nw, W]`` (sigmoid), ``free_gates [B, R]``
     (sigmoid), ``allocation_gates [B, nw]`` (sigmoid), ``write_gates [B, nw]`` (sigmoid),
     ``read_modes [B, R, 1 + 2nw]`` (softmax over the last axis), ``write_keys [B, nw, W]``,
-    ``write_strengths [B, nw]`` (raw), ``read_keys [B, R, W]``, ``read_strengths [B, R]`` (raw).
+    ``write_strengths [B, nw]`` (raw), ``read_keys [B, R, W]``, ``read_strengths [B, R]`` (raw);
+    with ``masked_content`` ``write_masks [B, nw, W]`` and ``read_masks [B, R, W]`` (sigmoid), with
+    ``link_sharpness`` ``forward_sharpness [B, R]`` and ``backward_sharpness [B, R]`` (oneplus);
+    ``None`` when the option is off.
     """
 
     write_vectors: Any
@@ -214,15 +256,21 @@ class Interface(NamedTuple):
     write_strengths: Any
     read_keys: Any
     read_strengths: Any
+    write_masks: Any = None
+    read_masks: Any = None
+    forward_sharpness: Any = None
+    backward_sharpness: Any = None
 
 
 class InterfaceCache(NamedTuple):
     """``linear``: the :class:`refmem.primitives.LinearCache`; ``interface``: the activated
-    :class:`Interface`; ``cfg``: the :class:`AccessConfig`."""
+    :class:`Interface`; ``cfg``: the :class:`AccessConfig`; ``raw``: the raw values of the
+    oneplus slices (``{name: [B, ...]}``, empty without ``link_sharpness``)."""
 
     linear: P.LinearCache
     interface: Interface
     cfg: AccessConfig
+    raw: Any = None
 
 
 @checked_by(_check_interface_inputs)
@@ -241,6 +289,7 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
     B = int(controller_output.shape[0])
     xi, lin_cache = P.linear_forward.unchecked(controller_output, W_xi, b_xi)
     parts = {}
+    raws = {}
     start = 0
     for name, shape, act in interface_layout(cfg):
         width = 1
@@ -252,9 +301,12 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
             raw = P.sigmoid(raw)
         elif act == "softmax":
             raw = P.softmax(raw, axis=-1)
+        elif act == "oneplus":
+            raws[name] = raw
+            raw = P.oneplus(raw)
         parts[name] = raw
     iface = Interface(**parts)
-    return iface, InterfaceCache(lin_cache, iface, cfg)
+    return iface, InterfaceCache(lin_cache, iface, cfg, raws)
 
 
 def _check_interface_backward(d_interface: Any, cache: Any) -> None:
@@ -267,6 +319,8 @@ def _check_interface_backward(d_interface: Any, cache: Any) -> None:
     arrays, specs = {}, {}
     for name in Interface._fields:
         ref = getattr(iface, name)
+        if ref is None:  # an option's slice, off in this configuration
+            continue
         arrays[f"d_interface.{name}"] = getattr(d_interface, name)
         specs[f"d_interface.{name}"] = "?" + " ".join(str(int(n)) for n in ref.shape)
     check_arrays(arrays, specs, precision_of={"the forward's interface": iface.free_gates})
@@ -304,6 +358,8 @@ def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[A
             d = d * out * (1.0 - out)
         elif act == "softmax":
             d = P.softmax_backward.unchecked(d, P.SoftmaxCache(out, -1))
+        elif act == "oneplus":
+            d = d * P.sigmoid(cache.raw[name])
         pieces.append(xp.reshape(d, (B, -1)))
     d_xi = xp.concat(pieces, axis=-1)
     return P.linear_backward.unchecked(d_xi, cache.linear)
@@ -356,11 +412,15 @@ def access_step_forward(controller_output: Any, W_xi: Any, b_xi: Any, state: Acc
     usage, ucache = A.usage_forward.unchecked(state.usage, state.write_weights, iface.free_gates, state.read_weights,
                                     conv, frozen_write_weights=frozen_write_weights)
     ww, wcache = A.write_weights_forward.unchecked(state.memory, usage, iface.write_keys, iface.write_strengths,
-                                         iface.allocation_gates, iface.write_gates, conv)
-    memory, mcache = A.memory_update_forward.unchecked(state.memory, ww, iface.erase_vectors, iface.write_vectors)
+                                         iface.allocation_gates, iface.write_gates, conv,
+                                         write_masks=iface.write_masks)
+    memory, mcache = A.memory_update_forward.unchecked(state.memory, ww, iface.erase_vectors, iface.write_vectors,
+                                                       deallocation=ucache.retention if cfg.deallocation else None)
     link, precedence, lcache = A.temporal_linkage_forward.unchecked(state.link, state.precedence, ww)
     wr, rcache = A.read_weights_forward.unchecked(memory, iface.read_keys, iface.read_strengths, link, state.read_weights,
-                                        iface.read_modes, conv)
+                                        iface.read_modes, conv, read_masks=iface.read_masks,
+                                        forward_sharpness=iface.forward_sharpness,
+                                        backward_sharpness=iface.backward_sharpness)
     read_vectors = wr @ memory
     new_state = AccessState(memory, wr, ww, link, precedence, usage)
     cache = AccessCache(cfg, icache, ucache, wcache, mcache, lcache, rcache, memory, wr)
@@ -408,7 +468,7 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
     g_write = A.write_weights_backward.unchecked(d_ww, cache.write)
     d_usage = P.add_optional(d_new_state.usage, g_write.usage)
     # step 1: usage
-    g_usage = A.usage_backward.unchecked(d_usage, cache.usage)
+    g_usage = A.usage_backward.unchecked(d_usage, cache.usage, d_retention=getattr(g_mem, "deallocation", None))
     d_iface = Interface(
         write_vectors=g_mem.write_vectors,
         erase_vectors=g_mem.erase_vectors,
@@ -420,6 +480,10 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         write_strengths=g_write.write_strengths,
         read_keys=g_read.read_keys,
         read_strengths=g_read.read_strengths,
+        write_masks=getattr(g_write, "write_masks", None),
+        read_masks=getattr(g_read, "read_masks", None),
+        forward_sharpness=getattr(g_read, "forward_sharpness", None),
+        backward_sharpness=getattr(g_read, "backward_sharpness", None),
     )
     d_h, d_W, d_b = interface_backward.unchecked(d_iface, cache.interface)
     d_state = AccessState(

@@ -37,10 +37,15 @@ __all__ = [
     "LinkCache", "LinkGrads", "temporal_linkage_forward", "temporal_linkage_backward",
     "DirectionalCache", "DirectionalGrads", "directional_weights_forward", "directional_weights_backward",
     "ReadWeightsCache", "ReadWeightsGrads", "read_weights_forward", "read_weights_backward",
+    "MaskedWriteWeightsGrads", "DeallocMemoryGrads", "OptionReadWeightsGrads",
+    "MaskedContentCache", "MaskedContentGrads", "masked_content_weights_forward", "masked_content_weights_backward",
+    "SHARPNESS_EPS", "SharpenCache", "SharpenGrads", "sharpen_forward", "sharpen_backward",
 ]
 
 #: ``eps`` of the allocation's ``û = eps + (1 - eps) u`` (SPEC §5 step 3).
 ALLOCATION_EPS = 1e-6
+#: ``eps`` of the link sharpening ``S(d, s)_i = (d_i + eps)^s / Σ_j (d_j + eps)^s`` (SPEC §5 options).
+SHARPNESS_EPS = 1e-6
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -132,6 +137,163 @@ def content_weights_backward(d_weights: Any, cache: ContentCache) -> ContentGrad
     return ContentGrads(d_memory, d_keys, d_strengths)
 
 
+class MaskedContentCache(NamedTuple):
+    """Intermediates of :func:`masked_content_weights_forward`.
+
+    ``memory [B, N, W]``, ``keys [B, H, W]``, ``masks [B, H, W]`` (the unmasked inputs),
+    ``weights [B, H, N]``, ``content``: the :class:`ContentCache` of the lookup of the masked
+    key of each head in its masked memory (batch ``B H``, one head each).
+    """
+
+    memory: Any
+    keys: Any
+    masks: Any
+    weights: Any
+    content: ContentCache
+
+
+class MaskedContentGrads(NamedTuple):
+    """``memory [B, N, W]``, ``keys [B, H, W]``, ``strengths [B, H]``, ``masks [B, H, W]``."""
+
+    memory: Any
+    keys: Any
+    strengths: Any
+    masks: Any
+
+
+@edge(memory="B N W", keys="B H W", strengths="B H", masks="B H W | unit")
+def masked_content_weights_forward(memory: Any, keys: Any, strengths: Any, masks: Any,
+                                   convention: str | C.Convention = C.DEFAULT) -> tuple[Any, MaskedContentCache]:
+    """Masked content addressing ``C(M, k, β, m)_i = softmax_i(act(β) · cos(k ∘ m, M_i ∘ m))``
+    (SPEC §5 option ``masked_content``, Csordás & Schmidhuber 2019).
+
+    Args:
+        memory: ``[B, N, W]``.
+        keys: ``[B, H, W]``, one key per head.
+        strengths: ``[B, H]``, raw; ``act`` is the convention's.
+        masks: ``[B, H, W]``, one mask per head (after the sigmoid), applied to the key and to
+            every memory row.
+        convention: ``deepmind`` or ``paper``: which strength activation ``act`` is.
+    Returns:
+        ``weights [B, H, N]`` and the :class:`MaskedContentCache`.
+    """
+    xp = rx.namespace(memory, keys, strengths, masks)
+    B, N, W = _shape(memory)
+    H = int(keys.shape[1])
+    masked_keys = xp.reshape(keys * masks, (B * H, 1, W))
+    masked_memory = xp.reshape(memory[:, None, :, :] * masks[:, :, None, :], (B * H, N, W))
+    w, content = content_weights_forward.unchecked(masked_memory, masked_keys,
+                                                   xp.reshape(strengths, (B * H, 1)), convention)
+    weights = xp.reshape(w, (B, H, N))
+    return weights, MaskedContentCache(memory, keys, masks, weights, content)
+
+
+@edge({"cache.weights": "B H N"}, d_weights="B H N")
+def masked_content_weights_backward(d_weights: Any, cache: MaskedContentCache) -> MaskedContentGrads:
+    """Gradients of :func:`masked_content_weights_forward`.
+
+    The lookup's gradient w.r.t. the masked key ``k ∘ m`` and memory ``M_i ∘ m``, then
+    ``dk = d(k∘m) ∘ m``, ``dM = Σ_H d(M∘m) ∘ m``, ``dm = d(k∘m) ∘ k + Σ_N d(M∘m) ∘ M``.
+
+    Args:
+        d_weights: ``[B, H, N]``, gradient of the weights (not ``None``).
+        cache: the :class:`MaskedContentCache` of the forward.
+    Returns:
+        MaskedContentGrads: ``memory [B, N, W]``, ``keys [B, H, W]``, ``strengths [B, H]``,
+            ``masks [B, H, W]``.
+
+    Derivation: [docs/derivations/dnc.md, "Masked content"](../derivations/dnc.md#masked-content-masked_content_weights_forward)
+    """
+    xp = rx.namespace(d_weights)
+    B, N, W = _shape(cache.memory)
+    H = int(cache.keys.shape[1])
+    g = content_weights_backward.unchecked(xp.reshape(d_weights, (B * H, 1, N)), cache.content)
+    d_mk = xp.reshape(g.keys, (B, H, W))
+    d_mm = xp.reshape(g.memory, (B, H, N, W))
+    d_memory = xp.sum(d_mm * cache.masks[:, :, None, :], axis=1)
+    d_keys = d_mk * cache.masks
+    d_masks = d_mk * cache.keys + xp.sum(d_mm * cache.memory[:, None, :, :], axis=2)
+    return MaskedContentGrads(d_memory, d_keys, xp.reshape(g.strengths, (B, H)), d_masks)
+
+
+def _content_forward(memory: Any, keys: Any, strengths: Any, masks: Any, convention: Any) -> tuple[Any, Any]:
+    """Plain content addressing, or the masked one when ``masks`` is given (unchecked)."""
+    if masks is None:
+        return content_weights_forward.unchecked(memory, keys, strengths, convention)
+    return masked_content_weights_forward.unchecked(memory, keys, strengths, masks, convention)
+
+
+def _content_backward(d_weights: Any, cache: Any) -> tuple[Any, Any, Any, Any]:
+    """``(memory, keys, strengths, masks)`` gradients of :func:`_content_forward` (``masks`` ``None`` if unmasked)."""
+    if isinstance(cache, MaskedContentCache):
+        return tuple(masked_content_weights_backward.unchecked(d_weights, cache))
+    g = content_weights_backward.unchecked(d_weights, cache)
+    return g.memory, g.keys, g.strengths, None
+
+
+# ----------------------------------------------------------------------------- option: link sharpness
+
+
+class SharpenCache(NamedTuple):
+    """Intermediates of :func:`sharpen_forward`: ``shifted [B, R, nw, N]`` (``d + eps``),
+    ``log_shifted`` (its log), ``sharpness [B, R]``, ``out [B, R, nw, N]``."""
+
+    shifted: Any
+    log_shifted: Any
+    sharpness: Any
+    out: Any
+
+
+class SharpenGrads(NamedTuple):
+    """``weights [B, R, nw, N]``, ``sharpness [B, R]``."""
+
+    weights: Any
+    sharpness: Any
+
+
+@edge(weights="B R nw N | unit", sharpness="B R")
+def sharpen_forward(weights: Any, sharpness: Any, eps: float = SHARPNESS_EPS) -> tuple[Any, SharpenCache]:
+    """Link distribution sharpness ``S(d, s)_i = (d_i + eps)^s / Σ_j (d_j + eps)^s`` over the ``N`` slots
+    (SPEC §5 option ``link_sharpness``), one sharpness per read head shared by the write heads.
+
+    Computed as ``softmax_i(s · log(d_i + eps))`` (the same value; analytic for ``d + eps > 0``).
+
+    Args:
+        weights: ``[B, R, nw, N]``, forward or backward weights (non-negative).
+        sharpness: ``[B, R]``, after the activation (oneplus: ``s > 1``).
+        eps: the ``eps`` added to every weight (SPEC: ``1e-6``).
+    Returns:
+        ``sharpened [B, R, nw, N]`` and the :class:`SharpenCache`.
+    """
+    xp = rx.namespace(weights, sharpness)
+    shifted = weights + eps
+    log_shifted = xp.log(shifted)
+    out = P.softmax(sharpness[:, :, None, None] * log_shifted, axis=-1)
+    return out, SharpenCache(shifted, log_shifted, sharpness, out)
+
+
+@edge({"cache.out": "B R nw N"}, d_out="B R nw N")
+def sharpen_backward(d_out: Any, cache: SharpenCache) -> SharpenGrads:
+    """Gradients of :func:`sharpen_forward`.
+
+    ``g = softmax_backward(d_out)`` of the logits ``s log(d + eps)``; ``dd = g s / (d + eps)``,
+    ``ds = Σ_{nw, N} g log(d + eps)``.
+
+    Args:
+        d_out: ``[B, R, nw, N]``, gradient of the sharpened weights (not ``None``).
+        cache: the :class:`SharpenCache` of the forward.
+    Returns:
+        SharpenGrads: ``weights [B, R, nw, N]``, ``sharpness [B, R]``.
+
+    Derivation: [docs/derivations/dnc.md, "Link sharpness"](../derivations/dnc.md#link-sharpness-sharpen_forward)
+    """
+    xp = rx.namespace(d_out)
+    g = P.softmax_backward.unchecked(d_out, P.SoftmaxCache(cache.out, -1))
+    d_weights = g * cache.sharpness[:, :, None, None] / cache.shifted
+    d_sharpness = xp.sum(g * cache.log_shifted, axis=(-2, -1))
+    return SharpenGrads(d_weights, d_sharpness)
+
+
 # ----------------------------------------------------------------------------- step 1: usage
 
 
@@ -207,13 +369,15 @@ def usage_forward(prev_usage: Any, prev_write_weights: Any, free_gates: Any, pre
     return usage, cache
 
 
-@edge({"cache.retention": "B N"}, d_usage="B N")
-def usage_backward(d_usage: Any, cache: UsageCache) -> UsageGrads:
+@edge({"cache.retention": "B N"}, d_usage="B N", d_retention="?B N")
+def usage_backward(d_usage: Any, cache: UsageCache, d_retention: Any = None) -> UsageGrads:
     """Reverse of :func:`usage_forward`; products differentiated without division.
 
     Args:
         d_usage: ``[B, N]``, the gradient of ``u_t`` (not ``None``).
         cache: the :class:`UsageCache` of :func:`usage_forward`.
+        d_retention: ``[B, N]`` or ``None``; a gradient reaching the retention ``ψ`` by another
+            path (the memory's de-allocation, SPEC §5 option ``deallocation``); never stopped.
 
     Returns:
         The gradients, a :class:`UsageGrads` with fields ``prev_usage [B, N]``, ``prev_write_weights [B, nw, N]``
@@ -224,7 +388,7 @@ def usage_backward(d_usage: Any, cache: UsageCache) -> UsageGrads:
     """
     xp = rx.namespace(d_usage)
     d_after_write = d_usage * cache.retention
-    d_retention = d_usage * cache.usage_after_write
+    d_retention = P.add_optional(d_usage * cache.usage_after_write, d_retention)
     d_prev_usage = d_after_write * (1.0 - cache.write_product)
     if cache.stop:
         d_prev_write_weights = xp.zeros(cache.write_factors.shape, dtype=d_usage.dtype)
@@ -416,10 +580,24 @@ class WriteWeightsGrads(NamedTuple):
     write_gates: Any
 
 
+class MaskedWriteWeightsGrads(NamedTuple):
+    """:class:`WriteWeightsGrads` and ``write_masks [B, nw, W]``: what :func:`write_weights_backward`
+    returns when the forward had masks (SPEC §5 option ``masked_content``)."""
+
+    memory: Any
+    usage: Any
+    write_keys: Any
+    write_strengths: Any
+    allocation_gates: Any
+    write_gates: Any
+    write_masks: Any
+
+
 @edge(memory="B N W", usage="B N | unit", write_keys="B nw W", write_strengths="B nw",
-      allocation_gates="B nw | unit", write_gates="B nw | unit")
+      allocation_gates="B nw | unit", write_gates="B nw | unit", write_masks="?B nw W | unit")
 def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_strengths: Any, allocation_gates: Any,
-                          write_gates: Any, convention: str | C.Convention = C.DEFAULT) -> tuple[Any, WriteWeightsCache]:
+                          write_gates: Any, convention: str | C.Convention = C.DEFAULT,
+                          write_masks: Any = None) -> tuple[Any, WriteWeightsCache]:
     """Write weights ``ww_k = g^w_k (g^a_k a_k + (1 - g^a_k) c^w_k)`` (SPEC §5 steps 2-4).
 
     Args:
@@ -430,11 +608,13 @@ def write_weights_forward(memory: Any, usage: Any, write_keys: Any, write_streng
         allocation_gates: ``[B, nw]``, ``g^a``.
         write_gates: ``[B, nw]``, ``g^w``.
         convention: ``"deepmind"`` (default) or ``"paper"``, or a :class:`~refmem.dnc.conventions.Convention`.
+        write_masks: ``[B, nw, W]`` or ``None``; with masks the content lookup is
+            :func:`masked_content_weights_forward` (SPEC §5 option ``masked_content``).
     Returns:
         ``write_weights [B, nw, N]`` and a :class:`WriteWeightsCache`.
     """
     B, N, W = _shape(memory)
-    content, content_cache = content_weights_forward.unchecked(memory, write_keys, write_strengths, convention)
+    content, content_cache = _content_forward(memory, write_keys, write_strengths, write_masks, convention)
     allocation, alloc_cache = write_allocation_weights_forward.unchecked(usage, allocation_gates * write_gates)
     ga = allocation_gates[:, :, None]
     gw = write_gates[:, :, None]
@@ -470,9 +650,11 @@ def write_weights_backward(d_write_weights: Any, cache: WriteWeightsCache) -> Wr
     alloc = write_allocation_weights_backward.unchecked(d_allocation, cache.allocation_cache)
     d_allocation_gates = d_allocation_gates + alloc.write_gates * cache.write_gates
     d_write_gates = d_write_gates + alloc.write_gates * cache.allocation_gates
-    content = content_weights_backward.unchecked(d_content, cache.content_cache)
-    return WriteWeightsGrads(content.memory, alloc.usage, content.keys, content.strengths,
-                             d_allocation_gates, d_write_gates)
+    d_memory, d_keys, d_strengths, d_masks = _content_backward(d_content, cache.content_cache)
+    if d_masks is None:
+        return WriteWeightsGrads(d_memory, alloc.usage, d_keys, d_strengths, d_allocation_gates, d_write_gates)
+    return MaskedWriteWeightsGrads(d_memory, alloc.usage, d_keys, d_strengths, d_allocation_gates, d_write_gates,
+                                   d_masks)
 
 
 # ----------------------------------------------------------------------------- step 5: memory
@@ -493,6 +675,7 @@ class MemoryCache(NamedTuple):
     write_vectors: Any
     erase_factors: Any
     retention: Any
+    deallocation: Any = None
 
 
 class MemoryGrads(NamedTuple):
@@ -504,10 +687,21 @@ class MemoryGrads(NamedTuple):
     write_vectors: Any
 
 
+class DeallocMemoryGrads(NamedTuple):
+    """:class:`MemoryGrads` and ``deallocation [B, N]``: what :func:`memory_update_backward` returns
+    when the forward had ``deallocation`` (SPEC §5 option)."""
+
+    memory: Any
+    write_weights: Any
+    erase_vectors: Any
+    write_vectors: Any
+    deallocation: Any
+
+
 @edge(memory="B N W", write_weights="B nw N | unit", erase_vectors="B nw W | unit",
-      write_vectors="B nw W")
+      write_vectors="B nw W", deallocation="?B N | unit")
 def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
-                          write_vectors: Any) -> tuple[Any, MemoryCache]:
+                          write_vectors: Any, deallocation: Any = None) -> tuple[Any, MemoryCache]:
     """Erase and write, SPEC §5 step 5: ``M_t = M_{t-1} ∘ Π_k (1 - ww_k e_kᵀ) + Σ_k ww_k v_kᵀ``.
 
     Args:
@@ -515,6 +709,8 @@ def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
         write_weights: ``[B, nw, N]``.
         erase_vectors: ``[B, nw, W]`` (after the sigmoid).
         write_vectors: ``[B, nw, W]``.
+        deallocation: ``[B, N]`` or ``None``; SPEC §5 option ``deallocation``: the usage's
+            retention ``ψ_t``, so ``M_t = (M_{t-1} ∘ ψ_t) ∘ Π_k (1 - ww_k e_kᵀ) + Σ_k ww_k v_kᵀ``.
     Returns:
         ``memory [B, N, W]`` and a :class:`MemoryCache`.
     """
@@ -522,8 +718,10 @@ def memory_update_forward(memory: Any, write_weights: Any, erase_vectors: Any,
     B, N, W = _shape(memory)
     erase_factors = 1.0 - write_weights[:, :, :, None] * erase_vectors[:, :, None, :]
     retention = xp.prod(erase_factors, axis=1)
-    new_memory = memory * retention + P.transpose_last(write_weights) @ write_vectors
-    return new_memory, MemoryCache(memory, write_weights, erase_vectors, write_vectors, erase_factors, retention)
+    kept = memory if deallocation is None else memory * deallocation[:, :, None]
+    new_memory = kept * retention + P.transpose_last(write_weights) @ write_vectors
+    return new_memory, MemoryCache(memory, write_weights, erase_vectors, write_vectors, erase_factors, retention,
+                                   deallocation)
 
 
 @edge({"cache.memory": "B N W"}, d_memory="B N W")
@@ -542,14 +740,21 @@ def memory_update_backward(d_memory: Any, cache: MemoryCache) -> MemoryGrads:
     Derivation: [docs/derivations/dnc.md, "5. Erase and write (step 5)"](../derivations/dnc.md#5-erase-and-write-step-5-memory_update_forward)
     """
     xp = rx.namespace(d_memory)
+    psi = cache.deallocation
     d_prev_memory = d_memory * cache.retention
-    d_retention = d_memory * cache.memory
+    d_dealloc = None
+    if psi is not None:  # M_{t-1} ∘ ψ: dψ = Σ_W d ∘ retention ∘ M_{t-1}
+        d_dealloc = xp.sum(d_prev_memory * cache.memory, axis=-1)
+        d_prev_memory = d_prev_memory * psi[:, :, None]
+    d_retention = d_memory * (cache.memory if psi is None else cache.memory * psi[:, :, None])
     d_erase_factors = d_retention[:, None, :, :] * prod_except(cache.erase_factors, axis=1)  # [B, nw, N, W]
     d_write_weights = -xp.sum(d_erase_factors * cache.erase_vectors[:, :, None, :], axis=-1)
     d_erase_vectors = -xp.sum(d_erase_factors * cache.write_weights[:, :, :, None], axis=-2)
     d_write_weights = d_write_weights + cache.write_vectors @ P.transpose_last(d_memory)
     d_write_vectors = cache.write_weights @ d_memory
-    return MemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors)
+    if psi is None:
+        return MemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors)
+    return DeallocMemoryGrads(d_prev_memory, d_write_weights, d_erase_vectors, d_write_vectors, d_dealloc)
 
 
 # ----------------------------------------------------------------------------- step 6: link
@@ -727,6 +932,8 @@ class ReadWeightsCache(NamedTuple):
     convention: C.Convention
     content_cache: ContentCache
     directional_cache: DirectionalCache
+    forward_sharpen: Any = None
+    backward_sharpen: Any = None
 
 
 class ReadWeightsGrads(NamedTuple):
@@ -741,10 +948,29 @@ class ReadWeightsGrads(NamedTuple):
     read_modes: Any
 
 
+class OptionReadWeightsGrads(NamedTuple):
+    """:class:`ReadWeightsGrads` and ``read_masks [B, R, W]``, ``forward_sharpness [B, R]``,
+    ``backward_sharpness [B, R]`` (each ``None`` where its option is off): what
+    :func:`read_weights_backward` returns when the forward had masks or sharpness (SPEC §5 options)."""
+
+    memory: Any
+    read_keys: Any
+    read_strengths: Any
+    link: Any
+    prev_read_weights: Any
+    read_modes: Any
+    read_masks: Any
+    forward_sharpness: Any
+    backward_sharpness: Any
+
+
 @edge(memory="B N W", read_keys="B R W", read_strengths="B R", link="B nw N N | unit",
-      prev_read_weights="B R N | unit", read_modes="B R (1+2*nw) | unit")
+      prev_read_weights="B R N | unit", read_modes="B R (1+2*nw) | unit", read_masks="?B R W | unit",
+      forward_sharpness="?B R", backward_sharpness="?B R")
 def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link: Any, prev_read_weights: Any,
-                         read_modes: Any, convention: str | C.Convention = C.DEFAULT) -> tuple[Any, ReadWeightsCache]:
+                         read_modes: Any, convention: str | C.Convention = C.DEFAULT, read_masks: Any = None,
+                         forward_sharpness: Any = None,
+                         backward_sharpness: Any = None) -> tuple[Any, ReadWeightsCache]:
     """Read weights, SPEC §5 steps 7-9.
 
     ``wr_r = π_r[content] c^r_r + Σ_k π_r[forward_k] f_{r,k} + Σ_k π_r[backward_k] b_{r,k}``.
@@ -757,19 +983,29 @@ def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link:
         prev_read_weights: ``[B, R, N]``, ``wr_{t-1}``.
         read_modes: ``[B, R, 1 + 2nw]``, probabilities in the convention's layout.
         convention: ``"deepmind"`` (default) or ``"paper"``, or a :class:`~refmem.dnc.conventions.Convention`.
+        read_masks: ``[B, R, W]`` or ``None``; SPEC §5 option ``masked_content``.
+        forward_sharpness: ``[B, R]`` (activated) or ``None``; SPEC §5 option ``link_sharpness``:
+            the forward weights become :func:`sharpen_forward` of them.
+        backward_sharpness: ``[B, R]`` or ``None``; the same for the backward weights.
     Returns:
-        ``read_weights [B, R, N]`` and a :class:`ReadWeightsCache`.
+        ``read_weights [B, R, N]`` and the :class:`ReadWeightsCache` (its ``forward`` and
+            ``backward`` are the weights step 9 uses: sharpened when the sharpness is given).
     """
     xp = rx.namespace(memory, read_keys, read_strengths, link, prev_read_weights, read_modes)
     conv = C.get(convention)
     B, N, W = _shape(memory)
     nw = int(link.shape[1])
     pb, pf, pc = C.split_read_modes(read_modes, nw, conv)
-    content, content_cache = content_weights_forward.unchecked(memory, read_keys, read_strengths, conv)
+    content, content_cache = _content_forward(memory, read_keys, read_strengths, read_masks, conv)
     fwd, bwd, dir_cache = directional_weights_forward.unchecked(link, prev_read_weights)
+    f_cache = b_cache = None
+    if forward_sharpness is not None:
+        fwd, f_cache = sharpen_forward.unchecked(fwd, forward_sharpness)
+    if backward_sharpness is not None:
+        bwd, b_cache = sharpen_forward.unchecked(bwd, backward_sharpness)
     read_weights = (pc * content + xp.sum(pf[:, :, :, None] * fwd, axis=2)
                     + xp.sum(pb[:, :, :, None] * bwd, axis=2))
-    cache = ReadWeightsCache(content, fwd, bwd, pb, pf, pc, conv, content_cache, dir_cache)
+    cache = ReadWeightsCache(content, fwd, bwd, pb, pf, pc, conv, content_cache, dir_cache, f_cache, b_cache)
     return read_weights, cache
 
 
@@ -796,8 +1032,16 @@ def read_weights_backward(d_read_weights: Any, cache: ReadWeightsCache) -> ReadW
     d_content = d * cache.modes_content
     d_forward = cache.modes_forward[:, :, :, None] * d[:, :, None, :]
     d_backward = cache.modes_backward[:, :, :, None] * d[:, :, None, :]
+    d_fs = d_bs = None
+    if cache.forward_sharpen is not None:
+        d_forward, d_fs = sharpen_backward.unchecked(d_forward, cache.forward_sharpen)
+    if cache.backward_sharpen is not None:
+        d_backward, d_bs = sharpen_backward.unchecked(d_backward, cache.backward_sharpen)
     directional = directional_weights_backward.unchecked(d_forward, d_backward, cache.directional_cache)
-    content = content_weights_backward.unchecked(d_content, cache.content_cache)
+    d_memory, d_keys, d_strengths, d_masks = _content_backward(d_content, cache.content_cache)
     d_modes = C.join_read_modes(d_pb, d_pf, d_pc, cache.convention)
-    return ReadWeightsGrads(content.memory, content.keys, content.strengths, directional.link,
-                            directional.prev_read_weights, d_modes)
+    if d_masks is None and d_fs is None and d_bs is None:
+        return ReadWeightsGrads(d_memory, d_keys, d_strengths, directional.link, directional.prev_read_weights,
+                                d_modes)
+    return OptionReadWeightsGrads(d_memory, d_keys, d_strengths, directional.link, directional.prev_read_weights,
+                                  d_modes, d_masks, d_fs, d_bs)

@@ -53,7 +53,9 @@ class DNCConfig:
     ``layers`` controller depth (1: ``DNCoreLSTM``, 3: ``DNCoreDeepLSTM``), ``skip``
     DeepRNN skip connections, ``N, W, R, nw`` memory sizes, ``convention``
     (``"deepmind"``/``"paper"``), ``clip_value`` (0 disables clipping),
-    ``forget_bias`` (Sonnet's 1.0).
+    ``forget_bias`` (Sonnet's 1.0), and the access options ``masked_content``,
+    ``deallocation``, ``link_sharpness`` (SPEC §5, off by default; see
+    :class:`~refmem.dnc.access.AccessConfig`).
     """
 
     D: int
@@ -68,6 +70,9 @@ class DNCConfig:
     convention: str = "deepmind"
     clip_value: float = 0.0
     forget_bias: float = 1.0
+    masked_content: bool = False
+    deallocation: bool = False
+    link_sharpness: bool = False
 
     def __post_init__(self) -> None:
         for name in ("D", "Y"):
@@ -80,7 +85,9 @@ class DNCConfig:
     @cached_property
     def access(self) -> AccessConfig:
         """The :class:`~refmem.dnc.access.AccessConfig` (built once per config: a step reads it often)."""
-        return AccessConfig(N=self.N, W=self.W, R=self.R, nw=self.nw, convention=self.convention)
+        return AccessConfig(N=self.N, W=self.W, R=self.R, nw=self.nw, convention=self.convention,
+                            masked_content=self.masked_content, deallocation=self.deallocation,
+                            link_sharpness=self.link_sharpness)
 
     @cached_property
     def controller(self) -> ControllerConfig:

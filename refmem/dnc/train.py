@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from .. import optim
 from .. import xp as rx
-from ..errors import DomainError
+from ..errors import DomainError, DTypeError
 from ..sampling import Sampler
 from .core import UnrollOutputs, unroll_backward, unroll_forward
 from .params import DNCConfig, DNCParams, init_params
@@ -57,6 +57,9 @@ class TrainConfig:
     nw: int = 1
     convention: str = "deepmind"
     clip_value: float = 20.0
+    masked_content: bool = False
+    deallocation: bool = False
+    link_sharpness: bool = False
     # task
     batch_size: int = 16
     num_bits: int = 4
@@ -78,6 +81,9 @@ class TrainConfig:
             raise DomainError(f"optimizer: expected 'rmsprop' or 'adam', got {self.optimizer!r}")
         if self.convention not in ("deepmind", "paper"):
             raise DomainError(f"convention: expected 'deepmind' or 'paper', got {self.convention!r}")
+        for name in ("masked_content", "deallocation", "link_sharpness"):
+            if not isinstance(getattr(self, name), bool):
+                raise DTypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         for name in ("steps", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (name == "steps"):
@@ -138,7 +144,9 @@ def make_task(cfg: TrainConfig) -> RepeatCopy:
 def dnc_config(cfg: TrainConfig, task: RepeatCopy) -> DNCConfig:
     """The :class:`~refmem.dnc.params.DNCConfig` sized for ``task``."""
     return DNCConfig(D=task.input_size, Y=task.target_size, hidden=cfg.hidden, layers=cfg.layers, N=cfg.N,
-                     W=cfg.W, R=cfg.R, nw=cfg.nw, convention=cfg.convention, clip_value=cfg.clip_value)
+                     W=cfg.W, R=cfg.R, nw=cfg.nw, convention=cfg.convention, clip_value=cfg.clip_value,
+                     masked_content=cfg.masked_content, deallocation=cfg.deallocation,
+                     link_sharpness=cfg.link_sharpness)
 
 
 def train_step(params: DNCParams, model: DNCConfig, task: RepeatCopy, batch, opt, opt_state,

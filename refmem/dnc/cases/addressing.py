@@ -26,7 +26,8 @@ from ...sampling import Sampler
 from .. import access as AC
 from .. import addressing as A
 
-__all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES", "ACCESS_ORDER", "access_intermediates"]
+__all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES", "ACCESS_ORDER", "access_intermediates", "access_order",
+           "OPTION_VARIANTS"]
 
 #: Smallest gap between neighbouring sorted free-ness values a sampler accepts.
 SORT_GAP = 1e-4
@@ -97,7 +98,8 @@ def _rejection(draw: Callable[[Sampler], dict], heads_of: Callable[[dict], tuple
 
 def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, run: Callable, grads: Callable,
           complex_step: bool = True, stopped: str = "", kinks: str = "", min_sizes: dict | None = None,
-          trace: Callable | None = None, order: tuple = ()) -> Case:
+          trace: Callable | None = None, order: tuple = (), variant: str | None = None,
+          config: dict | None = None) -> Case:
     """A case from ``run(arrays, conv, frozen) -> (outputs, frozen, cache)`` and ``grads(cot, cache, conv)``;
     ``trace(cache) -> {name: intermediate}`` and ``order`` for a composite case (GOLDEN.md format 2)."""
 
@@ -105,12 +107,12 @@ def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, ru
         outputs, recorded, cache = run(arrays, conv, frozen)
         return Forward(outputs, recorded, None if trace is None else (lambda: trace(cache)))
 
-    def backward(arrays, cot):
-        _, _, cache = run(arrays, conv, None)
+    def backward(arrays, cot, frozen=None):
+        _, _, cache = run(arrays, conv, frozen)
         return grads(cot, cache, conv)
 
     return Case(
-        name=f"dnc/{function}/{conv}",
+        name=f"dnc/{function}/{variant or conv}",
         spec=spec,
         function=f"refmem.dnc.{'access' if function == 'access_step' else 'addressing'}.{function}_forward",
         sample=lambda xp, seed, sz: _to(xp, sample(seed, sz)),
@@ -118,7 +120,7 @@ def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, ru
         backward=backward,
         sizes=dict(sizes),
         min_sizes=dict(min_sizes or {}),
-        config={"convention": conv},
+        config={"convention": conv, **(config or {})},
         complex_step=complex_step,
         stopped=stopped,
         kinks=kinks,
@@ -343,6 +345,49 @@ def _read_weights(conv: str) -> Case:
                  sample, run, grads, min_sizes=_MIN_W, kinks=_COSINE_KINKS)
 
 
+# ----------------------------------------------------------------------------- options: masked content, sharpening
+
+
+def _masked_content(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, H, N, W = z["B"], z["H"], z["N"], z["W"]
+        return {"inputs/memory": s.normal((B, N, W)), "inputs/keys": s.normal((B, H, W)),
+                "inputs/strengths": _strengths(s, (B, H)), "inputs/masks": s.uniform((B, H, W), 0.05, 0.95)}
+
+    def run(a, conv, frozen):
+        w, cache = A.masked_content_weights_forward(a["inputs/memory"], a["inputs/keys"], a["inputs/strengths"],
+                                                    a["inputs/masks"], conv)
+        return {"weights": w}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.masked_content_weights_backward(cot["weights"], cache)
+        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+
+    return _case("masked_content_weights", conv, "SPEC §5 option masked_content; §1 cosine",
+                 {"B": 2, "H": 2, "N": 5, "W": 3}, sample, run, grads, min_sizes=_MIN_W, kinks=_COSINE_KINKS,
+                 config={"masked_content": True})
+
+
+def _sharpen(conv: str) -> Case:
+    def sample(seed, z):
+        s = _host(seed)
+        B, R, nw, N = z["B"], z["R"], z["nw"], z["N"]
+        return {"inputs/weights": s.simplex((B, R, nw, N), total=0.9),
+                "inputs/sharpness": s.uniform((B, R), 1.0, 3.0)}
+
+    def run(a, conv, frozen):
+        out, cache = A.sharpen_forward(a["inputs/weights"], a["inputs/sharpness"])
+        return {"sharpened": out}, {}, cache
+
+    def grads(cot, cache, conv):
+        g = A.sharpen_backward(cot["sharpened"], cache)
+        return {"inputs/weights": g.weights, "inputs/sharpness": g.sharpness}
+
+    return _case("sharpen", conv, "SPEC §5 option link_sharpness", {"B": 2, "R": 2, "nw": 2, "N": 5},
+                 sample, run, grads, config={"link_sharpness": True})
+
+
 # ----------------------------------------------------------------------------- access step
 
 _STATE = ("memory", "read_weights", "write_weights", "link", "precedence", "usage")
@@ -370,6 +415,19 @@ ACCESS_ORDER: tuple[tuple[str, str], ...] = (
 )
 
 
+#: The interface slices of the options, as intermediates (placed after the read modes).
+_OPTION_SLICES = {"masked_content": ("write_masks", "read_masks"),
+                  "link_sharpness": ("forward_sharpness", "backward_sharpness")}
+
+
+def access_order(options: tuple = ()) -> tuple[tuple[str, str], ...]:
+    """:data:`ACCESS_ORDER` with the interface slices of the enabled ``options`` after the read modes."""
+    extra = tuple((f"intermediates/{n}", "SPEC §5 options (interface)")
+                  for opt in AC.OPTIONS if opt in options for n in _OPTION_SLICES.get(opt, ()))
+    at = [n for n, _ in ACCESS_ORDER].index("intermediates/read_modes") + 1
+    return ACCESS_ORDER[:at] + extra + ACCESS_ORDER[at:]
+
+
 def access_intermediates(cache: AC.AccessCache) -> dict[str, Any]:
     """The intermediates of one access step (bare names of :data:`ACCESS_ORDER`), read from its cache:
     the activated interface, ``write_content_weights [B, nw, N]``, ``allocation [B, nw, N]`` (the
@@ -378,6 +436,8 @@ def access_intermediates(cache: AC.AccessCache) -> dict[str, Any]:
     iface = cache.interface.interface
     out = {name: getattr(iface, name) for name in
            ("write_vectors", "erase_vectors", "free_gates", "allocation_gates", "write_gates", "read_modes")}
+    for names in _OPTION_SLICES.values():  # the options' slices, where enabled
+        out.update({n: getattr(iface, n) for n in names if getattr(iface, n) is not None})
     out["write_content_weights"] = cache.write.content
     out["allocation"] = cache.write.allocation
     out["forward_weights"] = cache.read.forward
@@ -386,17 +446,17 @@ def access_intermediates(cache: AC.AccessCache) -> dict[str, Any]:
     return out
 
 
-def _access_cfg(a: dict, conv: str) -> AC.AccessConfig:
+def _access_cfg(a: dict, conv: str, options: tuple = ()) -> AC.AccessConfig:
     B, N, W = (int(s) for s in a["state/memory"].shape)
     R = int(a["state/read_weights"].shape[1])
     nw = int(a["state/write_weights"].shape[1])
-    return AC.AccessConfig(N=N, W=W, R=R, nw=nw, convention=conv)
+    return AC.AccessConfig(N=N, W=W, R=R, nw=nw, convention=conv, **{o: True for o in options})
 
 
-def _access(conv: str) -> Case:
+def _access(conv: str, options: tuple = (), variant: str | None = None) -> Case:
     def sample(seed, z):
         B, N, W, R, nw, Hc = z["B"], z["N"], z["W"], z["R"], z["nw"], z["Hc"]
-        I = AC.interface_size(AC.AccessConfig(N, W, R, nw, conv))
+        I = AC.interface_size(AC.AccessConfig(N, W, R, nw, conv, **{o: True for o in options}))
 
         def draw(s):
             return {"inputs/controller_output": s.normal((B, Hc)),
@@ -412,7 +472,7 @@ def _access(conv: str) -> Case:
         return _rejection(draw, lambda a: run(a, conv, None)[2].write.allocation_cache.heads, seed)
 
     def run(a, conv, frozen):
-        cfg = _access_cfg(a, conv)
+        cfg = _access_cfg(a, conv, options)
         state = AC.AccessState(*(a[f"state/{k}"] for k in _STATE))
         stop = A.C.get(conv).stop_usage_gradient
         fz = frozen["state/write_weights"] if (stop and frozen) else None
@@ -433,10 +493,15 @@ def _access(conv: str) -> Case:
     return _case("access_step", conv, "SPEC §5 interface and steps 1-10",
                  {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2, "Hc": 4}, sample, run, grads,
                  complex_step=False, stopped=stopped, kinks=_SORT_KINKS + "; " + _COSINE_KINKS, min_sizes=_MIN_W,
-                 trace=access_intermediates, order=ACCESS_ORDER)
+                 trace=access_intermediates, order=access_order(options), variant=variant,
+                 config={o: (o in options) for o in AC.OPTIONS} if options else None)
 
 
 _BUILDERS = (_content, _usage_case, _allocation, _write_allocation, _write_weights, _memory_update, _linkage,
-             _directional, _read_weights, _access)
+             _directional, _read_weights, _access, _masked_content, _sharpen)
 
-CASES: list[Case] = [build(conv) for build in _BUILDERS for conv in CONVENTION_NAMES]
+#: The option variants of the access step and the core: (name prefix, enabled options).
+OPTION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = tuple((o, (o,)) for o in AC.OPTIONS) + (("all", AC.OPTIONS),)
+
+CASES: list[Case] = [build(conv) for build in _BUILDERS for conv in CONVENTION_NAMES] + [
+    _access(conv, opts, f"{prefix}_{conv}") for prefix, opts in OPTION_VARIANTS for conv in CONVENTION_NAMES]

@@ -1,7 +1,7 @@
 """Catalogue cases ``dnc/core_unroll/<variant>`` (SPEC §5 Core, GOLDEN.md's ``core_unroll`` row).
 
-Variants (:data:`VARIANTS`; the catalogue's :data:`CASES` are the first three, the others are
-checked in ``tests/test_dnc_core.py``):
+Variants (:data:`VARIANTS`; the catalogue's :data:`CASES` are all but ``clip_deepmind``, whose clip
+is inactive and which ``tests/test_dnc_core.py`` checks):
 
 * ``deepmind``: single LSTM controller, ``deepmind`` convention (deepmind/dnc);
 * ``paper``: single controller, ``paper`` convention;
@@ -10,7 +10,14 @@ checked in ``tests/test_dnc_core.py``):
 * ``clip_deepmind``: ``clip_value = 20`` as deepmind/dnc's ``train.py``; the sampled values
   stay inside the clip range (SPEC §6), so every clip passes its gradient and the path is analytic;
 * ``state_deepmind`` / ``state_paper``: a random valid initial state ``state/...`` (not
-  zeros), so the gradients reaching the initial state are checked too.
+  zeros), so the gradients reaching the initial state are checked too;
+* ``clip_active_deepmind`` (zero state, ``T = 3``) / ``clip_active_state_paper`` (sampled state):
+  ``clip_value = 0.5`` (:data:`CLIP_ACTIVE`), active: the sampler keeps drawing until some ``h``,
+  some ``c`` and some ``y`` elements lie outside the range and every clipped quantity is at least
+  :data:`CLIP_MARGIN` from the clip edges (the gradient through a clipped element is 0);
+* the Csordás & Schmidhuber options (SPEC §5): ``masked_content_deepmind``, ``deallocation_deepmind``,
+  ``link_sharpness_deepmind``, ``all_deepmind`` and ``all_paper`` (all three options), each from
+  the zero state.
 
 Tensors: ``inputs/x [B, T, D]``; ``params/W_lstm1 ... b_y`` (names of
 :func:`refmem.dnc.params.named`); the initial state ``state/memory``, ``state/read_weights``,
@@ -25,8 +32,8 @@ Under the ``deepmind`` convention the forward records the previous write weights
 every step (``frozen["prev_write_weights"] [B, T, nw, N]``) and uses them when called
 with ``frozen=``: the usage gradient w.r.t. them is stopped.
 
-Kinks: the allocation sort is the only kink on the path (the clip of the clip variant
-stays inactive). The sampler keeps drawing until every step's sorted free-ness
+Kinks: the allocation sort and, in the ``clip_active_*`` variants, the clip edges (kept
+:data:`CLIP_MARGIN` away) are the only kinks on the path. The sampler keeps drawing until every step's sorted free-ness
 values of every write head are separated by at least ``SORT_GAP`` or tied
 *structurally* (the zero initial usage makes the first step's usages exactly equal,
 or equal up to powers of the allocation ``eps``, whatever the parameters; such ties
@@ -42,23 +49,29 @@ from ... import primitives as P
 from ... import xp as rx
 from ...catalogue import Case, Forward
 from ...sampling import Sampler
-from ..access import AccessState, interface_layout
+from ..access import OPTIONS, AccessState, interface_layout
 from ..controller import LSTMState
 from ..core import DNCState, UnrollOutputs, initial_state, stops_usage_gradient, unroll_backward, unroll_forward
 from ..params import DNCConfig, from_named, named
-from .addressing import ACCESS_ORDER, access_intermediates
+from .addressing import ACCESS_ORDER, OPTION_VARIANTS, access_intermediates, access_order
 
-__all__ = ["CASES", "SORT_GAP", "config_for", "CORE_ORDER", "core_intermediates"]
+__all__ = ["CASES", "SORT_GAP", "config_for", "CORE_ORDER", "core_order", "core_intermediates", "CLIP_MARGIN"]
 
 #: GOLDEN.md's order of one ``dnc/core_unroll`` step: the controller output, then the access step's
 #: names (its new state under ``intermediates/``, as the core returns only ``y`` and the read vectors),
 #: then ``y``. Every entry carries the time axis: ``[B, T, ...]``.
-CORE_ORDER: tuple[tuple[str, str], ...] = (
-    (("intermediates/controller_output", "SPEC §5 Core (controller)"),)
-    + tuple((n if n == "outputs/read_vectors" else "intermediates/" + n.split("/", 1)[1], ref)
-            for n, ref in ACCESS_ORDER)
-    + (("outputs/y", "SPEC §5 Core (output)"),)
-)
+def core_order(options: tuple = ()) -> tuple[tuple[str, str], ...]:
+    """:data:`CORE_ORDER` for a core with the access ``options`` enabled (their interface slices
+    after the read modes, as :func:`~refmem.dnc.cases.addressing.access_order`)."""
+    return (
+        (("intermediates/controller_output", "SPEC §5 Core (controller)"),)
+        + tuple((n if n == "outputs/read_vectors" else "intermediates/" + n.split("/", 1)[1], ref)
+                for n, ref in access_order(options))
+        + (("outputs/y", "SPEC §5 Core (output)"),)
+    )
+
+
+CORE_ORDER: tuple[tuple[str, str], ...] = core_order()
 
 
 def core_intermediates(cache) -> dict:
@@ -90,10 +103,12 @@ SIZES = {"B": 2, "T": 3, "D": 2, "H": 2, "N": 3, "W": 2, "R": 2, "nw": 2, "Y": 2
 SHORT_SIZES = {"B": 2, "T": 2, "D": 2, "H": 2, "N": 3, "W": 2, "R": 2, "nw": 2, "Y": 2}
 
 
-def config_for(sizes: dict, convention: str, layers: int = 1, skip: bool = True, clip_value: float = 0.0) -> DNCConfig:
-    """The :class:`DNCConfig` of a case at ``sizes`` (SPEC letters)."""
+def config_for(sizes: dict, convention: str, layers: int = 1, skip: bool = True, clip_value: float = 0.0,
+               options: tuple = ()) -> DNCConfig:
+    """The :class:`DNCConfig` of a case at ``sizes`` (SPEC letters), with the access ``options`` enabled."""
     return DNCConfig(D=sizes["D"], Y=sizes["Y"], hidden=sizes["H"], layers=layers, skip=skip, N=sizes["N"],
-                     W=sizes["W"], R=sizes["R"], nw=sizes["nw"], convention=convention, clip_value=clip_value)
+                     W=sizes["W"], R=sizes["R"], nw=sizes["nw"], convention=convention, clip_value=clip_value,
+                     **{o: True for o in options})
 
 
 def _state_from(arrays: dict, layers: int) -> DNCState | None:
@@ -141,10 +156,11 @@ def _sample_state(s: Sampler, cfg: DNCConfig, B: int) -> dict:
 _BIAS = {"write_vectors": (0.0, 1.0), "erase_vectors": (0.0, 1.0), "free_gates": (0.0, 1.0),
          "allocation_gates": (0.0, 1.0), "write_gates": (1.0, 0.5), "read_modes": (0.0, 1.0),
          "write_keys": (0.0, 1.0), "write_strengths": (1.0, 0.5), "read_keys": (0.0, 1.0),
-         "read_strengths": (1.0, 0.5)}
+         "read_strengths": (1.0, 0.5), "write_masks": (0.0, 1.0), "read_masks": (0.0, 1.0),
+         "forward_sharpness": (0.0, 1.0), "backward_sharpness": (0.0, 1.0)}
 
 
-def _sample_params(s: Sampler, cfg: DNCConfig) -> dict:
+def _sample_params(s: Sampler, cfg: DNCConfig, deep_gain: float = 1.5) -> dict:
     """Parameters that keep the finite differences well conditioned.
 
     SPEC §6's norm-wise 1e-8 asks for gradients well above the rounding of the outputs
@@ -163,7 +179,8 @@ def _sample_params(s: Sampler, cfg: DNCConfig) -> dict:
         elif name == "W_xi":
             out["params/W_xi"] = s.normal(shape, 1.0 / math.sqrt(shape[0]))
         elif name.startswith("W"):
-            out[f"params/{name}"] = s.normal(shape, 1.5 / math.sqrt(shape[0]))
+            gain = 1.5 if name == "W_lstm1" else deep_gain
+            out[f"params/{name}"] = s.normal(shape, gain / math.sqrt(shape[0]))
         elif name == "b_xi":
             parts = [s.normal((math.prod(shape_),), _BIAS[n][1], _BIAS[n][0])
                      for n, shape_, _ in interface_layout(cfg.access)]
@@ -177,14 +194,15 @@ def _sample_params(s: Sampler, cfg: DNCConfig) -> dict:
     return {k: xp.astype(xp.astype(v, xp.float32), xp.float64) for k, v in out.items()}
 
 
-def config_from(arrays: dict, convention: str, layers: int, skip: bool, clip_value: float) -> DNCConfig:
+def config_from(arrays: dict, convention: str, layers: int, skip: bool, clip_value: float,
+                options: tuple = ()) -> DNCConfig:
     """Recover the sizes from the tensors: ``N, W`` from ``state/memory``, ``R`` from ``state/read_vectors``,
     ``nw`` from ``state/write_weights``, ``H`` from ``params/b_lstm1``, ``D`` and ``Y`` from ``x`` and ``W_y``."""
     B, N, W = (int(s) for s in arrays["state/memory"].shape)
     z = {"D": int(arrays["inputs/x"].shape[2]), "Y": int(arrays["params/W_y"].shape[1]),
          "H": int(arrays["params/b_lstm1"].shape[0]) // 4, "N": N, "W": W,
          "R": int(arrays["state/read_vectors"].shape[1]), "nw": int(arrays["state/write_weights"].shape[1])}
-    return config_for(z, convention, layers, skip, clip_value)
+    return config_for(z, convention, layers, skip, clip_value, options)
 
 
 def gaps_ok(cache) -> bool:
@@ -201,43 +219,82 @@ def gaps_ok(cache) -> bool:
     return True
 
 
+#: Smallest distance of any clipped quantity (every layer's ``h`` and ``c``, hence the controller
+#: output, and ``y``, before the clip) from the clip edges ``±clip_value`` that a sampler accepts in a
+#: variant whose clip is active: far more than a finite-difference step of ``2**-20`` can move them.
+CLIP_MARGIN = 0.02
+
+
+def clip_stats(cache, b_y) -> tuple[float, dict]:
+    """``(margin, clipped)``: the smallest ``| |v| - clip |`` over every clipped quantity of every step
+    (``h`` and ``c`` of every layer, before the clip; ``y`` before the clip) and the number of elements
+    of each kind (``"h"``, ``"c"``, ``"y"``) outside the range. ``inf`` and zeros without clipping."""
+    clip = cache.cfg.clip_value
+    if not clip > 0:
+        return math.inf, {"h": 0, "c": 0, "y": 0}
+    margin, clipped = math.inf, {"h": 0, "c": 0, "y": 0}
+    for step in cache.steps:
+        xp = rx.namespace(step.output.x)
+        values = {"y": step.output.x @ step.output.W + b_y}
+        for lc in step.controller.layers:
+            values.setdefault("h", []).append(lc.o * lc.tanh_c)
+            values.setdefault("c", []).append(lc.f * lc.c_prev + lc.i * lc.j)
+        for kind, vs in values.items():
+            for v in (vs if isinstance(vs, list) else [vs]):
+                a = xp.abs(P.real_part(v))
+                margin = min(margin, float(xp.min(xp.abs(a - clip))))
+                clipped[kind] += int(xp.sum(xp.astype(a > clip, xp.int64)))
+    return margin, clipped
+
+
 def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, clip_value: float = 0.0,
-          with_state: bool = False, sizes: dict | None = None) -> Case:
+          with_state: bool = False, sizes: dict | None = None, options: tuple = (),
+          clip_active: bool = False, deep_gain: float = 1.5) -> Case:
     sizes = dict(sizes or SIZES)
     stopped = stops_usage_gradient(config_for(sizes, convention))
 
+    def accept(cache, arrays) -> bool:
+        if not gaps_ok(cache):
+            return False
+        if not clip_active:
+            return True
+        margin, clipped = clip_stats(cache, arrays["params/b_y"])
+        return margin >= CLIP_MARGIN and all(n > 0 for n in clipped.values())
+
     def run(arrays: dict, frozen: dict | None = None):
-        cfg = config_from(arrays, convention, layers, skip, clip_value)
+        cfg = config_from(arrays, convention, layers, skip, clip_value, options)
         params = from_named({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
         state = _state_from(arrays, cfg.layers)
         fw = None if (frozen is None or not stopped) else frozen["prev_write_weights"]
         return unroll_forward(arrays["inputs/x"], params, cfg, state=state, frozen_write_weights=fw)
 
     def sample(xp, seed, z):
-        cfg = config_for(z, convention, layers, skip, clip_value)
+        cfg = config_for(z, convention, layers, skip, clip_value, options)
         hp = rx.backend("numpy")  # draws and the rejection test on the host: the same draw on every backend
         s = Sampler(hp, seed)
         B = z["B"]
         for _ in range(200):
             host = {"inputs/x": s.normal((B, z["T"], z["D"]))}
-            host.update(_sample_params(s, cfg))
+            host.update(_sample_params(s, cfg, deep_gain))
             if with_state:
                 host.update(_sample_state(s, cfg, B))
             else:
                 host.update(_state_to(initial_state(hp, B, cfg), layers))
             arrays = {k: rx.to_numpy(v) for k, v in host.items()}
             _, _, cache = run(arrays)
-            if gaps_ok(cache):
+            if accept(cache, arrays):
                 return {k: rx.from_numpy(xp, v) for k, v in arrays.items()}
-        raise RuntimeError(f"dnc/core_unroll/{variant}: no draw with sorted usages {SORT_GAP} apart (seed {seed})")
+        raise RuntimeError(f"dnc/core_unroll/{variant}: no draw with sorted usages {SORT_GAP} apart"
+                           + (f" and every clipped value {CLIP_MARGIN} from the clip edges" if clip_active else "")
+                           + f" (seed {seed})")
 
     def forward(arrays, frozen=None):
         out, _, cache = run(arrays, frozen)
         recorded = {"prev_write_weights": cache.prev_write_weights} if stopped else {}
         return Forward({"y": out.y, "read_vectors": out.read_vectors}, recorded, lambda: core_intermediates(cache))
 
-    def backward(arrays, cot):
-        _, _, cache = run(arrays)
+    def backward(arrays, cot, frozen=None):
+        _, _, cache = run(arrays, frozen)
         dx, d_params, d_state = unroll_backward(UnrollOutputs(cot["y"], cot["read_vectors"]), cache)
         grads = {"inputs/x": dx}
         grads.update({f"params/{k}": v for k, v in named(d_params).items()})
@@ -257,7 +314,11 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
         kink_state = ("; at the zero initial state every slot ties, so the access state tensors are "
                       "nondiff there (the state_* variants check them at a sampled state)")
     config = {"convention": convention, "layers": layers, "skip": skip, "clip_value": clip_value,
-              "forget_bias": 1.0, "initial_state": "sampled" if with_state else "zeros"}
+              "forget_bias": 1.0, "initial_state": "sampled" if with_state else "zeros",
+              **{o: (o in options) for o in OPTIONS}}
+    clip_text = ("; the clip is active: draws are repeated until some h, c and y elements lie outside "
+                 f"[-clip, clip] and every clipped quantity is at least {CLIP_MARGIN} from the edges (the gradient "
+                 "through a clipped element is 0)") if clip_active else "; values stay inside the clip range"
     return Case(
         name=f"dnc/core_unroll/{variant}",
         spec="SPEC §5 Core",
@@ -273,11 +334,21 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
                  "prev_write_weights [B, T, nw, N]") if stopped else "",
         kinks="the allocation sort: draws are repeated until every step's sorted free-ness values are "
               f"{SORT_GAP} apart or structurally tied (gaps below {_STRUCTURAL}, powers of the allocation eps "
-              "of a zero initial usage); values stay inside the clip range" + kink_state,
-        order=CORE_ORDER,
-        per_step=frozenset(n for n, _ in CORE_ORDER),
+              "of a zero initial usage)" + clip_text + kink_state,
+        order=core_order(options),
+        per_step=frozenset(n for n, _ in core_order(options)),
     )
 
+
+#: Weight gain (``gain / sqrt(fan_in)``) of controller layers 2 and 3 without skip connections: the
+#: gradients of layer 1, the input and the interface then pass through both upper layers, and at the
+#: default 1.5 they come out near 1e-3, too close to the finite differences' rounding for SPEC §6's
+#: norm-wise 1e-8 (the complex step agreed to 1e-15 at the default gain).
+NOSKIP_GAIN = 3.0
+
+#: ``clip_value`` of the ``clip_active_*`` variants: below the ``|h_c|`` near 1 of :func:`_sample_params`,
+#: so some controller outputs, cell states and outputs ``y`` clip.
+CLIP_ACTIVE = 0.5
 
 #: Every variant, by name; :data:`CASES` holds the ones the catalogue checks element by element.
 VARIANTS: dict[str, Case] = {c.variant: c for c in [
@@ -285,12 +356,19 @@ VARIANTS: dict[str, Case] = {c.variant: c for c in [
     _make("paper", "paper"),
     _make("deep_deepmind", "deepmind", layers=3, sizes=SHORT_SIZES),
     _make("state_deepmind", "deepmind", with_state=True, sizes=SHORT_SIZES),
-    _make("deep_noskip_deepmind", "deepmind", layers=3, skip=False, sizes=SHORT_SIZES),
+    _make("deep_noskip_deepmind", "deepmind", layers=3, skip=False, sizes=SHORT_SIZES, deep_gain=NOSKIP_GAIN),
     _make("clip_deepmind", "deepmind", clip_value=20.0),
     _make("state_paper", "paper", with_state=True, sizes=SHORT_SIZES),
-]}
+    _make("clip_active_deepmind", "deepmind", clip_value=CLIP_ACTIVE, clip_active=True),
+    _make("clip_active_state_paper", "paper", clip_value=CLIP_ACTIVE, clip_active=True, with_state=True,
+          sizes=SHORT_SIZES),
+] + [_make(f"{prefix}_{conv}", conv, options=opts)
+     for prefix, opts in OPTION_VARIANTS for conv in ("deepmind", "paper") if conv == "deepmind" or prefix == "all"]}
 
 #: The catalogue's core cases. Each element-wise check runs one unrolled forward per parameter element
 #: (about 200-500 here), so the other variants are checked in tests/test_dnc_core.py (directional at
 #: several seeds, element-wise on the tensors they add).
-CASES: list[Case] = [VARIANTS[v] for v in ("deepmind", "paper", "deep_deepmind")]
+CASES: list[Case] = [VARIANTS[v] for v in (
+    "deepmind", "paper", "deep_deepmind", "deep_noskip_deepmind", "state_deepmind", "state_paper",
+    "clip_active_deepmind", "clip_active_state_paper", "masked_content_deepmind", "deallocation_deepmind",
+    "link_sharpness_deepmind", "all_deepmind", "all_paper")]
