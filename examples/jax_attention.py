@@ -63,20 +63,37 @@ def bahdanau_decoder(h, p, output_state="previous", mask=None, y_prev=None):
     return tuple(jnp.swapaxes(a, 0, 1) for a in (ys, alphas, ss))
 
 
+def _outputs(a, mask, output_state):
+    p = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")}
+    y, alpha, s = bahdanau_decoder(a["inputs/h"], p, output_state, mask, a.get("inputs/y_prev"))
+    return {"y": y, "alpha": alpha, "s": s}
+
+
 @functools.partial(jax.jit, static_argnums=3)
 def _forward_backward(args, mask, cotangents, output_state):
-    def f(a):
-        p = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")}
-        y, alpha, s = bahdanau_decoder(a["inputs/h"], p, output_state, mask, a.get("inputs/y_prev"))
-        return {"y": y, "alpha": alpha, "s": s}
-
-    outputs, vjp = jax.vjp(f, args)
+    outputs, vjp = jax.vjp(lambda a: _outputs(a, mask, output_state), args)
     (grads,) = vjp(cotangents)
     return outputs, grads
 
 
+@functools.partial(jax.jit, static_argnums=4)
+def _forward_mode(args, mask, cotangents, tangents, output_state):
+    """GOLDEN.md's ``jvp/`` (``jax.jvp``) and ``hvp/`` (forward over reverse, ``jax.jvp(jax.grad(loss))``)."""
+    def outputs(a):
+        return _outputs(a, mask, output_state)
+
+    def loss(a):
+        out = outputs(a)
+        return sum(jnp.sum(out[k] * cotangents[k]) for k in out)
+
+    _, jvp = jax.jvp(outputs, (args,), (tangents,))
+    _, hvp = jax.jvp(jax.grad(loss), (args,), (tangents,))
+    return jvp, hvp
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
-    """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents."""
+    """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents, and
+    ``jvp/`` and ``hvp/`` along the given tangents by ``jax.jvp`` and ``jax.jvp(jax.grad(...))``."""
     config = config or {}
     output_state = config.get("output_state") or ("current" if "/current" in case else "previous")
     jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
@@ -87,4 +104,10 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     outputs, grads = _forward_backward(args, mask, cot, output_state)
     result = {f"outputs/{k}": np.asarray(v) for k, v in outputs.items()}
     result.update({f"grads/{k}": np.asarray(g) for k, g in grads.items()})
+    if any(k.startswith("tangents/") for k in tensors):  # a golden file with forward-mode tensors
+        tangents = {k: (jnp.asarray(tensors[f"tangents/{k}"], dtype=jdtype) if f"tangents/{k}" in tensors
+                        else jnp.zeros_like(v)) for k, v in args.items()}
+        jvp, hvp = _forward_mode(args, mask, cot, tangents, output_state)
+        result.update({f"jvp/{k}": np.asarray(v) for k, v in jvp.items()})
+        result.update({f"hvp/{k}": np.asarray(v) for k, v in hvp.items() if f"tangents/{k}" in tensors})
     return result

@@ -22,7 +22,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 #: The golden cases this adapter implements (fnmatch patterns).
-CASES = ["dnc/access_step/*", "dnc/core_unroll/*"]
+# The plain DNC of SPEC §5 in both conventions, with every core variant (live state, active clip,
+# deep controller with and without skips); the Csordás & Schmidhuber options (the access_step and
+# core_unroll variants named after them) are not implemented here.
+CASES = ["dnc/access_step/deepmind", "dnc/access_step/paper", "dnc/core_unroll/deepmind", "dnc/core_unroll/paper",
+         "dnc/core_unroll/deep_*", "dnc/core_unroll/state_*", "dnc/core_unroll/clip_*"]
 
 EPS_COS = 1e-6  # SPEC §1 cosine similarity
 EPS_ALLOC = 1e-6  # SPEC §5 step 3
@@ -162,28 +166,46 @@ def core_unroll(x, p, state, convention, layers, skip, clip_value, forget_bias):
     return {"y": jnp.swapaxes(ys, 0, 1), "read_vectors": jnp.swapaxes(rs, 0, 1)}
 
 
+def _core_outputs(a, convention, cfg):
+    layers, skip, clip_value, forget_bias = cfg
+    p = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")}
+    state = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("state/")}
+    return core_unroll(a["inputs/x"], p, state, convention, layers, skip, clip_value, forget_bias)
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _core_forward_backward(args, cotangents, convention, cfg):
-    layers, skip, clip_value, forget_bias = cfg
-
-    def f(a):
-        p = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")}
-        state = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("state/")}
-        return core_unroll(a["inputs/x"], p, state, convention, layers, skip, clip_value, forget_bias)
-
-    outputs, vjp = jax.vjp(f, args)
+    outputs, vjp = jax.vjp(lambda a: _core_outputs(a, convention, cfg), args)
     (grads,) = vjp(cotangents)
     return outputs, grads
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _forward_mode(args, cotangents, tangents, convention, cfg):
+    """GOLDEN.md's ``jvp/`` (``jax.jvp`` of the outputs) and ``hvp/`` (forward over reverse:
+    ``jax.jvp(jax.grad(loss))``, the stopped gradient a constant in both) along ``tangents``;
+    ``cfg`` is the core's ``(layers, skip, clip_value, forget_bias)``, or ``None`` for the access step."""
+    def outputs(a):
+        return _outputs(a, convention)[0] if cfg is None else _core_outputs(a, convention, cfg)
+
+    def loss(a):
+        out = outputs(a)
+        return sum(jnp.sum(out[k] * cotangents[k]) for k in out)
+
+    _, jvp = jax.jvp(outputs, (args,), (tangents,))
+    _, hvp = jax.jvp(jax.grad(loss), (args,), (tangents,))
+    return jvp, hvp
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
-    """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents."""
+    """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents, and
+    ``jvp/`` and ``hvp/`` along the given tangents by ``jax.jvp`` and ``jax.jvp(jax.grad(...))``."""
     config = config or {}
     convention = config.get("convention") or ("paper" if "paper" in case.split("/")[-1] else "deepmind")
     jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
     args = {k: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.split("/")[0] in ("inputs", "params", "state")}
     cot = {k.split("/", 1)[1]: jnp.asarray(v, dtype=jdtype) for k, v in tensors.items() if k.startswith("cotangents/")}
-    intermediates = {}
+    intermediates, cfg = {}, None
     if case.startswith("dnc/core_unroll/"):
         cfg = (int(config.get("layers", 1)), bool(config.get("skip", True)), float(config.get("clip_value", 0.0)),
                float(config.get("forget_bias", 1.0)))
@@ -193,4 +215,11 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     result = {f"outputs/{k}": np.asarray(v) for k, v in outputs.items()}
     result.update({f"intermediates/{k}": np.asarray(v) for k, v in intermediates.items()})
     result.update({f"grads/{k}": np.asarray(g) for k, g in grads.items()})
+    if any(k.startswith("tangents/") for k in tensors):  # a golden file with forward-mode tensors
+        # A tensor without a tangent (not differentiated in this case) is held fixed: a zero tangent.
+        tangents = {k: (jnp.asarray(tensors[f"tangents/{k}"], dtype=jdtype) if f"tangents/{k}" in tensors
+                        else jnp.zeros_like(v)) for k, v in args.items()}
+        jvp, hvp = _forward_mode(args, cot, tangents, convention, cfg)
+        result.update({f"jvp/{k}": np.asarray(v) for k, v in jvp.items()})
+        result.update({f"hvp/{k}": np.asarray(v) for k, v in hvp.items() if f"tangents/{k}" in tensors})
     return result

@@ -22,7 +22,11 @@ import numpy as np
 import torch
 
 #: The golden cases this adapter implements (fnmatch patterns).
-CASES = ["dnc/access_step/*", "dnc/core_unroll/*"]
+# The plain DNC of SPEC §5 in both conventions, with every core variant (live state, active clip,
+# deep controller with and without skips); the Csordás & Schmidhuber options (the access_step and
+# core_unroll variants named after them) are not implemented here.
+CASES = ["dnc/access_step/deepmind", "dnc/access_step/paper", "dnc/core_unroll/deepmind", "dnc/core_unroll/paper",
+         "dnc/core_unroll/deep_*", "dnc/core_unroll/state_*", "dnc/core_unroll/clip_*"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS_COS = 1e-6  # SPEC §1 cosine similarity
@@ -189,8 +193,35 @@ def core_unroll(x, p, state, cfg, trace=None):
     return {"y": torch.stack(ys, 1), "read_vectors": torch.stack(rs, 1)}
 
 
+def jvp_and_hvp(outputs_of, leaves, tensors, torch_dtype):
+    """GOLDEN.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``, by ``torch.func``: the JVP of the
+    outputs, and the HVP forward over reverse, ``jvp(grad(loss))`` (the deepmind ``.detach()`` is a
+    constant in both differentiations; double backward gives the same numbers)."""
+    names = [k for k in leaves if f"tangents/{k}" in tensors]
+    if not names:
+        return {}
+    tangents = {k: torch.tensor(tensors[f"tangents/{k}"], dtype=torch_dtype) for k in names}
+    cot = {k.split("/", 1)[1]: torch.tensor(v, dtype=torch_dtype) for k, v in tensors.items()
+           if k.startswith("cotangents/")}
+    fixed = {k: v.detach() for k, v in leaves.items()}
+
+    def outputs(p):
+        return outputs_of({**fixed, **p})
+
+    def loss(p):
+        return sum((out * cot[k]).sum() for k, out in outputs(p).items())
+
+    primals = ({k: fixed[k] for k in names},)
+    _, jvp = torch.func.jvp(outputs, primals, (tangents,))
+    _, hvp = torch.func.jvp(torch.func.grad(loss), primals, (tangents,))
+    result = {f"jvp/{k}": v.detach().numpy() for k, v in jvp.items()}
+    result.update({f"hvp/{k}": v.detach().numpy() for k, v in hvp.items()})
+    return result
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
-    """The adapter: given inputs, params, state and cotangents, return outputs and grads."""
+    """The adapter: given inputs, params, state, cotangents and tangents, return outputs, intermediates,
+    grads, and the JVPs and HVPs along the tangents."""
     torch_dtype = DTYPES[dtype]
     config = dict(config or {})
     config.setdefault("convention", "paper" if "paper" in case.split("/")[-1] else "deepmind")
@@ -199,19 +230,22 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
         for k, v in tensors.items()
         if k.split("/")[0] in ("inputs", "params", "state")
     }
-    state = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("state/")}
-    params = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
-    trace = {}
-    if case.startswith("dnc/core_unroll/"):
-        outputs = core_unroll(leaves["inputs/x"], params, state, config, trace)
-    else:
+
+    def outputs_of(lv, trace=None):
+        state = {k.split("/", 1)[1]: v for k, v in lv.items() if k.startswith("state/")}
+        params = {k.split("/", 1)[1]: v for k, v in lv.items() if k.startswith("params/")}
+        if case.startswith("dnc/core_unroll/"):
+            return core_unroll(lv["inputs/x"], params, state, config, trace)
         B, nw, N = state["write_weights"].shape
         R, W = state["read_weights"].shape[1], state["memory"].shape[2]
         read_vectors, new_state = access_step(
-            leaves["inputs/controller_output"], params["W_xi"], params["b_xi"], state, nw, R, W, config["convention"],
+            lv["inputs/controller_output"], params["W_xi"], params["b_xi"], state, nw, R, W, config["convention"],
             trace,
         )
-        outputs = {"read_vectors": read_vectors, **new_state}
+        return {"read_vectors": read_vectors, **new_state}
+
+    trace = {}
+    outputs = outputs_of(leaves, trace)
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
@@ -219,4 +253,5 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     result.update({
         f"grads/{k}": (g if g is not None else torch.zeros_like(leaves[k])).numpy() for k, g in zip(leaves, grads)
     })
+    result.update(jvp_and_hvp(outputs_of, leaves, tensors, torch_dtype))
     return result

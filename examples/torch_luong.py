@@ -63,8 +63,29 @@ def luong(h, hs, p, score, alignment, D=2, t0=0, trace=None):
     return a, c, h_tilde, pos
 
 
+def jvp_and_hvp(outputs_of, leaves, grads, tensors, torch_dtype):
+    """GOLDEN.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
+    the HVP by double backward (``grads`` were taken with ``create_graph=True``; the loss has no
+    stopped gradient, so the Hessian is symmetric and ``(∂g)ᵀ t`` is ``∂g t``)."""
+    names = [k for k in leaves if f"tangents/{k}" in tensors]
+    if not names:
+        return {}
+    tangents = {k: torch.tensor(tensors[f"tangents/{k}"], dtype=torch_dtype) for k in names}
+    fixed = {k: v.detach() for k, v in leaves.items()}
+    _, jvp = torch.func.jvp(lambda p: outputs_of({**fixed, **p}), ({k: fixed[k] for k in names},), (tangents,))
+    by_name = dict(zip(leaves, grads))
+    live = [k for k in names if by_name[k].requires_grad]  # a gradient that is a constant has a zero HVP
+    hvp = torch.autograd.grad([by_name[k] for k in live], [leaves[k] for k in names],
+                              grad_outputs=[tangents[k] for k in live], allow_unused=True)
+    result = {f"jvp/{k}": v.detach().numpy() for k, v in jvp.items()}
+    result.update({f"hvp/{k}": (h if h is not None else torch.zeros_like(tangents[k])).detach().numpy()
+                   for k, h in zip(names, hvp)})
+    return result
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
-    """The adapter: given inputs, params and cotangents, return outputs and grads."""
+    """The adapter: given inputs, params, cotangents and tangents, return outputs, intermediates, grads,
+    and the JVPs and HVPs along the tangents."""
     torch_dtype = DTYPES[dtype]
     cfg = dict(config or {})
     if "score" not in cfg:  # derive the options from the case name, e.g. attention/luong_dot/local_m
@@ -74,17 +95,22 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
         for k, v in tensors.items()
         if k.split("/")[0] in ("inputs", "params", "state")
     }
-    p = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
-    h = leaves["inputs/h"]
+
+    def outputs_of(lv, trace=None):
+        p = {k.split("/", 1)[1]: v for k, v in lv.items() if k.startswith("params/")}
+        a, c, h_tilde, pos = luong(lv["inputs/h"], lv["inputs/hs"], p, cfg["score"], cfg["alignment"],
+                                   int(cfg.get("window") or 2), int(cfg.get("t0") or 0), trace)
+        outputs = {"a": a, "c": c, "h_tilde": h_tilde}
+        if cfg["alignment"] == "local_p":
+            outputs["p"] = pos
+        return outputs
+
     trace = {}
-    a, c, h_tilde, pos = luong(h, leaves["inputs/hs"], p, cfg["score"], cfg["alignment"],
-                               int(cfg.get("window") or 2), int(cfg.get("t0") or 0), trace)
-    outputs = {"a": a, "c": c, "h_tilde": h_tilde}
-    if cfg["alignment"] == "local_p":
-        outputs["p"] = pos
+    outputs = outputs_of(leaves, trace)
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
-    grads = torch.autograd.grad(loss, list(leaves.values()))
+    grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
     result.update({f"intermediates/{k}": v.detach().numpy() for k, v in trace.items()})
-    result.update({f"grads/{k}": g.numpy() for k, g in zip(leaves, grads)})
+    result.update({f"grads/{k}": g.detach().numpy() for k, g in zip(leaves, grads)})
+    result.update(jvp_and_hvp(outputs_of, leaves, grads, tensors, torch_dtype))
     return result

@@ -51,26 +51,51 @@ def memory_lstm_unroll(x, h0, memory0, p, trace=None):
     return torch.stack(hs, dim=1), torch.stack(cs, dim=1), memory
 
 
+def jvp_and_hvp(outputs_of, leaves, grads, tensors, torch_dtype):
+    """GOLDEN.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
+    the HVP by double backward (``grads`` were taken with ``create_graph=True``; the loss has no
+    stopped gradient, so the Hessian is symmetric and ``(∂g)ᵀ t`` is ``∂g t``)."""
+    names = [k for k in leaves if f"tangents/{k}" in tensors]
+    if not names:
+        return {}
+    tangents = {k: torch.tensor(tensors[f"tangents/{k}"], dtype=torch_dtype) for k in names}
+    fixed = {k: v.detach() for k, v in leaves.items()}
+    _, jvp = torch.func.jvp(lambda p: outputs_of({**fixed, **p}), ({k: fixed[k] for k in names},), (tangents,))
+    by_name = dict(zip(leaves, grads))
+    live = [k for k in names if by_name[k].requires_grad]  # a gradient that is a constant has a zero HVP
+    hvp = torch.autograd.grad([by_name[k] for k in live], [leaves[k] for k in names],
+                              grad_outputs=[tangents[k] for k in live], allow_unused=True)
+    result = {f"jvp/{k}": v.detach().numpy() for k, v in jvp.items()}
+    result.update({f"hvp/{k}": (h if h is not None else torch.zeros_like(tangents[k])).detach().numpy()
+                   for k, h in zip(names, hvp)})
+    return result
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
-    """The adapter: given inputs, params, state and cotangents, return outputs and grads."""
+    """The adapter: given inputs, params, state, cotangents and tangents, return outputs, intermediates,
+    grads, and the JVPs and HVPs along the tangents."""
     torch_dtype = DTYPES[dtype]
     leaves = {
         k: torch.tensor(v, dtype=torch_dtype, requires_grad=True)
         for k, v in tensors.items()
         if k.split("/")[0] in ("inputs", "params", "state")
     }
-    p = {k.split("/", 1)[1]: v for k, v in leaves.items() if k.startswith("params/")}
+
+    def outputs_of(lv, trace=None):
+        p = {k.split("/", 1)[1]: v for k, v in lv.items() if k.startswith("params/")}
+        if case.startswith("memory_lstm/step/"):
+            h, c, memory = memory_lstm_step(lv["inputs/x"], lv["state/h_prev"], lv["state/memory_prev"], p, trace)
+        else:
+            h, c, memory = memory_lstm_unroll(lv["inputs/x"], lv["state/h0"], lv["state/memory0"], p, trace)
+        return {"h": h, "c": c, "memory": memory}
+
     trace = {}
-    if case.startswith("memory_lstm/step/"):
-        h, c, memory = memory_lstm_step(leaves["inputs/x"], leaves["state/h_prev"], leaves["state/memory_prev"], p,
-                                        trace)
-    else:
-        h, c, memory = memory_lstm_unroll(leaves["inputs/x"], leaves["state/h0"], leaves["state/memory0"], p, trace)
-    outputs = {"h": h, "c": c, "memory": memory}
+    outputs = outputs_of(leaves, trace)
     # The golden grads are the vector-Jacobian product with the given cotangents.
     loss = sum((out * torch.tensor(tensors[f"cotangents/{k}"], dtype=torch_dtype)).sum() for k, out in outputs.items())
-    grads = torch.autograd.grad(loss, list(leaves.values()))
+    grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
     result.update({f"intermediates/{k}": v.detach().numpy() for k, v in trace.items()})
-    result.update({f"grads/{k}": g.numpy() for k, g in zip(leaves, grads)})
+    result.update({f"grads/{k}": g.detach().numpy() for k, g in zip(leaves, grads)})
+    result.update(jvp_and_hvp(outputs_of, leaves, grads, tensors, torch_dtype))
     return result

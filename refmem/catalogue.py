@@ -77,7 +77,10 @@ class Case:
             (float32-representable), away from kinks.
         forward: ``forward(arrays, frozen=None) -> Forward``.
         backward: ``backward(arrays, cotangents) -> {role/name: grad}``; ``cotangents``
-            maps each output name to its upstream gradient.
+            maps each output name to its upstream gradient. A case with a stopped gradient
+            also takes ``frozen=`` (the recorded values of :class:`Forward`), so that the
+            stopped tensor is a constant when the backward itself is differentiated
+            (:mod:`refmem.forward_mode`).
         sizes: default sizes in SPEC's letters, e.g. ``{"B": 2, "N": 6}``.
         min_sizes: smallest size each letter may take when drawn (default 1).
         config: options that define the variant (convention, output_state, ...), JSON-able.

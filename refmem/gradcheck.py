@@ -12,7 +12,10 @@ applied to those cotangents and the numerical side differentiates ``L``:
 * ``directional``: ``vᵀ J u`` for a random direction ``u`` over every
   differentiable tensor at once (``v`` is the cotangent), by central differences;
   ``u`` is tilted towards the analytic gradient so that ``vᵀ J u`` cannot cancel
-  to rounding noise (:func:`_tilted_direction`).
+  to rounding noise (:func:`_tilted_direction`);
+* ``hvp``: second order (:func:`refmem.forward_mode.hvp_records`): the complex step
+  through the hand-derived backward against Richardson-extrapolated central
+  differences of it, and the symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩``.
 
 A stopped gradient is checked with the stopped tensor frozen at the value the
 unperturbed forward recorded (:class:`refmem.catalogue.Forward.frozen`).
@@ -84,7 +87,7 @@ __all__ = [
 
 CENTRAL_STEP = 2.0**-20
 COMPLEX_STEP = 1e-30
-METHODS = ("central", "complex", "directional")
+METHODS = ("central", "complex", "directional", "hvp")
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ TOLERANCES = {
     "central": Tolerance(atol=1e-7, rtol=1e-5, normwise=1e-8),
     "complex": Tolerance(atol=1e-7, rtol=1e-5, normwise=1e-12),
     "directional": Tolerance(atol=1e-7, rtol=1e-5, normwise=1e-8),
+    "hvp": Tolerance(atol=1e-7, rtol=1e-5, normwise=1e-8),  # see refmem.forward_mode.HVP_TOLERANCES
 }
 
 
@@ -578,6 +582,12 @@ def check_case(
         if on_tensor is not None:
             on_tensor(rec)
 
+    if "hvp" in methods:
+        from .forward_mode import hvp_records
+
+        for rec in hvp_records(case, xp, seed, sizes, backend):
+            emit(rec)
+        methods = [m for m in methods if m != "hvp"]
     elementwise = [m for m in methods if m == "central" or (m == "complex" and case.complex_step)]
     workers = _start_workers(ev, xp, jobs, elementwise) if elementwise else None
     try:

@@ -38,6 +38,7 @@ import math
 from typing import Any, Callable, NamedTuple
 
 from . import xp as rx
+from .errors import DomainError
 
 __all__ = [
     "tree_map",
@@ -63,10 +64,18 @@ def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Apply ``fn`` leaf by leaf to ``tree`` and the trees in ``rest`` (same structure).
 
     Containers: dict (by key), NamedTuple, tuple, list. ``None`` in ``tree`` stays
-    ``None``. Anything else is a leaf.
+    ``None``. Anything else is a leaf. Trees of different structure raise ``TypeError``.
     """
     if tree is None:
         return None
+    if isinstance(tree, (dict, tuple, list)):
+        for r in rest:
+            same = (isinstance(r, dict) and set(r) == set(tree)) if isinstance(tree, dict) else \
+                (isinstance(r, (tuple, list)) and len(r) == len(tree))
+            if not same:
+                raise TypeError(f"tree_map: expected trees of one structure, got {type(tree).__name__} of "
+                                f"{len(tree)} and {type(r).__name__} of {len(r) if hasattr(r, '__len__') else '?'} "
+                                f"(params, grads and optimiser state must match)")
     if isinstance(tree, dict):
         return {k: tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
     if _is_namedtuple(tree):
@@ -119,8 +128,8 @@ def clip_by_global_norm(grads: Any, clip_norm: float) -> tuple[Any, Any]:
     the norm is at most ``clip_norm`` the gradients come back unchanged (scale 1).
     """
     clip_norm = float(clip_norm)
-    if not clip_norm > 0:
-        raise ValueError(f"clip_by_global_norm: clip_norm must be > 0, got {clip_norm}")
+    if not (math.isfinite(clip_norm) and clip_norm > 0):
+        raise DomainError(f"clip_norm: expected a finite number > 0, got {clip_norm!r}")
     norm = global_norm(grads)
     xp = rx.namespace(norm)
     scale = clip_norm / xp.maximum(norm, xp.asarray(clip_norm, dtype=norm.dtype))
@@ -128,6 +137,22 @@ def clip_by_global_norm(grads: Any, clip_norm: float) -> tuple[Any, Any]:
 
 
 # ----------------------------------------------------------------------------- optimisers
+
+
+def _check_hyper(owner: str, **values: Any) -> None:
+    """Refuse a learning rate that is not finite and > 0 and a rate/decay outside [0, 1)."""
+    for name, v in values.items():
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if name == "lr":
+            ok = ok and v > 0
+        elif name in ("decay", "momentum", "beta1", "beta2"):
+            ok = ok and 0 <= v < 1
+        else:  # epsilon, initial_ms
+            ok = ok and v >= 0
+        if not ok:
+            want = {"lr": "a finite number > 0"}.get(name, "a number in [0, 1)" if name in ("decay", "momentum", "beta1",
+                                                                                               "beta2") else "a finite number >= 0")
+            raise DomainError(f"{owner} {name}: expected {want}, got {v!r}")
 
 
 class RMSPropState(NamedTuple):
@@ -152,6 +177,7 @@ class RMSProp:
 
     def __init__(self, lr: float = 1e-4, decay: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-10,
                  initial_ms: float = 1.0, epsilon_inside: bool = True):
+        _check_hyper("RMSProp", lr=lr, decay=decay, momentum=momentum, epsilon=epsilon, initial_ms=initial_ms)
         self.lr = float(lr)
         self.decay = float(decay)
         self.momentum = float(momentum)
@@ -196,6 +222,7 @@ class Adam:
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
                  epsilon_hat: bool = False):
+        _check_hyper("Adam", lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon)
         self.lr = float(lr)
         self.beta1 = float(beta1)
         self.beta2 = float(beta2)
@@ -226,6 +253,7 @@ class SGD:
     """Plain gradient descent ``var <- var - lr g``; state is the step count."""
 
     def __init__(self, lr: float = 1e-2):
+        _check_hyper("SGD", lr=lr)
         self.lr = float(lr)
 
     def init(self, params: Any) -> int:

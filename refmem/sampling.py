@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DomainError
 from .xp import from_numpy
 
 __all__ = ["Sampler"]
@@ -20,6 +21,9 @@ class Sampler:
     """
 
     def __init__(self, xp: Any, seed: int | tuple[int, ...]):
+        for k in (seed if isinstance(seed, (list, tuple)) else (seed,)):
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise DomainError(f"seed: expected an integer >= 0, got {seed!r}")
         self.xp = xp
         # an int, or a sequence of ints (NumPy's SeedSequence entropy, e.g. ``(seed, 1)`` for a second stream)
         self.seed = tuple(int(k) for k in seed) if isinstance(seed, (list, tuple)) else int(seed)

@@ -42,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - hypothesis is a test extra
     raise ImportError("refmem.strategies needs Hypothesis: pip install 'refmem[test]'") from exc
 
 from . import xp as rx
+from .errors import DomainError
 from .catalogue import Case
 
 __all__ = [
@@ -71,6 +72,7 @@ def _f32(a: np.ndarray) -> np.ndarray:
 
 def seeds(max_seed: int = MAX_SEED) -> st.SearchStrategy[int]:
     """Seeds for :class:`refmem.xp.Sampler` and the catalogue's ``sample``: integers in ``[0, max_seed]``."""
+    _at_least("max_seed", max_seed, 0)
     return st.integers(min_value=0, max_value=max_seed)
 
 
@@ -80,6 +82,9 @@ def sizes_for(case: Case, extra: int = 2, fixed: Mapping[str, int] | None = None
     ``fixed`` pins some letters to given values (e.g. ``{"B": 1}``). Draws shrink
     towards the smallest sizes.
     """
+    if not isinstance(case, Case):
+        raise TypeError(f"case: expected a refmem.catalogue.Case (see refmem.catalogue.get_case), got {type(case).__name__}")
+    _at_least("extra", extra, 0)
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(case.sizes)
     if unknown:
@@ -105,6 +110,8 @@ class Drawn(NamedTuple):
 def case_inputs(case: Case, xp: Any, extra: int = 2) -> st.SearchStrategy[Drawn]:
     """Valid inputs of ``case`` in namespace ``xp`` at drawn sizes and seed (``case.draw``)."""
 
+    sizes_for(case, extra=extra)  # refuses a non-Case and a negative extra now, not at the first draw
+
     @st.composite
     def drawn(draw):
         sizes = draw(sizes_for(case, extra=extra), label="sizes")
@@ -116,7 +123,15 @@ def case_inputs(case: Case, xp: Any, extra: int = 2) -> st.SearchStrategy[Drawn]
 
 def shapes(ndim: int, min_side: int = 1, max_side: int = 5) -> st.SearchStrategy[tuple[int, ...]]:
     """Array shapes of exactly ``ndim`` dimensions, each side in ``[min_side, max_side]``."""
+    _at_least("ndim", ndim, 0)
+    _at_least("min_side", min_side, 0)
+    _at_least("max_side", max_side, min_side)
     return hnp.array_shapes(min_dims=ndim, max_dims=ndim, min_side=min_side, max_side=max_side)
+
+
+def _at_least(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise DomainError(f"{name}: expected an integer >= {minimum}, got {value!r}")
 
 
 def _shape_strategy(shape: Any) -> st.SearchStrategy[tuple[int, ...]]:
@@ -141,6 +156,8 @@ def finite_arrays(
         xp: namespace to return the arrays in (``None``: NumPy).
         float32: draw float32-representable values only (default), as the golden inputs are.
     """
+    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+        raise DomainError(f"low, high: expected finite bounds with low <= high, got low={low!r}, high={high!r}")
     elements = st.floats(min_value=low, max_value=high, allow_nan=False, allow_infinity=False,
                          allow_subnormal=False, width=32 if float32 else 64)
     dtype = np.float32 if float32 else np.float64
@@ -161,7 +178,7 @@ def probability_rows(shape: Any, min_prob: float = 0.0, xp: Any = None) -> st.Se
     def check(s: tuple[int, ...]) -> None:
         n = s[-1] if s else 1
         if min_prob * n > 1.0:
-            raise ValueError(f"probability_rows: min_prob {min_prob} is too large for rows of {n}")
+            raise DomainError(f"min_prob: expected at most 1/{n} for rows of {n}, got {min_prob}")
 
     if not isinstance(shape, st.SearchStrategy):
         check(tuple(shape))
@@ -202,7 +219,7 @@ def separated_values(
         n = s[-1]
         spacing = (high - low) / max(n, 1)
         if spacing < 2 * gap:
-            raise ValueError(f"separated_values: {n} values in [{low}, {high}] cannot keep gaps of {gap}")
+            raise DomainError(f"gap: separated_values: {n} values in [{low}, {high}] cannot keep gaps of {gap}")
         return spacing
 
     if not isinstance(shape, st.SearchStrategy):

@@ -222,6 +222,9 @@ def check_arrays(arrays: Mapping[str, Any], specs: Mapping[str, str], sizes: dic
             if len(given) < len(axes):
                 raise ShapeError(f"{label}: expected shape {spec.symbols()} (at least {len(axes)} axes), got {given}")
             lead, given_tail = given[:len(given) - len(axes)], given[len(given) - len(axes):]
+            if any(s < 1 for s in lead):
+                raise ShapeError(f"{label}: expected every axis of size at least 1 (empty arrays are refused), "
+                                 f"got shape {given}")
             if "..." in bound and bound["..."] != lead:
                 raise ShapeError(f"{label}: expected leading axes {bound['...']} (those of the other arguments), "
                                  f"got shape {given}")
@@ -367,8 +370,10 @@ def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Call
         owners = sorted({p.split(".")[0] for p in paths} - set(specs))
         positions = {arg: names.index(arg) for arg in list(specs) + owners}
         defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-        plain = {a: s for a, s in specs.items() if not s.strip().lstrip("?").strip().startswith("like:")}
-        likes = {a: _Spec(s) for a, s in specs.items() if a not in plain}
+        scalars = {a: s for a, s in specs.items() if s.split()[0].lstrip("?") in _SCALAR_KINDS}
+        plain = {a: s for a, s in specs.items() if not s.strip().lstrip("?").strip().startswith("like:")
+                 and a not in scalars}
+        likes = {a: _Spec(s) for a, s in specs.items() if a not in plain and a not in scalars}
 
         @functools.wraps(fn)
         def checked(*args: Any, **kwargs: Any) -> Any:
@@ -396,12 +401,42 @@ def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Call
                 check_arrays({a: values[a] for a in plain}, plain)
             for arg, spec in likes.items():
                 _check_like(arg, values[arg], spec, values, args, kwargs, positions, names, defaults)
+            for arg, spec in scalars.items():
+                _check_scalar(arg, values[arg], spec, values)
             return fn(*args, **kwargs)
 
         checked.unchecked = fn  # type: ignore[attr-defined]
         return checked
 
     return wrap
+
+
+#: Specs of non-array arguments: ``"float > 0"``, ``"float >= 0"`` (a finite real number), ``"axis of x"``
+#: (an integer axis of the array argument ``x``); a leading ``?`` allows ``None``.
+_SCALAR_KINDS = ("float", "axis")
+
+
+def _check_scalar(arg: str, value: Any, spec: str, values: Mapping[str, Any]) -> None:
+    kind, *rest = spec.split()
+    if kind.startswith("?"):  # optional: None allowed
+        if value is None:
+            return
+        kind = kind[1:]
+    if kind == "axis":
+        ref = values[rest[1]]
+        ndim = len(ref.shape)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise DTypeError(f"{arg}: expected an integer axis of {rest[1]} (ndim {ndim}), got {value!r}")
+        if not -ndim <= value < ndim:
+            raise DomainError(f"{arg}: expected an axis in [{-ndim}, {ndim - 1}] for {rest[1]} of shape "
+                              f"{tuple(int(s) for s in ref.shape)}, got {value}")
+        return
+    op, bound = rest
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DTypeError(f"{arg}: expected a real number {op} {bound}, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or not (v > float(bound) if op == ">" else v >= float(bound)):
+        raise DomainError(f"{arg}: expected a finite number {op} {bound}, got {value!r}")
 
 
 def _check_like(arg: str, x: Any, spec: _Spec, values: dict, args: tuple, kwargs: dict,

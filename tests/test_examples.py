@@ -63,6 +63,10 @@ def test_example_passes_verify(module, framework, required, dtype):
         assert "0 failed, 0 problems" in proc.stdout and "returned float" not in proc.stdout
         for case in required:
             assert case in proc.stdout
+        for case in required:  # forward mode and second order: every JVP and HVP of the case, compared
+            g = golden.load(case, GOLDEN)
+            rows = {tuple(line.split()[:2]) for line in proc.stdout.splitlines() if line.startswith(case + " ")}
+            assert {(case, f"jvp/{k}") for k in g.jvp} | {(case, f"hvp/{k}") for k in g.hvp} <= rows, case
         return
     report = golden.verify(f"examples.{module}:run", dtype, GOLDEN)
     assert report.passed, report.table(only_failures=True)
@@ -71,6 +75,10 @@ def test_example_passes_verify(module, framework, required, dtype):
         assert row.dtype == dtype, (row.case, row.tensor, row.dtype)  # computed in the dtype asked for
     grads = {r.tensor for r in report.rows if r.tensor.startswith("grads/")}
     assert grads, "the example returned no gradients"
+    for case in required:  # forward mode and second order: every JVP and HVP of the case, compared
+        g = golden.load(case, GOLDEN)
+        compared = {r.tensor for r in report.rows if r.case == case}
+        assert {f"jvp/{k}" for k in g.jvp} | {f"hvp/{k}" for k in g.hvp} <= compared, case
 
 
 @pytest.mark.parametrize("module,framework,required", EXAMPLES, ids=[e[0] for e in EXAMPLES])

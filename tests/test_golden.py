@@ -61,15 +61,18 @@ def test_manifest_follows_golden_md(exported):
         assert entry["function"] == case.function and entry["spec"] == case.spec
         assert entry["seed"] == 0 and entry["config"] == json.loads(json.dumps(dict(case.config)))
         roles = {name.split("/")[0] for name in entry["tensors"]}
-        assert {"outputs", "cotangents", "grads"} <= roles <= {"inputs", "params", "state", "outputs", "intermediates",
-                                                               "cotangents", "grads"}
+        assert {"outputs", "cotangents", "grads", "tangents", "jvp", "hvp"} <= roles <= {
+            "inputs", "params", "state", "outputs", "intermediates", "cotangents", "grads", "tangents", "jvp", "hvp"}
+        names = {r: {n.split("/", 1)[1] for n in entry["tensors"] if n.startswith(r + "/")}
+                 for r in ("outputs", "grads", "tangents", "jvp", "hvp")}
+        assert names["tangents"] == names["grads"] == names["hvp"] and names["jvp"] == names["outputs"]
         assert entry["precision"].startswith("float64")
         assert {o["name"] for o in entry["order"]} == {n for n in entry["tensors"]
                                                        if n.split("/")[0] in ("outputs", "intermediates")}
         outs = {n.split("/", 1)[1] for n in entry["tensors"] if n.startswith("outputs/")}
         assert outs == {n.split("/", 1)[1] for n in entry["tensors"] if n.startswith("cotangents/")}
         for name, d in entry["tensors"].items():
-            if name.startswith(("outputs/", "intermediates/", "grads/")):
+            if name.startswith(("outputs/", "intermediates/", "grads/", "jvp/", "hvp/")):
                 assert set(d) == {"dtype", "shape", "l2", "tol"}
                 for dtype in ("float32", "float64"):
                     rtol, atol = d["tol"][dtype]
@@ -148,8 +151,18 @@ def test_load_gives_every_role(exported):
     x, W, b = g.inputs["x"], g.params["W"], g.params["b"]
     np.testing.assert_allclose(g.outputs["out"], x @ W + b, rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(g.grads["params/W"], x.T @ g.cotangents["out"], rtol=1e-14, atol=1e-14)
-    assert set(g.tol) == {"outputs/out", "grads/inputs/x", "grads/params/W", "grads/params/b"}
+    assert set(g.tol) == {"outputs/out", "grads/inputs/x", "grads/params/W", "grads/params/b", "jvp/out",
+                          "hvp/inputs/x", "hvp/params/W", "hvp/params/b"}
     assert g.given("float32")["inputs/x"].dtype == np.float32
+    # Forward mode and second order of the linear map, by hand.
+    t, c = g.tangents, g.cotangents["out"]
+    assert set(t) == {"inputs/x", "params/W", "params/b"} and set(g.jvp) == {"out"}
+    np.testing.assert_allclose(g.jvp["out"], t["inputs/x"] @ W + x @ t["params/W"] + t["params/b"],
+                               rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(g.hvp["inputs/x"], c @ t["params/W"].T, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(g.hvp["params/W"], t["inputs/x"].T @ c, rtol=1e-14, atol=1e-14)
+    assert not g.hvp["params/b"].any()
+    assert not np.array_equal(t["inputs/x"], x) and g.given("float64")["tangents/inputs/x"].shape == x.shape
 
 
 def _data_offset(path: Path) -> int:

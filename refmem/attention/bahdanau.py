@@ -250,7 +250,7 @@ def attention_weights(e: Any, mask: Any | None = None) -> Any:
     return ex / xp.where(empty, xp.ones_like(total), total)
 
 
-@edge(d_alpha="... T", alpha="... T | unit")
+@edge(alpha="... T | unit", d_alpha="... T")
 def attention_weights_backward(d_alpha: Any, alpha: Any) -> Any:
     """VJP of equation 2: ``d_e = α ∘ (d_α - Σ_j d_α ∘ α)`` (0 wherever ``α`` is 0 by the mask).
 
@@ -315,10 +315,11 @@ def _check_step(y_in: Any, s_prev: Any, h: Any, uh: Any, params: Any, output_sta
         raise DomainError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
     if not isinstance(params, DecoderParams):
         raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
-    arrays = {"y_in": y_in, "s_prev": s_prev, "h": h, "uh": uh, "mask": mask,
-              **{f"params.{n}": getattr(params, n) for n in PARAM_NAMES}}
-    specs = {"y_in": "B K | unit", "s_prev": "B H", "h": "B T D", "uh": "B T H", "mask": "?B T | mask",
-             **{f"params.{n}": v for n, v in PARAM_SPECS.items()}}
+    # the parameters first: the inputs are measured against them
+    arrays = {**{f"params.{n}": getattr(params, n) for n in PARAM_NAMES},
+              "y_in": y_in, "s_prev": s_prev, "h": h, "uh": uh, "mask": mask}
+    specs = {**{f"params.{n}": v for n, v in PARAM_SPECS.items()},
+             "y_in": "B K | unit", "s_prev": "B H", "h": "B T D", "uh": "B T H", "mask": "?B T | mask"}
     check_arrays(arrays, specs)
 
 
@@ -494,9 +495,9 @@ def _check_decoder(h: Any, params: Any, output_state: str = "previous", mask: An
         raise DomainError(f"output_state: expected one of {OUTPUT_STATES}, got {output_state!r}")
     if not isinstance(params, DecoderParams):
         raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
-    arrays = {"h": h, "mask": mask, "y_prev": y_prev, **{f"params.{n}": getattr(params, n) for n in PARAM_NAMES}}
-    specs = {"h": "B T D", "mask": "?B T | mask", "y_prev": "?B T K | unit",
-             **{f"params.{n}": v for n, v in PARAM_SPECS.items()}}
+    arrays = {**{f"params.{n}": getattr(params, n) for n in PARAM_NAMES}, "h": h, "mask": mask, "y_prev": y_prev}
+    specs = {**{f"params.{n}": v for n, v in PARAM_SPECS.items()},
+             "h": "B T D", "mask": "?B T | mask", "y_prev": "?B T K | unit"}
     check_arrays(arrays, specs)
 
 

@@ -34,7 +34,8 @@ from typing import Any, NamedTuple
 
 from .. import primitives as PR
 from .. import xp as rx
-from ..validation import check_array
+from ..errors import DomainError
+from ..validation import check_arrays, checked_by
 
 __all__ = ["SCORES", "ScoresOutput", "ScoresCache", "ScoresGrads", "attention_forward", "attention_backward"]
 
@@ -75,6 +76,15 @@ class ScoresGrads(NamedTuple):
     weight: Any
 
 
+def _check_forward(score: str, q: Any, k: Any, v: Any, scale: Any, weight: Any = None) -> None:
+    if score not in SCORES:
+        raise DomainError(f"score: expected one of {SCORES}, got {score!r}")
+    check_arrays({"q": q, "k": k, "v": v, "scale": scale, "weight": weight if score == "concat_scaled" else None},
+                 {"q": "B Tq d", "k": "B Tv d", "v": "B Tv dv", "scale": "d" if score == "additive" else "1",
+                  "weight": "1" if score == "concat_scaled" else "?1"})
+
+
+@checked_by(_check_forward)
 def attention_forward(score: str, q: Any, k: Any, v: Any, scale: Any, weight: Any = None) -> tuple[ScoresOutput, ScoresCache]:
     """Scores of ``score`` (see the module docstring), softmax over the keys, weighted values:
     SPEC §3's global alignment with Keras 3's scores.
@@ -91,16 +101,6 @@ def attention_forward(score: str, q: Any, k: Any, v: Any, scale: Any, weight: An
         ``(out, cache)``: ``out`` a :class:`ScoresOutput` (``weights [B, Tq, Tv]``, ``output [B, Tq, dv]``),
             ``cache`` a :class:`ScoresCache` for :func:`attention_backward`.
     """
-    if score not in SCORES:
-        raise ValueError(f"score: expected one of {SCORES}, got {score!r}")
-    check_array("q", q, (None, None, None), "(B, Tq, d)")
-    B, d = int(q.shape[0]), int(q.shape[2])
-    check_array("k", k, (B, None, d), "(B, Tv, d)")
-    Tv = int(k.shape[1])
-    check_array("v", v, (B, Tv, None), "(B, Tv, dv)")
-    check_array("scale", scale, (d,) if score == "additive" else (1,), "(d,)" if score == "additive" else "(1,)")
-    if score == "concat_scaled":
-        check_array("weight", weight, (1,), "(1,)")
     xp = rx.namespace(q, k, v, scale)
     g = u = qk = None
     if score == "dot_scaled":
@@ -119,6 +119,16 @@ def attention_forward(score: str, q: Any, k: Any, v: Any, scale: Any, weight: An
     return ScoresOutput(a, out), ScoresCache(score, q, k, v, scale, weight, g, u, qk, a)
 
 
+def _check_backward(d_weights: Any, d_output: Any, cache: Any) -> None:
+    if not isinstance(cache, ScoresCache):
+        raise TypeError(f"cache: expected the ScoresCache of attention_forward, got {type(cache).__name__}")
+    check_arrays({"the forward's weights": cache.a, "the forward's v": cache.v, "d_weights": d_weights,
+                  "d_output": d_output},
+                 {"the forward's weights": "B Tq Tv", "the forward's v": "B Tv dv", "d_weights": "?B Tq Tv",
+                  "d_output": "?B Tq dv"})
+
+
+@checked_by(_check_backward)
 def attention_backward(d_weights: Any | None, d_output: Any | None, cache: ScoresCache) -> ScoresGrads:
     """Vector-Jacobian product of :func:`attention_forward`.
 

@@ -198,6 +198,14 @@ def score_forward(score: str, h: Any, hs: Any, W_a: Any = None, v_a: Any = None)
     return out, ScoreCache(score, h, hs, W_a, v_a, hw, u)
 
 
+def _check_score_backward(d_score: Any, cache: Any) -> None:
+    if not isinstance(cache, ScoreCache):
+        raise TypeError(f"cache: expected the ScoreCache of score_forward, got {type(cache).__name__}")
+    check_arrays({"the forward's h": cache.h, "the forward's hs": cache.hs, "d_score": d_score},
+                 {"the forward's h": "B T H", "the forward's hs": "B S Hs", "d_score": "B T S"})
+
+
+@checked_by(_check_score_backward)
 def score_backward(d_score: Any, cache: ScoreCache) -> tuple[Any, Any, Any, Any]:
     """VJP of :func:`score_forward`: ``(d_h, d_hs, d_W_a, d_v_a)`` (``None`` for an unused parameter).
 
@@ -271,6 +279,13 @@ def position_forward(h: Any, W_p: Any, v_p: Any, S: int) -> tuple[Any, PositionC
     return S * sig, PositionCache(h, u, sig, S, W_p, v_p)
 
 
+def _check_position_backward(d_p: Any, cache: Any) -> None:
+    if not isinstance(cache, PositionCache):
+        raise TypeError(f"cache: expected the PositionCache of position_forward, got {type(cache).__name__}")
+    check_arrays({"the forward's h": cache.h, "d_p": d_p}, {"the forward's h": "B T H", "d_p": "B T"})
+
+
+@checked_by(_check_position_backward)
 def position_backward(d_p: Any, cache: PositionCache) -> tuple[Any, Any, Any]:
     """VJP of :func:`position_forward`: ``(d_h, d_W_p, d_v_p)``.
 
@@ -306,6 +321,13 @@ class WindowCache(NamedTuple):
     sigma: float
 
 
+def _check_window(p: Any, S: int, D: int) -> None:
+    check_size("S", S)
+    check_size("D", D)
+    check_arrays({"p": p}, {"p": "B T"})
+
+
+@checked_by(_check_window)
 def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache]:
     """The local window around ``p [B, T]``: ``(inside, gauss)``, both ``[B, T, S]``.
 
@@ -322,7 +344,6 @@ def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache
             boolean (no gradient), so :func:`window_backward` takes the gradient of ``gauss`` only.
     """
     xp = rx.namespace(p)
-    check_size("window", D)
     sigma = D / 2.0
     pos = xp.astype(xp.arange(S), p.dtype)
     offset = pos[None, None, :] - p[:, :, None]
@@ -332,6 +353,14 @@ def window_forward(p: Any, S: int, D: int) -> tuple[tuple[Any, Any], WindowCache
     return (inside, gauss), WindowCache(inside, gauss, offset, sigma)
 
 
+def _check_window_backward(d_gauss: Any, cache: Any) -> None:
+    if not isinstance(cache, WindowCache):
+        raise TypeError(f"cache: expected the WindowCache of window_forward, got {type(cache).__name__}")
+    check_arrays({"the forward's gauss": cache.gauss, "d_gauss": d_gauss},
+                 {"the forward's gauss": "B T S", "d_gauss": "B T S"})
+
+
+@checked_by(_check_window_backward)
 def window_backward(d_gauss: Any, cache: WindowCache) -> Any:
     """VJP of the Gaussian in ``p``: ``d_p = Σ_s d_gauss ∘ gauss ∘ (s - p_t) / σ²``.
 
@@ -403,11 +432,12 @@ def _check_attention(h: Any, hs: Any, params: Any, score: str = "general", align
         check_size("window", window)
         if isinstance(t0, bool) or not isinstance(t0, int) or t0 < 0:
             raise DomainError(f"t0: expected an integer >= 0, got {t0!r}")
-    arrays = {"hs": hs, "h": h}
-    specs = {"hs": "B S Hs", "h": "B H" if getattr(h, "ndim", 0) == 2 else "B T H"}
+    arrays, specs = {}, {}  # the parameters first: the inputs are measured against them
     for name, (_, symbols) in param_shapes(score, alignment, 1, 1, 1, 1).items():
         arrays[f"params.{name}"] = getattr(params, name)
         specs[f"params.{name}"] = spec_from_symbols(symbols)
+    arrays.update({"hs": hs, "h": h})
+    specs.update({"hs": "B S Hs", "h": "B H" if getattr(h, "ndim", 0) == 2 else "B T H"})
     sizes = {"Hs": int(hs.shape[-1])} if score == "dot" and hasattr(hs, "shape") and len(hs.shape) == 3 else {}
     if score == "dot" and hasattr(h, "shape") and sizes and int(h.shape[-1]) != sizes["Hs"]:
         raise ShapeError(f"hs: the dot score needs Hs = H = {int(h.shape[-1])}, got hs of shape {tuple(hs.shape)}")
@@ -453,7 +483,7 @@ def attention_forward(
             p = xp.broadcast_to(xp.astype(xp.arange(T), h.dtype)[None, :] + t0, (B, T))
         else:
             p, position = position_forward.unchecked(h, params.W_p, params.v_p, S)
-        (inside, gauss), win = window_forward(p, S, int(window))
+        (inside, gauss), win = window_forward.unchecked(p, S, int(window))
         soft = attention_weights.unchecked(sc, inside)
         a = soft * gauss
     c = a @ hs  # [B, T, Hs]
@@ -534,13 +564,13 @@ def attention_backward(
     else:
         d_soft = d_a * C.window.gauss
         if C.alignment == "local_p":
-            d_pos = window_backward(d_a * C.soft, C.window)
+            d_pos = window_backward.unchecked(d_a * C.soft, C.window)
             if d_p is not None:
                 d_pos = d_pos + d_p
-            dh_p, g_W_p, g_v_p = position_backward(d_pos, C.position)
+            dh_p, g_W_p, g_v_p = position_backward.unchecked(d_pos, C.position)
             d_h = d_h + dh_p
     d_score = attention_weights_backward.unchecked(d_soft, C.soft)
-    dh_s, dhs_s, g_W_a, g_v_a = score_backward(d_score, C.score_cache)
+    dh_s, dhs_s, g_W_a, g_v_a = score_backward.unchecked(d_score, C.score_cache)
     d_h = d_h + dh_s
     d_hs = d_hs + dhs_s
     if C.single:

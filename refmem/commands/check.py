@@ -32,8 +32,9 @@ def add_arguments(p: ArgumentParser) -> None:
                         "a TEXT that matches no case is an error)")
     p.add_argument("--backend", default="numpy", help="numpy | array_api_strict | torch | cupy (default numpy)")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the inputs and cotangents (default 0)")
-    p.add_argument("--method", action="append", choices=["central", "complex", "directional"],
-                   help="check method (repeatable; default: central and complex)")
+    p.add_argument("--method", action="append", choices=["central", "complex", "directional", "hvp"],
+                   help="check method (repeatable; default: central and complex); hvp: second order, the "
+                        "complex step through the backward against central differences of it, and symmetry")
     p.add_argument("--json", metavar="PATH", help='write {"records": [...]} as JSON to PATH')
     p.add_argument("--quiet", action="store_true", help="print only failures and the summary")
 

@@ -41,7 +41,7 @@ from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
 from ..errors import DomainError
-from ..validation import check_arrays, checked_by, fields
+from ..validation import check_arrays, check_size, checked_by, fields
 from . import addressing as A
 from . import conventions as C
 
@@ -158,6 +158,8 @@ class AccessState(NamedTuple):
 
 def initial_state(xp: Any, B: int, cfg: AccessConfig, dtype: Any = None) -> AccessState:
     """The all-zero initial state of SPEC §5 (``dtype`` defaults to ``xp.float64``)."""
+    _check_config(cfg)
+    check_size("B", B)
     dtype = xp.float64 if dtype is None else dtype
     N, W, R, nw = cfg.N, cfg.W, cfg.R, cfg.nw
     return AccessState(
@@ -197,8 +199,9 @@ def _check_interface_inputs(controller_output: Any, W_xi: Any, b_xi: Any, cfg: A
             f"R={cfg.R}, nw={cfg.nw}) (read modes 1 + 2nw = {cfg.read_mode_width} per read head), "
             f"got {tuple(int(s) for s in W_xi.shape)}"
         )
-    arrays = {"controller_output": controller_output, "W_xi": W_xi, "b_xi": b_xi, **(extra or {})}
-    specs = {"controller_output": "B Hc", "W_xi": "Hc I", "b_xi": "I", **(extra_specs or {})}
+    # the weights first, so that a controller output of the wrong width is reported on itself
+    arrays = {"W_xi": W_xi, "b_xi": b_xi, "controller_output": controller_output, **(extra or {})}
+    specs = {"W_xi": "Hc I", "b_xi": "I", "controller_output": "B Hc", **(extra_specs or {})}
     return check_arrays(arrays, specs, sizes=_sizes(cfg))
 
 

@@ -173,8 +173,9 @@ def masked_content_weights_forward(memory: Any, keys: Any, strengths: Any, masks
         strengths: ``[B, H]``, raw; ``act`` is the convention's.
         masks: ``[B, H, W]``, one mask per head (after the sigmoid), applied to the key and to
             every memory row.
+        convention: ``deepmind`` or ``paper``: which strength activation ``act`` is.
     Returns:
-        ``weights [B, H, N]`` and a :class:`MaskedContentCache`.
+        ``weights [B, H, N]`` and the :class:`MaskedContentCache`.
     """
     xp = rx.namespace(memory, keys, strengths, masks)
     B, N, W = _shape(memory)
@@ -189,8 +190,20 @@ def masked_content_weights_forward(memory: Any, keys: Any, strengths: Any, masks
 
 @edge({"cache.weights": "B H N"}, d_weights="B H N")
 def masked_content_weights_backward(d_weights: Any, cache: MaskedContentCache) -> MaskedContentGrads:
-    """The lookup's gradient w.r.t. the masked key ``k ∘ m`` and memory ``M_i ∘ m``, then
-    ``dk = d(k∘m) ∘ m``, ``dM = Σ_H d(M∘m) ∘ m``, ``dm = d(k∘m) ∘ k + Σ_N d(M∘m) ∘ M``."""
+    """Gradients of :func:`masked_content_weights_forward`.
+
+    The lookup's gradient w.r.t. the masked key ``k ∘ m`` and memory ``M_i ∘ m``, then
+    ``dk = d(k∘m) ∘ m``, ``dM = Σ_H d(M∘m) ∘ m``, ``dm = d(k∘m) ∘ k + Σ_N d(M∘m) ∘ M``.
+
+    Args:
+        d_weights: ``[B, H, N]``, gradient of the weights (not ``None``).
+        cache: the :class:`MaskedContentCache` of the forward.
+    Returns:
+        MaskedContentGrads: ``memory [B, N, W]``, ``keys [B, H, W]``, ``strengths [B, H]``,
+            ``masks [B, H, W]``.
+
+    Derivation: [docs/derivations/dnc.md, "Masked content"](../derivations/dnc.md#masked-content-masked_content_weights_forward)
+    """
     xp = rx.namespace(d_weights)
     B, N, W = _shape(cache.memory)
     H = int(cache.keys.shape[1])
@@ -248,8 +261,9 @@ def sharpen_forward(weights: Any, sharpness: Any, eps: float = SHARPNESS_EPS) ->
     Args:
         weights: ``[B, R, nw, N]``, forward or backward weights (non-negative).
         sharpness: ``[B, R]``, after the activation (oneplus: ``s > 1``).
+        eps: the ``eps`` added to every weight (SPEC: ``1e-6``).
     Returns:
-        ``sharpened [B, R, nw, N]`` and a :class:`SharpenCache`.
+        ``sharpened [B, R, nw, N]`` and the :class:`SharpenCache`.
     """
     xp = rx.namespace(weights, sharpness)
     shifted = weights + eps
@@ -260,8 +274,19 @@ def sharpen_forward(weights: Any, sharpness: Any, eps: float = SHARPNESS_EPS) ->
 
 @edge({"cache.out": "B R nw N"}, d_out="B R nw N")
 def sharpen_backward(d_out: Any, cache: SharpenCache) -> SharpenGrads:
-    """``g = softmax_backward(d_out)`` of the logits ``s log(d + eps)``; ``dd = g s / (d + eps)``,
-    ``ds = Σ_{nw, N} g log(d + eps)``."""
+    """Gradients of :func:`sharpen_forward`.
+
+    ``g = softmax_backward(d_out)`` of the logits ``s log(d + eps)``; ``dd = g s / (d + eps)``,
+    ``ds = Σ_{nw, N} g log(d + eps)``.
+
+    Args:
+        d_out: ``[B, R, nw, N]``, gradient of the sharpened weights (not ``None``).
+        cache: the :class:`SharpenCache` of the forward.
+    Returns:
+        SharpenGrads: ``weights [B, R, nw, N]``, ``sharpness [B, R]``.
+
+    Derivation: [docs/derivations/dnc.md, "Link sharpness"](../derivations/dnc.md#link-sharpness-sharpen_forward)
+    """
     xp = rx.namespace(d_out)
     g = P.softmax_backward.unchecked(d_out, P.SoftmaxCache(cache.out, -1))
     d_weights = g * cache.sharpness[:, :, None, None] / cache.shifted
@@ -395,7 +420,7 @@ class AllocationCache(NamedTuple):
     eps: float = ALLOCATION_EPS
 
 
-@edge(usage="B N | unit")
+@edge(usage="B N | unit", eps="float >= 0")
 def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, AllocationCache]:
     """Allocation weights ``a = alloc(u)`` (SPEC §5 step 3).
 
@@ -421,7 +446,7 @@ def allocation_forward(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Al
     return allocation, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps)
 
 
-@edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N")
+@edge({"cache.sorted_nonusage": "B N"}, d_allocation="B N", eps="?float >= 0")
 def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float | None = None) -> Any:
     """Gradient w.r.t. ``usage [B, N]``, the permutation held constant (SPEC §5 step 3).
 
@@ -963,8 +988,8 @@ def read_weights_forward(memory: Any, read_keys: Any, read_strengths: Any, link:
             the forward weights become :func:`sharpen_forward` of them.
         backward_sharpness: ``[B, R]`` or ``None``; the same for the backward weights.
     Returns:
-        ``read_weights [B, R, N]`` and a :class:`ReadWeightsCache` (its ``forward`` / ``backward``
-        are the weights step 9 uses: sharpened when the sharpness is given).
+        ``read_weights [B, R, N]`` and the :class:`ReadWeightsCache` (its ``forward`` and
+            ``backward`` are the weights step 9 uses: sharpened when the sharpness is given).
     """
     xp = rx.namespace(memory, read_keys, read_strengths, link, prev_read_weights, read_modes)
     conv = C.get(convention)

@@ -28,13 +28,14 @@ input, of the previous state and of the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
-from ..errors import ShapeError
-from ..validation import check_arrays, checked_by, edge
+from ..errors import DomainError, ShapeError
+from ..validation import check_arrays, check_size, checked_by, edge
 
 __all__ = [
     "LSTMParams",
@@ -55,6 +56,7 @@ __all__ = [
 # ----------------------------------------------------------------------------- clipping
 
 
+@edge(x="...", clip_value="float >= 0")
 def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
     """Clip ``x`` to ``[-clip, clip]`` when ``clip_value > 0`` (SPEC §5 Core).
 
@@ -80,6 +82,7 @@ def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
     return y, xp.logical_not(xp.logical_or(hi, lo))
 
 
+@edge(d_y="?...", inside="?... | mask")
 def clip_backward(d_y: Any, inside: Any) -> Any:
     """Gradient of :func:`clip_forward`: ``d_y`` inside the range, 0 outside.
 
@@ -139,9 +142,14 @@ def _check_lstm_step(x: Any, state: Any, params: Any, forget_bias: float = 1.0, 
         raise TypeError(f"{where}state: expected an LSTMState(h, c), got {type(state).__name__}")
     if not isinstance(params, LSTMParams):
         raise TypeError(f"{where}params: expected LSTMParams(W, b), got {type(params).__name__}")
-    check_arrays({"x": x, "state.h": state.h, "state.c": state.c, "params.W": params.W, "params.b": params.b},
-                 {"x": "B I", "state.h": "B H", "state.c": "B H", "params.W": "(I+H) (4*H)", "params.b": "(4*H)"},
-                 where=where)
+    sizes = {}  # read H and I off the parameters, so that an input of the wrong width is reported on itself
+    W, b = params.W, params.b
+    if len(getattr(b, "shape", ())) == 1 and int(b.shape[0]) % 4 == 0 and len(getattr(W, "shape", ())) == 2 \
+            and int(W.shape[1]) == int(b.shape[0]) and int(W.shape[0]) > int(b.shape[0]) // 4:
+        sizes = {"H": int(b.shape[0]) // 4, "I": int(W.shape[0]) - int(b.shape[0]) // 4}
+    check_arrays({"params.W": params.W, "params.b": params.b, "x": x, "state.h": state.h, "state.c": state.c},
+                 {"params.W": "(I+H) (4*H)", "params.b": "(4*H)", "x": "B I", "state.h": "B H", "state.c": "B H"},
+                 sizes=sizes, where=where)
 
 
 @checked_by(_check_lstm_step)
@@ -233,9 +241,13 @@ class ControllerConfig:
         for name in ("input_size", "hidden", "layers"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"ControllerConfig.{name}: expected an int >= 1, got {v!r}")
-        if self.clip_value < 0:
-            raise ValueError(f"ControllerConfig.clip_value: expected >= 0, got {self.clip_value!r}")
+                raise DomainError(f"ControllerConfig.{name}: expected an int >= 1, got {v!r}")
+        for name in ("clip_value", "forget_bias"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or (name == "clip_value" and v < 0):
+                raise DomainError(f"ControllerConfig.{name}: expected a finite number"
+                                  f"{' >= 0' if name == 'clip_value' else ''}, got {v!r}")
 
     def layer_input_size(self, layer: int) -> int:
         """Input width of layer ``layer`` (0-based): ``I``, then ``I + H`` (skip) or ``H``."""
@@ -266,6 +278,9 @@ class ControllerCache(NamedTuple):
 
 def controller_initial_state(xp: Any, B: int, cfg: ControllerConfig, dtype: Any = None) -> tuple:
     """All-zero state: one ``LSTMState(h [B, H], c [B, H])`` per layer."""
+    if not isinstance(cfg, ControllerConfig):
+        raise TypeError(f"cfg: expected a ControllerConfig, got {type(cfg).__name__}")
+    check_size("B", B)
     dtype = xp.float64 if dtype is None else dtype
     return tuple(LSTMState(xp.zeros((B, cfg.hidden), dtype=dtype), xp.zeros((B, cfg.hidden), dtype=dtype))
                  for _ in range(cfg.layers))
@@ -323,11 +338,11 @@ def controller_forward(x: Any, state: tuple, params: tuple,
         caches.append(cache)
         below = h
     raw_out = xp.concat(hs, axis=1) if (cfg.skip and cfg.layers > 1) else hs[-1]
-    out, out_inside = clip_forward(raw_out, cfg.clip_value)
+    out, out_inside = clip_forward.unchecked(raw_out, cfg.clip_value)
     new_state, h_in, c_in = [], [], []
     for h, c in zip(hs, cs):
-        hc, hm = clip_forward(h, cfg.clip_value)
-        cc, cm = clip_forward(c, cfg.clip_value)
+        hc, hm = clip_forward.unchecked(h, cfg.clip_value)
+        cc, cm = clip_forward.unchecked(c, cfg.clip_value)
         new_state.append(LSTMState(hc, cc))
         h_in.append(hm)
         c_in.append(cm)
@@ -364,7 +379,7 @@ def controller_backward(d_out: Any, d_new_state: tuple | None,
     """
     cfg = cache.cfg
     H, L = cfg.hidden, cfg.layers
-    d_raw = clip_backward(d_out, cache.out_inside)
+    d_raw = clip_backward.unchecked(d_out, cache.out_inside)
     d_h = []
     for layer in range(L):
         if cfg.skip and L > 1:
@@ -378,10 +393,10 @@ def controller_backward(d_out: Any, d_new_state: tuple | None,
             if st is None:
                 continue
             if st.h is not None:
-                g = clip_backward(st.h, cache.h_inside[layer])
+                g = clip_backward.unchecked(st.h, cache.h_inside[layer])
                 d_h[layer] = g if d_h[layer] is None else d_h[layer] + g
             if st.c is not None:
-                d_c[layer] = clip_backward(st.c, cache.c_inside[layer])
+                d_c[layer] = clip_backward.unchecked(st.c, cache.c_inside[layer])
     dx = None
     d_prev: list[Any] = [None] * L
     d_params: list[Any] = [None] * L

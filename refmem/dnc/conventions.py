@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import primitives as P
 from .. import xp as rx
-from ..errors import ShapeError
+from ..errors import DomainError, ShapeError
 
 __all__ = ["Convention", "CONVENTIONS", "DEFAULT", "get", "strength_forward", "strength_backward",
            "read_mode_width", "split_read_modes", "join_read_modes"]
@@ -60,14 +60,14 @@ DEFAULT = "deepmind"
 def get(convention: str | Convention = DEFAULT) -> Convention:
     """Resolve a convention name (or pass a :class:`Convention` through).
 
-    Raises ``ValueError`` naming the known conventions for an unknown name.
+    Raises :class:`~refmem.errors.DomainError` (a ``ValueError``) naming the known conventions for an unknown name.
     """
     if isinstance(convention, Convention):
         return convention
     try:
         return CONVENTIONS[convention]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise DomainError(
             f"convention: expected one of {', '.join(repr(k) for k in CONVENTIONS)}, got {convention!r}"
         ) from None
 

@@ -72,6 +72,9 @@ class StepCache(NamedTuple):
 
 def initial_state(xp: Any, B: int, cfg: DNCConfig, dtype: Any = None) -> DNCState:
     """The all-zero initial state of SPEC §5 (``dtype`` defaults to ``xp.float64``)."""
+    if not isinstance(cfg, DNCConfig):
+        raise TypeError(f"cfg: expected a DNCConfig, got {type(cfg).__name__}")
+    check_size("B", B)
     dtype = xp.float64 if dtype is None else dtype
     return DNCState(access_initial_state(xp, B, cfg.access, dtype),
                     controller_initial_state(xp, B, cfg.controller, dtype),
@@ -105,12 +108,14 @@ def _check_inputs(x: Any, x_spec: str, params: Any, cfg: Any, state: Any, frozen
         raise TypeError(f"params: expected DNCParams, got {type(params).__name__}")
     if len(params.lstm) != cfg.layers:
         raise ShapeError(f"lstm: expected {cfg.layers} controller layers, got {len(params.lstm)}")
-    arrays = {"x": x, "frozen_write_weights": frozen}
-    specs = {"x": x_spec, "frozen_write_weights": frozen_spec}
+    # the parameters first: a call's inputs are then measured against them (and the config)
+    arrays, specs = {}, {}
     symbolic = {"W_xi": "Hc I", "b_xi": "I", "W_y": "(Hc+R*W) Y", "b_y": "Y"}
     for name, array in named(params).items():
-        arrays[name] = array
-        specs[name] = symbolic.get(name) or " ".join(str(n) for n in cfg.shapes()[name])
+        arrays[f"params.{name}"] = array
+        specs[f"params.{name}"] = symbolic.get(name) or " ".join(str(n) for n in cfg.shapes()[name])
+    arrays.update({"x": x, "frozen_write_weights": frozen})
+    specs.update({"x": x_spec, "frozen_write_weights": frozen_spec})
     if state is not None:
         a, sp = _state_arrays(state, cfg)
         arrays.update(a)
@@ -148,19 +153,43 @@ def core_step_forward(x_t: Any, state: DNCState, params: DNCParams, cfg: DNCConf
                                                     frozen_write_weights=frozen_write_weights)
     out_in = xp.concat([h_c, xp.reshape(r_t, (B, R * W))], axis=1)
     y_raw, lcache = P.linear_forward.unchecked(out_in, params.W_y, params.b_y)
-    y, y_inside = clip_forward(y_raw, cfg.clip_value)
+    y, y_inside = clip_forward.unchecked(y_raw, cfg.clip_value)
     cache = StepCache(ccache, acache, lcache, y_inside, cfg.D, int(h_c.shape[1]))
     return y, DNCState(access_state, ctrl_state, r_t), cache
+
+
+def _d_state_arrays(name: str, d_state: Any, layers: int) -> tuple[dict, dict]:
+    """The arrays of a state gradient (``None`` or a :class:`DNCState` whose fields may be ``None``)."""
+    if d_state is None:
+        return {}, {}
+    if not isinstance(d_state, DNCState):
+        raise TypeError(f"{name}: expected a DNCState (fields may be None) or None, got {type(d_state).__name__}")
+    arrays, specs = {}, {}
+    if d_state.access is not None:
+        arrays, specs = fields(f"{name}.access", d_state.access,
+                               {k: "?" + v.split("|")[0] for k, v in ACCESS_STATE_SPECS.items()})
+    if d_state.controller is not None:
+        if len(d_state.controller) != layers:
+            raise ShapeError(f"{name}.controller: expected {layers} layers, got {len(d_state.controller)}")
+        for layer, st in enumerate(d_state.controller):
+            if st is not None:
+                arrays.update({f"{name}.controller[{layer}].h": st.h, f"{name}.controller[{layer}].c": st.c})
+                specs.update({f"{name}.controller[{layer}].h": "?B H", f"{name}.controller[{layer}].c": "?B H"})
+    arrays[f"{name}.read_vectors"] = d_state.read_vectors
+    specs[f"{name}.read_vectors"] = "?B R W"
+    return arrays, specs
 
 
 def _check_step_backward(d_y: Any, d_new_state: Any, cache: Any) -> None:
     if not isinstance(cache, StepCache):
         raise TypeError(f"cache: expected the StepCache of core_step_forward, got {type(cache).__name__}")
     lin = cache.output
-    check_arrays({"the forward's output input": lin.x, "d_y": d_y, "d_new_state.read_vectors":
-                  None if d_new_state is None else d_new_state.read_vectors},
-                 {"the forward's output input": "B *", "d_y": f"?B {int(lin.W.shape[1])}",
-                  "d_new_state.read_vectors": f"?B {cache.access.cfg.R} {cache.access.cfg.W}"})
+    acfg = cache.access.cfg
+    ccfg = cache.controller.cfg
+    arrays, specs = _d_state_arrays("d_new_state", d_new_state, ccfg.layers)
+    check_arrays({"the forward's output input": lin.x, "d_y": d_y, **arrays},
+                 {"the forward's output input": "B *", "d_y": f"?B {int(lin.W.shape[1])}", **specs},
+                 sizes={"N": acfg.N, "W": acfg.W, "R": acfg.R, "nw": acfg.nw, "H": ccfg.hidden})
 
 
 @checked_by(_check_step_backward)
@@ -187,7 +216,7 @@ def core_step_backward(d_y: Any, d_new_state: DNCState | None,
         d_new_state = DNCState(None, None, None)
     if d_y is None:
         d_y = xp.zeros((B, int(lin.W.shape[1])), dtype=lin.x.dtype)
-    d_y_raw = clip_backward(d_y, cache.y_inside)
+    d_y_raw = clip_backward.unchecked(d_y, cache.y_inside)
     d_out_in, dW_y, db_y = P.linear_backward.unchecked(d_y_raw, lin)
     d_hc = d_out_in[:, :Hc]
     d_r = xp.reshape(d_out_in[:, Hc:], (B, R, W))
@@ -318,10 +347,13 @@ def _check_unroll_backward(d_outputs: Any, cache: Any, d_final_state: Any = None
     if not isinstance(cache, UnrollCache):
         raise TypeError(f"cache: expected the UnrollCache of unroll_forward, got {type(cache).__name__}")
     cfg = cache.cfg
+    arrays, specs = _d_state_arrays("d_final_state", d_final_state, cfg.layers)
     check_arrays({"the forward's output input": _first_output_input(cache), "d_outputs.y": d_outputs.y,
-                  "d_outputs.read_vectors": d_outputs.read_vectors},
-                 {"the forward's output input": "B *", "d_outputs.y": "?B T Y", "d_outputs.read_vectors": "?B T R W"},
-                 sizes={"T": _num_steps(cache), "Y": cfg.Y, "R": cfg.R, "W": cfg.W})
+                  "d_outputs.read_vectors": d_outputs.read_vectors, **arrays},
+                 {"the forward's output input": "B *", "d_outputs.y": "?B T Y", "d_outputs.read_vectors": "?B T R W",
+                  **specs},
+                 sizes={"T": _num_steps(cache), "Y": cfg.Y, "R": cfg.R, "W": cfg.W, "N": cfg.N, "nw": cfg.nw,
+                        "H": cfg.hidden})
 
 
 @checked_by(_check_unroll_backward)

@@ -32,7 +32,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from .. import xp as rx
-from ..errors import ShapeError
+from ..errors import DomainError, DTypeError, InputError, ShapeError
 from ..sampling import Sampler
 from ..validation import check_array
 from .access import AccessConfig, interface_size
@@ -78,7 +78,7 @@ class DNCConfig:
         for name in ("D", "Y"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"DNCConfig.{name}: expected an int >= 1, got {v!r}")
+                raise DomainError(f"DNCConfig.{name}: expected an int >= 1, got {v!r}")
         self.access  # validates N, W, R, nw, convention
         self.controller  # validates hidden, layers, clip_value
 
@@ -150,11 +150,24 @@ def named(params: DNCParams) -> dict[str, Any]:
     return out
 
 
+class MissingParameterError(InputError, KeyError):
+    """A parameter dictionary without some of the arrays a :class:`DNCConfig` needs."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def _check_cfg(cfg: Any) -> None:
+    if not isinstance(cfg, DNCConfig):
+        raise TypeError(f"cfg: expected a DNCConfig, got {type(cfg).__name__}")
+
+
 def from_named(arrays: dict[str, Any], cfg: DNCConfig, check: bool = True) -> DNCParams:
     """Inverse of :func:`named`; with ``check`` every shape is validated against ``cfg``."""
+    _check_cfg(cfg)
     missing = [k for k in cfg.shapes() if k not in arrays]
     if missing:
-        raise KeyError(f"DNC parameters: missing {missing}")
+        raise MissingParameterError(f"arrays: missing DNC parameters {missing} (expected {sorted(cfg.shapes())})")
     params = DNCParams(
         lstm=tuple(LSTMParams(arrays[f"W_lstm{l + 1}"], arrays[f"b_lstm{l + 1}"]) for l in range(cfg.layers)),
         W_xi=arrays["W_xi"], b_xi=arrays["b_xi"], W_y=arrays["W_y"], b_y=arrays["b_y"],
@@ -166,6 +179,9 @@ def from_named(arrays: dict[str, Any], cfg: DNCConfig, check: bool = True) -> DN
 
 def check_params(params: DNCParams, cfg: DNCConfig) -> None:
     """Raise :class:`refmem.xp.ShapeError` for the first parameter whose shape disagrees with ``cfg``."""
+    _check_cfg(cfg)
+    if not isinstance(params, DNCParams):
+        raise TypeError(f"params: expected DNCParams, got {type(params).__name__}")
     if len(params.lstm) != cfg.layers:
         raise ShapeError(f"lstm: expected {cfg.layers} controller layers, got {len(params.lstm)}")
     symbols = {"W_xi": "(Hc, I)", "b_xi": "(I,)", "W_y": "(Hc + R W, Y)", "b_y": "(Y,)"}
@@ -186,14 +202,24 @@ def truncated_normal(rng: Any, shape: tuple[int, ...], std: float) -> Any:
     return s.truncated_normal(shape, std, bound=2.0, float32=False)
 
 
+def _is_real_floating(xp: Any, dtype: Any) -> bool:
+    try:
+        return bool(rx.namespace(xp.zeros(1)).isdtype(dtype, "real floating"))
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 def init_params(xp: Any, cfg: DNCConfig, seed: int = 0, dtype: Any = None) -> DNCParams:
     """deepmind/dnc's initialisation (module docstring), deterministic in ``seed``.
 
     Weights ``W [fan_in, fan_out]`` ~ truncated normal, std ``1/sqrt(fan_in)``; biases zero.
     ``dtype`` defaults to ``xp.float64``.
     """
+    _check_cfg(cfg)
     dtype = xp.float64 if dtype is None else dtype
-    s = Sampler(xp, int(seed))
+    if not _is_real_floating(xp, dtype):
+        raise DTypeError(f"dtype: expected a real floating dtype of {getattr(xp, '__name__', xp)}, got {dtype!r}")
+    s = Sampler(xp, seed)
     arrays = {}
     for name, shape in cfg.shapes().items():
         if name.startswith("W"):

@@ -39,8 +39,9 @@ from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
+from ..errors import DomainError
 from ..sampling import Sampler
-from ..validation import check_array
+from ..validation import edge
 
 __all__ = ["RepeatCopy", "copy_task", "Batch", "masked_sigmoid_cross_entropy",
            "masked_sigmoid_cross_entropy_backward", "bit_errors", "readable"]
@@ -76,13 +77,15 @@ class RepeatCopy:
     time_average_cost: bool = False
 
     def __post_init__(self) -> None:
-        if not (1 <= self.min_length <= self.max_length):
-            raise ValueError(f"RepeatCopy: need 1 <= min_length <= max_length, got {self.min_length}, {self.max_length}")
-        if not (1 <= self.min_repeats <= self.max_repeats):
-            raise ValueError(f"RepeatCopy: need 1 <= min_repeats <= max_repeats, got {self.min_repeats}, "
-                             f"{self.max_repeats}")
-        if self.num_bits < 1 or self.batch_size < 1:
-            raise ValueError("RepeatCopy: num_bits and batch_size must be >= 1")
+        for name in ("num_bits", "batch_size", "min_length", "max_length", "min_repeats", "max_repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise DomainError(f"RepeatCopy.{name}: expected an integer >= 1, got {v!r}")
+        for lo, hi in (("min_length", "max_length"), ("min_repeats", "max_repeats")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise DomainError(f"RepeatCopy.{lo}: expected <= {hi} ({getattr(self, hi)}), got {getattr(self, lo)}")
+        if not (isinstance(self.norm_max, (int, float)) and math.isfinite(self.norm_max) and self.norm_max > 0):
+            raise DomainError(f"RepeatCopy.norm_max: expected a finite number > 0, got {self.norm_max!r}")
 
     @property
     def input_size(self) -> int:
@@ -135,7 +138,7 @@ class RepeatCopy:
 
     def cost(self, logits: Any, target: Any, mask: Any) -> Any:
         """deepmind's ``masked_sigmoid_cross_entropy`` with this task's options."""
-        return masked_sigmoid_cross_entropy(logits, target, mask, self.time_average_cost, self.log_prob_in_bits)
+        return masked_sigmoid_cross_entropy.unchecked(logits, target, mask, self.time_average_cost, self.log_prob_in_bits)
 
     def cost_backward(self, logits: Any, target: Any, mask: Any) -> Any:
         """Gradient of :meth:`cost` with respect to ``logits``.
@@ -150,7 +153,7 @@ class RepeatCopy:
 
         Derivation: [docs/derivations/primitives.md, "7. The masked sigmoid cross-entropy of the DNC tasks"](../derivations/primitives.md#7-the-masked-sigmoid-cross-entropy-of-the-dnc-tasks)
         """
-        return masked_sigmoid_cross_entropy_backward(logits, target, mask, self.time_average_cost,
+        return masked_sigmoid_cross_entropy_backward.unchecked(logits, target, mask, self.time_average_cost,
                                                      self.log_prob_in_bits)
 
 
@@ -174,6 +177,7 @@ def _weights(mask: Any, time_average: bool, in_bits: bool) -> Any:
     return w
 
 
+@edge(logits="B T K", target="B T K | unit", mask="B T | mask")
 def masked_sigmoid_cross_entropy(logits: Any, target: Any, mask: Any, time_average: bool = False,
                                  log_prob_in_bits: bool = False) -> Any:
     """``Σ_b Σ_t mask w Σ_k [softplus(x) - x z] / B`` for ``logits [B, T, K]``, ``target [B, T, K]``, ``mask [B, T]``.
@@ -182,13 +186,11 @@ def masked_sigmoid_cross_entropy(logits: Any, target: Any, mask: Any, time_avera
     written without overflow. Returns a 0-d array.
     """
     xp = rx.namespace(logits, target, mask)
-    check_array("logits", logits, (None, None, None), "(B, T, K)")
-    check_array("target", target, tuple(logits.shape), "(B, T, K)")
-    check_array("mask", mask, tuple(logits.shape[:2]), "(B, T)")
     xent = xp.sum(P.softplus(logits) - logits * target, axis=2)
     return xp.sum(xent * _weights(mask, time_average, log_prob_in_bits))
 
 
+@edge(logits="B T K", target="B T K | unit", mask="B T | mask")
 def masked_sigmoid_cross_entropy_backward(logits: Any, target: Any, mask: Any, time_average: bool = False,
                                           log_prob_in_bits: bool = False) -> Any:
     """Gradient of :func:`masked_sigmoid_cross_entropy` w.r.t. ``logits``: ``(σ(x) - z) ∘ w[..., None]``.
@@ -210,6 +212,7 @@ def masked_sigmoid_cross_entropy_backward(logits: Any, target: Any, mask: Any, t
     return (P.sigmoid(logits) - target) * _weights(mask, time_average, log_prob_in_bits)[:, :, None]
 
 
+@edge(logits="B T K", target="B T K | unit", mask="B T | mask")
 def bit_errors(logits: Any, target: Any, mask: Any) -> float:
     """Wrong bits per sequence: ``round(σ(x)) ≠ z`` counted over every target channel of every masked step, averaged over the batch."""
     x = rx.to_numpy(logits)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from .. import optim
 from .. import xp as rx
+from ..errors import DomainError, DTypeError
 from ..sampling import Sampler
 from .core import UnrollOutputs, unroll_backward, unroll_forward
 from .params import DNCConfig, DNCParams, init_params
@@ -41,7 +42,7 @@ class TrainConfig:
 
     Every size must be at least 1, ``lr`` finite and positive, ``clip_value``,
     ``max_grad_norm`` and ``epsilon`` finite and non-negative (0 switches a clip off),
-    ``seed`` and ``steps`` non-negative integers; otherwise :class:`ValueError` names the field.
+    ``seed`` a non-negative integer, ``steps`` at least 1; otherwise :class:`~refmem.errors.DomainError` names the field.
     """
 
     task: str = "repeat-copy"
@@ -75,33 +76,33 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {self.task!r}")
+            raise DomainError(f"task: expected one of {', '.join(TASKS)}, got {self.task!r}")
         if self.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(f"optimizer: expected 'rmsprop' or 'adam', got {self.optimizer!r}")
+            raise DomainError(f"optimizer: expected 'rmsprop' or 'adam', got {self.optimizer!r}")
         if self.convention not in ("deepmind", "paper"):
-            raise ValueError(f"convention: expected 'deepmind' or 'paper', got {self.convention!r}")
+            raise DomainError(f"convention: expected 'deepmind' or 'paper', got {self.convention!r}")
         for name in ("masked_content", "deallocation", "link_sharpness"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+                raise DTypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         for name in ("steps", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (name == "steps"):
+                raise DomainError(f"{name}: expected an integer >= {int(name == 'steps')}, got {value!r}")
         for name in ("hidden", "layers", "N", "W", "R", "nw", "batch_size", "num_bits", "min_length",
                      "max_length", "min_repeats", "max_repeats"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+                raise DomainError(f"{name}: expected an integer >= 1, got {value!r}")
         if self.min_length > self.max_length:
-            raise ValueError(f"min_length: expected <= max_length ({self.max_length}), got {self.min_length}")
+            raise DomainError(f"min_length: expected <= max_length ({self.max_length}), got {self.min_length}")
         if self.min_repeats > self.max_repeats:
-            raise ValueError(f"min_repeats: expected <= max_repeats ({self.max_repeats}), got {self.min_repeats}")
+            raise DomainError(f"min_repeats: expected <= max_repeats ({self.max_repeats}), got {self.min_repeats}")
         if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr: expected a finite number > 0, got {self.lr!r}")
+            raise DomainError(f"lr: expected a finite number > 0, got {self.lr!r}")
         for name in ("clip_value", "max_grad_norm", "epsilon"):
             value = getattr(self, name)
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+                raise DomainError(f"{name}: expected a finite number >= 0, got {value!r}")
 
 
 #: Named starting points: ``demo`` is :class:`TrainConfig`'s defaults; ``deepmind`` is
@@ -118,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset(name: str, **overrides: Any) -> TrainConfig:
     """The :class:`TrainConfig` of preset ``name`` (:data:`PRESETS`) with ``overrides`` on top."""
     if name not in PRESETS:
-        raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {name!r}")
+        raise DomainError(f"preset: expected one of {', '.join(PRESETS)}, got {name!r}")
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 
@@ -158,7 +159,7 @@ def train_step(params: DNCParams, model: DNCConfig, task: RepeatCopy, batch, opt
     if max_grad_norm > 0:
         grads, _ = optim.clip_by_global_norm(grads, max_grad_norm)
     params, opt_state = opt.update(params, grads, opt_state)
-    return params, opt_state, float(rx.to_numpy(loss)), bit_errors(out.y, batch.target, batch.mask), out.y
+    return params, opt_state, float(rx.to_numpy(loss)), bit_errors.unchecked(out.y, batch.target, batch.mask), out.y
 
 
 def train(cfg: TrainConfig, callback: Callable[[int, float, float], None] | None = None,

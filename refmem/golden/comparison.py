@@ -22,9 +22,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .. import xp as rx
+from ..errors import DomainError
 from ..catalogue import ROLES
 from .storage import (
-    COMPARED, GoldenError, IntegrityError, expected_tensors, given_tensors, is_float, read_manifest, relpath,
+    COMPARED, OPTIONAL, GoldenError, IntegrityError, expected_tensors, given_tensors, is_float, read_manifest, relpath,
     resolve_dir, role_of, sha256, read_safetensors,
 )
 from .tolerances import DTYPES
@@ -42,6 +43,8 @@ class Golden:
     ``tol`` maps each compared tensor's full name to ``{"float64": [rtol, atol],
     "float32": [rtol, atol]}``; ``order`` is the manifest's ``order`` (for a format-1
     file: the outputs at the case's SPEC reference); ``precision`` its ``precision``.
+    ``tangents`` and ``hvp`` map role-prefixed names, ``jvp`` bare output names, to arrays
+    (empty for a file without forward-mode tensors).
     """
 
     name: str
@@ -60,14 +63,17 @@ class Golden:
     intermediates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     order: tuple[dict[str, Any], ...] = ()
     precision: str = ""
+    tangents: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    jvp: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    hvp: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def given(self, dtype: str = "float64") -> dict[str, np.ndarray]:
-        """What an implementation is given (inputs, params, state, cotangents), floats cast to ``dtype``."""
+        """What an implementation is given (inputs, params, state, cotangents, tangents), floats cast to ``dtype``."""
         np_dtype = np.dtype(dtype)
         return {k: (v.astype(np_dtype) if is_float(v) else v.copy()) for k, v in given_tensors(self.tensors).items()}
 
     def expected(self, dtype: str | None = None, intermediates: bool = True) -> dict[str, np.ndarray]:
-        """The float64 reference outputs, intermediates and grads under their full names
+        """The float64 reference outputs, intermediates, grads, jvp and hvp under their full names
         (cast to ``dtype`` when given; without the intermediates when ``intermediates`` is false)."""
         out = {k: v for k, v in expected_tensors(self.tensors).items()
                if intermediates or role_of(k) != "intermediates"}
@@ -144,6 +150,9 @@ def load(case: str, dir: str | Path | None = None, manifest: dict | None = None)
         intermediates=role("intermediates"),
         order=tuple(dict(o) for o in order),
         precision=str(entry.get("precision", "")),
+        tangents=role("tangents"),
+        jvp=role("jvp"),
+        hvp=role("hvp"),
     )
 
 
@@ -192,8 +201,10 @@ class Divergence:
     @property
     def message(self) -> str:
         where = f" at t={self.step}" if self.step is not None else ""
-        head = "first divergence" if not self.tensor.startswith("grads/") else \
-            "the forward agrees on every quantity it returned; first failing gradient"
+        role = self.tensor.split("/", 1)[0]
+        head = ("first divergence" if role not in ("grads", "jvp", "hvp") else
+                "the forward agrees on every quantity it returned; first failing "
+                + {"grads": "gradient", "jvp": "JVP", "hvp": "HVP"}[role])
         what = f"{self.tensor} ({self.spec})"
         if self.reason:
             return f"{head}{where}: {what}: {self.reason}"
@@ -332,19 +343,19 @@ def compare(
     """Compare ``results`` (full names ``outputs/...``, ``intermediates/...``, ``grads/...`` -> arrays
     of any framework) with the reference of ``golden`` at the tolerance of ``dtype``.
 
-    Every output and gradient (or those in ``names``) must be present; intermediates are
-    compared when returned. Each must be a real ``dtype`` array of the reference shape,
+    Every output and gradient (or those in ``names``) must be present; intermediates,
+    ``jvp/`` and ``hvp/`` are compared when returned. Each must be a real ``dtype`` array of the reference shape,
     finite, with ``|a - r| ≤ atol + rtol |r|`` element-wise. A name the case does not
     have is a problem, except gradients of given tensors the case does not differentiate
     (``nondiff``), which are ignored. A failing case gets its :class:`Divergence`.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        raise DomainError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
     expected = golden.expected()
     report = Report()
     # A gradient of a tensor the case does not differentiate (a mask, a state at a kink) is
     # not compared: autograd adapters naturally return one for every tensor they were given.
-    given = {f"grads/{k}" for k in golden.tensors if role_of(k) in ROLES}
+    given = {f"{r}/{k}" for k in golden.tensors if role_of(k) in ROLES for r in ("grads", "hvp")}
     for extra in sorted(set(results) - set(expected) - given, key=str):
         role = role_of(extra) if isinstance(extra, str) else ""
         if role not in COMPARED:
@@ -357,7 +368,7 @@ def compare(
     if names is not None:
         wanted = list(names)
     else:
-        wanted = [k for k in sorted(expected) if role_of(k) != "intermediates" or k in results]
+        wanted = [k for k in sorted(expected) if role_of(k) not in OPTIONAL or k in results]
     host: dict[str, np.ndarray] = {}
     for name in wanted:
         ref = expected[name]
@@ -420,7 +431,7 @@ def _steps(golden: Golden) -> list[tuple[dict[str, Any], int | None]]:
 def first_divergence(golden: Golden, results: Mapping[str, np.ndarray], dtype: str) -> Divergence | None:
     """The first quantity of ``golden.order`` (earliest time step first) on which ``results``
     (full names -> NumPy arrays as returned) disagree with the reference in ``dtype``; if all
-    agree, the first failing gradient (by name); ``None`` when nothing disagrees. A structural
+    agree, the first failing gradient (by name), then JVP, then HVP; ``None`` when nothing disagrees. A structural
     failure (dtype, shape, complex) of a quantity counts as a disagreement at its first place."""
     expected = golden.expected()
 
@@ -444,7 +455,9 @@ def first_divergence(golden: Golden, results: Mapping[str, np.ndarray], dtype: s
             d = check(item["name"], item["spec"], step)
             if d is not None:
                 return d
-    for name in sorted(k for k in results if k.startswith("grads/") and k in expected):
+    later = ("grads", "jvp", "hvp")
+    for name in sorted((k for k in results if role_of(k) in later and k in expected),
+                       key=lambda k: (later.index(role_of(k)), k)):
         d = check(name, golden.spec, None)
         if d is not None:
             return d

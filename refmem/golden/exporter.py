@@ -20,8 +20,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from .. import catalogue, emulated32, extended, gradcheck
+from .. import catalogue, emulated32, extended
 from .. import xp as rx
+from . import forward_mode
 from .readme import case_notes, render_readme
 from .storage import (
     FORMAT_VERSION, GoldenError, dumps, is_float, read_manifest, relpath, role_of, sha256, write_safetensors,
@@ -49,15 +50,22 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
     Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``
     (float64, float32-representable), ``cotangents/<name>``, and ``outputs/<name>``,
     ``intermediates/<name>``, ``grads/<role>/<name>`` evaluated in long double and rounded
-    once to float64 (:func:`refmem.extended.golden_tensors`; :data:`PRECISION`). Raises
+    once to float64, and ``tangents/<role>/<name>``, ``jvp/<output>``, ``hvp/<role>/<name>``
+    (:mod:`refmem.golden.forward_mode`, complex step in complex128) (:func:`refmem.extended.golden_tensors`; :data:`PRECISION`). Raises
     :class:`GoldenError` (an :class:`refmem.extended.ExtendedPrecisionError`) where the
     platform has no extended type, unless ``allow_float64``, and for results that are not
     finite or gradients of the wrong tensors.
     """
     try:
-        return extended.golden_tensors(case, seed, allow_float64=allow_float64)
+        out = extended.golden_tensors(case, seed, allow_float64=allow_float64)
     except extended.ExtendedPrecisionError as exc:
         raise GoldenError(str(exc)) from exc
+    # forward mode and second order (refmem.golden.forward_mode): the complex step in complex128
+    xp = rx.backend("numpy")
+    arrays = {k: rx.from_numpy(xp, v) for k, v in out.items() if role_of(k) in catalogue.ROLES}
+    cot = {k[len("cotangents/"):]: v for k, v in out.items() if role_of(k) == "cotangents"}
+    out.update(forward_mode.reference_tensors(case, xp, arrays, case.forward(arrays), cot, seed))
+    return out
 
 
 def float32_runs(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -74,7 +82,8 @@ def float32_runs(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dic
 def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The case's own forward and backward in float32 from the stored tensors.
 
-    Returns ``outputs/...``, ``intermediates/...`` and ``grads/...`` as float32 arrays.
+    Returns ``outputs/...``, ``intermediates/...``, ``grads/...``, ``jvp/...`` and ``hvp/...``
+    as float32 arrays.
     Raises :class:`GoldenError` when a result is not float32 (a case that hard-codes
     float64 would make the measured tolerance too tight).
     """
@@ -94,6 +103,7 @@ def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict
     result = {f"outputs/{k}": _host(v) for k, v in fwd.outputs.items()}
     result.update({f"intermediates/{k}": _host(v) for k, v in fwd.intermediates.items()})
     result.update({f"grads/{k}": _host(v) for k, v in grads.items()})
+    result.update(forward_mode.float32_tensors(case, tensors))
     for k, v in result.items():
         if v.dtype != np.float32:
             raise GoldenError(
@@ -147,13 +157,20 @@ def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.nda
     for name in sorted(tensors):
         a = tensors[name]
         d: dict[str, Any] = {"dtype": str(a.dtype), "shape": [int(s) for s in a.shape]}
-        if role_of(name) in ("outputs", "intermediates", "grads"):
+        if role_of(name) in ("outputs", "intermediates", "grads") + forward_mode.ROLES:
             d["l2"] = extended.l2(a)
             d["tol"] = tolerance(a, f32[name])
         desc[name] = d
     config = json.loads(json.dumps(dict(case.config), sort_keys=True, allow_nan=False))
     return {"function": case.function, "spec": case.spec, "seed": int(seed), "config": config,
-            "order": case_order(case, tensors), "precision": precision, "tensors": desc}
+            "order": case_order(case, tensors), "precision": _precision(case, tensors, precision), "tensors": desc}
+
+
+def _precision(case: catalogue.Case, tensors: Mapping[str, np.ndarray], precision: str = PRECISION) -> str:
+    """The manifest's ``precision``: ``precision``, and how ``jvp/`` and ``hvp/`` are computed."""
+    if not any(role_of(k) in forward_mode.ROLES for k in tensors):
+        return precision
+    return f"{precision}; {forward_mode.precision(case)}"
 
 
 def export(
@@ -209,7 +226,9 @@ def export(
     computed = []
     for case in chosen:
         tensors = reference(case, seed, allow_float64)
-        entry = manifest_entry(case, seed, tensors, float32_runs(case, tensors), precision)
+        f32: dict[str, Any] = dict(float32_runs(case, tensors))
+        f32.update(forward_mode.float32_tensors(case, tensors))  # jvp/, hvp/: one complex64 run
+        entry = manifest_entry(case, seed, tensors, f32, precision)
         computed.append((case.name, tensors, entry))
     for name, tensors, entry in computed:
         rel = relpath(name)

@@ -9,7 +9,8 @@ from .. import catalogue
 
 __all__ = ["case_notes", "render_readme"]
 
-_ROLE_ORDER = {"inputs": 0, "params": 1, "state": 2, "cotangents": 3, "outputs": 4, "intermediates": 5, "grads": 6}
+_ROLE_ORDER = {"inputs": 0, "params": 1, "state": 2, "cotangents": 3, "tangents": 4, "outputs": 5,
+               "intermediates": 6, "grads": 7, "jvp": 8, "hvp": 9}
 
 
 def case_notes(manifest: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -60,7 +61,10 @@ def render_readme(manifest: Mapping[str, Any], notes: Mapping[str, Sequence[str]
         "outputs with the cotangents) within `tol = [rtol, atol]` for its dtype, element-wise",
         "`|a - r| <= atol + rtol |r|`. It may also return any `intermediates/` (time-unrolled cases:",
         "`[B, T, ...]`); a failing case is then reported at the first quantity of its `order` (the",
-        "earliest time step first) that disagrees. Check an implementation with",
+        "earliest time step first) that disagrees. Forward mode and second order: given the `tangents/`,",
+        "it may also return `jvp/<output>` (the derivative of each output along the tangents) and",
+        "`hvp/<role>/<name>` (the derivative along the tangents of the vector-Jacobian product with the",
+        "cotangents: forward over reverse), compared when returned. Check an implementation with",
         "`refmem golden verify --adapter package.module:function` (see examples/README.md).",
         "",
         f"{len(cases)} cases, seed {sorted({c['seed'] for c in cases.values()}) if cases else '-'}.",

@@ -25,7 +25,7 @@ from ..catalogue import ROLES
 __all__ = [
     "FORMAT_VERSION", "READS", "META_KEY", "GoldenError", "IntegrityError", "write_safetensors",
     "read_safetensors", "sha256", "dumps", "relpath", "read_manifest", "default_dir", "resolve_dir",
-    "given_tensors", "expected_tensors", "is_float", "role_of",
+    "given_tensors", "expected_tensors", "is_float", "role_of", "COMPARED", "OPTIONAL", "GIVEN",
 ]
 
 #: Version of the on-disk format this refmem writes (GOLDEN.md); bump it with a migration note.
@@ -36,7 +36,11 @@ READS = (1, 2)
 #: safetensors orders several metadata keys at random).
 META_KEY = "refmem_golden"
 #: Roles an implementation returns and that are compared.
-COMPARED = ("outputs", "intermediates", "grads")
+COMPARED = ("outputs", "intermediates", "grads", "jvp", "hvp")
+#: Compared roles an implementation may leave out (compared when returned).
+OPTIONAL = ("intermediates", "jvp", "hvp")
+#: Roles an implementation is given.
+GIVEN = ROLES + ("cotangents", "tangents")
 
 
 class GoldenError(RuntimeError):
@@ -57,12 +61,12 @@ def is_float(a: np.ndarray) -> bool:
 
 
 def given_tensors(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The tensors an implementation is given: inputs, params, state and cotangents."""
-    return {k: v for k, v in tensors.items() if role_of(k) in ROLES + ("cotangents",)}
+    """The tensors an implementation is given: inputs, params, state, cotangents and tangents."""
+    return {k: v for k, v in tensors.items() if role_of(k) in GIVEN}
 
 
 def expected_tensors(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The tensors an implementation is compared on: outputs, intermediates and grads."""
+    """The tensors an implementation is compared on: outputs, intermediates, grads, jvp and hvp."""
     return {k: v for k, v in tensors.items() if role_of(k) in COMPARED}
 
 

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
-from ..errors import ShapeError
+from ..errors import DomainError, DTypeError, NamespaceError, ShapeError
 from ..sampling import Sampler
 from ..validation import check_arrays, check_size
 
@@ -166,12 +166,15 @@ def _check_call(x: Any, x_spec: str, h: Any, h_name: str, memory: Any, m_name: s
     """One check of a call's arrays (shapes in SPEC's letters, one namespace, one precision, finite
     values; see :mod:`refmem.validation`), naming the first wrong argument."""
     if not isinstance(params, Params):
-        raise ShapeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
-    arrays = {"x": x, h_name: h, m_name: memory}
-    specs = {"x": x_spec, h_name: "?B H", m_name: "?B M H"}
-    for name, letters in PARAM_SHAPES.items():
-        arrays[name] = getattr(params, name)
-        specs[name] = " ".join(letters)
+        raise TypeError(f"params: expected refmem.memory_lstm.Params, got {type(params).__name__}")
+    p_arrays = {name: getattr(params, name) for name in PARAM_SHAPES}
+    p_specs = {name: " ".join(letters) for name, letters in PARAM_SHAPES.items()}
+    try:  # parameters that agree among themselves fix D, H, M: a wrong input is then reported on itself
+        sizes = {**check_arrays(p_arrays, p_specs), **(sizes or {})}
+    except (ShapeError, DTypeError, NamespaceError, DomainError):
+        pass  # reported below, measured against the inputs
+    arrays = {"x": x, h_name: h, m_name: memory, **p_arrays}
+    specs = {"x": x_spec, h_name: "?B H", m_name: "?B M H", **p_specs}
     return check_arrays(arrays, specs, sizes=sizes)
 
 

@@ -328,7 +328,7 @@ class SoftmaxCache(NamedTuple):
     axis: int
 
 
-@edge(x="...")
+@edge(x="...", axis="axis of x")
 def softmax_forward(x: Any, axis: int = -1) -> tuple[Any, SoftmaxCache]:
     """Softmax along ``axis`` with the maximum subtracted first (SPEC §1).
 
@@ -380,7 +380,7 @@ class CosineCache(NamedTuple):
     denom: Any
 
 
-@edge(keys="B H W", memory="B N W")
+@edge(keys="B H W", memory="B N W", eps="float > 0")
 def cosine_forward(keys: Any, memory: Any, eps: float = COSINE_EPS) -> tuple[Any, CosineCache]:
     """DNC cosine similarity (SPEC §1) of every key with every memory row.
 
@@ -434,7 +434,7 @@ def cosine_backward(d_out: Any, cache: CosineCache) -> tuple[Any, Any]:
 # ----------------------------------------------------------------------------- exclusive cumprod
 
 
-@edge(x="...")
+@edge(x="...", axis="axis of x")
 def exclusive_cumprod_forward(x: Any, axis: int = -1) -> tuple[Any, tuple[Any, int]]:
     """Exclusive cumulative product ``out_j = Π_{i<j} x_i`` along ``axis`` (SPEC §1), ``out_0 = 1``.
 

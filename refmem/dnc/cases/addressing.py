@@ -107,8 +107,8 @@ def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, ru
         outputs, recorded, cache = run(arrays, conv, frozen)
         return Forward(outputs, recorded, None if trace is None else (lambda: trace(cache)))
 
-    def backward(arrays, cot):
-        _, _, cache = run(arrays, conv, None)
+    def backward(arrays, cot, frozen=None):
+        _, _, cache = run(arrays, conv, frozen)
         return grads(cot, cache, conv)
 
     return Case(

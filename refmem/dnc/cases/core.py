@@ -293,8 +293,8 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
         recorded = {"prev_write_weights": cache.prev_write_weights} if stopped else {}
         return Forward({"y": out.y, "read_vectors": out.read_vectors}, recorded, lambda: core_intermediates(cache))
 
-    def backward(arrays, cot):
-        _, _, cache = run(arrays)
+    def backward(arrays, cot, frozen=None):
+        _, _, cache = run(arrays, frozen)
         dx, d_params, d_state = unroll_backward(UnrollOutputs(cot["y"], cot["read_vectors"]), cache)
         grads = {"inputs/x": dx}
         grads.update({f"params/{k}": v for k, v in named(d_params).items()})

@@ -1,0 +1,72 @@
+"""The forward-mode and second-order tensors of a golden case (GOLDEN.md format 2).
+
+``tangents/<role>/<name>``: one tangent per differentiable input, param and state tensor,
+drawn from their own seed (:func:`refmem.forward_mode.tangents_for`), float32-representable.
+``jvp/<output>``: the derivative of each output along all tangents at once.
+``hvp/<role>/<name>``: the derivative along the tangents of the vector-Jacobian product with
+the stored cotangents (refmem's hand-derived backward, differentiated forward over reverse).
+Both by the complex step (:mod:`refmem.forward_mode`), the stopped gradient frozen in both.
+
+Kept apart from :mod:`refmem.golden.exporter`, which calls :func:`reference_tensors` from
+``reference`` and :func:`float32_tensors` from ``float32_run`` (the float32 measurement that
+sets the tolerances: the same complex step, in complex64, through the float32 forward and backward).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .. import catalogue
+from .. import forward_mode as fm
+from .. import xp as rx
+from .storage import GoldenError, is_float, role_of
+
+__all__ = ["ROLES", "reference_tensors", "float32_tensors", "precision"]
+
+#: The compared roles this module adds (optional for an implementation, like ``intermediates/``).
+ROLES = ("jvp", "hvp")
+
+
+def _host(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(rx.to_numpy(a))
+
+
+def reference_tensors(case: catalogue.Case, xp: Any, arrays: Mapping[str, Any], forward: catalogue.Forward,
+                      cotangents: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """``tangents/``, ``jvp/`` and ``hvp/`` of ``case`` at its sampled float64 ``arrays``."""
+    keys = case.differentiable(arrays)
+    host = {k: _host(arrays[k]) for k in keys}
+    tangents = fm.tangents_for(host, keys, seed)
+    frozen = dict(forward.frozen) if case.stopped else {}
+    out = {f"tangents/{k}": np.ascontiguousarray(v) for k, v in tangents.items()}
+    jvp = fm.jvp(case, xp, arrays, tangents, frozen)
+    hvp = fm.hvp(case, xp, arrays, cotangents, tangents, frozen)
+    for prefix, values in (("jvp", jvp), ("hvp", hvp)):
+        for k, v in values.items():
+            v = np.ascontiguousarray(v, dtype=np.float64)
+            if not np.all(np.isfinite(v)):
+                raise GoldenError(f"{case.name}: {prefix}/{k} holds NaN or infinity")
+            out[f"{prefix}/{k}"] = v
+    return out
+
+
+def float32_tensors(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``jvp/`` and ``hvp/`` recomputed in float32 (complex64 step) from the stored tensors."""
+    tangents = {k[len("tangents/"):]: v.astype(np.float32) for k, v in tensors.items() if role_of(k) == "tangents"}
+    if not tangents:
+        return {}
+    xp = rx.backend("numpy")
+    arrays = {k: rx.from_numpy(xp, v.astype(np.float32) if is_float(v) else v)
+              for k, v in tensors.items() if role_of(k) in catalogue.ROLES}
+    cot = {k[len("cotangents/"):]: v.astype(np.float32) for k, v in tensors.items() if role_of(k) == "cotangents"}
+    frozen = dict(case.forward(arrays).frozen) if case.stopped else {}
+    out = {f"jvp/{k}": v for k, v in fm.jvp(case, xp, arrays, tangents, frozen).items()}
+    out.update({f"hvp/{k}": v for k, v in fm.hvp(case, xp, arrays, cot, tangents, frozen).items()})
+    return out
+
+
+def precision(case: catalogue.Case) -> str:
+    """The manifest's ``precision`` sentence for ``jvp/`` and ``hvp/``."""
+    return fm.method_of(case)

@@ -1,0 +1,2007 @@
+"""Adversarial probe of refmem's public Python API and command line (issue 12).
+
+Tries, as a new user would, bad and extreme inputs through every public entry point and
+prints one table row per input: what refmem did at the commit before the hardening
+(``--before``, default ``38ee601``) and what it does now.
+
+    python tools/adversarial.py                 # before (38ee601) and now, then a summary
+    python tools/adversarial.py --before none   # now only
+    python tools/adversarial.py --markdown      # the table as Markdown
+
+Outcomes: ``clear <Type>`` a refmem error (or, for a wrong structure type, a TypeError;
+for a missing file, an OSError) whose message names the argument; ``vague <Type>`` a
+refmem error that does not name it; ``raw <Type>`` an error from deep inside (IndexError,
+AttributeError, a NumPy reshape error...); ``ok`` finite results (of the expected
+dtype); ``NaN`` non-finite results; ``f64`` float64 results from float32 inputs;
+``silent`` an invalid input accepted. An invalid input is handled when its outcome is
+``clear``; a valid extreme one when it is ``ok``. The old tree is extracted with
+``git archive`` into a temporary folder and imported through ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBES: list[tuple[str, str, str, tuple[str, ...], object]] = []  # (group, label, expect, names, thunk)
+_GROUP = [""]
+
+
+def group(name: str) -> None:
+    _GROUP[0] = name
+
+
+def bad(label: str, *names: str):
+    """An invalid input: refmem must raise an error whose message names ``names``."""
+    def deco(fn):
+        PROBES.append((_GROUP[0], label, "error", names, fn))
+        return fn
+    return deco
+
+
+def good(label: str, expect: str = "ok"):
+    """A valid (extreme) input: finite results; ``expect="f32"``: every float result float32."""
+    def deco(fn):
+        PROBES.append((_GROUP[0], label, expect, (), fn))
+        return fn
+    return deco
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def normal(*shape: int, seed: int = 0) -> np.ndarray:
+    return rng(seed).standard_normal(shape)
+
+
+def unit(*shape: int, seed: int = 0) -> np.ndarray:
+    return rng(seed).uniform(0.05, 0.95, shape)
+
+
+def rows(*shape: int, seed: int = 0) -> np.ndarray:
+    """Nonnegative rows summing to 0.9 (read/write weights)."""
+    x = unit(*shape, seed=seed)
+    return 0.9 * x / x.sum(-1, keepdims=True)
+
+
+def f32(tree):
+    import refmem.optim as O
+
+    return O.tree_map(lambda a: a.astype(np.float32), tree)
+
+
+def torch_of(x):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+# ----------------------------------------------------------------------------- primitives
+group("primitives")
+
+
+def PR():
+    import refmem.primitives as P
+
+    return P
+
+
+@bad("sigmoid_forward(Python list)", "x")
+def _():
+    return PR().sigmoid_forward([1.0, 2.0])
+
+
+@bad("sigmoid_forward(Python float)", "x")
+def _():
+    return PR().sigmoid_forward(3.0)
+
+
+@bad("sigmoid_forward(int64 array)", "x")
+def _():
+    return PR().sigmoid_forward(np.arange(4))
+
+
+@bad("sigmoid_forward(NaN)", "x")
+def _():
+    return PR().sigmoid_forward(np.array([0.0, np.nan]))
+
+
+@bad("tanh_forward(+inf)", "x")
+def _():
+    return PR().tanh_forward(np.array([np.inf, 1.0]))
+
+
+@bad("sigmoid_backward(d_out of another shape)", "d_out")
+def _():
+    y, c = PR().sigmoid_forward(normal(2, 3))
+    return PR().sigmoid_backward(normal(3, 2), c)
+
+
+@bad("tanh_backward(d_out without the batch axis)", "d_out")
+def _():
+    y, c = PR().tanh_forward(normal(2, 3))
+    return PR().tanh_backward(normal(3), c)
+
+
+@bad("softplus_backward(d_out float32, forward float64)", "d_out", "float32", "float64")
+def _():
+    y, c = PR().softplus_forward(normal(2, 3))
+    return PR().softplus_backward(normal(2, 3).astype(np.float32), c)
+
+
+@bad("oneplus_forward(bool array)", "x")
+def _():
+    return PR().oneplus_forward(np.array([True, False]))
+
+
+@bad("softmax_forward(axis=5 on a 2-d array)", "axis")
+def _():
+    return PR().softmax_forward(normal(2, 3), axis=5)
+
+
+@bad("softmax_forward(axis='a')", "axis")
+def _():
+    return PR().softmax_forward(normal(2, 3), axis="a")
+
+
+@bad("softmax_backward(d_out of another shape)", "d_out")
+def _():
+    y, c = PR().softmax_forward(normal(2, 3))
+    return PR().softmax_backward(normal(2, 4), c)
+
+
+@bad("softmax_forward(-inf everywhere)", "x")
+def _():
+    return PR().softmax_forward(np.full((2, 3), -np.inf))
+
+
+@bad("softmax_forward(B = 0)", "x")
+def _():
+    return PR().softmax_forward(np.zeros((0, 3)))
+
+
+@bad("cosine_forward(keys W != memory W)", "memory")
+def _():
+    return PR().cosine_forward(normal(2, 3, 4), normal(2, 5, 6))
+
+
+@bad("cosine_forward(keys float32, memory float64)", "float32", "float64")
+def _():
+    return PR().cosine_forward(normal(2, 3, 4).astype(np.float32), normal(2, 5, 4))
+
+
+@bad("cosine_forward(eps=NaN)", "eps")
+def _():
+    return PR().cosine_forward(normal(2, 3, 4), normal(2, 5, 4), eps=float("nan"))
+
+
+@bad("cosine_forward(eps=-1)", "eps")
+def _():
+    return PR().cosine_forward(normal(2, 3, 4), normal(2, 5, 4), eps=-1.0)
+
+
+@good("cosine_forward(zero keys and zero memory rows)")
+def _():
+    return PR().cosine_forward(np.zeros((2, 3, 4)), np.zeros((2, 5, 4)))
+
+
+@bad("cosine_backward(d_out without the batch axis)", "d_out")
+def _():
+    y, c = PR().cosine_forward(normal(2, 3, 4), normal(2, 5, 4))
+    return PR().cosine_backward(normal(3, 5), c)
+
+
+@bad("exclusive_cumprod_forward(axis=3)", "axis")
+def _():
+    return PR().exclusive_cumprod_forward(normal(2, 3), axis=3)
+
+
+@bad("exclusive_cumprod_backward(d_out of another shape)", "d_out")
+def _():
+    y, c = PR().exclusive_cumprod_forward(normal(2, 3))
+    return PR().exclusive_cumprod_backward(normal(2, 2), c)
+
+
+@bad("linear_forward(W rows != x width)", "W")
+def _():
+    return PR().linear_forward(normal(2, 3), normal(4, 5))
+
+
+@bad("linear_forward(b of the wrong width)", "b")
+def _():
+    return PR().linear_forward(normal(2, 3), normal(3, 5), normal(4))
+
+
+@bad("linear_forward(x torch, W NumPy)", "W")
+def _():
+    return PR().linear_forward(torch_of(normal(2, 3)), normal(3, 5))
+
+
+@bad("linear_forward(x NumPy, W torch)", "W")
+def _():
+    return PR().linear_forward(normal(2, 3), torch_of(normal(3, 5)))
+
+
+@bad("linear_backward(d_out without the batch axis)", "d_out")
+def _():
+    y, c = PR().linear_forward(normal(2, 3), normal(3, 5), normal(5))
+    return PR().linear_backward(normal(5), c)
+
+
+@bad("linear_forward(W as a nested list)", "W")
+def _():
+    return PR().linear_forward(normal(2, 3), normal(3, 5).tolist())
+
+
+@good("linear_forward(float32)", "f32")
+def _():
+    return PR().linear_forward(normal(2, 3).astype(np.float32), normal(3, 5).astype(np.float32),
+                               normal(5).astype(np.float32))
+
+
+@good("softmax_forward(float32, entries ±1e4)", "f32")
+def _():
+    return PR().softmax_forward((1e4 * normal(2, 3)).astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- memory LSTM
+group("memory_lstm")
+
+
+def ML():
+    import refmem.memory_lstm as M
+
+    return M
+
+
+@bad("init_params(D=0)", "D")
+def _():
+    return ML().init_params(np, 0, 3, 2)
+
+
+@bad("init_params(H=0)", "H")
+def _():
+    return ML().init_params(np, 2, 0, 2)
+
+
+@bad("init_params(M=-1)", "M")
+def _():
+    return ML().init_params(np, 2, 3, -1)
+
+
+@bad("init_params(D=2.5)", "D")
+def _():
+    return ML().init_params(np, 2.5, 3, 2)
+
+
+@bad("init_params(seed=-1)", "seed")
+def _():
+    return ML().init_params(np, 2, 3, 2, seed=-1)
+
+
+def ml_step_inputs(dtype=np.float64):
+    p = ML().init_params(np, 2, 3, 4, dtype=dtype)
+    return normal(5, 2).astype(dtype), normal(5, 3).astype(dtype), normal(5, 4, 3).astype(dtype), p
+
+
+@bad("step_forward(x of the wrong width)", "x")
+def _():
+    x, h, m, p = ml_step_inputs()
+    return ML().step_forward(normal(5, 3), h, m, p)
+
+
+@bad("step_forward(x as a list)", "x")
+def _():
+    x, h, m, p = ml_step_inputs()
+    return ML().step_forward(x.tolist(), h, m, p)
+
+
+@bad("step_forward(x float32, params float64)", "float32", "float64")
+def _():
+    x, h, m, p = ml_step_inputs()
+    return ML().step_forward(x.astype(np.float32), h.astype(np.float32), m.astype(np.float32), p)
+
+
+@bad("step_forward(h_prev with NaN)", "h_prev")
+def _():
+    x, h, m, p = ml_step_inputs()
+    h[0, 0] = np.nan
+    return ML().step_forward(x, h, m, p)
+
+
+@bad("step_forward(params a plain tuple)", "params")
+def _():
+    x, h, m, p = ml_step_inputs()
+    return ML().step_forward(x, h, m, tuple(p))
+
+
+@bad("step_forward(memory_prev torch, rest NumPy)", "memory_prev")
+def _():
+    x, h, m, p = ml_step_inputs()
+    return ML().step_forward(x, h, torch_of(m), p)
+
+
+@good("step_forward(float32 throughout)", "f32")
+def _():
+    return ML().step_forward(*ml_step_inputs(np.float32))
+
+
+@bad("step_backward(d_h without the batch axis)", "d_h")
+def _():
+    out, cache = ML().step_forward(*ml_step_inputs())
+    return ML().step_backward(normal(3), normal(5, 4, 3), cache)
+
+
+@bad("step_backward(d_memory of another shape)", "d_memory")
+def _():
+    out, cache = ML().step_forward(*ml_step_inputs())
+    return ML().step_backward(normal(5, 3), normal(5, 3, 3), cache)
+
+
+@bad("unroll_forward(T = 0)", "x")
+def _():
+    return ML().unroll_forward(np.zeros((2, 0, 2)), ML().init_params(np, 2, 3, 4))
+
+
+@bad("unroll_forward(B = 0)", "x")
+def _():
+    return ML().unroll_forward(np.zeros((0, 3, 2)), ML().init_params(np, 2, 3, 4))
+
+
+@good("unroll_forward(float32, default h0/memory0)", "f32")
+def _():
+    return ML().unroll_forward(normal(2, 3, 2).astype(np.float32), ML().init_params(np, 2, 3, 4, dtype=np.float32))
+
+
+@bad("unroll_backward(d_h of another T)", "d_h")
+def _():
+    out, cache = ML().unroll_forward(normal(2, 3, 2), ML().init_params(np, 2, 3, 4))
+    return ML().unroll_backward(normal(2, 4, 3), cache)
+
+
+@bad("unroll_backward(d_h without the batch axis)", "d_h")
+def _():
+    out, cache = ML().unroll_forward(normal(2, 3, 2), ML().init_params(np, 2, 3, 4))
+    return ML().unroll_backward(normal(3, 3), cache)
+
+
+# ----------------------------------------------------------------------------- Bahdanau
+group("attention.bahdanau")
+
+
+def BA():
+    import refmem.attention.bahdanau as B
+
+    return B
+
+
+def ba_inputs(B=2, T=3, D=2, H=3, K=4):
+    return normal(B, T, D), BA().init_params(np, D, H, K)
+
+
+@bad("init_params(D=0)", "D")
+def _():
+    return BA().init_params(np, 0, 3, 4)
+
+
+@bad("init_params(H=0)", "H")
+def _():
+    return BA().init_params(np, 2, 0, 4)
+
+
+@bad("init_params(K=0)", "K")
+def _():
+    return BA().init_params(np, 2, 3, 0)
+
+
+@bad("init_params(seed=-1)", "seed")
+def _():
+    return BA().init_params(np, 2, 3, 4, seed=-1)
+
+
+@bad("attention_weights(e with NaN)", "e")
+def _():
+    e = normal(2, 3)
+    e[1, 2] = np.nan
+    return BA().attention_weights(e)
+
+
+@bad("attention_weights(e all -inf)", "e")
+def _():
+    return BA().attention_weights(np.full((2, 3), -np.inf))
+
+
+@bad("attention_weights(float mask with NaN)", "mask")
+def _():
+    return BA().attention_weights(normal(2, 3), np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 0.0]]))
+
+
+@bad("attention_weights(float mask with 2.0)", "mask")
+def _():
+    return BA().attention_weights(normal(2, 3), np.array([[1.0, 2.0, 1.0], [1.0, 1.0, 0.0]]))
+
+
+@bad("attention_weights(mask of another shape)", "mask")
+def _():
+    return BA().attention_weights(normal(2, 3), np.ones((2, 4), dtype=bool))
+
+
+@bad("attention_weights(e as a list)", "e")
+def _():
+    return BA().attention_weights([[0.0, 1.0]])
+
+
+@good("attention_weights(one row fully masked)")
+def _():
+    m = np.array([[True, True, False], [False, False, False]])
+    return BA().attention_weights(normal(2, 3), m)
+
+
+@good("attention_weights(float32, float 0/1 mask)", "f32")
+def _():
+    return BA().attention_weights(normal(2, 3).astype(np.float32), np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+
+
+@bad("attention_weights_backward(d_alpha of another shape)", "d_alpha")
+def _():
+    return BA().attention_weights_backward(normal(2, 4), rows(2, 3))
+
+
+@bad("attention_weights_backward(alpha = 2.0)", "alpha")
+def _():
+    return BA().attention_weights_backward(normal(2, 3), np.full((2, 3), 2.0))
+
+
+@bad("decoder_forward(T = 0)", "h")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(np.zeros((2, 0, 2)), p)
+
+
+@bad("decoder_forward(B = 0)", "h")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(np.zeros((0, 3, 2)), p)
+
+
+@bad("decoder_forward(params a plain tuple)", "params")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(h, tuple(p))
+
+
+@bad("decoder_forward(params of Luong)", "params")
+def _():
+    import refmem.attention.luong as L
+
+    h, p = ba_inputs()
+    return BA().decoder_forward(h, L.init_params(np, "general", "global", 3, 2))
+
+
+@bad("decoder_forward(output_state='bogus')", "output_state")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(h, p, output_state="bogus")
+
+
+@bad("decoder_forward(h float32, params float64)", "float32", "float64")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(h.astype(np.float32), p)
+
+
+@bad("decoder_forward(h of the wrong D)", "D")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(normal(2, 3, 5), p)
+
+
+@bad("decoder_forward(h torch, params NumPy)", "params")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(torch_of(h), p)
+
+
+@bad("decoder_forward(mask with NaN)", "mask")
+def _():
+    h, p = ba_inputs()
+    m = np.ones((2, 3))
+    m[0, 1] = np.nan
+    return BA().decoder_forward(h, p, mask=m)
+
+
+@bad("decoder_forward(y_prev = 2.0)", "y_prev")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(h, p, y_prev=np.full((2, 3, 4), 2.0))
+
+
+@good("decoder_forward(float32 throughout)", "f32")
+def _():
+    h, p = ba_inputs()
+    return BA().decoder_forward(h.astype(np.float32), f32(p))
+
+
+@good("decoder_forward+backward(one batch row fully masked)")
+def _():
+    h, p = ba_inputs()
+    m = np.array([[True, True, True], [False, False, False]])
+    out, cache = BA().decoder_forward(h, p, mask=m)
+    return out, BA().decoder_backward(normal(2, 3, 4), None, None, cache)
+
+
+@bad("decoder_backward(d_y without the batch axis)", "d_y")
+def _():
+    h, p = ba_inputs()
+    out, cache = BA().decoder_forward(h, p)
+    return BA().decoder_backward(normal(3, 4), None, None, cache)
+
+
+@bad("decoder_backward(d_s of another T)", "d_s")
+def _():
+    h, p = ba_inputs()
+    out, cache = BA().decoder_forward(h, p)
+    return BA().decoder_backward(None, None, normal(2, 4, 3), cache)
+
+
+@bad("decoder_backward(cache a tuple)", "cache")
+def _():
+    h, p = ba_inputs()
+    out, cache = BA().decoder_forward(h, p)
+    return BA().decoder_backward(normal(2, 3, 4), None, None, tuple(cache))
+
+
+@bad("decoder_step_forward(y_in of the wrong K)", "y_in")
+def _():
+    h, p = ba_inputs()
+    uh = h @ p.U_a
+    return BA().decoder_step_forward(np.zeros((2, 5)), np.zeros((2, 3)), h, uh, p)
+
+
+@bad("decoder_step_backward(d_s without the batch axis)", "d_s")
+def _():
+    h, p = ba_inputs()
+    uh = h @ p.U_a
+    out, cache = BA().decoder_step_forward(np.zeros((2, 4)), np.zeros((2, 3)), h, uh, p)
+    return BA().decoder_step_backward(normal(2, 4), None, normal(3), cache)
+
+
+# ----------------------------------------------------------------------------- Luong
+group("attention.luong")
+
+
+def LU():
+    import refmem.attention.luong as L
+
+    return L
+
+
+def lu(score="general", alignment="global", B=2, T=3, S=5, H=3, Hs=3, A=4):
+    p = LU().init_params(np, score, alignment, H, Hs, S=S, A=A)
+    return normal(B, T, H), normal(B, S, Hs, seed=1), p
+
+
+@bad("init_params(score='bogus')", "score")
+def _():
+    return LU().init_params(np, "bogus", "global", 3, 3)
+
+
+@bad("init_params(alignment='bogus')", "alignment")
+def _():
+    return LU().init_params(np, "general", "bogus", 3, 3)
+
+
+@bad("init_params(H=0)", "H")
+def _():
+    return LU().init_params(np, "general", "global", 0, 3)
+
+
+@bad("init_params(concat, A=0)", "A")
+def _():
+    return LU().init_params(np, "concat", "global", 3, 3, A=0)
+
+
+@bad("init_params(location, S=0)", "S")
+def _():
+    return LU().init_params(np, "location", "global", 3, 3, S=0)
+
+
+@bad("init_params(seed=-1)", "seed")
+def _():
+    return LU().init_params(np, "general", "global", 3, 3, seed=-1)
+
+
+@bad("attention_forward(h of the wrong H)", "h")
+def _():
+    h, hs, p = lu()
+    return LU().attention_forward(normal(2, 3, 4), hs, p)
+
+
+@bad("attention_forward(dot score, Hs != H)", "hs")
+def _():
+    h, hs, p = lu("dot", H=3, Hs=4)
+    return LU().attention_forward(h, hs, p, score="dot")
+
+
+@bad("attention_forward(local_p, window=0)", "window")
+def _():
+    h, hs, p = lu("general", "local_p")
+    return LU().attention_forward(h, hs, p, alignment="local_p", window=0)
+
+
+@bad("attention_forward(local_m, t0=-1)", "t0")
+def _():
+    h, hs, p = lu("general", "local_m")
+    return LU().attention_forward(h, hs, p, alignment="local_m", t0=-1)
+
+
+@bad("attention_forward(concat score, general params)", "params")
+def _():
+    h, hs, p = lu("general")
+    return LU().attention_forward(h, hs, p, score="concat")
+
+
+@bad("attention_forward(hs with +inf)", "hs")
+def _():
+    h, hs, p = lu()
+    hs[0, 0, 0] = np.inf
+    return LU().attention_forward(h, hs, p)
+
+
+@bad("attention_forward(h float32, rest float64)", "float32", "float64")
+def _():
+    h, hs, p = lu()
+    return LU().attention_forward(h.astype(np.float32), hs, p)
+
+
+@bad("attention_forward(B = 0)", "B")
+def _():
+    h, hs, p = lu()
+    return LU().attention_forward(np.zeros((0, 3, 3)), np.zeros((0, 5, 3)), p)
+
+
+@bad("attention_forward(S = 0)", "hs")
+def _():
+    h, hs, p = lu()
+    return LU().attention_forward(h, np.zeros((2, 0, 3)), p)
+
+
+@bad("attention_forward(hs torch, h NumPy)", "hs")
+def _():
+    h, hs, p = lu()
+    return LU().attention_forward(h, torch_of(hs), p)
+
+
+@good("attention_forward(float32, local_p)", "f32")
+def _():
+    h, hs, p = lu("general", "local_p")
+    return LU().attention_forward(h.astype(np.float32), hs.astype(np.float32), f32(p), alignment="local_p")
+
+
+@bad("attention_backward(d_a without the batch axis)", "d_a")
+def _():
+    h, hs, p = lu()
+    out, cache = LU().attention_forward(h, hs, p)
+    return LU().attention_backward(normal(3, 5), None, None, cache)
+
+
+@bad("attention_backward(cache a tuple)", "cache")
+def _():
+    h, hs, p = lu()
+    out, cache = LU().attention_forward(h, hs, p)
+    return LU().attention_backward(None, None, normal(2, 3, 3), tuple(cache))
+
+
+@bad("score_forward(score='bogus')", "score")
+def _():
+    h, hs, p = lu()
+    return LU().score_forward("bogus", h, hs, p.W_a)
+
+
+@bad("score_backward(d_score of another shape)", "d_score")
+def _():
+    h, hs, p = lu()
+    s, cache = LU().score_forward("general", h, hs, p.W_a)
+    return LU().score_backward(normal(2, 3, 4), cache)
+
+
+@bad("position_forward(S=0)", "S")
+def _():
+    h, hs, p = lu("general", "local_p")
+    return LU().position_forward(h, p.W_p, p.v_p, 0)
+
+
+@bad("position_backward(d_p without the batch axis)", "d_p")
+def _():
+    h, hs, p = lu("general", "local_p")
+    pos, cache = LU().position_forward(h, p.W_p, p.v_p, 5)
+    return LU().position_backward(normal(3), cache)
+
+
+@bad("window_forward(p with NaN)", "p")
+def _():
+    return LU().window_forward(np.array([[1.0, np.nan]]), 5, 2)
+
+
+@bad("window_forward(D=-1)", "D")
+def _():
+    return LU().window_forward(np.array([[1.0, 2.0]]), 5, -1)
+
+
+@bad("window_backward(d_gauss of another shape)", "d_gauss")
+def _():
+    (g, _), cache = LU().window_forward(np.array([[1.0, 2.0]]), 5, 2)
+    return LU().window_backward(normal(1, 2, 4), cache)
+
+
+group("attention.keras_scores")
+
+
+def KS():
+    import refmem.attention.keras_scores as K
+
+    return K
+
+
+def ks(score="dot_scaled"):
+    q, k, v = normal(2, 3, 4), normal(2, 5, 4, seed=1), normal(2, 5, 2, seed=2)
+    scale = np.ones(4) if score == "additive" else np.ones(1)
+    return q, k, v, scale, (np.ones(1) if score == "concat_scaled" else None)
+
+
+@bad("keras_scores.attention_forward(score='bogus')", "score")
+def _():
+    return KS().attention_forward("bogus", *ks())
+
+
+@bad("keras_scores.attention_forward(k of another d)", "k")
+def _():
+    q, k, v, s, w = ks()
+    return KS().attention_forward("dot_scaled", q, normal(2, 5, 3), v, s, w)
+
+
+@bad("keras_scores.attention_forward(q with NaN)", "q")
+def _():
+    q, k, v, s, w = ks()
+    q[0, 0, 0] = np.nan
+    return KS().attention_forward("dot_scaled", q, k, v, s, w)
+
+
+@bad("keras_scores.attention_forward(v float32, rest float64)", "float32", "float64")
+def _():
+    q, k, v, s, w = ks()
+    return KS().attention_forward("dot_scaled", q, k, v.astype(np.float32), s, w)
+
+
+@bad("keras_scores.attention_backward(d_output without the batch axis)", "d_output")
+def _():
+    out, cache = KS().attention_forward("additive", *ks("additive"))
+    return KS().attention_backward(None, normal(3, 2), cache)
+
+
+# ----------------------------------------------------------------------------- DNC addressing
+group("dnc.addressing")
+
+
+def AD():
+    import refmem.dnc.addressing as A
+
+    return A
+
+
+B_, N_, W_, H_, R_, NW_ = 2, 5, 3, 2, 2, 1
+
+
+def content(dtype=np.float64, **over):
+    a = dict(memory=normal(B_, N_, W_), keys=normal(B_, H_, W_, seed=1), strengths=1 + unit(B_, H_))
+    a = {k: v.astype(dtype) for k, v in a.items()}
+    a.update(over)
+    return a
+
+
+@bad("content_weights_forward(keys of another W)", "keys")
+def _():
+    return AD().content_weights_forward(**content(keys=normal(B_, H_, W_ + 1)))
+
+
+@bad("content_weights_forward(strengths of another H)", "strengths")
+def _():
+    return AD().content_weights_forward(**content(strengths=unit(B_, H_ + 1)))
+
+
+@bad("content_weights_forward(strengths without the batch axis)", "strengths")
+def _():
+    return AD().content_weights_forward(**content(strengths=unit(H_)))
+
+
+@bad("content_weights_forward(convention='bogus')", "convention")
+def _():
+    return AD().content_weights_forward(**content(), convention="bogus")
+
+
+@bad("content_weights_forward(memory with NaN)", "memory")
+def _():
+    m = normal(B_, N_, W_)
+    m[1, 2, 0] = np.nan
+    return AD().content_weights_forward(**content(memory=m))
+
+
+@bad("content_weights_forward(keys float32, rest float64)", "float32", "float64")
+def _():
+    return AD().content_weights_forward(**content(keys=normal(B_, H_, W_).astype(np.float32)))
+
+
+@bad("content_weights_forward(B = 0)", "B")
+def _():
+    return AD().content_weights_forward(np.zeros((0, N_, W_)), np.zeros((0, H_, W_)), np.zeros((0, H_)))
+
+
+@bad("content_weights_forward(N = 0)", "N")
+def _():
+    return AD().content_weights_forward(**content(memory=np.zeros((B_, 0, W_))))
+
+
+@bad("content_weights_forward(memory torch, rest NumPy)", "keys")
+def _():
+    return AD().content_weights_forward(**content(memory=torch_of(normal(B_, N_, W_))))
+
+
+@good("content_weights_forward(strengths ±1e4, zero memory rows)")
+def _():
+    m = normal(B_, N_, W_)
+    m[:, :2] = 0
+    return AD().content_weights_forward(**content(memory=m, strengths=np.array([[1e4, -1e4], [-1e4, 1e4]])))
+
+
+@good("content_weights_forward(float32)", "f32")
+def _():
+    return AD().content_weights_forward(**content(np.float32))
+
+
+@bad("content_weights_backward(d_weights without the batch axis)", "d_weights")
+def _():
+    w, c = AD().content_weights_forward(**content())
+    return AD().content_weights_backward(normal(H_, N_), c)
+
+
+@bad("content_weights_backward(d_weights float32, forward float64)", "d_weights", "float32")
+def _():
+    w, c = AD().content_weights_forward(**content())
+    return AD().content_weights_backward(normal(B_, H_, N_).astype(np.float32), c)
+
+
+def usage_args(**over):
+    a = dict(prev_usage=unit(B_, N_), prev_write_weights=rows(B_, NW_, N_), free_gates=unit(B_, R_),
+             prev_read_weights=rows(B_, R_, N_))
+    a.update(over)
+    return a
+
+
+@bad("usage_forward(prev_usage = 1.5)", "prev_usage")
+def _():
+    return AD().usage_forward(**usage_args(prev_usage=np.full((B_, N_), 1.5)))
+
+
+@bad("usage_forward(free_gates = -0.1)", "free_gates")
+def _():
+    return AD().usage_forward(**usage_args(free_gates=np.full((B_, R_), -0.1)))
+
+
+@bad("usage_forward(prev_read_weights with NaN)", "prev_read_weights")
+def _():
+    w = rows(B_, R_, N_)
+    w[0, 0, 0] = np.nan
+    return AD().usage_forward(**usage_args(prev_read_weights=w))
+
+
+@bad("usage_forward(prev_write_weights of another N)", "prev_write_weights")
+def _():
+    return AD().usage_forward(**usage_args(prev_write_weights=rows(B_, NW_, N_ + 1)))
+
+
+@bad("usage_forward(convention='bogus')", "convention")
+def _():
+    return AD().usage_forward(**usage_args(), convention="bogus")
+
+
+@bad("usage_forward(free_gates torch, rest NumPy)", "free_gates")
+def _():
+    return AD().usage_forward(**usage_args(free_gates=torch_of(unit(B_, R_))))
+
+
+@bad("usage_backward(d_usage without the batch axis)", "d_usage")
+def _():
+    u, c = AD().usage_forward(**usage_args())
+    return AD().usage_backward(normal(N_), c)
+
+
+@good("usage_forward(usage exactly 0 and exactly 1, gates saturated)")
+def _():
+    u = np.zeros((B_, N_))
+    u[:, ::2] = 1.0
+    return AD().usage_forward(**usage_args(prev_usage=u, free_gates=np.ones((B_, R_))))
+
+
+@bad("allocation_forward(usage = 2.0)", "usage")
+def _():
+    return AD().allocation_forward(np.full((B_, N_), 2.0))
+
+
+@bad("allocation_forward(usage = -0.9)", "usage")
+def _():
+    return AD().allocation_forward(np.full((B_, N_), -0.9))
+
+
+@bad("allocation_forward(usage int64)", "usage")
+def _():
+    return AD().allocation_forward(np.zeros((B_, N_), dtype=np.int64))
+
+
+@bad("allocation_forward(usage a list)", "usage")
+def _():
+    return AD().allocation_forward([[0.1, 0.2]])
+
+
+@bad("allocation_forward(eps=NaN)", "eps")
+def _():
+    return AD().allocation_forward(unit(B_, N_), eps=float("nan"))
+
+
+@bad("allocation_forward(eps=-1)", "eps")
+def _():
+    return AD().allocation_forward(unit(B_, N_), eps=-1.0)
+
+
+@bad("allocation_forward(usage 1-d, no batch axis)", "usage")
+def _():
+    return AD().allocation_forward(unit(N_))
+
+
+@good("allocation_forward(usage exactly 0)")
+def _():
+    return AD().allocation_forward(np.zeros((B_, N_)))
+
+
+@good("allocation_forward(usage exactly 1)")
+def _():
+    return AD().allocation_forward(np.ones((B_, N_)))
+
+
+@good("allocation_forward+backward(usage tied)")
+def _():
+    a, c = AD().allocation_forward(np.full((B_, N_), 0.5))
+    return a, AD().allocation_backward(normal(B_, N_), c)
+
+
+@good("allocation_forward(float32)", "f32")
+def _():
+    return AD().allocation_forward(unit(B_, N_).astype(np.float32))
+
+
+@bad("allocation_backward(d_allocation without the batch axis)", "d_allocation")
+def _():
+    a, c = AD().allocation_forward(unit(B_, N_))
+    return AD().allocation_backward(normal(N_), c)
+
+
+@bad("write_allocation_weights_forward(write_gates = 1.5)", "write_gates")
+def _():
+    return AD().write_allocation_weights_forward(unit(B_, N_), np.full((B_, NW_), 1.5))
+
+
+@bad("write_allocation_weights_backward(d_allocation of another shape)", "d_allocation")
+def _():
+    a, c = AD().write_allocation_weights_forward(unit(B_, N_), unit(B_, NW_))
+    return AD().write_allocation_weights_backward(normal(B_, N_), c)
+
+
+def ww_args(**over):
+    a = dict(memory=normal(B_, N_, W_), usage=unit(B_, N_), write_keys=normal(B_, NW_, W_), write_strengths=1 + unit(B_, NW_),
+             allocation_gates=unit(B_, NW_), write_gates=unit(B_, NW_))
+    a.update(over)
+    return a
+
+
+@bad("write_weights_forward(allocation_gates of another nw)", "allocation_gates")
+def _():
+    return AD().write_weights_forward(**ww_args(allocation_gates=unit(B_, NW_ + 1)))
+
+
+@bad("write_weights_forward(write_gates NaN)", "write_gates")
+def _():
+    return AD().write_weights_forward(**ww_args(write_gates=np.full((B_, NW_), np.nan)))
+
+
+@bad("write_weights_forward(convention='bogus')", "convention")
+def _():
+    return AD().write_weights_forward(**ww_args(), convention="bogus")
+
+
+@bad("write_weights_backward(d_write_weights without the batch axis)", "d_write_weights")
+def _():
+    w, c = AD().write_weights_forward(**ww_args())
+    return AD().write_weights_backward(normal(NW_, N_), c)
+
+
+@good("write_weights_forward(gates saturated at 0 and 1, usage 1)")
+def _():
+    return AD().write_weights_forward(**ww_args(usage=np.ones((B_, N_)), allocation_gates=np.ones((B_, NW_)),
+                                                write_gates=np.zeros((B_, NW_))))
+
+
+@bad("memory_update_forward(erase_vectors = 1.5)", "erase_vectors")
+def _():
+    return AD().memory_update_forward(normal(B_, N_, W_), rows(B_, NW_, N_), np.full((B_, NW_, W_), 1.5), normal(B_, NW_, W_))
+
+
+@bad("memory_update_forward(write_vectors of another W)", "write_vectors")
+def _():
+    return AD().memory_update_forward(normal(B_, N_, W_), rows(B_, NW_, N_), unit(B_, NW_, W_), normal(B_, NW_, W_ + 1))
+
+
+@bad("memory_update_forward(write_weights = -0.5)", "write_weights")
+def _():
+    return AD().memory_update_forward(normal(B_, N_, W_), np.full((B_, NW_, N_), -0.5), unit(B_, NW_, W_), normal(B_, NW_, W_))
+
+
+@bad("memory_update_backward(d_memory without the batch axis)", "d_memory")
+def _():
+    m, c = AD().memory_update_forward(normal(B_, N_, W_), rows(B_, NW_, N_), unit(B_, NW_, W_), normal(B_, NW_, W_))
+    return AD().memory_update_backward(normal(N_, W_), c)
+
+
+@bad("temporal_linkage_forward(prev_link = 2.0)", "prev_link")
+def _():
+    return AD().temporal_linkage_forward(np.full((B_, NW_, N_, N_), 2.0), rows(B_, NW_, N_), rows(B_, NW_, N_))
+
+
+@bad("temporal_linkage_forward(prev_precedence without nw)", "prev_precedence")
+def _():
+    return AD().temporal_linkage_forward(np.zeros((B_, NW_, N_, N_)), rows(B_, N_), rows(B_, NW_, N_))
+
+
+@bad("temporal_linkage_backward(d_link of another shape)", "d_link")
+def _():
+    l, p, c = AD().temporal_linkage_forward(np.zeros((B_, NW_, N_, N_)), rows(B_, NW_, N_), rows(B_, NW_, N_))
+    return AD().temporal_linkage_backward(normal(B_, N_, N_), None, c)
+
+
+@bad("directional_weights_forward(prev_read_weights of another N)", "prev_read_weights")
+def _():
+    return AD().directional_weights_forward(np.zeros((B_, NW_, N_, N_)), rows(B_, R_, N_ + 1))
+
+
+@bad("directional_weights_backward(d_forward without the batch axis)", "d_forward")
+def _():
+    f, b, c = AD().directional_weights_forward(np.zeros((B_, NW_, N_, N_)), rows(B_, R_, N_))
+    return AD().directional_weights_backward(normal(R_, NW_, N_), None, c)
+
+
+def rw_args(**over):
+    a = dict(memory=normal(B_, N_, W_), read_keys=normal(B_, R_, W_), read_strengths=1 + unit(B_, R_),
+             link=np.zeros((B_, NW_, N_, N_)), prev_read_weights=rows(B_, R_, N_), read_modes=rows(B_, R_, 1 + 2 * NW_))
+    a.update(over)
+    return a
+
+
+@bad("read_weights_forward(read_modes with 2 modes, not 1+2nw)", "read_modes")
+def _():
+    return AD().read_weights_forward(**rw_args(read_modes=rows(B_, R_, 2)))
+
+
+@bad("read_weights_forward(read_modes = 1.5)", "read_modes")
+def _():
+    return AD().read_weights_forward(**rw_args(read_modes=np.full((B_, R_, 3), 1.5)))
+
+
+@bad("read_weights_forward(read_strengths -inf)", "read_strengths")
+def _():
+    return AD().read_weights_forward(**rw_args(read_strengths=np.full((B_, R_), -np.inf)))
+
+
+@bad("read_weights_backward(d_read_weights of another shape)", "d_read_weights")
+def _():
+    w, c = AD().read_weights_forward(**rw_args())
+    return AD().read_weights_backward(normal(B_, R_, N_ + 1), c)
+
+
+@good("read_weights_forward(float32)", "f32")
+def _():
+    return AD().read_weights_forward(**{k: v.astype(np.float32) for k, v in rw_args().items()})
+
+
+# ----------------------------------------------------------------------------- DNC access
+group("dnc.access")
+
+
+def AC():
+    import refmem.dnc.access as A
+
+    return A
+
+
+def access(dtype=np.float64, B=2, N=5, W=3, R=2, nw=1, convention="deepmind"):
+    A = AC()
+    cfg = A.AccessConfig(N=N, W=W, R=R, nw=nw, convention=convention)
+    S = A.interface_size(cfg)
+    Hc = 4
+    W_xi = (0.3 * normal(Hc, S, seed=2)).astype(dtype)
+    b_xi = (0.1 * normal(S, seed=3)).astype(dtype)
+    state = A.initial_state(np, B, cfg, dtype=dtype)
+    return normal(B, Hc).astype(dtype), W_xi, b_xi, state, cfg
+
+
+@bad("AccessConfig(N=0)", "N")
+def _():
+    return AC().AccessConfig(N=0, W=3, R=2, nw=1)
+
+
+@bad("AccessConfig(R=0)", "R")
+def _():
+    return AC().AccessConfig(N=5, W=3, R=0, nw=1)
+
+
+@bad("AccessConfig(W=2.0)", "W")
+def _():
+    return AC().AccessConfig(N=5, W=2.0, R=2, nw=1)
+
+
+@bad("AccessConfig(convention='bogus')", "convention")
+def _():
+    return AC().AccessConfig(N=5, W=3, R=2, nw=1, convention="bogus")
+
+
+@bad("initial_state(B=0)", "B")
+def _():
+    return AC().initial_state(np, 0, AC().AccessConfig(N=5, W=3, R=2, nw=1))
+
+
+@bad("initial_state(B=-1)", "B")
+def _():
+    return AC().initial_state(np, -1, AC().AccessConfig(N=5, W=3, R=2, nw=1))
+
+
+@bad("initial_state(cfg a dict)", "cfg")
+def _():
+    return AC().initial_state(np, 2, dict(N=5, W=3, R=2, nw=1))
+
+
+@bad("access_step_forward(controller_output of another width)", "controller_output")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(normal(2, 5), Wx, b, s, cfg)
+
+
+@bad("access_step_forward(W_xi of another width)", "W_xi")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(x, Wx[:, :-1], b, s, cfg)
+
+
+@bad("access_step_forward(state a tuple)", "state")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(x, Wx, b, tuple(s), cfg)
+
+
+@bad("access_step_forward(state.usage = 1.5)", "usage")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(x, Wx, b, s._replace(usage=np.full((2, 5), 1.5)), cfg)
+
+
+@bad("access_step_forward(state.link = -1)", "link")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(x, Wx, b, s._replace(link=-np.ones((2, 1, 5, 5))), cfg)
+
+
+@bad("access_step_forward(controller_output with NaN)", "controller_output")
+def _():
+    x, Wx, b, s, cfg = access()
+    x[0, 0] = np.nan
+    return AC().access_step_forward(x, Wx, b, s, cfg)
+
+
+@bad("access_step_forward(float32 inputs, float64 default state)", "float32", "float64")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(x.astype(np.float32), Wx.astype(np.float32), b.astype(np.float32), s, cfg)
+
+
+@bad("access_step_forward(cfg a DNCConfig)", "cfg")
+def _():
+    from refmem.dnc.params import DNCConfig
+
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(x, Wx, b, s, DNCConfig(D=2, Y=2, N=5, W=3, R=2))
+
+
+@bad("access_step_forward(state for another N)", "N")
+def _():
+    x, Wx, b, s, cfg = access()
+    s2 = AC().initial_state(np, 2, AC().AccessConfig(N=6, W=3, R=2, nw=1))
+    return AC().access_step_forward(x, Wx, b, s2, cfg)
+
+
+@bad("access_step_forward(B = 0)", "B")
+def _():
+    x, Wx, b, s, cfg = access()
+    s0 = AC().AccessState(*(np.zeros((0,) + a.shape[1:]) for a in s))
+    return AC().access_step_forward(np.zeros((0, 4)), Wx, b, s0, cfg)
+
+
+@bad("access_step_forward(x torch, W_xi NumPy)", "W_xi")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().access_step_forward(torch_of(x), Wx, b, s, cfg)
+
+
+@good("access_step_forward(float32 throughout)", "f32")
+def _():
+    return AC().access_step_forward(*access(np.float32))
+
+
+@bad("access_step_backward(d_read_vectors without the batch axis)", "d_read_vectors")
+def _():
+    x, Wx, b, s, cfg = access()
+    r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
+    return AC().access_step_backward(normal(2, 3), None, c)
+
+
+@bad("access_step_backward(d_new_state a tuple)", "d_new_state")
+def _():
+    x, Wx, b, s, cfg = access()
+    r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
+    return AC().access_step_backward(normal(2, 2, 3), tuple(ns), c)
+
+
+@bad("access_step_backward(d_new_state.memory of another N)", "memory")
+def _():
+    x, Wx, b, s, cfg = access()
+    r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
+    d = AC().AccessState(np.zeros((2, 6, 3)), None, None, None, None, None)
+    return AC().access_step_backward(normal(2, 2, 3), d, c)
+
+
+@bad("access_step_backward(d_read_vectors float32, forward float64)", "float32")
+def _():
+    x, Wx, b, s, cfg = access()
+    r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
+    return AC().access_step_backward(normal(2, 2, 3).astype(np.float32), None, c)
+
+
+@bad("access_step_backward(cache a tuple)", "cache")
+def _():
+    x, Wx, b, s, cfg = access()
+    r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
+    return AC().access_step_backward(normal(2, 2, 3), None, tuple(c))
+
+
+@bad("interface_forward(b_xi of another width)", "b_xi")
+def _():
+    x, Wx, b, s, cfg = access()
+    return AC().interface_forward(x, Wx, b[:-1], cfg)
+
+
+@bad("interface_backward(d_interface a dict)", "d_interface")
+def _():
+    x, Wx, b, s, cfg = access()
+    i, c = AC().interface_forward(x, Wx, b, cfg)
+    return AC().interface_backward(i._asdict(), c)
+
+
+@good("200 access steps, controller outputs x1e6 (paper convention)")
+def _():
+    x, Wx, b, s, cfg = access(convention="paper")
+    for t in range(200):
+        r, s, c = AC().access_step_forward(1e6 * normal(2, 4, seed=t), Wx, b, s, cfg)
+    return r, s, AC().access_step_backward(normal(2, 2, 3), None, c)
+
+
+# ----------------------------------------------------------------------------- DNC controller
+group("dnc.controller")
+
+
+def CT():
+    import refmem.dnc.controller as C
+
+    return C
+
+
+@bad("ControllerConfig(hidden=0)", "hidden")
+def _():
+    return CT().ControllerConfig(input_size=3, hidden=0)
+
+
+@bad("ControllerConfig(layers=0)", "layers")
+def _():
+    return CT().ControllerConfig(input_size=3, hidden=4, layers=0)
+
+
+@bad("ControllerConfig(clip_value=NaN)", "clip_value")
+def _():
+    return CT().ControllerConfig(input_size=3, hidden=4, clip_value=float("nan"))
+
+
+@bad("ControllerConfig(clip_value=-1)", "clip_value")
+def _():
+    return CT().ControllerConfig(input_size=3, hidden=4, clip_value=-1.0)
+
+
+@bad("controller_initial_state(B=0)", "B")
+def _():
+    return CT().controller_initial_state(np, 0, CT().ControllerConfig(input_size=3, hidden=4))
+
+
+@bad("lstm_step_forward(x of another width)", "x")
+def _():
+    C = CT()
+    p = C.LSTMParams(normal(3 + 4, 16), np.zeros(16))
+    st = C.LSTMState(np.zeros((2, 4)), np.zeros((2, 4)))
+    return C.lstm_step_forward(normal(2, 5), st, p)
+
+
+@bad("lstm_step_backward(d_h without the batch axis)", "d_h")
+def _():
+    C = CT()
+    p = C.LSTMParams(normal(3 + 4, 16), np.zeros(16))
+    st = C.LSTMState(np.zeros((2, 4)), np.zeros((2, 4)))
+    h, s, c = C.lstm_step_forward(normal(2, 3), st, p)
+    return C.lstm_step_backward(normal(4), None, c)
+
+
+@bad("clip_forward(clip_value=NaN)", "clip_value")
+def _():
+    return CT().clip_forward(normal(2, 3), float("nan"))
+
+
+@bad("clip_backward(inside of another shape)", "inside")
+def _():
+    y, inside = CT().clip_forward(normal(2, 3), 1.0)
+    return CT().clip_backward(normal(2, 3), inside[:, :2])
+
+
+# ----------------------------------------------------------------------------- DNC core and params
+group("dnc.core/params")
+
+
+def DC():
+    import refmem.dnc.core as C
+
+    return C
+
+
+def DP():
+    import refmem.dnc.params as P
+
+    return P
+
+
+def core(dtype=np.float64, layers=1, convention="deepmind", clip=0.0, B=2, T=3):
+    cfg = DP().DNCConfig(D=3, Y=2, hidden=4, layers=layers, N=5, W=3, R=2, nw=1, convention=convention, clip_value=clip)
+    p = DP().init_params(np, cfg, dtype=dtype) if dtype is not np.float64 else DP().init_params(np, cfg)
+    return normal(B, T, 3).astype(dtype), p, cfg
+
+
+@bad("DNCConfig(D=0)", "D")
+def _():
+    return DP().DNCConfig(D=0, Y=2)
+
+
+@bad("DNCConfig(hidden=0)", "hidden")
+def _():
+    return DP().DNCConfig(D=2, Y=2, hidden=0)
+
+
+@bad("DNCConfig(layers=0)", "layers")
+def _():
+    return DP().DNCConfig(D=2, Y=2, layers=0)
+
+
+@bad("DNCConfig(R=0)", "R")
+def _():
+    return DP().DNCConfig(D=2, Y=2, R=0)
+
+
+@bad("DNCConfig(convention='bogus')", "convention")
+def _():
+    return DP().DNCConfig(D=2, Y=2, convention="bogus")
+
+
+@bad("DNCConfig(clip_value=NaN)", "clip_value")
+def _():
+    return DP().DNCConfig(D=2, Y=2, clip_value=float("nan"))
+
+
+@bad("DNCConfig(forget_bias=inf)", "forget_bias")
+def _():
+    return DP().DNCConfig(D=2, Y=2, forget_bias=float("inf"))
+
+
+@bad("init_params(seed=-1)", "seed")
+def _():
+    return DP().init_params(np, DP().DNCConfig(D=2, Y=2, hidden=4, N=5, W=3, R=2), seed=-1)
+
+
+@bad("init_params(dtype=int64)", "dtype")
+def _():
+    return DP().init_params(np, DP().DNCConfig(D=2, Y=2, hidden=4, N=5, W=3, R=2), dtype=np.int64)
+
+
+@bad("init_params(cfg an AccessConfig)", "cfg")
+def _():
+    return DP().init_params(np, AC().AccessConfig(N=5, W=3, R=2, nw=1))
+
+
+@bad("core initial_state(B=0)", "B")
+def _():
+    return DC().initial_state(np, 0, DP().DNCConfig(D=2, Y=2, hidden=4, N=5, W=3, R=2))
+
+
+@bad("unroll_forward(T = 0)", "x")
+def _():
+    x, p, cfg = core()
+    return DC().unroll_forward(np.zeros((2, 0, 3)), p, cfg)
+
+
+@bad("unroll_forward(B = 0)", "x")
+def _():
+    x, p, cfg = core()
+    return DC().unroll_forward(np.zeros((0, 3, 3)), p, cfg)
+
+
+@bad("unroll_forward(x of another D)", "x")
+def _():
+    x, p, cfg = core()
+    return DC().unroll_forward(normal(2, 3, 4), p, cfg)
+
+
+@bad("unroll_forward(x 2-d, no time axis)", "x")
+def _():
+    x, p, cfg = core()
+    return DC().unroll_forward(normal(2, 3), p, cfg)
+
+
+@bad("unroll_forward(x float32, params float64)", "float32", "float64")
+def _():
+    x, p, cfg = core()
+    return DC().unroll_forward(x.astype(np.float32), p, cfg)
+
+
+@bad("unroll_forward(params a tuple)", "params")
+def _():
+    x, p, cfg = core()
+    return DC().unroll_forward(x, tuple(p), cfg)
+
+
+@bad("unroll_forward(params for another hidden size)", "params")
+def _():
+    x, p, cfg = core()
+    p2 = DP().init_params(np, DP().DNCConfig(D=3, Y=2, hidden=5, N=5, W=3, R=2))
+    return DC().unroll_forward(x, p2, cfg)
+
+
+@bad("unroll_forward(x torch, params NumPy)", "params")
+def _():
+    x, p, cfg = core()
+    return DC().unroll_forward(torch_of(x), p, cfg)
+
+
+@bad("unroll_forward(x with inf)", "x")
+def _():
+    x, p, cfg = core()
+    x[0, 0, 0] = np.inf
+    return DC().unroll_forward(x, p, cfg)
+
+
+@good("unroll_forward(float32, no initial state given)", "f32")
+def _():
+    x, p, cfg = core(np.float32)
+    return DC().unroll_forward(x, p, cfg)[:2]
+
+
+@good("unroll_forward+backward(float32, deep, clipped)", "f32")
+def _():
+    x, p, cfg = core(np.float32, layers=3, clip=20.0)
+    out, fin, cache = DC().unroll_forward(x, p, cfg)
+    return out, DC().unroll_backward(DC().UnrollOutputs(normal(2, 3, 2).astype(np.float32), None), cache)
+
+
+@bad("unroll_backward(d_outputs.y without the batch axis)", "d_outputs.y")
+def _():
+    x, p, cfg = core()
+    out, fin, cache = DC().unroll_forward(x, p, cfg)
+    return DC().unroll_backward(DC().UnrollOutputs(normal(3, 2), None), cache)
+
+
+@bad("unroll_backward(d_outputs a tuple)", "d_outputs")
+def _():
+    x, p, cfg = core()
+    out, fin, cache = DC().unroll_forward(x, p, cfg)
+    return DC().unroll_backward((normal(2, 3, 2), None), cache)
+
+
+@bad("unroll_backward(d_final_state a tuple)", "d_final_state")
+def _():
+    x, p, cfg = core()
+    out, fin, cache = DC().unroll_forward(x, p, cfg)
+    return DC().unroll_backward(DC().UnrollOutputs(normal(2, 3, 2), None), cache, tuple(fin))
+
+
+@bad("core_step_forward(state None)", "state")
+def _():
+    x, p, cfg = core()
+    return DC().core_step_forward(x[:, 0], None, p, cfg)
+
+
+@bad("core_step_backward(d_y of another Y)", "d_y")
+def _():
+    x, p, cfg = core()
+    y, s, c = DC().core_step_forward(x[:, 0], DC().initial_state(np, 2, cfg), p, cfg)
+    return DC().core_step_backward(normal(2, 3), None, c)
+
+
+@good("200 core steps, inputs x1e3 (and x1e6)")
+def _():
+    x, p, cfg = core()
+    s = DC().initial_state(np, 2, cfg)
+    for t in range(200):
+        y, s, c = DC().core_step_forward(1e6 * normal(2, 3, seed=t) if t % 2 else 1e3 * normal(2, 3, seed=t), s, p, cfg)
+    return y, s, DC().core_step_backward(normal(2, 2), None, c)
+
+
+@bad("from_named(a missing array)", "W_xi")
+def _():
+    x, p, cfg = core()
+    named = DP().named(p)
+    named.pop(next(k for k in named if "W_xi" in k))
+    return DP().from_named(named, cfg)
+
+
+@bad("check_params(a transposed array)", "W_y")
+def _():
+    x, p, cfg = core()
+    return DP().check_params(p._replace(W_y=p.W_y.T), cfg)
+
+
+@bad("load_params(a missing file)", "/nonexistent/params.npz")
+def _():
+    return DP().load_params("/nonexistent/params.npz")
+
+
+# ----------------------------------------------------------------------------- tasks, training, optimisers
+group("tasks/train/optim")
+
+
+@bad("RepeatCopy(num_bits=0)", "num_bits")
+def _():
+    from refmem.dnc.tasks import RepeatCopy
+
+    return RepeatCopy(num_bits=0)
+
+
+@bad("RepeatCopy(min_length > max_length)", "min_length")
+def _():
+    from refmem.dnc.tasks import RepeatCopy
+
+    return RepeatCopy(min_length=5, max_length=2)
+
+
+@bad("RepeatCopy(batch_size=0)", "batch_size")
+def _():
+    from refmem.dnc.tasks import RepeatCopy
+
+    return RepeatCopy(batch_size=0)
+
+
+@bad("masked_sigmoid_cross_entropy(mask with NaN)", "mask")
+def _():
+    from refmem.dnc.tasks import masked_sigmoid_cross_entropy
+
+    m = np.ones((3, 2))
+    m[0, 0] = np.nan
+    return masked_sigmoid_cross_entropy(normal(3, 2, 4), unit(3, 2, 4).round(), m)
+
+
+@bad("masked_sigmoid_cross_entropy(target of another shape)", "target")
+def _():
+    from refmem.dnc.tasks import masked_sigmoid_cross_entropy
+
+    return masked_sigmoid_cross_entropy(normal(3, 2, 4), unit(3, 2, 5).round(), np.ones((3, 2)))
+
+
+@bad("bit_errors(logits of another shape)", "target")
+def _():
+    from refmem.dnc.tasks import bit_errors
+
+    return bit_errors(normal(3, 2, 5), unit(3, 2, 4).round(), np.ones((3, 2)))
+
+
+@bad("preset('bogus')", "bogus")
+def _():
+    from refmem.dnc.train import preset
+
+    return preset("bogus")
+
+
+@bad("preset(lr=NaN)", "lr")
+def _():
+    from refmem.dnc.train import preset
+
+    return preset("demo", lr=float("nan"))
+
+
+@bad("preset(lr=-1)", "lr")
+def _():
+    from refmem.dnc.train import preset
+
+    return preset("demo", lr=-1.0)
+
+
+@bad("preset(steps=0)", "steps")
+def _():
+    from refmem.dnc.train import preset
+
+    return preset("demo", steps=0)
+
+
+@bad("TrainConfig(seed=-1)", "seed")
+def _():
+    from refmem.dnc.train import TrainConfig
+
+    return TrainConfig(seed=-1)
+
+
+@bad("TrainConfig(task='bogus')", "task")
+def _():
+    from refmem.dnc.train import TrainConfig, make_task
+
+    return make_task(TrainConfig(task="bogus"))
+
+
+@bad("RMSProp(lr=NaN)", "lr")
+def _():
+    from refmem.optim import RMSProp
+
+    return RMSProp(lr=float("nan"))
+
+
+@bad("Adam(lr=-1)", "lr")
+def _():
+    from refmem.optim import Adam
+
+    return Adam(lr=-1.0)
+
+
+@bad("SGD(lr=0)", "lr")
+def _():
+    from refmem.optim import SGD
+
+    return SGD(lr=0.0)
+
+
+@bad("RMSProp(decay=1.5)", "decay")
+def _():
+    from refmem.optim import RMSProp
+
+    return RMSProp(decay=1.5)
+
+
+@bad("clip_by_global_norm(clip_norm=-1)", "clip_norm")
+def _():
+    from refmem.optim import clip_by_global_norm
+
+    return clip_by_global_norm([normal(3)], -1.0)
+
+
+@bad("Adam.update(grads of another structure)", "grads")
+def _():
+    from refmem.optim import Adam
+
+    opt = Adam()
+    params = (normal(3), normal(2))
+    return opt.update(params, (normal(3),), opt.init(params))
+
+
+# ----------------------------------------------------------------------------- golden, strategies
+group("golden/strategies")
+
+
+@bad("golden.load('no/such/case')", "no/such/case")
+def _():
+    import refmem.golden as G
+
+    return G.load("no/such/case")
+
+
+@bad("golden.load(dir='/nonexistent')", "/nonexistent")
+def _():
+    import refmem.golden as G
+
+    return G.load("dnc/allocation/deepmind", dir="/nonexistent")
+
+
+def _golden_report(mutate):
+    import refmem.golden as G
+
+    g = G.load("dnc/allocation/deepmind")
+    res = {**{f"outputs/{k}": v for k, v in g.outputs.items()}, **{f"grads/{k}": v for k, v in g.grads.items()}}
+    mutate(res)
+    r = G.compare(g, res)
+    if r.passed:
+        return "passed"  # a tampered result that passes: silent
+    raise _Refused(("; ".join(r.problems) or str(r.failures[0]))[:200])
+
+
+class _Refused(Exception):
+    """A comparison that fails as it should (not an exception refmem raises)."""
+
+
+@bad("golden.compare(result with NaN)", "allocation")
+def _():
+    def m(res):
+        k = next(k for k in res if k.startswith("outputs/"))
+        res[k] = res[k].copy()
+        res[k].flat[0] = np.nan
+    return _golden_report(m)
+
+
+@bad("golden.compare(result of another shape)", "allocation")
+def _():
+    def m(res):
+        k = next(k for k in res if k.startswith("outputs/"))
+        res[k] = res[k][:1]
+    return _golden_report(m)
+
+
+@bad("golden.compare(a gradient missing)", "grads")
+def _():
+    def m(res):
+        res.pop(next(k for k in res if k.startswith("grads/")))
+    return _golden_report(m)
+
+
+@bad("golden.compare(dtype='float16')", "dtype", "float16")
+def _():
+    import refmem.golden as G
+
+    return G.compare(G.load("dnc/allocation/deepmind"), {}, dtype="float16")
+
+
+@bad("strategies.seeds(max_seed=-1)", "max_seed")
+def _():
+    from refmem.strategies import seeds
+
+    return seeds(-1).example()
+
+
+@bad("strategies.shapes(ndim=-1)", "ndim")
+def _():
+    from refmem.strategies import shapes
+
+    return shapes(-1).example()
+
+
+@bad("strategies.finite_arrays(low > high)", "low")
+def _():
+    from refmem.strategies import finite_arrays
+
+    return finite_arrays((2,), low=5.0, high=1.0).example()
+
+
+@bad("strategies.probability_rows(min_prob=2)", "min_prob")
+def _():
+    from refmem.strategies import probability_rows
+
+    return probability_rows((2, 3), min_prob=2.0).example()
+
+
+@bad("strategies.case_inputs(a case name, not a Case)", "case")
+def _():
+    from refmem.strategies import case_inputs
+
+    return case_inputs("dnc/allocation/deepmind", np).example()
+
+
+# ----------------------------------------------------------------------------- command line
+CLI = [
+    ("refmem check --case zzz", ["check", "--case", "zzz"]),
+    ("refmem check --module zzz", ["check", "--module", "zzz"]),
+    ("refmem check --seed -1", ["check", "--seed", "-1"]),
+    ("refmem check --backend zzz", ["check", "--backend", "zzz"]),
+    ("refmem check --json /proc/x/r.json", ["check", "--case", "primitives/sigmoid", "--json", "/proc/x/r.json"]),
+    ("refmem bench --only zzz", ["bench", "--only", "zzz"]),
+    ("refmem train copy --lr nan", ["train", "copy", "--lr", "nan", "--steps", "1"]),
+    ("refmem train copy --lr -1", ["train", "copy", "--lr", "-1", "--steps", "1"]),
+    ("refmem train copy --steps 0", ["train", "copy", "--steps", "0"]),
+    ("refmem train copy --seed -1", ["train", "copy", "--seed", "-1", "--steps", "1"]),
+    ("refmem train copy --save /proc/x/m.npz", ["train", "copy", "--steps", "1", "--save", "/proc/x/m.npz"]),
+    ("refmem train copy --plot /proc/x/p.png", ["train", "copy", "--steps", "1", "--plot", "/proc/x/p.png"]),
+    ("refmem train copy --json /proc/x/t.json", ["train", "copy", "--steps", "1", "--json", "/proc/x/t.json"]),
+    ("refmem train bogus", ["train", "bogus"]),
+    ("refmem golden export --dir /proc/x", ["golden", "export", "--dir", "/proc/x"]),
+    ("refmem golden check --dir /nonexistent", ["golden", "check", "--dir", "/nonexistent"]),
+    ("refmem golden check --module zzz", ["golden", "check", "--module", "zzz"]),
+    ("refmem golden verify --adapter no.such:mod", ["golden", "verify", "--adapter", "no.such.module:run"]),
+    ("refmem golden verify --junit /proc/x/j.xml", ["golden", "verify", "--adapter", "examples/torch_memory_lstm.py:run",
+                                                    "--junit", "/proc/x/j.xml"]),
+    ("refmem golden verify --dtype float16", ["golden", "verify", "--adapter", "no.such:run", "--dtype", "float16"]),
+    ("refmem plot bogus", ["plot", "bogus"]),
+    ("refmem bogus", ["bogus"]),
+]
+
+
+def run_cli() -> list[dict]:
+    import refmem
+
+    tree = str(Path(refmem.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": tree}
+    out = []
+    for label, argv in CLI:
+        try:
+            p = subprocess.run([sys.executable, "-m", "refmem", *argv], capture_output=True, text=True, timeout=120,
+                               env=env, cwd=tree)
+        except subprocess.TimeoutExpired:
+            out.append({"group": "cli", "label": label, "expect": "error", "outcome": "timeout", "good": False})
+            continue
+        err = p.stderr.strip().splitlines()
+        tb = "Traceback" in p.stderr
+        if p.returncode == 2 and not tb and len(err) == 1:
+            outcome, ok = "clear exit 2: " + err[0][:90], True
+        elif tb:
+            outcome, ok = f"traceback exit {p.returncode}: " + (err[-1][:80] if err else ""), False
+        elif p.returncode == 0:
+            outcome, ok = "silent exit 0", False
+        else:
+            outcome, ok = f"exit {p.returncode}, {len(err)} stderr lines: " + (err[-1][:80] if err else ""), False
+        out.append({"group": "cli", "label": label, "expect": "error", "outcome": outcome, "good": ok})
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _leaves(x, out):
+    if x is None or isinstance(x, (str, bytes, bool, int, float)):
+        return out  # Python numbers in caches (a window's sigma) are not results
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        out.append(x)
+        return out
+    if isinstance(x, dict):
+        for v in x.values():
+            _leaves(v, out)
+        return out
+    if isinstance(x, (tuple, list)):
+        for v in x:
+            _leaves(v, out)
+        return out
+    if hasattr(x, "__dataclass_fields__"):
+        for k in x.__dataclass_fields__:
+            _leaves(getattr(x, k), out)
+    return out
+
+
+def _host(a):
+    if type(a).__module__.startswith("torch"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _names(name: str, msg: str) -> bool:
+    """Whether ``msg`` names ``name`` as a word (``state.usage`` names ``usage``; ``expected`` does not name ``x``)."""
+    import re
+
+    return re.search(r"(?<![\w])" + re.escape(name) + r"(?![\w])", msg) is not None
+
+
+def classify(expect: str, names: tuple[str, ...], thunk) -> tuple[str, bool]:
+    try:
+        result = thunk()
+    except _Refused as e:
+        msg = str(e)
+        ok = all(_names(n, msg) for n in names)
+        return ("clear report" if ok else "vague report") + ": " + msg[:110], ok and expect == "error"
+    except Exception as e:  # noqa: BLE001 (the probe records whatever happens)
+        t = type(e)
+        mod = t.__module__
+        msg = str(e).replace("\n", " ")
+        ours = mod.startswith("refmem")
+        structural = isinstance(e, TypeError) and any(n in ("params", "state", "cache", "cfg", "d_new_state", "d_outputs",
+                                                             "d_final_state", "d_interface", "case", "grads") for n in names)
+        filey = isinstance(e, OSError) and any(n.startswith("/") for n in names)
+        named = all(_names(n, msg) for n in names)
+        if (ours or structural or filey) and named:
+            return f"clear {t.__name__}: {msg[:110]}", expect == "error"
+        if ours:
+            return f"vague {t.__name__}: {msg[:110]}", False
+        return f"raw {t.__name__}: {msg[:110]}", False
+    if expect == "error":
+        return "silent (returned)", False
+    leaves = [_host(a) for a in _leaves(result, [])]
+    floats = [a for a in leaves if a.dtype.kind in "fc"]
+    if any(not np.all(np.isfinite(a)) for a in floats):
+        return "NaN/inf in results", False
+    if expect == "f32" and any(a.dtype != np.float32 for a in floats):
+        kinds = sorted({str(a.dtype) for a in floats})
+        return "f64: results " + "/".join(kinds), False
+    return "ok", True
+
+
+def run_api() -> list[dict]:
+    out = []
+    for grp, label, expect, names, thunk in PROBES:
+        outcome, good_ = classify(expect, names, thunk)
+        out.append({"group": grp, "label": label, "expect": expect, "outcome": outcome, "good": good_})
+    return out
+
+
+def before(rev: str) -> list[dict] | None:
+    tmp = tempfile.mkdtemp(prefix="refmem-old-")
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
+    env = {**os.environ, "PYTHONPATH": tmp}
+    p = subprocess.run([sys.executable, __file__, "--probe-only"], capture_output=True, text=True, env=env, cwd=tmp)
+    if p.returncode != 0:
+        print(p.stderr, file=sys.stderr)
+        return None
+    return json.loads(p.stdout)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--before", default="38ee601", help="git revision to compare with ('none': skip)")
+    ap.add_argument("--probe-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-cli", action="store_true", help="skip the command lines")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = ap.parse_args()
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    np.seterr(all="ignore")
+    if not args.probe_only:  # the tree this script belongs to (the old tree comes through PYTHONPATH)
+        sys.path.insert(0, str(ROOT))
+    if args.probe_only:
+        rows_ = run_api() + ([] if args.no_cli else run_cli())
+        print(json.dumps(rows_))
+        return 0
+    old = None if args.before == "none" else before(args.before)
+    env_cli = [] if args.no_cli else run_cli()
+    now = run_api() + env_cli
+    old_by = {(r["group"], r["label"]): r for r in old or []}
+    if args.markdown:
+        print("| # | group | input | expect | before | now |\n|---|---|---|---|---|---|")
+    for i, r in enumerate(now, 1):
+        o = old_by.get((r["group"], r["label"]))
+        ob = o["outcome"] if o else "-"
+        exp = {"error": "error", "ok": "finite", "f32": "float32"}[r["expect"]]
+        if args.markdown:
+            cell = lambda s: s.replace("|", "\\|")
+            print(f"| {i} | {r['group']} | `{cell(r['label'])}` | {exp} | {cell(ob[:70])} | {cell(r['outcome'][:90])} |")
+        else:
+            mark = "ok " if r["good"] else "BAD"
+            print(f"{i:3d} {mark} [{r['group']}] {r['label']}\n      before: {ob[:100]}\n      now:    {r['outcome'][:140]}")
+    print()
+    for kind, sel in (("API invalid inputs", lambda r: r["group"] != "cli" and r["expect"] == "error"),
+                      ("API valid extreme inputs", lambda r: r["group"] != "cli" and r["expect"] != "error"),
+                      ("CLI user errors", lambda r: r["group"] == "cli")):
+        rs = [r for r in now if sel(r)]
+        line = f"{kind}: {len(rs)} tried, handled now {sum(r['good'] for r in rs)}"
+        if old is not None:
+            os_ = [old_by.get((r["group"], r["label"])) for r in rs]
+            line += f", before {sum(bool(o and o['good']) for o in os_)}"
+        print(line)
+    return 0 if all(r["good"] for r in now) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
