@@ -83,6 +83,8 @@ class Case:
             (:mod:`refmem.forward_mode`).
         sizes: default sizes in SPEC's letters, e.g. ``{"B": 2, "N": 6}``.
         min_sizes: smallest size each letter may take when drawn (default 1).
+        max_sizes: largest size a letter may take when drawn, where the sampler cannot keep
+            away from the kinks at larger sizes (default: no case-specific bound).
         config: options that define the variant (convention, output_state, ...), JSON-able.
         complex_step: whether the forward is analytic on the sampled path (no sort,
             clip or window edge), so the complex-step check applies.
@@ -106,6 +108,7 @@ class Case:
     backward: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
     sizes: Mapping[str, int] = field(default_factory=dict)
     min_sizes: Mapping[str, int] = field(default_factory=dict)
+    max_sizes: Mapping[str, int] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     complex_step: bool = True
     nondiff: frozenset[str] = frozenset()

@@ -220,11 +220,12 @@ def _mask_key(case: Case) -> str | None:
 
 def sizes_limits(case: Case) -> dict[str, tuple[int, int]]:
     """``letter -> (lowest, highest)`` drawn: from ``case.min_sizes`` (1 by default) to
-    ``min(default + EXTRA, MAX_SIDE)`` (never below the lowest)."""
+    ``min(default + EXTRA, MAX_SIDE, case.max_sizes)`` (never below the lowest)."""
     out = {}
     for letter, default in case.sizes.items():
         low = int(case.min_sizes.get(letter, 1))
-        out[letter] = (low, max(low, min(int(default) + EXTRA, MAX_SIDE)))
+        high = min(int(default) + EXTRA, MAX_SIDE, int(case.max_sizes.get(letter, MAX_SIDE)))
+        out[letter] = (low, max(low, high))
     return out
 
 

@@ -77,7 +77,8 @@ def seeds(max_seed: int = MAX_SEED) -> st.SearchStrategy[int]:
 
 
 def sizes_for(case: Case, extra: int = 2, fixed: Mapping[str, int] | None = None) -> st.SearchStrategy[dict[str, int]]:
-    """Sizes for ``case``: each SPEC letter of ``case.sizes`` from its ``min_sizes`` (default 1) to default ``+ extra``.
+    """Sizes for ``case``: each SPEC letter of ``case.sizes`` from its ``min_sizes`` (default 1) to default
+    ``+ extra`` (or its ``max_sizes``, when lower).
 
     ``fixed`` pins some letters to given values (e.g. ``{"B": 1}``). Draws shrink
     towards the smallest sizes.
@@ -95,7 +96,8 @@ def sizes_for(case: Case, extra: int = 2, fixed: Mapping[str, int] | None = None
             parts[letter] = st.just(int(fixed[letter]))
             continue
         low = int(case.min_sizes.get(letter, 1))
-        parts[letter] = st.integers(min_value=low, max_value=max(low, int(default) + extra))
+        high = min(int(default) + extra, int(case.max_sizes.get(letter, int(default) + extra)))
+        parts[letter] = st.integers(min_value=low, max_value=max(low, high))
     return st.fixed_dictionaries(parts)
 
 

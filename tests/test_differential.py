@@ -93,12 +93,16 @@ def test_live_tolerances_are_the_exports_at_the_default_example():
     case = catalogue.get_case("dnc/usage/paper")
     live = D.live_golden(case, D.Example(case.name, dict(case.sizes), 0, 1))
     g = golden.load(case.name)
-    assert set(live.golden.tol) == set(g.tol)
-    for k, tol in g.tol.items():
+    # differential testing compares outputs, intermediates and gradients (not jvp/ or hvp/)
+    compared = {k: t for k, t in g.tol.items() if k.split("/")[0] not in ("jvp", "hvp")}
+    assert set(live.golden.tol) == set(compared)
+    for k, tol in compared.items():
         for dtype in ("float32", "float64"):
             assert live.golden.tol[k][dtype][0] == tol[dtype][0]
             assert live.golden.tol[k][dtype][1] >= tol[dtype][1]
     for k, v in g.tensors.items():  # the export evaluates in long double, the live reference in float64
+        if k.split("/")[0] in ("tangents", "jvp", "hvp"):
+            continue
         np.testing.assert_allclose(live.tensors[k], v, rtol=1e-13, atol=1e-15)
 
 

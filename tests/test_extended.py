@@ -346,7 +346,10 @@ def test_float32_examples_pass_with_ratio_at_most_a_quarter(module, framework, t
     for dtype in ("float32", "float64"):
         report = golden.verify(f"examples.{module}:run", dtype, tmp_path)
         assert report.passed, report.table(only_failures=True)
-        worst = max(report.rows, key=lambda r: r.ratio)
+        # the emulated float32 tolerances: outputs, intermediates and gradients (jvp/ and hvp/ come
+        # from one complex64 run, golden-migration.md, and are held to ratio <= 1 by verify above)
+        rows = [r for r in report.rows if r.tensor.split("/")[0] in ("outputs", "intermediates", "grads")]
+        worst = max(rows, key=lambda r: r.ratio)
         assert worst.ratio <= 0.25, f"{dtype}: {worst.case} {worst.tensor} ratio {worst.ratio:.3f}"
 
 
@@ -363,7 +366,7 @@ def test_export_refuses_without_an_extended_type_unless_allowed(tmp_path, monkey
         golden.export(tmp_path / "a", [case])
     assert not (tmp_path / "a" / "manifest.json").exists()
     manifest = golden.export(tmp_path / "b", [case], allow_float64=True)
-    assert manifest["cases"][case.name]["precision"] == "float64 (no extended type on this platform)"
+    assert manifest["cases"][case.name]["precision"].startswith("float64 (no extended type on this platform)")
     assert main(["golden", "export", "--dir", str(tmp_path / "c"), "--module", "primitives"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no extended-precision type" in err[0] and "Traceback" not in err[0]
@@ -378,14 +381,17 @@ def test_the_export_uses_long_double_references_and_emulated_tolerances(tmp_path
     manifest = golden.export(tmp_path, cases)
     for case in cases:
         entry = manifest["cases"][case.name]
-        assert entry["precision"] == "float64, rounded once from an 80-bit long double evaluation"
+        assert entry["precision"].startswith("float64, rounded once from an 80-bit long double evaluation")
         g = golden.load(case.name, tmp_path, manifest)
         want = extended.golden_tensors(case, 0)
-        assert set(want) == set(g.tensors)
+        forward_mode = ("tangents", "jvp", "hvp")  # refmem.golden.forward_mode's, complex step in complex128
+        assert set(want) == {k for k in g.tensors if k.split("/")[0] not in forward_mode}
         for k, v in want.items():
             assert np.array_equal(g.tensors[k], v), k
         runs = emulated32.float32_runs(case, g.tensors)
         for k, tol in g.tol.items():
+            if k.split("/")[0] in forward_mode:
+                continue
             assert tol == golden.tolerance(g.tensors[k], runs[k]), k
             assert entry["tensors"][k]["l2"] == extended.l2(g.tensors[k])
 

@@ -327,7 +327,11 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
         forward=forward,
         backward=backward,
         sizes=sizes,
-        min_sizes={"W": 2},  # content addressing: a word of 1 makes the cosine a smoothed sign (addressing.py)
+        # content addressing: a word of 1 makes the cosine a smoothed sign (addressing.py). An active
+        # clip: at larger sizes some clipped value almost always lies within the margin of an edge, and
+        # at smaller ones nothing may clip, so the rejection sampler finds no draw: sizes stay the defaults
+        min_sizes=dict(sizes) if clip_active else {"W": 2},
+        max_sizes=dict(sizes) if clip_active else {},
         config=config,
         complex_step=True,
         nondiff=nondiff,
