@@ -29,8 +29,8 @@ per time step. The policy, the same for every entry point:
 
 Spec strings: space-separated axes, each a letter (``B``), an integer, a parenthesised
 expression over letters (``(1+2*nw)``) or ``*`` (any size); an optional ``| unit`` or
-``| mask`` domain; a leading ``?`` allows ``None``. ``like:NAME.FIELD`` (backwards) means
-the shape and precision of ``FIELD`` of argument ``NAME`` (a forward's cache), so a
+``| mask`` domain; a leading ``?`` allows ``None``. A backward binds the letters from its
+forward's cache through :func:`edge`'s ``paths`` (``{"cache.weights": "B H N"}``), so a
 cotangent without its batch axis is refused instead of broadcast.
 """
 
@@ -57,7 +57,7 @@ __all__ = ["edge", "checked_by", "fields", "probing", "spec_from_symbols", "chec
 
 
 class _Spec:
-    __slots__ = ("axes", "domain", "optional", "like", "text")
+    __slots__ = ("axes", "domain", "optional", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -65,12 +65,7 @@ class _Spec:
         self.optional = t.startswith("?")
         if self.optional:
             t = t[1:].strip()
-        self.like = None
         self.domain = None
-        if t.startswith("like:"):
-            self.like = tuple(t[5:].strip().split("."))
-            self.axes = None
-            return
         if "|" in t:
             t, dom = t.split("|", 1)
             self.domain = dom.strip()
@@ -210,8 +205,6 @@ def check_arrays(arrays: Mapping[str, Any], specs: Mapping[str, str], sizes: dic
     pending = []
     for label, x, spec in present:
         given = tuple(int(s) for s in x.shape)
-        if spec.like is not None:
-            continue
         kind = _kind(x)
         before = dict(bound)
         if spec.domain != "mask" and kind not in ("f", "c"):
@@ -260,8 +253,7 @@ def check_arrays(arrays: Mapping[str, Any], specs: Mapping[str, str], sizes: dic
             raise ShapeError(f"{who}: size {letter} = {value}, expected at least 1 "
                              f"(empty {'batches' if letter == 'B' else 'axes'} are refused)")
     for label, x, spec in present:
-        if spec.like is None:
-            _check_domain(label, x, spec.domain)
+        _check_domain(label, x, spec.domain)
     return bound
 
 
@@ -371,9 +363,7 @@ def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Call
         positions = {arg: names.index(arg) for arg in list(specs) + owners}
         defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
         scalars = {a: s for a, s in specs.items() if s.split()[0].lstrip("?") in _SCALAR_KINDS}
-        plain = {a: s for a, s in specs.items() if not s.strip().lstrip("?").strip().startswith("like:")
-                 and a not in scalars}
-        likes = {a: _Spec(s) for a, s in specs.items() if a not in plain and a not in scalars}
+        plain = {a: s for a, s in specs.items() if a not in scalars}
 
         @functools.wraps(fn)
         def checked(*args: Any, **kwargs: Any) -> Any:
@@ -399,8 +389,6 @@ def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Call
                 check_arrays({a: values[a] for a in plain}, plain, sizes=bound, precision_of=found)
             else:
                 check_arrays({a: values[a] for a in plain}, plain)
-            for arg, spec in likes.items():
-                _check_like(arg, values[arg], spec, values, args, kwargs, positions, names, defaults)
             for arg, spec in scalars.items():
                 _check_scalar(arg, values[arg], spec, values)
             return fn(*args, **kwargs)
@@ -437,31 +425,6 @@ def _check_scalar(arg: str, value: Any, spec: str, values: Mapping[str, Any]) ->
     v = float(value)
     if not np.isfinite(v) or not (v > float(bound) if op == ">" else v >= float(bound)):
         raise DomainError(f"{arg}: expected a finite number {op} {bound}, got {value!r}")
-
-
-def _check_like(arg: str, x: Any, spec: _Spec, values: dict, args: tuple, kwargs: dict,
-                positions: dict, names: list, defaults: dict) -> None:
-    owner, *path = spec.like
-    pos = names.index(owner)
-    obj = args[pos] if pos < len(args) else kwargs.get(owner, defaults.get(owner))
-    ref = obj
-    for p in path:
-        ref = getattr(ref, p) if ref is not None else None
-    if x is None:
-        if spec.optional:
-            return
-        raise DTypeError(f"{arg}: expected an array shaped like the forward's {'.'.join(path) or owner}, got None")
-    if ref is None:
-        return
-    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
-        raise DTypeError(f"{arg}: expected an array, got {type(x).__name__}")
-    field = ".".join(path) or owner
-    want = tuple(int(s) for s in ref.shape)
-    given = tuple(int(s) for s in x.shape)
-    if want != given:
-        raise ShapeError(f"{arg}: expected shape {want} (that of the forward's {field}), got {given}")
-    free = " ".join("*" for _ in want)
-    check_arrays({f"the forward's {field}": ref, arg: x}, {f"the forward's {field}": free, arg: free})
 
 
 # ----------------------------------------------------------------------------- the 0.1 helper
