@@ -93,7 +93,13 @@ def run(args: Namespace) -> int:
             return 0
 
         if args.action == "check":
-            report = golden.check(args.dir, modules=args.module)
+            manifest = golden.read_manifest(args.dir)
+            total = sum(1 for n in manifest["cases"] if not args.module or n.split("/")[0] in args.module)
+            bar = Progress(total, label="golden check")
+            try:
+                report = golden.check(args.dir, modules=args.module, on_case=lambda name: bar.update(1, name))
+            finally:
+                bar.close()
             text = report.table(only_failures=not args.verbose)
             if text:
                 print(text)

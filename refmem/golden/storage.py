@@ -593,10 +593,7 @@ def _swap(stage: Path, root: Path) -> None:
     # No atomic exchange here: two renames with SIGINT held back; a SIGKILL between them leaves
     # the old set at <stage>.old and none at root (docs/golden-format.md).
     old = stage.with_name(stage.name + ".old")
-    held = hasattr(signal, "pthread_sigmask")
-    if held:
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
+    with _sigint_held():
         os.rename(root, old)
         try:
             os.rename(stage, root)
@@ -604,9 +601,6 @@ def _swap(stage: Path, root: Path) -> None:
             os.rename(old, root)
             raise
         os.rename(old, stage)
-    finally:
-        if held:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def write_set(directory: str | os.PathLike, manifest: Mapping[str, Any], files: Mapping[str, bytes], readme: str,
@@ -663,5 +657,23 @@ def write_set(directory: str | os.PathLike, manifest: Mapping[str, Any], files: 
         _swap(stage, root)
         _fsync_dir(root.parent)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)  # the staged set if not swapped in, else the old set
+        # the staged set if not swapped in, else the old set; a Ctrl-C meanwhile waits until it is gone
+        with _sigint_held():
+            shutil.rmtree(stage, ignore_errors=True)
     return root
+
+
+class _sigint_held:
+    """Hold SIGINT back in the block (main thread, where the platform can); delivered when it ends."""
+
+    def __enter__(self) -> None:
+        self.mask = None
+        if hasattr(signal, "pthread_sigmask"):
+            try:
+                self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            except (OSError, ValueError):
+                self.mask = None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
