@@ -4,17 +4,22 @@ Each sub-command lives in ``refmem/commands/<name>.py`` and provides ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Errors. A user error (a bad option value, an unknown module, a backend that is
-missing, an unwritable output path) is printed as one line on standard error,
-``refmem <command>: error: <message>``, and the exit status is 2; never a
-traceback. Commands raise :class:`CommandError` for these (or refmem's own
-error types, see :func:`user_error_types`); argparse's errors take the same
-form. Anything else that escapes a command is a bug and keeps its traceback.
+missing, an unwritable output path, a junk ``REFMEM_JOBS``) is printed as one
+line on standard error, ``refmem <command>: error: <message>``, and the exit
+status is 2; never a traceback. Commands raise :class:`CommandError` for these
+(or refmem's own error types, see :func:`user_error_types`); argparse's errors
+take the same form. Ctrl-C ends any command with ``refmem <command>:
+interrupted`` and exit status 130, and the child processes a command starts
+(:func:`run_child`) end with it. A character the terminal's encoding cannot
+show is escaped, not an error. Anything else that escapes a command is a bug
+and keeps its traceback.
 
-Output paths. Every ``--json``, ``--save``, ``--out``, ``--plot`` and
-``--junit`` option is checked writable before the work starts
-(:func:`check_output_path`); a write that still fails afterwards goes to a
-temporary file instead, named on standard error, and the exit status is 2
-(:class:`Outputs`).
+Output paths. Every ``--json``, ``--save``, ``--out``, ``--plot``, ``--junit``
+and ``--markdown`` option is checked writable before the work starts
+(:func:`check_output_path`) and written atomically: to a temporary file beside
+it, renamed over it (:class:`Outputs`). A write that still fails afterwards
+goes to a temporary file instead, named on standard error, and the exit
+status is 2; nothing is reported written that was not.
 
 Option values. The ``type=`` helpers :func:`int_at_least`, :func:`positive_float`
 and :func:`nonnegative_float` refuse out-of-range numbers while parsing, so the
