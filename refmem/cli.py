@@ -221,11 +221,10 @@ def _copy_into(src: str, path: str) -> None:
     """Write the bytes of ``src`` into the existing non-regular file ``path`` (a device, a FIFO,
     a terminal), raising ``OSError`` on any failure: opened without blocking (a FIFO nobody
     reads is an error, not a hang), every ``write`` checked (``/dev/full`` fails here)."""
-    import fcntl
-
     fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
         with open(src, "rb") as fh:
             while True:
                 chunk = fh.read(1 << 20)

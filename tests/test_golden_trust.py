@@ -219,8 +219,28 @@ def test_write_set_carries_other_files_drops_stale_cases_and_leaves_no_temporary
     assert "notes.txt" in names and (gdir / "notes.txt").read_text() == "mine"
     assert {n for n in names if n.endswith(".safetensors")} == {f"{c.name}.safetensors" for c in PRIMITIVES[:2]}
     assert not any(".tmp" in n or "refmem-" in n for n in names)
-    assert not (gdir / "primitives" / "tanh").exists() or PRIMITIVES[1].name == TANH  # emptied folders go
+    dropped = gdir / PRIMITIVES[2].name.rsplit("/", 1)[0]
+    assert not dropped.exists()  # a folder emptied by dropping its case goes too
     assert sorted(p.name for p in gdir.parent.iterdir()) == ["golden"]
+
+
+def test_a_directory_that_cannot_be_renamed_gets_its_files_replaced_one_by_one(gdir, monkeypatch, tmp_path):
+    """A directory of a lower overlayfs layer cannot be renamed (EXDEV): the files are replaced instead,
+    the manifest last, and the result is the same set."""
+    import errno
+
+    (gdir / "notes.txt").write_text("mine")
+    expect = tmp_path / "expect"
+    shutil.copytree(gdir, expect)
+    golden.export(expect, PRIMITIVES[:3], seed=1)
+
+    def cannot(a, b):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(storage, "_exchange", cannot)
+    golden.export(gdir, PRIMITIVES[:3], seed=1)
+    assert _files(gdir) == _files(expect)
+    assert sorted(p.name for p in gdir.parent.iterdir()) == ["expect", "golden"]
 
 
 @pytest.mark.parametrize("version", [3, 99])

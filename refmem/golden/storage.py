@@ -583,12 +583,41 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _swap(stage: Path, root: Path) -> None:
+def _replace_files(stage: Path, root: Path, dropped: set[str]) -> None:
+    """Where ``root`` cannot be swapped as a whole (a directory of a lower overlayfs layer refuses to
+    be renamed, ``EXDEV``): replace its files one by one (each atomically), the manifest last, then
+    remove the dropped ones. Set-atomic no longer, but never a part of a file and never a manifest
+    that names a file not yet written."""
+    last = ("README.md", "manifest.json")
+    for dirpath, _, names in os.walk(stage):
+        rel_dir = Path(dirpath).relative_to(stage)
+        (root / rel_dir).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            rel = rel_dir / name
+            if str(rel) not in last:
+                os.replace(stage / rel, root / rel)
+    for name in last:
+        os.replace(stage / name, root / name)
+    for rel in sorted(dropped):
+        _unlink_quietly(root / rel)
+        parent = (root / rel).parent
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+
+def _swap(stage: Path, root: Path, dropped: set[str] = frozenset()) -> None:
     """Put the set staged in ``stage`` at ``root``; the old set (if any) is left at ``stage``."""
     if not os.path.lexists(root):
         os.rename(stage, root)
         return
-    if _exchange(stage, root):
+    try:
+        if _exchange(stage, root):
+            return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EBUSY):
+            raise
+        _replace_files(stage, root, dropped)
         return
     # No atomic exchange here: two renames with SIGINT held back; a SIGKILL between them leaves
     # the old set at <stage>.old and none at root (docs/golden-format.md).
@@ -614,7 +643,8 @@ def write_set(directory: str | os.PathLike, manifest: Mapping[str, Any], files: 
     (or copied) over, except the files of cases ``previous`` (the old manifest) lists and
     ``manifest`` does not. Every file is flushed to disk; then the staged folder and
     ``directory`` are exchanged in one ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere two
-    renames) and the old set is removed. An exception, SIGINT, SIGKILL or a full disk before
+    renames; where the directory cannot be renamed at all, a directory of a lower overlayfs layer,
+    its files are replaced one by one, the manifest last) and the old set is removed. An exception, SIGINT, SIGKILL or a full disk before
     the exchange leaves ``directory`` as it was (a SIGKILL may leave the staging folder beside
     it, removed by the next write); after it, ``directory`` holds the new set.
 
@@ -654,7 +684,7 @@ def write_set(directory: str | os.PathLike, manifest: Mapping[str, Any], files: 
         for dirpath, _, _ in os.walk(stage):
             _fsync_dir(dirpath)
         os.chmod(stage, stat.S_IMODE(root.stat().st_mode) if root.is_dir() else 0o777 & ~_umask())
-        _swap(stage, root)
+        _swap(stage, root, dropped)
         _fsync_dir(root.parent)
     finally:
         # the staged set if not swapped in, else the old set; a Ctrl-C meanwhile waits until it is gone
