@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 __all__ = ["CommandError", "UsageError", "Parser", "Progress", "Outputs", "print_table", "check_output_path",
            "check_output_dir", "int_at_least", "positive_float", "nonnegative_float", "user_error_types", "run_child",
-           "Terminated", "main"]
+           "main"]
 
 #: Sub-command name -> module.
 COMMANDS = {
@@ -328,27 +328,32 @@ class Outputs:
                 return ""
         if _special(path):
             staged = _fallback_file(suffix)
+            _STAGED.add(staged)
             try:
-                fn(staged)
-            except OSError as exc:
+                try:
+                    fn(staged)
+                except OSError as exc:
+                    _unlink(staged)
+                    self._fail(path, option, exc, fn, suffix)
+                    return ""
+                except BaseException:
+                    _unlink(staged)
+                    raise
+                try:
+                    _copy_into(staged, path)
+                except OSError as exc:
+                    self._fail(path, option, exc, fn, suffix, saved=staged)  # the staged copy is complete: keep it
+                    return ""
                 _unlink(staged)
-                self._fail(path, option, exc, fn, suffix)
-                return ""
-            except BaseException:
-                _unlink(staged)
-                raise
-            try:
-                _copy_into(staged, path)
-            except OSError as exc:
-                self._fail(path, option, exc, fn, suffix, saved=staged)  # the staged copy is complete: keep it
-                return ""
-            _unlink(staged)
-            return path
+                return path
+            finally:
+                _STAGED.discard(staged)
         try:
             staged, target = _stage_beside(path, suffix)
         except OSError as exc:
             self._fail(path, option, exc, fn, suffix)
             return ""
+        _STAGED.add(staged)
         try:
             fn(staged)
             _fsync_file(staged)
@@ -365,6 +370,8 @@ class Outputs:
         except BaseException:
             _unlink(staged)
             raise
+        finally:
+            _STAGED.discard(staged)
         return path
 
     def finish(self) -> None:
@@ -590,9 +597,9 @@ def _tolerant_streams() -> None:
 # ----------------------------------------------------------------------------- child processes
 
 
-class Terminated(BaseException):
-    """Raised in a child process (:func:`run_child`) on SIGTERM, so that its ``finally`` blocks
-    remove what it staged before it exits (silently: the parent prints the one line)."""
+#: Files :class:`Outputs` has staged and not yet put in place; a child process ended by SIGTERM
+#: (:func:`run_child`) removes them before it exits.
+_STAGED: set[str] = set()
 
 
 _GUARD = """\
@@ -626,23 +633,24 @@ def _child_main() -> None:
     ppid, module = int(sys.argv[1]), sys.argv[2]
 
     def terminate(signum: int, frame: Any) -> None:
-        raise Terminated()
+        # at once and silently (the parent prints the one line): an exception raised here could land
+        # in a garbage-collector callback and be printed and ignored; only what Outputs staged is removed
+        for path in list(_STAGED):
+            _unlink(path)
+        os._exit(143)
 
     signal.signal(signal.SIGTERM, terminate)
     _die_with_parent(ppid)
     sys.argv = [module] + sys.argv[3:]
-    try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except Terminated:
-        sys.exit(143)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def run_child(module: str, args: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None) -> int:
     """Run ``python -m module args...`` in a child process that cannot outlive this one; its exit status.
 
     The child ignores SIGINT (a Ctrl-C reaches the whole process group): this process gets
-    ``KeyboardInterrupt``, terminates the child (SIGTERM, which the child turns into an
-    exception that unwinds its clean-ups, then SIGKILL after 10 s) and re-raises, so one line
+    ``KeyboardInterrupt``, terminates the child (SIGTERM, on which the child removes the files
+    it has staged and exits at once, silently; SIGKILL after 10 s) and re-raises, so one line
     is printed and nothing is left running. Killed outright (SIGKILL), this process takes the
     child with it through ``PR_SET_PDEATHSIG`` (Linux).
     """
