@@ -121,7 +121,7 @@ def _refuse(o: dict[str, Any]) -> str:
 
 
 def _write_json(path: str, out: dict) -> int:
-    """Write ``out`` to ``path`` atomically (:class:`refmem.cli.Outputs`); if that fails, to a temporary
+    """Write ``out`` to ``path`` atomically (`refmem.cli.Outputs`); if that fails, to a temporary
     file named on standard error (exit 2)."""
     from refmem.cli import CommandError, Outputs
 

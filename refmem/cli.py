@@ -6,18 +6,18 @@ Each sub-command lives in ``refmem/commands/<name>.py`` and provides ``HELP``,
 Errors. A user error (a bad option value, an unknown module, a backend that is
 missing, an unwritable output path, a junk ``REFMEM_JOBS``) is printed as one
 line on standard error, ``refmem <command>: error: <message>``, and the exit
-status is 2; never a traceback. Commands raise :class:`CommandError` for these
-(or refmem's own error types, see :func:`user_error_types`); argparse's errors
+status is 2; never a traceback. Commands raise `CommandError` for these
+(or refmem's own error types, see `user_error_types`); argparse's errors
 take the same form. Ctrl-C ends any command with ``refmem <command>:
 interrupted`` and exit status 130, and the child processes a command starts
-(:func:`run_child`) end with it. A character the terminal's encoding cannot
+(`run_child`) end with it. A character the terminal's encoding cannot
 show is escaped, not an error. Anything else that escapes a command is a bug
 and keeps its traceback.
 
 Output paths. Every ``--json``, ``--save``, ``--out``, ``--plot``, ``--junit``
 and ``--markdown`` option is checked writable before the work starts
-(:func:`check_output_path`) and written atomically: to a temporary file beside
-it, renamed over it (:class:`Outputs`). A write that still fails afterwards
+(`check_output_path`) and written atomically: to a temporary file beside
+it, renamed over it (`Outputs`). A write that still fails afterwards
 goes to a temporary file instead, named on standard error, and the exit
 status is 2; nothing is reported written that was not.
 
@@ -159,7 +159,7 @@ def _special(path: str) -> bool:
 def check_output_path(path: str, option: str) -> None:
     """Raise :class:`CommandError` unless ``path`` can be written as a file (checked, not created).
 
-    Files are written to a temporary file beside them and renamed into place (:class:`Outputs`),
+    Files are written to a temporary file beside them and renamed into place (`Outputs`),
     so refused are: an empty path, a directory, a parent directory that does not exist or in
     which no file can be created, an existing file that cannot be opened for writing. A
     device or FIFO (``/dev/null``, ``/dev/stdout``) is written in place and must be writable.
@@ -261,8 +261,8 @@ class Outputs:
     ``path`` holds the old content or the new, never a part. A device or FIFO (``/dev/null``,
     ``/dev/stdout``) is written in place from a staged copy, every write checked. When any
     step fails with ``OSError`` (a full disk, ``/dev/full``, a folder removed meanwhile), the
-    content goes to a fresh file in the temporary directory instead and :meth:`finish` raises
-    one :class:`CommandError` naming both, so nothing finished is lost and the exit status
+    content goes to a fresh file in the temporary directory instead and `finish` raises
+    one `CommandError` naming both, so nothing finished is lost and the exit status
     says something went wrong. Nothing is left behind in ``path``'s folder.
     """
 
@@ -270,7 +270,7 @@ class Outputs:
         self.failures: list[str] = []
 
     def write_bytes(self, path: str, option: str, data: bytes) -> str:
-        """Write ``data`` to ``path`` (see :meth:`write`)."""
+        """Write ``data`` to ``path`` (see `write`)."""
 
         def put(p: str) -> None:
             with open(p, "wb") as fh:
@@ -281,7 +281,7 @@ class Outputs:
         return self.write(path, option, put)
 
     def write_text(self, path: str, option: str, text: str) -> str:
-        """Write ``text`` as UTF-8 to ``path`` (see :meth:`write`)."""
+        """Write ``text`` as UTF-8 to ``path`` (see `write`)."""
         return self.write_bytes(path, option, text.encode("utf-8", errors="backslashreplace"))
 
     def _fail(self, path: str, option: str, exc: OSError, fn: Callable[[str], Any], suffix: str,
@@ -305,10 +305,10 @@ class Outputs:
               suffix: str | None = None) -> str:
         """Have ``fn`` write the content to a staged file and put it at ``path``; returns ``path`` when
         it was written there, ``""`` when it was not (then the content is in a temporary file named
-        by :meth:`finish`'s error). ``suffix``: the staged file's (default: ``path``'s; a figure
+        by `finish`'s error). ``suffix``: the staged file's (default: ``path``'s; a figure
         without one gets ``".png"`` from its caller, so the plotting library neither guesses nor
         appends one). ``directory``: ``path`` is a folder ``fn`` writes itself (atomically:
-        :func:`refmem.golden.storage.write_set`); the fallback is a fresh temporary folder."""
+        `refmem.golden.storage.write_set`); the fallback is a fresh temporary folder."""
         if suffix is None:
             suffix = os.path.splitext(path)[1]
         if directory:
@@ -597,8 +597,8 @@ def _tolerant_streams() -> None:
 # ----------------------------------------------------------------------------- child processes
 
 
-#: Files :class:`Outputs` has staged and not yet put in place; a child process ended by SIGTERM
-#: (:func:`run_child`) removes them before it exits.
+#: Files `Outputs` has staged and not yet put in place; a child process ended by SIGTERM
+#: (`run_child`) removes them before it exits.
 _STAGED: set[str] = set()
 
 
@@ -626,7 +626,7 @@ def _die_with_parent(ppid: int) -> None:
 
 
 def _child_main() -> None:
-    """The child side of :func:`run_child`: ``python -c GUARD <parent pid> <module> <args>...``."""
+    """The child side of `run_child`: ``python -c GUARD <parent pid> <module> <args>...``."""
     import runpy
     import signal
 

@@ -568,8 +568,8 @@ def save_reproducer(directory: str | Path, live: Live) -> Path:
     ``manifest.json`` and ``README.md``, keeping the other cases of an existing manifest there),
     so that ``refmem golden verify --dir DIRECTORY --adapter ...`` re-runs it. Returns the file.
 
-    Written atomically (:func:`refmem.golden.storage.write_set`); a directory holding a golden
-    set not written by ``--save-failures`` is refused (:func:`refmem.golden.storage.reproducer_target_problem`)."""
+    Written atomically (`refmem.golden.storage.write_set`); a directory holding a golden
+    set not written by ``--save-failures`` is refused (`refmem.golden.storage.reproducer_target_problem`)."""
     root = Path(directory)
     problem = reproducer_target_problem(root)
     if problem:

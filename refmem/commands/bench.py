@@ -6,7 +6,7 @@ the installed package); this command finds them beside the ``refmem`` package
 whose BLAS, OpenMP and XLA thread counts are fixed first (``--threads``, default
 1: on a shared machine an oversubscribed BLAS or OpenMP pool makes small
 matrix products tens of times slower and the figures meaningless). The child
-cannot outlive the command (:func:`refmem.cli.run_child`): Ctrl-C ends both.
+cannot outlive the command (`refmem.cli.run_child`): Ctrl-C ends both.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def add_arguments(p: ArgumentParser) -> None:
 def _rerun_with_threads(threads: int) -> int | None:
     """Run this command again in a child whose BLAS uses ``threads`` threads (set before NumPy loads).
 
-    The child cannot outlive this process (:func:`refmem.cli.run_child`): Ctrl-C ends both with
+    The child cannot outlive this process (`refmem.cli.run_child`): Ctrl-C ends both with
     one line and exit status 130, and a parent killed outright takes the child with it."""
     if not threads or os.environ.get(_CHILD) == "1":
         return None

@@ -83,12 +83,12 @@ class Golden:
 def load(case: str, dir: str | Path | None = None, manifest: dict | None = None) -> Golden:  # noqa: A002
     """Load golden case ``case`` from ``dir`` (see :func:`refmem.golden.storage.default_dir`).
 
-    Refuses, with :class:`IntegrityError` naming the case, a malformed manifest entry
-    (:func:`refmem.golden.storage.validate_entry`: a wrong JSON type, a tolerance that is not
+    Refuses, with `IntegrityError` naming the case, a malformed manifest entry
+    (`refmem.golden.storage.validate_entry`: a wrong JSON type, a tolerance that is not
     finite and > 0), a file whose sha256 is not the manifest's, a manifest entry that differs
     from the copy inside the file, and tensors whose names, dtypes or shapes differ from the
     manifest; a case file that is not a regular file (a directory, a FIFO: never waited on)
-    is a :class:`GoldenError` naming it.
+    is a `GoldenError` naming it.
     """
     root = resolve_dir(dir)
     manifest = manifest if manifest is not None else read_manifest(root)

@@ -185,17 +185,17 @@ def export(
 
     Deterministic: exporting twice gives byte-identical files. Every case is computed
     before anything is written, and the set is written atomically
-    (:func:`refmem.golden.storage.write_set`): staged beside ``directory`` and swapped in,
+    (`refmem.golden.storage.write_set`): staged beside ``directory`` and swapped in,
     so an exception, Ctrl-C, a kill or a full disk leaves ``directory`` holding the old
     complete set or the new one. With ``merge``, the entries of an existing manifest for
     cases not exported now are kept (after their integrity is checked); otherwise the
     files of cases the previous manifest listed and this export does not are removed (no
     other file of ``directory`` is touched). Returns the manifest.
 
-    Refused before anything is computed (:class:`GoldenError`): a ``directory`` that is not
+    Refused before anything is computed (`GoldenError`): a ``directory`` that is not
     empty and holds no golden set, one whose manifest this refmem cannot read (a newer
     format, malformed: it is never overwritten nor shrunk), a merge into a format-1 set,
-    and the other targets :func:`refmem.golden.storage.set_target_problem` names.
+    and the other targets `refmem.golden.storage.set_target_problem` names.
 
     References are evaluated in long double and rounded once (:func:`reference`); the
     tolerances come from emulated float32 runs (:func:`refmem.emulated32.float32_runs`,
@@ -239,8 +239,8 @@ def export(
 
 def _write(root: Path, manifest: dict, computed: Sequence[tuple[str, Mapping[str, np.ndarray], dict]],
            old: Mapping[str, Any] | None, on_case: Callable[[str], None] | None) -> None:
-    """The write phase of :func:`export`: encode every computed case, then write the whole set
-    atomically (:func:`refmem.golden.storage.write_set`)."""
+    """The write phase of `export`: encode every computed case, then write the whole set
+    atomically (`refmem.golden.storage.write_set`)."""
     files: dict[str, bytes] = {}
     for name, tensors, entry in computed:
         rel = relpath(name)

@@ -81,7 +81,7 @@ def expected_tensors(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
 
 def encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: str) -> bytes:
     """The safetensors bytes of ``tensors``, every array copied to C order first (safetensors
-    issue #825), ``metadata`` stored under the single key :data:`META_KEY`."""
+    issue #825), ``metadata`` stored under the single key `META_KEY`."""
     from safetensors.numpy import save
 
     arrays = {}
@@ -96,10 +96,10 @@ def encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: str) -> byte
 def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: str) -> bytes:
     """Write ``tensors`` to ``path`` atomically and return the bytes written.
 
-    The bytes of :func:`encode_safetensors` go to a temporary file beside ``path``, which
+    The bytes of `encode_safetensors` go to a temporary file beside ``path``, which
     then replaces it: ``path`` holds the old file or the new one, never a part, and no
     temporary file is left behind (not even when the write fails). A whole golden set is
-    written with :func:`write_set`.
+    written with `write_set`.
     """
     data = encode_safetensors(tensors, metadata)
     target = Path(path)
@@ -183,7 +183,7 @@ def resolve_dir(directory: str | os.PathLike | None) -> Path:
 def read_manifest(directory: str | os.PathLike | None = None) -> dict:
     """Parse and validate ``<directory>/manifest.json`` (format 1 or 2).
 
-    Refuses, with one line naming the file and the key, anything :func:`validate_manifest`
+    Refuses, with one line naming the file and the key, anything `validate_manifest`
     refuses; a manifest that is not a regular file (a directory, a FIFO: never waited on)
     and JSON nested too deeply for the parser are refused the same way.
     """
@@ -215,7 +215,7 @@ def _kind(mode: int) -> str:
 def read_regular(path: str | os.PathLike) -> bytes:
     """The bytes of the regular file ``path``.
 
-    Anything else is refused with :class:`GoldenError` naming ``path`` and what it is: a
+    Anything else is refused with `GoldenError` naming ``path`` and what it is: a
     missing file, a directory, a FIFO (opened without blocking, so a FIFO with no writer
     cannot hang the reader), a device (``/dev/zero`` would never end), a socket, a file
     that cannot be read.
@@ -248,7 +248,7 @@ def read_regular(path: str | os.PathLike) -> bytes:
 
 def parse_json(text: str, path: str | os.PathLike) -> Any:
     """``json.loads(text)``; what the parser refuses (bad syntax, nesting too deep for it) is an
-    :class:`IntegrityError` naming ``path``."""
+    `IntegrityError` naming ``path``."""
     try:
         return json.loads(text)
     except RecursionError:
@@ -297,7 +297,7 @@ def _json_type(value: Any) -> str:
 
 
 class _Schema:
-    """Checks one manifest (or entry) and raises :class:`IntegrityError` at the first bad key."""
+    """Checks one manifest (or entry) and raises `IntegrityError` at the first bad key."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = path
@@ -331,7 +331,7 @@ def _is_pair(v: Any) -> bool:
 
 
 def validate_entry(name: str, entry: Any, path: str | os.PathLike = "manifest.json") -> None:
-    """Refuse (:class:`IntegrityError`, naming ``path`` and the key) a malformed manifest entry.
+    """Refuse (`IntegrityError`, naming ``path`` and the key) a malformed manifest entry.
 
     Checked: the JSON type of every field refmem reads (``file``, ``sha256``, ``function``,
     ``spec``, ``seed``, ``config``, ``tensors``, ``order``, ``precision``); every tensor's
@@ -380,10 +380,10 @@ def validate_entry(name: str, entry: Any, path: str | os.PathLike = "manifest.js
 
 
 def validate_manifest(manifest: Any, path: str | os.PathLike = "manifest.json") -> None:
-    """Refuse (:class:`GoldenError`; :class:`IntegrityError` for a malformed one) a manifest this
+    """Refuse (`GoldenError`; `IntegrityError` for a malformed one) a manifest this
     refmem cannot use, naming ``path`` and the key: not an object, a ``format_version`` it does
     not read, a missing or malformed ``generator`` or ``cases``, and any entry
-    :func:`validate_entry` refuses."""
+    `validate_entry` refuses."""
     sc = _Schema(path)
     if not isinstance(manifest, dict):
         sc.fail((), "a JSON object", manifest)
@@ -462,8 +462,8 @@ def _remove_stale_stages(root: Path) -> None:
 
 def previous_set(directory: str | os.PathLike) -> dict | None:
     """The manifest of the golden set in ``directory``, ``None`` when there is none (no such
-    directory, or an empty one); :class:`GoldenError` naming why it cannot be written (see
-    :func:`set_target_problem`)."""
+    directory, or an empty one); `GoldenError` naming why it cannot be written (see
+    `set_target_problem`)."""
     problem = set_target_problem(directory)
     if problem:
         raise GoldenError(problem)
@@ -476,7 +476,7 @@ def previous_set(directory: str | os.PathLike) -> dict | None:
 def set_target_problem(directory: str | os.PathLike) -> str | None:
     """Why a golden set cannot be written to ``directory`` (``None`` when it can).
 
-    A set is staged in a folder beside ``directory`` and swapped in whole (:func:`write_set`),
+    A set is staged in a folder beside ``directory`` and swapped in whole (`write_set`),
     so refused are: a path that is not a directory, a mount point (it cannot be swapped), the
     current directory or one holding it (the shell would be left in the old, removed folder),
     a non-empty directory that holds no golden set, and one whose ``manifest.json`` this
@@ -516,7 +516,7 @@ def set_target_problem(directory: str | os.PathLike) -> str | None:
 def reproducer_target_problem(directory: str | os.PathLike) -> str | None:
     """Why ``directory`` cannot take reproducers (``refmem verify --save-failures``): a directory
     that holds a golden set not written by ``--save-failures`` (its ``generator`` lacks
-    ``"differential": true``) is never written to, nor anything :func:`set_target_problem` refuses."""
+    ``"differential": true``) is never written to, nor anything `set_target_problem` refuses."""
     problem = set_target_problem(directory)
     if problem:
         return problem
@@ -638,7 +638,7 @@ def write_set(directory: str | os.PathLike, manifest: Mapping[str, Any], files: 
     the old complete set or the new complete set.
 
     The new set is staged in a folder beside ``directory`` (``.<name>.refmem-stage-<pid>-*``):
-    ``files`` (relative path -> bytes), ``manifest.json`` (``manifest`` as :func:`dumps`
+    ``files`` (relative path -> bytes), ``manifest.json`` (``manifest`` as `dumps`
     writes it) and ``README.md`` (``readme``), every other file of ``directory`` hard-linked
     (or copied) over, except the files of cases ``previous`` (the old manifest) lists and
     ``manifest`` does not. Every file is flushed to disk; then the staged folder and
@@ -648,7 +648,7 @@ def write_set(directory: str | os.PathLike, manifest: Mapping[str, Any], files: 
     the exchange leaves ``directory`` as it was (a SIGKILL may leave the staging folder beside
     it, removed by the next write); after it, ``directory`` holds the new set.
 
-    Refuses what :func:`set_target_problem` refuses, and a manifest case whose file would be
+    Refuses what `set_target_problem` refuses, and a manifest case whose file would be
     missing from the new set. Returns the directory written.
     """
     problem = set_target_problem(directory)
