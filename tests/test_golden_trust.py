@@ -211,6 +211,24 @@ def test_an_export_that_fails_before_writing_leaves_the_directory_as_it_was(gdir
     assert _files(gdir) == before
 
 
+@pytest.mark.parametrize("where", ["name", "file"])
+def test_a_nul_in_an_old_entry_is_refused_and_changes_nothing(gdir, where, capsys):
+    """The issue: an old manifest entry holding a NUL broke every case of the set when exported over."""
+    manifest = _manifest(gdir)
+    if where == "name":
+        manifest["cases"]["primitives/ta\x00nh/default"] = manifest["cases"].pop(TANH)
+    else:
+        manifest["cases"][TANH]["file"] = "primitives/ta\x00nh/default.safetensors"
+    _write_manifest(gdir, manifest)
+    before = _files(gdir)
+    assert cli.main(["golden", "export", "--dir", str(gdir), "--module", "attention"]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert line.endswith("bad case name 'primitives/ta\\x00nh/default'; expected <module>/<function>/<variant>") \
+        if where == "name" else line.endswith("manifest names file 'primitives/ta\\x00nh/default.safetensors', "
+                                              "expected 'primitives/tanh/default.safetensors'"), line
+    assert _files(gdir) == before
+
+
 def test_write_set_carries_other_files_drops_stale_cases_and_leaves_no_temporary_file(gdir):
     (gdir / "notes.txt").write_text("mine")
     (gdir / "primitives" / "old.safetensors.tmp").write_bytes(b"left by an old refmem")

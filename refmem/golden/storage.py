@@ -141,8 +141,9 @@ def dumps(obj: Any) -> str:
 
 def relpath(name: str) -> str:
     """The file of case ``name`` relative to the golden directory."""
-    parts = name.split("/")
-    if len(parts) != 3 or not all(parts) or any(p in (".", "..") for p in parts):
+    parts = name.split("/") if isinstance(name, str) else []
+    if len(parts) != 3 or not all(parts) or any(p in (".", "..") for p in parts) \
+            or any(ord(c) < 0x20 or c in "\\:" for c in name):
         raise GoldenError(f"bad case name {name!r}; expected <module>/<function>/<variant>")
     return f"{name}.safetensors"
 
@@ -229,6 +230,8 @@ def read_regular(path: str | os.PathLike) -> bytes:
         raise GoldenError(f"{path} is a directory, not a regular file") from None
     except OSError as exc:
         raise GoldenError(f"cannot read {path} ({exc.strerror or exc})") from None
+    except ValueError as exc:  # an embedded NUL
+        raise GoldenError(f"cannot read {str(path)!r} ({exc})") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
