@@ -13,7 +13,7 @@ applied to those cotangents and the numerical side differentiates ``L``:
   differentiable tensor at once (``v`` is the cotangent), by central differences;
   ``u`` is tilted towards the analytic gradient so that ``vᵀ J u`` cannot cancel
   to rounding noise (:func:`_tilted_direction`);
-* ``hvp``: second order (:func:`refmem.forward_mode.hvp_records`): the complex step
+* ``hvp``: second order ([`hvp_records`][refmem.gradcheck.hvp_records], on the complex step of [`refmem.forward_mode`][refmem.forward_mode]): the complex step
   through the hand-derived backward against Richardson-extrapolated central
   differences of it, and the symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩``.
 
@@ -65,6 +65,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .validation import probing
+from . import forward_mode as fm
 from . import xp as rx
 from .catalogue import Case
 
@@ -83,6 +84,7 @@ __all__ = [
     "compare",
     "check_case",
     "check_function",
+    "hvp_records",
 ]
 
 CENTRAL_STEP = 2.0**-20
@@ -545,6 +547,43 @@ def _tilted_direction(u: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarra
 # ----------------------------------------------------------------------------- checks
 
 
+def hvp_records(case: Case, xp: Any, seed: int = 0, sizes: Mapping[str, int] | None = None,
+                backend: str = "numpy") -> list:
+    """The records of ``refmem check --method hvp`` for ``case`` at ``seed``: the complex-step HVP
+    ([`refmem.forward_mode.hvp`][refmem.forward_mode.hvp]) against Richardson-extrapolated central differences
+    of the backward, per tensor, and the symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩`` for two tangent draws."""
+    ev = Evaluation(case, xp, case.draw(xp, seed, sizes), seed)
+    arrays = {k: (rx.from_numpy(xp, ev.host[k]) if k in ev.keys else v) for k, v in ev.arrays.items()}
+    frozen = ev.frozen if case.stopped else {}
+    records = []
+    # Agreement: complex step against central differences of the backward, per tensor.
+    t1 = fm.tangents_for(ev.host, ev.keys, seed)
+    t0 = time.perf_counter()
+    exact = fm.hvp(case, xp, arrays, ev.cotangents, t1, frozen)
+    numeric = fm.central_hvp(case, xp, arrays, ev.cotangents, t1, frozen)
+    seconds = time.perf_counter() - t0
+    atol, rtol, normwise = fm.HVP_TOLERANCES["agreement"]
+    tol = Tolerance(atol=atol, rtol=rtol, normwise=normwise)
+    for k in sorted(exact):
+        err = compare(exact[k], numeric[k], tol)
+        records.append(Record(case.name, f"hvp/{k}", "hvp", *err, seconds / len(exact), backend,
+                              note="complex step vs Richardson central differences of the backward"))
+    # Symmetry on a second draw of tangents.
+    t0 = time.perf_counter()
+    a, b = t1, fm.tangents_for(ev.host, ev.keys, seed, draw=1)
+    ha, hb = fm.hvp(case, xp, arrays, ev.cotangents, a, frozen), fm.hvp(case, xp, arrays, ev.cotangents, b, frozen)
+    ba = sum(float(np.sum(b[k] * ha[k])) for k in a)
+    ab = sum(float(np.sum(a[k] * hb[k])) for k in a)
+    scale = max(abs(ba), abs(ab), sum(float(np.sum(np.abs(b[k] * ha[k]))) for k in a), 1e-300)
+    rel = abs(ba - ab) / scale
+    records.append(Record(case.name, "<t2,Ht1>", "hvp", abs(ba - ab), rel, rel,
+                          bool(rel <= fm.HVP_TOLERANCES["symmetry"]), time.perf_counter() - t0, backend,
+                          note="symmetry <t2,Ht1> = <t1,Ht2>"))
+    return records
+
+
+
+
 def check_case(
     case: Case,
     xp: Any,
@@ -583,8 +622,6 @@ def check_case(
             on_tensor(rec)
 
     if "hvp" in methods:
-        from .forward_mode import hvp_records
-
         for rec in hvp_records(case, xp, seed, sizes, backend):
             emit(rec)
         methods = [m for m in methods if m != "hvp"]
