@@ -10,20 +10,17 @@ from .. import xp as rx
 from ..catalogue import Case
 from ..golden.adapters import Adapter
 from ..golden.comparison import Report, compare
+from ..golden.isolated import call_adapter
 from ..golden.storage import role_of
 from .drawing import Example, Unsampleable, _mask_key, draw_inputs
 from .reference import Live, live_golden
 
 __all__ = ["check_example", "batch_invariance"]
 
+
 def _call(adapter: Adapter, name: str, given: dict, dtype: str, config: dict) -> tuple[Mapping | None, str]:
-    try:
-        results = adapter(name, given, dtype, dict(config))
-        if not isinstance(results, Mapping):
-            raise TypeError(f"the adapter returned {type(results).__name__}, expected a dict")
-        return results, ""
-    except Exception as exc:  # noqa: BLE001 - an adapter that raises fails the example
-        return None, f"{name}: the adapter raised {type(exc).__name__}: {exc}"
+    """The adapter's results on ``given`` (its own copy), or ``None`` and the reason it gave none."""
+    return call_adapter(adapter, name, given, dtype, config)
 
 
 def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "float64",
