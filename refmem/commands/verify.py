@@ -1,15 +1,25 @@
 """``refmem verify``: differential property testing of your implementation against live refmem.
 
 ``refmem verify --adapter package.module:function [--case PATTERN] [--dtype float32|float64]
-[--examples N] [--seed S] [--save-failures DIR] [--json PATH] [--junit PATH] [--batch-invariance]``
+[--examples N] [--seed S] [--save-failures DIR] [--json PATH] [--junit PATH] [--batch-invariance]
+[--workers N | --scheduler ADDRESS] [--resume DIR] [--timeout S] [--in-process]``
 
 For each catalogue case the adapter declares (the adapter protocol of ``refmem golden
-verify``), Hypothesis draws N examples (every size letter from its smallest allowed value,
-the seed of the inputs, value scales toward the edges of the domain, fully padded mask rows)
-and the adapter's outputs, intermediates and gradients are compared with refmem's, computed
-live on the same inputs, by the golden rules. A failure is shrunk to the smallest failing
-example; with ``--save-failures DIR`` it is written there as a format-2 golden case that
-``refmem golden verify --dir DIR --adapter ...`` re-runs. Exit 1 on any failure.
+verify``), N examples are drawn, deterministically in (seed, index) (every size letter from
+its smallest allowed value, the seed of the inputs, value scales toward the edges of the
+domain, fully padded mask rows), and the adapter's outputs, intermediates and gradients are
+compared with refmem's, computed live on the same inputs, by the golden rules. A failure is
+shrunk (Hypothesis) to the smallest failing example; with ``--save-failures DIR`` it is
+written there as a format-2 golden case that ``refmem golden verify --dir DIR --adapter ...``
+re-runs. Exit 1 on any failure.
+
+The examples run in this process, in ``--workers N`` local processes or on the Dask cluster
+at ``--scheduler ADDRESS``; the verdict does not depend on which. ``--resume DIR`` records
+every finished example in DIR and, run again, runs only those it has no record of. The
+adapter runs in a child process (``--timeout``, ``--in-process``: see
+[`refmem.golden.isolated`][refmem.golden.isolated]). The summary gives examples/s and the
+median and 90th percentile of each example's time split (drawing, reference, tolerances,
+adapter, comparison); ``--json`` records the split of every example.
 
 ``OMP_NUM_THREADS`` defaults to 1 here (set it to override): the examples are small, and a
 framework's thread pool only costs time on them.
@@ -33,6 +43,7 @@ DESCRIPTION = (
 
 def add_arguments(p: ArgumentParser) -> None:
     from ..cli import int_at_least
+    from . import adapter_process
 
     p.add_argument("--adapter", required=True, metavar="MODULE:FUNCTION",
                    help="package.module:function or path/to/file.py:function (see examples/README.md)")
@@ -52,13 +63,51 @@ def add_arguments(p: ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print only failures and the summary")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.add_argument("--junit", metavar="PATH", help="also write JUnit XML (one test case per case) for CI")
+    p.add_argument("--workers", type=int_at_least(1), default=1, metavar="N",
+                   help="run the examples in N local processes (default 1: in this process); the verdict "
+                        "and the reproducers do not depend on N")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the examples on the Dask distributed cluster at ADDRESS (tcp://host:port; its "
+                        "workers import refmem and the adapter from their own working directory; "
+                        "pip install 'refmem[distributed]')")
+    p.add_argument("--resume", metavar="DIR",
+                   help="record every finished example in DIR; run again with the same options, the "
+                        "campaign goes on where it stopped (killed or interrupted) and counts every example once")
+    adapter_process.add_arguments(p)
+
+
+def _ms(x: float) -> str:
+    return f"{1000 * x:.0f}" if x >= 0.01 else f"{1000 * x:.1f}"
+
+
+def split_lines(result) -> list[str]:
+    """The summary's speed lines: examples/s and the time split (median / p90 per example)."""
+    from ..differential.timing import PARTS, split_summary
+
+    records = result.examples
+    if not records:
+        return []
+    rate = len(records) / result.seconds if result.seconds > 0 else float("inf")
+    split = split_summary(r["seconds"] for r in records)
+    parts = ", ".join(f"{p} {_ms(split[p]['median'])}/{_ms(split[p]['p90'])}" for p in PARTS)
+    where = f"{result.workers} worker{'s' if result.workers != 1 else ''}"
+    lines = [f"{len(records)} examples in {result.seconds:.1f} s: {rate:.2f} examples/s ({where})"
+             + (f", {result.resumed} taken from the journal" if result.resumed else ""),
+             f"per example, median/p90 ms: {parts}; refmem's share {_ms(split['refmem']['median'])}"
+             f"/{_ms(split['refmem']['p90'])}"]
+    return lines
 
 
 def run(args: Namespace) -> int:
-    from ..cli import CommandError, check_output_dir
+    from ..cli import CommandError, Outputs, Progress, check_output_dir
+    from . import adapter_process
 
     if args.save_failures is not None:
         check_output_dir(args.save_failures, "--save-failures")
+    if args.resume is not None:
+        check_output_dir(args.resume, "--resume")
+    if args.scheduler is not None and args.workers != 1:
+        raise CommandError("argument --scheduler: not allowed with --workers (the cluster has its own workers)")
     # Examples are small: a framework's intra-op thread pool only spins (measured with torch on 2 shared
     # cores: 90 s wall for 18 s of CPU, against 36 s with one thread). One thread unless the user says.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -67,28 +116,67 @@ def run(args: Namespace) -> int:
     except ImportError as exc:
         raise CommandError(str(exc)) from exc
     from .. import golden
+    from ..executor import Executor
 
     t0 = time.perf_counter()
+    bar = None
+
+    def on_example(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, label="verify")
+        elapsed = time.perf_counter() - t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else float("inf")
+        bar.update(done - bar.done, f"{rate:.2f} examples/s, {left:.0f} s left" if left != float("inf") else "")
 
     def progress(r) -> None:
         verdict = "ok" if r.passed else f"FAIL at {r.failing.describe()}" if r.failing else "FAIL"
-        print(f"{r.case}: {r.examples} examples, {verdict}", file=sys.stderr, flush=True)
+        text = f"{r.case}: {r.examples} examples, {verdict}"
+        if bar is not None and bar.tty:
+            bar.update(0, text)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
+    executor = adapter = None
     try:
-        result = D.differential(args.adapter, args.case, args.dtype, args.examples, args.seed,
-                                args.save_failures, args.batch_invariance, on_case=progress)
+        adapter = adapter_process.open_adapter(args)
+        try:
+            executor = Executor(args.workers, args.scheduler, environ={"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]})
+        except (ValueError, ImportError) as exc:
+            raise CommandError(f"argument {'--scheduler' if args.scheduler else '--workers'}: {exc}") from None
+        result = D.differential(adapter, args.case, args.dtype, args.examples, args.seed, args.save_failures,
+                                args.batch_invariance, on_case=progress, executor=executor, journal=args.resume,
+                                on_example=on_example)
     except golden.GoldenError as exc:
         raise CommandError(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+        if executor is not None:
+            executor.close()
+        if adapter is not None and hasattr(adapter, "close"):
+            adapter.close()
     report = result.report
     meta = {"adapter": args.adapter, "dtype": args.dtype, "cases": args.case or [], "examples": args.examples,
-            "seed": args.seed, "batch_invariance": bool(args.batch_invariance), "differential": result.meta()}
+            "seed": args.seed, "batch_invariance": bool(args.batch_invariance), "differential": result.meta(),
+            "workers": result.workers, "scheduler": args.scheduler, "seconds": result.seconds,
+            "example_records": [{k: r[k] for k in ("case", "index", "status", "example", "seconds")}
+                                for r in result.examples]}
     title = f"refmem verify {args.adapter} ({args.dtype}, {args.examples} examples per case)"
+    outputs = Outputs()
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(golden.to_json(report, meta))
+        def write_json(path: str) -> None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(golden.to_json(report, meta))
+
+        outputs.write(args.json, "--json", write_json)
     if args.junit:
-        with open(args.junit, "w", encoding="utf-8") as fh:
-            fh.write(golden.to_junit(report, title))
+        def write_junit(path: str) -> None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(golden.to_junit(report, title))
+
+        outputs.write(args.junit, "--junit", write_junit)
     text = report.table(only_failures=args.quiet)
     if text:
         print(text)
@@ -96,6 +184,8 @@ def run(args: Namespace) -> int:
     print(f"\nverify {args.adapter} in {args.dtype}: {len(result.cases)} cases, "
           f"{sum(r.examples for r in result.cases)} examples, {len(failed)} failed, "
           f"{time.perf_counter() - t0:.1f} s")
+    for line in split_lines(result):
+        print(line)
     for r in failed:
         print(f"FAILED {r.case}" + (f" at {r.failing.describe()}" if r.failing else ""), file=sys.stderr)
         if r.case in report.divergences:
@@ -106,4 +196,5 @@ def run(args: Namespace) -> int:
         if r.reproducer is not None:
             print(f"  reproducer: refmem golden verify --dir {args.save_failures} --adapter {args.adapter} "
                   f"--dtype {args.dtype} --case {r.case}", file=sys.stderr)
+    outputs.finish()
     return 1 if failed else 0

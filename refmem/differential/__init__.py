@@ -21,10 +21,14 @@ One module per concern:
   (the adapter against the reference by [`compare`][refmem.golden.compare]) and
   [`batch_invariance`][refmem.differential.batch_invariance] (an item's outputs depend neither on
   its batch companions nor, masked, on the values under its padding).
-* [`search`][refmem.differential.search]: [`run_case`][refmem.differential.run_case] and
-  [`differential`][refmem.differential.differential], the search per case, its report (a
-  [`Report`][refmem.golden.Report], so JSON and JUnit are those of ``golden verify``) and, on
-  failure, the shrunk example and what it needs ([`triggers`][refmem.differential.triggers]).
+* [`runner`][refmem.differential.runner]: [`run_case`][refmem.differential.run_case] and
+  [`differential`][refmem.differential.differential], the campaign over every case: examples
+  deterministic in (seed, index), run here, in local worker processes or on a Dask cluster
+  ([`refmem.executor`][refmem.executor]), resumable from a journal, and its report (a
+  [`Report`][refmem.golden.Report], so JSON and JUnit are those of ``golden verify``).
+* [`search`][refmem.differential.search]: a failing example shrunk by Hypothesis
+  ([`shrink`][refmem.differential.shrink]) and what it needs ([`triggers`][refmem.differential.triggers]).
+* [`timing`][refmem.differential.timing]: where an example's time goes.
 * [`reproducers`][refmem.differential.reproducers]: [`save_reproducer`][refmem.differential.save_reproducer]
   writes a shrunk example as a format-2 golden directory that ``refmem golden verify --dir DIR`` re-runs.
 * [`reference_adapter`][refmem.differential.reference_adapter]: refmem itself as an adapter.
@@ -50,10 +54,12 @@ from .reference import (
 )
 from .reference_adapter import _refmem_run, refmem_adapter
 from .reproducers import save_reproducer
-from .search import CaseResult, Result, differential, run_case, select_cases, triggers
+from .search import CaseResult, Result, shrink, triggers
+from .runner import Plan, campaign, differential, example_at, run_case, run_example, select_cases
 
 __all__ = [
     "SCALES", "MAX_SIDE", "Example", "Undecidable", "CaseResult", "Result", "Unsampleable", "edge_of", "sizes_limits",
     "examples_for", "draw_inputs", "live_golden", "float32_undecidable", "check_example", "batch_invariance",
     "save_reproducer", "triggers", "select_cases", "run_case", "differential", "refmem_adapter", "Live",
+    "campaign", "example_at", "run_example", "shrink", "Plan",
 ]

@@ -14,6 +14,7 @@ from ..golden.isolated import call_adapter
 from ..golden.storage import role_of
 from .drawing import Example, Unsampleable, _mask_key, draw_inputs
 from .reference import Live, live_golden
+from .timing import Clock
 
 __all__ = ["check_example", "batch_invariance"]
 
@@ -24,15 +25,22 @@ def _call(adapter: Adapter, name: str, given: dict, dtype: str, config: dict) ->
 
 
 def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "float64",
-                  live: Live | None = None) -> tuple[Report, Live]:
-    """Run ``adapter`` on ``example`` and compare with the live reference by the golden rules."""
-    live = live or live_golden(case, example)
+                  live: Live | None = None, timings: dict[str, float] | None = None) -> tuple[Report, Live]:
+    """Run ``adapter`` on ``example`` and compare with the live reference by the golden rules.
+
+    ``timings``: seconds are added to its ``"adapter"`` and ``"comparison"`` entries (and those of
+    [`live_golden`][refmem.differential.live_golden] when ``live`` is not given)."""
+    live = live or live_golden(case, example, timings=timings)
+    clock = Clock(timings)
     results, problem = _call(adapter, case.name, live.golden.given(dtype), dtype, live.golden.config)
+    clock.lap("adapter")
     if results is None:
         report = Report()
         report.problems.append(problem)
         return report, live
-    return compare(live.golden, results, dtype), live
+    report = compare(live.golden, results, dtype)
+    clock.lap("comparison")
+    return report, live
 
 
 # ----------------------------------------------------------------------------- batch invariance
@@ -66,7 +74,7 @@ def _close(case: str, what: str, ref: np.ndarray, got: Any, tol: Sequence[float]
 
 
 def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str = "float64",
-                     live: Live | None = None) -> list[str]:
+                     live: Live | None = None, timings: dict[str, float] | None = None) -> list[str]:
     """Problems (``[]``: none) of the batch-invariance property of ``adapter`` at ``example`` (B ≥ 2):
 
     * every item of the batch, run alone (a batch of one, the same cotangent rows), gives the
@@ -75,15 +83,24 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
     * in a masked case, the values of ``inputs/h`` under an item's padding, changed, leave its
       outputs unchanged (except position 0, which SPEC §2's ``s_0 = tanh(h[:, 0] W_s)`` reads).
 
-    Values are held to the example's tolerance in ``dtype``.
+    Values are held to the example's tolerance in ``dtype``. ``timings`` as in
+    [`check_example`][refmem.differential.check_example]: the adapter's calls, and the rest as comparison.
     """
-    live = live or live_golden(case, example)
+    live = live or live_golden(case, example, timings=timings)
     g = live.golden
+    clock = Clock(timings)
+
+    def call(given_: dict) -> tuple[Mapping | None, str]:
+        clock.lap("comparison")
+        out = _call(adapter, case.name, given_, dtype, g.config)
+        clock.lap("adapter")
+        return out
+
     B = int(example.sizes.get("B", 0))
     if B < 2:
         return []
     given = g.given(dtype)
-    full, problem = _call(adapter, case.name, given, dtype, g.config)
+    full, problem = call(given)
     if full is None:
         return [problem]
     full = {k: np.asarray(v if isinstance(v, np.ndarray) else rx.to_numpy(v)) for k, v in full.items()}
@@ -115,7 +132,7 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
     # alone
     for b in range(B):
         alone = _item(given, list(given), b, B)
-        res, problem = _call(adapter, case.name, alone, dtype, g.config)
+        res, problem = call(alone)
         against(b, res, problem, "run alone", compared)
         if problems:
             return problems
@@ -132,7 +149,7 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
             mixed[k] = w
         else:
             mixed[k] = v
-    res, problem = _call(adapter, case.name, mixed, dtype, g.config)
+    res, problem = call(mixed)
     against(0, res, problem, "companions replaced", [k for k in compared if role_of(k) == "outputs"], batched=True)
     if problems:
         return problems
@@ -146,7 +163,7 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
         if pad.any():
             noise = np.random.default_rng([example.seed, 0x9AD]).normal(size=h.shape) * 3
             h[pad] = noise[pad].astype(h.dtype)
-            res, problem = _call(adapter, case.name, {**given, "inputs/h": h}, dtype, g.config)
+            res, problem = call({**given, "inputs/h": h})
             if res is None:
                 problems.append(problem + " (padding changed)")
             else:

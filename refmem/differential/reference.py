@@ -20,6 +20,7 @@ from ..golden.comparison import Golden
 from ..golden.exporter import float32_run, manifest_entry
 from ..golden.storage import GoldenError, is_float, role_of
 from .drawing import Example, draw_inputs
+from .timing import Clock
 
 __all__ = ["FLOAT32_TIE", "PERTURBED_RUNS", "LOST", "Live", "Undecidable", "live_golden", "float32_undecidable"]
 
@@ -117,7 +118,8 @@ def _reference(case: Case, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[
     return out
 
 
-def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] | None = None) -> Live:
+def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] | None = None,
+                timings: dict[str, float] | None = None) -> Live:
     """refmem's reference of ``example`` (float64 NumPy forward, intermediates, cotangents drawn at its
     seed, hand-derived gradients) with tolerances from refmem's own float32 run, as the export does.
     The manifest entry gains ``"differential"``: the example's sizes, seed, scale and padded rows.
@@ -126,9 +128,15 @@ def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] |
     the worse of a plain and a one-ulp-perturbed run ([`_float32_measurement`][refmem.differential._float32_measurement]), and an example
     where refmem's float32 result lost every digit of a tensor (error above [`LOST`][refmem.differential.LOST] of its
     scale: saturation, underflow), whose float64 tolerance the rule cannot derive, raises
-    [`Undecidable`][refmem.differential.Undecidable] (the search refuses it)."""
+    [`Undecidable`][refmem.differential.Undecidable] (the search refuses it).
+
+    ``timings``: seconds spent drawing, on the reference and on the tolerances are added to its
+    ``"draw"``, ``"reference"`` and ``"tolerances"`` entries."""
+    clock = Clock(timings)
     arrays = draw_inputs(case, example) if arrays is None else dict(arrays)
+    clock.lap("draw")
     tensors = _reference(case, example.seed, arrays)
+    clock.lap("reference")
     # the export's measurement (its emulated float32 runs), plus the one-ulp-perturbed runs
     from ..golden.exporter import float32_runs
 
@@ -143,9 +151,11 @@ def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] |
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         worst = max(float(np.max(np.abs(np.asarray(a, dtype=np.float64) - ref))) if ref.size else 0.0 for a in runs)
         if scale > 0 and not worst <= LOST * scale:
+            clock.lap("tolerances")
             raise Undecidable(f"{k}: refmem's float32 run lost every digit (saturation or underflow)")
     entry["differential"] = example.to_json()
     entry = json.loads(json.dumps(entry, sort_keys=True, allow_nan=False))
+    clock.lap("tolerances")
     return Live(_golden(case.name, entry, tensors), entry, tensors, example)
 
 

@@ -1,38 +1,41 @@
-"""The search: Hypothesis draws examples of a case, a failure is shrunk and reported."""
+"""The search's Hypothesis side: a failing example shrunk to the smallest that still fails, what it needs.
+
+A campaign ([`refmem.differential.runner`][refmem.differential.runner]) finds the first
+failing example of a case among examples drawn deterministically in (seed, index);
+[`shrink`][refmem.differential.search.shrink] hands it to Hypothesis, which replays it (from an
+in-memory example database holding its choice sequence) and shrinks it toward the smallest
+sizes, seed 0, scale 1 and no padded row; [`triggers`][refmem.differential.triggers] names what
+the shrunk example needs.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 try:
-    from hypothesis import HealthCheck, Phase, given, reject, settings
+    from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hyp_seed
-    from hypothesis.errors import Unsatisfiable
+    from hypothesis.database import ExampleDatabase, choices_to_bytes
 except ImportError as exc:  # pragma: no cover - hypothesis is a test extra
     raise ImportError("refmem.differential needs Hypothesis: pip install 'refmem[test]'") from exc
 
-from .. import catalogue
 from ..catalogue import Case
-from ..golden.adapters import Adapter, load_adapter
+from ..golden.adapters import Adapter
 from ..golden.comparison import Report
-from ..golden.storage import GoldenError
-from ..golden.tolerances import DTYPES
 from .comparison import batch_invariance, check_example
-from .drawing import Example, Unsampleable, examples_for
-from .reference import Undecidable, float32_undecidable, live_golden
-from .reproducers import save_reproducer
+from .drawing import SCALES, Example, Unsampleable, _mask_key, edge_of, examples_for, sizes_limits
+from .reference import Live, Undecidable, float32_undecidable, live_golden
 
-__all__ = ["CaseResult", "Result", "run_case", "triggers", "select_cases", "differential"]
+__all__ = ["CaseResult", "Result", "shrink", "triggers"]
 
 
 @dataclass
 class CaseResult:
-    """The outcome of one case: its report, how many examples ran, the shrunk failing example
-    (``None`` when it passed), the reproducer written (if any) and the examples refused by the
-    case's sampler."""
+    """The outcome of one case: its report, how many examples ran (refused ones included), the shrunk
+    failing example (``None`` when it passed), the reproducer written (if any), the examples refused
+    by the case's sampler or the tolerance rule, and the calls the shrinking made."""
 
     case: str
     report: Report
@@ -42,6 +45,7 @@ class CaseResult:
     unsampleable: int = 0
     invariance: list[str] = field(default_factory=list)
     triggers: list[str] = field(default_factory=list)
+    shrink_calls: int = 0
 
     @property
     def passed(self) -> bool:
@@ -50,10 +54,15 @@ class CaseResult:
 
 @dataclass
 class Result:
-    """Every case's [`CaseResult`][refmem.differential.CaseResult] and their combined report."""
+    """Every case's [`CaseResult`][refmem.differential.CaseResult], their combined report, and the
+    campaign's examples (one record per counted example: case, index, status, time split)."""
 
     cases: list[CaseResult]
     report: Report
+    examples: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 1
+    resumed: int = 0
 
     @property
     def passed(self) -> bool:
@@ -62,7 +71,8 @@ class Result:
     def meta(self) -> dict[str, Any]:
         return {c.case: {"examples": c.examples, "unsampleable": c.unsampleable,
                          "failing": None if c.failing is None else c.failing.to_json(), "needs": c.triggers,
-                         "reproducer": None if c.reproducer is None else str(c.reproducer)} for c in self.cases}
+                         "reproducer": None if c.reproducer is None else str(c.reproducer),
+                         "shrink_calls": c.shrink_calls} for c in self.cases}
 
 
 def _worst(report: Report) -> float:
@@ -70,73 +80,82 @@ def _worst(report: Report) -> float:
     return max(ratios) if ratios else 0.0
 
 
-def run_case(adapter: Adapter, case: Case, dtype: str = "float64", max_examples: int = 100, seed: int = 0,
-             save_dir: str | Path | None = None, invariance: bool = False) -> CaseResult:
-    """Search ``max_examples`` examples of ``case`` for one where ``adapter`` disagrees with live refmem
-    (and, with ``invariance``, where it is not batch invariant); shrink it; report it.
+def choices(case: Case, example: Example, min_batch: int = 1) -> list:
+    """The choice sequence under which [`examples_for`][refmem.differential.examples_for]``(case, min_batch)``
+    draws ``example``: each size letter, the seed, the scale's index (where the case has an edge) and
+    one flag per batch row (where it has a mask)."""
+    out: list = [int(example.sizes[letter]) for letter in sizes_limits(case)]
+    out.append(int(example.seed))
+    if edge_of(case) is not None:
+        out.append(SCALES.index(int(example.scale)))
+    if _mask_key(case) is not None and "B" in example.sizes:
+        out.extend(b in example.padded for b in range(int(example.sizes["B"])))
+    return out
 
-    A passing case's report holds the rows of its closest call (the example of the largest
-    error ratio), each noted with the example. A failing case's report holds the shrunk
-    example's rows, first divergence and a problem naming the example and its reproducer.
-    """
-    state: dict[str, Any] = {"n": 0, "bad": 0, "worst": None, "fail": None}
 
-    def test(example: Example) -> None:
+class _Replay(ExampleDatabase):
+    """A read-only example database holding one choice sequence: what Hypothesis replays, then shrinks."""
+
+    def __init__(self, value: bytes):
+        super().__init__()
+        self.value = value
+
+    def fetch(self, key: bytes):
+        # Offered as a not-yet-minimal example of a bug (the secondary corpus): Hypothesis replays it and
+        # shrinks it (a primary-corpus example counts as already shrunk and is not shrunk again).
+        if key.endswith(b".secondary"):
+            yield self.value
+
+    def save(self, key: bytes, value: bytes) -> None:
+        pass
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        pass
+
+
+def shrink(adapter: Adapter, case: Case, example: Example, dtype: str = "float64", seed: int = 0,
+           invariance: bool = False) -> tuple[Example, Live | None, Report, list[str], int] | None:
+    """Shrink the failing ``example`` with Hypothesis: ``(smallest failing example, its live reference
+    (``None`` when refmem itself failed there), its report, its batch-invariance problems, calls made)``,
+    or ``None`` when Hypothesis did not see ``example`` fail again (a flaky adapter)."""
+    state: dict[str, Any] = {"n": 0, "fail": None, "first": None}
+
+    def test(ex: Example) -> None:
         state["n"] += 1
+        if state["first"] is None:
+            state["first"] = ex
         try:
-            live = live_golden(case, example)
+            live = live_golden(case, ex)
         except (Unsampleable, Undecidable):
-            state["bad"] += 1
-            reject()
-        except Exception as exc:  # noqa: BLE001 - refmem itself failed here: report it, shrunk
+            return  # not a failure of the adapter: the shrinker moves on
+        except Exception as exc:  # noqa: BLE001 - refmem itself failed here
             report = Report()
             report.problems.append(f"{case.name}: refmem failed at this example: {type(exc).__name__}: {exc}")
-            state["fail"] = (example, None, report, [])
+            state["fail"] = (ex, None, report, [])
             raise AssertionError(report.problems[0]) from exc
         if dtype == "float32" and float32_undecidable(live):
-            state["bad"] += 1
-            reject()
-        report, _ = check_example(adapter, case, example, dtype, live)
-        inv = batch_invariance(adapter, case, example, dtype, live) if (invariance and report.passed) else []
+            return
+        report, _ = check_example(adapter, case, ex, dtype, live)
+        inv = batch_invariance(adapter, case, ex, dtype, live) if (invariance and report.passed) else []
         if not report.passed or inv:
-            state["fail"] = (example, live, report, inv)
+            state["fail"] = (ex, live, report, inv)
             raise AssertionError(report.failure_text(case.name) or "\n".join(inv))
-        if state["worst"] is None or _worst(report) > _worst(state["worst"][1]):
-            state["worst"] = (example, report)
 
-    runner = given(examples_for(case, min_batch=2 if invariance else 1))(test)
-    runner = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
-                      phases=(Phase.generate, Phase.shrink), print_blob=False,
+    min_batch = 2 if invariance else 1
+    runner = given(examples_for(case, min_batch=min_batch))(test)
+    runner = hyp_seed(seed)(runner)  # the shrinker's own random choices; before settings, which keep the database
+    runner = settings(max_examples=1000, deadline=None, database=_Replay(choices_to_bytes(choices(case, example, min_batch))),
+                      derandomize=False, phases=(Phase.reuse, Phase.shrink), print_blob=False,
                       suppress_health_check=list(HealthCheck))(runner)
-    runner = hyp_seed(seed)(runner)
-    result = CaseResult(case.name, Report())
     try:
         runner()
-    except Unsatisfiable:
-        result.report.problems.append(f"{case.name}: the case's sampler refused every drawn example")
     except Exception:  # noqa: BLE001 - the shrunk failure Hypothesis re-raises (or reports as flaky)
         if state["fail"] is None:
             raise
-    result.examples, result.unsampleable = state["n"], state["bad"]
-    if state["fail"] is not None:
-        example, live, report, inv = state["fail"]
-        result.failing, result.invariance = example, list(inv)
-        result.report.extend(report)
-        result.report.problems.extend(inv)
-        where = ""
-        if save_dir is not None and live is not None:
-            result.reproducer = save_reproducer(save_dir, live)
-            where = f"; reproducer {result.reproducer} (refmem golden verify --dir {save_dir})"
-        result.triggers = triggers(adapter, case, example, dtype, invariance) if live is not None else []
-        needs = f"; it needs {', '.join(result.triggers)}" if result.triggers else ""
-        result.report.problems.append(f"{case.name}: differential ({dtype}): fails at {example.describe()}"
-                                      f" (shrunk, {state['n']} examples run){needs}{where}")
-    elif state["worst"] is not None:
-        example, report = state["worst"]
-        for row in report.rows:
-            row.note = f"closest of {state['n']} examples: {example.describe()}"
-        result.report.extend(report)
-    return result
+    if state["fail"] is None or state["first"] != example:
+        return None
+    ex, live, report, inv = state["fail"]
+    return ex, live, report, inv, state["n"]
 
 
 def triggers(adapter: Adapter, case: Case, example: Example, dtype: str = "float64",
@@ -169,38 +188,3 @@ def triggers(adapter: Adapter, case: Case, example: Example, dtype: str = "float
         if report.passed and not inv:
             out.append(what)
     return out
-
-
-def select_cases(adapter: Adapter, patterns: Sequence[str] | None = None) -> list[Case]:
-    """The catalogue cases ``adapter`` declares, narrowed by ``patterns`` (fnmatch or substring)."""
-    chosen = [c for c in catalogue.cases() if adapter.implements(c.name)]
-    if patterns:
-        chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.name, p) or p in c.name for p in patterns)]
-    return chosen
-
-
-def differential(adapter: Adapter | str, patterns: Sequence[str] | str | None = None, dtype: str = "float64",
-                 max_examples: int = 100, seed: int = 0, save_dir: str | Path | None = None,
-                 invariance: bool = False, on_case: Callable[[CaseResult], None] | None = None) -> Result:
-    """[`run_case`][refmem.differential.run_case] for every catalogue case ``adapter`` declares (narrowed by ``patterns``).
-
-    Raises [`GoldenError`][refmem.golden.GoldenError] for a bad dtype or when no case matches.
-    """
-    if dtype not in DTYPES:
-        raise GoldenError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if isinstance(adapter, str):
-        adapter = load_adapter(adapter)
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    chosen = select_cases(adapter, patterns)
-    if not chosen:
-        raise GoldenError(f"adapter {adapter.spec}: no catalogue case matches {list(adapter.patterns)}"
-                          + (f" and {list(patterns)}" if patterns else ""))
-    results, report = [], Report()
-    for case in chosen:
-        r = run_case(adapter, case, dtype, max_examples, seed, save_dir, invariance)
-        results.append(r)
-        report.extend(r.report)
-        if on_case is not None:
-            on_case(r)
-    return Result(results, report)

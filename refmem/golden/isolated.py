@@ -301,26 +301,6 @@ class IsolatedAdapter:
 # ----------------------------------------------------------------------------- the child side
 
 
-def _die_with(parent: int, main_thread: bool) -> None:
-    """End this process when ``parent`` is gone: the kernel's parent-death signal (Linux, when the
-    parent's main thread started us) and a watcher thread (everywhere)."""
-    if main_thread and sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        except Exception:  # noqa: BLE001 - best effort; the watcher still runs
-            pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="refmem-parent-watch", daemon=True).start()
-
-
 def _flush_stdout() -> None:
     try:
         sys.stdout.flush()
@@ -349,7 +329,9 @@ def _child() -> None:
     req, res, parent, main_thread, spec = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
                                            sys.argv[4] == "1", sys.argv[5])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
-    _die_with(parent, main_thread)
+    from ..executor import die_with_parent
+
+    die_with_parent(parent, main_thread)
     faulthandler.enable(file=sys.stderr, all_threads=False)
     from .adapters import load_adapter
     from .storage import GoldenError
