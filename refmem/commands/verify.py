@@ -87,12 +87,13 @@ def split_lines(result) -> list[str]:
     records = result.examples
     if not records:
         return []
-    rate = len(records) / result.seconds if result.seconds > 0 else float("inf")
+    fresh = sum(1 for r in records if not r.get("resumed"))  # run now, not taken from the journal
+    rate = fresh / result.seconds if result.seconds > 0 else float("inf")
     split = split_summary(r["seconds"] for r in records)
     parts = ", ".join(f"{p} {_ms(split[p]['median'])}/{_ms(split[p]['p90'])}" for p in PARTS)
     where = f"{result.workers} worker{'s' if result.workers != 1 else ''}"
-    lines = [f"{len(records)} examples in {result.seconds:.1f} s: {rate:.2f} examples/s ({where})"
-             + (f", {result.resumed} taken from the journal" if result.resumed else ""),
+    lines = [f"{fresh} examples run in {result.seconds:.1f} s: {rate:.2f} examples/s ({where})"
+             + (f"; {len(records) - fresh} more counted from the journal" if len(records) > fresh else ""),
              f"per example, median/p90 ms: {parts}; refmem's share {_ms(split['refmem']['median'])}"
              f"/{_ms(split['refmem']['p90'])}"]
     return lines

@@ -381,7 +381,7 @@ def campaign(adapter: Any, cases: Sequence[Case], dtype: str = "float64", max_ex
         for st in states:
             for (name, i), rec in book.examples.items():
                 if name == st.case.name:
-                    st.records[i] = rec
+                    st.records[i] = {**rec, "resumed": True}
                     resumed += 1
     remote = executor is not None and executor.parallel
     isolated = isinstance(adapter, IsolatedAdapter)
