@@ -83,3 +83,11 @@ def mutates(case, tensors, dtype):
         if hasattr(v, "dtype") and v.dtype.kind == "f":
             v[...] = 1e6
     return out
+
+
+def wrong_wide(case, tensors, dtype):
+    """A planted bug, not a misbehaviour: softmax rows of 3 or more entries come out 0.1 % too large."""
+    out = _right(case, tensors, dtype)
+    if case.startswith("primitives/softmax") and tensors["inputs/x"].shape[-1] >= 3:
+        out["outputs/out"] = out["outputs/out"] * 1.001
+    return out

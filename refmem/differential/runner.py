@@ -343,7 +343,7 @@ def _finish(adapter: Any, state: _Case, dtype: str, seed: int, invariance: bool,
         where = f"; reproducer {result.reproducer} (refmem golden verify --dir {save_dir})"
     if saved is not None:
         result.triggers = list(saved.get("triggers", []))
-    elif live is not None:
+    elif live is not None and "did not answer within" not in first["problem"]:
         result.triggers = triggers(adapter, case, example, dtype, invariance)
     needs = f"; it needs {', '.join(result.triggers)}" if result.triggers else ""
     how = "shrunk, " if (shrunk is not None or saved is not None) else ""
