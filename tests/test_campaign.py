@@ -349,3 +349,26 @@ def test_check_on_two_workers_gives_the_serial_records(tmp_path, capsys):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in json.loads(path.read_text())["records"]]
 
     assert key(one) == key(two) and len(key(one)) > 10
+
+
+def test_pytest_plugin_isolates_when_asked(tmp_path):
+    """--refmem-isolate: an adapter that crashes fails its items, and the session reports them."""
+    import importlib.metadata
+
+    (tmp_path / "conftest.py").write_text("")
+    plugin = [] if any(ep.value == "refmem.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11")) \
+        else ["-p", "refmem.pytest_plugin"]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path),
+                           "--refmem-adapter", f"{ADAPTERS}:segfault", "--refmem-case", "primitives/tanh",
+                           "--refmem-case", "primitives/softmax", "--refmem-isolate", "--refmem-timeout", "60"],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "2 failed" in done.stdout, done.stdout + done.stderr
+    assert "killed by SIGSEGV" in done.stdout
+
+
+def test_testing_differential_in_a_child_process():
+    from refmem.testing import differential
+
+    with pytest.raises(AssertionError, match="called sys.exit"):
+        differential(f"{ADAPTERS}:exit0", "primitives/tanh", "float64", 2, isolate=True, timeout=60)
+    assert differential(f"{ADAPTERS}:right", "primitives/tanh", "float64", 3, isolate=True, workers=2).passed
