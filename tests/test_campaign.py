@@ -19,6 +19,7 @@ import pytest
 
 from refmem import catalogue, golden
 from refmem import differential as D
+from refmem import xp as rx
 from refmem.cli import main
 from refmem.differential.runner import Journal, Plan
 
@@ -372,3 +373,47 @@ def test_testing_differential_in_a_child_process():
     with pytest.raises(AssertionError, match="called sys.exit"):
         differential(f"{ADAPTERS}:exit0", "primitives/tanh", "float64", 2, isolate=True, timeout=60)
     assert differential(f"{ADAPTERS}:right", "primitives/tanh", "float64", 3, isolate=True, workers=2).passed
+
+
+def test_verify_passes_the_documented_tangents():
+    """examples/README.md: an adapter gets ``tangents/<role>/<name>`` for every differentiable tensor, in
+    ``refmem verify`` too; the jvp/ and hvp/ it returns are left to the goldens (not compared live)."""
+    seen = []
+
+    def adapter(case, tensors, dtype):
+        seen.append(sorted(k for k in tensors if k.startswith("tangents/")))
+        assert all(v.dtype == np.dtype(dtype) for k, v in tensors.items() if k.startswith("tangents/"))
+        out = D._refmem_run(case, tensors, dtype)
+        out["jvp/h"] = np.zeros(1)  # not compared here
+        return out
+
+    case = catalogue.get_case("memory_lstm/step/default")
+    r = D.run_case(golden.Adapter("t", adapter, ("*",)), case, "float32", 3, invariance=True)
+    assert r.passed, r.report.failure_text(case.name)
+    arrays = case.draw(rx.backend("numpy"), 0)
+    assert seen and seen[0] == sorted(f"tangents/{k}" for k in case.differentiable(arrays))
+
+
+def test_a_size_hint_only_where_the_same_example_passes_at_the_other_size():
+    """A batch-of-one bug is hinted at B=1 (its rows grown to the default batch pass); a value-dependent
+    bug (any entry above 2) gets no size hint, only the scale that brings its values there."""
+    case = catalogue.get_case("primitives/softmax/default")
+
+    def b1(name, tensors, dtype):
+        out = D._refmem_run(name, tensors, dtype)
+        if tensors["inputs/x"].shape[0] == 1:
+            out["outputs/out"] = out["outputs/out"] * 1.001
+        return out
+
+    def big_values(name, tensors, dtype):
+        out = D._refmem_run(name, tensors, dtype)
+        if (np.abs(tensors["inputs/x"]) > 2.0).any():
+            out["outputs/out"] = out["outputs/out"] * 1.001
+        return out
+
+    r = D.run_case(golden.Adapter("b1", b1, ("*",)), case, "float64", 20, seed=2)
+    assert not r.passed and any(t.startswith("B=1 (passes at B=") for t in r.triggers), r.triggers
+    r = D.run_case(golden.Adapter("v", big_values, ("*",)), case, "float64", 50, seed=2)
+    assert not r.passed and r.failing.scale > 1
+    assert not any(t.startswith(("B=", "N=")) for t in r.triggers), r.triggers
+    assert any(t.startswith("scale") for t in r.triggers)

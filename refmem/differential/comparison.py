@@ -6,6 +6,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .. import catalogue
+from .. import forward_mode as fm
 from .. import xp as rx
 from ..catalogue import Case
 from ..golden.adapters import Adapter
@@ -24,6 +26,29 @@ def _call(adapter: Adapter, name: str, given: dict, dtype: str, config: dict) ->
     return call_adapter(adapter, name, given, dtype, config)
 
 
+#: Roles an adapter may return that differential testing does not compare: the live reference holds
+#: no forward-mode tensors (``refmem golden verify`` compares them against the goldens).
+NOT_COMPARED = ("jvp", "hvp")
+
+
+def given_of(case: Case, live: Live, dtype: str) -> dict[str, np.ndarray]:
+    """What the adapter is given for ``live``: inputs, params, state and cotangents (floats cast to
+    ``dtype``) and, as examples/README.md documents, one tangent per differentiable tensor
+    (``tangents/<role>/<name>``, [`tangents_for`][refmem.forward_mode.tangents_for] at the example's seed)."""
+    given = live.golden.given(dtype)
+    if not any(k.startswith("tangents/") for k in given):
+        arrays = {k: v for k, v in live.tensors.items() if role_of(k) in catalogue.ROLES}
+        np_dtype = np.dtype(dtype)
+        for k, v in fm.tangents_for(arrays, case.differentiable(arrays), live.golden.seed).items():
+            given[f"tangents/{k}"] = v.astype(np_dtype)
+    return given
+
+
+def compared(results: Mapping[str, Any]) -> dict[str, Any]:
+    """``results`` without the forward-mode tensors (:data:`NOT_COMPARED`) an adapter may return."""
+    return {k: v for k, v in results.items() if not (isinstance(k, str) and role_of(k) in NOT_COMPARED)}
+
+
 def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "float64",
                   live: Live | None = None, timings: dict[str, float] | None = None) -> tuple[Report, Live]:
     """Run ``adapter`` on ``example`` and compare with the live reference by the golden rules.
@@ -32,13 +57,13 @@ def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "
     [`live_golden`][refmem.differential.live_golden] when ``live`` is not given)."""
     live = live or live_golden(case, example, timings=timings)
     clock = Clock(timings)
-    results, problem = _call(adapter, case.name, live.golden.given(dtype), dtype, live.golden.config)
+    results, problem = _call(adapter, case.name, given_of(case, live, dtype), dtype, live.golden.config)
     clock.lap("adapter")
     if results is None:
         report = Report()
         report.problems.append(problem)
         return report, live
-    report = compare(live.golden, results, dtype)
+    report = compare(live.golden, compared(results), dtype)
     clock.lap("comparison")
     return report, live
 
@@ -51,7 +76,8 @@ def _item(tensors: Mapping[str, np.ndarray], keys: Sequence[str], b: int, B: int
     out = {}
     for k in keys:
         v = tensors[k]
-        batched = role_of(k) != "params" and not k.startswith("grads/params/") and v.ndim and v.shape[0] == B
+        shared = role_of(k) == "params" or k.startswith(("grads/params/", "tangents/params/"))
+        batched = not shared and v.ndim and v.shape[0] == B
         out[k] = np.ascontiguousarray(v[b:b + 1]) if batched else v
     return out
 
@@ -99,7 +125,7 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
     B = int(example.sizes.get("B", 0))
     if B < 2:
         return []
-    given = g.given(dtype)
+    given = given_of(case, live, dtype)
     full, problem = call(given)
     if full is None:
         return [problem]

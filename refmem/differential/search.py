@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 try:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hyp_seed
@@ -158,33 +160,94 @@ def shrink(adapter: Adapter, case: Case, example: Example, dtype: str = "float64
     return ex, live, report, inv, state["n"]
 
 
+def _passes(adapter: Adapter, case: Case, example: Example, dtype: str, invariance: bool,
+            arrays: dict | None = None) -> bool | None:
+    """Whether ``adapter`` passes at ``example`` (``None``: not drawable or not decidable there)."""
+    try:
+        live = live_golden(case, example, arrays)
+    except Exception:  # noqa: BLE001 - not drawable there: says nothing
+        return None
+    if dtype == "float32" and float32_undecidable(live):
+        return None
+    report, _ = check_example(adapter, case, example, dtype, live)
+    inv = batch_invariance(adapter, case, example, dtype, live) if (invariance and report.passed) else []
+    return report.passed and not inv
+
+
+def _extended(case: Case, example: Example, batch: int) -> tuple[Example, dict] | None:
+    """``example`` grown to ``batch`` rows: its own rows first, unchanged, then rows of another draw
+    (the same example at the other batch size), or ``None`` where the case has no batch rows to grow."""
+    from .drawing import draw_inputs
+
+    small = dict(example.sizes)
+    B = int(small.get("B", 0))
+    if not 0 < B < batch:
+        return None
+    big = Example(case.name, {**small, "B": batch}, example.seed, example.scale, example.padded)
+    try:
+        rows, arrays = draw_inputs(case, example), draw_inputs(case, big)
+    except Exception:  # noqa: BLE001 - not drawable at the other size
+        return None
+    for k, v in rows.items():
+        if np.ndim(v) and np.shape(v)[0] == B and not k.startswith("params/"):
+            if np.shape(arrays[k])[0] != batch:
+                return None
+            grown = np.array(arrays[k], copy=True)
+            grown[:B] = v
+            arrays[k] = grown
+        else:
+            arrays[k] = v  # params and unbatched tensors: the example's own
+    return big, arrays
+
+
+#: Seeds a size hint is checked at: the shrunk example's and the next ones.
+HINT_SEEDS = 3
+
+
 def triggers(adapter: Adapter, case: Case, example: Example, dtype: str = "float64",
              invariance: bool = False) -> list[str]:
-    """What of the shrunk ``example`` the failure needs: for each size letter (then the scale, then
-    the padded rows), the example with just that one moved back to the case's default still
-    fails or not; those whose move makes it pass are listed, e.g. ``"R=1 (passes at R=2)"``."""
+    """What of the shrunk ``example`` the failure needs, e.g. ``"R=1 (passes at R=2)"``: a value of it
+    that, moved back to the case's default alone, makes the failure go away, on the same example.
+
+    * ``B``: the example grown to the default batch (its rows unchanged, then others) passes;
+    * another size letter (a different size draws different values): at the example's seed and
+      the next ones ([`HINT_SEEDS`][refmem.differential.search.HINT_SEEDS] in all, at least two
+      drawable), the shrunk size fails every time and the default size passes every time, so a
+      value-dependent bug that a different draw merely hides gets no size hint;
+    * the scale and the padded rows: the same draw at scale 1, or without padded rows, passes.
+    """
     out = []
-    variants: list[tuple[str, Example]] = []
     for letter, value in example.sizes.items():
         default = int(case.sizes[letter])
-        if value != default:
-            sizes = {**example.sizes, letter: default}
-            padded = tuple(b for b in example.padded if b < sizes.get("B", 0))
-            variants.append((f"{letter}={value} (passes at {letter}={default})",
-                             Example(case.name, sizes, example.seed, example.scale, padded)))
-    if example.scale != 1:
-        variants.append((f"scale {example.scale} (passes at scale 1)",
-                         Example(case.name, example.sizes, example.seed, 1, example.padded)))
-    if example.padded:
-        variants.append((f"fully padded rows {list(example.padded)} (passes without)",
-                         Example(case.name, example.sizes, example.seed, example.scale, ())))
-    for what, ex in variants:
-        try:
-            live = live_golden(case, ex)
-        except Exception:  # noqa: BLE001 - not drawable there: says nothing
+        if value == default:
             continue
-        report, _ = check_example(adapter, case, ex, dtype, live)
-        inv = batch_invariance(adapter, case, ex, dtype, live) if (invariance and report.passed) else []
-        if report.passed and not inv:
+        what = f"{letter}={value} (passes at {letter}={default})"
+        if letter == "B" and default > value:
+            grown = _extended(case, example, default)
+            if grown is not None:
+                if _passes(adapter, case, grown[0], dtype, invariance, grown[1]):
+                    out.append(what)
+                continue
+        checked, holds = 0, True
+        for seed in range(example.seed, example.seed + HINT_SEEDS):
+            here = Example(case.name, example.sizes, seed, example.scale, example.padded)
+            sizes = {**example.sizes, letter: default}
+            there = Example(case.name, sizes, seed, example.scale,
+                            tuple(b for b in example.padded if b < sizes.get("B", 0)))
+            fails = False if seed == example.seed else _passes(adapter, case, here, dtype, invariance)
+            passes = _passes(adapter, case, there, dtype, invariance)
+            if fails is None or passes is None:
+                continue
+            checked += 1
+            if fails or not passes:
+                holds = False
+                break
+        if holds and checked >= 2:
             out.append(what)
+    if example.scale != 1:
+        if _passes(adapter, case, Example(case.name, example.sizes, example.seed, 1, example.padded), dtype, invariance):
+            out.append(f"scale {example.scale} (passes at scale 1)")
+    if example.padded:
+        if _passes(adapter, case, Example(case.name, example.sizes, example.seed, example.scale, ()), dtype, invariance):
+            out.append(f"fully padded rows {list(example.padded)} (passes without)")
     return out
