@@ -29,6 +29,7 @@ import fnmatch
 import json
 import os
 import time
+import uuid
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,24 +138,27 @@ def run_example(adapter: Any, case: Case, dtype: str, seed: int, index: int, inv
     return record
 
 
-_WORKER_ADAPTERS: dict[tuple, Any] = {}
+_WORKER: dict[str, Any] = {"token": None, "adapter": None}
 
 
-def _remote_example(spec: str, isolated: bool, timeout: float, case: str, dtype: str, seed: int, index: int,
-                    invariance: bool) -> dict:
+def _remote_example(token: str, spec: str, isolated: bool, timeout: float, case: str, dtype: str, seed: int,
+                    index: int, invariance: bool) -> dict:
     """[`run_example`][refmem.differential.runner.run_example] in a worker process: the adapter is
-    loaded (or started, isolated) once per worker and kept."""
-    key = (spec, isolated, timeout, os.getcwd())
-    adapter = _WORKER_ADAPTERS.get(key)
-    if adapter is None:
+    loaded (or started, isolated) once per campaign (``token``) and worker, and kept for its examples;
+    a long-lived (Dask) worker starts afresh for the next campaign, so an edited adapter is seen."""
+    if _WORKER["token"] != token:
+        old = _WORKER["adapter"]
+        _WORKER.update(token=None, adapter=None)
+        if old is not None and hasattr(old, "close"):
+            old.close()
         if isolated:
             from ..golden.isolated import IsolatedAdapter
 
             adapter = IsolatedAdapter(spec, timeout)
         else:
             adapter = load_adapter(spec)
-        _WORKER_ADAPTERS[key] = adapter
-    return run_example(adapter, catalogue.get_case(case), dtype, seed, index, invariance)
+        _WORKER.update(token=token, adapter=adapter)
+    return run_example(_WORKER["adapter"], catalogue.get_case(case), dtype, seed, index, invariance)
 
 
 # ----------------------------------------------------------------------------- the journal
@@ -387,6 +391,7 @@ def campaign(adapter: Any, cases: Sequence[Case], dtype: str = "float64", max_ex
     isolated = isinstance(adapter, IsolatedAdapter)
     timeout = float(getattr(adapter, "timeout", 0.0))
     total = len(states) * int(max_examples)
+    token = uuid.uuid4().hex
     results: list[CaseResult | None] = [None] * len(states)
     inflight: dict[Any, tuple[_Case, int]] = {}
 
@@ -431,8 +436,8 @@ def campaign(adapter: Any, cases: Sequence[Case], dtype: str = "float64", max_ex
                     break
                 st, i = task
                 if remote:
-                    fut = executor.submit(_remote_example, plan.adapter, isolated, timeout, st.case.name, dtype,
-                                          int(seed), i, bool(invariance))
+                    fut = executor.submit(_remote_example, token, plan.adapter, isolated, timeout, st.case.name,
+                                          dtype, int(seed), i, bool(invariance))
                     inflight[fut] = (st, i)
                 else:
                     record(st, run_example(adapter, st.case, dtype, seed, i, invariance))
