@@ -32,12 +32,14 @@ import sys
 import time
 from argparse import ArgumentParser, Namespace
 
-HELP = "differential testing: your implementation against live refmem at Hypothesis-drawn shapes"
+HELP = "differential testing: your implementation against live refmem at drawn shapes, failures shrunk by Hypothesis"
 DESCRIPTION = (
     "Compare your implementation (the adapter of 'refmem golden verify') with refmem computed live "
-    "at Hypothesis-drawn sizes (1 included), seeds, value scales and fully padded mask rows; a "
-    "failure is shrunk to the smallest failing example and, with --save-failures, saved as a golden "
-    "case that 'refmem golden verify --dir DIR' re-runs. Exit status 1 on any failure."
+    "at drawn sizes (1 included), seeds, value scales and fully padded mask rows; a failure is "
+    "shrunk (Hypothesis) to the smallest failing example and, with --save-failures, saved as a golden "
+    "case that 'refmem golden verify --dir DIR' re-runs. Examples run here, in --workers local "
+    "processes or on a Dask cluster (--scheduler), and a campaign resumes (--resume). Exit status 1 "
+    "on any failure."
 )
 
 
@@ -52,9 +54,9 @@ def add_arguments(p: ArgumentParser) -> None:
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                    help="dtype the inputs are cast to and whose tolerance applies (default float64)")
     p.add_argument("--examples", type=int_at_least(1), default=100, metavar="N",
-                   help="examples drawn per case (default 100)")
+                   help="examples counted per case (default 100; refused ones are drawn again, up to 10 N)")
     p.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
-                   help="seed of the Hypothesis search (default 0): the same seed draws the same examples")
+                   help="seed of the campaign (default 0): example i of a case depends on the seed, the case and i only")
     p.add_argument("--save-failures", metavar="DIR",
                    help="write each case's shrunk failing example to DIR as a format-2 golden case")
     p.add_argument("--batch-invariance", action="store_true",
