@@ -36,7 +36,7 @@ def pytest_addoption(parser) -> None:
     group.addoption("--refmem-golden-dir", default=None, metavar="DIR",
                     help="golden directory (default: the checkout's golden/, else the copy shipped with refmem)")
     group.addoption("--refmem-differential", type=int, default=0, metavar="N",
-                    help="also test every case the adapter declares against live refmem at N Hypothesis-drawn "
+                    help="also test every case the adapter declares against live refmem at N drawn "
                          "examples (refmem verify), one test per case")
     group.addoption("--refmem-isolate", action="store_true", default=False,
                     help="run the adapter in a child process (default: in the pytest process); an adapter that "

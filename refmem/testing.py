@@ -11,7 +11,7 @@ A failure raises :class:`AssertionError` whose message starts with the first div
 (GOLDEN.md ``order``, the earliest time step first), then lists the failing tensors and
 problems. Results may be arrays of any framework (NumPy, torch, JAX, CuPy).
 
-:func:`differential` holds an adapter to live refmem at Hypothesis-drawn shapes
+:func:`differential` holds an adapter to live refmem at drawn shapes (failures shrunk by Hypothesis)
 (:mod:`refmem.differential`)::
 
     def test_my_access_step_everywhere():
@@ -49,7 +49,7 @@ def differential(adapter: Any, case_pattern: Any = None, dtype: str = "float64",
                  batch_invariance: bool = False, *, isolate: bool = False, timeout: float | None = None,
                  workers: int = 1):
     """Assert that ``adapter`` (``"package.module:function"``, a path ``file.py:function`` or a
-    :class:`refmem.golden.Adapter`) agrees with live refmem on ``max_examples`` Hypothesis-drawn
+    :class:`refmem.golden.Adapter`) agrees with live refmem on ``max_examples`` drawn
     examples of every case it declares that matches ``case_pattern`` (fnmatch or substring; a
     list for several), in ``dtype``.
 
