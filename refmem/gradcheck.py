@@ -48,7 +48,7 @@ the middle copy (rows that mixed would not). Otherwise, or with
 numbers to rounding.
 
 Params are the bulk of the element-wise work of a model case. ``refmem check``
-runs its cases side by side in worker processes ([`refmem.executor`][refmem.executor],
+runs its cases side by side in worker processes (``refmem.executor``,
 ``--workers``, default [`default_jobs`][refmem.gradcheck.default_jobs]); each case is
 checked in one process, exactly as a serial run checks it.
 """
@@ -441,7 +441,7 @@ _VALUES = {"central": _central_values, "complex": _complex_values}
 def default_jobs() -> int:
     """Worker processes for the per-element loops: ``REFMEM_JOBS`` if set, else the idle CPUs.
 
-    Idle CPUs ([`refmem.executor.idle_cpus`][refmem.executor.idle_cpus]): the usable CPUs less the
+    Idle CPUs (``refmem.executor.idle_cpus``): the usable CPUs less the
     one-minute load average, counting this process as idle (at least 1). On a machine that other
     jobs keep busy, more workers would only queue behind them. ``refmem check --workers`` defaults to it.
     """

@@ -93,7 +93,7 @@ def select(adapter: Adapter, manifest: Mapping[str, Any], patterns: Sequence[str
 
 def verify_case(adapter: Adapter, name: str, dtype: str, root: Path, manifest: Mapping[str, Any]) -> Report:
     """Run ``adapter`` on case ``name`` and compare; a load error or an adapter that gives no result
-    (it raises; run in a child process, [`IsolatedAdapter`][refmem.golden.isolated.IsolatedAdapter],
+    (it raises; run in a child process, ``refmem.golden.isolated.IsolatedAdapter``,
     also one that exits, crashes, hangs or prints) is a problem of the report, not an exception."""
     report = Report()
     try:
@@ -126,7 +126,7 @@ def verify(
     ``dtype``, and each failing case names its first divergence. An exception inside
     the adapter fails that case and the others still run. ``adapter`` given by name is
     imported and called in this process; pass an
-    [`IsolatedAdapter`][refmem.golden.isolated.IsolatedAdapter] to run it in a child process
+    ``refmem.golden.isolated.IsolatedAdapter`` to run it in a child process
     (what ``refmem golden verify`` does).
     """
     if dtype not in DTYPES:
