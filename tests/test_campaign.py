@@ -417,3 +417,10 @@ def test_a_size_hint_only_where_the_same_example_passes_at_the_other_size():
     assert not r.passed and r.failing.scale > 1
     assert not any(t.startswith(("B=", "N=")) for t in r.triggers), r.triggers
     assert any(t.startswith("scale") for t in r.triggers)
+
+
+def test_the_cli_timeout_default_is_the_runner_s():
+    from refmem.commands import adapter_process
+    from refmem.golden import isolated
+
+    assert adapter_process.DEFAULT_TIMEOUT == isolated.DEFAULT_TIMEOUT
