@@ -95,9 +95,9 @@ __all__ = [
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
 ]
 
-#: How far outside [0, 1] a `Unit` value may lie: rounding of a softmax or a product, and the
-#: `2**-20` probes of the central differences of SPEC §6, stay inside; a misuse (2.0, -0.9) does not.
 UNIT_SLACK = 1e-6
+"""How far outside [0, 1] a `Unit` value may lie: rounding of a softmax or a product, and the
+`2**-20` probes of the central differences of SPEC §6, stay inside; a misuse (2.0, -0.9) does not."""
 
 _PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("refmem_probing", default=False)
 
@@ -608,8 +608,15 @@ class _Plan:
 # precision reference (label, dtype, bits), probing, the plan's derived sizes].
 
 
-def _run(plan: _Plan, values: list, bound: dict, again: bool = False) -> None:
-    """Check one call's arguments (`values`, in parameter order) against the compiled plan."""
+def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_first: bool = False) -> None:
+    """Check one call's arguments (`values`, in parameter order) against the compiled plan.
+
+    The structures bind their letters before the plain arrays, so that an input of the wrong
+    width is reported on the input. When the structures disagree among themselves (a parameter
+    of the wrong shape), the call is checked again with the plain arrays first, so that the
+    parameter that disagrees with the inputs is the one named.
+    """
+    start = dict(bound)
     refs: list = [None, None, _PROBING.get(), plan.derive]
     for i, node in plan.caches:
         _bind_cache(node, values[i], bound, refs)
@@ -625,24 +632,17 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False) -> None:
         for letter, (rule, inputs) in derive.items():
             if letter not in bound and all(a in bound for a in inputs):
                 bound[letter] = rule(*(bound[a] for a in inputs))
-    for i, name, kind, payload, optional, grad in plan.structs:
-        value = values[i]
-        if value is None:
-            if optional:
-                continue
-            what = payload.what if kind is _STRUCT else f"a tuple of {payload.__name__}"
-            raise DTypeError(f"{name}: expected {what}, got None")
-        if kind is _STRUCT:
-            _check_struct(payload, value, bound, refs, grad, True)
-        else:
-            _check_seq(name, payload, value, bound, refs, grad)
-    for i, name, spec, optional, grad in plan.arrays:
-        value = values[i]
-        if value is None:
-            if optional:
-                continue
-            raise DTypeError(f"{name}: expected an array, got None")
-        _check_array(name, value, spec, bound, refs, grad)
+    if arrays_first:
+        _check_arrays(plan, values, bound, refs)
+    try:
+        _check_structs(plan, values, bound, refs)
+    except ShapeError:
+        if arrays_first or not plan.arrays:
+            raise
+        _run(plan, values, start, again, arrays_first=True)
+        raise
+    if not arrays_first:
+        _check_arrays(plan, values, bound, refs)
     for i, name, check, optional in plan.scalars:
         value = values[i]
         if value is None and optional:
@@ -655,9 +655,33 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False) -> None:
                 have = bound.get(letter)
                 if have is not None and have != want:
                     if not again:  # again with the letter fixed first: the first argument that disagrees is named
-                        _run(plan, values, {letter: want}, again=True)
+                        _run(plan, values, {letter: want}, again=True, arrays_first=arrays_first)
                     raise ShapeError(f"{letter}: expected {rule.__name__}("
                                      f"{', '.join(f'{a}={bound[a]}' for a in inputs)}) = {want}, got {have}")
+
+
+def _check_structs(plan: _Plan, values: list, bound: dict, refs: list) -> None:
+    for i, name, kind, payload, optional, grad in plan.structs:
+        value = values[i]
+        if value is None:
+            if optional:
+                continue
+            what = payload.what if kind is _STRUCT else f"a tuple of {payload.__name__}"
+            raise DTypeError(f"{name}: expected {what}, got None")
+        if kind is _STRUCT:
+            _check_struct(payload, value, bound, refs, grad, True)
+        else:
+            _check_seq(name, payload, value, bound, refs, grad)
+
+
+def _check_arrays(plan: _Plan, values: list, bound: dict, refs: list) -> None:
+    for i, name, spec, optional, grad in plan.arrays:
+        value = values[i]
+        if value is None:
+            if optional:
+                continue
+            raise DTypeError(f"{name}: expected an array, got None")
+        _check_array(name, value, spec, bound, refs, grad)
 
 
 def _bind_cache(node: _Node, cache: Any, bound: dict, refs: list) -> None:

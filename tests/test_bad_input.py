@@ -164,10 +164,10 @@ def _fwd_bwd():
         ("content_weights_backward", lambda d: AD.content_weights_backward(d, c_content), "d_weights", (H, N)),
         ("allocation_backward", lambda d: AD.allocation_backward(d, c_alloc), "d_allocation", (N,)),
         ("memory_update_backward", lambda d: AD.memory_update_backward(d, c_mem), "d_memory", (N, W)),
-        ("linear_backward", lambda d: P.linear_backward(d, c_lin), "d_out", (4,)),
+        ("linear_backward", lambda d: P.linear_backward((d,), c_lin), "d_out.out", (4,)),
         ("decoder_backward", lambda d: BA.decoder_backward(d, None, None, c_dec), "d_y", (3, 4)),
         ("luong attention_backward", lambda d: LU.attention_backward(d, None, None, c_lu), "d_a", (3, 4)),
-        ("memory_lstm unroll_backward", lambda d: ML.unroll_backward(d, c_ml), "d_h", (3, 3)),
+        ("memory_lstm unroll_backward", lambda d: ML.unroll_backward((d, None, None), c_ml), "d_out.h", (3, 3)),
         ("access_step_backward", lambda d: AC.access_step_backward(d, None, c_acc), "d_read_vectors", (R, W)),
         ("core unroll_backward", lambda d: DC.unroll_backward(DC.UnrollOutputs(d, None), c_core), "d_outputs.y", (3, 2)),
     ]

@@ -403,3 +403,14 @@ def test_legacy_call_forms_reach_the_shim_and_new_ones_do_not():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lookup_backward_new((None,), c)
+
+
+def test_a_parameter_that_disagrees_with_the_inputs_is_the_one_named():
+    @checked
+    def f(h: Array["B H"], params: Params):
+        return "called"
+
+    good = Params(np.zeros((3, 4)), np.zeros(4))
+    assert f(np.zeros((2, 4)), good) == "called"
+    with pytest.raises(ShapeError, match=r"^params\.W_in: expected shape \(D, H\) = \(\?, 4\), got \(3, 5\)"):
+        f(np.zeros((2, 4)), good._replace(W_in=np.zeros((3, 5))))
