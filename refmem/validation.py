@@ -21,7 +21,7 @@ annotations are the whole grammar:
 | `Array["B N W"]` | a floating array of shape `(B, N, W)`; each axis a letter, an integer or a leading `...` (any leading axes, the same in every argument of the call) |
 | `Unit["B N"]` | the same, with values in [0, 1] (up to [`UNIT_SLACK`][refmem.validation.UNIT_SLACK]; off inside [`probing`][refmem.validation.probing]) |
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
-| `X \\| None` | `X` or `None` |
+| `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
 | `tuple[S, ...]` of a NamedTuple `S` | a tuple of `S`; a letter first bound inside one element is that element's own (layers of different widths) |
 | a [`Config`][refmem.validation.Config] dataclass | an instance of it (validated when it was built); its [`sizes`][refmem.validation.Config.sizes] bind letters |
