@@ -218,11 +218,10 @@ def _run_dnc(args: Namespace) -> int:
         if written:
             print(f"wrote {written} (refmem plot dnc --params {written})")
     if args.plot:
-        from ..dnc import plots as dnc_plots
-        from ..plots import PlotDependencyError
+        from ..plots import PlotDependencyError, draw_dnc_memory
 
         try:
-            written = outputs.write(args.plot, "--plot", lambda path: dnc_plots.draw(
+            written = outputs.write(args.plot, "--plot", lambda path: draw_dnc_memory(
                 result.params, result.model, cfg.task, path, length=cfg.max_length, repeats=cfg.max_repeats,
                 seed=cfg.seed, source=f"trained {n} steps"))
         except PlotDependencyError as exc:
@@ -237,7 +236,7 @@ def _run_reverse(args: Namespace) -> int:
     """``refmem train reverse``: :mod:`refmem.attention.train` with a progress bar and ``--json``."""
     from ..attention import train as reverse
     from ..cli import CommandError, Outputs, Progress, print_table
-    from ..plots import PlotDependencyError
+    from ..plots import PlotDependencyError, reversal_heatmap
 
     steps = 400 if args.steps is None else args.steps
     kw = {"steps": steps, "seed": args.seed, "backend": args.backend or "numpy"}
@@ -273,8 +272,7 @@ def _run_reverse(args: Namespace) -> int:
         outputs.write(args.json, "--json", write_json)
     if args.plot:
         try:
-            written = outputs.write(args.plot, "--plot", lambda path: reverse.save_heatmap(result, path,
-                                                                                            seed=args.seed))
+            written = outputs.write(args.plot, "--plot", lambda path: reversal_heatmap(result, path, seed=args.seed))
         except PlotDependencyError as exc:
             raise CommandError(f"argument --plot: {exc}") from None
         if written:
