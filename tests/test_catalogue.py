@@ -6,6 +6,8 @@ change to the tests.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -39,11 +41,15 @@ def test_case_directional_other_seeds(case, seed):
 
 @pytest.mark.parametrize("case", ALL, ids=IDS)
 def test_case_contract(case):
-    """Names, roles, float32-representable inputs, finite outputs, deterministic sampling."""
+    """Names, the forward it names, roles, float32-representable inputs, finite outputs, deterministic sampling."""
     xp = rx.backend("numpy")
     parts = case.name.split("/")
     assert len(parts) == 3 and all(parts), case.name
-    assert case.module in catalogue.families()
+    # the public forward the case checks lives in its own family package and exists under that path
+    # (golden files record it; a rename that leaves the case behind fails here)
+    module, _, attr = case.function.rpartition(".")
+    assert module == f"refmem.{case.module}" or module.startswith(f"refmem.{case.module}."), case.function
+    assert callable(getattr(importlib.import_module(module), attr, None)), case.function
     assert case.spec.startswith("SPEC §"), case.spec
     a = case.draw(xp, 7)
     b = case.draw(xp, 7)
