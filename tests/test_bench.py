@@ -6,6 +6,7 @@ No timing is asserted here; the figures come from ``refmem bench``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,27 +91,58 @@ def test_check_case_loop_and_batched_agree():
     assert all(r.passed for r in fast)
 
 
-def test_worker_processes_give_the_same_numbers(monkeypatch):
-    """Param loops shared among forked workers: records identical to the single-process run."""
+_WORKERS_SCRIPT = """
+import sys
+import numpy as np
+from refmem import catalogue, gradcheck
+from refmem import xp as rx
+
+assert "jax" not in sys.modules
+gradcheck.PARALLEL_MIN_SECONDS = 0.0
+case = catalogue.get_case("primitives/linear/default")
+for backend in ("numpy", "array_api_strict"):
+    xp = rx.backend(backend)
+    ev = gradcheck.Evaluation(case, xp, case.draw(xp, 0), 0)
+    assert gradcheck._start_workers(ev, xp, 2, ["central"]) is not None, backend  # the parallel path runs
+    one = gradcheck.check_case(case, xp, jobs=1)
+    two = gradcheck.check_case(case, xp, jobs=2)
+    key = lambda rs: [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in rs]
+    assert key(one) == key(two), backend
+np_ = rx.backend("numpy")
+ev = gradcheck.Evaluation(case, np_, case.draw(np_, 0), 0)
+workers = gradcheck._start_workers(ev, np_, 2, ["central"])
+try:
+    np.testing.assert_array_equal(gradcheck.central_gradient(ev, "params/W", workers=workers),
+                                  gradcheck.central_gradient(ev, "params/W"))
+finally:
+    workers.close()
+print("workers ok")
+"""
+
+
+def test_worker_processes_give_the_same_numbers():
+    """Param loops shared among forked workers: records identical to the single-process run.
+
+    In a fresh interpreter: once another test has imported JAX, this process no longer forks
+    workers (its threads make a fork unsafe), and the comparison would be one process with itself.
+    """
+    import os
+    import subprocess
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-c", _WORKERS_SCRIPT], capture_output=True, text=True, env=env,
+                          cwd=root, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "workers ok", proc.stdout + proc.stderr
+
+
+def test_no_workers_once_jax_is_loaded(monkeypatch):
     monkeypatch.setattr(gradcheck, "PARALLEL_MIN_SECONDS", 0.0)
     case = catalogue.get_case("primitives/linear/default")
-    for backend in ("numpy", "array_api_strict"):
-        xp = rx.backend(backend)
-        one = gradcheck.check_case(case, xp, jobs=1)
-        two = gradcheck.check_case(case, xp, jobs=2)
-        key = [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in one]
-        assert key == [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in two]
-    ev = gradcheck.Evaluation(case, rx.backend("numpy"), case.draw(rx.backend("numpy"), 0), 0)
-    workers = gradcheck._start_workers(ev, rx.backend("numpy"), 2, ["central"])
-    if "jax" in sys.modules:  # JAX's threads make a fork unsafe: no workers then
-        assert workers is None
-        return
-    assert workers is not None
-    try:
-        np.testing.assert_array_equal(gradcheck.central_gradient(ev, "params/W", workers=workers),
-                                      gradcheck.central_gradient(ev, "params/W"))
-    finally:
-        workers.close()
+    xp = rx.backend("numpy")
+    ev = gradcheck.Evaluation(case, xp, case.draw(xp, 0), 0)
+    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax") or object())
+    assert gradcheck._start_workers(ev, xp, 2, ["central"]) is None
 
 
 def test_default_jobs(monkeypatch):
