@@ -1,6 +1,6 @@
 """The case catalogue: every equation of SPEC.md as one checkable case.
 
-A :class:`Case` knows its forward and backward functions, how to draw valid
+A [`Case`][refmem.catalogue.Case] knows its forward and backward functions, how to draw valid
 inputs from a seed (away from kinks), which checks apply, and its variant. Four
 readers walk the catalogue: ``refmem check``, ``refmem golden``, the tests and
 the benchmarks.
@@ -51,8 +51,8 @@ class Forward:
     ``trace``: ``None`` or a function of no argument returning the named quantities
     the forward computed on the way (GOLDEN.md ``intermediates/``), under bare names,
     with the time axis right after the batch axis in unrolled cases. It is called
-    only when :attr:`intermediates` is read (the golden export), so gradient checks,
-    which call a forward many times, do not pay for it.
+    only when [`intermediates`][refmem.catalogue.Forward.intermediates] is read (the golden export), so
+    gradient checks, which call a forward many times, do not pay for it.
     """
 
     outputs: dict[str, Any]
@@ -78,9 +78,9 @@ class Case:
         forward: ``forward(arrays, frozen=None) -> Forward``.
         backward: ``backward(arrays, cotangents) -> {role/name: grad}``; ``cotangents``
             maps each output name to its upstream gradient. A case with a stopped gradient
-            also takes ``frozen=`` (the recorded values of :class:`Forward`), so that the
+            also takes ``frozen=`` (the recorded values of [`Forward`][refmem.catalogue.Forward]), so that the
             stopped tensor is a constant when the backward itself is differentiated
-            (:mod:`refmem.forward_mode`).
+            ([`refmem.forward_mode`][refmem.forward_mode]).
         sizes: default sizes in SPEC's letters, e.g. ``{"B": 2, "N": 6}``.
         min_sizes: smallest size each letter may take when drawn (default 1).
         max_sizes: largest size a letter may take when drawn, where the sampler cannot keep

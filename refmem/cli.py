@@ -6,18 +6,19 @@ Each sub-command lives in ``refmem/commands/<name>.py`` and provides ``HELP``,
 Errors. A user error (a bad option value, an unknown module, a backend that is
 missing, an unwritable output path) is printed as one line on standard error,
 ``refmem <command>: error: <message>``, and the exit status is 2; never a
-traceback. Commands raise :class:`CommandError` for these (or refmem's own
-error types, see :func:`user_error_types`); argparse's errors take the same
+traceback. Commands raise [`CommandError`][refmem.cli.CommandError] for these (or refmem's own
+error types, see [`user_error_types`][refmem.cli.user_error_types]); argparse's errors take the same
 form. Anything else that escapes a command is a bug and keeps its traceback.
 
 Output paths. Every ``--json``, ``--save``, ``--out``, ``--plot`` and
 ``--junit`` option is checked writable before the work starts
-(:func:`check_output_path`); a write that still fails afterwards goes to a
+([`check_output_path`][refmem.cli.check_output_path]); a write that still fails afterwards goes to a
 temporary file instead, named on standard error, and the exit status is 2
-(:class:`Outputs`).
+([`Outputs`][refmem.cli.Outputs]).
 
-Option values. The ``type=`` helpers :func:`int_at_least`, :func:`positive_float`
-and :func:`nonnegative_float` refuse out-of-range numbers while parsing, so the
+Option values. The ``type=`` helpers [`int_at_least`][refmem.cli.int_at_least],
+[`positive_float`][refmem.cli.positive_float]
+and [`nonnegative_float`][refmem.cli.nonnegative_float] refuse out-of-range numbers while parsing, so the
 error names the option.
 
 Terminal output. Progress bars and tables are drawn by ``rich`` (imported only
@@ -142,7 +143,8 @@ def _probe_dir(directory: str) -> str | None:
 
 
 def check_output_path(path: str, option: str) -> None:
-    """Raise :class:`CommandError` unless ``path`` can be written as a file (checked, not created).
+    """Raise [`CommandError`][refmem.cli.CommandError] unless ``path`` can be written as a file (checked,
+    not created).
 
     Refused: an empty path, a directory, a parent directory that does not exist or
     in which no file can be created, an existing file that cannot be opened for writing.
@@ -167,7 +169,8 @@ def check_output_path(path: str, option: str) -> None:
 
 
 def check_output_dir(path: str, option: str) -> None:
-    """Raise :class:`CommandError` unless ``path`` is (or can be created as) a writable directory."""
+    """Raise [`CommandError`][refmem.cli.CommandError] unless ``path`` is (or can be created as) a
+    writable directory."""
     if not path:
         raise CommandError(f"argument {option}: expected a directory path, got an empty string")
     target = os.path.abspath(path)
@@ -186,8 +189,8 @@ class Outputs:
     """Writes a command's output files; a write that fails goes to a temporary file instead.
 
     ``write(path, option, fn)`` calls ``fn(path)``; on ``OSError`` it calls ``fn`` on a fresh
-    file in the temporary directory (same suffix) and remembers both. :meth:`finish`
-    raises one :class:`CommandError` naming every fallback, so nothing finished is lost
+    file in the temporary directory (same suffix) and remembers both. `finish`
+    raises one [`CommandError`][refmem.cli.CommandError] naming every fallback, so nothing finished is lost
     and the exit status says something went wrong.
     """
 
@@ -384,7 +387,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """The exceptions printed as one line (exit 2): :class:`CommandError`, :class:`UsageError`
+    """The exceptions printed as one line (exit 2): [`CommandError`][refmem.cli.CommandError],
+    [`UsageError`][refmem.cli.UsageError]
     and refmem's own error types of the modules loaded so far (backends, the catalogue,
     golden files, plotting, and the validation errors of ``refmem.errors`` where present)."""
     found: list[type[BaseException]] = [CommandError, UsageError]

@@ -12,15 +12,15 @@ applied to those cotangents and the numerical side differentiates ``L``:
 * ``directional``: ``vᵀ J u`` for a random direction ``u`` over every
   differentiable tensor at once (``v`` is the cotangent), by central differences;
   ``u`` is tilted towards the analytic gradient so that ``vᵀ J u`` cannot cancel
-  to rounding noise (:func:`_tilted_direction`);
-* ``hvp``: second order (:func:`refmem.forward_mode.hvp_records`): the complex step
+  to rounding noise (``_tilted_direction``);
+* ``hvp``: second order ([`refmem.forward_mode.hvp_records`][refmem.forward_mode.hvp_records]): the complex step
   through the hand-derived backward against Richardson-extrapolated central
   differences of it, and the symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩``.
 
 A stopped gradient is checked with the stopped tensor frozen at the value the
-unperturbed forward recorded (:class:`refmem.catalogue.Forward.frozen`).
+unperturbed forward recorded ([`Forward.frozen`][refmem.catalogue.Forward]).
 
-Every check yields :class:`Record`s with SPEC §6's verdict: element-wise
+Every check yields [`Record`][refmem.gradcheck.Record]s with SPEC §6's verdict: element-wise
 ``|a - n| ≤ 1e-7 + 1e-5 |n|`` and a norm-wise relative error below ``1e-8``
 (central, directional) or ``1e-12`` (complex).
 
@@ -40,15 +40,15 @@ every row and every copy, so their elements are perturbed one forward call at
 a time; no grouping of param perturbations is sound.
 
 The engine uses the batched path only where it can vouch for it
-(:meth:`Evaluation.batch_rows`): every input and state tensor and every output
-and frozen tensor has the same leading size ``B``, and a probe call with three
+([`Evaluation.batch_rows`][refmem.gradcheck.Evaluation.batch_rows]): every input and state tensor and
+every output and frozen tensor has the same leading size ``B``, and a probe call with three
 stacked copies, the outer two perturbed, reproduces the unperturbed outputs in
 the middle copy (rows that mixed would not). Otherwise, or with
 ``batched=False``, it runs the plain per-element loop; both give the same
 numbers to rounding.
 
 Params are the bulk of the element-wise work of a model case. Their loops are
-shared among forked worker processes (:func:`check_case`'s ``jobs``, default
+shared among forked worker processes ([`check_case`][refmem.gradcheck.check_case]'s ``jobs``, default
 ``REFMEM_JOBS`` or the idle CPUs) when they are long enough to pay for the
 fork; every element is computed as the serial loop computes it.
 """
@@ -157,14 +157,15 @@ class Evaluation:
     """A case's forward at fixed inputs, as a function of one tensor at a time.
 
     Holds the host (NumPy) copies of the inputs, the cotangents, and the frozen
-    values recorded by the unperturbed forward. :meth:`central_delta` evaluates
-    ``Σ cot ∘ (f(x + d) - f(x - d))`` for perturbations of any tensors;
-    :meth:`stacked_outputs` evaluates many perturbed copies of the batch in one
-    call (see the module docstring).
+    values recorded by the unperturbed forward.
+    [`central_delta`][refmem.gradcheck.Evaluation.central_delta] evaluates
+    ``Σ cot ∘ (f(x + d) - f(x - d))`` for perturbations of any tensors; where
+    [`batch_rows`][refmem.gradcheck.Evaluation.batch_rows] allows it, many perturbed
+    copies of the batch are evaluated in one call (see the module docstring).
     """
 
-    #: Stacked elements (inputs, state and outputs of all copies) per batched call.
     STACK_BUDGET = 2**20
+    """Stacked elements (inputs, state and outputs of all copies) per batched call."""
 
     def __init__(self, case: Case, xp: Any, arrays: Mapping[str, Any], seed: int):
         self.case = case
@@ -244,8 +245,8 @@ class Evaluation:
         Requires every ``inputs/``/``state/`` tensor, every output and every
         frozen tensor to have the same leading size, and a probe: three stacked
         copies, the first and last perturbed, must give the unperturbed outputs
-        in the middle copy (rows that mix, or read a fixed row, would not). The answer is computed once and kept; :attr:`batch_note`
-        says why it is ``None``.
+        in the middle copy (rows that mix, or read a fixed row, would not). The answer is computed once
+        and kept; `batch_note` says why it is ``None``.
         """
         if self._batch is _UNKNOWN:
             self._batch, self.batch_note = self._probe_batch()
@@ -352,7 +353,7 @@ def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batch
     case is perturbed in stacked copies of the batch, many per forward call;
     ``batched=False`` runs the plain loop of two forward calls per element. Both
     take each difference on the outputs before summing with the cotangent.
-    ``workers`` (see :func:`check_case`) share the loop among processes.
+    ``workers`` (see [`check_case`][refmem.gradcheck.check_case]) share the loop among processes.
     """
     B = _batched(ev, key, batched)
     if B is None:
@@ -402,7 +403,7 @@ def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batch
                      workers: "_Workers | None" = None) -> np.ndarray:
     """Element-wise complex-step derivative ``Im L(x + i h e_i) / h`` for tensor ``key``.
 
-    ``batched`` as in :func:`central_gradient`: one stacked copy of the batch per
+    ``batched`` as in [`central_gradient`][refmem.gradcheck.central_gradient]: one stacked copy of the batch per
     element of a batch row instead of one forward call per element.
     """
     B = _batched(ev, key, batched)
@@ -442,10 +443,10 @@ _VALUES = {"central": _central_values, "complex": _complex_values}
 
 # ----------------------------------------------------------------------------- worker processes
 
-#: The evaluation forked workers inherit (set only while a pool is being created).
 _SHARED: Evaluation | None = None
-#: Estimated seconds of per-element loops below which no worker process is started.
+"""The evaluation forked workers inherit (set only while a pool is being created)."""
 PARALLEL_MIN_SECONDS = 1.0
+"""Estimated seconds of per-element loops below which no worker process is started."""
 
 
 def _work(task: tuple[str, str, float, np.ndarray]) -> np.ndarray:
@@ -475,7 +476,8 @@ def default_jobs() -> int:
 
 
 class _Workers:
-    """Forked processes that share one :class:`Evaluation` for the per-element loops of params.
+    """Forked processes that share one [`Evaluation`][refmem.gradcheck.Evaluation] for the per-element
+    loops of params.
 
     The processes are forked while ``_SHARED`` holds the evaluation, so they
     inherit it and nothing is pickled but indices and results. Each element is
@@ -558,13 +560,13 @@ def check_case(
     """Check every differentiable tensor of ``case`` at ``seed`` with ``methods``.
 
     ``complex`` is skipped for cases that are not analytic on their path
-    (``case.complex_step`` false). Returns one :class:`Record` per tensor and
+    (``case.complex_step`` false). Returns one [`Record`][refmem.gradcheck.Record] per tensor and
     method (one per case for ``directional``). ``batched=False`` forces the
     plain per-element loop (see the module docstring). ``jobs``: processes that
-    share the per-element loops of params (default :func:`default_jobs`, i.e.
+    share the per-element loops of params (default [`default_jobs`][refmem.gradcheck.default_jobs], i.e.
     ``REFMEM_JOBS`` or the idle CPUs; 1 runs everything in this process); they
     are started only on NumPy and array-api-strict, where fork is available, and
-    when the loops would take more than :data:`PARALLEL_MIN_SECONDS`. The numbers
+    when the loops would take more than ``PARALLEL_MIN_SECONDS``. The numbers
     do not depend on ``jobs``.
     """
     methods = list(methods)

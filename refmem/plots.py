@@ -108,8 +108,7 @@ def reversal_heatmap(result: Any, path: str | Path, seed: int = 0) -> Path:
     ``t`` attends to source position ``T + 1 - t`` (the anti-diagonal).
 
     Args:
-        result: the [`TrainResult`][refmem.attention.train.TrainResult] of
-            [`train`][refmem.attention.train.train].
+        result: the ``TrainResult`` of ``refmem.attention.train.train``.
         path: the PNG to write.
         seed: the training seed, for the title.
 

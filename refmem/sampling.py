@@ -34,7 +34,7 @@ class Sampler:
         """A sampler into ``xp`` that continues the stream of an existing NumPy ``Generator``.
 
         Lets an API that accepts a caller's ``numpy.random.Generator`` draw through
-        :class:`Sampler`; every draw advances ``generator`` itself.
+        [`Sampler`][refmem.sampling.Sampler]; every draw advances ``generator`` itself.
         """
         if not isinstance(generator, np.random.Generator):
             raise TypeError(f"Sampler.from_generator: expected a numpy.random.Generator, got "

@@ -1,7 +1,7 @@
 """Hypothesis strategies for property tests of refmem and of your own implementation.
 
 Hypothesis is a test extra (``pip install 'refmem[test]'``); importing
-:mod:`refmem` never needs it, only importing this module does.
+``refmem`` never needs it, only importing this module does.
 
 The strategies draw NumPy ``float64`` arrays whose values are float32-representable
 (as the catalogue's samplers and GOLDEN.md do), so a float32 implementation
@@ -57,8 +57,8 @@ __all__ = [
     "separated_values",
 ]
 
-#: Largest seed :func:`seeds` draws.
 MAX_SEED = 2**31 - 1
+"""Largest seed [`seeds`][refmem.strategies.seeds] draws."""
 
 
 def _to(xp: Any, a: np.ndarray) -> Any:
@@ -71,7 +71,8 @@ def _f32(a: np.ndarray) -> np.ndarray:
 
 
 def seeds(max_seed: int = MAX_SEED) -> st.SearchStrategy[int]:
-    """Seeds for :class:`refmem.xp.Sampler` and the catalogue's ``sample``: integers in ``[0, max_seed]``."""
+    """Seeds for [`refmem.sampling.Sampler`][refmem.sampling.Sampler] and the catalogue's ``sample``:
+    integers in ``[0, max_seed]``."""
     _at_least("max_seed", max_seed, 0)
     return st.integers(min_value=0, max_value=max_seed)
 
@@ -102,7 +103,8 @@ def sizes_for(case: Case, extra: int = 2, fixed: Mapping[str, int] | None = None
 
 
 class Drawn(NamedTuple):
-    """What :func:`case_inputs` draws: ``sizes`` (SPEC letters), ``seed``, and the sampled ``arrays``."""
+    """What [`case_inputs`][refmem.strategies.case_inputs] draws: ``sizes`` (SPEC letters), ``seed``, and
+    the sampled ``arrays``."""
 
     sizes: dict
     seed: int
@@ -152,7 +154,7 @@ def finite_arrays(
     """Finite float64 arrays with values in ``[low, high]`` (no NaN, no infinity).
 
     Args:
-        shape: a tuple, or a strategy of tuples (e.g. :func:`shapes`).
+        shape: a tuple, or a strategy of tuples (e.g. [`shapes`][refmem.strategies.shapes]).
         low: lower bound of the values, included.
         high: upper bound of the values, included.
         xp: namespace to return the arrays in (``None``: NumPy).

@@ -7,12 +7,12 @@
         results = my_impl(g.given("float32"))           # {"outputs/...": ..., "grads/...": ...}
         assert_matches_golden("dnc/access_step/paper", results, "float32")
 
-A failure raises :class:`AssertionError` whose message starts with the first divergence
+A failure raises `AssertionError` whose message starts with the first divergence
 (GOLDEN.md ``order``, the earliest time step first), then lists the failing tensors and
 problems. Results may be arrays of any framework (NumPy, torch, JAX, CuPy).
 
-:func:`differential` holds an adapter to live refmem at Hypothesis-drawn shapes
-(:mod:`refmem.differential`)::
+[`differential`][refmem.testing.differential] holds an adapter to live refmem at Hypothesis-drawn shapes
+(``refmem.differential``)::
 
     def test_my_access_step_everywhere():
         differential("mypkg.adapter:run", "dnc/access_step/*", "float32", max_examples=50)
@@ -29,10 +29,10 @@ __all__ = ["assert_matches_golden", "differential"]
 def assert_matches_golden(case: Any, results: Mapping[str, Any], dtype: str = "float64",
                           directory: str | os.PathLike | None = None) -> None:
     """Assert that ``results`` match golden case ``case`` (a name or a loaded
-    :class:`refmem.golden.Golden`) at the tolerance of ``dtype``.
+    [`refmem.golden.Golden`][refmem.golden.Golden]) at the tolerance of ``dtype``.
 
     ``directory``: the golden directory (default: the checkout's ``golden/``, else the copy
-    shipped with refmem). Raises :class:`AssertionError` naming the first divergence.
+    shipped with refmem). Raises `AssertionError` naming the first divergence.
     """
     from . import golden
 
@@ -48,13 +48,13 @@ def differential(adapter: Any, case_pattern: Any = None, dtype: str = "float64",
                  seed: int = 0, save_failures: str | os.PathLike | None = None,
                  batch_invariance: bool = False):
     """Assert that ``adapter`` (``"package.module:function"``, a path ``file.py:function`` or a
-    :class:`refmem.golden.Adapter`) agrees with live refmem on ``max_examples`` Hypothesis-drawn
-    examples of every case it declares that matches ``case_pattern`` (fnmatch or substring; a
+    [`refmem.golden.Adapter`][refmem.golden.Adapter]) agrees with live refmem on ``max_examples``
+    Hypothesis-drawn examples of every case it declares that matches ``case_pattern`` (fnmatch or substring; a
     list for several), in ``dtype``.
 
-    Raises :class:`AssertionError` naming, per failing case, the shrunk failing example and its
+    Raises `AssertionError` naming, per failing case, the shrunk failing example and its
     first divergence (with ``save_failures``, the golden reproducer written there). Returns the
-    :class:`refmem.differential.Result` when every case passes. Call it from a plain test
+    ``refmem.differential.Result`` when every case passes. Call it from a plain test
     function, not from inside a ``@given`` test (it runs its own Hypothesis search).
     """
     from . import differential as D

@@ -1,8 +1,8 @@
 """``refmem train copy|repeat-copy|reverse``: the training demos, in refmem alone (no framework).
 
 ``copy`` and ``repeat-copy`` train the DNC on deepmind/dnc's copy tasks
-(:mod:`refmem.dnc.train`); ``reverse`` trains the Bahdanau decoder of SPEC §2 to
-reverse symbol sequences (:mod:`refmem.attention.train`).
+([`refmem.dnc.train`][refmem.dnc.train]); ``reverse`` trains the Bahdanau decoder of SPEC §2 to
+reverse symbol sequences ([`refmem.attention.train`][refmem.attention.train]).
 """
 
 from __future__ import annotations
@@ -233,7 +233,8 @@ def _run_dnc(args: Namespace) -> int:
 
 
 def _run_reverse(args: Namespace) -> int:
-    """``refmem train reverse``: :mod:`refmem.attention.train` with a progress bar and ``--json``."""
+    """``refmem train reverse``: [`refmem.attention.train`][refmem.attention.train] with a progress bar
+    and ``--json``."""
     from ..attention import train as reverse
     from ..cli import CommandError, Outputs, Progress, print_table
     from ..plots import PlotDependencyError, reversal_heatmap

@@ -1,13 +1,13 @@
 """Load a golden case and compare results with it: strictly, and naming the first divergence.
 
-:func:`load` checks integrity (sha256, the manifest entry recorded inside the file,
-names, dtypes, shapes). :func:`compare` holds every returned tensor to the
+[`load`][refmem.golden.comparison.load] checks integrity (sha256, the manifest entry recorded inside the file,
+names, dtypes, shapes). [`compare`][refmem.golden.comparison.compare] holds every returned tensor to the
 reference: a result must be a real array of the dtype under test, of the reference
 shape, finite and within ``|a - r| ≤ atol + rtol |r|``; a complex, integer or
 wrongly typed result, a wrong shape, a NaN or infinity, a missing output or
 gradient, and a name the case does not have fail with a message that says which
-and why. For a failing case, :func:`first_divergence` walks the manifest's
-``order`` (the earliest time step first) and names the first quantity that
+and why. For a failing case, [`first_divergence`][refmem.golden.comparison.first_divergence] walks the
+manifest's ``order`` (the earliest time step first) and names the first quantity that
 disagrees, its SPEC reference, the worst element, the reference and the given value.
 """
 
@@ -81,10 +81,11 @@ class Golden:
 
 
 def load(case: str, dir: str | Path | None = None, manifest: dict | None = None) -> Golden:  # noqa: A002
-    """Load golden case ``case`` from ``dir`` (see :func:`refmem.golden.storage.default_dir`).
+    """Load golden case ``case`` from ``dir`` (see
+    [`refmem.golden.storage.default_dir`][refmem.golden.storage.default_dir]).
 
-    Refuses, with :class:`IntegrityError` naming the case, a file whose sha256 is not
-    the manifest's, a manifest entry that differs from the copy inside the file, and
+    Refuses, with [`IntegrityError`][refmem.golden.storage.IntegrityError] naming the case, a file whose
+    sha256 is not the manifest's, a manifest entry that differs from the copy inside the file, and
     tensors whose names, dtypes or shapes differ from the manifest.
     """
     root = resolve_dir(dir)
@@ -347,7 +348,8 @@ def compare(
     ``jvp/`` and ``hvp/`` are compared when returned. Each must be a real ``dtype`` array of the reference shape,
     finite, with ``|a - r| ≤ atol + rtol |r|`` element-wise. A name the case does not
     have is a problem, except gradients of given tensors the case does not differentiate
-    (``nondiff``), which are ignored. A failing case gets its :class:`Divergence`.
+    (``nondiff``), which are ignored. A failing case gets its
+    [`Divergence`][refmem.golden.comparison.Divergence].
     """
     if dtype not in DTYPES:
         raise DomainError(f"dtype: expected one of {DTYPES}, got {dtype!r}")

@@ -44,7 +44,8 @@ def _anchor(name: str) -> str:
 
 
 def render_readme(manifest: Mapping[str, Any], notes: Mapping[str, Sequence[str]] | None = None) -> str:
-    """``golden/README.md``, generated from the manifest (and ``notes`` per case, see :func:`case_notes`)."""
+    """``golden/README.md``, generated from the manifest (and ``notes`` per case, see
+    [`case_notes`][refmem.golden.readme.case_notes])."""
     notes = notes or {}
     cases = manifest["cases"]
     lines = [
