@@ -204,7 +204,7 @@ def golden_tensors(case: catalogue.Case, seed: int = 0, *, allow_float64: bool =
     sampled = {k: np.ascontiguousarray(rx.to_numpy(v)) for k, v in case.draw(xp, seed).items()}
     for k, v in sampled.items():
         if v.dtype.kind == "f" and (v.dtype != np.float64 or not np.array_equal(v.astype(np.float32).astype(np.float64), v)):
-            raise ExtendedPrecisionError(f"{case.name}: sampled {k} is not float32-representable float64 (GOLDEN.md)")
+            raise ExtendedPrecisionError(f"{case.name}: sampled {k} is not float32-representable float64 (docs/golden-format.md)")
     # the shapes of the outputs, for the cotangents: one cheap float64 forward
     shapes = {k: np.zeros(np.shape(rx.to_numpy(v))) for k, v in case.forward(
         {k: rx.from_numpy(xp, v) for k, v in sampled.items()}).outputs.items()}

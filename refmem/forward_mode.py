@@ -1,4 +1,4 @@
-"""Forward mode and second order of every catalogue case (GOLDEN.md ``tangents/``, ``jvp/``, ``hvp/``).
+"""Forward mode and second order of every catalogue case (docs/golden-format.md: ``tangents/``, ``jvp/``, ``hvp/``).
 
 With the case's loss ``L = Σ_outputs Σ cot ∘ out`` (the cotangents of
 [`refmem.gradcheck.cotangents_for`][refmem.gradcheck.cotangents_for]) and tangents ``t`` (one per

@@ -17,7 +17,7 @@ class Sampler:
 
     Samplers and initialisers draw with NumPy's ``Generator`` (PCG64) so that a
     seed gives the same numbers on every backend; each draw is rounded to
-    float32 and stored as float64 (GOLDEN.md), then moved into ``xp``.
+    float32 and stored as float64 ([docs/golden-format.md](../golden-format.md)), then moved into ``xp``.
     """
 
     def __init__(self, xp: Any, seed: int | tuple[int, ...]):

@@ -4,7 +4,7 @@ Hypothesis is a test extra (``pip install 'refmem[test]'``); importing
 ``refmem`` never needs it, only importing this module does.
 
 The strategies draw NumPy ``float64`` arrays whose values are float32-representable
-(as the catalogue's samplers and GOLDEN.md do), so a float32 implementation
+(as the catalogue's samplers and [docs/golden-format.md](../golden-format.md) do), so a float32 implementation
 sees exactly the same numbers; pass ``xp=`` to get them in another namespace.
 
 A property test of a catalogue case at drawn sizes and seeds::
@@ -66,7 +66,7 @@ def _to(xp: Any, a: np.ndarray) -> Any:
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
-    """Round to float32 and store as float64 (GOLDEN.md)."""
+    """Round to float32 and store as float64 ([docs/golden-format.md](../golden-format.md))."""
     return np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 

@@ -8,7 +8,7 @@
         assert_matches_golden("dnc/access_step/paper", results, "float32")
 
 A failure raises `AssertionError` whose message starts with the first divergence
-(GOLDEN.md ``order``, the earliest time step first), then lists the failing tensors and
+([docs/golden-format.md](../golden-format.md), ``order``, the earliest time step first), then lists the failing tensors and
 problems. Results may be arrays of any framework (NumPy, torch, JAX, CuPy).
 
 [`differential`][refmem.testing.differential] holds an adapter to live refmem at Hypothesis-drawn shapes

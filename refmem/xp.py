@@ -243,7 +243,7 @@ def to_numpy(x: Any, contiguous: bool = False) -> np.ndarray:
     """Copy an array of any supported backend to a NumPy array on the host.
 
     With ``contiguous=True`` the result is C-contiguous (a copy only where needed),
-    as file writers such as safetensors require (GOLDEN.md, safetensors issue #825).
+    as file writers such as safetensors require (docs/golden-format.md, safetensors issue #825).
     """
     if contiguous:
         return np.ascontiguousarray(to_numpy(x))

@@ -1,4 +1,4 @@
-"""Golden tensors (GOLDEN.md): export, integrity, check, compare and verify.
+"""Golden tensors (docs/golden-format.md): export, integrity, check, compare and verify.
 
 Generic over the catalogue: every case that exists is exported, loaded and
 checked with no per-equation code here.
@@ -514,7 +514,7 @@ def test_a_failing_case_leaves_the_directory_untouched(tmp_path):
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
 
 
-#: GOLDEN.md's fixed DNC table: function -> (tensors it takes, outputs).
+#: The fixed DNC table of docs/golden-format.md: function -> (tensors it takes, outputs).
 DNC_TABLE = {
     "content_weights": ({"inputs/memory", "inputs/keys", "inputs/strengths"}, {"weights"}),
     "usage": ({"inputs/prev_usage", "inputs/prev_write_weights", "inputs/free_gates", "inputs/prev_read_weights"},

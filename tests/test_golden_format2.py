@@ -24,7 +24,7 @@ from refmem.testing import assert_matches_golden
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "golden"
 
-#: The composite cases (several equations in one case) and the intermediates GOLDEN.md fixes for them.
+#: The composite cases (several equations in one case) and the intermediates docs/golden-format.md fixes for them.
 COMPOSITE = {
     "dnc/access_step/": {"write_vectors", "erase_vectors", "free_gates", "allocation_gates", "write_gates",
                          "read_modes", "write_content_weights", "allocation", "forward_weights",

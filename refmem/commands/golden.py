@@ -1,4 +1,4 @@
-"""``refmem golden``: export, check and verify golden tensors (GOLDEN.md).
+"""``refmem golden``: export, check and verify golden tensors (docs/golden-format.md).
 
 * ``refmem golden export [--dir golden]``: write every catalogue case, the manifest and README.
 * ``refmem golden check [--dir golden]``: recompute every case and compare; never writes.
@@ -18,7 +18,7 @@ import time
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
 
-HELP = "export, check and verify golden tensors for other frameworks (GOLDEN.md)"
+HELP = "export, check and verify golden tensors for other frameworks (docs/golden-format.md)"
 
 
 def add_arguments(p: ArgumentParser) -> None:

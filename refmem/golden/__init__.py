@@ -1,4 +1,4 @@
-"""Golden tensors (GOLDEN.md, format 2): export, check, load, compare and verify.
+"""Golden tensors (format 2, [docs/golden-format.md](../golden-format.md)): export, check, load, compare and verify.
 
 The package, one concern per module:
 

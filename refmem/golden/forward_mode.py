@@ -1,4 +1,4 @@
-"""The forward-mode and second-order tensors of a golden case (GOLDEN.md format 2).
+"""The forward-mode and second-order tensors of a golden case (format 2, docs/golden-format.md).
 
 ``tangents/<role>/<name>``: one tangent per differentiable input, param and state tensor,
 drawn from their own seed ([`refmem.forward_mode.tangents_for`][refmem.forward_mode.tangents_for]),

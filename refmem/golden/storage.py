@@ -1,4 +1,4 @@
-"""Format and integrity (GOLDEN.md): safetensors I/O, sha256, the manifest, where goldens live.
+"""Format and integrity (docs/golden-format.md): safetensors I/O, sha256, the manifest, where goldens live.
 
 * [`write_safetensors`][refmem.golden.storage.write_safetensors] /
   [`read_safetensors`][refmem.golden.storage.read_safetensors]: one file per case, only
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 2
-"""Version of the on-disk format this refmem writes (GOLDEN.md); bump it with a migration note."""
+"""Version of the on-disk format this refmem writes ([docs/golden-format.md](../golden-format.md)); bump it with a migration note."""
 READS = (1, 2)
 """Versions this refmem reads (format 2 is format 1 plus optional roles and fields)."""
 META_KEY = "refmem_golden"
