@@ -35,6 +35,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 from typing import Any, Callable, Sequence, TextIO
 
 __all__ = ["CommandError", "UsageError", "Parser", "Progress", "Outputs", "print_table", "check_output_path",
@@ -348,12 +349,17 @@ def _load_commands() -> dict[str, object]:
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Wraps one-paragraph texts as usual; keeps a text with line breaks (an epilog) as written."""
+    """Wraps one-paragraph texts at spaces only (a path such as ``docs/golden-format.md`` stays whole);
+    keeps a text with line breaks (an epilog) as written."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if "\n" in text.strip():
             return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False, break_long_words=False)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False, break_long_words=False)
 
 
 def _set_prog_defaults(parser: argparse.ArgumentParser) -> None:
