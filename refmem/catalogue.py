@@ -1,4 +1,4 @@
-"""The case catalogue: every equation of the specification (docs/spec.md) as one checkable case.
+"""The case catalogue: every equation of the specification ([docs/spec.md](../spec.md)) as one checkable case.
 
 A [`Case`][refmem.catalogue.Case] knows its forward and backward functions, how to draw valid
 inputs from a seed (away from kinks), which checks apply, and its variant. Four
@@ -72,7 +72,7 @@ class Case:
     Attributes:
         name: ``<module>/<function>/<variant>`` ([docs/golden-format.md](../golden-format.md)).
         spec: the SPEC reference, e.g. ``"SPEC §5 step 3"``.
-        function: public Python path of the forward, e.g. ``"refmem.dnc.addressing.allocation"``.
+        function: public Python path of the forward, e.g. ``"refmem.dnc.addressing.usage_forward"``.
         sample: ``sample(xp, seed, sizes) -> {role/name: array}``: valid float64 inputs
             (float32-representable), away from kinks.
         forward: ``forward(arrays, frozen=None) -> Forward``.

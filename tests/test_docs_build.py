@@ -130,3 +130,11 @@ def test_the_checker_finds_planted_roles_and_missing_files():
     for needle in (":func:`softmax", ":class:`Case", "GOLDEN.md", ":meth:`x", "ARCHITECTURE.md"):
         assert any(needle in f for f in found), (needle, found)
     assert offenders("<p>SPEC §5, docs/spec.md, [`Case`][refmem.catalogue.Case]</p>") == []
+
+
+def test_long_signatures_are_laid_out_one_parameter_a_line(site):
+    """mkdocstrings formats separate signatures with ruff (the docs extra); without it a long one is one line."""
+    import html as html_lib
+
+    text = html_lib.unescape(re.sub(r"<[^>]+>", "", (site / "api" / "catalogue.html").read_text(encoding="utf-8")))
+    assert "Case(\n    name: str,\n    spec: str," in text
