@@ -14,7 +14,7 @@ Conventions (checked against the sources named below, and tested in
 
 * [`RMSProp`][refmem.optim.RMSProp] is TensorFlow 1's ``tf.train.RMSPropOptimizer`` as deepmind/dnc's
   ``train.py`` uses it (``learning_rate=1e-4``, ``epsilon=1e-10``, TF defaults
-  ``decay=0.9``, ``momentum=0.0``, ``centered=False``)::
+  ``decay=0.9``, ``momentum=0.0``, ``centered=False``):
 
       ms  <- decay ms + (1 - decay) g²          ms starts at ONES (TF1 slot "rms")
       mom <- momentum mom + lr g / sqrt(ms + epsilon)   epsilon INSIDE the square root

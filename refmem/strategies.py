@@ -7,7 +7,7 @@ The strategies draw NumPy ``float64`` arrays whose values are float32-representa
 (as the catalogue's samplers and [docs/golden-format.md](../golden-format.md) do), so a float32 implementation
 sees exactly the same numbers; pass ``xp=`` to get them in another namespace.
 
-A property test of a catalogue case at drawn sizes and seeds::
+A property test of a catalogue case at drawn sizes and seeds:
 
     from hypothesis import given
     from refmem import catalogue, gradcheck, strategies as rst
@@ -21,7 +21,7 @@ A property test of a catalogue case at drawn sizes and seeds::
                                        sizes=sizes, methods=("directional",))
         assert all(r.passed for r in records)
 
-and one of a function of your own::
+and one of a function of your own:
 
     @given(rst.finite_arrays((3, 5), low=-1e4, high=1e4))
     def test_softmax_rows(x):

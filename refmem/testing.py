@@ -12,7 +12,7 @@ A failure raises `AssertionError` whose message starts with the first divergence
 problems. Results may be arrays of any framework (NumPy, torch, JAX, CuPy).
 
 [`differential`][refmem.testing.differential] holds an adapter to live refmem at Hypothesis-drawn shapes
-(``refmem.differential``)::
+(``refmem.differential``):
 
     def test_my_access_step_everywhere():
         differential("mypkg.adapter:run", "dnc/access_step/*", "float32", max_examples=50)

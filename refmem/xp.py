@@ -4,7 +4,7 @@ Model code never imports numpy or cupy. It takes the namespace of its inputs
 ([`namespace`][refmem.xp.namespace], array-api-compat under the hood) and uses only the array API
 standard plus the helpers of [`refmem.primitives`][refmem.primitives]. Code that creates arrays
 from nothing (samplers, initialisers) takes a namespace explicitly;
-[`backend`][refmem.xp.backend] maps a backend name to one::
+[`backend`][refmem.xp.backend] maps a backend name to one:
 
     from refmem import xp as rx
     xp = rx.backend("numpy")            # or "array_api_strict", "torch", "cupy"
