@@ -286,16 +286,16 @@ def _():
     return ML().step_forward(*ml_step_inputs(np.float32))
 
 
-@bad("step_backward(d_h without the batch axis)", "d_h")
+@bad("step_backward(d_out.h without the batch axis)", "d_out.h")
 def _():
     out, cache = ML().step_forward(*ml_step_inputs())
-    return ML().step_backward(normal(3), normal(5, 4, 3), cache)
+    return ML().step_backward(out._replace(h=normal(3)), cache)
 
 
-@bad("step_backward(d_memory of another shape)", "d_memory")
+@bad("step_backward(d_out.memory of another shape)", "d_out.memory")
 def _():
     out, cache = ML().step_forward(*ml_step_inputs())
-    return ML().step_backward(normal(5, 3), normal(5, 3, 3), cache)
+    return ML().step_backward(out._replace(memory=normal(5, 3, 3)), cache)
 
 
 @good("unroll_forward(float32, default h0/memory0)", "f32")
@@ -303,10 +303,10 @@ def _():
     return ML().unroll_forward(normal(2, 3, 2).astype(np.float32), ML().init_params(np, 2, 3, 4, dtype=np.float32))
 
 
-@bad("unroll_backward(d_h of another T)", "d_h")
+@bad("unroll_backward(d_out.h of another T)", "d_out.h")
 def _():
     out, cache = ML().unroll_forward(normal(2, 3, 2), ML().init_params(np, 2, 3, 4))
-    return ML().unroll_backward(normal(2, 4, 3), cache)
+    return ML().unroll_backward(out._replace(h=normal(2, 4, 3)), cache)
 
 
 # ----------------------------------------------------------------------------- Bahdanau

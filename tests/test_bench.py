@@ -91,58 +91,16 @@ def test_check_case_loop_and_batched_agree():
     assert all(r.passed for r in fast)
 
 
-_WORKERS_SCRIPT = """
-import sys
-import numpy as np
-from refmem import catalogue, gradcheck
-from refmem import xp as rx
-
-assert "jax" not in sys.modules
-gradcheck.PARALLEL_MIN_SECONDS = 0.0
-case = catalogue.get_case("primitives/linear/default")
-for backend in ("numpy", "array_api_strict"):
-    xp = rx.backend(backend)
-    ev = gradcheck.Evaluation(case, xp, case.draw(xp, 0), 0)
-    assert gradcheck._start_workers(ev, xp, 2, ["central"]) is not None, backend  # the parallel path runs
-    one = gradcheck.check_case(case, xp, jobs=1)
-    two = gradcheck.check_case(case, xp, jobs=2)
-    key = lambda rs: [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in rs]
-    assert key(one) == key(two), backend
-np_ = rx.backend("numpy")
-ev = gradcheck.Evaluation(case, np_, case.draw(np_, 0), 0)
-workers = gradcheck._start_workers(ev, np_, 2, ["central"])
-try:
-    np.testing.assert_array_equal(gradcheck.central_gradient(ev, "params/W", workers=workers),
-                                  gradcheck.central_gradient(ev, "params/W"))
-finally:
-    workers.close()
-print("workers ok")
-"""
-
-
-def test_worker_processes_give_the_same_numbers():
-    """Param loops shared among forked workers: records identical to the single-process run.
-
-    In a fresh interpreter: once another test has imported JAX, this process no longer forks
-    workers (its threads make a fork unsafe), and the comparison would be one process with itself.
-    """
-    import os
-    import subprocess
-
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-c", _WORKERS_SCRIPT], capture_output=True, text=True, env=env,
-                          cwd=root, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip() == "workers ok", proc.stdout + proc.stderr
-
-
-def test_no_workers_once_jax_is_loaded(monkeypatch):
-    monkeypatch.setattr(gradcheck, "PARALLEL_MIN_SECONDS", 0.0)
+def test_check_case_jobs_is_deprecated_and_changes_nothing():
+    """The per-case fork pool is gone (refmem check runs cases side by side: tests/test_campaign.py);
+    ``jobs`` warns and the records are those of the plain run."""
     case = catalogue.get_case("primitives/linear/default")
     xp = rx.backend("numpy")
-    ev = gradcheck.Evaluation(case, xp, case.draw(xp, 0), 0)
-    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax") or object())
-    assert gradcheck._start_workers(ev, xp, 2, ["central"]) is None
+    one = gradcheck.check_case(case, xp)
+    with pytest.warns(DeprecationWarning, match="jobs"):
+        two = gradcheck.check_case(case, xp, jobs=2)
+    key = [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in one]
+    assert key == [(r.tensor, r.method, r.max_abs_err, r.max_rel_err, r.normwise_rel_err, r.passed) for r in two]
 
 
 def test_default_jobs(monkeypatch):

@@ -79,7 +79,8 @@ def _attention_run(args: Namespace) -> int:
     outputs = Outputs()
     try:
         path = outputs.write(out, "--out", lambda p: plots.attention_heatmap(
-            w, p, title=title, row_label=row_label, col_label=col_label, row_ticks=rows, col_ticks=cols))
+            w, p, title=title, row_label=row_label, col_label=col_label, row_ticks=rows, col_ticks=cols),
+            suffix=".png")
     except plots.PlotDependencyError as exc:
         raise CommandError(str(exc)) from None
     if path:
@@ -141,13 +142,14 @@ def _dnc_run(args: Namespace) -> int:
         source = f"untrained DNC (deepmind init, seed {args.seed})"
     outputs, drawn = Outputs(), []
     try:
-        outputs.write(out, "--out", lambda path: drawn.append(plots.draw_dnc_memory(
-            params, model, args.task, path, args.length, args.repeats, args.seed, source)))
+        written = outputs.write(out, "--out", lambda path: drawn.append(plots.draw_dnc_memory(
+            params, model, args.task, path, args.length, args.repeats, args.seed, source)),
+            suffix=os.path.splitext(out)[1] or ".png")
     except plots.PlotDependencyError as exc:
         raise CommandError(str(exc)) from None
-    if drawn:
-        path, steps, errors = drawn[-1]
-        print(f"wrote {path} ({source}; {steps} steps, {errors} wrong bits on masked steps)")
+    if written and drawn:
+        _, steps, errors = drawn[-1]
+        print(f"wrote {written} ({source}; {steps} steps, {errors} wrong bits on masked steps)")
     outputs.finish()
     return 0
 
