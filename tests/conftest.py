@@ -1,9 +1,13 @@
-"""Shared fixtures: the backends to run under and the Hypothesis profiles."""
+"""Shared fixtures and helpers: the backends to run under, the Hypothesis profiles, and `run`, the
+one way a test runs a child process (its output is shown when it fails)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -48,3 +52,66 @@ def xp(backend_name):
 
 def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Seconds a child process may run before its test fails as hung. A guard against a hang, never a
+#: measure of speed: generous for a loaded 2-core CI machine (CI's own limit is 90 minutes).
+CHILD_TIMEOUT = float(os.environ.get("REFMEM_TEST_CHILD_TIMEOUT", "1800"))
+
+
+def child_env(**extra: str | None) -> dict[str, str]:
+    """This process's environment with the checkout first on ``PYTHONPATH`` (a child imports this
+    refmem and ``examples``, not an installed copy), updated with ``extra`` (``None`` removes a name)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    for k, v in extra.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def _ending(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+def _tail(text: str | bytes | None, limit: int = 6000) -> str:
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return text if len(text) <= limit else "[...]" + text[-limit:]
+
+
+def run(args, *, expect: int | tuple[int, ...] | None = 0, timeout: float | None = None,
+        **kwargs) -> subprocess.CompletedProcess:
+    """Run a child with its stdout and stderr captured as text and return it.
+
+    The test fails, showing the command, how the child ended and the end of its stdout and stderr,
+    when the child's exit status is not ``expect`` (an int or a tuple of them; ``None`` takes any
+    status), when it dies of a signal (unless ``expect`` names that negative status), or when it runs
+    past ``timeout`` seconds (default `CHILD_TIMEOUT`). Keyword arguments go to
+    ``subprocess.run`` (``cwd``, ``env``, ``input``, ...).
+    """
+    kwargs.setdefault("text", True)
+    if "stdout" not in kwargs and "stderr" not in kwargs:
+        kwargs["capture_output"] = True
+    shown = " ".join(str(a) for a in args)
+    try:
+        proc = subprocess.run(list(map(str, args)), timeout=timeout or CHILD_TIMEOUT, **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{shown}\nran past {exc.timeout:.0f} s and was killed\n--- stdout:\n{_tail(exc.stdout)}"
+                    f"\n--- stderr:\n{_tail(exc.stderr)}", pytrace=False)
+    wanted = (expect,) if isinstance(expect, int) else expect
+    if (wanted is not None and proc.returncode not in wanted) or (wanted is None and proc.returncode < 0):
+        pytest.fail(f"{shown}\n{_ending(proc.returncode)} (expected {expect})\n--- stdout:\n{_tail(proc.stdout)}"
+                    f"\n--- stderr:\n{_tail(proc.stderr)}", pytrace=False)
+    return proc

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from refmem import catalogue, golden
 from refmem import differential as D
 from refmem.cli import main
 
-from conftest import has_module
+from conftest import has_module, run
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = "tests/differential_mutants.py"
@@ -303,11 +302,8 @@ def test_pytest_plugin_differential_items(tmp_path):
         else ["-p", "refmem.pytest_plugin"]
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path),
             "--refmem-case", "memory_lstm/unroll", "--refmem-differential", "10"]
-    good = subprocess.run(base + ["--refmem-adapter", "examples.torch_memory_lstm:run"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    assert good.returncode == 0, good.stdout + good.stderr
+    good = run(base + ["--refmem-adapter", "examples.torch_memory_lstm:run"], cwd=ROOT, env=env)
     assert "2 passed" in good.stdout  # the golden item and the differential item
-    bad = subprocess.run(base + ["--refmem-adapter", f"{MUTANTS}:t1_memory"], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
-    assert bad.returncode == 1 and "1 failed, 1 passed" in bad.stdout, bad.stdout
+    bad = run(base + ["--refmem-adapter", f"{MUTANTS}:t1_memory"], expect=1, cwd=ROOT, env=env)
+    assert "1 failed, 1 passed" in bad.stdout, bad.stdout
     assert "refmem-differential::memory_lstm/unroll/default" in bad.stdout and "T=1" in bad.stdout
