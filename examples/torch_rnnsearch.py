@@ -226,7 +226,9 @@ def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | No
     trace = {}
     outputs = outputs_of(case, leaves, const, trace)
     loss = sum((v * torch.tensor(tensors[f"cotangents/{k}"], dtype=td)).sum() for k, v in outputs.items())
-    grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+    # allow_unused: at Ty = 1 no step reads E_y (E_y y_0 = 0 and the last token is read by no step)
+    grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, allow_unused=True)
+    grads = [torch.zeros_like(v) if g is None else g for g, v in zip(grads, leaves.values())]
     result = {f"outputs/{k}": v.detach().numpy() for k, v in outputs.items()}
     result.update({f"intermediates/{k}": v.detach().numpy() for k, v in trace.items()})
     result.update({f"grads/{k}": g.detach().numpy() for k, g in zip(leaves, grads)})
