@@ -389,7 +389,7 @@ def render(outcomes: list[Outcome]) -> str:
                           f"   Observed: {len(hit)} tensors in {n_cases} cases, worst ratio {_ratio(worst)}."
                           + ("" if hit else " **No longer occurs: remove it from the file.**"), ""]
         if o.rnnsearch:
-            lines += ["", "Against RNNsearch as the paper writes it ([SPEC §7](spec.md#7-rnnsearch-bahdanau-cho-bengio-2015-appendix-a)):", "",
+            lines += ["", "Against RNNsearch as the paper writes it ([SPEC §7](spec.md#7-rnnsearch-bahdanau-cho-and-bengio-2015-appendix-a)):", "",
                       "| part | this implementation |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in o.rnnsearch.items()]
         if o.not_covered:
