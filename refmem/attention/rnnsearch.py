@@ -174,7 +174,7 @@ PARAM_NAMES: tuple[str, ...] = (
 
 
 def param_shapes(Kx: int, Ky: int, m: int, n: int, A: int, l: int) -> dict[str, tuple[int, ...]]:
-    """Every parameter's shape under its golden name (see [`PARAM_NAMES`][refmem.attention.rnnsearch.PARAM_NAMES])."""
+    """Every parameter's shape under its golden name (see ``PARAM_NAMES``)."""
     sizes = {"Kx": Kx, "Ky": Ky, "m": m, "n": n, "A": A, "l": l, "n2": 2 * n, "l2": 2 * l, "D": m}
     out: dict[str, tuple[int, ...]] = {"E_x": (Kx, m)}
     for d in ("fwd", "bwd"):
