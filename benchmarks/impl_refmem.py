@@ -47,7 +47,7 @@ def _memory_lstm(bench: Bench, x, p, cot):
 
     def step():
         out, cache = ML.unroll_forward(x, params)
-        return ML.unroll_backward(cot, cache)
+        return ML.unroll_backward(ML.UnrollOutputs(h=cot, memory=None, c=None), cache)
 
     return step
 

@@ -93,6 +93,9 @@ def backend_name(xp: Any) -> str:
 def namespace(*arrays: Any) -> Any:
     """The array namespace shared by ``arrays`` (``None`` entries are ignored).
 
+    Arrays of two libraries raise ``refmem.errors.NamespaceError`` (a ``TypeError``), a value
+    that is no array ``refmem.errors.DTypeError`` (also a ``TypeError``).
+
     Plain NumPy arrays take a fast path to ``array_api_compat.numpy`` (what
     ``array_namespace`` answers for them): model code asks for the namespace in
     every function, and the general lookup costs tens of microseconds a call.
@@ -109,7 +112,25 @@ def namespace(*arrays: Any) -> Any:
     else:
         if seen:
             return _NUMPY_NS if _NUMPY_NS is not None else _numpy_namespace()
-    return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
+    present = [a for a in arrays if a is not None]
+    try:
+        return array_api_compat.array_namespace(*present)
+    except TypeError:
+        raise _namespace_error(present) from None
+
+
+def _namespace_error(present: list) -> Exception:
+    """The error of `namespace` for arrays it cannot serve together: a `DTypeError` for a value
+    that is no array, else a `NamespaceError` naming the libraries that were mixed."""
+    from .errors import DTypeError, NamespaceError
+
+    for i, a in enumerate(present):
+        try:
+            array_api_compat.array_namespace(a)
+        except TypeError:
+            return DTypeError(f"argument {i}: expected an array, got {type(a).__module__}.{type(a).__name__}")
+    kinds = ", ".join(dict.fromkeys(f"{type(a).__module__}.{type(a).__name__}" for a in present))
+    return NamespaceError(f"expected arrays of one array library, got {kinds}")
 
 
 def _numpy_namespace() -> Any:

@@ -79,7 +79,7 @@ def test_backward_linear_in_cotangent_at_drawn_sizes(case):
 @example(x=np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]]))
 def test_softmax_rows_are_probabilities(x):
     """Rows of ``softmax`` are in ``[0, 1]`` and sum to 1, even for energies of ±1e4 (SPEC §1)."""
-    for fn in (lambda a: rx.softmax(a, axis=-1), lambda a: primitives.softmax_forward(a, axis=-1)[0]):
+    for fn in (lambda a: rx.softmax(a, axis=-1), lambda a: primitives.softmax_forward(a, axis=-1)[0].out):
         p = rx.to_numpy(fn(NP.asarray(x)))
         assert np.all(np.isfinite(p))
         assert np.all((p >= 0.0) & (p <= 1.0))
@@ -99,7 +99,7 @@ def test_softmax_rows_strict_backend(x):
 def test_softmax_backward_is_orthogonal_to_ones(p, g):
     """``softmax_backward`` returns rows summing to 0 (the softmax is shift-invariant)."""
     d = g.draw(rst.finite_arrays(p.shape, low=-5, high=5))
-    dx = rx.to_numpy(P.softmax_backward(NP.asarray(d), P.SoftmaxCache(NP.asarray(p), -1)))
+    dx = rx.to_numpy(P.softmax_backward((NP.asarray(d),), P.SoftmaxCache(NP.asarray(p), -1)).x)
     np.testing.assert_allclose(dx.sum(axis=-1), 0.0, rtol=0, atol=1e-12 * (1 + np.abs(d).sum()))
 
 
@@ -128,13 +128,13 @@ def test_exclusive_cumprod_backward_with_a_zero_factor(x, where):
     x = x.copy()
     x[:, cols] = 0.0
     g = where.draw(rst.finite_arrays(x.shape, low=-3, high=3), label="cotangent")
-    got = rx.to_numpy(P.exclusive_cumprod_backward(NP.asarray(g), (NP.asarray(x), -1)))
+    got = rx.to_numpy(P.exclusive_cumprod_vjp(NP.asarray(g), NP.asarray(x), -1))
     want = _cumprod_vjp_by_products(g, x)
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * (1 + np.abs(want).max()))
     # the products of the primitive pair agree as well
     _, cache = primitives.exclusive_cumprod_forward(NP.asarray(x), axis=-1)
-    np.testing.assert_array_equal(rx.to_numpy(primitives.exclusive_cumprod_backward(NP.asarray(g), cache)), got)
+    np.testing.assert_array_equal(rx.to_numpy(primitives.exclusive_cumprod_backward((NP.asarray(g),), cache).x), got)
 
 
 @given(x=rst.finite_arrays(rst.shapes(3, max_side=4), low=-2, high=2), data=st.data())
@@ -142,7 +142,7 @@ def test_exclusive_cumprod_backward_along_any_axis(x, data):
     """Along a drawn axis the VJP equals the last-axis VJP of the moved array."""
     axis = data.draw(st.integers(0, 2), label="axis")
     g = data.draw(rst.finite_arrays(x.shape, low=-3, high=3), label="cotangent")
-    got = rx.to_numpy(P.exclusive_cumprod_backward(NP.asarray(g), (NP.asarray(x), axis)))
+    got = rx.to_numpy(P.exclusive_cumprod_backward((NP.asarray(g),), P.ExclusiveCumprodCache(NP.asarray(x), axis)).x)
     want = np.moveaxis(_cumprod_vjp_by_products(np.moveaxis(g, axis, -1), np.moveaxis(x, axis, -1)), -1, axis)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * (1 + np.abs(want).max()))
 
