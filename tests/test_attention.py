@@ -33,7 +33,7 @@ def _bd_params(arrays):
 @pytest.mark.parametrize("output_state", BD.OUTPUT_STATES)
 def test_decoder_shapes_and_probabilities(output_state):
     _, a = _draw(f"attention/bahdanau_decoder/{output_state}")
-    out, _ = BD.decoder_forward(a["inputs/h"], _bd_params(a), output_state)
+    out, _ = BD.decoder_forward(a["inputs/h"], _bd_params(a), output_state=output_state)
     B, T, D = a["inputs/h"].shape
     H, K = a["params/W_a"].shape[0], a["params/W_o"].shape[0]
     assert out.y.shape == (B, T, K) and out.alpha.shape == (B, T, T) and out.s.shape == (B, T, H)
@@ -45,8 +45,8 @@ def test_output_state_variants_differ_only_in_equation_8():
     """Same states and attention (eqs 1-7 do not read y_t's own s_*) at step 1, different y."""
     _, a = _draw("attention/bahdanau_decoder/previous")
     p = _bd_params(a)
-    prev, _ = BD.decoder_forward(a["inputs/h"], p, "previous")
-    cur, _ = BD.decoder_forward(a["inputs/h"], p, "current")
+    prev, _ = BD.decoder_forward(a["inputs/h"], p, output_state="previous")
+    cur, _ = BD.decoder_forward(a["inputs/h"], p, output_state="current")
     np.testing.assert_array_equal(prev.alpha[:, 0], cur.alpha[:, 0])
     np.testing.assert_array_equal(prev.s[:, 0], cur.s[:, 0])
     assert np.max(np.abs(prev.y[:, 0] - cur.y[:, 0])) > 1e-3
@@ -56,13 +56,13 @@ def test_step_by_step_equals_the_unroll():
     """Calling the step pair by hand reproduces decoder_forward and decoder_backward."""
     _, a = _draw("attention/bahdanau_decoder/current")
     h, p = a["inputs/h"], _bd_params(a)
-    out, cache = BD.decoder_forward(h, p, "current")
+    out, cache = BD.decoder_forward(h, p, output_state="current")
     B, T, _ = h.shape
     s = np.tanh(h[:, 0] @ p.W_s)
     y = np.zeros((B, p.W_o.shape[0]))
     uh = h @ p.U_a + p.b_a
     for t in range(T):
-        (y, alpha, s), _ = BD.decoder_step_forward(y, s, h, uh, p, "current")
+        (y, alpha, s), _ = BD.decoder_step_forward(y, s, h, uh, p, output_state="current")
         np.testing.assert_array_equal(y, out.y[:, t])
         np.testing.assert_array_equal(s, out.s[:, t])
         np.testing.assert_array_equal(alpha, out.alpha[:, t])
@@ -72,18 +72,18 @@ def test_mask_gives_exact_zeros_and_no_gradient_through_attention():
     case, a = _draw("attention/bahdanau_decoder/previous_masked", seed=3)
     mask = a["inputs/mask"]
     assert np.any(mask == 0), "the sampled mask should mask something"
-    out, cache = BD.decoder_forward(a["inputs/h"], _bd_params(a), "previous", mask=mask)
+    out, cache = BD.decoder_forward(a["inputs/h"], _bd_params(a), output_state="previous", mask=mask)
     masked = np.broadcast_to(mask[:, None, :] == 0, out.alpha.shape)
     assert np.all(out.alpha[masked] == 0.0)
     np.testing.assert_allclose(np.sum(out.alpha, axis=-1), 1.0, rtol=0, atol=1e-14)
     rng = np.random.default_rng(0)
-    g = BD.decoder_backward(rng.normal(size=out.y.shape), rng.normal(size=out.alpha.shape),
-                            rng.normal(size=out.s.shape), cache)
+    g = BD.decoder_backward((rng.normal(size=out.y.shape), rng.normal(size=out.alpha.shape),
+                             rng.normal(size=out.s.shape)), cache)
     # masked annotations (positions j ≥ length ≥ 1) reach the loss only through attention
     assert np.all(g.h[mask == 0] == 0.0)
     assert np.any(g.h[mask == 1] != 0.0)
     # a boolean mask gives the same numbers
-    out_b, _ = BD.decoder_forward(a["inputs/h"], _bd_params(a), "previous", mask=mask != 0)
+    out_b, _ = BD.decoder_forward(a["inputs/h"], _bd_params(a), output_state="previous", mask=mask != 0)
     np.testing.assert_array_equal(out_b.y, out.y)
 
 
@@ -91,9 +91,9 @@ def test_a_fully_masked_row_gives_zero_weights_not_nan():
     _, a = _draw("attention/bahdanau_decoder/previous")
     mask = np.ones(a["inputs/h"].shape[:2])
     mask[0] = 0.0
-    out, cache = BD.decoder_forward(a["inputs/h"], _bd_params(a), "previous", mask=mask)
+    out, cache = BD.decoder_forward(a["inputs/h"], _bd_params(a), output_state="previous", mask=mask)
     assert np.all(out.alpha[0] == 0.0) and np.all(np.isfinite(out.y))
-    g = BD.decoder_backward(np.ones_like(out.y), np.ones_like(out.alpha), np.ones_like(out.s), cache)
+    g = BD.decoder_backward((np.ones_like(out.y), np.ones_like(out.alpha), np.ones_like(out.s)), cache)
     assert all(np.all(np.isfinite(v)) for v in (g.h, *g.params))
 
 
@@ -101,11 +101,11 @@ def test_teacher_forcing_reads_y_prev():
     """With y_prev equal to the free-running feedback, teacher forcing changes nothing."""
     _, a = _draw("attention/bahdanau_decoder/previous")
     h, p = a["inputs/h"], _bd_params(a)
-    free, _ = BD.decoder_forward(h, p, "previous")
+    free, _ = BD.decoder_forward(h, p, output_state="previous")
     fed = np.concatenate([np.zeros_like(free.y[:, :1]), free.y[:, :-1]], axis=1)
-    forced, cache = BD.decoder_forward(h, p, "previous", y_prev=fed)
+    forced, cache = BD.decoder_forward(h, p, fed, output_state="previous")
     np.testing.assert_allclose(forced.y, free.y, rtol=0, atol=1e-15)
-    g = BD.decoder_backward(np.ones_like(forced.y), None, None, cache)
+    g = BD.decoder_backward((np.ones_like(forced.y), None, None), cache)
     assert g.y_prev.shape == fed.shape
 
 
@@ -124,7 +124,7 @@ def test_decoder_refuses_wrong_shapes():
     with pytest.raises(rx.ShapeError, match=r"y_prev"):
         BD.decoder_forward(a["inputs/h"], p, y_prev=np.zeros((1, 1, 1)))
     with pytest.raises(ValueError, match="output_state"):
-        BD.decoder_forward(a["inputs/h"], p, "next")
+        BD.decoder_forward(a["inputs/h"], p, output_state="next")
 
 
 def test_init_params_follow_keras_attention():
@@ -154,14 +154,14 @@ def test_decoder_energies_of_1e4_stay_finite():
     _, a = _draw("attention/bahdanau_decoder/previous")
     p = _bd_params(a)
     p = p._replace(V_a=np.sign(p.V_a) * 1e4)
-    out, cache = BD.decoder_forward(a["inputs/h"], p, "previous")
+    out, cache = BD.decoder_forward(a["inputs/h"], p, output_state="previous")
     att = np.tanh((out.s[:, :1] @ p.W_a) + a["inputs/h"] @ p.U_a + p.b_a)  # step 2's energies, roughly
     assert np.max(np.abs(att @ p.V_a)) > 1e3
     assert all(np.all(np.isfinite(v)) for v in out)
     np.testing.assert_allclose(np.sum(out.alpha, axis=-1), 1.0, rtol=0, atol=1e-12)
     rng = np.random.default_rng(1)
-    g = BD.decoder_backward(rng.normal(size=out.y.shape), rng.normal(size=out.alpha.shape),
-                            rng.normal(size=out.s.shape), cache)
+    g = BD.decoder_backward((rng.normal(size=out.y.shape), rng.normal(size=out.alpha.shape),
+                             rng.normal(size=out.s.shape)), cache)
     assert np.all(np.isfinite(g.h)) and all(np.all(np.isfinite(v)) for v in g.params)
 
 
@@ -179,14 +179,14 @@ def test_luong_energies_of_1e4_stay_finite(score):
     elif "params/W_a" in arrays:
         arrays["params/W_a"] = a["params/W_a"] * 100.0
     params = LU.LuongParams(**{k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")})
-    sc, _ = LU.score_forward(score, arrays["inputs/h"], arrays["inputs/hs"], params.W_a, params.v_a)
+    (sc,), _ = LU.score_forward(arrays["inputs/h"], arrays["inputs/hs"], params.W_a, params.v_a, score=score)
     assert np.max(np.abs(sc)) > 1e3
-    out, cache = LU.attention_forward(arrays["inputs/h"], arrays["inputs/hs"], params, score, "global")
+    out, cache = LU.attention_forward(arrays["inputs/h"], arrays["inputs/hs"], params, score=score)
     assert all(np.all(np.isfinite(v)) for v in out if v is not None)
     np.testing.assert_allclose(np.sum(out.a, axis=-1), 1.0, rtol=0, atol=1e-12)
     rng = np.random.default_rng(2)
-    g = LU.attention_backward(rng.normal(size=out.a.shape), rng.normal(size=out.c.shape),
-                              rng.normal(size=out.h_tilde.shape), cache)
+    g = LU.attention_backward((rng.normal(size=out.a.shape), rng.normal(size=out.c.shape),
+                               rng.normal(size=out.h_tilde.shape), None), cache)
     assert np.all(np.isfinite(g.h)) and np.all(np.isfinite(g.hs))
     assert all(np.all(np.isfinite(v)) for v in g.params if v is not None)
 
@@ -218,14 +218,15 @@ def test_luong_single_step_equals_a_sequence_of_one():
     case, a = _draw("attention/luong_concat/local_p")
     params = LU.LuongParams(**{k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")})
     h1 = a["inputs/h"][:, 0, :]
-    one, c1 = LU.attention_forward(h1, a["inputs/hs"], params, "concat", "local_p")
-    seq, cs = LU.attention_forward(h1[:, None, :], a["inputs/hs"], params, "concat", "local_p")
+    one, c1 = LU.attention_forward(h1, a["inputs/hs"], params, score="concat", alignment="local_p")
+    seq, cs = LU.attention_forward(h1[:, None, :], a["inputs/hs"], params, score="concat", alignment="local_p")
     for x, y in zip(one, seq):
         np.testing.assert_array_equal(x, y[:, 0])
     rng = np.random.default_rng(3)
     da, dc, dht = rng.normal(size=one.a.shape), rng.normal(size=one.c.shape), rng.normal(size=one.h_tilde.shape)
-    g1 = LU.attention_backward(da, dc, dht, c1)
-    gs = LU.attention_backward(da[:, None], dc[:, None], dht[:, None], cs)
+    dp = rng.normal(size=one.p.shape)
+    g1 = LU.attention_backward((da, dc, dht, dp), c1)
+    gs = LU.attention_backward((da[:, None], dc[:, None], dht[:, None], dp[:, None]), cs)
     np.testing.assert_array_equal(g1.h, gs.h[:, 0])
     np.testing.assert_array_equal(g1.hs, gs.hs)
 
@@ -234,14 +235,14 @@ def test_luong_refuses_wrong_shapes():
     _, a = _draw("attention/luong_general/global")
     params = LU.LuongParams(W_c=a["params/W_c"], W_a=a["params/W_a"])
     h, hs = a["inputs/h"], a["inputs/hs"]
-    with pytest.raises(rx.ShapeError, match=r"W_a: expected shape \(H, Hs\)"):
-        LU.attention_forward(h, hs, params._replace(W_a=params.W_a.T), "general")
-    with pytest.raises(rx.ShapeError, match=r"the dot score needs Hs = H"):
-        LU.attention_forward(h, hs, params, "dot")
-    with pytest.raises(rx.ShapeError, match=r"W_c: expected shape \(Hs \+ H, H\)"):
-        LU.attention_forward(h, hs, params._replace(W_c=params.W_c[1:]), "general")
+    with pytest.raises(rx.ShapeError, match=r"^params\.W_a: expected shape \(H, Hs\) = \(3, 4\) for the general score, got \(4, 3\)$"):
+        LU.attention_forward(h, hs, params._replace(W_a=params.W_a.T), score="general")
+    with pytest.raises(rx.ShapeError, match=r"^hs: expected shape \(B, S, H\) = \(2, 6, 3\) for the dot score, got \(2, 6, 4\)$"):
+        LU.attention_forward(h, hs, params, score="dot")  # the dot score needs Hs = H
+    with pytest.raises(rx.ShapeError, match=r"^params\.W_c: expected shape \(Hs \+ H, H\) = \(7, 3\), got \(6, 3\)$"):
+        LU.attention_forward(h, hs, params._replace(W_c=params.W_c[1:]), score="general")
     with pytest.raises(ValueError, match="alignment"):
-        LU.attention_forward(h, hs, params, "general", "local")
+        LU.attention_forward(h, hs, params, score="general", alignment="local")
 
 
 def test_luong_init_params():
