@@ -12,6 +12,7 @@ import pytest
 
 from refmem import catalogue
 from refmem import xp as rx
+from refmem.errors import DomainError, DTypeError
 from refmem.attention import bahdanau as BD
 from refmem.attention import luong as LU
 
@@ -301,3 +302,185 @@ def test_training_demo_learns_to_reverse():
     T = alpha.shape[1]
     anti = np.mean([alpha[:, t, T - 1 - t] for t in range(T)])
     assert anti > 0.5, f"mean anti-diagonal weight {anti:.2f}"
+
+
+# ----------------------------------------------------------------------------- the backward rule, the 0.1 call forms
+
+
+def test_attention_weights_is_a_pair_and_the_value_only_form_is_deprecated():
+    rng = np.random.default_rng(4)
+    e = rng.normal(size=(2, 3, 5))
+    mask = rng.random((2, 3, 5)) < 0.7
+    out, cache = BD.attention_weights_forward(e, mask=mask)
+    assert isinstance(out, BD.AttentionWeightsOutputs) and isinstance(cache, BD.AttentionWeightsCache)
+    np.testing.assert_array_equal(out.alpha, BD.masked_softmax(e, mask))
+    d = rng.normal(size=e.shape)
+    g = BD.attention_weights_backward((d,), cache)
+    assert isinstance(g, BD.AttentionWeightsGrads)
+    np.testing.assert_array_equal(g.e, out.alpha * (d - np.sum(d * out.alpha, axis=-1, keepdims=True)))
+    np.testing.assert_array_equal(BD.attention_weights_backward((None,), cache).e, np.zeros_like(e))
+    with pytest.warns(DeprecationWarning, match=r"attention_weights\(e, mask\) is the refmem 0\.1 call form"):
+        np.testing.assert_array_equal(BD.attention_weights(e, mask), out.alpha)
+    with pytest.warns(DeprecationWarning, match=r"call attention_weights_backward\(\(d_alpha,\), cache\)"):
+        np.testing.assert_array_equal(BD.attention_weights_backward(d, out.alpha), g.e)
+
+
+def _old_and_new(old, new):
+    """The 0.1 call warns and gives what the 0.2 call gives (NamedTuples compared field by field)."""
+    with pytest.warns(DeprecationWarning, match="0.1 call form"):
+        was = old()
+    now = new()
+    def flat(t, at=""):
+        if hasattr(t, "_fields"):  # by name: a 0.1 result may order its fields differently
+            return {k: v for f in t._fields for k, v in flat(getattr(t, f), f"{at}{f}.").items()}
+        if isinstance(t, tuple):
+            return {k: v for i, x in enumerate(t) for k, v in flat(x, f"{at}{i}.").items()}
+        return {at: t}
+
+    was_, now_ = flat(was), flat(now)
+    assert set(was_) == set(now_)
+    for k in now_:
+        assert (was_[k] is None and now_[k] is None) or np.array_equal(was_[k], now_[k]), k
+    return was
+
+
+def test_the_0_1_backward_call_forms_still_work_with_a_deprecation_warning():
+    rng = np.random.default_rng(6)
+    _, a = _draw("attention/bahdanau_decoder/current_teacher")
+    h, p, y_prev = a["inputs/h"], _bd_params(a), a["inputs/y_prev"]
+    out, cache = BD.decoder_forward(h, p, y_prev, output_state="current")
+    d = [rng.normal(size=x.shape) for x in out]
+    was = _old_and_new(lambda: BD.decoder_backward(*d, cache), lambda: BD.decoder_backward(tuple(d), cache))
+    assert was._fields == ("h", "y_prev", "params")  # the 0.1 order for the 0.1 call
+    assert BD.decoder_backward(tuple(d), cache)._fields == ("h", "params", "y_prev")
+    uh = h @ p.U_a + p.b_a
+    s0 = np.tanh(h[:, 0] @ p.W_s)
+    so, sc = BD.decoder_step_forward(y_prev[:, 0], s0, h, uh, p, output_state="current")
+    ds = [rng.normal(size=x.shape) for x in so]
+    _old_and_new(lambda: BD.decoder_step_backward(*ds, sc), lambda: BD.decoder_step_backward(BD.DecoderStepOutputs(*ds), sc))
+    # the new form by keyword is not a 0.1 call
+    BD.decoder_step_backward(d_out=tuple(ds), cache=sc)
+
+    _, a = _draw("attention/luong_concat/local_p")
+    params = LU.LuongParams(**{k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")})
+    lo, lc = LU.attention_forward(a["inputs/h"], a["inputs/hs"], params, score="concat", alignment="local_p")
+    dl = [rng.normal(size=x.shape) for x in lo]
+    _old_and_new(lambda: LU.attention_backward(*dl[:3], lc, d_p=dl[3]), lambda: LU.attention_backward(tuple(dl), lc))
+    (sc_,), scc = LU.score_forward(lc.h, lc.hs, params.W_a, params.v_a, score="concat")
+    dsc = rng.normal(size=sc_.shape)
+    _old_and_new(lambda: LU.score_backward(dsc, scc), lambda: LU.score_backward((dsc,), scc))
+    (pp,), pc = LU.position_forward(lc.h, params.W_p, params.v_p, S=6)
+    dp = rng.normal(size=pp.shape)
+    _old_and_new(lambda: LU.position_backward(dp, pc), lambda: LU.position_backward((dp,), pc))
+    wo, wc = LU.window_forward(pp, S=6, D=2)
+    dg = rng.normal(size=wo.gauss.shape)
+    _old_and_new(lambda: LU.WindowGrads(LU.window_backward(dg, wc)), lambda: LU.window_backward((None, dg), wc))
+
+    from refmem.attention import keras_scores as KS
+    _, a = _draw("attention/keras_scores/concat_scaled")
+    ko, kc = KS.attention_forward(a["inputs/q"], a["inputs/k"], a["inputs/v"], a["params/scale"], a["params/weight"],
+                                  score="concat_scaled")
+    dk = [rng.normal(size=x.shape) for x in ko]
+    _old_and_new(lambda: KS.attention_backward(*dk, kc), lambda: KS.attention_backward(KS.AttentionOutputs(*dk), kc))
+    with pytest.raises(TypeError, match=r"takes \(d_out, cache\)"):
+        KS.attention_backward(dk[0], kc)
+
+
+def test_options_are_keyword_only_and_a_0_1_positional_option_is_refused():
+    _, a = _draw("attention/bahdanau_decoder/previous")
+    with pytest.raises(DTypeError, match=r"^y_prev: expected an array, got str"):
+        BD.decoder_forward(a["inputs/h"], _bd_params(a), "current")
+    _, a = _draw("attention/luong_general/global")
+    params = LU.LuongParams(W_c=a["params/W_c"], W_a=a["params/W_a"])
+    with pytest.raises(TypeError):
+        LU.attention_forward(a["inputs/h"], a["inputs/hs"], params, "general")
+
+
+@pytest.mark.parametrize("score", LU.SCORES)
+@pytest.mark.parametrize("alignment", LU.ALIGNMENTS)
+def test_luong_names_the_argument_that_disagrees(score, alignment):
+    """A wrong W_c is reported on W_c (issue 19: it was reported on W_a, or on h), whichever
+    score and alignment; a wrong W_a on W_a; a query or source of the wrong width on itself."""
+    rng = np.random.default_rng(7)
+    Hs = 3 if score == "dot" else 4
+    h, hs = rng.normal(size=(2, 3, 3)), rng.normal(size=(2, 6, Hs))
+    p = LU.init_params(NP, score, alignment, 3, Hs, S=6, A=5)
+    LU.attention_forward(h, hs, p, score=score, alignment=alignment)
+    for bad in (p.W_c[1:], p.W_c[:, 1:], p.W_c[:, :2].T):
+        if score == "location" and bad.shape[1] == 3:
+            # a tie: Hs is read from W_c's rows and hs only; between two, the parameter fixes it
+            with pytest.raises(rx.ShapeError, match=r"^hs: expected shape \(B, S, Hs\) = \(2, 6, 3\), got \(2, 6, 4\)$"):
+                LU.attention_forward(h, hs, p._replace(W_c=bad), score=score, alignment=alignment)
+            continue
+        with pytest.raises(rx.ShapeError, match=r"^params\.W_c: expected shape \(Hs \+ H, H\) = \((7|6), 3\), got"):
+            LU.attention_forward(h, hs, p._replace(W_c=bad), score=score, alignment=alignment)
+    if p.W_a is not None:
+        with pytest.raises(rx.ShapeError, match=rf"^params\.W_a: expected shape .* for the {score} score, got"):
+            LU.attention_forward(h, hs, p._replace(W_a=p.W_a[:, :2].T), score=score, alignment=alignment)
+    with pytest.raises(rx.ShapeError, match=r"^h: expected shape \(\.\.\., H\) = \(2, 3, 3\), got \(2, 3, 4\)"):
+        LU.attention_forward(rng.normal(size=(2, 3, 4)), hs, p, score=score, alignment=alignment)
+    if score != "location":  # location: S and Hs are each read from hs and one parameter only
+        with pytest.raises(rx.ShapeError, match=r"^hs: expected shape"):
+            LU.attention_forward(h, rng.normal(size=(2, 6, Hs + 1)), p, score=score, alignment=alignment)
+    if alignment == "local_p":
+        with pytest.raises(DTypeError, match=r"^params\.W_p: expected an array \(the local_p alignment uses it\)"):
+            LU.attention_forward(h, hs, p._replace(W_p=None), score=score, alignment=alignment)
+
+
+# ----------------------------------------------------------------------------- finite in, finite out (issue 19 item 6)
+
+
+@pytest.mark.parametrize("score", ["dot", "general"])
+def test_luong_scores_are_right_at_any_scale_float64_holds_and_refused_beyond(score):
+    """States scaled by 1e150 give scores near 1e300: the weights are the exact one-hot of the
+    largest score and the gradients are finite and right. Scaled by 1e155 the scores exceed
+    float64 (they gave NaN): a DomainError names the arguments and the limit."""
+    rng = np.random.default_rng(8)
+    h, hs = rng.normal(size=(2, 3, 3)), rng.normal(size=(2, 5, 3))
+    p = LU.init_params(NP, score, "global", 3, 3, seed=1)
+    (ref,), _ = LU.score_forward(h, hs, p.W_a, score=score)
+    lam = 1e150
+    out, cache = LU.attention_forward(h * lam, hs * lam, p, score=score)
+    top = np.argmax(ref, axis=-1)
+    np.testing.assert_array_equal(out.a, np.eye(5)[top])
+    np.testing.assert_array_equal(out.c, np.take_along_axis(hs * lam, top[..., None], axis=1))
+    np.testing.assert_array_equal(out.h_tilde, np.tanh(np.concatenate([out.c, h * lam], -1) @ p.W_c))
+    d = [rng.normal(size=x.shape) for x in out[:3]]
+    g = LU.attention_backward((*d, None), cache)
+    assert all(np.all(np.isfinite(x)) for x in (g.h, g.hs, g.params.W_c))
+    # a one-hot softmax passes no gradient to the scores: only the context and the state's routes
+    if score == "general":
+        np.testing.assert_array_equal(g.params.W_a, np.zeros_like(p.W_a))
+    with pytest.raises(DomainError, match=r"^h, hs(, params\.W_a)?: expected (dot|general) scores within the range "
+                                             r"of float64 \(magnitude <= 1\.798e\+308\), got an overflow"):
+        LU.attention_forward(h * 1e155, hs * 1e155, p, score=score)
+    with pytest.raises(DomainError, match=r"^h, hs(, W_a)?: expected .* scores within the range of float32 "
+                                             r"\(magnitude <= 3\.403e\+38\)"):
+        p32 = LU.init_params(NP, score, "global", 3, 3, seed=1, dtype=np.float32)
+        LU.score_forward((h * 1e20).astype(np.float32), (hs * 1e20).astype(np.float32), p32.W_a, score=score)
+
+
+def test_overflowing_energies_logits_and_keras_scores_are_refused_not_nan():
+    from refmem.attention import keras_scores as KS
+
+    p = BD.init_params(NP, 3, 4, 5)
+    h = np.random.default_rng(9).normal(size=(2, 3, 3))
+    with pytest.raises(DomainError, match=r"^params\.V_a: expected the energies .* within the range of float64"):
+        BD.decoder_forward(h, p._replace(V_a=np.full(4, 1e308), b_a=np.full(4, 1e3)))
+    with pytest.raises(DomainError, match=r"^h, params: expected the logits of eq\. 8 within the range of float64"):
+        BD.decoder_forward(h, p._replace(W_o=np.full((5, 5), 1e308), b_o=np.array([1e308, 1e308, -1e308, 0, 0])))
+    q = np.random.default_rng(10).normal(size=(2, 3, 4))
+    with pytest.raises(DomainError, match=r"^q, k, scale: expected dot_scaled scores within the range of float64"):
+        KS.attention_forward(q * 1e155, q * 1e155, q, np.ones(1), score="dot_scaled")
+
+
+def test_init_params_take_a_dtype():
+    for p64, p32 in ((BD.init_params(NP, 3, 4, 5, seed=2), BD.init_params(NP, 3, 4, 5, seed=2, dtype=np.float32)),
+                     (LU.init_params(NP, "concat", "local_p", 3, 4, A=5, seed=2),
+                      LU.init_params(NP, "concat", "local_p", 3, 4, A=5, seed=2, dtype=np.float32))):
+        for a, b in zip(p64, p32):
+            if a is not None:
+                assert a.dtype == np.float64 and b.dtype == np.float32
+                np.testing.assert_array_equal(b, a.astype(np.float32))
+    out, cache = BD.decoder_forward(np.ones((2, 3, 3), np.float32), BD.init_params(NP, 3, 4, 5, dtype=np.float32))
+    assert out.y.dtype == np.float32

@@ -60,6 +60,13 @@ def old_backward(new: Callable[[], Callable[..., Any]], old: str, new_call: str,
     return legacy
 
 
+def quiet_overflow() -> Any:
+    """A context in which NumPy does not warn of an overflow or an invalid value: the entry points
+    that use it check their results with `refuse_overflow`
+    afterwards, so the overflow is reported once, as a `DomainError`, not as a warning before it."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
 def refuse_overflow(values: Any, label: str, what: str, shown: str = "") -> None:
     """Raise a `DomainError` naming `label` when `values` (computed from finite inputs) is not finite.
 

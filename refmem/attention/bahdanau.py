@@ -51,7 +51,7 @@ from .. import xp as rx
 from ..errors import ShapeError
 from ..sampling import Sampler
 from ..validation import Array, Mask, Scores, Seed, Size, Unit, checked
-from ._edge import old_backward, refuse_overflow
+from ._edge import old_backward, quiet_overflow, refuse_overflow
 
 __all__ = [
     "OUTPUT_STATES",
@@ -546,7 +546,8 @@ def decoder_step_forward(y_in: Unit["B K"], s_prev: Array["B H"], h: Array["B T 
     Raises:
         refmem.errors.DomainError: finite inputs whose energies or logits overflow the dtype.
     """
-    out, cache = decoder_step(y_in, s_prev, h, uh, params, output_state, _as_bool(mask))
+    with quiet_overflow():
+        out, cache = decoder_step(y_in, s_prev, h, uh, params, output_state, _as_bool(mask))
     refuse_overflow(out.alpha, "params.V_a", "the energies e = tanh(...) · V_a (eq. 1)", "alpha")
     refuse_overflow(out.y, "y_in, s_prev, h, params", "the logits of eq. 8", "y")
     return out, cache
@@ -782,7 +783,8 @@ def decoder_forward(h: Array["B T D"], params: DecoderParams, y_prev: Unit["B T 
     Raises:
         refmem.errors.DomainError: finite inputs whose energies or logits overflow the dtype.
     """
-    out, cache = decoder(h, params, y_prev, output_state, _as_bool(mask), checkpoint_every)
+    with quiet_overflow():
+        out, cache = decoder(h, params, y_prev, output_state, _as_bool(mask), checkpoint_every)
     refuse_overflow(out.alpha, "params.V_a", "the energies e = tanh(...) · V_a (eq. 1)", "alpha")
     refuse_overflow(out.y, "h, params", "the logits of eq. 8", "y")
     return out, cache

@@ -33,7 +33,7 @@ from typing import Any, Literal, NamedTuple
 from .. import primitives as PR
 from .. import xp as rx
 from ..validation import Array, Unit, checked
-from ._edge import old_backward, refuse_overflow
+from ._edge import old_backward, quiet_overflow, refuse_overflow
 
 __all__ = ["SCORES", "AttentionOutputs", "AttentionCache", "AttentionGrads", "ScoresOutput", "ScoresCache",
            "ScoresGrads", "attention", "attention_vjp", "attention_forward", "attention_backward"]
@@ -193,7 +193,8 @@ def attention_forward(q: Array["B Tq d"], k: Array["B Tv d"], v: Array["B Tv dv"
         refmem.errors.DomainError: finite inputs whose scores overflow the dtype.
     """
     _SHAPES[score](q, k, v, scale, weight)
-    out, cache = attention(q, k, v, scale, weight, score)
+    with quiet_overflow():
+        out, cache = attention(q, k, v, scale, weight, score)
     refuse_overflow(cache.e, "q, k, scale" + (", weight" if score == "concat_scaled" else ""), f"{score} scores")
     return out, cache
 

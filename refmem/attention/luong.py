@@ -50,7 +50,7 @@ from .. import xp as rx
 from ..errors import DomainError, DTypeError, ShapeError
 from ..sampling import Sampler
 from ..validation import Array, Mask, Seed, Size, Unit, checked
-from ._edge import old_backward, refuse_overflow
+from ._edge import old_backward, quiet_overflow, refuse_overflow
 from .bahdanau import masked_softmax
 
 __all__ = [
@@ -389,7 +389,8 @@ def score_forward(h: Array["B T H"], hs: Array["B S Hs"], W_a: Array["I_a O_a"] 
         refmem.errors.DomainError: finite inputs whose scores overflow the dtype.
     """
     _check_option_shapes(h, hs, None, W_a, v_a, None, None, score, "global", where="")
-    out, cache = scores(h, hs, W_a, v_a, score)
+    with quiet_overflow():
+        out, cache = scores(h, hs, W_a, v_a, score)
     refuse_overflow(out, _score_inputs(score), f"{score} scores")
     return ScoreOutputs(out), cache
 
@@ -798,7 +799,8 @@ def attention_forward(h: Array["... H"], hs: Array["B S Hs"], params: LuongParam
         raise ShapeError(f"h: expected shape (B, H) or (B, T, H) with B = {int(hs.shape[0])} (from hs), "
                          f"got {tuple(int(d) for d in h.shape)}")
     _check_option_shapes(h, hs, *params, score, alignment)
-    out, cache = attention(h, hs, params, score, alignment, window, t0)
+    with quiet_overflow():
+        out, cache = attention(h, hs, params, score, alignment, window, t0)
     refuse_overflow(cache.scores, _score_inputs(score, "params."), f"{score} scores")
     refuse_overflow(cache.h_tilde, "h, hs, params.W_c", "the attentional states' pre-activation [c ; h] @ W_c",
                     "h_tilde")
