@@ -86,8 +86,8 @@ __all__ = [
     "decoder_backward",
 ]
 
-#: The two readings of equation 8 (SPEC §2, option `output_state`).
 OUTPUT_STATES = ("previous", "current")
+"""The two readings of equation 8 (SPEC §2, option `output_state`)."""
 
 OutputState = Literal["previous", "current"]
 
@@ -142,8 +142,8 @@ class DecoderParams(NamedTuple):
     """Initial state: `s_0 = tanh(h[:, 0] @ W_s)`."""
 
 
-#: Parameter names in SPEC order.
 PARAM_NAMES: tuple[str, ...] = DecoderParams._fields
+"""Parameter names in SPEC order."""
 
 
 def param_shapes(D: int, H: int, K: int) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -432,9 +432,10 @@ class DecoderStepGrads(NamedTuple):
     them only through `uh` and `s_prev`)."""
 
 
-#: The 0.1 names of the step's cache and gradients (deprecated aliases).
 StepCache = DecoderStepCache
+"""The 0.1 name of [`DecoderStepCache`][refmem.attention.bahdanau.DecoderStepCache] (a deprecated alias)."""
 StepGrads = DecoderStepGrads
+"""The 0.1 name of [`DecoderStepGrads`][refmem.attention.bahdanau.DecoderStepGrads] (a deprecated alias)."""
 
 
 def decoder_step(y_in: Any, s_prev: Any, h: Any, uh: Any, params: DecoderParams, output_state: str = "previous",
@@ -632,8 +633,8 @@ class DecoderGrads(NamedTuple):
     """The gradient of the teacher-forced inputs; `None` without teacher forcing."""
 
 
-#: The 0.1 name of the outputs (a deprecated alias).
 DecoderOutput = DecoderOutputs
+"""The 0.1 name of [`DecoderOutputs`][refmem.attention.bahdanau.DecoderOutputs] (a deprecated alias)."""
 
 
 class _DecoderGrads01(NamedTuple):

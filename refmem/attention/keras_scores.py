@@ -38,8 +38,8 @@ from ._edge import old_backward, quiet_overflow, refuse_overflow
 __all__ = ["SCORES", "AttentionOutputs", "AttentionCache", "AttentionGrads", "ScoresOutput", "ScoresCache",
            "ScoresGrads", "attention", "attention_vjp", "attention_forward", "attention_backward"]
 
-#: The three score forms of Keras 3's attention layers.
 SCORES = ("dot_scaled", "concat_scaled", "additive")
+"""The three score forms of Keras 3's attention layers."""
 
 Score = Literal["dot_scaled", "concat_scaled", "additive"]
 
@@ -95,10 +95,12 @@ class AttentionGrads(NamedTuple):
     """The gradient of `weight`; `None` unless `concat_scaled`."""
 
 
-#: The 0.1 names (deprecated aliases).
 ScoresOutput = AttentionOutputs
+"""The 0.1 name of [`AttentionOutputs`][refmem.attention.keras_scores.AttentionOutputs] (a deprecated alias)."""
 ScoresCache = AttentionCache
+"""The 0.1 name of [`AttentionCache`][refmem.attention.keras_scores.AttentionCache] (a deprecated alias)."""
 ScoresGrads = AttentionGrads
+"""The 0.1 name of [`AttentionGrads`][refmem.attention.keras_scores.AttentionGrads] (a deprecated alias)."""
 
 
 def attention(q: Any, k: Any, v: Any, scale: Any, weight: Any, score: str) -> tuple[AttentionOutputs, AttentionCache]:

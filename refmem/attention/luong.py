@@ -92,10 +92,10 @@ __all__ = [
     "attention_backward",
 ]
 
-#: The scores of SPEC §3.
 SCORES = ("dot", "general", "concat", "location")
-#: The alignments of SPEC §3.
+"""The scores of SPEC §3."""
 ALIGNMENTS = ("global", "local_m", "local_p")
+"""The alignments of SPEC §3."""
 
 Score = Literal["dot", "general", "concat", "location"]
 Alignment = Literal["global", "local_m", "local_p"]
@@ -358,9 +358,9 @@ def scores_vjp(d_score: Any, cache: ScoreCache) -> ScoreGrads:
     return ScoreGrads(d_score @ C.W_a.mT, xp.zeros_like(C.hs), _flat_outer(C.h, d_score), None)
 
 
-#: The arguments each score's values grow with, named when they overflow.
 _SCORE_INPUTS = {"dot": ("h", "hs"), "general": ("h", "hs", "W_a"), "concat": ("h", "hs", "W_a", "v_a"),
                  "location": ("h", "W_a")}
+"""The arguments each score's values grow with, named when they overflow."""
 
 
 def _score_inputs(score: str, where: str = "") -> str:
@@ -681,10 +681,12 @@ class AttentionGrads(NamedTuple):
     """The gradients of the parameters, `None` where unused."""
 
 
-#: The 0.1 names (deprecated aliases).
 LuongOutput = AttentionOutputs
+"""The 0.1 name of [`AttentionOutputs`][refmem.attention.luong.AttentionOutputs] (a deprecated alias)."""
 LuongCache = AttentionCache
+"""The 0.1 name of [`AttentionCache`][refmem.attention.luong.AttentionCache] (a deprecated alias)."""
 LuongGrads = AttentionGrads
+"""The 0.1 name of [`AttentionGrads`][refmem.attention.luong.AttentionGrads] (a deprecated alias)."""
 
 
 def attention(h: Any, hs: Any, params: LuongParams, score: str = "general", alignment: str = "global",

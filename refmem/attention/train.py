@@ -1,20 +1,20 @@
 """A small training demo of the Bahdanau decoder (SPEC §2) in refmem alone: reversing sequences.
 
-Task: a sequence of `T` symbols drawn from `V` is to be emitted in reverse. There is no
-learned encoder; the annotations are fixed features of the source,
-`h_j = [one_hot(x_j) ; one_hot(j)]` (`D = V + T`), so that the decoder can find a position only
-by attending to it. The decoder runs free (`y_{t-1}` is its own previous softmax, no teacher
-forcing), the loss is the mean cross-entropy of `y_t` against `x_{T+1-t}`, gradients come from
-[`decoder_backward`][refmem.attention.bahdanau.decoder_backward], and the optimiser is Adam with
-global-norm clipping from `refmem.optim`.
+Task: a sequence of ``T`` symbols drawn from ``V`` is to be emitted in reverse.
+There is no learned encoder; the annotations are fixed features of the source,
+``h_j = [one_hot(x_j) ; one_hot(j)]`` (``D = V + T``), so that the decoder can find
+a position only by attending to it. The decoder runs free (``y_{t-1}`` is its own
+previous softmax, no teacher forcing), the loss is the mean cross-entropy of
+``y_t`` against ``x_{T+1-t}``, gradients come from :func:`decoder_backward`, and
+the optimiser is Adam with global-norm clipping from :mod:`refmem.optim`.
 
-After training, step `t` attends to source position `T+1-t`: the heat map of `alpha` shows the
-anti-diagonal. Run:
+After training, step ``t`` attends to source position ``T+1-t``: the heat map
+of ``alpha`` shows the anti-diagonal. Run::
 
-```text
-python -m refmem.attention.train --out reverse_alpha.png
-```
+    python -m refmem.attention.train --out reverse_alpha.png
 """
+
+from __future__ import annotations
 
 import sys
 import time
@@ -29,10 +29,9 @@ __all__ = ["TrainResult", "make_batch", "loss_and_grads", "train", "save_heatmap
 
 
 class TrainResult(NamedTuple):
-    """The result of [`train`][refmem.attention.train.train]: `params`, the trained
-    [`DecoderParams`][refmem.attention.bahdanau.DecoderParams]; `losses`, the mean cross-entropy
-    per step (Python floats); `accuracy`, the symbol accuracy of the final evaluation batch;
-    `alpha`, its attention `[B, T, T]`; `tokens`, its source symbols `[B, T]`; `seconds`."""
+    """``params``: the trained :class:`DecoderParams`; ``losses``: mean cross-entropy per step
+    (python floats); ``accuracy``: symbol accuracy of the final evaluation batch; ``alpha``:
+    its attention ``[B, T, T]``; ``tokens``: its source symbols ``[B, T]``; ``seconds``."""
 
     params: DecoderParams
     losses: list
@@ -47,7 +46,7 @@ def _one_hot(xp: Any, idx: Any, n: int) -> Any:
 
 
 def make_batch(xp: Any, sampler: Sampler, B: int, T: int, V: int) -> tuple[Any, Any, Any]:
-    """Source symbols `[B, T]` (int), annotations `h [B, T, V + T]` and reversed one-hot targets `[B, T, V]`."""
+    """Source symbols ``[B, T]`` (int), annotations ``h [B, T, V + T]`` and reversed one-hot targets ``[B, T, V]``."""
     tokens = sampler.integers((B, T), 0, V)
     positions = xp.broadcast_to(xp.arange(T)[None, :], (B, T))
     h = xp.concat([_one_hot(xp, tokens, V), _one_hot(xp, positions, T)], axis=-1)
@@ -56,7 +55,7 @@ def make_batch(xp: Any, sampler: Sampler, B: int, T: int, V: int) -> tuple[Any, 
 
 
 def loss_and_grads(params: DecoderParams, h: Any, target: Any, output_state: str = "current"):
-    """Mean cross-entropy `-Σ target ∘ log y / (B T)`, its gradients, and the forward output."""
+    """Mean cross-entropy ``-Σ target ∘ log y / (B T)``, its gradients, and the forward output."""
     xp = rx.namespace(h)
     out, cache = decoder_forward(h, params, output_state=output_state)
     B, T = int(h.shape[0]), int(h.shape[1])
@@ -83,7 +82,7 @@ def train(
 ) -> TrainResult:
     """Train the decoder to reverse sequences; see the module docstring.
 
-    `callback(step, loss)`, if given, is called after every step.
+    ``callback(step, loss)``, if given, is called after every step.
     """
     xp = rx.backend(backend)
     sampler = Sampler(xp, seed + 1)
@@ -111,7 +110,7 @@ def train(
 
 
 def save_heatmap(res: TrainResult, path: str, seed: int = 0) -> str:
-    """Heat map of the trained `alpha` for one evaluation sequence (one with many distinct symbols)."""
+    """Heat map of the trained ``alpha`` for one evaluation sequence (one with many distinct symbols)."""
     from .. import plots
 
     rows = rx.to_numpy(res.tokens).tolist()
@@ -131,8 +130,8 @@ def save_heatmap(res: TrainResult, path: str, seed: int = 0) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m refmem.attention.train`: bad options are one line on standard error, exit status 2
-    (the rules of `refmem.cli`)."""
+    """``python -m refmem.attention.train``: bad options are one line on standard error, exit status 2
+    (the rules of :mod:`refmem.cli`)."""
     from ..cli import CommandError, UsageError, Parser, check_output_path, int_at_least, positive_float
 
     p = Parser(prog="python -m refmem.attention.train", description=__doc__.split("\n")[0])
