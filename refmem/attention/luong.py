@@ -628,7 +628,7 @@ class AttentionOutputs(NamedTuple):
     """`[B, T, Hs]`, the contexts."""
     h_tilde: Array["... H"]
     """`[B, T, H]`, the attentional states."""
-    p: Array["..."] | None
+    p: Array["..."] | None = None
     """`[B, T]`, the window centres (a constant for `local_m`); `None` for `global`."""
 
 
