@@ -90,7 +90,7 @@ from .xp import namespace
 __all__ = [
     # the mechanism
     "Array", "Unit", "Mask", "Scores", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
-    "is_checked", "probing", "UNIT_SLACK", "warn_old_call",
+    "is_checked", "probing", "UNIT_SLACK", "warn_old_call", "quiet_overflow", "refuse_overflow",
     # the 0.1 mechanism (internal, deprecated; removed when the last family is converted)
     "edge", "checked_by", "fields", "spec_from_symbols", "check_array", "check_arrays", "check_size",
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
@@ -1460,3 +1460,39 @@ def spec_from_symbols(symbols: str) -> str:
         inner = inner[1:-1]
     parts = [p.strip().replace(" ", "") for p in inner.split(",") if p.strip()]
     return " ".join(p if (p.isidentifier() or p.isdigit()) else f"({p})" for p in parts)
+
+
+# ----------------------------------------------------------------------------- overflow of finite inputs
+
+
+def quiet_overflow() -> Any:
+    """A context in which NumPy does not warn of an overflow or an invalid value: the entry points
+    that use it check their results with `refuse_overflow`
+    afterwards, so the overflow is reported once, as a `DomainError`, not as a warning before it."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
+def refuse_overflow(values: Any, label: str, what: str, shown: str = "") -> None:
+    """Raise a `DomainError` naming `label` when `values` (computed from finite inputs) is not finite.
+
+    A score or a logit beyond the largest number of the dtype becomes `inf` (and a softmax of it
+    NaN): no answer is right then, so the input is refused, naming the limit.
+
+    Args:
+        values: the computed array (scores, weights, outputs).
+        label: the arguments to name (`"h, hs"`).
+        what: what overflowed (`"dot scores h·hs"`).
+        shown: the name of `values` in the message when it is not the overflowing quantity itself
+            (`"alpha"` for energies seen through their softmax); empty when it is.
+    """
+    xp = namespace(values)
+    if bool(xp.all(xp.isfinite(values))):
+        return
+    h = _host(values)
+    at = tuple(int(i) for i in np.argwhere(~np.isfinite(h))[0])
+    limit = float(np.finfo(h.dtype).max)
+    dtype = np.finfo(h.dtype).dtype.name
+    where = f"{shown} is {h[at].item()!r} at {list(at)}" if shown else f"{h[at].item()!r} at {list(at)}"
+    raise DomainError(f"{label}: expected {what} within the range of {dtype} (magnitude <= {limit:.4g}), "
+                      f"got an overflow ({where}); the inputs are finite but too large for {dtype}: "
+                      f"scale them down")
