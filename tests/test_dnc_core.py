@@ -94,7 +94,7 @@ def test_active_clip_gradients():
     clipped = None
     for clip in np.linspace(0.2, 0.6, 41).astype(np.float32).astype(np.float64):
         trial = DNCConfig(**{**cfg.to_json(), "clip_value": float(clip)})
-        y, _, cache = core.unroll_forward(arrays["inputs/x"], params, trial)
+        y, cache = core.unroll_forward(arrays["inputs/x"], params, cfg=trial)
         raw = _raw_clipped_values(cache)
         raw[0::3] = [v + params.b_y for v in raw[0::3]]
         y_raw = np.stack(raw[0::3])
@@ -108,17 +108,17 @@ def test_active_clip_gradients():
              "params/b_y"]
 
     # deepmind stops the usage gradient w.r.t. the previous write weights: freeze them at their values
-    _, _, base = core.unroll_forward(arrays["inputs/x"], params, clipped)
+    _, base = core.unroll_forward(arrays["inputs/x"], params, cfg=clipped)
     frozen = base.prev_write_weights
 
     def fwd(a):
         p = from_named({k[7:]: v for k, v in a.items() if k.startswith("params/")}, clipped)
-        o, _, _ = core.unroll_forward(a["inputs/x"], p, clipped, frozen_write_weights=frozen)
+        o, _ = core.unroll_forward(a["inputs/x"], p, cfg=clipped, frozen_write_weights=frozen)
         return {"y": o.y, "read_vectors": o.read_vectors}
 
     def bwd(a, cot):
         p = from_named({k[7:]: v for k, v in a.items() if k.startswith("params/")}, clipped)
-        _, _, c = core.unroll_forward(a["inputs/x"], p, clipped)
+        _, c = core.unroll_forward(a["inputs/x"], p, cfg=clipped)
         dx, dp, _ = core.unroll_backward(core.UnrollOutputs(cot["y"], cot["read_vectors"]), c)
         return {"inputs/x": dx, **{f"params/{k}": v for k, v in named(dp).items()}}
 
@@ -131,9 +131,10 @@ def test_unroll_defaults_and_state():
     arrays = case.draw(NP, 0)
     cfg = core_cases.config_from(arrays, "deepmind", 1, True, 0.0)
     params = from_named({k[7:]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
-    out, final, cache = core.unroll_forward(arrays["inputs/x"], params, cfg)
+    out, cache = core.unroll_forward(arrays["inputs/x"], params, cfg=cfg)
+    final = out.state
     zero = core.initial_state(NP, 2, cfg)
-    out2, final2, _ = core.unroll_forward(arrays["inputs/x"], params, cfg, state=zero)
+    out2, _ = core.unroll_forward(arrays["inputs/x"], params, zero, cfg=cfg)
     np.testing.assert_array_equal(out.y, out2.y)
     assert out.y.shape == (2, 3, 2) and out.read_vectors.shape == (2, 3, 2, 2)
     np.testing.assert_array_equal(final.read_vectors, out.read_vectors[:, -1])
@@ -141,7 +142,7 @@ def test_unroll_defaults_and_state():
     # step by step equals the unroll
     state = zero
     for t in range(3):
-        y, state, _ = core.core_step_forward(arrays["inputs/x"][:, t], state, params, cfg)
+        (y, state), _ = core.core_step_forward(arrays["inputs/x"][:, t], state, params, cfg=cfg)
         np.testing.assert_array_equal(y, out.y[:, t])
     # the access invariants of deepmind/dnc hold along the way
     for st in cache.states:
@@ -155,13 +156,18 @@ def test_shapes_are_refused():
     params = init_params(NP, cfg, seed=0)
     x = np.zeros((2, 4, 3))
     with pytest.raises(rx.ShapeError, match=r"x: expected shape \(B, T, D\) = \(\?, \?, 3\), got \(2, 4, 2\)"):
-        core.unroll_forward(x[..., :2], params, cfg)
+        core.unroll_forward(x[..., :2], params, cfg=cfg)
     bad = params._replace(W_xi=params.W_xi[:, :-1])
-    with pytest.raises(rx.ShapeError, match=r"W_xi: expected shape \(Hc, I\) = \(4, 44\), got \(4, 43\)"):
-        core.unroll_forward(x, bad, cfg)
+    with pytest.raises(rx.ShapeError, match=r"params.W_xi: expected shape \(Hc, I\) = \(4, 44\), got \(4, 43\)"):
+        core.unroll_forward(x, bad, cfg=cfg)
     bad = params._replace(W_y=params.W_y.T)
-    with pytest.raises(rx.ShapeError, match="W_y"):
-        core.unroll_forward(x, bad, cfg)
+    with pytest.raises(rx.ShapeError, match="params.W_y"):
+        core.unroll_forward(x, bad, cfg=cfg)
+    bad = params._replace(lstm=(params.lstm[0]._replace(W=params.lstm[0].W[:-1]),))
+    with pytest.raises(rx.ShapeError, match=r"params.lstm\[0\].W: expected shape \(I_l \+ H, 4H\) = \(13, 16\), got \(12, 16\)"):
+        core.unroll_forward(x, bad, cfg=cfg)
+    with pytest.raises(TypeError):  # the config is keyword-only (0.1 took it third, positionally)
+        core.unroll_forward(x, params, cfg)
 
 
 def test_init_params_follow_deepmind():
