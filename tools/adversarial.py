@@ -1728,13 +1728,13 @@ def _():
 def _():
     import refmem.golden as G
 
-    return G.load("dnc/allocation/deepmind", dir="/nonexistent")
+    return G.load("dnc/allocation/any_convention", dir="/nonexistent")
 
 
 def _golden_report(mutate):
     import refmem.golden as G
 
-    g = G.load("dnc/allocation/deepmind")
+    g = G.load("dnc/allocation/any_convention")
     res = {**{f"outputs/{k}": v for k, v in g.outputs.items()}, **{f"grads/{k}": v for k, v in g.grads.items()}}
     mutate(res)
     r = G.compare(g, res)
@@ -1775,7 +1775,7 @@ def _():
 def _():
     import refmem.golden as G
 
-    return G.compare(G.load("dnc/allocation/deepmind"), {}, dtype="float16")
+    return G.compare(G.load("dnc/allocation/any_convention"), {}, dtype="float16")
 
 
 @bad("strategies.seeds(max_seed=-1)", "max_seed")
@@ -1810,7 +1810,7 @@ def _():
 def _():
     from refmem.strategies import case_inputs
 
-    return case_inputs("dnc/allocation/deepmind", np).example()
+    return case_inputs("dnc/allocation/any_convention", np).example()
 
 
 # ----------------------------------------------------------------------------- command line
