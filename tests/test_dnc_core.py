@@ -17,6 +17,7 @@ from refmem import gradcheck
 from refmem import xp as rx
 from refmem.dnc import core
 from refmem.dnc.cases import core as core_cases
+from refmem.optim import tree_leaves
 from refmem.dnc.params import (DNCConfig, from_named, init_params, load_params, named, save_params,
                                truncated_normal)
 
@@ -251,3 +252,68 @@ def test_plot_dnc_writes_a_png(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
     assert main(["plot", "dnc", "--params", str(tmp_path / "missing.safetensors")]) == 2
+
+
+def test_the_0_1_backward_call_forms_warn_and_give_the_new_results():
+    """Each backward called as in refmem 0.1 (gradients as separate arrays, gradients after the cache)
+    warns once and returns what the new form returns (in 0.1's order, which the new Grads keep)."""
+    from refmem.dnc import access as AC
+    from refmem.dnc import addressing as A
+
+    rng = np.random.default_rng(0)
+    case = core_cases.VARIANTS["state_paper"]
+    arrays = case.draw(NP, 0)
+    cfg = core_cases.config_from(arrays, "paper", 1, True, 0.0)
+    params = from_named({k[7:]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
+    state = core_cases._state_from(arrays, 1)
+    out, cache = core.unroll_forward(arrays["inputs/x"], params, state, cfg=cfg)
+    d_y = rng.normal(size=out.y.shape)
+    d_final = core.zeros_like_state(out.state)._replace(read_vectors=rng.normal(size=out.state.read_vectors.shape))
+    new = core.unroll_backward(core.UnrollOutputs(d_y, None, d_final), cache)
+    with pytest.warns(DeprecationWarning, match="unroll_backward"):
+        old = core.unroll_backward(core.UnrollOutputs(d_y, None), cache, d_final)
+    for a, b in zip(tree_leaves(new), tree_leaves(old)):
+        np.testing.assert_array_equal(a, b)
+
+    (y, new_state), step = core.core_step_forward(arrays["inputs/x"][:, 0], state, params, cfg=cfg)
+    d_y = rng.normal(size=y.shape)
+    new = core.core_step_backward((d_y, None), step)
+    with pytest.warns(DeprecationWarning, match="core_step_backward"):
+        dx, d_state, d_params = core.core_step_backward(d_y, None, step)
+    for a, b in zip(tree_leaves(new), tree_leaves((dx, d_state, d_params))):
+        np.testing.assert_array_equal(a, b)
+
+    acc = step.access
+    d_rv = rng.normal(size=new_state.read_vectors.shape)
+    new = AC.access_step_backward((d_rv, None), acc)
+    with pytest.warns(DeprecationWarning, match="access_step_backward"):
+        old = AC.access_step_backward(d_rv, None, acc)
+    for a, b in zip(tree_leaves(new), tree_leaves(old)):
+        np.testing.assert_array_equal(a, b)
+
+    lc = acc.link
+    d_l, d_p = rng.normal(size=lc.prev_link.shape), rng.normal(size=lc.prev_precedence.shape)
+    new = A.temporal_linkage_backward((d_l, d_p), lc)
+    with pytest.warns(DeprecationWarning, match="temporal_linkage_backward"):
+        old = A.temporal_linkage_backward(d_l, d_p, lc)
+    for a, b in zip(new, old):
+        np.testing.assert_array_equal(a, b)
+
+    uc = acc.usage
+    d_u, d_psi = rng.normal(size=uc.retention.shape), rng.normal(size=uc.retention.shape)
+    new = A.usage_backward((d_u, d_psi), uc)
+    with pytest.warns(DeprecationWarning, match="usage_backward"):
+        old = A.usage_backward(d_u, uc, d_retention=d_psi)
+    for a, b in zip(new, old):
+        np.testing.assert_array_equal(a, b)
+
+    wc = acc.write
+    d_w = rng.normal(size=wc.content.shape)
+    new = A.write_weights_backward((d_w,), wc)
+    with pytest.warns(DeprecationWarning, match="write_weights_backward"):
+        old = A.write_weights_backward(d_w, wc)
+    assert type(old) is A.WriteWeightsGrads and old.write_masks is None
+    for a, b in zip(new[:6], old[:6]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="d_out: expected a TemporalLinkageOutputs"):
+        A.temporal_linkage_backward(d_l, lc)  # neither form: two arguments, the first no tuple
