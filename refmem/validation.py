@@ -22,7 +22,7 @@ annotations are the whole grammar:
 | `Unit["B N"]` | the same, with values in [0, 1] (up to [`UNIT_SLACK`][refmem.validation.UNIT_SLACK]; off inside [`probing`][refmem.validation.probing]) |
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
 | a family's subclass of `Unit` with an [`invariant`][refmem.validation.Array.invariant] | the same, and the invariant (the DNC's `Weighting["B R N"]`: rows summing to at most 1) |
-| `X \\| None` | `X` or `None` |
+| `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
 | `tuple[S, ...]` of a NamedTuple `S` | a tuple of `S`; a letter first bound inside one element is that element's own (layers of different widths) |
 | a [`Config`][refmem.validation.Config] dataclass | an instance of it (validated when it was built); its [`sizes`][refmem.validation.Config.sizes] bind letters |
@@ -1133,7 +1133,7 @@ def _check_domain(name: str, x: Any, domain: str | None) -> None:  # 0.1
 
 
 def check_size(name: str, value: Any, minimum: int = 1) -> int:
-    """Refuse a size that is not an integer ``>= minimum``; return it as an ``int``."""
+    """Deprecated, internal (0.1). Refuse a size that is not an integer ``>= minimum``; return it as an ``int``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise DTypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     if value < minimum:
@@ -1143,7 +1143,7 @@ def check_size(name: str, value: Any, minimum: int = 1) -> int:
 
 def check_arrays(arrays: Mapping[str, Any], specs: Mapping[str, str], sizes: dict[str, int] | None = None,
                  where: str = "", precision_of: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """Validate ``arrays`` (argument name -> array or ``None``) against spec strings.
+    """Deprecated, internal (0.1). Validate ``arrays`` (argument name -> array or ``None``) against spec strings.
 
     Returns the sizes bound to each letter. ``sizes`` pre-binds letters (e.g. from a
     config). ``where`` prefixes the argument names in messages (``"params."``).
@@ -1297,8 +1297,10 @@ def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Call
     paths of arguments (``"cache.weights"``) to spec strings: a backward binds the
     letters from its cache this way and checks its upstream gradients against them.
     The wrapped function keeps its signature and docstring; its unchecked body stays
-    reachable as ``fn.unchecked`` for refmem's internal callers. See the module
-    docstring for the spec strings and the policy.
+    reachable as `fn.unchecked` for refmem's internal callers. A spec string holds
+    space-separated axes, each a letter, an integer, a parenthesised expression over
+    letters (`(1+2*nw)`) or `*`; an optional `| unit` or `| mask` domain; a leading `?`
+    allows `None`. The policy is that of [`checked`][refmem.validation.checked].
     """
     paths = dict(paths or {})
 
@@ -1380,11 +1382,11 @@ def _check_scalar(arg: str, value: Any, spec: str, values: Mapping[str, Any]) ->
 
 
 def check_array(name: str, x: Any, shape: tuple | None = None, symbols: str | None = None) -> None:
-    """Refuse ``x`` unless it is a floating array of ``shape``.
+    """Deprecated, internal (0.1). Refuse ``x`` unless it is a floating array of ``shape``.
 
     ``shape`` holds ints, or ``None`` for a free dimension; ``symbols`` spells it
-    in SPEC's letters, e.g. ``"(D, H)"``. Raises :class:`ShapeError` such as
-    ``W_m: expected shape (D, H) = (4, 5), got (8, 5)``, or :class:`DTypeError`.
+    in SPEC's letters, e.g. ``"(D, H)"``. Raises `ShapeError` such as
+    ``W_m: expected shape (D, H) = (4, 5), got (8, 5)``, or `DTypeError`.
     """
     if type(x) is np.ndarray:  # fast path, same verdicts: NumPy's floating kinds are "f" and "c"
         if x.dtype.kind not in "fc":
@@ -1427,7 +1429,7 @@ def checked_by(checker: Callable[..., Any]) -> Callable[[Callable[..., Any]], Ca
 
 
 def fields(prefix: str, obj: Any, specs: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The arrays ``obj.<field>`` under ``prefix.<field>`` and their specs, for :func:`check_arrays`."""
+    """Deprecated, internal (0.1). The arrays ``obj.<field>`` under ``prefix.<field>`` and their specs, for `check_arrays`."""
     if obj is None:
         return {}, {}
     arrays = {f"{prefix}.{k}": getattr(obj, k, None) for k in specs}
@@ -1435,7 +1437,7 @@ def fields(prefix: str, obj: Any, specs: Mapping[str, str]) -> tuple[dict[str, A
 
 
 def spec_from_symbols(symbols: str) -> str:
-    """A spec string from a shape spelled in SPEC's letters: ``"(Hs + H, A)"`` -> ``"(Hs+H) A"``."""
+    """Deprecated, internal (0.1). A spec string from a shape spelled in SPEC's letters: ``"(Hs + H, A)"`` -> ``"(Hs+H) A"``."""
     inner = symbols.strip()
     if inner.startswith("(") and inner.endswith(")"):
         inner = inner[1:-1]

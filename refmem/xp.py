@@ -120,8 +120,8 @@ def namespace(*arrays: Any) -> Any:
 
 
 def _namespace_error(present: list) -> Exception:
-    """The error of :func:`namespace` for arrays it cannot serve together: a ``DTypeError`` for a
-    value that is no array, else a ``NamespaceError`` naming the libraries that were mixed."""
+    """The error of `namespace` for arrays it cannot serve together: a `DTypeError` for a value
+    that is no array, else a `NamespaceError` naming the libraries that were mixed."""
     from .errors import DTypeError, NamespaceError
 
     for i, a in enumerate(present):

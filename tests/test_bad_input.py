@@ -418,3 +418,27 @@ def test_backward_state_gradient_of_the_wrong_type_or_shape():
     bad = final._replace(access=final.access._replace(memory=np.ones((B, N + 1, W))))
     with pytest.raises(ShapeError, match=r"^d_out\.state\.access\.memory: expected shape"):
         DC.unroll_backward(DC.UnrollOutputs(np.ones(out.y.shape), None, bad), cache)
+
+
+# ----------------------------------------------------------------------------- array subclasses (issue 19)
+
+
+@pytest.mark.parametrize("entry,arg", ENTRIES, ids=IDS)
+def test_masked_array_is_refused_not_read_through_its_mask(entry, arg):
+    v = _value(entry, arg)
+    bad = np.ma.masked_array(v, mask=np.zeros(v.shape, dtype=bool))
+    bad.mask.flat[0] = True
+    with pytest.raises(DTypeError) as info:
+        call(entry, **{arg: bad})
+    check(info.value, [arg, "masked array"], str(info.value))
+
+
+MATRIX = [(e, a) for e, a in ENTRIES if _value(e, a).ndim == 2]
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("entry,arg", MATRIX, ids=[f"{e.__name__}-{a}" for e, a in MATRIX])
+def test_np_matrix_is_refused(entry, arg):
+    with pytest.raises(DTypeError) as info:
+        call(entry, **{arg: np.matrix(_value(entry, arg))})
+    check(info.value, [arg, "np.matrix"], str(info.value))

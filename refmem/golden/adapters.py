@@ -55,23 +55,36 @@ def load_adapter(spec: str) -> Adapter:
     if ":" not in spec:
         raise GoldenError(f"adapter {spec!r}: expected package.module:function")
     mod_name, _, fn_name = spec.rpartition(":")
-    if mod_name.endswith(".py"):
-        path = Path(mod_name)
-        if not path.exists():
-            raise GoldenError(f"adapter {spec!r}: no file {path}")
-        uniq = "refmem_adapter_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        s = importlib.util.spec_from_file_location(uniq, path)
-        module = importlib.util.module_from_spec(s)
-        sys.modules[uniq] = module
-        s.loader.exec_module(module)
-    else:
-        cwd = os.getcwd()
-        if cwd not in sys.path and "" not in sys.path:
-            sys.path.insert(0, cwd)
-        try:
+    if not mod_name or not fn_name:
+        raise GoldenError(f"adapter {spec!r}: expected package.module:function (a module and a function name)")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.exists():
+                raise GoldenError(f"adapter {spec!r}: no file {path}")
+            if not path.is_file():
+                raise GoldenError(f"adapter {spec!r}: {path} is not a file")
+            uniq = "refmem_adapter_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+            s = importlib.util.spec_from_file_location(uniq, path)
+            module = importlib.util.module_from_spec(s)
+            sys.modules[uniq] = module
+            try:
+                s.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(uniq, None)
+                raise
+        else:
+            cwd = os.getcwd()
+            if cwd not in sys.path and "" not in sys.path:
+                sys.path.insert(0, cwd)
             module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise GoldenError(f"adapter {spec!r}: cannot import {mod_name}: {exc}") from exc
+    except GoldenError:
+        raise
+    except ImportError as exc:
+        raise GoldenError(f"adapter {spec!r}: cannot import {mod_name}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # the adapter's own code failed while it was imported
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}: {exc}"
+        raise GoldenError(f"adapter {spec!r}: importing {mod_name} {what}") from exc
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise GoldenError(f"adapter {spec!r}: {mod_name} has no function {fn_name!r}")
@@ -80,6 +93,9 @@ def load_adapter(spec: str) -> Adapter:
         raise GoldenError(f"adapter {spec!r}: declare the cases it implements in {mod_name}.CASES (fnmatch patterns)")
     if isinstance(patterns, str):
         patterns = [patterns]
+    if not isinstance(patterns, (list, tuple, set, frozenset)) or not all(isinstance(p, str) for p in patterns):
+        raise GoldenError(f"adapter {spec!r}: CASES must be a list of fnmatch patterns (strings), "
+                          f"got {type(patterns).__name__} {patterns!r:.60}")
     return Adapter(spec, fn, tuple(patterns))
 
 
@@ -92,20 +108,20 @@ def select(adapter: Adapter, manifest: Mapping[str, Any], patterns: Sequence[str
 
 
 def verify_case(adapter: Adapter, name: str, dtype: str, root: Path, manifest: Mapping[str, Any]) -> Report:
-    """Run ``adapter`` on case ``name`` and compare; a load error or an exception inside the
-    adapter is a problem of the report, not an exception."""
+    """Run ``adapter`` on case ``name`` and compare; a load error or an adapter that gives no result
+    (it raises; run in a child process, ``refmem.golden.isolated.IsolatedAdapter``,
+    also one that exits, crashes, hangs or prints) is a problem of the report, not an exception."""
     report = Report()
     try:
         golden = load(name, root, dict(manifest))
     except GoldenError as exc:
         report.problems.append(str(exc))
         return report
-    try:
-        results = adapter(name, golden.given(dtype), dtype, dict(golden.config))
-        if not isinstance(results, Mapping):
-            raise TypeError(f"the adapter returned {type(results).__name__}, expected a dict")
-    except Exception as exc:  # noqa: BLE001 - report and go on
-        report.problems.append(f"{name}: the adapter raised {type(exc).__name__}: {exc}")
+    from .isolated import call_adapter
+
+    results, problem = call_adapter(adapter, name, golden.given(dtype), dtype, golden.config)
+    if results is None:  # it raised, exited, crashed, hung or printed: report and go on
+        report.problems.append(problem)
         return report
     report.extend(compare(golden, results, dtype))
     return report
@@ -124,7 +140,10 @@ def verify(
     and returns ``outputs/<name>``, ``grads/<role>/<name>`` and, optionally, any
     ``intermediates/<name>``; each is compared with the reference at the tolerance of
     ``dtype``, and each failing case names its first divergence. An exception inside
-    the adapter fails that case and the others still run.
+    the adapter fails that case and the others still run. ``adapter`` given by name is
+    imported and called in this process; pass an
+    ``refmem.golden.isolated.IsolatedAdapter`` to run it in a child process
+    (what ``refmem golden verify`` does).
     """
     if dtype not in DTYPES:
         raise GoldenError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

@@ -152,7 +152,7 @@ def _unroll_case() -> Case:
     )
 
 
-#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
+#: Place of this family in the catalogue listing (see `refmem.catalogue`).
 ORDER = 20
 
 CASES: list[Case] = [_step_case(), _unroll_case()]

@@ -1,4 +1,4 @@
-"""Catalogue cases of SPEC §1 (module ``primitives``)."""
+"""Catalogue cases of SPEC §1 (module `primitives`)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def _linear_case() -> Case:
     )
 
 
-#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
+#: Place of this family in the catalogue listing (see `refmem.catalogue`).
 ORDER = 10
 
 CASES: list[Case] = [
