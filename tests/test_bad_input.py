@@ -2,7 +2,7 @@
 
 Each asserts the exception type (refmem.errors) and that the message names the argument
 (and, where it applies, the expected and the given). The policy is in docs/validation.md;
-``python tools/adversarial.py`` tries a wider list and prints before/after.
+tests/test_bad_input_probes.py tries the rest of the public functions one at a time.
 """
 
 from __future__ import annotations
