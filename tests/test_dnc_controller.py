@@ -174,9 +174,9 @@ def test_shapes_are_refused():
         C.ControllerConfig(input_size=3, hidden=0)
     with pytest.raises(TypeError, match="ControllerConfig.skip: expected a bool"):
         C.ControllerConfig(input_size=3, hidden=2, skip="False")
-    # the parameters bind the letters first; the derived rows name the input width they would need
-    with pytest.raises(rx.ShapeError, match=r"params.W: expected shape \(IH, G\) = \(3, \?\), got \(5, 8\) "
-                                            r"\(IH = layer_rows\(I=1, H=2\) = 3\)"):
+    # the parameters fix the input width (as in 0.1): an input of the wrong width is named
+    with pytest.raises(rx.ShapeError, match=r"^x: expected shape \(B, I\) = \(2, 3\), got \(2, 1\) "
+                                            r"\(I = input_width\(IH=5, H=2\) = 3\)"):
         C.lstm_step_forward(x[:, :1], state[0], params[0])
     with pytest.raises(rx.ShapeError, match=r"params.b: expected shape \(G,\) = \(8,\), got \(4,\)"):
         C.lstm_step_forward(x, state[0], C.LSTMParams(params[0].W, params[0].b[:4]))

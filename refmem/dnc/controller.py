@@ -54,9 +54,9 @@ def gate_width(H: int) -> int:
     return 4 * H
 
 
-def layer_rows(I: int, H: int) -> int:
-    """`IH = I + H`, the rows of an LSTM layer's `W` (its input, then the hidden state)."""
-    return I + H
+def input_width(IH: int, H: int) -> int:
+    """`I = IH - H`, the input width an LSTM layer's `W` of `IH` rows reads (its input, then the hidden state)."""
+    return IH - H
 
 
 # ============================================================================= clipping
@@ -277,7 +277,7 @@ def lstm_step_vjp(d_h: Any, d_c: Any, cache: LSTMStepCache) -> LSTMStepGrads:
     return LSTMStepGrads(d_xh[:, :cache.I], LSTMState(d_xh[:, cache.I:], dc * f), LSTMParams(dW, db))
 
 
-@checked(derive={"G": gate_width, "IH": layer_rows})
+@checked(derive={"G": gate_width, "I": input_width})
 def lstm_step_forward(x: Array["B I"], state: LSTMState, params: LSTMParams, *,
                       forget_bias: float = 1.0) -> tuple[LSTMStepOutputs, LSTMStepCache]:
     """One Sonnet LSTM step (SPEC §5 Core, controller equations).
