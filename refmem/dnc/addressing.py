@@ -35,8 +35,6 @@ gradient and never NaN. The derivations are written out step by step in
 import math
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from .. import primitives as P
 from .. import xp as rx
 from ..errors import DomainError, DTypeError
@@ -104,8 +102,9 @@ def prod_except(x: Any, axis: int) -> Any:
     return before * after
 
 
-def _first(bad: np.ndarray) -> list[int]:
-    return [int(i) for i in np.argwhere(bad)[0]]
+def _first(bad: Any) -> list[int]:
+    """The index of the first `True` of a host (NumPy) boolean array."""
+    return [int(ix[0]) for ix in bad.nonzero()]
 
 
 def _sum_slack(x: Any) -> float:
@@ -128,7 +127,7 @@ def _distribution_invariant(label: str, x: Any) -> None:
     sums = xp.sum(P.real_part(x), axis=-1)
     if not bool(xp.all(xp.abs(sums - 1.0) <= _sum_slack(x))):
         h = rx.to_numpy(sums)
-        at = _first(np.abs(h - 1.0) > _sum_slack(x))
+        at = _first(abs(h - 1.0) > _sum_slack(x))
         raise DomainError(f"{label}: expected rows summing to 1 over the last axis (a softmax, SPEC §5), "
                           f"got a sum of {float(h[tuple(at)])!r} at {at}")
 
