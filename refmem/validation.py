@@ -22,6 +22,7 @@ annotations are the whole grammar:
 | `Unit["B N"]` | the same, with values in [0, 1] (up to [`UNIT_SLACK`][refmem.validation.UNIT_SLACK]; off inside [`probing`][refmem.validation.probing]) |
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
 | `Scores["B T"]` | a floating array of scores before a softmax: each value finite or `-inf` (a position that gets weight 0) |
+| a family's subclass of `Unit` with an [`invariant`][refmem.validation.Array.invariant] | the same, and the invariant (the DNC's `Weighting["B R N"]`: rows summing to at most 1) |
 | `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
 | `tuple[S, ...]` of a NamedTuple `S` | a tuple of `S`; a letter first bound inside one element is that element's own (layers of different widths) |
@@ -142,6 +143,11 @@ class Array:
     lead: bool = True
     domain: str | None = None
     symbols: str = "(...)"
+    invariant: Callable[[str, Any], None] | None = None
+    """A family's subclass may set a function `invariant(label, x)` that raises the `DomainError` for a
+    value the specification does not define beyond the domain (rows that must sum to 1, a diagonal
+    that must be 0). It runs after every other check of the call (so it sees the shapes it expects),
+    never on a gradient (`d_...`) or a cache, and not inside [`probing`][refmem.validation.probing]."""
 
     def __class_getitem__(cls, spec: str) -> type:
         key = (cls, spec)
@@ -616,7 +622,8 @@ class _Plan:
 # ============================================================================= the checks of one call
 #
 # `bound` maps each letter (and "...") to its size; `refs` is [namespace reference (label, array),
-# precision reference (label, dtype, bits), probing, the plan's derived sizes].
+# precision reference (label, dtype, bits), probing, the plan's derived sizes, the invariants to run
+# once every shape is checked].
 
 
 def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_first: bool = False) -> None:
@@ -628,7 +635,7 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
     parameter that disagrees with the inputs is the one named.
     """
     start = dict(bound)
-    refs: list = [None, None, _PROBING.get(), plan.derive]
+    refs: list = [None, None, _PROBING.get(), plan.derive, []]
     for i, node in plan.caches:
         _bind_cache(node, values[i], bound, refs)
     for i, name, cls, optional in plan.configs:
@@ -669,6 +676,8 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
                         _run(plan, values, {letter: want}, again=True, arrays_first=arrays_first)
                     raise ShapeError(f"{letter}: expected {rule.__name__}("
                                      f"{', '.join(f'{a}={bound[a]}' for a in inputs)}) = {want}, got {have}")
+    for invariant, label, x in refs[4]:
+        invariant(label, x)
 
 
 def _check_structs(plan: _Plan, values: list, bound: dict, refs: list) -> None:
@@ -797,6 +806,8 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
     elif kind != "b":
         if _or_reduce((x != 0) & (x != 1), axis=None):
             _domain_error(label, x, _MASK)
+    if domain is not None and not refs[2] and spec.invariant is not None:
+        refs[4].append((spec.invariant, label, x))  # run once every shape of the call is known
 
 
 def _bind(label: str, shape: Any, spec: type, bound: dict, refs: list) -> None:
