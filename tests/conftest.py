@@ -50,6 +50,27 @@ def xp(backend_name):
     return rx.backend(backend_name)
 
 
+@pytest.fixture(scope="session")
+def fresh_export(tmp_path_factory) -> Path:
+    """A fresh export of the whole catalogue (``golden.export``), made once per test process and
+    shared read-only by the tests that compare against it (the export is the dear part: long double
+    references and emulated float32 runs of every case). A test that changes files copies them first."""
+    from refmem import golden
+
+    d = tmp_path_factory.mktemp("fresh_export")
+    golden.export(d)
+    return d
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``--dist loadgroup``) the tests that use `fresh_export` run on one worker,
+    which exports once; before xdist reads the groups."""
+    for item in items:
+        if "fresh_export" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("fresh_export"))
+
+
 def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 

@@ -343,15 +343,14 @@ def test_an_error_of_a_thousandth_of_the_scale_fails_in_both_dtypes(case):
 @needs_extended
 @pytest.mark.parametrize("module,framework", [("torch_attention", "torch"), ("torch_luong", "torch"),
                                               ("torch_memory_lstm", "torch"), ("torch_dnc", "torch")])
-def test_float32_examples_pass_with_ratio_at_most_a_quarter(module, framework, tmp_path, monkeypatch):
+def test_float32_examples_pass_with_ratio_at_most_a_quarter(module, framework, fresh_export, monkeypatch):
     """The float32 examples pass every case at a quarter of the tolerance, on a fresh export (long
-    double references, emulated float32 tolerances)."""
+    double references, emulated float32 tolerances; one export shared by the four examples)."""
     pytest.importorskip(framework)
     monkeypatch.syspath_prepend(str(REPO))
     monkeypatch.chdir(REPO)
-    golden.export(tmp_path)
     for dtype in ("float32", "float64"):
-        report = golden.verify(f"examples.{module}:run", dtype, tmp_path)
+        report = golden.verify(f"examples.{module}:run", dtype, fresh_export)
         assert report.passed, report.table(only_failures=True)
         # the emulated float32 tolerances: outputs, intermediates and gradients (jvp/ and hvp/ come
         # from one complex64 run, golden-migration.md, and are held to ratio <= 1 by verify above)
