@@ -12,12 +12,14 @@ Hypothesis, and shrinks a failure to the smallest example that still fails:
   :func:`edge_of`) and, for a masked case, the batch rows whose mask is all padding.
 * :func:`examples_for`: the Hypothesis strategy of examples of a case; it shrinks
   toward the smallest sizes, seed 0, scale 1 and no padded row.
-* :func:`live_golden`: the reference of an example as an in-memory
-  :class:`~refmem.golden.Golden`: outputs, intermediates, cotangents and gradients from
-  :func:`refmem.golden.reference`, tolerances derived exactly as the golden export
-  derives them (:func:`refmem.golden.tolerance` from refmem's own float32 run).
-* :func:`check_example`: run the adapter on it and :func:`refmem.golden.compare`
-  (the golden rules: per-dtype tolerance, strictness, first divergence).
+* [`live_golden`][refmem.differential.live_golden]: the reference of an example as an in-memory
+  [`Golden`][refmem.golden.Golden]: outputs, intermediates, cotangents and gradients
+  (refmem's float64 evaluation), tolerances from the one float32 measurement the golden
+  export uses ([`refmem.golden.tolerances`][refmem.golden.tolerances]), or its cheap lower bound.
+* [`check_example`][refmem.differential.check_example]: run the adapter on it and
+  [`compare`][refmem.golden.compare] (the golden rules: per-dtype tolerance, strictness,
+  first divergence); a result that fails a lower-bound tolerance is judged again by the
+  exact one, so a verdict is always the exact rule's.
 * :func:`batch_invariance`: an item's outputs do not depend on its batch companions,
   nor, in a masked case, on the values under its padding.
 * :func:`run_case` / :func:`differential`: the Hypothesis search per case, the report
@@ -52,13 +54,13 @@ from . import xp as rx
 from .catalogue import Case
 from .golden.adapters import Adapter, load_adapter
 from .golden.comparison import Golden, Report, compare
-from .golden.exporter import float32_run, manifest_entry
+from .golden.exporter import manifest_entry
 from .golden.readme import case_notes, render_readme
 from .golden.storage import (
-    FORMAT_VERSION, GoldenError, dumps, given_tensors, is_float, read_manifest, relpath, role_of, sha256,
+    FORMAT_VERSION, GoldenError, dumps, given_tensors, read_manifest, relpath, role_of, sha256,
     write_safetensors,
 )
-from .golden.tolerances import DTYPES
+from .golden.tolerances import DTYPES, Measurement
 
 __all__ = [
     "SCALES", "MAX_SIDE", "Example", "Undecidable", "CaseResult", "Result", "Unsampleable", "edge_of", "sizes_limits",
@@ -297,16 +299,30 @@ def _golden(name: str, entry: Mapping[str, Any], tensors: Mapping[str, np.ndarra
 
 @dataclass(frozen=True)
 class Live:
-    """A live reference: the :class:`Golden` of an example, its manifest entry and tensors."""
+    """A live reference: the [`Golden`][refmem.golden.Golden] of an example, its manifest entry and
+    tensors, and the float32 measurement its tolerances come from (``exact``: from every run,
+    the golden rule itself; otherwise a lower bound of it)."""
 
     golden: Golden
     entry: dict
     tensors: dict
     example: Example
+    measurement: Measurement | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the tolerances are the exact rule's (every run of the measurement)."""
+        return self.measurement is None or self.measurement.exact
+
+    def refined(self) -> "Live":
+        """This reference with the exact tolerances (the remaining runs of its measurement computed;
+        the reference tensors are reused). Raises [`Undecidable`][refmem.differential.Undecidable]
+        where the exact rule cannot judge the example."""
+        if self.exact:
+            return self
+        return _live(self.measurement.case, self.example, self.tensors, self.measurement, None)
 
 
-#: One-ulp-perturbed float32 runs measured besides the plain one (:func:`_float32_measurement`).
-PERTURBED_RUNS = 3
 #: A tensor whose float32 measurement is off by more than this fraction of its scale has lost every
 #: float32 digit (saturation, underflow): the golden rule cannot derive a float64 tolerance from it.
 LOST = 0.05
@@ -314,36 +330,6 @@ LOST = 0.05
 
 class Undecidable(RuntimeError):
     """An example the golden tolerance rule cannot judge (see :func:`live_golden`)."""
-
-
-def _float32_measurement(case: Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """refmem's float32 run on the inputs and on :data:`PERTURBED_RUNS` copies moved by one float32 ulp
-    each (random directions; what another implementation's different rounding amounts to); per
-    tensor the run that deviates most from the reference. One run's error can be small by luck at tiny
-    sizes; the perturbed run adds the conditioning of the example."""
-    out = float32_run(case, tensors)
-    rng = np.random.default_rng([int(len(tensors)), 0x5EED])
-
-    def err(k: str, a: np.ndarray) -> float:
-        return float(np.max(np.abs(a.astype(np.float64) - tensors[k]))) if a.size else 0.0
-
-    for _ in range(PERTURBED_RUNS):
-        moved = {}
-        for k, v in tensors.items():
-            if role_of(k) in catalogue.ROLES and is_float(v) and k not in case.nondiff:
-                v32 = v.astype(np.float32)
-                up = np.nextafter(v32, np.float32(np.inf))
-                down = np.nextafter(v32, np.float32(-np.inf))
-                v = np.where(rng.random(v.shape) < 0.5, up, down).astype(np.float64)
-            moved[k] = v
-        try:
-            other = float32_run(case, moved)
-        except Exception:  # noqa: BLE001 - a moved input outside a domain: the runs so far
-            break
-        for k, b in other.items():
-            if np.all(np.isfinite(b)) and err(k, b) > err(k, out[k]):
-                out[k] = b
-    return out
 
 
 def _reference(case: Case, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -367,36 +353,42 @@ def _reference(case: Case, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[
     return out
 
 
-def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] | None = None) -> Live:
+def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] | None = None,
+                runs: int | None = None) -> Live:
     """refmem's reference of ``example`` (float64 NumPy forward, intermediates, cotangents drawn at its
-    seed, hand-derived gradients) with tolerances from refmem's own float32 run, as the export does.
-    The manifest entry gains ``"differential"``: the example's sizes, seed, scale and padded rows.
+    seed, hand-derived gradients) with tolerances from the one float32 measurement of the golden
+    export ([`Measurement`][refmem.golden.tolerances.Measurement]: the emulated float32 runs of
+    refmem on the example). The manifest entry gains ``"differential"``: the example's sizes,
+    seed, scale and padded rows.
 
-    Two guards keep the rule honest away from the golden's own point: the float32 measurement is
-    the worse of a plain and a one-ulp-perturbed run (:func:`_float32_measurement`), and an example
-    where refmem's float32 result lost every digit of a tensor (error above :data:`LOST` of its
-    scale: saturation, underflow), whose float64 tolerance the rule cannot derive, raises
-    :class:`Undecidable` (the search refuses it)."""
+    ``runs``: how many of the measurement's runs to compute now; all by default (the exact rule).
+    Fewer give a lower bound of every tolerance (``0``: ``κ = 1``, no run at all, free): a result
+    within it passes the exact rule too, and [`check_example`][refmem.differential.check_example]
+    judges a result that does not by the exact rule ([`Live.refined`][refmem.differential.Live.refined]).
+
+    With every run computed, an example where refmem's emulated float32 lost every digit of a
+    tensor (error above [`LOST`][refmem.differential.LOST] of its scale: saturation, underflow),
+    whose float64 tolerance the rule cannot derive, raises [`Undecidable`][refmem.differential.Undecidable]
+    (the search refuses it)."""
     arrays = draw_inputs(case, example) if arrays is None else dict(arrays)
     tensors = _reference(case, example.seed, arrays)
-    # the export's measurement (its emulated float32 runs), plus the one-ulp-perturbed runs
-    from .golden.exporter import float32_runs
+    return _live(case, example, tensors, Measurement(case, tensors), runs)
 
-    f32 = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in float32_runs(case, tensors).items()
-           if k in tensors}
-    for k, v in _float32_measurement(case, tensors).items():
-        if k in f32:
-            f32[k].append(v)
-    entry = manifest_entry(case, example.seed, tensors, f32)
-    for k, runs in f32.items():
-        ref = tensors[k]
-        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-        worst = max(float(np.max(np.abs(np.asarray(a, dtype=np.float64) - ref))) if ref.size else 0.0 for a in runs)
-        if scale > 0 and not worst <= LOST * scale:
-            raise Undecidable(f"{k}: refmem's float32 run lost every digit (saturation or underflow)")
+
+def _live(case: Case, example: Example, tensors: dict, measurement: Measurement, runs: int | None) -> Live:
+    tol = measurement.tolerances(runs)
+    if measurement.exact:
+        for k, runs in measurement.runs.items():
+            ref = tensors[k]
+            scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+            worst = max((float(np.max(np.abs(a.astype(np.float64) - ref))) if ref.size else 0.0 for a in runs),
+                        default=0.0)
+            if scale > 0 and not worst <= LOST * scale:
+                raise Undecidable(f"{k}: refmem's float32 run lost every digit (saturation or underflow)")
+    entry = manifest_entry(case, example.seed, tensors, tol)
     entry["differential"] = example.to_json()
     entry = json.loads(json.dumps(entry, sort_keys=True, allow_nan=False))
-    return Live(_golden(case.name, entry, tensors), entry, tensors, example)
+    return Live(_golden(case.name, entry, tensors), entry, tensors, example, measurement)
 
 
 def float32_undecidable(live: Live) -> bool:
@@ -426,14 +418,25 @@ def _call(adapter: Adapter, name: str, given: dict, dtype: str, config: dict) ->
 
 def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "float64",
                   live: Live | None = None) -> tuple[Report, Live]:
-    """Run ``adapter`` on ``example`` and compare with the live reference by the golden rules."""
+    """Run ``adapter`` on ``example`` and compare with the live reference by the golden rules.
+
+    With a ``live`` whose tolerances are a lower bound (``live_golden(..., runs=0)``), a result
+    within them passes; one that is not is compared again under the exact tolerances
+    ([`Live.refined`][refmem.differential.Live.refined], which may raise
+    [`Undecidable`][refmem.differential.Undecidable]), so the verdict is the exact rule's. Returns
+    the report and the live reference it was judged by.
+    """
     live = live or live_golden(case, example)
     results, problem = _call(adapter, case.name, live.golden.given(dtype), dtype, live.golden.config)
     if results is None:
         report = Report()
         report.problems.append(problem)
         return report, live
-    return compare(live.golden, results, dtype), live
+    report = compare(live.golden, results, dtype)
+    if not report.passed and not live.exact:
+        live = live.refined()
+        report = compare(live.golden, results, dtype)
+    return report, live
 
 
 # ----------------------------------------------------------------------------- batch invariance
@@ -643,23 +646,35 @@ def run_case(adapter: Adapter, case: Case, dtype: str = "float64", max_examples:
     """
     state: dict[str, Any] = {"n": 0, "bad": 0, "worst": None, "fail": None}
 
+    def refmem_failed(example: Example, exc: Exception) -> None:
+        report = Report()
+        report.problems.append(f"{case.name}: refmem failed at this example: {type(exc).__name__}: {exc}")
+        state["fail"] = (example, None, report, [])
+        raise AssertionError(report.problems[0]) from exc
+
     def test(example: Example) -> None:
         state["n"] += 1
         try:
-            live = live_golden(case, example)
+            live = live_golden(case, example, runs=0)  # the free lower bound of the tolerances (κ = 1)
         except (Unsampleable, Undecidable):
             state["bad"] += 1
             reject()
         except Exception as exc:  # noqa: BLE001 - refmem itself failed here: report it, shrunk
-            report = Report()
-            report.problems.append(f"{case.name}: refmem failed at this example: {type(exc).__name__}: {exc}")
-            state["fail"] = (example, None, report, [])
-            raise AssertionError(report.problems[0]) from exc
+            refmem_failed(example, exc)
         if dtype == "float32" and float32_undecidable(live):
             state["bad"] += 1
             reject()
-        report, _ = check_example(adapter, case, example, dtype, live)
-        inv = batch_invariance(adapter, case, example, dtype, live) if (invariance and report.passed) else []
+        try:  # a result beyond the bound is judged again by the exact rule (the measurement runs then)
+            report, live = check_example(adapter, case, example, dtype, live)
+            inv = batch_invariance(adapter, case, example, dtype, live) if (invariance and report.passed) else []
+            if inv and not live.exact:
+                live = live.refined()
+                inv = batch_invariance(adapter, case, example, dtype, live)
+        except Undecidable:
+            state["bad"] += 1
+            reject()
+        except Exception as exc:  # noqa: BLE001 - the measurement failed here
+            refmem_failed(example, exc)
         if not report.passed or inv:
             state["fail"] = (example, live, report, inv)
             raise AssertionError(report.failure_text(case.name) or "\n".join(inv))
@@ -695,6 +710,11 @@ def run_case(adapter: Adapter, case: Case, dtype: str = "float64", max_examples:
                                       f" (shrunk, {state['n']} examples run){needs}{where}")
     elif state["worst"] is not None:
         example, report = state["worst"]
+        try:  # the closest call, judged under the exact tolerances (the search used their lower bound)
+            exact, _ = check_example(adapter, case, example, dtype, live_golden(case, example))
+            report = exact if exact.passed else report
+        except Exception:  # noqa: BLE001 - undecidable there: keep the rows of the bound
+            pass
         for row in report.rows:
             row.note = f"closest of {state['n']} examples: {example.describe()}"
         result.report.extend(report)

@@ -89,7 +89,8 @@ def test_access_step_scale_moves_only_the_strengths():
 
 def test_live_tolerances_are_the_exports_at_the_default_example():
     """At the golden's own sizes, seed 0 and scale 1, the live reference is the committed golden, and its
-    tolerances are the export's or, where the one-ulp-perturbed float32 run deviates more, looser."""
+    tolerances come from the export's measurement (the same emulated float32 runs; measured against the
+    float64 reference instead of the long double one, so an atol may differ in its last digit)."""
     case = catalogue.get_case("dnc/usage/paper")
     live = D.live_golden(case, D.Example(case.name, dict(case.sizes), 0, 1))
     g = golden.load(case.name)
@@ -99,7 +100,7 @@ def test_live_tolerances_are_the_exports_at_the_default_example():
     for k, tol in compared.items():
         for dtype in ("float32", "float64"):
             assert live.golden.tol[k][dtype][0] == tol[dtype][0]
-            assert live.golden.tol[k][dtype][1] >= tol[dtype][1]
+            assert tol[dtype][1] * 0.9 <= live.golden.tol[k][dtype][1] <= tol[dtype][1] * 1.1, (k, dtype)
     for k, v in g.tensors.items():  # the export evaluates in long double, the live reference in float64
         if k.split("/")[0] in ("tangents", "jvp", "hvp"):
             continue

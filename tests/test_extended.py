@@ -1,4 +1,4 @@
-"""Exact references (refmem.extended) and machine-independent float32 tolerances (refmem.emulated32).
+"""Exact references (refmem.extended) and machine-independent float32 tolerances (refmem.emulated32, refmem.golden.tolerances).
 
 Issue 11 items 4 and 5: every catalogue case runs end to end in long double; the references are the
 long double values rounded once; the emulated float32 is deterministic and BLAS-free; its
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from refmem import catalogue, emulated32, extended, golden, gradcheck
+from refmem.golden import tolerances
 from refmem import xp as rx
 from refmem.emulated32 import EmulationError, Namespace, wrap
 
@@ -208,9 +209,9 @@ def test_emulated_reductions_accumulate_sequentially():
 
 def test_stochastic_rounding_picks_a_neighbour_is_unbiased_and_reproducible():
     y = np.random.default_rng(3).normal(size=20000).astype(LD) / 3
-    r1 = Namespace("stochastic", 1)._round(y)
-    r1b = Namespace("stochastic", 1)._round(y)
-    r2 = Namespace("stochastic", 2)._round(y)
+    r1 = Namespace("stochastic", 1).rounded(y)[0]
+    r1b = Namespace("stochastic", 1).rounded(y)[0]
+    r2 = Namespace("stochastic", 2).rounded(y)[0]
     near = y.astype(np.float32)
     np.testing.assert_array_equal(r1, r1b)
     assert not np.array_equal(r1, r2) and not np.array_equal(r1, near)
@@ -228,12 +229,12 @@ def test_stochastic_rounding_rounds_equal_values_alike():
     """A tie stays a tie: equal exact values round to the same float32 in every operation."""
     ns = Namespace("stochastic", 4)
     third = np.full((4, 5), LD(1) / 3)
-    r = ns._round(third)
+    r = ns.rounded(third)[0]
     assert np.all(r == r.flat[0])
     x = wrap(ns, np.full(6, np.float32(0.1)))
     once = np.asarray(1.0 - x)
     assert np.all(once == once[0])
-    assert len({float(ns._round(np.asarray([LD(1) / 3]))[0]) for _ in range(5)}) == 1
+    assert len({float(ns.rounded(np.asarray([LD(1) / 3]))[0, 0]) for _ in range(5)}) == 1
 
 
 def test_emulation_refuses_float64():
@@ -258,32 +259,33 @@ def test_a_case_that_makes_float64_is_refused_by_the_emulation():
 
     case = dataclasses.replace(base, forward=forward)
     arrays, cot = _sampled(base)
-    with pytest.raises(EmulationError, match="primitives/tanh/default: a result comes out as float64 from float32"):
-        emulated32.float32_runs(case, {**arrays, **{f"cotangents/{k}": v for k, v in cot.items()}})
+    with pytest.raises(golden.GoldenError, match="primitives/tanh/default: a result comes out as float64 from float32"):
+        tolerances.float32_runs(case, {**arrays, **{f"cotangents/{k}": v for k, v in cot.items()}})
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_every_case_runs_in_emulated_float32(case):
     arrays, cot = _sampled(case)
     tensors = {**arrays, **{f"cotangents/{k}": v for k, v in cot.items()}}
-    runs = emulated32.float32_runs(case, tensors)
-    assert all(len(v) == len(emulated32.RUNS) for v in runs.values())
+    runs = tolerances.float32_runs(case, tensors)
+    assert all(len(v) == len(tolerances.RUNS) for v in runs.values())
     assert {k for k in runs if k.startswith("grads/")} == {f"grads/{k}" for k in case.differentiable(arrays)}
     for k, v in runs.items():
         assert all(a.dtype == np.float32 for a in v), k
-    again = emulated32.float32_runs(case, tensors)
+    again = tolerances.float32_runs(case, tensors)
     assert all(all(np.array_equal(a, b) for a, b in zip(runs[k], again[k])) for k in runs)  # deterministic
 
 
 def _digest_script(names):
     return (
         "import hashlib, json, numpy as np\n"
-        "from refmem import catalogue, emulated32, extended, golden\n"
+        "from refmem import catalogue, extended, golden\n"
+        "from refmem.golden import tolerances\n"
         f"out = {{}}\nfor name in {names!r}:\n"
         "    case = catalogue.get_case(name)\n"
         "    t = extended.golden_tensors(case, 0)\n"
-        "    runs = emulated32.float32_runs(case, t)\n"
-        "    tol = {k: golden.tolerance(t[k], v) for k, v in runs.items()}\n"
+        "    runs = tolerances.float32_runs(case, t)\n"
+        "    tol = {k: tolerances.tolerance(t[k], v) for k, v in runs.items()}\n"
         "    h = hashlib.sha256()\n"
         "    for k in sorted(t): h.update(k.encode()); h.update(np.ascontiguousarray(t[k]).tobytes())\n"
         "    for k in sorted(runs):\n"
@@ -315,7 +317,7 @@ def test_references_and_tolerances_do_not_depend_on_the_blas_kernels():
 def test_an_error_of_a_thousandth_of_the_scale_fails_in_both_dtypes(case):
     arrays, cot = _sampled(case)
     t = extended.golden_tensors(case, 0)
-    runs = emulated32.float32_runs(case, t)
+    runs = tolerances.float32_runs(case, t)
     for name, ref in t.items():
         if name.split("/")[0] not in ("outputs", "grads", "intermediates") or not ref.size:
             continue
@@ -384,14 +386,13 @@ def test_the_export_uses_long_double_references_and_emulated_tolerances(tmp_path
         assert entry["precision"].startswith("float64, rounded once from an 80-bit long double evaluation")
         g = golden.load(case.name, tmp_path, manifest)
         want = extended.golden_tensors(case, 0)
-        forward_mode = ("tangents", "jvp", "hvp")  # refmem.golden.forward_mode's, complex step in complex128
+        forward_mode = ("tangents", "jvp", "hvp")  # refmem.golden.forward_mode: complex step in complex long double
         assert set(want) == {k for k in g.tensors if k.split("/")[0] not in forward_mode}
         for k, v in want.items():
             assert np.array_equal(g.tensors[k], v), k
-        runs = emulated32.float32_runs(case, g.tensors)
+        runs = tolerances.float32_runs(case, g.tensors)
+        assert g.tol == tolerances.tolerances(case, g.tensors)  # every role, jvp/ and hvp/ too
         for k, tol in g.tol.items():
-            if k.split("/")[0] in forward_mode:
-                continue
             assert tol == golden.tolerance(g.tensors[k], runs[k]), k
             assert entry["tensors"][k]["l2"] == extended.l2(g.tensors[k])
 

@@ -7,8 +7,8 @@ the seed), what it returns (``outputs/<name>``), what it computes on the way
 and the vector-Jacobian product of the case's backward at those cotangents
 (``grads/<role>/<name>``). The walk over :func:`refmem.catalogue.cases` is generic.
 
-The reference values come from one function, :func:`reference`; the tolerances from
-:func:`refmem.golden.tolerances.tolerance`. Either can be replaced alone.
+The reference values come from one function, [`reference`][refmem.golden.exporter.reference]; the tolerances from the one
+float32 measurement, [`tolerances`][refmem.golden.tolerances.tolerances]. Either can be replaced alone.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from .. import catalogue, emulated32, extended
+from .. import catalogue, extended
 from .. import xp as rx
 from . import forward_mode
 from .readme import case_notes, render_readme
 from .storage import (
     FORMAT_VERSION, GoldenError, dumps, is_float, read_manifest, relpath, role_of, sha256, write_safetensors,
 )
-from .tolerances import tolerance
+from .tolerances import tolerances
 
-__all__ = ["SEED", "PRECISION", "reference", "float32_run", "float32_runs", "case_order", "manifest_entry", "export"]
+__all__ = ["SEED", "PRECISION", "reference", "float32_run", "case_order", "manifest_entry", "export"]
 
 #: The seed every case is exported at.
 SEED = 0
@@ -50,8 +50,9 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
     Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``
     (float64, float32-representable), ``cotangents/<name>``, and ``outputs/<name>``,
     ``intermediates/<name>``, ``grads/<role>/<name>`` evaluated in long double and rounded
-    once to float64, and ``tangents/<role>/<name>``, ``jvp/<output>``, ``hvp/<role>/<name>``
-    (:mod:`refmem.golden.forward_mode`, complex step in complex128) (:func:`refmem.extended.golden_tensors`; :data:`PRECISION`). Raises
+    once to float64 ([`golden_tensors`][refmem.extended.golden_tensors]; [`PRECISION`][refmem.golden.exporter.PRECISION]), and
+    ``tangents/<role>/<name>``, ``jvp/<output>``, ``hvp/<role>/<name>``
+    ([`refmem.golden.forward_mode`][refmem.golden.forward_mode]: the complex step in complex long double, rounded once). Raises
     :class:`GoldenError` (an :class:`refmem.extended.ExtendedPrecisionError`) where the
     platform has no extended type, unless ``allow_float64``, and for results that are not
     finite or gradients of the wrong tensors.
@@ -60,27 +61,22 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
         out = extended.golden_tensors(case, seed, allow_float64=allow_float64)
     except extended.ExtendedPrecisionError as exc:
         raise GoldenError(str(exc)) from exc
-    # forward mode and second order (refmem.golden.forward_mode): the complex step in complex128
+    # forward mode and second order (refmem.golden.forward_mode): the complex step in the working
+    # precision (complex long double: no BLAS, no SIMD), rounded once to float64
+    work = extended.working_dtype(allow_float64)
     xp = rx.backend("numpy")
-    arrays = {k: rx.from_numpy(xp, v) for k, v in out.items() if role_of(k) in catalogue.ROLES}
-    cot = {k[len("cotangents/"):]: v for k, v in out.items() if role_of(k) == "cotangents"}
+    arrays = {k: rx.from_numpy(xp, v.astype(work) if is_float(v) else v) for k, v in out.items()
+              if role_of(k) in catalogue.ROLES}
+    cot = {k[len("cotangents/"):]: v.astype(work) for k, v in out.items() if role_of(k) == "cotangents"}
     out.update(forward_mode.reference_tensors(case, xp, arrays, case.forward(arrays), cot, seed))
     return out
 
 
-def float32_runs(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """The emulated float32 runs the tolerances are measured from (:func:`refmem.emulated32.float32_runs`).
-
-    Raises :class:`GoldenError` when a result is not float32.
-    """
-    try:
-        return emulated32.float32_runs(case, tensors)
-    except emulated32.EmulationError as exc:
-        raise GoldenError(str(exc)) from exc
-
-
 def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The case's own forward and backward in float32 from the stored tensors.
+    """refmem's own native float32 forward and backward from the stored tensors (NumPy float32,
+    the machine's BLAS): an implementation under test, which ``refmem golden check`` holds to the
+    float32 tolerances. (The tolerances themselves come from the emulated runs of
+    [`float32_runs`][refmem.golden.tolerances.float32_runs].)
 
     Returns ``outputs/...``, ``intermediates/...``, ``grads/...``, ``jvp/...`` and ``hvp/...``
     as float32 arrays.
@@ -145,13 +141,13 @@ def case_order(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> list[
 
 
 def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.ndarray],
-                   f32: Mapping[str, Any], precision: str = PRECISION) -> dict:
+                   tol: Mapping[str, Mapping[str, Any]], precision: str = PRECISION) -> dict:
     """The manifest entry of a case, without ``file`` and ``sha256``.
 
-    ``f32`` maps each output, intermediate and gradient to its float32 measurement: the
-    list of emulated float32 runs of :func:`refmem.emulated32.float32_runs` (or one array).
-    ``l2`` is summed without BLAS (:func:`refmem.extended.l2`), so the entry is the same on
-    every machine.
+    ``tol`` maps each compared tensor (output, intermediate, gradient, JVP, HVP) to its
+    ``{"float64": [rtol, atol], "float32": [rtol, atol]}``
+    ([`tolerances`][refmem.golden.tolerances.tolerances]). ``l2`` is summed without BLAS
+    ([`l2`][refmem.extended.l2]), so the entry is the same on every machine.
     """
     desc: dict[str, Any] = {}
     for name in sorted(tensors):
@@ -159,7 +155,7 @@ def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.nda
         d: dict[str, Any] = {"dtype": str(a.dtype), "shape": [int(s) for s in a.shape]}
         if role_of(name) in ("outputs", "intermediates", "grads") + forward_mode.ROLES:
             d["l2"] = extended.l2(a)
-            d["tol"] = tolerance(a, f32[name])
+            d["tol"] = {k: list(v) for k, v in tol[name].items()}
         desc[name] = d
     config = json.loads(json.dumps(dict(case.config), sort_keys=True, allow_nan=False))
     return {"function": case.function, "spec": case.spec, "seed": int(seed), "config": config,
@@ -170,7 +166,8 @@ def _precision(case: catalogue.Case, tensors: Mapping[str, np.ndarray], precisio
     """The manifest's ``precision``: ``precision``, and how ``jvp/`` and ``hvp/`` are computed."""
     if not any(role_of(k) in forward_mode.ROLES for k in tensors):
         return precision
-    return f"{precision}; {forward_mode.precision(case)}"
+    work = np.float64 if precision == extended.PRECISION_FLOAT64 else np.longdouble
+    return f"{precision}; {forward_mode.precision(case, work)}"
 
 
 def export(
@@ -190,8 +187,9 @@ def export(
     not are removed (no other file of ``directory`` is touched). Returns the manifest.
 
     References are evaluated in long double and rounded once (:func:`reference`); the
-    tolerances come from emulated float32 runs (:func:`refmem.emulated32.float32_runs`,
-    docs/golden-tolerances.md), so the export is byte-identical whatever the machine's BLAS.
+    tolerances come from the emulated float32 runs of the one measurement
+    ([`tolerances`][refmem.golden.tolerances.tolerances], docs/golden-tolerances.md), so the export is
+    byte-identical whatever the machine's BLAS, SIMD or NumPy version.
     Where no extended type exists it refuses with :class:`GoldenError` unless
     ``allow_float64`` (then the manifest's ``precision`` says float64).
     """
@@ -205,7 +203,7 @@ def export(
     chosen = list(catalogue.cases()) if cases is None else list(cases)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "generator": {"refmem": __version__, "numpy": np.__version__},
+        "generator": {"refmem": __version__},  # nothing machine- or environment-specific
         "cases": {},
     }
     old = None
@@ -226,9 +224,7 @@ def export(
     computed = []
     for case in chosen:
         tensors = reference(case, seed, allow_float64)
-        f32: dict[str, Any] = dict(float32_runs(case, tensors))
-        f32.update(forward_mode.float32_tensors(case, tensors))  # jvp/, hvp/: one complex64 run
-        entry = manifest_entry(case, seed, tensors, f32, precision)
+        entry = manifest_entry(case, seed, tensors, tolerances(case, tensors), precision)
         computed.append((case.name, tensors, entry))
     for name, tensors, entry in computed:
         rel = relpath(name)
