@@ -108,8 +108,8 @@ class Diverged(EmulationError):
 def _one(a: np.ndarray) -> np.ndarray:
     """The one logical value of a physical array: its row when all runs agree, else [`Diverged`][refmem.emulated32.Diverged]."""
     if a.shape[0] == 1:
-        return a[0]
-    first = a[0]
+        return a[0, ...]  # an array, 0-d for a logical scalar
+    first = a[0, ...]
     for row in a[1:]:
         if not np.array_equal(row, first, equal_nan=a.dtype.kind in "fc"):
             raise Diverged("the runs computed side by side differ in a value that decides a branch")
@@ -199,7 +199,7 @@ class Array:
     @property
     def rows(self) -> list[np.ndarray]:
         """The value of every run (one NumPy array per run of the namespace)."""
-        return [self.a[0]] * self.ns.R if self.a.shape[0] == 1 else list(self.a)
+        return [self.a[0, ...]] * self.ns.R if self.a.shape[0] == 1 else [r[...] for r in self.a]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         v = _one(self.a)

@@ -107,6 +107,39 @@ def test_live_tolerances_are_the_exports_at_the_default_example():
         np.testing.assert_allclose(live.tensors[k], v, rtol=1e-13, atol=1e-15)
 
 
+def test_a_result_beyond_the_free_bound_is_judged_by_the_exact_rule():
+    """The search judges an example by the κ = 1 bound (no float32 run at all) and runs the measurement
+    only for a result beyond it; the verdict is the exact rule's either way."""
+    case = catalogue.get_case("dnc/access_step/deepmind")
+    ex = D.Example(case.name, dict(case.sizes), 5, 16)
+    cheap, exact = D.live_golden(case, ex, runs=0), D.live_golden(case, ex)
+    assert not cheap.exact and cheap.measurement.done == 0 and exact.exact
+    # the tensor whose exact float32 tolerance is furthest above the bound, at its smallest element
+    k = max(exact.golden.tol, key=lambda n: exact.golden.tol[n]["float32"][1] / cheap.golden.tol[n]["float32"][1])
+    low, high = cheap.golden.tol[k]["float32"][1], exact.golden.tol[k]["float32"][1]
+    assert high > 1.5 * low and cheap.golden.tol[k]["float32"][0] == exact.golden.tol[k]["float32"][0]
+    ref = exact.tensors[k]
+    at = np.unravel_index(int(np.argmin(np.abs(ref))), ref.shape)
+
+    def planted(error):
+        def run(name, tensors, dtype):
+            out = {n: v.astype(np.float32) for n, v in exact.tensors.items() if n.split("/")[0] in
+                   ("outputs", "intermediates", "grads")}
+            bad = ref.copy()
+            bad[at] += error
+            out[k] = bad.astype(np.float32)
+            return out
+        return golden.Adapter("planted", run, ("*",))
+
+    within = D.check_example(planted(0.5 * low), case, ex, "float32", cheap)
+    assert within[0].passed and within[1] is cheap and cheap.measurement.done == 0  # no run needed
+    between, judged = D.check_example(planted(0.5 * (low + high)), case, ex, "float32", cheap)
+    assert between.passed and judged.exact and judged.golden.tol == exact.golden.tol  # exact rule: passes
+    assert judged.tensors is cheap.tensors  # the reference is reused, only the runs are computed
+    beyond, judged = D.check_example(planted(2 * high), case, ex, "float32", D.live_golden(case, ex, runs=0))
+    assert not beyond.passed and judged.exact  # a failure is always the exact rule's
+
+
 def test_refmem_agrees_with_itself_and_a_planted_bug_is_shrunk():
     case = catalogue.get_case("primitives/softmax/default")
     assert D.run_case(D.refmem_adapter, case, "float64", 10).passed
