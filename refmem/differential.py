@@ -314,13 +314,15 @@ class Live:
         """Whether the tolerances are the exact rule's (every run of the measurement)."""
         return self.measurement is None or self.measurement.exact
 
-    def refined(self) -> "Live":
-        """This reference with the exact tolerances (the remaining runs of its measurement computed;
-        the reference tensors are reused). Raises [`Undecidable`][refmem.differential.Undecidable]
-        where the exact rule cannot judge the example."""
-        if self.exact:
+    def refined(self, runs: int | None = None) -> "Live":
+        """This reference with the tolerances of the first ``runs`` runs of its measurement (all by
+        default: the exact rule), the missing runs computed and the reference tensors reused. With
+        every run, raises [`Undecidable`][refmem.differential.Undecidable] where the exact rule
+        cannot judge the example."""
+        m = self.measurement
+        if m is None or m.exact or (runs is not None and m.done >= runs):
             return self
-        return _live(self.measurement.case, self.example, self.tensors, self.measurement, None)
+        return _live(m.case, self.example, self.tensors, m, runs)
 
 
 #: A tensor whose float32 measurement is off by more than this fraction of its scale has lost every
@@ -366,10 +368,10 @@ def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] |
     within it passes the exact rule too, and [`check_example`][refmem.differential.check_example]
     judges a result that does not by the exact rule ([`Live.refined`][refmem.differential.Live.refined]).
 
-    With every run computed, an example where refmem's emulated float32 lost every digit of a
-    tensor (error above [`LOST`][refmem.differential.LOST] of its scale: saturation, underflow),
-    whose float64 tolerance the rule cannot derive, raises [`Undecidable`][refmem.differential.Undecidable]
-    (the search refuses it)."""
+    An example where refmem's emulated float32 lost every digit of a tensor in a run computed
+    (error above [`LOST`][refmem.differential.LOST] of its scale: saturation, underflow), whose
+    float64 tolerance the rule cannot derive, raises [`Undecidable`][refmem.differential.Undecidable]
+    (the search refuses it): the exact rule, whose runs include those, would too."""
     arrays = draw_inputs(case, example) if arrays is None else dict(arrays)
     tensors = _reference(case, example.seed, arrays)
     return _live(case, example, tensors, Measurement(case, tensors), runs)
@@ -377,7 +379,7 @@ def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] |
 
 def _live(case: Case, example: Example, tensors: dict, measurement: Measurement, runs: int | None) -> Live:
     tol = measurement.tolerances(runs)
-    if measurement.exact:
+    if measurement.done:  # the runs so far already lost every digit: so would all of them
         for k, runs in measurement.runs.items():
             ref = tensors[k]
             scale = float(np.max(np.abs(ref))) if ref.size else 0.0
@@ -421,10 +423,10 @@ def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "
     """Run ``adapter`` on ``example`` and compare with the live reference by the golden rules.
 
     With a ``live`` whose tolerances are a lower bound (``live_golden(..., runs=0)``), a result
-    within them passes; one that is not is compared again under the exact tolerances
-    ([`Live.refined`][refmem.differential.Live.refined], which may raise
-    [`Undecidable`][refmem.differential.Undecidable]), so the verdict is the exact rule's. Returns
-    the report and the live reference it was judged by.
+    within them passes; one that is not is compared again under the bound of the round-to-nearest
+    run, then under the exact tolerances ([`Live.refined`][refmem.differential.Live.refined], which
+    may raise [`Undecidable`][refmem.differential.Undecidable]), so the verdict is the exact rule's.
+    Returns the report and the live reference it was judged by.
     """
     live = live or live_golden(case, example)
     results, problem = _call(adapter, case.name, live.golden.given(dtype), dtype, live.golden.config)
@@ -433,8 +435,10 @@ def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "
         report.problems.append(problem)
         return report, live
     report = compare(live.golden, results, dtype)
-    if not report.passed and not live.exact:
-        live = live.refined()
+    for runs in (1, None):  # the round-to-nearest run alone (a tighter bound, cheap), then every run
+        if report.passed or live.exact:
+            break
+        live = live.refined(runs)
         report = compare(live.golden, results, dtype)
     return report, live
 
