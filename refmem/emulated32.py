@@ -497,6 +497,9 @@ class Namespace:
     def _pair(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         a = self._operand(x)
         b = self._operand(y, like=a if a.ndim else None)
+        if not a.ndim and b.ndim and b.dtype.kind in "iu" and isinstance(x, (int, np.integer)) \
+                and not isinstance(x, bool):
+            a = np.asarray(x, dtype=b.dtype)  # a Python int with an integer array: that array's dtype
         if not a.ndim and not b.ndim:  # two scalars: a logical scalar
             return a.reshape(1), b
         if a.ndim and b.ndim and a.ndim != b.ndim:
@@ -1092,6 +1095,11 @@ class Namespace:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        fn = self._function(name)
+        self.__dict__[name] = fn  # found once per namespace
+        return fn
+
+    def _function(self, name: str) -> Callable[..., Any]:
         fn = _UNARY_ROUNDED.get(name)
         if fn is not None:
             def unary(x: Any) -> Array:
