@@ -121,23 +121,18 @@ def _refuse(o: dict[str, Any]) -> str:
 
 
 def _write_json(path: str, out: dict) -> int:
-    """Write ``out`` to ``path``; if that fails, to a temporary file named on standard error (exit 2)."""
-    import tempfile
+    """Write ``out`` to ``path`` atomically (`refmem.cli.Outputs`); if that fails, to a temporary
+    file named on standard error (exit 2)."""
+    from refmem.cli import CommandError, Outputs
 
-    def write(p: str) -> None:
-        with open(p, "w") as fh:
-            json.dump(out, fh, indent=1)
-
+    outputs = Outputs()
+    written = outputs.write_text(path, "--json", json.dumps(out, indent=1))
     try:
-        write(path)
-    except OSError as exc:
-        fd, fallback = tempfile.mkstemp(prefix="refmem-bench-", suffix=".json")
-        os.close(fd)
-        write(fallback)
-        print(f"refmem bench: error: argument --json: writing {path} failed ({exc.strerror or exc}); "
-              f"saved to {fallback} instead", file=sys.stderr)
+        outputs.finish()
+    except CommandError as exc:
+        print(f"refmem bench: error: {exc}", file=sys.stderr)
         return 2
-    print(f"\nwrote {path}")
+    print(f"\nwrote {written}")
     return 0
 
 

@@ -4,17 +4,22 @@ Each sub-command lives in ``refmem/commands/<name>.py`` and provides ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Errors. A user error (a bad option value, an unknown module, a backend that is
-missing, an unwritable output path) is printed as one line on standard error,
-``refmem <command>: error: <message>``, and the exit status is 2; never a
-traceback. Commands raise :class:`CommandError` for these (or refmem's own
-error types, see :func:`user_error_types`); argparse's errors take the same
-form. Anything else that escapes a command is a bug and keeps its traceback.
+missing, an unwritable output path, a junk ``REFMEM_JOBS``) is printed as one
+line on standard error, ``refmem <command>: error: <message>``, and the exit
+status is 2; never a traceback. Commands raise `CommandError` for these
+(or refmem's own error types, see `user_error_types`); argparse's errors
+take the same form. Ctrl-C ends any command with ``refmem <command>:
+interrupted`` and exit status 130, and the child processes a command starts
+(`run_child`) end with it. A character the terminal's encoding cannot
+show is escaped, not an error. Anything else that escapes a command is a bug
+and keeps its traceback.
 
-Output paths. Every ``--json``, ``--save``, ``--out``, ``--plot`` and
-``--junit`` option is checked writable before the work starts
-(:func:`check_output_path`); a write that still fails afterwards goes to a
-temporary file instead, named on standard error, and the exit status is 2
-(:class:`Outputs`).
+Output paths. Every ``--json``, ``--save``, ``--out``, ``--plot``, ``--junit``
+and ``--markdown`` option is checked writable before the work starts
+(`check_output_path`) and written atomically: to a temporary file beside
+it, renamed over it (`Outputs`). A write that still fails afterwards
+goes to a temporary file instead, named on standard error, and the exit
+status is 2; nothing is reported written that was not.
 
 Option values. The ``type=`` helpers :func:`int_at_least`, :func:`positive_float`
 and :func:`nonnegative_float` refuse out-of-range numbers while parsing, so the
@@ -37,7 +42,8 @@ import tempfile
 from typing import Any, Callable, Sequence, TextIO
 
 __all__ = ["CommandError", "UsageError", "Parser", "Progress", "Outputs", "print_table", "check_output_path",
-           "check_output_dir", "int_at_least", "positive_float", "nonnegative_float", "user_error_types", "main"]
+           "check_output_dir", "int_at_least", "positive_float", "nonnegative_float", "user_error_types", "run_child",
+           "main"]
 
 #: Sub-command name -> module.
 COMMANDS = {
@@ -50,7 +56,7 @@ COMMANDS = {
 }
 
 #: Option destinations that name a file the command writes; checked before the work starts.
-OUTPUT_OPTIONS = ("json", "save", "out", "plot", "junit")
+OUTPUT_OPTIONS = ("json", "save", "out", "plot", "junit", "markdown")
 
 
 class CommandError(RuntimeError):
@@ -141,27 +147,38 @@ def _probe_dir(directory: str) -> str | None:
     return None
 
 
+def _special(path: str) -> bool:
+    """Whether ``path`` is written in place rather than replaced: an existing file that is not a
+    regular one (a device such as ``/dev/null``, a FIFO, a terminal), or anything under
+    ``/dev`` or ``/proc`` (``/dev/stdout`` redirected to a file is still the caller's stream)."""
+    if path.startswith(("/dev/", "/proc/")) or os.path.realpath(path).startswith(("/dev/", "/proc/")):
+        return os.path.exists(path)
+    return os.path.exists(path) and not os.path.isfile(path)
+
+
 def check_output_path(path: str, option: str) -> None:
     """Raise :class:`CommandError` unless ``path`` can be written as a file (checked, not created).
 
-    Refused: an empty path, a directory, a parent directory that does not exist or
-    in which no file can be created, an existing file that cannot be opened for writing.
+    Files are written to a temporary file beside them and renamed into place (`Outputs`),
+    so refused are: an empty path, a directory, a parent directory that does not exist or in
+    which no file can be created, an existing file that cannot be opened for writing. A
+    device or FIFO (``/dev/null``, ``/dev/stdout``) is written in place and must be writable.
     """
     if not path:
         raise CommandError(f"argument {option}: expected a file path, got an empty string")
     if os.path.isdir(path):
         raise CommandError(f"argument {option}: {path} is a directory; expected a file path")
-    if os.path.exists(path):
-        if os.path.isfile(path):
-            try:
-                with open(path, "ab"):
-                    pass
-            except OSError as exc:
-                raise CommandError(f"argument {option}: cannot write {path} ({exc.strerror or exc})") from None
-        elif not os.access(path, os.W_OK):
+    if _special(path):
+        if not os.access(path, os.W_OK):
             raise CommandError(f"argument {option}: cannot write {path}")
         return
-    reason = _probe_dir(os.path.dirname(os.path.abspath(path)))
+    if os.path.exists(path):
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as exc:
+            raise CommandError(f"argument {option}: cannot write {path} ({exc.strerror or exc})") from None
+    reason = _probe_dir(os.path.dirname(os.path.realpath(path)))
     if reason:
         raise CommandError(f"argument {option}: cannot write {path}: {reason}")
 
@@ -182,39 +199,180 @@ def check_output_dir(path: str, option: str) -> None:
         raise CommandError(f"argument {option}: cannot write to {path}: {reason}")
 
 
-class Outputs:
-    """Writes a command's output files; a write that fails goes to a temporary file instead.
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
-    ``write(path, option, fn)`` calls ``fn(path)``; on ``OSError`` it calls ``fn`` on a fresh
-    file in the temporary directory (same suffix) and remembers both. :meth:`finish`
-    raises one :class:`CommandError` naming every fallback, so nothing finished is lost
-    and the exit status says something went wrong.
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_file(path: str) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _copy_into(src: str, path: str) -> None:
+    """Write the bytes of ``src`` into the existing non-regular file ``path`` (a device, a FIFO,
+    a terminal), raising ``OSError`` on any failure: opened without blocking (a FIFO nobody
+    reads is an error, not a hang), every ``write`` checked (``/dev/full`` fails here)."""
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        with open(src, "rb") as fh:
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _stage_beside(path: str, suffix: str) -> tuple[str, str]:
+    """``(staging file, target)``: a fresh temporary file in the directory of ``path`` (through a
+    symbolic link: the file it points to is replaced), ending in ``suffix``."""
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
+    fd, staged = tempfile.mkstemp(prefix=f".{name}.", suffix=".refmem-tmp" + suffix, dir=directory or ".")
+    os.close(fd)
+    return staged, target
+
+
+def _fallback_file(suffix: str) -> str:
+    fd, fallback = tempfile.mkstemp(prefix="refmem-", suffix=suffix)
+    os.close(fd)
+    return fallback
+
+
+class Outputs:
+    """Writes a command's output files atomically; a write that fails goes to a temporary file instead.
+
+    ``write(path, option, fn)`` calls ``fn(staged)`` on a fresh temporary file beside ``path``
+    (same suffix, so a plotting library picks the format), then renames it over ``path``:
+    ``path`` holds the old content or the new, never a part. A device or FIFO (``/dev/null``,
+    ``/dev/stdout``) is written in place from a staged copy, every write checked. When any
+    step fails with ``OSError`` (a full disk, ``/dev/full``, a folder removed meanwhile), the
+    content goes to a fresh file in the temporary directory instead and `finish` raises
+    one `CommandError` naming both, so nothing finished is lost and the exit status
+    says something went wrong. Nothing is left behind in ``path``'s folder.
     """
 
     def __init__(self) -> None:
         self.failures: list[str] = []
 
-    def write(self, path: str, option: str, fn: Callable[[str], Any], directory: bool = False) -> str:
-        """``fn(path)``, or ``fn(fallback)`` if that raises ``OSError``; returns the path written
-        (``""`` if both failed). ``directory``: ``path`` is a folder; the fallback is a fresh temporary folder."""
-        try:
-            fn(path)
-            return path
-        except OSError as exc:
-            if directory:
-                fallback = tempfile.mkdtemp(prefix="refmem-")
-            else:
-                fd, fallback = tempfile.mkstemp(prefix="refmem-", suffix=os.path.splitext(path)[1])
-                os.close(fd)
+    def write_bytes(self, path: str, option: str, data: bytes) -> str:
+        """Write ``data`` to ``path`` (see `write`)."""
+
+        def put(p: str) -> None:
+            with open(p, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        return self.write(path, option, put)
+
+    def write_text(self, path: str, option: str, text: str) -> str:
+        """Write ``text`` as UTF-8 to ``path`` (see `write`)."""
+        return self.write_bytes(path, option, text.encode("utf-8", errors="backslashreplace"))
+
+    def _fail(self, path: str, option: str, exc: OSError, fn: Callable[[str], Any], suffix: str,
+              saved: str = "") -> None:
+        if not saved:
+            saved = _fallback_file(suffix)
             try:
-                fn(fallback)
+                fn(saved)
             except OSError as exc2:
+                _unlink(saved)
                 self.failures.append(f"argument {option}: writing {path} failed ({exc.strerror or exc}) "
-                                     f"and so did the fallback {fallback} ({exc2.strerror or exc2})")
+                                     f"and so did the fallback {saved} ({exc2.strerror or exc2})")
+                return
+            except BaseException:
+                _unlink(saved)
+                raise
+        self.failures.append(f"argument {option}: writing {path} failed ({exc.strerror or exc}); "
+                             f"saved to {saved} instead")
+
+    def write(self, path: str, option: str, fn: Callable[[str], Any], directory: bool = False,
+              suffix: str | None = None) -> str:
+        """Have ``fn`` write the content to a staged file and put it at ``path``; returns ``path`` when
+        it was written there, ``""`` when it was not (then the content is in a temporary file named
+        by `finish`'s error). ``suffix``: the staged file's (default: ``path``'s; a figure
+        without one gets ``".png"`` from its caller, so the plotting library neither guesses nor
+        appends one). ``directory``: ``path`` is a folder ``fn`` writes itself (atomically:
+        `refmem.golden.storage.write_set`); the fallback is a fresh temporary folder."""
+        if suffix is None:
+            suffix = os.path.splitext(path)[1]
+        if directory:
+            try:
+                fn(path)
+                return path
+            except OSError as exc:
+                fallback = tempfile.mkdtemp(prefix="refmem-")
+                try:
+                    fn(fallback)
+                except OSError as exc2:
+                    self.failures.append(f"argument {option}: writing {path} failed ({exc.strerror or exc}) "
+                                         f"and so did the fallback {fallback} ({exc2.strerror or exc2})")
+                    return ""
+                self.failures.append(f"argument {option}: writing {path} failed ({exc.strerror or exc}); "
+                                     f"saved to {fallback} instead")
                 return ""
-            self.failures.append(f"argument {option}: writing {path} failed ({exc.strerror or exc}); "
-                                 f"saved to {fallback} instead")
-            return fallback
+        if _special(path):
+            staged = _fallback_file(suffix)
+            _STAGED.add(staged)
+            try:
+                try:
+                    fn(staged)
+                except OSError as exc:
+                    _unlink(staged)
+                    self._fail(path, option, exc, fn, suffix)
+                    return ""
+                except BaseException:
+                    _unlink(staged)
+                    raise
+                try:
+                    _copy_into(staged, path)
+                except OSError as exc:
+                    self._fail(path, option, exc, fn, suffix, saved=staged)  # the staged copy is complete: keep it
+                    return ""
+                _unlink(staged)
+                return path
+            finally:
+                _STAGED.discard(staged)
+        try:
+            staged, target = _stage_beside(path, suffix)
+        except OSError as exc:
+            self._fail(path, option, exc, fn, suffix)
+            return ""
+        _STAGED.add(staged)
+        try:
+            fn(staged)
+            _fsync_file(staged)
+            try:
+                mode = os.stat(target).st_mode & 0o7777
+            except OSError:
+                mode = 0o666 & ~_umask()
+            os.chmod(staged, mode)
+            os.replace(staged, target)
+        except OSError as exc:
+            _unlink(staged)
+            self._fail(path, option, exc, fn, suffix)
+            return ""
+        except BaseException:
+            _unlink(staged)
+            raise
+        finally:
+            _STAGED.discard(staged)
+        return path
 
     def finish(self) -> None:
         if self.failures:
@@ -412,14 +570,127 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_output_path(value, "--" + dest.replace("_", "-"))
 
 
+def _check_environment() -> None:
+    """Refuse environment variables refmem reads, before any work (one line, exit 2)."""
+    jobs = os.environ.get("REFMEM_JOBS", "").strip()
+    if jobs:
+        try:
+            ok = int(jobs) >= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise CommandError(f"environment variable REFMEM_JOBS: expected an integer >= 1 (worker processes "
+                               f"of the gradient checks), got {jobs!r}")
+
+
+def _tolerant_streams() -> None:
+    """Characters the terminal's encoding cannot show (``PYTHONIOENCODING=ascii`` and a ``§`` or
+    ``κ`` in a message) are written as ``\\u00a7`` instead of raising ``UnicodeEncodeError``."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if getattr(stream, "errors", "strict") == "strict":
+                stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
+# ----------------------------------------------------------------------------- child processes
+
+
+#: Files `Outputs` has staged and not yet put in place; a child process ended by SIGTERM
+#: (`run_child`) removes them before it exits.
+_STAGED: set[str] = set()
+
+
+_GUARD = """\
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+from refmem.cli import _child_main
+_child_main()
+"""
+
+
+def _die_with_parent(ppid: int) -> None:
+    """Ask the kernel to send this process SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``);
+    exit now if the parent ``ppid`` is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != ppid:
+        sys.exit(143)
+
+
+def _child_main() -> None:
+    """The child side of `run_child`: ``python -c GUARD <parent pid> <module> <args>...``."""
+    import runpy
+    import signal
+
+    ppid, module = int(sys.argv[1]), sys.argv[2]
+
+    def terminate(signum: int, frame: Any) -> None:
+        # at once and silently (the parent prints the one line): an exception raised here could land
+        # in a garbage-collector callback and be printed and ignored; only what Outputs staged is removed
+        for path in list(_STAGED):
+            _unlink(path)
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, terminate)
+    _die_with_parent(ppid)
+    sys.argv = [module] + sys.argv[3:]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def run_child(module: str, args: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None) -> int:
+    """Run ``python -m module args...`` in a child process that cannot outlive this one; its exit status.
+
+    The child ignores SIGINT (a Ctrl-C reaches the whole process group): this process gets
+    ``KeyboardInterrupt``, terminates the child (SIGTERM, on which the child removes the files
+    it has staged and exits at once, silently; SIGKILL after 10 s) and re-raises, so one line
+    is printed and nothing is left running. Killed outright (SIGKILL), this process takes the
+    child with it through ``PR_SET_PDEATHSIG`` (Linux).
+    """
+    import signal
+    import subprocess
+
+    cmd = [sys.executable, "-c", _GUARD, str(os.getpid()), module, *args]
+    blocking = hasattr(signal, "pthread_sigmask")
+    if blocking:  # a Ctrl-C while the child starts is held back until it can be handled
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+    except BaseException:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+    try:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, commands = build_parser()
+    _tolerant_streams()
     prog = "refmem"
     try:
+        parser, commands = build_parser()
         args = parser.parse_args(argv)
         prog = getattr(args, "_prog", None) or prog
         if not args.command:
             raise UsageError("refmem", f"name a command: {', '.join(commands)} (refmem --help describes them)")
+        _check_environment()
         _check_outputs(args)
         return int(commands[args.command].run(args) or 0)
     except user_error_types() as exc:
@@ -427,6 +698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"{where}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

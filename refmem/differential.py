@@ -57,8 +57,8 @@ from .golden.comparison import Golden, Report, compare
 from .golden.exporter import manifest_entry
 from .golden.readme import case_notes, render_readme
 from .golden.storage import (
-    FORMAT_VERSION, GoldenError, dumps, given_tensors, read_manifest, relpath, role_of, sha256,
-    write_safetensors,
+    FORMAT_VERSION, GoldenError, encode_safetensors, given_tensors, previous_set, relpath,
+    reproducer_target_problem, role_of, sha256, write_set,
 )
 from .golden.tolerances import DTYPES, Measurement
 
@@ -469,7 +469,7 @@ def _close(case: str, what: str, ref: np.ndarray, got: Any, tol: Sequence[float]
         bad = ~(np.abs(got - ref) <= atol + rtol * np.abs(ref))
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        return f"{case}: {what} at {list(idx)}: {got[idx]:.9g} vs {ref[idx]:.9g}"
+        return f"{case}: {what} at {list(idx)}: your full batch {ref[idx]:.9g}, this run {got[idx]:.9g}"
     return ""
 
 
@@ -573,24 +573,24 @@ def batch_invariance(adapter: Adapter, case: Case, example: Example, dtype: str 
 def save_reproducer(directory: str | Path, live: Live) -> Path:
     """Write ``live`` as a format-2 golden case into ``directory`` (its file, and the directory's
     ``manifest.json`` and ``README.md``, keeping the other cases of an existing manifest there),
-    so that ``refmem golden verify --dir DIRECTORY --adapter ...`` re-runs it. Returns the file."""
+    so that ``refmem golden verify --dir DIRECTORY --adapter ...`` re-runs it. Returns the file.
+
+    Written atomically (`refmem.golden.storage.write_set`); a directory holding a golden
+    set not written by ``--save-failures`` is refused (`refmem.golden.storage.reproducer_target_problem`)."""
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
+    problem = reproducer_target_problem(root)
+    if problem:
+        raise GoldenError(problem)
     name = live.golden.name
-    cases: dict[str, Any] = {}
-    if (root / "manifest.json").exists():
-        try:
-            cases = dict(read_manifest(root)["cases"])
-        except GoldenError:
-            cases = {}
+    previous = previous_set(root)
+    cases: dict[str, Any] = dict(previous["cases"]) if previous else {}
     rel = relpath(name)
-    data = write_safetensors(root / rel, live.tensors, json.dumps(live.entry, sort_keys=True, allow_nan=False))
+    data = encode_safetensors(live.tensors, json.dumps(live.entry, sort_keys=True, allow_nan=False))
     cases[name] = {"file": rel, "sha256": sha256(data), **live.entry}
     manifest = {"format_version": FORMAT_VERSION,
                 "generator": {"refmem": __version__, "numpy": np.__version__, "differential": True},
                 "cases": dict(sorted(cases.items()))}
-    (root / "manifest.json").write_text(dumps(manifest), encoding="utf-8")
-    (root / "README.md").write_text(render_readme(manifest, case_notes(manifest)), encoding="utf-8")
+    write_set(root, manifest, {rel: data}, render_readme(manifest, case_notes(manifest)), previous)
     return root / rel
 
 

@@ -462,7 +462,15 @@ def default_jobs() -> int:
     """
     env = os.environ.get("REFMEM_JOBS", "").strip()
     if env:
-        return max(1, int(env))
+        try:
+            jobs = int(env)
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            from .errors import DomainError
+
+            raise DomainError(f"REFMEM_JOBS: expected an integer >= 1, got {env!r}")
+        return jobs
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -472,6 +480,12 @@ def default_jobs() -> int:
     except (AttributeError, OSError):
         load = 0.0
     return max(1, min(cpus, int(cpus - load + 1.0)))
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Workers:
@@ -488,7 +502,8 @@ class _Workers:
         self.jobs = jobs
         _SHARED = ev
         try:
-            self.pool = multiprocessing.get_context("fork").Pool(jobs)
+            # workers ignore Ctrl-C: the parent gets it and terminates them (no traceback per worker)
+            self.pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_sigint)
         finally:
             _SHARED = None
 

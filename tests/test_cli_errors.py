@@ -170,15 +170,18 @@ def test_a_write_that_fails_after_the_work_saves_elsewhere(tmp_path, capsys, mon
 
 def test_outputs_fallback_for_every_writer(tmp_path):
     out = cli.Outputs()
-    written = out.write(str(tmp_path / "missing" / "x.txt"), "--save", lambda p: pathlib.Path(p).write_text("ok"))
-    assert written != str(tmp_path / "missing" / "x.txt") and pathlib.Path(written).read_text() == "ok"
-    assert written.endswith(".txt")
-    with pytest.raises(cli.CommandError, match="argument --save: writing .* failed .*; saved to .* instead"):
+    target = str(tmp_path / "missing" / "x.txt")
+    assert out.write(target, "--save", lambda p: pathlib.Path(p).write_text("ok")) == ""  # not written there
+    with pytest.raises(cli.CommandError, match="argument --save: writing .* failed .*; saved to .* instead") as err:
         out.finish()
-    os.unlink(written)
+    saved = str(err.value).rsplit("saved to ", 1)[1].split(" instead")[0]
+    assert saved.endswith(".txt") and pathlib.Path(saved).read_text() == "ok"
+    os.unlink(saved)
     fine = cli.Outputs()
-    assert fine.write(str(tmp_path / "y.txt"), "--json", lambda p: pathlib.Path(p).write_text("ok"))
+    assert fine.write(str(tmp_path / "y.txt"), "--json", lambda p: pathlib.Path(p).write_text("ok")) == \
+        str(tmp_path / "y.txt")
     fine.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y.txt"]  # no staging file left beside it
 
 
 def test_output_path_checks(tmp_path):

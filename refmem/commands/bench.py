@@ -5,14 +5,14 @@ the installed package); this command finds them beside the ``refmem`` package
 (``pip install -e .``) and runs ``python -m benchmarks.run`` in a child process
 whose BLAS, OpenMP and XLA thread counts are fixed first (``--threads``, default
 1: on a shared machine an oversubscribed BLAS or OpenMP pool makes small
-matrix products tens of times slower and the figures meaningless).
+matrix products tens of times slower and the figures meaningless). The child
+cannot outlive the command (`refmem.cli.run_child`): Ctrl-C ends both.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
@@ -108,6 +108,6 @@ def run(args: Namespace) -> int:
             "impl": args.impl, "dtype": args.dtype, "repeats": args.repeats, "gradcheck": args.gradcheck,
             "memory": args.memory, "profile": args.profile, "threads": args.threads}
     sys.stdout.flush()
-    child = subprocess.run([sys.executable, "-m", "benchmarks.run", json.dumps(opts)], cwd=str(ROOT),
-                           env=_environment(args.threads))
-    return child.returncode
+    from ..cli import run_child
+
+    return run_child("benchmarks.run", [json.dumps(opts)], env=_environment(args.threads), cwd=str(ROOT))

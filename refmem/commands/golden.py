@@ -52,23 +52,6 @@ def add_arguments(p: ArgumentParser) -> None:
     v.add_argument("--markdown", metavar="PATH", help="also write a Markdown summary (e.g. for a CI job summary)")
 
 
-def _output_path(option: str, value: str | None):
-    """``value`` as a Path whose directory exists and is writable (checked before any work), or ``None``."""
-    from ..cli import CommandError
-
-    if value is None:
-        return None
-    path = Path(value)
-    if path.is_dir():
-        raise CommandError(f"{option} {value}: is a directory; expected a file path")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise CommandError(f"{option} {value}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise CommandError(f"{option} {value}: not writable")
-    return path
-
-
 def run(args: Namespace) -> int:
     from .. import golden
     from ..cli import CommandError, Outputs, Progress, check_output_dir
@@ -77,8 +60,14 @@ def run(args: Namespace) -> int:
     try:
         if args.action == "export":
             from .. import catalogue
+            from ..golden.storage import previous_set
 
             check_output_dir(args.dir, "--dir")
+            check_output_dir(os.path.dirname(os.path.abspath(args.dir)), "--dir")  # the set is staged beside it
+            try:
+                before = previous_set(args.dir)  # refused before the work: a newer or damaged set, foreign files
+            except golden.GoldenError as exc:
+                raise CommandError(f"argument --dir: {exc}") from None
             cases = catalogue.cases(args.module)
             outputs, manifests = Outputs(), []
 
@@ -97,11 +86,20 @@ def run(args: Namespace) -> int:
                 for module in sorted({n.split('/')[0] for n in manifest["cases"]}):
                     names = [n for n in manifest["cases"] if n.split("/")[0] == module]
                     print(f"  {module}: {len(names)} cases")
+                gone = sorted(set((before or {}).get("cases", {})) - set(manifest["cases"]))
+                if gone:
+                    print(f"  removed {len(gone)} cases the catalogue no longer has: {', '.join(gone)}")
             outputs.finish()
             return 0
 
         if args.action == "check":
-            report = golden.check(args.dir, modules=args.module)
+            manifest = golden.read_manifest(args.dir)
+            total = sum(1 for n in manifest["cases"] if not args.module or n.split("/")[0] in args.module)
+            bar = Progress(total, label="golden check")
+            try:
+                report = golden.check(args.dir, modules=args.module, on_case=lambda name: bar.update(1, name))
+            finally:
+                bar.close()
             text = report.table(only_failures=not args.verbose)
             if text:
                 print(text)
@@ -115,15 +113,16 @@ def run(args: Namespace) -> int:
             return 0
 
         if args.action == "verify":
-            outputs = {fmt: _output_path(f"--{fmt}", getattr(args, fmt)) for fmt in ("json", "junit", "markdown")}
             report = golden.verify(args.adapter, args.dtype, args.dir, args.case)
             meta = {"adapter": args.adapter, "dtype": args.dtype, "cases": args.case or []}
             title = f"refmem golden verify {args.adapter} ({args.dtype})"
             writers = {"json": lambda: golden.to_json(report, meta), "junit": lambda: golden.to_junit(report, title),
                        "markdown": lambda: golden.to_markdown(report, title)}
-            for fmt, path in outputs.items():
+            outputs = Outputs()
+            for fmt, render in writers.items():
+                path = getattr(args, fmt)
                 if path is not None:
-                    path.write_text(writers[fmt](), encoding="utf-8")
+                    outputs.write_text(path, f"--{fmt}", render())
             text = report.table(only_failures=args.quiet)
             if text:
                 print(text)
@@ -132,8 +131,8 @@ def run(args: Namespace) -> int:
                   f"{len(report.failures)} failed, {len(report.problems)} problems, {time.perf_counter() - t0:.1f} s")
             if not report.passed:
                 _name_failures(report)
-                return 1
-            return 0
+            outputs.finish()  # a report that could not be written: exit 2, naming where it went
+            return 0 if report.passed else 1
     except golden.GoldenError as exc:
         raise CommandError(str(exc)) from exc
     raise CommandError(f"unknown action {args.action!r}")

@@ -78,7 +78,8 @@ def _attention_run(args: Namespace) -> int:
     outputs = Outputs()
     try:
         path = outputs.write(out, "--out", lambda p: plots.attention_heatmap(
-            w, p, title=title, row_label=row_label, col_label=col_label, row_ticks=rows, col_ticks=cols))
+            w, p, title=title, row_label=row_label, col_label=col_label, row_ticks=rows, col_ticks=cols),
+            suffix=".png")
     except plots.PlotDependencyError as exc:
         raise CommandError(str(exc)) from None
     if path:

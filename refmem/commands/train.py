@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from argparse import ArgumentParser, Namespace
 
@@ -103,7 +102,10 @@ def add_arguments(p: ArgumentParser) -> None:
 
 
 def _rerun_with_threads(threads: int) -> int | None:
-    """Run this command again in a child whose BLAS uses ``threads`` threads (set before NumPy loads)."""
+    """Run this command again in a child whose BLAS uses ``threads`` threads (set before NumPy loads).
+
+    The child cannot outlive this process (`refmem.cli.run_child`): Ctrl-C ends both with
+    one line and exit status 130, and a parent killed outright takes the child with it."""
     if not threads or os.environ.get(_CHILD) == "1":
         return None
     if all(os.environ.get(v) == str(threads) for v in _THREAD_VARS):
@@ -116,7 +118,9 @@ def _rerun_with_threads(threads: int) -> int | None:
     env[_CHILD] = "1"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return subprocess.call([sys.executable, "-m", "refmem"] + sys.argv[1:], env=env)
+    from ..cli import run_child
+
+    return run_child("refmem", sys.argv[1:], env=env)
 
 
 def _backend(args: Namespace):
@@ -224,7 +228,7 @@ def _run_dnc(args: Namespace) -> int:
         try:
             written = outputs.write(args.plot, "--plot", lambda path: dnc_plots.draw(
                 result.params, result.model, cfg.task, path, length=cfg.max_length, repeats=cfg.max_repeats,
-                seed=cfg.seed, source=f"trained {n} steps"))
+                seed=cfg.seed, source=f"trained {n} steps"), suffix=os.path.splitext(args.plot)[1] or ".png")
         except PlotDependencyError as exc:
             raise CommandError(f"argument --plot: {exc}") from None
         if written:
@@ -274,7 +278,8 @@ def _run_reverse(args: Namespace) -> int:
     if args.plot:
         try:
             written = outputs.write(args.plot, "--plot", lambda path: reverse.save_heatmap(result, path,
-                                                                                            seed=args.seed))
+                                                                                            seed=args.seed),
+                                    suffix=".png")
         except PlotDependencyError as exc:
             raise CommandError(f"argument --plot: {exc}") from None
         if written:

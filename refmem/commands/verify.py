@@ -59,6 +59,14 @@ def run(args: Namespace) -> int:
 
     if args.save_failures is not None:
         check_output_dir(args.save_failures, "--save-failures")
+        from ..golden.storage import GoldenError, reproducer_target_problem
+
+        try:
+            problem = reproducer_target_problem(args.save_failures)
+        except GoldenError as exc:
+            problem = str(exc)
+        if problem:  # never a golden set: refused before any work
+            raise CommandError(f"argument --save-failures: {problem}")
     # Examples are small: a framework's intra-op thread pool only spins (measured with torch on 2 shared
     # cores: 90 s wall for 18 s of CPU, against 36 s with one thread). One thread unless the user says.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -83,12 +91,13 @@ def run(args: Namespace) -> int:
     meta = {"adapter": args.adapter, "dtype": args.dtype, "cases": args.case or [], "examples": args.examples,
             "seed": args.seed, "batch_invariance": bool(args.batch_invariance), "differential": result.meta()}
     title = f"refmem verify {args.adapter} ({args.dtype}, {args.examples} examples per case)"
+    from ..cli import Outputs
+
+    outputs = Outputs()  # atomic; a failed write goes to a temporary file named on the error line (exit 2)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(golden.to_json(report, meta))
+        outputs.write_text(args.json, "--json", golden.to_json(report, meta))
     if args.junit:
-        with open(args.junit, "w", encoding="utf-8") as fh:
-            fh.write(golden.to_junit(report, title))
+        outputs.write_text(args.junit, "--junit", golden.to_junit(report, title))
     text = report.table(only_failures=args.quiet)
     if text:
         print(text)
@@ -106,4 +115,5 @@ def run(args: Namespace) -> int:
         if r.reproducer is not None:
             print(f"  reproducer: refmem golden verify --dir {args.save_failures} --adapter {args.adapter} "
                   f"--dtype {args.dtype} --case {r.case}", file=sys.stderr)
+    outputs.finish()
     return 1 if failed else 0

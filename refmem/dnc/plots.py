@@ -171,12 +171,13 @@ def run(args: Namespace) -> int:
         source = f"untrained DNC (deepmind init, seed {args.seed})"
     outputs, drawn = Outputs(), []
     try:
-        outputs.write(out, "--out", lambda path: drawn.append(
-            draw(params, model, args.task, path, args.length, args.repeats, args.seed, source)))
+        written = outputs.write(out, "--out", lambda path: drawn.append(
+            draw(params, model, args.task, path, args.length, args.repeats, args.seed, source)),
+            suffix=os.path.splitext(out)[1] or ".png")
     except PlotDependencyError as exc:
         raise CommandError(str(exc)) from None
-    if drawn:
-        path, steps, errors = drawn[-1]
-        print(f"wrote {path} ({source}; {steps} steps, {errors} wrong bits on masked steps)")
+    if written and drawn:
+        _, steps, errors = drawn[-1]
+        print(f"wrote {written} ({source}; {steps} steps, {errors} wrong bits on masked steps)")
     outputs.finish()
     return 0

@@ -55,23 +55,35 @@ def load_adapter(spec: str) -> Adapter:
     if ":" not in spec:
         raise GoldenError(f"adapter {spec!r}: expected package.module:function")
     mod_name, _, fn_name = spec.rpartition(":")
-    if mod_name.endswith(".py"):
-        path = Path(mod_name)
-        if not path.exists():
-            raise GoldenError(f"adapter {spec!r}: no file {path}")
-        uniq = "refmem_adapter_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        s = importlib.util.spec_from_file_location(uniq, path)
-        module = importlib.util.module_from_spec(s)
-        sys.modules[uniq] = module
-        s.loader.exec_module(module)
-    else:
-        cwd = os.getcwd()
-        if cwd not in sys.path and "" not in sys.path:
-            sys.path.insert(0, cwd)
-        try:
+    if not mod_name or not fn_name:
+        raise GoldenError(f"adapter {spec!r}: expected package.module:function (a module and a function name)")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.exists():
+                raise GoldenError(f"adapter {spec!r}: no file {path}")
+            if not path.is_file():
+                raise GoldenError(f"adapter {spec!r}: {path} is not a file")
+            uniq = "refmem_adapter_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+            s = importlib.util.spec_from_file_location(uniq, path)
+            module = importlib.util.module_from_spec(s)
+            sys.modules[uniq] = module
+            try:
+                s.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(uniq, None)
+                raise
+        else:
+            cwd = os.getcwd()
+            if cwd not in sys.path and "" not in sys.path:
+                sys.path.insert(0, cwd)
             module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise GoldenError(f"adapter {spec!r}: cannot import {mod_name}: {exc}") from exc
+    except GoldenError:
+        raise
+    except ImportError as exc:
+        raise GoldenError(f"adapter {spec!r}: cannot import {mod_name}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # the adapter's own code failed while it was imported
+        raise GoldenError(f"adapter {spec!r}: importing {mod_name} raised {type(exc).__name__}: {exc}") from exc
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise GoldenError(f"adapter {spec!r}: {mod_name} has no function {fn_name!r}")
@@ -80,6 +92,9 @@ def load_adapter(spec: str) -> Adapter:
         raise GoldenError(f"adapter {spec!r}: declare the cases it implements in {mod_name}.CASES (fnmatch patterns)")
     if isinstance(patterns, str):
         patterns = [patterns]
+    if not isinstance(patterns, (list, tuple, set, frozenset)) or not all(isinstance(p, str) for p in patterns):
+        raise GoldenError(f"adapter {spec!r}: CASES must be a list of fnmatch patterns (strings), "
+                          f"got {type(patterns).__name__} {patterns!r:.60}")
     return Adapter(spec, fn, tuple(patterns))
 
 

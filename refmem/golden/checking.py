@@ -7,13 +7,83 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+from typing import Any, Mapping
+
+import numpy as np
+
 from .. import catalogue
+from . import forward_mode
 from .comparison import Report, compare, load
 from .exporter import case_order, float32_run, reference
 from .readme import case_notes, render_readme
-from .storage import FORMAT_VERSION, GoldenError, expected_tensors, given_tensors, read_manifest, resolve_dir
+from .storage import (
+    FORMAT_VERSION, GoldenError, expected_tensors, given_tensors, read_manifest, read_regular, resolve_dir, role_of,
+)
+from .tolerances import DTYPES, tolerance
 
-__all__ = ["check"]
+__all__ = ["check", "measured_tolerances", "loosened"]
+
+def _one_measurement() -> bool:
+    """Whether `refmem.golden.tolerances` holds the one deterministic float32 measurement of
+    every compared role (``tolerances(case, tensors)``, jvp/ and hvp/ by an emulated complex64)."""
+    from . import tolerances as T
+
+    return callable(getattr(T, "tolerances", None))
+
+
+#: How much looser than the recomputed one a stored tolerance may be before ``golden check``
+#: refuses it, per role: 1 (not looser at all) where the measurement is the same on every machine.
+#: Without the one deterministic measurement, ``jvp/`` and ``hvp/`` are measured by one native
+#: complex64 run, whose tolerances differ by up to 10x between BLAS kernels (``OPENBLAS_CORETYPE``),
+#: so there only a loosening beyond 100x (a tampered file: ``[1, 10]`` against ~1e-6) is refused.
+SLACK = {"outputs": 1.0, "intermediates": 1.0, "grads": 1.0, "jvp": 100.0, "hvp": 100.0}
+
+
+def measured_tolerances(case: catalogue.Case, tensors: Mapping[str, np.ndarray],
+                        reference_values: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, list[float]]]:
+    """The tolerances the export stores for ``case``, measured again from the stored ``tensors``:
+    ``{compared tensor: {"float64": [rtol, atol], "float32": [rtol, atol]}}``.
+
+    The export's own float32 measurement and rule, against ``reference_values`` (the freshly
+    computed references, so that a replaced reference cannot move its own tolerance; ``tensors``'
+    own when not given): ``refmem.golden.tolerances.tolerances`` (the one measurement)
+    where it exists, else the emulated float32 runs of the exporter (and ``jvp/``, ``hvp/`` by
+    [`refmem.golden.forward_mode.float32_tensors`][refmem.golden.forward_mode.float32_tensors])
+    through [`tolerance`][refmem.golden.tolerances.tolerance]. The one place ``golden check``
+    measures: switch it here.
+    """
+    ref = dict(tensors) if reference_values is None else {**tensors, **reference_values}
+    if _one_measurement():
+        from .tolerances import tolerances
+
+        return tolerances(case, ref)
+    from .exporter import float32_runs
+
+    runs: dict[str, Any] = dict(float32_runs(case, ref))
+    runs.update(forward_mode.float32_tensors(case, ref))
+    return {k: tolerance(ref[k], v) for k, v in runs.items() if k in ref}
+
+
+def loosened(case: str, stored: Mapping[str, Mapping[str, list[float]]],
+             measured: Mapping[str, Mapping[str, list[float]]]) -> list[str]:
+    """One problem per stored tolerance looser than the measured one (beyond `SLACK`), or
+    missing where the measurement has one."""
+    problems = []
+    for name in sorted(measured):
+        if name not in stored:
+            problems.append(f"{case}: {name} has no stored tolerance; the export measures one")
+            continue
+        slack = 1.0 if _one_measurement() else SLACK.get(role_of(name), 1.0)
+        for d in DTYPES:
+            have, want = stored[name][d], measured[name][d]
+            if any(h > slack * w for h, w in zip(have, want)):
+                problems.append(
+                    f"{case}: {name} tolerance {d} [rtol, atol] = [{have[0]:.2g}, {have[1]:.2g}] is looser than "
+                    f"the recomputed [{want[0]:.2g}, {want[1]:.2g}]"
+                    + (f" (by more than {slack:g}x, the allowance for {role_of(name)}/)" if slack != 1 else "")
+                    + "; refusing a loosened tolerance (re-export with refmem golden export)")
+                break
+    return problems
 
 
 def check(
@@ -26,9 +96,13 @@ def check(
     Never writes. Problems: a manifest of an older format, a catalogue case missing
     from the manifest, a manifest case missing from the catalogue, a file that fails
     integrity, sampled inputs or cotangents that differ from the stored ones, changed
-    names, shapes, SPEC references, configs or order. Rows: each output, intermediate
-    and gradient, recomputed in float64, against the float64 tolerance; refmem's own
-    float32 run against the float32 tolerance (reported as ``<tensor> @float32``).
+    names, shapes, SPEC references, configs or order, and a stored tolerance looser than
+    the one the export measures now (`measured_tolerances`, `loosened`: a
+    tampered file whose references and tolerances were both replaced and its sha256
+    recomputed is refused). Rows: each output, intermediate and gradient, recomputed in
+    float64, against the float64 tolerance; refmem's own float32 run against the float32
+    tolerance (reported as ``<tensor> @float32``). A malformed manifest (a tolerance that
+    is not finite and > 0 included) is refused whole (`refmem.golden.storage.read_manifest`).
     """
     root = resolve_dir(directory)
     manifest = read_manifest(root)
@@ -43,9 +117,13 @@ def check(
     for name in sorted(stored - set(known)):
         report.problems.append(f"{name}: in the manifest, not in the catalogue")
     readme = root / "README.md"
-    if not modules and (not readme.exists()
-                        or readme.read_text(encoding="utf-8") != render_readme(manifest, case_notes(manifest))):
-        report.problems.append(f"{readme} is missing or not the one generated from the manifest")
+    if not modules:
+        try:
+            text = read_regular(readme).decode("utf-8", errors="replace")
+        except GoldenError:
+            text = None
+        if text != render_readme(manifest, case_notes(manifest)):
+            report.problems.append(f"{readme} is missing or not the one generated from the manifest")
     for name in sorted(stored & set(known)):
         try:
             report.extend(_check_case(known[name], root, manifest))
@@ -85,6 +163,7 @@ def _check_case(case: catalogue.Case, root: Path, manifest: dict) -> Report:
             )
     if report.problems:
         return report
+    report.problems.extend(loosened(case.name, golden.tol, measured_tolerances(case, golden.tensors, fresh)))
     report.extend(compare(golden, expected_tensors(fresh), "float64"))
     f32 = compare(golden, float32_run(case, golden.tensors), "float32")
     for row in f32.rows:

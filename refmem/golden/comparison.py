@@ -13,8 +13,8 @@ disagrees, its SPEC reference, the worst element, the reference and the given va
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -25,8 +25,8 @@ from .. import xp as rx
 from ..errors import DomainError
 from ..catalogue import ROLES
 from .storage import (
-    COMPARED, OPTIONAL, GoldenError, IntegrityError, expected_tensors, given_tensors, is_float, read_manifest, relpath,
-    resolve_dir, role_of, sha256, read_safetensors,
+    COMPARED, OPTIONAL, GoldenError, IntegrityError, expected_tensors, given_tensors, is_float, parse_json,
+    read_manifest, read_regular, read_safetensors, relpath, resolve_dir, role_of, sha256, validate_entry,
 )
 from .tolerances import DTYPES
 
@@ -83,51 +83,60 @@ class Golden:
 def load(case: str, dir: str | Path | None = None, manifest: dict | None = None) -> Golden:  # noqa: A002
     """Load golden case ``case`` from ``dir`` (see :func:`refmem.golden.storage.default_dir`).
 
-    Refuses, with :class:`IntegrityError` naming the case, a file whose sha256 is not
-    the manifest's, a manifest entry that differs from the copy inside the file, and
-    tensors whose names, dtypes or shapes differ from the manifest.
+    Refuses, with `IntegrityError` naming the case, a malformed manifest entry
+    (`refmem.golden.storage.validate_entry`: a wrong JSON type, a tolerance that is not
+    finite and > 0), a file whose sha256 is not the manifest's, a manifest entry that differs
+    from the copy inside the file, and tensors whose names, dtypes or shapes differ from the
+    manifest; a case file that is not a regular file (a directory, a FIFO: never waited on)
+    is a `GoldenError` naming it.
     """
     root = resolve_dir(dir)
     manifest = manifest if manifest is not None else read_manifest(root)
     entry = manifest["cases"].get(case)
     if entry is None:
         raise GoldenError(f"no golden case {case!r} in {root / 'manifest.json'}")
+    validate_entry(case, entry, root / "manifest.json")
+    rel = entry["file"]
+    if rel != relpath(case):
+        raise IntegrityError(f"{case}: manifest names file {rel!r}, expected {relpath(case)!r}")
+    path = root / rel
+    if not os.path.lexists(path):
+        raise GoldenError(f"{case}: file {path} is missing")
     try:
-        rel = entry["file"]
-        if rel != relpath(case):
-            raise IntegrityError(f"{case}: manifest names file {rel!r}, expected {relpath(case)!r}")
-        path = root / rel
-        if not path.exists():
-            raise GoldenError(f"{case}: file {path} is missing")
-        data = path.read_bytes()
-        digest = sha256(data)
-        if digest != entry["sha256"]:
+        data = read_regular(path)
+    except GoldenError as exc:
+        raise GoldenError(f"{case}: {exc}") from None
+    digest = sha256(data)
+    if digest != entry["sha256"]:
+        raise IntegrityError(
+            f"{case}: {path} has sha256 {digest}, the manifest records {entry['sha256']}; refusing a changed file"
+        )
+    try:
+        tensors, meta = read_safetensors(data)
+    except Exception as exc:  # noqa: BLE001 - the library raises several types
+        raise IntegrityError(f"{case}: {path} is not a readable safetensors file: "
+                             f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+    described = {k: v for k, v in entry.items() if k not in ("file", "sha256")}
+    try:
+        recorded = parse_json(meta, path) if meta else None
+    except GoldenError:
+        recorded = None
+    if recorded != described:
+        raise IntegrityError(f"{case}: the manifest entry differs from the one recorded inside {path}; "
+                             "refusing an edited manifest")
+    if set(tensors) != set(entry["tensors"]):
+        raise IntegrityError(f"{case}: tensors in {path} differ from the manifest's")
+    for name, desc in entry["tensors"].items():
+        a = tensors[name]
+        if str(a.dtype) != desc["dtype"] or list(a.shape) != list(desc["shape"]):
             raise IntegrityError(
-                f"{case}: {path} has sha256 {digest}, the manifest records {entry['sha256']}; refusing a changed file"
+                f"{case}: {name} is {a.dtype} {list(a.shape)}, the manifest says {desc['dtype']} {desc['shape']}"
             )
-        try:
-            tensors, meta = read_safetensors(data)
-        except Exception as exc:  # noqa: BLE001 - the library raises several types
-            raise IntegrityError(f"{case}: {path} is not a readable safetensors file: {exc}") from exc
-        described = {k: v for k, v in entry.items() if k not in ("file", "sha256")}
-        if not meta or json.loads(meta) != described:
-            raise IntegrityError(f"{case}: the manifest entry differs from the one recorded inside {path}; "
-                                 "refusing an edited manifest")
-        if set(tensors) != set(entry["tensors"]):
-            raise IntegrityError(f"{case}: tensors in {path} differ from the manifest's")
-        for name, desc in entry["tensors"].items():
-            a = tensors[name]
-            if str(a.dtype) != desc["dtype"] or list(a.shape) != list(desc["shape"]):
-                raise IntegrityError(
-                    f"{case}: {name} is {a.dtype} {list(a.shape)}, the manifest says {desc['dtype']} {desc['shape']}"
-                )
-        order = entry.get("order") or [{"name": k, "spec": entry["spec"]} for k in sorted(tensors)
-                                       if k.startswith("outputs/")]
-        for item in order:
-            if item.get("name") not in tensors:
-                raise IntegrityError(f"{case}: order names {item.get('name')!r}, which the file does not hold")
-    except KeyError as exc:
-        raise IntegrityError(f"{case}: manifest entry lacks {exc}") from exc
+    order = entry.get("order") or [{"name": k, "spec": entry["spec"]} for k in sorted(tensors)
+                                   if k.startswith("outputs/")]
+    for item in order:
+        if item.get("name") not in tensors:
+            raise IntegrityError(f"{case}: order names {item.get('name')!r}, which the file does not hold")
 
     def role(prefix: str) -> dict[str, np.ndarray]:
         n = len(prefix) + 1
@@ -312,10 +321,23 @@ def to_host(value: Any) -> np.ndarray:
         return np.asarray(value)
 
 
-def _structural(ref: np.ndarray, got: np.ndarray, dtype: str) -> str:
-    """Why ``got`` cannot be compared with ``ref`` in ``dtype`` (``""`` when it can)."""
+def _origin(value: Any) -> str:
+    """``"a Python list"`` (tuple, float, int) for a value that is not an array and so has no dtype
+    of its own, else ``""``."""
+    if isinstance(value, (list, tuple, float, int)) and not isinstance(value, bool):
+        return f"a Python {type(value).__name__}"
+    return ""
+
+
+def _structural(ref: np.ndarray, got: np.ndarray, dtype: str, given: Any = None) -> str:
+    """Why ``got`` (``given`` as returned, converted) cannot be compared with ``ref`` in ``dtype``
+    (``""`` when it can)."""
+    origin = _origin(given)
     if got.dtype.kind == "c":
         return f"complex result ({got.dtype}); expected a real {dtype} array"
+    if origin and str(got.dtype) != dtype:
+        return (f"returned {origin}, which has no dtype (NumPy reads it as {got.dtype}); "
+                f"return an array of dtype {dtype}")
     if got.dtype.kind != "f":
         return f"dtype {got.dtype} is not a floating type; expected {dtype}"
     if str(got.dtype) != dtype:
@@ -349,6 +371,12 @@ def compare(
     have is a problem, except gradients of given tensors the case does not differentiate
     (``nondiff``), which are ignored. A failing case gets its :class:`Divergence`.
     """
+    if not isinstance(golden, Golden):
+        raise TypeError(f"golden: expected a refmem.golden.Golden (from refmem.golden.load), "
+                        f"got {type(golden).__name__}")
+    if not isinstance(results, Mapping):
+        raise TypeError(f"results: expected a mapping of tensor names ('outputs/...', 'grads/...') to arrays, "
+                        f"got {type(results).__name__}")
     if dtype not in DTYPES:
         raise DomainError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
     expected = golden.expected()
@@ -369,7 +397,7 @@ def compare(
         wanted = list(names)
     else:
         wanted = [k for k in sorted(expected) if role_of(k) not in OPTIONAL or k in results]
-    host: dict[str, np.ndarray] = {}
+    host: dict[str, Any] = {}
     for name in wanted:
         ref = expected[name]
         rtol, atol = golden.tol[name][dtype]
@@ -383,14 +411,13 @@ def compare(
             report.rows.append(Row(golden.name, name, shape, "?", rtol, atol, math.nan, math.nan, False,
                                    f"not an array: {type(exc).__name__}: {exc}"))
             continue
-        why = _structural(ref, got, dtype)
+        why = _structural(ref, got, dtype, results[name])
+        host[name] = results[name]
         if why:
             report.rows.append(Row(golden.name, name, shape, str(got.dtype), rtol, atol, math.nan, math.nan,
                                    False, why))
-            host[name] = got
             continue
         got64 = got.astype(np.float64)
-        host[name] = got
         bad, ratio = _bad_elements(ref, got64, rtol, atol)
         finite = np.isfinite(got64)
         max_abs = float(np.max(np.abs(got64 - ref)[finite])) if finite.any() else math.nan
@@ -402,7 +429,8 @@ def compare(
             note = f"{int((~finite).sum())} non-finite, first {kind} at {list(map(int, idx))}"
         elif bad.any():
             idx = np.unravel_index(int(np.argmax(ratio)), ref.shape)
-            note = f"at {list(map(int, idx))}: {got64[idx]:.9g} vs {ref[idx]:.9g}"
+            r, a = _pair(float(ref[idx]), float(got64[idx]))
+            note = f"at {list(map(int, idx))}: reference {r}, yours {a}"
         report.rows.append(Row(golden.name, name, shape, str(got.dtype), rtol, atol, max_abs, worst,
                                not bad.any(), note))
     if not report.passed:
@@ -428,16 +456,16 @@ def _steps(golden: Golden) -> list[tuple[dict[str, Any], int | None]]:
     return seq
 
 
-def first_divergence(golden: Golden, results: Mapping[str, np.ndarray], dtype: str) -> Divergence | None:
+def first_divergence(golden: Golden, results: Mapping[str, Any], dtype: str) -> Divergence | None:
     """The first quantity of ``golden.order`` (earliest time step first) on which ``results``
-    (full names -> NumPy arrays as returned) disagree with the reference in ``dtype``; if all
+    (full names -> arrays as returned) disagree with the reference in ``dtype``; if all
     agree, the first failing gradient (by name), then JVP, then HVP; ``None`` when nothing disagrees. A structural
     failure (dtype, shape, complex) of a quantity counts as a disagreement at its first place."""
     expected = golden.expected()
 
     def check(name: str, spec: str, step: int | None) -> Divergence | None:
-        ref, got = expected[name], np.asarray(results[name])
-        why = _structural(ref, got, dtype)
+        ref, got = expected[name], to_host(results[name])
+        why = _structural(ref, got, dtype, results[name])
         if why:
             return Divergence(golden.name, name, spec, step, (), math.nan, math.nan, why)
         got = got.astype(np.float64)

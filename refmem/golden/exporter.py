@@ -25,7 +25,7 @@ from .. import xp as rx
 from . import forward_mode
 from .readme import case_notes, render_readme
 from .storage import (
-    FORMAT_VERSION, GoldenError, dumps, is_float, read_manifest, relpath, role_of, sha256, write_safetensors,
+    FORMAT_VERSION, GoldenError, encode_safetensors, is_float, previous_set, relpath, role_of, sha256, write_set,
 )
 from .tolerances import tolerances
 
@@ -181,10 +181,18 @@ def export(
     """Write every case (all catalogue cases by default) and the manifest and README.
 
     Deterministic: exporting twice gives byte-identical files. Every case is computed
-    before anything is written. With ``merge``, the entries of an existing manifest
-    for cases not exported now are kept (after their integrity is checked);
-    otherwise the files of cases the previous manifest listed and this export does
-    not are removed (no other file of ``directory`` is touched). Returns the manifest.
+    before anything is written, and the set is written atomically
+    (`refmem.golden.storage.write_set`): staged beside ``directory`` and swapped in,
+    so an exception, Ctrl-C, a kill or a full disk leaves ``directory`` holding the old
+    complete set or the new one. With ``merge``, the entries of an existing manifest for
+    cases not exported now are kept (after their integrity is checked); otherwise the
+    files of cases the previous manifest listed and this export does not are removed (no
+    other file of ``directory`` is touched). Returns the manifest.
+
+    Refused before anything is computed (`GoldenError`): a ``directory`` that is not
+    empty and holds no golden set, one whose manifest this refmem cannot read (a newer
+    format, malformed: it is never overwritten nor shrunk), a merge into a format-1 set,
+    and the other targets `refmem.golden.storage.set_target_problem` names.
 
     References are evaluated in long double and rounded once (:func:`reference`); the
     tolerances come from the emulated float32 runs of the one measurement
@@ -206,12 +214,7 @@ def export(
         "generator": {"refmem": __version__},  # nothing machine- or environment-specific
         "cases": {},
     }
-    old = None
-    if (root / "manifest.json").exists():
-        try:
-            old = read_manifest(root)
-        except GoldenError:
-            old = None  # unreadable: overwritten below
+    old = previous_set(root)  # refuses a directory it must not write (a newer or damaged set, foreign files)
     if merge and old is not None:
         if old.get("format_version") != FORMAT_VERSION:
             raise GoldenError(f"{root}: format_version {old.get('format_version')}; export every module "
@@ -226,24 +229,21 @@ def export(
         tensors = reference(case, seed, allow_float64)
         entry = manifest_entry(case, seed, tensors, tolerances(case, tensors), precision)
         computed.append((case.name, tensors, entry))
+    _write(root, manifest, computed, old, on_case)
+    return manifest
+
+
+def _write(root: Path, manifest: dict, computed: Sequence[tuple[str, Mapping[str, np.ndarray], dict]],
+           old: Mapping[str, Any] | None, on_case: Callable[[str], None] | None) -> None:
+    """The write phase of `export`: encode every computed case, then write the whole set
+    atomically (`refmem.golden.storage.write_set`)."""
+    files: dict[str, bytes] = {}
     for name, tensors, entry in computed:
         rel = relpath(name)
-        data = write_safetensors(root / rel, tensors, json.dumps(entry, sort_keys=True, allow_nan=False))
+        data = encode_safetensors(tensors, json.dumps(entry, sort_keys=True, allow_nan=False))
+        files[rel] = data
         manifest["cases"][name] = {"file": rel, "sha256": sha256(data), **entry}
         if on_case is not None:
             on_case(name)
-    # Remove the files of cases the previous manifest listed and this one does not (only those).
-    kept = {(root / e["file"]).resolve() for e in manifest["cases"].values()}
-    for name, e in sorted((old or {}).get("cases", {}).items()):
-        path = root / str(e.get("file", ""))
-        if name not in manifest["cases"] and path.suffix == ".safetensors" and path.resolve() not in kept:
-            if path.exists() and root.resolve() in path.resolve().parents:
-                path.unlink()
-                for parent in path.parents:
-                    if parent == root or not parent.is_dir() or any(parent.iterdir()):
-                        break
-                    parent.rmdir()
     manifest["cases"] = dict(sorted(manifest["cases"].items()))
-    (root / "manifest.json").write_text(dumps(manifest), encoding="utf-8")
-    (root / "README.md").write_text(render_readme(manifest, case_notes(manifest)), encoding="utf-8")
-    return manifest
+    write_set(root, manifest, files, render_readme(manifest, case_notes(manifest)), old)

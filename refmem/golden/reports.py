@@ -26,6 +26,20 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _xml(text: str) -> str:
+    """``text`` with what XML 1.0 cannot hold (control characters but tab, newline and carriage
+    return; lone surrogates; U+FFFE, U+FFFF) written as ``\\xNN`` / ``\\uNNNN``, so the
+    document stays valid whatever a message holds."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if (o < 0x20 and ch not in "\t\n\r") or 0xD800 <= o <= 0xDFFF or o in (0xFFFE, 0xFFFF):
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _cases(report: Report) -> list[str]:
     return report.cases
 
@@ -51,22 +65,26 @@ def to_json(report: Report, meta: dict[str, Any] | None = None) -> str:
 
 def to_junit(report: Report, suite: str = "refmem golden") -> str:
     """One ``<testsuite>`` with one ``<testcase>`` per golden case; a failing case holds a
-    ``<failure message="first divergence ...">`` with its failing tensors and problems."""
+    ``<failure message="first divergence ...">`` with its failing tensors and problems.
+
+    Always well-formed XML 1.0: a character XML cannot hold (a control character in an
+    adapter's exception message) is written as ``\\xNN``."""
     cases = _cases(report)
     failed = set(report.failed_cases())
+    suite = _xml(suite)
     root = ET.Element("testsuites", name=suite, tests=str(len(cases)), failures=str(len(failed)), errors="0")
     ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)), failures=str(len(failed)),
                        errors="0", skipped="0")
     for case in cases:
         module = case.split("/")[0]
-        tc = ET.SubElement(ts, "testcase", classname=f"refmem.golden.{module}", name=case)
+        tc = ET.SubElement(ts, "testcase", classname=_xml(f"refmem.golden.{module}"), name=_xml(case))
         if case in failed:
-            text = report.failure_text(case)
+            text = _xml(report.failure_text(case))
             f = ET.SubElement(tc, "failure", message=text.splitlines()[0] if text else "failed", type="GoldenMismatch")
             f.text = text
     other = [p for p in report.problems if p.split(":")[0] not in cases]
     if other:
-        ET.SubElement(ts, "system-err").text = "\n".join(other)
+        ET.SubElement(ts, "system-err").text = _xml("\n".join(other))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
