@@ -27,15 +27,15 @@ tensor frozen at the value the unperturbed forward recorded. The HVP is then the
 double backward (the detached tensor has no graph in either pass), ``torch.func.jvp(torch.func.grad(...))``
 and ``jax.jvp(jax.grad(...))`` all give it.
 
-:func:`hvp_records` is ``refmem check --method hvp``: symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩``
-for two tangent draws, and the complex-step HVP against Richardson-extrapolated central
-differences of the backward.
+``refmem check --method hvp`` ([`refmem.gradcheck.hvp_records`][refmem.gradcheck.hvp_records]) checks the HVP: symmetry
+``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩`` for two tangent draws, and the complex-step HVP against
+Richardson-extrapolated central differences of the backward. This module imports nothing from
+[`refmem.gradcheck`][refmem.gradcheck] (the check engine builds on it, not the other way round).
 """
 
 from __future__ import annotations
 
 import inspect
-import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -46,7 +46,7 @@ from .validation import probing
 
 __all__ = [
     "COMPLEX_STEP", "COMPLEX_STEP_32", "TANGENT_SALT", "tangents_for", "jvp", "hvp", "central_hvp",
-    "central_jvp", "method_of", "HVP_TOLERANCES", "hvp_records",
+    "central_jvp", "method_of", "HVP_TOLERANCES",
 ]
 
 #: Complex step for complex128 (float64) evaluations, as in SPEC §6.
@@ -176,38 +176,3 @@ def method_of(case: Case) -> str:
 #: ``agreement``: the complex-step HVP against Richardson-extrapolated central differences of the
 #: backward, SPEC §6's central tolerances (element-wise ``1e-7 + 1e-5 |n|``, norm-wise ``1e-8``).
 HVP_TOLERANCES = {"symmetry": 1e-10, "agreement": (1e-7, 1e-5, 1e-8)}
-
-
-def hvp_records(case: Case, xp: Any, seed: int = 0, sizes: Mapping[str, int] | None = None,
-                backend: str = "numpy") -> list:
-    """The records of ``refmem check --method hvp`` for ``case`` at ``seed``."""
-    from .gradcheck import Evaluation, Record, Tolerance, compare
-
-    ev = Evaluation(case, xp, case.draw(xp, seed, sizes), seed)
-    arrays = {k: (rx.from_numpy(xp, ev.host[k]) if k in ev.keys else v) for k, v in ev.arrays.items()}
-    frozen = ev.frozen if case.stopped else {}
-    records = []
-    # Agreement: complex step against central differences of the backward, per tensor.
-    t1 = tangents_for(ev.host, ev.keys, seed)
-    t0 = time.perf_counter()
-    exact = hvp(case, xp, arrays, ev.cotangents, t1, frozen)
-    numeric = central_hvp(case, xp, arrays, ev.cotangents, t1, frozen)
-    seconds = time.perf_counter() - t0
-    atol, rtol, normwise = HVP_TOLERANCES["agreement"]
-    tol = Tolerance(atol=atol, rtol=rtol, normwise=normwise)
-    for k in sorted(exact):
-        err = compare(exact[k], numeric[k], tol)
-        records.append(Record(case.name, f"hvp/{k}", "hvp", *err, seconds / len(exact), backend,
-                              note="complex step vs Richardson central differences of the backward"))
-    # Symmetry on a second draw of tangents.
-    t0 = time.perf_counter()
-    a, b = t1, tangents_for(ev.host, ev.keys, seed, draw=1)
-    ha, hb = hvp(case, xp, arrays, ev.cotangents, a, frozen), hvp(case, xp, arrays, ev.cotangents, b, frozen)
-    ba = sum(float(np.sum(b[k] * ha[k])) for k in a)
-    ab = sum(float(np.sum(a[k] * hb[k])) for k in a)
-    scale = max(abs(ba), abs(ab), sum(float(np.sum(np.abs(b[k] * ha[k]))) for k in a), 1e-300)
-    rel = abs(ba - ab) / scale
-    records.append(Record(case.name, "<t2,Ht1>", "hvp", abs(ba - ab), rel, rel,
-                          bool(rel <= HVP_TOLERANCES["symmetry"]), time.perf_counter() - t0, backend,
-                          note="symmetry <t2,Ht1> = <t1,Ht2>"))
-    return records

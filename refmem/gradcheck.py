@@ -13,7 +13,7 @@ applied to those cotangents and the numerical side differentiates ``L``:
   differentiable tensor at once (``v`` is the cotangent), by central differences;
   ``u`` is tilted towards the analytic gradient so that ``vᵀ J u`` cannot cancel
   to rounding noise (:func:`_tilted_direction`);
-* ``hvp``: second order (:func:`refmem.forward_mode.hvp_records`): the complex step
+* ``hvp``: second order ([`hvp_records`][refmem.gradcheck.hvp_records], on the complex step of [`refmem.forward_mode`][refmem.forward_mode]): the complex step
   through the hand-derived backward against Richardson-extrapolated central
   differences of it, and the symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩``.
 
@@ -47,17 +47,15 @@ the middle copy (rows that mixed would not). Otherwise, or with
 ``batched=False``, it runs the plain per-element loop; both give the same
 numbers to rounding.
 
-Params are the bulk of the element-wise work of a model case. Their loops are
-shared among forked worker processes (:func:`check_case`'s ``jobs``, default
-``REFMEM_JOBS`` or the idle CPUs) when they are long enough to pay for the
-fork; every element is computed as the serial loop computes it.
+Params are the bulk of the element-wise work of a model case. ``refmem check``
+runs its cases side by side in worker processes (``refmem.executor``,
+``--workers``, default [`default_jobs`][refmem.gradcheck.default_jobs]); each case is
+checked in one process, exactly as a serial run checks it.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -65,6 +63,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .validation import probing
+from . import forward_mode as fm
 from . import xp as rx
 from .catalogue import Case
 
@@ -83,6 +82,7 @@ __all__ = [
     "compare",
     "check_case",
     "check_function",
+    "hvp_records",
 ]
 
 CENTRAL_STEP = 2.0**-20
@@ -344,19 +344,17 @@ def _batched(ev: Evaluation, key: str, batched: bool) -> int | None:
     return ev.batch_rows()
 
 
-def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batched: bool = True,
-                     workers: "_Workers | None" = None) -> np.ndarray:
+def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batched: bool = True) -> np.ndarray:
     """Element-wise central differences of the loss with respect to tensor ``key``.
 
     With ``batched`` (the default) an input or state tensor of a batch-separable
     case is perturbed in stacked copies of the batch, many per forward call;
     ``batched=False`` runs the plain loop of two forward calls per element. Both
     take each difference on the outputs before summing with the cotangent.
-    ``workers`` (see :func:`check_case`) share the loop among processes.
     """
     B = _batched(ev, key, batched)
     if B is None:
-        return _loop(ev, key, "central", step, workers)
+        return _loop(ev, key, "central", step)
     x = ev.host[key]
     m = x.size // B
     rows = x.reshape(B, m)
@@ -375,12 +373,10 @@ def central_gradient(ev: Evaluation, key: str, step: float = CENTRAL_STEP, batch
     return grad.reshape(x.shape)
 
 
-def _loop(ev: Evaluation, key: str, method: str, step: float, workers: "_Workers | None" = None) -> np.ndarray:
-    """The per-element loop of ``method`` over every element of ``key`` (shared among ``workers`` when given)."""
+def _loop(ev: Evaluation, key: str, method: str, step: float) -> np.ndarray:
+    """The per-element loop of ``method`` over every element of ``key``."""
     x = ev.host[key]
     idx = np.arange(x.size)
-    if workers is not None:
-        return workers.map(method, key, step, idx).reshape(x.shape)
     return _VALUES[method](ev, key, step, idx).reshape(x.shape)
 
 
@@ -398,8 +394,7 @@ def _central_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) 
     return out
 
 
-def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batched: bool = True,
-                     workers: "_Workers | None" = None) -> np.ndarray:
+def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batched: bool = True) -> np.ndarray:
     """Element-wise complex-step derivative ``Im L(x + i h e_i) / h`` for tensor ``key``.
 
     ``batched`` as in :func:`central_gradient`: one stacked copy of the batch per
@@ -407,7 +402,7 @@ def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batch
     """
     B = _batched(ev, key, batched)
     if B is None:
-        return _loop(ev, key, "complex", step, workers)
+        return _loop(ev, key, "complex", step)
     x = ev.host[key]
     m = x.size // B
     rows = x.reshape(B, m).astype(np.complex128)
@@ -440,25 +435,15 @@ def _complex_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) 
 _VALUES = {"central": _central_values, "complex": _complex_values}
 
 
-# ----------------------------------------------------------------------------- worker processes
-
-#: The evaluation forked workers inherit (set only while a pool is being created).
-_SHARED: Evaluation | None = None
-#: Estimated seconds of per-element loops below which no worker process is started.
-PARALLEL_MIN_SECONDS = 1.0
-
-
-def _work(task: tuple[str, str, float, np.ndarray]) -> np.ndarray:
-    method, key, step, indices = task
-    return _VALUES[method](_SHARED, key, step, indices)
+# ----------------------------------------------------------------------------- workers
 
 
 def default_jobs() -> int:
     """Worker processes for the per-element loops: ``REFMEM_JOBS`` if set, else the idle CPUs.
 
-    Idle CPUs: the usable CPUs less the one-minute load average, counting this
-    process as idle (at least 1). On a machine that other jobs keep busy, forked
-    workers would only queue behind them.
+    Idle CPUs (``refmem.executor.idle_cpus``): the usable CPUs less the
+    one-minute load average, counting this process as idle (at least 1). On a machine that other
+    jobs keep busy, more workers would only queue behind them. ``refmem check --workers`` defaults to it.
     """
     env = os.environ.get("REFMEM_JOBS", "").strip()
     if env:
@@ -471,67 +456,9 @@ def default_jobs() -> int:
 
             raise DomainError(f"REFMEM_JOBS: expected an integer >= 1, got {env!r}")
         return jobs
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(cpus, int(cpus - load + 1.0)))
+    from .executor import idle_cpus
 
-
-def _ignore_sigint() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _Workers:
-    """Forked processes that share one :class:`Evaluation` for the per-element loops of params.
-
-    The processes are forked while ``_SHARED`` holds the evaluation, so they
-    inherit it and nothing is pickled but indices and results. Each element is
-    computed exactly as the serial loop computes it, so the numbers are the
-    same; only the wall time is shared among the processes.
-    """
-
-    def __init__(self, ev: Evaluation, jobs: int):
-        global _SHARED
-        self.jobs = jobs
-        _SHARED = ev
-        try:
-            # workers ignore Ctrl-C: the parent gets it and terminates them (no traceback per worker)
-            self.pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_sigint)
-        finally:
-            _SHARED = None
-
-    def map(self, method: str, key: str, step: float, indices: np.ndarray) -> np.ndarray:
-        chunks = [c for c in np.array_split(indices, 4 * self.jobs) if c.size]
-        return np.concatenate(self.pool.map(_work, [(method, key, step, c) for c in chunks]))
-
-    def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
-
-
-def _start_workers(ev: Evaluation, xp: Any, jobs: int | None, methods: list[str]) -> _Workers | None:
-    """Worker processes when the per-element loops are long enough to gain from them, else ``None``.
-
-    Only for host backends (NumPy, array-api-strict) on platforms that fork, and
-    not once JAX is loaded in this process (its threads make a fork unsafe).
-    """
-    jobs = default_jobs() if jobs is None else int(jobs)
-    if jobs < 2 or rx.backend_name(xp) not in ("numpy", "array_api_strict"):
-        return None
-    if "fork" not in multiprocessing.get_all_start_methods() or "jax" in sys.modules:
-        return None
-    calls = sum({"central": 2, "complex": 1}[m] for m in methods)
-    elements = sum(ev.host[k].size for k in ev.keys if k.split("/")[0] == "params")
-    if elements * calls * ev.forward_seconds < PARALLEL_MIN_SECONDS:
-        return None
-    return _Workers(ev, min(jobs, elements))
+    return idle_cpus()
 
 
 def directional_derivative(ev: Evaluation, direction: Mapping[str, np.ndarray], step: float = CENTRAL_STEP) -> float:
@@ -560,6 +487,43 @@ def _tilted_direction(u: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarra
 # ----------------------------------------------------------------------------- checks
 
 
+def hvp_records(case: Case, xp: Any, seed: int = 0, sizes: Mapping[str, int] | None = None,
+                backend: str = "numpy") -> list:
+    """The records of ``refmem check --method hvp`` for ``case`` at ``seed``: the complex-step HVP
+    ([`refmem.forward_mode.hvp`][refmem.forward_mode.hvp]) against Richardson-extrapolated central differences
+    of the backward, per tensor, and the symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩`` for two tangent draws."""
+    ev = Evaluation(case, xp, case.draw(xp, seed, sizes), seed)
+    arrays = {k: (rx.from_numpy(xp, ev.host[k]) if k in ev.keys else v) for k, v in ev.arrays.items()}
+    frozen = ev.frozen if case.stopped else {}
+    records = []
+    # Agreement: complex step against central differences of the backward, per tensor.
+    t1 = fm.tangents_for(ev.host, ev.keys, seed)
+    t0 = time.perf_counter()
+    exact = fm.hvp(case, xp, arrays, ev.cotangents, t1, frozen)
+    numeric = fm.central_hvp(case, xp, arrays, ev.cotangents, t1, frozen)
+    seconds = time.perf_counter() - t0
+    atol, rtol, normwise = fm.HVP_TOLERANCES["agreement"]
+    tol = Tolerance(atol=atol, rtol=rtol, normwise=normwise)
+    for k in sorted(exact):
+        err = compare(exact[k], numeric[k], tol)
+        records.append(Record(case.name, f"hvp/{k}", "hvp", *err, seconds / len(exact), backend,
+                              note="complex step vs Richardson central differences of the backward"))
+    # Symmetry on a second draw of tangents.
+    t0 = time.perf_counter()
+    a, b = t1, fm.tangents_for(ev.host, ev.keys, seed, draw=1)
+    ha, hb = fm.hvp(case, xp, arrays, ev.cotangents, a, frozen), fm.hvp(case, xp, arrays, ev.cotangents, b, frozen)
+    ba = sum(float(np.sum(b[k] * ha[k])) for k in a)
+    ab = sum(float(np.sum(a[k] * hb[k])) for k in a)
+    scale = max(abs(ba), abs(ab), sum(float(np.sum(np.abs(b[k] * ha[k]))) for k in a), 1e-300)
+    rel = abs(ba - ab) / scale
+    records.append(Record(case.name, "<t2,Ht1>", "hvp", abs(ba - ab), rel, rel,
+                          bool(rel <= fm.HVP_TOLERANCES["symmetry"]), time.perf_counter() - t0, backend,
+                          note="symmetry <t2,Ht1> = <t1,Ht2>"))
+    return records
+
+
+
+
 def check_case(
     case: Case,
     xp: Any,
@@ -575,13 +539,15 @@ def check_case(
     ``complex`` is skipped for cases that are not analytic on their path
     (``case.complex_step`` false). Returns one :class:`Record` per tensor and
     method (one per case for ``directional``). ``batched=False`` forces the
-    plain per-element loop (see the module docstring). ``jobs``: processes that
-    share the per-element loops of params (default :func:`default_jobs`, i.e.
-    ``REFMEM_JOBS`` or the idle CPUs; 1 runs everything in this process); they
-    are started only on NumPy and array-api-strict, where fork is available, and
-    when the loops would take more than :data:`PARALLEL_MIN_SECONDS`. The numbers
-    do not depend on ``jobs``.
+    plain per-element loop (see the module docstring). ``jobs`` is no longer
+    used (0.2.0: a case is checked in one process; ``refmem check --workers``
+    checks cases side by side) and warns when given.
     """
+    if jobs is not None:
+        import warnings
+
+        warnings.warn("check_case(jobs=...) is ignored since refmem 0.2.0: a case is checked in one process; "
+                      "refmem check --workers N checks cases in N processes", DeprecationWarning, stacklevel=2)
     methods = list(methods)
     for m in methods:
         if m not in METHODS:
@@ -598,39 +564,31 @@ def check_case(
             on_tensor(rec)
 
     if "hvp" in methods:
-        from .forward_mode import hvp_records
-
         for rec in hvp_records(case, xp, seed, sizes, backend):
             emit(rec)
         methods = [m for m in methods if m != "hvp"]
-    elementwise = [m for m in methods if m == "central" or (m == "complex" and case.complex_step)]
-    workers = _start_workers(ev, xp, jobs, elementwise) if elementwise else None
-    try:
-        for method in methods:
-            if method == "complex" and not case.complex_step:
-                continue
-            tol = TOLERANCES[method]
-            if method == "directional":
-                t0 = time.perf_counter()
-                rng = np.random.default_rng([int(seed), 0xD1EC])
-                u = {k: rng.normal(size=ev.host[k].shape) for k in ev.keys}
-                u = _tilted_direction(u, analytic)
-                numeric = directional_derivative(ev, u)
-                exact = float(sum(np.sum(analytic[k] * u[k]) for k in ev.keys))
-                err = compare(np.array([exact]), np.array([numeric]), tol)
-                emit(Record(case.name, "vJu", method, *err, time.perf_counter() - t0, backend))
-                continue
-            for key in ev.keys:
-                t0 = time.perf_counter()
-                if method == "central":
-                    numeric = central_gradient(ev, key, batched=batched, workers=workers)
-                else:
-                    numeric = complex_gradient(ev, key, batched=batched, workers=workers)
-                err = compare(analytic[key], numeric, tol)
-                emit(Record(case.name, key, method, *err, time.perf_counter() - t0, backend))
-    finally:
-        if workers is not None:
-            workers.close()
+    for method in methods:
+        if method == "complex" and not case.complex_step:
+            continue
+        tol = TOLERANCES[method]
+        if method == "directional":
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([int(seed), 0xD1EC])
+            u = {k: rng.normal(size=ev.host[k].shape) for k in ev.keys}
+            u = _tilted_direction(u, analytic)
+            numeric = directional_derivative(ev, u)
+            exact = float(sum(np.sum(analytic[k] * u[k]) for k in ev.keys))
+            err = compare(np.array([exact]), np.array([numeric]), tol)
+            emit(Record(case.name, "vJu", method, *err, time.perf_counter() - t0, backend))
+            continue
+        for key in ev.keys:
+            t0 = time.perf_counter()
+            if method == "central":
+                numeric = central_gradient(ev, key, batched=batched)
+            else:
+                numeric = complex_gradient(ev, key, batched=batched)
+            err = compare(analytic[key], numeric, tol)
+            emit(Record(case.name, key, method, *err, time.perf_counter() - t0, backend))
     return records
 
 

@@ -1,7 +1,7 @@
 """A pytest plugin: one test per golden case for your implementation.
 
     pytest --refmem-adapter mypkg.adapter:run [--refmem-case PATTERN] [--refmem-dtype float32]
-           [--refmem-golden-dir DIR] [--refmem-differential N]
+           [--refmem-golden-dir DIR] [--refmem-differential N] [--refmem-isolate [--refmem-timeout S]]
 
 Registered as the ``pytest11`` entry point ``refmem`` (or load it with
 ``-p refmem.pytest_plugin``). The adapter follows examples/README.md's protocol. Each
@@ -11,6 +11,10 @@ case's first divergence. Without ``--refmem-adapter`` the plugin only registers 
 options: it imports nothing else and adds no test. With ``--refmem-differential N`` every
 such catalogue case also becomes an item ``refmem-differential::<case>[<dtype>]`` that runs
 ``refmem verify``'s search (:mod:`refmem.differential`) for N examples.
+
+The adapter is imported and called in the pytest process by default. ``--refmem-isolate`` runs
+it in a child process (as ``refmem verify`` and ``refmem golden verify`` do): an adapter that
+exits, crashes, prints or hangs past ``--refmem-timeout`` seconds fails its item, not the session.
 """
 
 from __future__ import annotations
@@ -32,8 +36,13 @@ def pytest_addoption(parser) -> None:
     group.addoption("--refmem-golden-dir", default=None, metavar="DIR",
                     help="golden directory (default: the checkout's golden/, else the copy shipped with refmem)")
     group.addoption("--refmem-differential", type=int, default=0, metavar="N",
-                    help="also test every case the adapter declares against live refmem at N Hypothesis-drawn "
+                    help="also test every case the adapter declares against live refmem at N drawn "
                          "examples (refmem verify), one test per case")
+    group.addoption("--refmem-isolate", action="store_true", default=False,
+                    help="run the adapter in a child process (default: in the pytest process); an adapter that "
+                         "exits, crashes, prints or hangs fails its item")
+    group.addoption("--refmem-timeout", type=float, default=None, metavar="S",
+                    help="with --refmem-isolate: seconds one adapter call may take (default 600)")
 
 
 class GoldenMismatch(AssertionError):
@@ -98,10 +107,17 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
     dtype = config.getoption("--refmem-dtype")
     try:
-        adapter = golden.load_adapter(spec)
+        if config.getoption("--refmem-isolate"):
+            from .golden.isolated import DEFAULT_TIMEOUT, IsolatedAdapter
+
+            timeout = config.getoption("--refmem-timeout") or DEFAULT_TIMEOUT
+            adapter = IsolatedAdapter(spec, timeout)
+            config.add_cleanup(adapter.close)
+        else:
+            adapter = golden.load_adapter(spec)
         root = resolve_dir(config.getoption("--refmem-golden-dir"))
         manifest = golden.read_manifest(root)
-    except golden.GoldenError as exc:
+    except (golden.GoldenError, ValueError) as exc:
         raise pytest.UsageError(f"--refmem-adapter {spec}: {exc}") from None
     names = select(adapter, manifest, config.getoption("--refmem-case"))
     if not names:

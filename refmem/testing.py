@@ -11,7 +11,7 @@ A failure raises :class:`AssertionError` whose message starts with the first div
 (GOLDEN.md ``order``, the earliest time step first), then lists the failing tensors and
 problems. Results may be arrays of any framework (NumPy, torch, JAX, CuPy).
 
-:func:`differential` holds an adapter to live refmem at Hypothesis-drawn shapes
+:func:`differential` holds an adapter to live refmem at drawn shapes (failures shrunk by Hypothesis)
 (:mod:`refmem.differential`)::
 
     def test_my_access_step_everywhere():
@@ -46,20 +46,42 @@ def assert_matches_golden(case: Any, results: Mapping[str, Any], dtype: str = "f
 
 def differential(adapter: Any, case_pattern: Any = None, dtype: str = "float64", max_examples: int = 100,
                  seed: int = 0, save_failures: str | os.PathLike | None = None,
-                 batch_invariance: bool = False):
+                 batch_invariance: bool = False, *, isolate: bool = False, timeout: float | None = None,
+                 workers: int = 1):
     """Assert that ``adapter`` (``"package.module:function"``, a path ``file.py:function`` or a
-    :class:`refmem.golden.Adapter`) agrees with live refmem on ``max_examples`` Hypothesis-drawn
+    :class:`refmem.golden.Adapter`) agrees with live refmem on ``max_examples`` drawn
     examples of every case it declares that matches ``case_pattern`` (fnmatch or substring; a
     list for several), in ``dtype``.
 
     Raises :class:`AssertionError` naming, per failing case, the shrunk failing example and its
     first divergence (with ``save_failures``, the golden reproducer written there). Returns the
-    :class:`refmem.differential.Result` when every case passes. Call it from a plain test
+    [`Result`][refmem.differential.Result] when every case passes. Call it from a plain test
     function, not from inside a ``@given`` test (it runs its own Hypothesis search).
+
+    The adapter runs in this process by default (fast, and a function of your test module works).
+    ``isolate=True`` (an adapter given by name) runs it in a child process, as ``refmem verify``
+    does: one that exits, crashes, prints or hangs past ``timeout`` seconds (default
+    [`DEFAULT_TIMEOUT`][refmem.golden.isolated.DEFAULT_TIMEOUT]) fails its case instead of your
+    test session. ``workers``: run the examples in that many local processes (an adapter given by
+    name); the verdict does not depend on it.
     """
     from . import differential as D
+    from .executor import Executor
+    from .golden.isolated import DEFAULT_TIMEOUT, IsolatedAdapter
 
-    result = D.differential(adapter, case_pattern, dtype, max_examples, seed, save_failures, batch_invariance)
+    own = None
+    if isolate:
+        if not isinstance(adapter, str):
+            raise TypeError(f"isolate: an isolated adapter is given by name (package.module:function), "
+                            f"got {type(adapter).__name__}")
+        adapter = own = IsolatedAdapter(adapter, DEFAULT_TIMEOUT if timeout is None else timeout)
+    try:
+        with Executor(workers) as executor:
+            result = D.differential(adapter, case_pattern, dtype, max_examples, seed, save_failures, batch_invariance,
+                                    executor=executor)
+    finally:
+        if own is not None:
+            own.close()
     if not result.passed:
         lines = []
         for r in result.cases:

@@ -112,3 +112,22 @@ def test_stopped_gradient_is_checked_with_the_frozen_value():
     case = Case("user/stop/default", "", "stop", lambda xp_, s, z: {"inputs/x": xp_.asarray([0.5, -1.5, 2.0])},
                 fwd, bwd)
     assert all(r.passed for r in gradcheck.check_case(case, xp, methods=("central", "complex")))
+
+
+def test_forward_mode_imports_nothing_from_gradcheck():
+    """No import circle: the check engine builds on refmem.forward_mode, never the other way round
+    (imports inside functions included)."""
+    import ast
+    from pathlib import Path
+
+    import refmem.forward_mode as fm
+
+    tree = ast.parse(Path(fm.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported.update(a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert not any("gradcheck" in name for name in imported), imported

@@ -1,4 +1,9 @@
-"""``refmem check``: run the gradient checks of SPEC §6 over the catalogue."""
+"""``refmem check``: run the gradient checks of SPEC §6 over the catalogue.
+
+Cases are checked side by side in ``--workers`` processes (default ``REFMEM_JOBS``, else the
+idle CPUs) on the executor of ``refmem verify`` ([`refmem.executor`][refmem.executor]); each case
+runs whole in one process, so the records are those of a serial run, in catalogue order.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,10 @@ def add_arguments(p: ArgumentParser) -> None:
     p.add_argument("--method", action="append", choices=["central", "complex", "directional", "hvp"],
                    help="check method (repeatable; default: central and complex); hvp: second order, the "
                         "complex step through the backward against central differences of it, and symmetry")
+    p.add_argument("--workers", type=int_at_least(1), default=None, metavar="N",
+                   help="check cases side by side in N processes (default: REFMEM_JOBS, else the idle CPUs; "
+                        "NumPy and array-api-strict only, other backends run in this process); the records "
+                        "do not depend on N")
     p.add_argument("--json", metavar="PATH", help='write {"records": [...]} as JSON to PATH')
     p.add_argument("--quiet", action="store_true", help="print only failures and the summary")
 
@@ -43,10 +52,34 @@ def _fmt(x: float) -> str:
     return "nan" if x != x else f"{x:.1e}"
 
 
+def check_one(name: str, backend: str, seed: int, methods: list[str]) -> list:
+    """The records of case ``name`` (a crashing case is one failed record with its reason): one task of
+    ``refmem check``, the same in this process or a worker."""
+    from .. import catalogue, gradcheck
+    from .. import xp as rx
+
+    case = catalogue.get_case(name)
+    try:
+        return gradcheck.check_case(case, rx.backend(backend), seed=seed, methods=methods)
+    except Exception as exc:  # noqa: BLE001 - a crashing case is a failed case, reported with its reason
+        return [gradcheck.Record(name, "*", "error", float("nan"), float("nan"), float("nan"), False, 0.0, backend,
+                                 note=f"{type(exc).__name__}: {exc}")]
+
+
+def _heaviest_first(cases: list) -> list:
+    """``cases`` in the order to start them: the largest product of default sizes (a cheap proxy of the
+    forward calls the element-wise checks make) first, so that no long case starts last. The records
+    are put back in catalogue order."""
+    import math
+
+    return sorted(cases, key=lambda c: math.prod(int(v) for v in c.sizes.values()), reverse=True)
+
+
 def run(args: Namespace) -> int:
     from .. import catalogue, gradcheck
     from .. import xp as rx
     from ..cli import CommandError, Outputs, Progress, print_table
+    from ..executor import Executor, run_all
 
     try:
         xp = rx.backend(args.backend)
@@ -61,20 +94,23 @@ def run(args: Namespace) -> int:
                                f"names are <module>/<function>/<variant>, e.g. {chosen[0].name if chosen else '-'}")
         chosen = [c for c in chosen if any(t in c.name for t in args.case)]
     methods = args.method or ["central", "complex"]
-    records: list[gradcheck.Record] = []
+    workers = args.workers if args.workers is not None else gradcheck.default_jobs()
+    if rx.backend_name(xp) not in ("numpy", "array_api_strict"):
+        workers = 1  # a device backend: one process owns the device
+    tasks = [(case.name, args.backend, args.seed, methods) for case in _heaviest_first(chosen)]
     bar = Progress(len(chosen), label="check")
     t_start = time.perf_counter()
     try:
-        for case in chosen:
-            try:
-                records.extend(gradcheck.check_case(case, xp, seed=args.seed, methods=methods))
-            except Exception as exc:  # a crashing case is a failed case, reported with its reason
-                records.append(gradcheck.Record(case.name, "*", "error", float("nan"), float("nan"),
-                                                float("nan"), False, 0.0, args.backend,
-                                                note=f"{type(exc).__name__}: {exc}"))
-            bar.update(1, case.name)
+        executor = Executor(min(workers, max(1, len(tasks))))
+    except ValueError as exc:
+        raise CommandError(f"argument --workers: {exc}") from None
+    try:
+        done = run_all(executor, check_one, tasks, on_result=lambda i, _: bar.update(1, tasks[i][0]))
     finally:
+        executor.close()
         bar.close()
+    by_case = {t[0]: recs for t, recs in zip(tasks, done)}
+    records: list[gradcheck.Record] = [r for case in chosen for r in by_case[case.name]]
     elapsed = time.perf_counter() - t_start
 
     rows = [r for r in records if not (args.quiet and r.passed)]

@@ -6,6 +6,8 @@
   [--json PATH] [--junit PATH] [--markdown PATH]``: run your implementation on the golden
   cases it declares, print a table and, per failing case, its first divergence; optionally
   write the report as JSON, JUnit XML (one test case per golden case) and a Markdown summary.
+  The adapter runs in a child process (``--timeout S``, default 600; ``--in-process`` to run it in
+  refmem's own): one that exits, crashes, hangs or prints fails its case and the run goes on.
 
 ``check`` and ``verify`` exit 1 on any failure, naming each failing case and tensor.
 """
@@ -17,6 +19,8 @@ import sys
 import time
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
+
+from . import adapter_process
 
 HELP = "export, check and verify golden tensors for other frameworks (GOLDEN.md)"
 
@@ -50,6 +54,7 @@ def add_arguments(p: ArgumentParser) -> None:
     v.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     v.add_argument("--junit", metavar="PATH", help="also write JUnit XML (one test case per golden case) for CI")
     v.add_argument("--markdown", metavar="PATH", help="also write a Markdown summary (e.g. for a CI job summary)")
+    adapter_process.add_arguments(v)
 
 
 def run(args: Namespace) -> int:
@@ -113,7 +118,12 @@ def run(args: Namespace) -> int:
             return 0
 
         if args.action == "verify":
-            report = golden.verify(args.adapter, args.dtype, args.dir, args.case)
+            adapter = adapter_process.open_adapter(args)
+            try:
+                report = golden.verify(adapter, args.dtype, args.dir, args.case)
+            finally:
+                if hasattr(adapter, "close"):
+                    adapter.close()
             meta = {"adapter": args.adapter, "dtype": args.dtype, "cases": args.case or []}
             title = f"refmem golden verify {args.adapter} ({args.dtype})"
             writers = {"json": lambda: golden.to_json(report, meta), "junit": lambda: golden.to_junit(report, title),

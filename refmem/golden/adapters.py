@@ -107,20 +107,20 @@ def select(adapter: Adapter, manifest: Mapping[str, Any], patterns: Sequence[str
 
 
 def verify_case(adapter: Adapter, name: str, dtype: str, root: Path, manifest: Mapping[str, Any]) -> Report:
-    """Run ``adapter`` on case ``name`` and compare; a load error or an exception inside the
-    adapter is a problem of the report, not an exception."""
+    """Run ``adapter`` on case ``name`` and compare; a load error or an adapter that gives no result
+    (it raises; run in a child process, ``refmem.golden.isolated.IsolatedAdapter``,
+    also one that exits, crashes, hangs or prints) is a problem of the report, not an exception."""
     report = Report()
     try:
         golden = load(name, root, dict(manifest))
     except GoldenError as exc:
         report.problems.append(str(exc))
         return report
-    try:
-        results = adapter(name, golden.given(dtype), dtype, dict(golden.config))
-        if not isinstance(results, Mapping):
-            raise TypeError(f"the adapter returned {type(results).__name__}, expected a dict")
-    except Exception as exc:  # noqa: BLE001 - report and go on
-        report.problems.append(f"{name}: the adapter raised {type(exc).__name__}: {exc}")
+    from .isolated import call_adapter
+
+    results, problem = call_adapter(adapter, name, golden.given(dtype), dtype, golden.config)
+    if results is None:  # it raised, exited, crashed, hung or printed: report and go on
+        report.problems.append(problem)
         return report
     report.extend(compare(golden, results, dtype))
     return report
@@ -139,7 +139,10 @@ def verify(
     and returns ``outputs/<name>``, ``grads/<role>/<name>`` and, optionally, any
     ``intermediates/<name>``; each is compared with the reference at the tolerance of
     ``dtype``, and each failing case names its first divergence. An exception inside
-    the adapter fails that case and the others still run.
+    the adapter fails that case and the others still run. ``adapter`` given by name is
+    imported and called in this process; pass an
+    ``refmem.golden.isolated.IsolatedAdapter`` to run it in a child process
+    (what ``refmem golden verify`` does).
     """
     if dtype not in DTYPES:
         raise GoldenError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

@@ -1,0 +1,202 @@
+"""Where independent tasks run: this process, local worker processes, or a Dask cluster.
+
+``refmem verify`` (its examples) and ``refmem check`` (its cases) hand their tasks to an
+[`Executor`][refmem.executor.Executor], built on existing engines, never a home-made pool:
+
+* ``workers=1`` (and no scheduler): every task runs in this process, one after another;
+* ``workers=N``: a [`concurrent.futures.ProcessPoolExecutor`][concurrent.futures.ProcessPoolExecutor]
+  of N processes (started with ``spawn``, so a framework's threads in this process do not matter);
+  each worker ignores Ctrl-C (this process decides), is killed by the kernel when this process
+  dies (Linux) and watches it otherwise, so no worker outlives a killed or interrupted run;
+* ``scheduler="tcp://host:port"``: a [Dask distributed](https://distributed.dask.org) cluster
+  (``pip install 'refmem[distributed]'``): tasks go to its workers, which must import refmem
+  (and the adapter) themselves.
+
+Tasks are plain module-level functions with picklable arguments; their results come back in
+the order they finish ([`Executor.wait`][refmem.executor.Executor.wait]) or in submission order
+([`run_all`][refmem.executor.run_all]). A task's result never depends on where it ran.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+__all__ = ["Executor", "run_all", "die_with_parent", "idle_cpus"]
+
+
+def die_with_parent(parent: int, main_thread: bool = True) -> None:
+    """End this process when process ``parent`` is gone: the kernel's parent-death signal (Linux, when
+    the parent's main thread started this process) and a watcher thread (everywhere)."""
+    if main_thread and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - best effort; the watcher still runs
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="refmem-parent-watch", daemon=True).start()
+
+
+def idle_cpus() -> int:
+    """The usable CPUs less the one-minute load average, counting this process as idle (at least 1)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, min(cpus, int(cpus - load + 1.0)))
+
+
+def _init_worker(parent: int, environ: dict[str, str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.update(environ)
+    die_with_parent(parent)
+
+
+class _Inline:
+    """A finished future: what a task run in this process gives."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple):
+        try:
+            self._value, self._error = fn(*args), None
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self._value, self._error = None, exc
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Executor:
+    """Runs tasks in this process (``workers=1``), in ``workers`` local processes, or on the Dask
+    cluster at ``scheduler``. ``environ`` is set in local worker processes (e.g. ``OMP_NUM_THREADS``).
+
+    Raises ``ValueError`` for ``workers < 1``, both options at once, or a scheduler that cannot be
+    reached, and ``ImportError`` when ``scheduler`` is given and Dask distributed is not installed.
+    """
+
+    def __init__(self, workers: int = 1, scheduler: str | None = None, environ: dict[str, str] | None = None,
+                 connect_timeout: float = 20.0):
+        if int(workers) < 1:
+            raise ValueError(f"workers: expected at least 1, got {workers!r}")
+        if scheduler is not None and int(workers) != 1:
+            raise ValueError("workers and scheduler: give one of them (a cluster has its own workers)")
+        self.workers = int(workers)
+        self.scheduler = scheduler
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._client: Any = None
+        if scheduler is not None:
+            try:
+                from distributed import Client
+            except ImportError as exc:
+                raise ImportError("--scheduler needs Dask distributed: pip install 'refmem[distributed]'") from exc
+            try:
+                self._client = Client(scheduler, timeout=f"{connect_timeout}s", set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(f"scheduler {scheduler!r}: cannot connect ({type(exc).__name__}: {exc})") from None
+            self.workers = max(1, sum(self._client.nthreads().values()))
+        elif self.workers > 1:
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_init_worker,
+                                                initargs=(os.getpid(), dict(environ or {})))
+
+    @property
+    def parallel(self) -> bool:
+        """Whether tasks run elsewhere (and several at a time)."""
+        return self._pool is not None or self._client is not None
+
+    @property
+    def slots(self) -> int:
+        """How many tasks to keep in flight: two per worker, so that none waits for the next."""
+        return 2 * self.workers if self.parallel else 1
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Start ``fn(*args)``; returns a future (``.result()``). Inline, it has already run."""
+        if self._client is not None:
+            return self._client.submit(fn, *args, pure=False)
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        return _Inline(fn, args)
+
+    def wait(self, futures: Iterable[Any]) -> set:
+        """The futures of ``futures`` that are done, once at least one is (all of them, inline)."""
+        futures = list(futures)
+        if not futures:
+            return set()
+        if self._client is not None:
+            from distributed import wait
+
+            with self._client.as_current():
+                return set(wait(futures, return_when="FIRST_COMPLETED").done)
+        if self._pool is not None:
+            return set(cf.wait(futures, return_when=cf.FIRST_COMPLETED).done)
+        return set(futures)
+
+    def close(self, pending: Iterable[Any] = ()) -> None:
+        """Cancel ``pending`` and let go of the workers (local ones are ended)."""
+        pending = [f for f in pending if not isinstance(f, _Inline)]
+        if self._client is not None:
+            try:
+                if pending:
+                    self._client.cancel(pending)
+            finally:
+                self._client.close()
+                self._client = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            for f in pending:
+                f.cancel()
+            processes = list(getattr(pool, "_processes", {}).values())
+            pool.shutdown(wait=not pending, cancel_futures=True)
+            for p in processes:  # busy with a cancelled campaign's task: not worth waiting for
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def run_all(executor: Executor, fn: Callable[..., Any], tasks: Sequence[tuple],
+            on_result: Callable[[int, Any], None] | None = None) -> list:
+    """``[fn(*task) for task in tasks]`` on ``executor``, in the order of ``tasks``; ``on_result(i, value)``
+    as each finishes. At most ``executor.slots`` tasks are in flight."""
+    results: list = [None] * len(tasks)
+    inflight: dict[Any, int] = {}
+    nxt = 0
+    try:
+        while nxt < len(tasks) or inflight:
+            while nxt < len(tasks) and len(inflight) < executor.slots:
+                inflight[executor.submit(fn, *tasks[nxt])] = nxt
+                nxt += 1
+            for f in executor.wait(inflight):
+                i = inflight.pop(f)
+                results[i] = f.result()
+                if on_result is not None:
+                    on_result(i, results[i])
+    except BaseException:
+        executor.close(list(inflight))
+        raise
+    return results
