@@ -23,9 +23,13 @@ PARTS = ("draw", "reference", "tolerances", "adapter", "comparison")
 
 
 def split(adapter_spec: str, dtype: str, n: str, pattern: str) -> dict:
-    """``run_case`` of every case of ``adapter_spec`` matching ``pattern``, ``n`` examples each, with
-    the CPU time of each example split into drawing, reference, tolerances, adapter and comparison
-    (the rest, Hypothesis's own work, is in ``total``)."""
+    """``run_case`` of every case of ``adapter_spec`` matching ``pattern``, ``n`` examples each, in this
+    process, with the CPU time of each example split into drawing, reference, tolerances, adapter
+    and comparison (the rest, the search's own work, is in ``total``). Works on the single-module
+    ``refmem.differential`` of refmem 0.1 (a Hypothesis search) and on the package of refmem 0.2
+    (examples by seed and index)."""
+    import importlib
+
     from refmem import differential as D
     from refmem import golden
 
@@ -46,30 +50,41 @@ def split(adapter_spec: str, dtype: str, n: str, pattern: str) -> dict:
                 state["depth"] -= 1
         return wrapper
 
-    live_golden = D.live_golden
+    def starting(fn):  # every example starts with its live reference (0.1) or run_example (0.2)
+        def wrapper(*args, **kwargs):
+            state["cur"] = dict.fromkeys(PARTS, 0.0)
+            state["cur"]["start"] = clk()
+            records.append(state["cur"])
+            return fn(*args, **kwargs)
+        return wrapper
 
-    def starting(*args, **kwargs):  # every example starts with its live reference
-        state["cur"] = dict.fromkeys(PARTS, 0.0)
-        state["cur"]["start"] = clk()
-        records.append(state["cur"])
-        return live_golden(*args, **kwargs)
+    def patch(module, name, part):
+        if hasattr(module, name):
+            setattr(module, name, timed(getattr(module, name), part))
 
-    D.live_golden = starting
-    D.draw_inputs = timed(D.draw_inputs, "draw")
-    D._reference = timed(D._reference, "reference")
-    if hasattr(D, "_float32_measurement"):  # refmem 0.1
-        import refmem.golden.exporter as exporter
-
-        exporter.float32_runs = timed(exporter.float32_runs, "tolerances")
-        D._float32_measurement = timed(D._float32_measurement, "tolerances")
-    else:
+    if hasattr(D, "runner"):  # refmem 0.2: patch where the names are looked up
+        mods = {m: importlib.import_module(f"refmem.differential.{m}") for m in ("runner", "reference", "comparison")}
+        mods["runner"].run_example = starting(mods["runner"].run_example)
+        patch(mods["reference"], "draw_inputs", "draw")
+        patch(mods["reference"], "_reference", "reference")
+        patch(mods["reference"], "manifest_entry", "tolerances")
+        patch(mods["comparison"], "_call", "adapter")
+        patch(mods["comparison"], "compare", "comparison")
         from refmem.golden import tolerances as T
 
         T.Measurement.measure = timed(T.Measurement.measure, "tolerances")
         T.Measurement.tolerances = timed(T.Measurement.tolerances, "tolerances")
-    D.manifest_entry = timed(D.manifest_entry, "tolerances")
-    D.compare = timed(D.compare, "comparison")
-    D._call = timed(D._call, "adapter")
+    else:  # refmem 0.1
+        D.live_golden = starting(D.live_golden)
+        patch(D, "draw_inputs", "draw")
+        patch(D, "_reference", "reference")
+        import refmem.golden.exporter as exporter
+
+        patch(exporter, "float32_runs", "tolerances")
+        patch(D, "_float32_measurement", "tolerances")
+        patch(D, "manifest_entry", "tolerances")
+        patch(D, "compare", "comparison")
+        patch(D, "_call", "adapter")
     adapter = golden.load_adapter(adapter_spec)
     cases = D.select_cases(adapter, [pattern])
     wall0, cpu0 = time.perf_counter(), clk()
