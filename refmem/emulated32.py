@@ -57,8 +57,10 @@ import numpy as np
 
 __all__ = ["Array", "Namespace", "EmulationError", "Diverged", "wrap", "unwrap", "ROUNDINGS"]
 
-#: The rounding modes of a run.
-ROUNDINGS = ("nearest", "stochastic")
+#: The rounding modes of a run: round to nearest; stochastic rounding (up or down with probability
+#: proportional to the distance); stochastic rounding of the arithmetic with the library functions
+#: (``exp``, ``tanh``, ``log``, ...) rounded *faithfully*, to either neighbour with probability 1/2.
+ROUNDINGS = ("nearest", "stochastic", "faithful")
 
 _LD = np.dtype(np.longdouble)
 _CLD = np.dtype(np.clongdouble)
@@ -69,12 +71,15 @@ _U64 = np.dtype(np.uint64)
 # Constants as 0-d arrays: NumPy combines them with arrays several times faster than Python or NumPy scalars.
 _INF32 = np.asarray(np.inf, dtype=np.float32)
 _ZERO64 = np.asarray(0.0)
+_HALF = np.asarray(0.5)
 _TWO53 = np.asarray(2.0**53)
 _GOLDEN = np.asarray(0x9E3779B97F4A7C15, dtype=np.uint64)
 _M1, _M2 = np.asarray(0xBF58476D1CE4E5B9, dtype=np.uint64), np.asarray(0x94D049BB133111EB, dtype=np.uint64)
 _S30, _S27, _S31, _S11 = (np.asarray(k, dtype=np.uint64) for k in (30, 27, 31, 11))
 #: Salt of a run's seed, and the extra salt of imaginary parts (independent draws from the real parts').
 _SEED_SALT = np.asarray(0x5F3759DF5F32, dtype=np.uint64)
+#: Salt of a faithful run's seed (draws independent of the stochastic run of the same seed).
+_FAITHFUL_SALT = np.asarray(0x2545F4914F6CDD1D, dtype=np.uint64)
 _IMAG_SALT = np.asarray(0x1D8E4E27C47D124F, dtype=np.uint64)
 
 
@@ -347,6 +352,9 @@ _UNARY_ROUNDED = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.l
                   "cos": np.cos, "tan": np.tan, "atan": np.arctan, "arctan": np.arctan, "sqrt": np.sqrt,
                   "square": np.square, "reciprocal": np.reciprocal}
 #: Elementwise functions exact on float32 values.
+#: The operations IEEE 754 requires correctly rounded (every float32 implementation rounds them so); the
+#: other elementwise functions are library functions, faithful (within one ulp) in real implementations.
+_CORRECTLY_ROUNDED = (np.add, np.subtract, np.multiply, np.divide, np.sqrt, np.square, np.reciprocal)
 _UNARY_EXACT = {"negative": np.negative, "positive": np.positive, "sign": np.sign, "floor": np.floor,
                 "ceil": np.ceil, "trunc": np.trunc, "round": np.round, "isfinite": np.isfinite, "isnan": np.isnan,
                 "isinf": np.isinf, "logical_not": np.logical_not, "signbit": np.signbit,
@@ -429,17 +437,19 @@ class Namespace:
             raise ValueError("runs: expected at least one (rounding, seed) pair, got none")
         for r, _ in runs:
             if r not in ROUNDINGS:
-                raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {r!r}")
+                raise ValueError(f"rounding: expected one of {', '.join(map(repr, ROUNDINGS))}, got {r!r}")
         self.runs = runs
         self.R = len(runs)
         self.rounding, self.seed = runs[0]
-        stochastic = [i for i, (r, _) in enumerate(runs) if r == "stochastic"]
-        self._near = self.R - len(stochastic)
-        # the stochastic rows come after the nearest ones (the general order is reordered by the caller)
-        if stochastic and stochastic != list(range(self._near, self.R)):
-            raise ValueError("runs: the stochastic runs must come after the round-to-nearest ones")
-        seeds = np.asarray([s for r, s in runs if r == "stochastic"], dtype=np.uint64).reshape(-1)
-        self._salt = _mix(seeds ^ _SEED_SALT)  # one salt per stochastic row (seeds: at least one axis)
+        kinds = [ROUNDINGS.index(r) for r, _ in runs]
+        if kinds != sorted(kinds):  # (the caller orders them: refmem.golden.tolerances.float32_runs does)
+            raise ValueError("runs: expected the round-to-nearest runs first, then the stochastic, then the faithful")
+        self._near = kinds.count(0)
+        self._faithful = kinds.count(2)
+        seeds = np.asarray([s for r, s in runs if r != "nearest"], dtype=np.uint64).reshape(-1)
+        salts = np.asarray([_SEED_SALT if r == "stochastic" else _SEED_SALT ^ _FAITHFUL_SALT
+                            for r, _ in runs if r != "nearest"], dtype=np.uint64).reshape(-1)
+        self._salt = _mix(seeds ^ salts)  # one salt per stochastic or faithful row (at least one axis)
         self._salt_im = _mix(self._salt ^ _IMAG_SALT)
         self._inner = _mix(self._salt)  # the inner hash of a value with no long double residual
         self._inner_im = _mix(self._salt_im)
@@ -523,8 +533,10 @@ class Namespace:
             got = self._shaped[key] = (salt.reshape(shape), inner.reshape(shape))
         return got
 
-    def _round(self, y: np.ndarray, imag: bool = False) -> np.ndarray:
-        """Physical values ``y`` rounded to float32 per run: nearest, or stochastically.
+    def _round(self, y: np.ndarray, imag: bool = False, library: bool = False) -> np.ndarray:
+        """Physical values ``y`` rounded to float32 per run: nearest, or stochastically (``library``:
+        the result of a library function, which a faithful run rounds to either neighbour with
+        probability 1/2).
 
         ``y`` holds the value to round: a long double, or a float64 where that is exact (a
         product of two float32 numbers, a sum that float64 holds exactly); complex: each
@@ -532,7 +544,7 @@ class Namespace:
         result is the same whichever precision carried ``y``.
         """
         if y.dtype.kind == "c":
-            re, im = self._rows(self._round(y.real), self._round(y.imag, imag=True))
+            re, im = self._rows(self._round(y.real, library=library), self._round(y.imag, True, library))
             out = np.empty(re.shape, dtype=_C64)
             out.real, out.imag = re, im
             return out
@@ -568,6 +580,14 @@ class Namespace:
         other = np.nextafter(rs, np.copysign(_INF32, d, dtype=_F32))  # toward y
         q = d / (other.astype(_F64) - r64)  # distance to r in units of the gap to the other candidate (exact)
         p_hi = np.abs(up - q)  # (y - lo) / (hi - lo) = 1 - q below, q above (exact): the chance to round up
+        if library and self._faithful:  # faithful rows: either neighbour, 1/2 each (an exact value stays)
+            nf, ns = self._faithful, self.R - near - self._faithful
+            coin = np.where(d != _ZERO64, _HALF, _ZERO64)
+            if invariant:
+                p_hi = np.concatenate((np.broadcast_to(p_hi, (ns,) + p_hi.shape[1:]),
+                                       np.broadcast_to(coin, (nf,) + coin.shape[1:])))
+            else:
+                p_hi = np.concatenate((p_hi[:ns], coin[ns:]))
         salt, inner = self._salts(ys.ndim, imag)
         if res is not None:
             lo = np.where(np.isfinite(hi), rs_res, _ZERO64) + _ZERO64  # no negative zero
@@ -613,7 +633,7 @@ class Namespace:
         a = self._operand(x)
         if a.dtype.kind not in "fc":
             a = a.astype(_F32)
-        return Array(self._round(fn(a.astype(self._wide(a)))), self)
+        return Array(self._round(fn(a.astype(self._wide(a))), library=fn not in _CORRECTLY_ROUNDED), self)
 
     def _rounded2(self, fn: Callable, x: Any, y: Any) -> Array:
         a, b = self._pair(x, y)
@@ -621,7 +641,7 @@ class Namespace:
         if ka not in "fc" and kb not in "fc":
             return Array(fn(a, b), self)
         W = self._wide(a, b)
-        return Array(self._round(fn(a.astype(W), b.astype(W))), self)
+        return Array(self._round(fn(a.astype(W), b.astype(W)), library=fn not in _CORRECTLY_ROUNDED), self)
 
     def _exact2(self, fn: Callable, x: Any, y: Any) -> Array:
         a, b = self._pair(x, y)

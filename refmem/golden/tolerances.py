@@ -60,8 +60,13 @@ RTOL_ULPS = 16.0
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
 #: The dtypes an implementation is verified in.
 DTYPES = ("float32", "float64")
-#: The emulated float32 runs every tolerance is measured from: ``(rounding, seed)``.
-RUNS: tuple[tuple[str, int], ...] = (("nearest", 0), ("stochastic", 1), ("stochastic", 2), ("stochastic", 3))
+#: The emulated float32 runs every tolerance is measured from: ``(rounding, seed)``. Round to nearest;
+#: three stochastic runs (each operation rounded up or down with probability proportional to the
+#: distance: another order of the arithmetic); four faithful runs (stochastic arithmetic, and every
+#: library function, ``exp``, ``tanh``, ``log``, ..., rounded to either neighbour with probability 1/2,
+#: as a float32 library accurate to one ulp may return either).
+RUNS: tuple[tuple[str, int], ...] = (("nearest", 0), ("stochastic", 1), ("stochastic", 2), ("stochastic", 3),
+                                     ("faithful", 1), ("faithful", 2), ("faithful", 3), ("faithful", 4))
 #: The roles that are compared, hence measured.
 COMPARED = ("outputs", "intermediates", "grads", "jvp", "hvp")
 #: The roles a case reads (its arguments).
@@ -145,7 +150,7 @@ def float32_runs(case: Any, tensors: Mapping[str, np.ndarray],
     from .. import emulated32 as E
 
     runs = tuple((str(r), int(s)) for r, s in runs)
-    order = sorted(range(len(runs)), key=lambda i: runs[i][0] != "nearest")  # nearest runs first (stable)
+    order = sorted(range(len(runs)), key=lambda i: E.ROUNDINGS.index(runs[i][0]))  # the namespace's order
     ordered = tuple(runs[i] for i in order)
     try:
         with np.errstate(all="ignore"):
