@@ -306,9 +306,14 @@ def _finish(adapter: Any, state: _Case, dtype: str, seed: int, invariance: bool,
             return result
         best = max((r for r in counted if r["status"] == "pass"), key=lambda r: (r["worst"], -r["index"]))
         example = example_at(case, seed, best["index"], min_batch)
-        report, _ = check_example(adapter, case, example, dtype)
+        note = ""
+        try:  # the closest call under the exact tolerances (the campaign judged it under their lower bound)
+            report, _ = check_example(adapter, case, example, dtype)
+        except Undecidable:  # the exact rule cannot judge it (its float32 runs lost every digit): the bound's rows
+            report, _ = check_example(adapter, case, example, dtype, live_golden(case, example, runs=0))
+            note = "; tolerances: the lower bound it passed under"
         for row in report.rows:
-            row.note = f"closest of {K} examples: {example.describe()}"
+            row.note = f"closest of {K} examples: {example.describe()}{note}"
         result.report.extend(report)
         if journal is not None and saved is None:
             journal.add_case({"case": case.name, "passed": True})
