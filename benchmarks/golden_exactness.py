@@ -5,7 +5,7 @@
     python -m benchmarks.golden_exactness ratios DIR    # worst verify ratio of each example, per dtype
     python -m benchmarks.golden_exactness kappas        # emulated κ against real float32 runs and examples
 
-The export computes references with :func:`refmem.extended.golden_tensors` (long double, rounded
+The export computes references with ``refmem.extended.golden_tensors`` (long double, rounded
 once) and tolerances from the emulated float32 runs of ``refmem.golden.tolerances`` (docs/golden-tolerances.md).
 """
 

@@ -4,4 +4,4 @@ Every equation of the specification is a forward/backward pair, checked by
 finite differences (``refmem check``) and exported as golden tensors.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

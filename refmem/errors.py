@@ -1,18 +1,16 @@
 """refmem's exception types: one per kind of bad input.
 
 Every message names the argument, what was expected and what was given, e.g.
-``W_m: expected shape (D, H) = (4, 5), got (8, 5)``. All of them derive from
-:class:`RefmemError`; the input errors also derive from the built-in type a
-caller would expect (``ValueError``, ``TypeError``), so existing ``except``
-clauses keep working.
+`params.W_m: expected shape (D, H) = (4, 5), got (8, 5)`. All of them derive from
+`RefmemError`; the input errors also derive from the built-in type a caller would expect
+(`ValueError`, `TypeError`), so existing `except` clauses keep working.
 
-=====================  ==================================================
-:class:`ShapeError`    wrong rank or size (``ValueError``)
-:class:`DTypeError`    not a floating array, or dtypes mixed in one call (``TypeError``)
-:class:`DomainError`   a value outside the range SPEC implies: a probability
-                       outside [0, 1], a NaN, a size below its minimum (``ValueError``)
-:class:`NamespaceError` arrays of different libraries in one call (``TypeError``)
-=====================  ==================================================
+| error | raised for |
+|---|---|
+| `ShapeError` | a wrong rank or size, an empty axis (a `ValueError`) |
+| `DTypeError` | not an array, not a floating array, dtypes mixed in one call, a structure or scalar of the wrong type (a `TypeError`) |
+| `DomainError` | a value outside the range the specification implies: a probability outside [0, 1], a NaN, a size below its minimum, an unknown option (a `ValueError`) |
+| `NamespaceError` | arrays of different libraries or devices in one call (a `TypeError`) |
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each asserts the exception type (refmem.errors) and that the message names the argument
 (and, where it applies, the expected and the given). The policy is in docs/validation.md;
-``python tools/adversarial.py`` tries a wider list and prints before/after.
+tests/test_bad_input_probes.py tries the rest of the public functions one at a time.
 """
 
 from __future__ import annotations
@@ -164,10 +164,10 @@ def _fwd_bwd():
         ("content_weights_backward", lambda d: AD.content_weights_backward(d, c_content), "d_weights", (H, N)),
         ("allocation_backward", lambda d: AD.allocation_backward(d, c_alloc), "d_allocation", (N,)),
         ("memory_update_backward", lambda d: AD.memory_update_backward(d, c_mem), "d_memory", (N, W)),
-        ("linear_backward", lambda d: P.linear_backward(d, c_lin), "d_out", (4,)),
+        ("linear_backward", lambda d: P.linear_backward((d,), c_lin), "d_out.out", (4,)),
         ("decoder_backward", lambda d: BA.decoder_backward(d, None, None, c_dec), "d_y", (3, 4)),
         ("luong attention_backward", lambda d: LU.attention_backward(d, None, None, c_lu), "d_a", (3, 4)),
-        ("memory_lstm unroll_backward", lambda d: ML.unroll_backward(d, c_ml), "d_h", (3, 3)),
+        ("memory_lstm unroll_backward", lambda d: ML.unroll_backward((d, None, None), c_ml), "d_out.h", (3, 3)),
         ("access_step_backward", lambda d: AC.access_step_backward(d, None, c_acc), "d_read_vectors", (R, W)),
         ("core unroll_backward", lambda d: DC.unroll_backward(DC.UnrollOutputs(d, None), c_core), "d_outputs.y", (3, 2)),
     ]
@@ -409,3 +409,27 @@ def test_backward_state_gradient_of_the_wrong_type_or_shape():
     bad = final._replace(access=final.access._replace(memory=np.ones((B, N + 1, W))))
     with pytest.raises(ShapeError, match=r"^d_final_state\.access\.memory: expected shape"):
         DC.unroll_backward(d, cache, bad)
+
+
+# ----------------------------------------------------------------------------- array subclasses (issue 19)
+
+
+@pytest.mark.parametrize("entry,arg", ENTRIES, ids=IDS)
+def test_masked_array_is_refused_not_read_through_its_mask(entry, arg):
+    v = _value(entry, arg)
+    bad = np.ma.masked_array(v, mask=np.zeros(v.shape, dtype=bool))
+    bad.mask.flat[0] = True
+    with pytest.raises(DTypeError) as info:
+        call(entry, **{arg: bad})
+    check(info.value, [arg, "masked array"], str(info.value))
+
+
+MATRIX = [(e, a) for e, a in ENTRIES if _value(e, a).ndim == 2]
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("entry,arg", MATRIX, ids=[f"{e.__name__}-{a}" for e, a in MATRIX])
+def test_np_matrix_is_refused(entry, arg):
+    with pytest.raises(DTypeError) as info:
+        call(entry, **{arg: np.matrix(_value(entry, arg))})
+    check(info.value, [arg, "np.matrix"], str(info.value))

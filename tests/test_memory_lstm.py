@@ -105,7 +105,7 @@ def test_zero_initial_state(xp):
     c0 = sig(x0 @ p["W_f"] + p["b_f"]) * (x0 @ p["W_m"]) + sig(x0 @ p["W_i"] + p["b_i"]) * np.tanh(x0 @ p["W_c"] + p["b_c"])
     np.testing.assert_allclose(_np(default.c)[:, 0, :], c0, rtol=1e-13, atol=1e-15)
     # ... and the zero state still receives its gradient
-    grads = L.unroll_backward(xp.ones_like(default.h), cache)
+    grads = L.unroll_backward((xp.ones_like(default.h), None, None), cache)
     assert tuple(grads.h0.shape) == (B, H) and tuple(grads.memory0.shape) == (B, M, H)
     assert np.all(np.isfinite(_np(grads.h0))) and np.any(_np(grads.memory0) != 0)
 
@@ -135,7 +135,7 @@ def test_readme_example():
     params = L.init_params(xp, D=4, H=8, M=3, seed=0)
     x = rx.Sampler(xp, seed=1).normal((2, 5, 4))
     out, cache = L.unroll_forward(x, params)
-    grads = L.unroll_backward(xp.ones_like(out.h), cache)
+    grads = L.unroll_backward((xp.ones_like(out.h), None, None), cache)
     assert grads.params.W_m.shape == (4, 8) and grads.x.shape == (2, 5, 4)
 
 
@@ -145,7 +145,7 @@ def test_float32_runs():
     x = xp.astype(_inputs(xp)[0], xp.float32)
     out, cache = L.unroll_forward(x, params)
     assert out.h.dtype == xp.float32 and out.memory.dtype == xp.float32
-    grads = L.unroll_backward(xp.ones_like(out.h), cache)
+    grads = L.unroll_backward((xp.ones_like(out.h), None, None), cache)
     assert grads.params.W_e.dtype == xp.float32 and grads.h0.dtype == xp.float32
 
 
@@ -202,12 +202,13 @@ def test_state_and_input_mismatches_are_refused():
         (lambda: L.unroll_forward(x, params, z(B, H + 1)), "h0: expected shape (B, H)"),
         (lambda: L.unroll_forward(x, params, h0, z(B, M, H - 1)), "memory0: expected shape (B, M, H)"),
         (lambda: L.unroll_forward(x, params, z(B - 1, H)), "h0: expected shape (B, H)"),
-        (lambda: L.unroll_forward(x, tuple(params)), "params: expected refmem.memory_lstm.Params"),
-        (lambda: L.unroll_forward(x, params, xp.astype(h0, xp.float32)), "h0: expected the precision of x (float64), got float32"),
-        (lambda: L.unroll_forward(x, params._replace(U_e=xp.astype(params.U_e, xp.float32))), "U_e: expected the precision of x (float64), got float32"),
+        (lambda: L.unroll_forward(x, tuple(params)), "params: expected a Params, got tuple"),
+        (lambda: L.unroll_forward(x, params, xp.astype(h0, xp.float32)), "h0: expected the precision of params.W_i (float64), got float32"),
+        (lambda: L.unroll_forward(x, params._replace(U_e=xp.astype(params.U_e, xp.float32))), "params.U_e: expected the precision of params.W_i (float64), got float32"),
+        (lambda: L.step_forward(x[:, 0, :], None, mem0, params), "h_prev: expected an array, got None"),
     ]
     for call, fragment in cases:
-        kind = DTypeError if "precision" in fragment else TypeError if fragment.startswith("params:") else rx.ShapeError
+        kind = DTypeError if "precision" in fragment or "expected an array" in fragment or "a Params" in fragment else rx.ShapeError
         with pytest.raises(kind, match=re.escape(fragment)):
             call()
 
@@ -217,15 +218,21 @@ def test_backward_cotangent_shapes_are_checked():
     params = _params(xp)
     x, h0, mem0 = _inputs(xp)
     out, cache = L.unroll_forward(x, params, h0, mem0)
-    with pytest.raises(rx.ShapeError, match=re.escape(f"d_h: expected shape (B, T, H) = ({B}, {T}, {H}), got ({B}, {T - 1}, {H})")):
-        L.unroll_backward(out.h[:, 1:, :], cache)
-    with pytest.raises(rx.ShapeError, match=re.escape("d_memory: expected shape (B, M, H)")):
-        L.unroll_backward(out.h, cache, d_memory=out.memory[:, 1:, :])
+    with pytest.raises(rx.ShapeError, match=re.escape(f"d_out.h: expected shape (B, T, H) = ({B}, {T}, {H}), got ({B}, {T - 1}, {H})")):
+        L.unroll_backward((out.h[:, 1:, :], None, None), cache)
+    with pytest.raises(rx.ShapeError, match=re.escape("d_out.memory: expected shape (B, M, H)")):
+        L.unroll_backward(L.UnrollOutputs(out.h, out.memory[:, 1:, :], None), cache)
+    with pytest.raises(rx.ShapeError, match=re.escape(f"d_out.c: expected shape (B, T, H) = ({B}, {T}, {H}), got ({B}, {H})")):
+        L.unroll_backward(L.UnrollOutputs(None, None, out.h[:, 0, :]), cache)
     step, scache = L.step_forward(x[:, 0, :], h0, mem0, params)
-    with pytest.raises(rx.ShapeError, match=re.escape("d_h: expected shape (B, H)")):
-        L.step_backward(step.memory, None, scache)
-    with pytest.raises(rx.ShapeError, match=re.escape("d_c: expected shape (B, H)")):
-        L.step_backward(step.h, step.memory, scache, d_c=step.memory)
+    with pytest.raises(rx.ShapeError, match=re.escape("d_out.h: expected shape (B, H)")):
+        L.step_backward((step.memory, None, None), scache)
+    with pytest.raises(rx.ShapeError, match=re.escape("d_out.c: expected shape (B, H)")):
+        L.step_backward(L.StepOutputs(step.h, step.memory, step.memory), scache)
+    with pytest.raises(DTypeError, match=re.escape("cache: expected the StepCache of the forward, got UnrollCache")):
+        L.step_backward((step.h, None, None), cache)
+    with pytest.raises(DTypeError, match=re.escape("d_out: expected a StepOutputs (or a tuple of its 3 fields")):
+        L.step_backward((step.h, None), scache)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -243,7 +250,7 @@ def test_initial_state_gradients_by_central_differences():
 
     def backward(a, cot):
         _, cache = L.unroll_forward(x, params, a["h0"], a["memory0"])
-        g = L.unroll_backward(cot["h"], cache, d_memory=cot["memory"])
+        g = L.unroll_backward(L.UnrollOutputs(h=cot["h"], memory=cot["memory"], c=None), cache)
         return {"h0": g.h0, "memory0": g.memory0}
 
     records = gradcheck.check_function(forward, backward, {"h0": h0, "memory0": mem0}, seed=5,
@@ -260,7 +267,7 @@ def test_memory0_gradient_in_closed_form_for_one_step():
     x1 = x[:, :1, :]  # T = 1
     out, cache = L.unroll_forward(x1, params, h0, mem0)
     d_mem = rx.Sampler(xp, 11).normal((B, M, H))
-    g = L.unroll_backward(xp.zeros_like(out.h), cache, d_memory=d_mem)
+    g = L.unroll_backward(L.UnrollOutputs(h=None, memory=d_mem, c=None), cache)
     e = _np(cache.steps[0].e)  # [B, M]
     f = _np(cache.steps[0].f)
     d_c = _np(d_mem)[:, 0, :]
@@ -304,7 +311,7 @@ def test_against_torch_autograd(backend):
     s = rx.Sampler(xp, 21)
     d_h, d_mem, d_c = s.normal((B, T, H)), s.normal((B, M, H)), s.normal((B, T, H))
     out, cache = L.unroll_forward(x, params, h0, mem0)
-    g = L.unroll_backward(d_h, cache, d_memory=d_mem, d_c=d_c)
+    g = L.unroll_backward(L.UnrollOutputs(h=d_h, memory=d_mem, c=d_c), cache)
 
     ref_out, ref_grads = _torch_oracle(
         torch, _np(x), _np(h0), _np(mem0), {k: _np(v) for k, v in params._asdict().items()},
@@ -328,7 +335,7 @@ def test_step_against_torch_autograd():
     s = rx.Sampler(xp, 22)
     d_h, d_mem, d_c = s.normal((B, H)), s.normal((B, M, H)), s.normal((B, H))
     out, cache = L.step_forward(x1, h0, mem0, params)
-    g = L.step_backward(d_h, d_mem, cache, d_c=d_c)
+    g = L.step_backward(L.StepOutputs(h=d_h, c=d_c, memory=d_mem), cache)
     ref_out, ref = _torch_oracle(
         torch, _np(x1)[:, None, :], _np(h0), _np(mem0), {k: _np(v) for k, v in params._asdict().items()},
         _np(d_h)[:, None, :], _np(d_mem), _np(d_c)[:, None, :],
@@ -350,10 +357,10 @@ def test_unroll_gradient_is_the_sum_of_step_gradients():
     s = rx.Sampler(xp, 23)
     d_h, d_mem = s.normal((B, T, H)), s.normal((B, M, H))
     _, cache = L.unroll_forward(x, params, h0, mem0)
-    g = L.unroll_backward(d_h, cache, d_memory=d_mem)
+    g = L.unroll_backward(L.UnrollOutputs(h=d_h, memory=d_mem, c=None), cache)
     carry_h, carry_m, total = xp.zeros((B, H), dtype=xp.float64), d_mem, None
     for t in reversed(range(T)):
-        st = L.step_backward(d_h[:, t, :] + carry_h, carry_m, cache.steps[t])
+        st = L.step_backward(L.StepOutputs(h=d_h[:, t, :] + carry_h, c=None, memory=carry_m), cache.steps[t])
         np.testing.assert_array_equal(_np(g.x[:, t, :]), _np(st.x))
         carry_h, carry_m = st.h_prev, st.memory_prev
         total = st.params if total is None else L.Params(*(a + b for a, b in zip(total, st.params)))
@@ -361,3 +368,34 @@ def test_unroll_gradient_is_the_sum_of_step_gradients():
     np.testing.assert_array_equal(_np(g.memory0), _np(carry_m))
     for a, b in zip(g.params, total):
         np.testing.assert_array_equal(_np(a), _np(b))
+
+
+# ----------------------------------------------------------------------------- the 0.1 call forms
+
+
+def test_the_01_backward_call_forms_still_work_and_warn():
+    """``step_backward(d_h, d_memory, cache, d_c=None)`` and ``unroll_backward(d_h, cache, d_memory=None,
+    d_c=None)`` give the new results with a DeprecationWarning; the unroll's in the 0.1 field order."""
+    xp = rx.backend("numpy")
+    params = _params(xp)
+    x, h0, mem0 = _inputs(xp)
+    s = rx.Sampler(xp, 24)
+    d_h, d_mem, d_c = s.normal((B, T, H)), s.normal((B, M, H)), s.normal((B, T, H))
+    _, cache = L.unroll_forward(x, params, h0, mem0)
+    new = L.unroll_backward(L.UnrollOutputs(d_h, d_mem, d_c), cache)
+    with pytest.warns(DeprecationWarning, match=r"unroll_backward\(d_h, cache, d_memory=None, d_c=None\)"):
+        old = L.unroll_backward(d_h, cache, d_memory=d_mem, d_c=d_c)
+    assert old._fields == ("x", "h0", "memory0", "params")
+    dx, dh0, dmem0, dparams = old
+    for a, b in ((dx, new.x), (dh0, new.h0), (dmem0, new.memory0), (dparams.W_m, new.params.W_m)):
+        np.testing.assert_array_equal(_np(a), _np(b))
+    _, scache = L.step_forward(x[:, 0, :], h0, mem0, params)
+    new = L.step_backward(L.StepOutputs(d_h[:, 0], d_c[:, 0], d_mem), scache)
+    with pytest.warns(DeprecationWarning, match=r"step_backward\(d_h, d_memory, cache, d_c=None\)"):
+        old = L.step_backward(d_h[:, 0], d_mem, scache, d_c=d_c[:, 0])
+    for a, b in ((old.x, new.x), (old.h_prev, new.h_prev), (old.memory_prev, new.memory_prev)):
+        np.testing.assert_array_equal(_np(a), _np(b))
+    with pytest.raises(TypeError, match=r"takes \(d_out, cache\)"):
+        L.step_backward(d_h[:, 0], scache)
+    # the new form by keyword is not taken for the old one
+    assert isinstance(L.step_backward(d_out=(d_h[:, 0], None, None), cache=scache), L.StepGrads)

@@ -2,7 +2,7 @@
 
 Generic over the catalogue: every case, including cases added later by any
 family, gets a directional ``vᵀJu`` check and a linearity check of its backward
-at drawn sizes and seeds. Plus properties of the primitives (softmax rows, the
+at drawn sizes and seeds (the suite's one linearity test). Plus properties of the primitives (softmax rows, the
 exclusive cumulative product at a zero factor) and of the strategies themselves.
 """
 
@@ -56,20 +56,44 @@ def test_backward_linear_in_cotangent_at_drawn_sizes(case):
     @PER_CASE
     @given(drawn=rst.case_inputs(case, NP), a=st.floats(-3, 3), b=st.floats(-3, 3))
     def check(drawn, a, b):
-        arrays = drawn.arrays
-        out = {k: rx.to_numpy(v) for k, v in case.forward(arrays).outputs.items()}
-        u = gradcheck.cotangents_for(out, drawn.seed)
-        v = gradcheck.cotangents_for(out, drawn.seed + 1)
-        w = {k: a * u[k] + b * v[k] for k in u}
-        gu, gv, gw = (case.backward(arrays, {k: NP.asarray(c[k]) for k in c}) for c in (u, v, w))
-        assert set(gw) == set(case.differentiable(arrays))
-        for k in gw:
-            expect = a * rx.to_numpy(gu[k]) + b * rx.to_numpy(gv[k])
-            scale = np.abs(a * rx.to_numpy(gu[k])) + np.abs(b * rx.to_numpy(gv[k]))
-            # the two sides differ only by the rounding of the summations inside the backward
-            assert np.all(np.abs(rx.to_numpy(gw[k]) - expect) <= 1e-12 * (1.0 + scale)), k
+        assert nonlinear(case, drawn.arrays, drawn.seed, a, b) == []
 
     check()
+
+
+def nonlinear(case, arrays, seed, a, b) -> list[str]:
+    """The gradients for which ``backward(a u + b v) != a backward(u) + b backward(v)`` (``[]``: none)."""
+    out = {k: rx.to_numpy(v) for k, v in case.forward(arrays).outputs.items()}
+    u = gradcheck.cotangents_for(out, seed)
+    v = gradcheck.cotangents_for(out, seed + 1)
+    w = {k: a * u[k] + b * v[k] for k in u}
+    gu, gv, gw = (case.backward(arrays, {k: NP.asarray(c[k]) for k in c}) for c in (u, v, w))
+    if set(gw) != set(case.differentiable(arrays)):
+        return [f"gradients {sorted(gw)}, expected {sorted(case.differentiable(arrays))}"]
+    bad = []
+    for k in gw:
+        expect = a * rx.to_numpy(gu[k]) + b * rx.to_numpy(gv[k])
+        scale = np.abs(a * rx.to_numpy(gu[k])) + np.abs(b * rx.to_numpy(gv[k]))
+        # the two sides differ only by the rounding of the summations inside the backward
+        if not np.all(np.abs(rx.to_numpy(gw[k]) - expect) <= 1e-12 * (1.0 + scale)):
+            bad.append(k)
+    return bad
+
+
+def test_the_linearity_check_catches_an_affine_backward():
+    """A backward that adds a constant (here: a bias in one gradient) is affine, not linear: caught."""
+    import dataclasses
+
+    case = catalogue.get_case("memory_lstm/step/default")
+    arrays = case.draw(NP, 0)
+
+    def affine(arrays_, cot):
+        g = dict(case.backward(arrays_, cot))
+        g["params/b_e"] = g["params/b_e"] + 1e-6
+        return g
+
+    assert nonlinear(case, arrays, 0, 2.0, -0.5) == []
+    assert nonlinear(dataclasses.replace(case, backward=affine), arrays, 0, 2.0, -0.5) == ["params/b_e"]
 
 
 # ----------------------------------------------------------------------------- softmax
@@ -79,7 +103,7 @@ def test_backward_linear_in_cotangent_at_drawn_sizes(case):
 @example(x=np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]]))
 def test_softmax_rows_are_probabilities(x):
     """Rows of ``softmax`` are in ``[0, 1]`` and sum to 1, even for energies of ±1e4 (SPEC §1)."""
-    for fn in (lambda a: rx.softmax(a, axis=-1), lambda a: primitives.softmax_forward(a, axis=-1)[0]):
+    for fn in (lambda a: rx.softmax(a, axis=-1), lambda a: primitives.softmax_forward(a, axis=-1)[0].out):
         p = rx.to_numpy(fn(NP.asarray(x)))
         assert np.all(np.isfinite(p))
         assert np.all((p >= 0.0) & (p <= 1.0))
@@ -99,7 +123,7 @@ def test_softmax_rows_strict_backend(x):
 def test_softmax_backward_is_orthogonal_to_ones(p, g):
     """``softmax_backward`` returns rows summing to 0 (the softmax is shift-invariant)."""
     d = g.draw(rst.finite_arrays(p.shape, low=-5, high=5))
-    dx = rx.to_numpy(P.softmax_backward(NP.asarray(d), P.SoftmaxCache(NP.asarray(p), -1)))
+    dx = rx.to_numpy(P.softmax_backward((NP.asarray(d),), P.SoftmaxCache(NP.asarray(p), -1)).x)
     np.testing.assert_allclose(dx.sum(axis=-1), 0.0, rtol=0, atol=1e-12 * (1 + np.abs(d).sum()))
 
 
@@ -128,13 +152,13 @@ def test_exclusive_cumprod_backward_with_a_zero_factor(x, where):
     x = x.copy()
     x[:, cols] = 0.0
     g = where.draw(rst.finite_arrays(x.shape, low=-3, high=3), label="cotangent")
-    got = rx.to_numpy(P.exclusive_cumprod_backward(NP.asarray(g), (NP.asarray(x), -1)))
+    got = rx.to_numpy(P.exclusive_cumprod_vjp(NP.asarray(g), NP.asarray(x), -1))
     want = _cumprod_vjp_by_products(g, x)
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * (1 + np.abs(want).max()))
     # the products of the primitive pair agree as well
     _, cache = primitives.exclusive_cumprod_forward(NP.asarray(x), axis=-1)
-    np.testing.assert_array_equal(rx.to_numpy(primitives.exclusive_cumprod_backward(NP.asarray(g), cache)), got)
+    np.testing.assert_array_equal(rx.to_numpy(primitives.exclusive_cumprod_backward((NP.asarray(g),), cache).x), got)
 
 
 @given(x=rst.finite_arrays(rst.shapes(3, max_side=4), low=-2, high=2), data=st.data())
@@ -142,7 +166,7 @@ def test_exclusive_cumprod_backward_along_any_axis(x, data):
     """Along a drawn axis the VJP equals the last-axis VJP of the moved array."""
     axis = data.draw(st.integers(0, 2), label="axis")
     g = data.draw(rst.finite_arrays(x.shape, low=-3, high=3), label="cotangent")
-    got = rx.to_numpy(P.exclusive_cumprod_backward(NP.asarray(g), (NP.asarray(x), axis)))
+    got = rx.to_numpy(P.exclusive_cumprod_backward((NP.asarray(g),), P.ExclusiveCumprodCache(NP.asarray(x), axis)).x)
     want = np.moveaxis(_cumprod_vjp_by_products(np.moveaxis(g, axis, -1), np.moveaxis(x, axis, -1)), -1, axis)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * (1 + np.abs(want).max()))
 

@@ -263,7 +263,7 @@ def attention_weights_backward(d_alpha: Any, alpha: Any) -> Any:
 
     Derivation: [docs/derivations/attention.md, "1. The Bahdanau decoder (SPEC §2), one step"](../derivations/attention.md#1-the-bahdanau-decoder-spec-2-one-step) (eq. 2; the mask: section 2)
     """
-    return PR.softmax_backward.unchecked(d_alpha, PR.SoftmaxCache(alpha, -1))
+    return PR.softmax_vjp(d_alpha, alpha, -1)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -389,7 +389,7 @@ def decoder_step_backward(d_y: Any, d_alpha: Any | None, d_s: Any, cache: StepCa
     C = cache
     P = C.params
     # (8) y = softmax(o): do = y ∘ (dy - Σ dy ∘ y)
-    d_o = PR.softmax_backward.unchecked(d_y, PR.SoftmaxCache(C.y, -1))
+    d_o = PR.softmax_vjp(d_y, C.y, -1)
     d_y_in = d_o @ PR.transpose_last(P.W_o)
     d_c = d_o @ PR.transpose_last(P.C_o)
     d_s_out = d_o @ PR.transpose_last(P.U_o)

@@ -287,7 +287,8 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
     """
     xp = rx.namespace(controller_output, W_xi, b_xi)
     B = int(controller_output.shape[0])
-    xi, lin_cache = P.linear_forward.unchecked(controller_output, W_xi, b_xi)
+    xi = P.linear(controller_output, W_xi, b_xi)
+    lin_cache = P.LinearCache(controller_output, W_xi)
     parts = {}
     raws = {}
     start = 0
@@ -357,12 +358,12 @@ def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[A
         if act == "sigmoid":
             d = d * out * (1.0 - out)
         elif act == "softmax":
-            d = P.softmax_backward.unchecked(d, P.SoftmaxCache(out, -1))
+            d = P.softmax_vjp(d, out, -1)
         elif act == "oneplus":
             d = d * P.sigmoid(cache.raw[name])
         pieces.append(xp.reshape(d, (B, -1)))
     d_xi = xp.concat(pieces, axis=-1)
-    return P.linear_backward.unchecked(d_xi, cache.linear)
+    return P.linear_vjp(d_xi, cache.linear.x, cache.linear.W)
 
 
 # ----------------------------------------------------------------------------- the step

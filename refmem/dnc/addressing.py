@@ -109,7 +109,7 @@ def content_weights_forward(memory: Any, keys: Any, strengths: Any,
         ``weights [B, H, N]`` and a :class:`ContentCache`.
     """
     B, N, W = _shape(memory)
-    similarity, cos_cache = P.cosine_forward.unchecked(keys, memory)
+    similarity, cos_cache = P.cosine_similarity(keys, memory)
     beta = C.strength_forward(strengths, convention)
     weights = P.softmax(beta[:, :, None] * similarity, axis=-1)
     return weights, ContentCache(strengths, beta, similarity, weights, cos_cache)
@@ -129,10 +129,10 @@ def content_weights_backward(d_weights: Any, cache: ContentCache) -> ContentGrad
     Derivation: [docs/derivations/dnc.md, "1. Content weights (steps 2 and 8)"](../derivations/dnc.md#1-content-weights-steps-2-and-8-content_weights_forward)
     """
     xp = rx.namespace(d_weights)
-    d_logits = P.softmax_backward.unchecked(d_weights, P.SoftmaxCache(cache.weights, -1))
+    d_logits = P.softmax_vjp(d_weights, cache.weights, -1)
     d_beta = xp.sum(d_logits * cache.similarity, axis=-1)
     d_similarity = d_logits * cache.beta[:, :, None]
-    d_keys, d_memory = P.cosine_backward.unchecked(d_similarity, cache.cosine)
+    d_keys, d_memory = P.cosine_vjp(d_similarity, cache.cosine)
     d_strengths = C.strength_backward(d_beta, cache.strengths)
     return ContentGrads(d_memory, d_keys, d_strengths)
 
@@ -288,7 +288,7 @@ def sharpen_backward(d_out: Any, cache: SharpenCache) -> SharpenGrads:
     Derivation: [docs/derivations/dnc.md, "Link sharpness"](../derivations/dnc.md#link-sharpness-sharpen_forward)
     """
     xp = rx.namespace(d_out)
-    g = P.softmax_backward.unchecked(d_out, P.SoftmaxCache(cache.out, -1))
+    g = P.softmax_vjp(d_out, cache.out, -1)
     d_weights = g * cache.sharpness[:, :, None, None] / cache.shifted
     d_sharpness = xp.sum(g * cache.log_shifted, axis=(-2, -1))
     return SharpenGrads(d_weights, d_sharpness)
@@ -465,7 +465,7 @@ def allocation_backward(d_allocation: Any, cache: AllocationCache, eps: float | 
     d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)
     d_sorted_nonusage = d_sorted_allocation * cache.prod_sorted_usage
     d_prod = d_sorted_allocation * cache.sorted_nonusage
-    d_sorted_usage = P.exclusive_cumprod_backward.unchecked(d_prod, (cache.sorted_usage, -1))
+    d_sorted_usage = P.exclusive_cumprod_vjp(d_prod, cache.sorted_usage, -1)
     d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
     d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
     eps = cache.eps if eps is None else eps

@@ -152,7 +152,8 @@ def core_step_forward(x_t: Any, state: DNCState, params: DNCParams, cfg: DNCConf
     r_t, access_state, acache = access_step_forward.unchecked(h_c, params.W_xi, params.b_xi, state.access, cfg.access,
                                                     frozen_write_weights=frozen_write_weights)
     out_in = xp.concat([h_c, xp.reshape(r_t, (B, R * W))], axis=1)
-    y_raw, lcache = P.linear_forward.unchecked(out_in, params.W_y, params.b_y)
+    y_raw = P.linear(out_in, params.W_y, params.b_y)
+    lcache = P.LinearCache(out_in, params.W_y)
     y, y_inside = clip_forward.unchecked(y_raw, cfg.clip_value)
     cache = StepCache(ccache, acache, lcache, y_inside, cfg.D, int(h_c.shape[1]))
     return y, DNCState(access_state, ctrl_state, r_t), cache
@@ -217,7 +218,7 @@ def core_step_backward(d_y: Any, d_new_state: DNCState | None,
     if d_y is None:
         d_y = xp.zeros((B, int(lin.W.shape[1])), dtype=lin.x.dtype)
     d_y_raw = clip_backward.unchecked(d_y, cache.y_inside)
-    d_out_in, dW_y, db_y = P.linear_backward.unchecked(d_y_raw, lin)
+    d_out_in, dW_y, db_y = P.linear_vjp(d_y_raw, lin.x, lin.W)
     d_hc = d_out_in[:, :Hc]
     d_r = xp.reshape(d_out_in[:, Hc:], (B, R, W))
     if d_new_state.read_vectors is not None:

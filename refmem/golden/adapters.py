@@ -1,4 +1,5 @@
-"""Verify a user's implementation: the adapter protocol (examples/README.md) and :func:`verify`."""
+"""Verify a user's implementation: the adapter protocol (examples/README.md) and
+[`verify`][refmem.golden.adapters.verify]."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def load_adapter(spec: str) -> Adapter:
     except ImportError as exc:
         raise GoldenError(f"adapter {spec!r}: cannot import {mod_name}: {exc}") from exc
     except (Exception, SystemExit) as exc:  # the adapter's own code failed while it was imported
-        raise GoldenError(f"adapter {spec!r}: importing {mod_name} raised {type(exc).__name__}: {exc}") from exc
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}: {exc}"
+        raise GoldenError(f"adapter {spec!r}: importing {mod_name} {what}") from exc
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise GoldenError(f"adapter {spec!r}: {mod_name} has no function {fn_name!r}")

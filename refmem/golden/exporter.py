@@ -3,12 +3,14 @@
 Each file holds what the case takes (``inputs/``, ``params/``, ``state/`` as sampled at
 the seed), what it returns (``outputs/<name>``), what it computes on the way
 (``intermediates/<name>``, format 2), one upstream gradient per output
-(``cotangents/<name>``, the very cotangents of :func:`refmem.gradcheck.cotangents_for`)
+(``cotangents/<name>``, the very cotangents of
+[`refmem.gradcheck.cotangents_for`][refmem.gradcheck.cotangents_for])
 and the vector-Jacobian product of the case's backward at those cotangents
-(``grads/<role>/<name>``). The walk over :func:`refmem.catalogue.cases` is generic.
+(``grads/<role>/<name>``). The walk over [`refmem.catalogue.cases`][refmem.catalogue.cases] is generic.
 
-The reference values come from one function, [`reference`][refmem.golden.exporter.reference]; the tolerances from the one
-float32 measurement, [`tolerances`][refmem.golden.tolerances.tolerances]. Either can be replaced alone.
+The reference values come from one function, [`reference`][refmem.golden.exporter.reference]; the
+tolerances from the one float32 measurement,
+[`tolerances`][refmem.golden.tolerances.tolerances]. Either can be replaced alone.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from .tolerances import tolerances
 
 __all__ = ["SEED", "PRECISION", "reference", "float32_run", "case_order", "manifest_entry", "export"]
 
-#: The seed every case is exported at.
 SEED = 0
-#: How :func:`reference` computes the stored values on this platform (the manifest's ``precision``):
-#: ``"float64, rounded once from an 80-bit long double evaluation"`` on x86-64 Linux (see
-#: :mod:`refmem.extended`), ``"float64 (no extended type on this platform)"`` elsewhere, where
-#: :func:`export` refuses unless ``allow_float64``.
+"""The seed every case is exported at."""
 PRECISION = extended.precision(extended.working_dtype(allow_float64=True))
+"""How [`reference`][refmem.golden.exporter.reference] computes the stored values on this platform (the
+manifest's ``precision``): ``"float64, rounded once from an 80-bit long double evaluation"`` on
+x86-64 Linux (see [`refmem.extended`][refmem.extended]), ``"float64 (no extended type on this
+platform)"`` elsewhere, where [`export`][refmem.golden.exporter.export] refuses unless
+``allow_float64``.
+"""
 
 
 def _host(a: Any) -> np.ndarray:
@@ -50,10 +54,11 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
     Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``
     (float64, float32-representable), ``cotangents/<name>``, and ``outputs/<name>``,
     ``intermediates/<name>``, ``grads/<role>/<name>`` evaluated in long double and rounded
-    once to float64 ([`golden_tensors`][refmem.extended.golden_tensors]; [`PRECISION`][refmem.golden.exporter.PRECISION]), and
-    ``tangents/<role>/<name>``, ``jvp/<output>``, ``hvp/<role>/<name>``
-    ([`refmem.golden.forward_mode`][refmem.golden.forward_mode]: the complex step in complex long double, rounded once). Raises
-    :class:`GoldenError` (an :class:`refmem.extended.ExtendedPrecisionError`) where the
+    once to float64 ([`refmem.extended.golden_tensors`][refmem.extended.golden_tensors];
+    [`PRECISION`][refmem.golden.PRECISION]), and ``tangents/<role>/<name>``, ``jvp/<output>``,
+    ``hvp/<role>/<name>`` ([`refmem.golden.forward_mode`][refmem.golden.forward_mode]: the complex
+    step in complex long double, rounded once). Raises [`GoldenError`][refmem.golden.storage.GoldenError] (an
+    [`refmem.extended.ExtendedPrecisionError`][refmem.extended.ExtendedPrecisionError]) where the
     platform has no extended type, unless ``allow_float64``, and for results that are not
     finite or gradients of the wrong tensors.
     """
@@ -80,8 +85,8 @@ def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict
 
     Returns ``outputs/...``, ``intermediates/...``, ``grads/...``, ``jvp/...`` and ``hvp/...``
     as float32 arrays.
-    Raises :class:`GoldenError` when a result is not float32 (a case that hard-codes
-    float64 would make the measured tolerance too tight).
+    Raises [`GoldenError`][refmem.golden.storage.GoldenError] when a result is not float32 (a case that
+    hard-codes float64 would make the measured tolerance too tight).
     """
     xp = rx.backend("numpy")
     arrays = {
@@ -112,7 +117,7 @@ def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict
 def case_order(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """The manifest's ``order`` of ``case``: ``[{"name", "spec"[, "per_step": true]}, ...]``.
 
-    From :attr:`Case.order` (the outputs in the forward's order at the case's SPEC
+    From [`Case.order`][refmem.catalogue.Case] (the outputs in the forward's order at the case's SPEC
     reference when it is empty). Refuses an order that misses or repeats an output or
     intermediate, names a tensor the file lacks, or puts a quantity without a time axis
     between two per-step ones.
@@ -147,7 +152,7 @@ def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.nda
     ``tol`` maps each compared tensor (output, intermediate, gradient, JVP, HVP) to its
     ``{"float64": [rtol, atol], "float32": [rtol, atol]}``
     ([`tolerances`][refmem.golden.tolerances.tolerances]). ``l2`` is summed without BLAS
-    ([`l2`][refmem.extended.l2]), so the entry is the same on every machine.
+    ([`refmem.extended.l2`][refmem.extended.l2]), so the entry is the same on every machine.
     """
     desc: dict[str, Any] = {}
     for name in sorted(tensors):
@@ -194,11 +199,12 @@ def export(
     format, malformed: it is never overwritten nor shrunk), a merge into a format-1 set,
     and the other targets `refmem.golden.storage.set_target_problem` names.
 
-    References are evaluated in long double and rounded once (:func:`reference`); the
-    tolerances come from the emulated float32 runs of the one measurement
-    ([`tolerances`][refmem.golden.tolerances.tolerances], docs/golden-tolerances.md), so the export is
-    byte-identical whatever the machine's BLAS, SIMD or NumPy version.
-    Where no extended type exists it refuses with :class:`GoldenError` unless
+    References are evaluated in long double and rounded once
+    ([`reference`][refmem.golden.exporter.reference]); the tolerances come from the emulated
+    float32 runs of the one measurement ([`tolerances`][refmem.golden.tolerances.tolerances],
+    docs/golden-tolerances.md), so the export is byte-identical whatever the machine's BLAS, SIMD
+    or NumPy version. Where no extended type exists it refuses with
+    [`GoldenError`][refmem.golden.storage.GoldenError] unless
     ``allow_float64`` (then the manifest's ``precision`` says float64).
     """
     from .comparison import load

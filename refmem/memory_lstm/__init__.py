@@ -1,7 +1,7 @@
 """SPEC §4: the LSTM memory cell of seed 000 (family ``memory_lstm``).
 
-The model (step and unroll with BPTT) lives in :mod:`refmem.memory_lstm.model` and is
-re-exported here; its catalogue cases live in :mod:`refmem.memory_lstm.cases`.
+The model (step and unroll with BPTT) lives in `refmem/memory_lstm/model.py` and is
+re-exported here; its catalogue cases live in `refmem/memory_lstm/cases.py`.
 """
 
 from .model import *  # noqa: F401,F403

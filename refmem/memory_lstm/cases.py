@@ -2,7 +2,7 @@
 
 * ``memory_lstm/step/default``: one step; takes ``inputs/x [B, D]``,
   ``state/h_prev [B, H]``, ``state/memory_prev [B, M, H]`` and ``params/<name>``
-  for every field of :class:`refmem.memory_lstm.Params`; returns ``h``, ``c``, ``memory``.
+  for every field of [`Params`][refmem.memory_lstm.Params]; returns ``h``, ``c``, ``memory``.
 * ``memory_lstm/unroll/default``: ``T`` steps; takes ``inputs/x [B, T, D]``,
   ``state/h0 [B, H]``, ``state/memory0 [B, M, H]`` and the parameters; returns
   ``h [B, T, H]``, ``c [B, T, H]`` and the final ``memory [B, M, H]``.
@@ -71,7 +71,7 @@ def step_intermediates(cache: L.StepCache) -> dict[str, Any]:
 
 
 def unroll_intermediates(cache: L.UnrollCache) -> dict[str, Any]:
-    """:func:`step_intermediates` of every step, stacked right after the batch axis (``[B, T, ...]``)."""
+    """[`step_intermediates`][refmem.memory_lstm.cases.step_intermediates] of every step, stacked right after the batch axis (``[B, T, ...]``)."""
     steps = [step_intermediates(c) for c in cache.steps]
     xp = rx.namespace(cache.steps[0].e)
     return {k: xp.stack([d[k] for d in steps], axis=1) for k in steps[0]}
@@ -98,7 +98,7 @@ def _step_case() -> Case:
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
-        g = L.step_backward(cot["h"], cot["memory"], cache, d_c=cot["c"])
+        g = L.step_backward(L.StepOutputs(h=cot["h"], c=cot["c"], memory=cot["memory"]), cache)
         return {"inputs/x": g.x, "state/h_prev": g.h_prev, "state/memory_prev": g.memory_prev, **_param_grads(g.params)}
 
     return Case(
@@ -135,7 +135,7 @@ def _unroll_case() -> Case:
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
-        g = L.unroll_backward(cot["h"], cache, d_memory=cot["memory"], d_c=cot["c"])
+        g = L.unroll_backward(L.UnrollOutputs(h=cot["h"], memory=cot["memory"], c=cot["c"]), cache)
         return {"inputs/x": g.x, "state/h0": g.h0, "state/memory0": g.memory0, **_param_grads(g.params)}
 
     return Case(
@@ -152,7 +152,7 @@ def _unroll_case() -> Case:
     )
 
 
-#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
+#: Place of this family in the catalogue listing (see `refmem.catalogue`).
 ORDER = 20
 
 CASES: list[Case] = [_step_case(), _unroll_case()]

@@ -1,4 +1,4 @@
-"""Catalogue cases of SPEC §1 (module ``primitives``)."""
+"""Catalogue cases of SPEC §1 (module `primitives`)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ def _unary(fn: str, forward: Callable, backward: Callable, scale: float, spec: s
 
     def fwd(arrays, frozen=None):
         out, _ = forward(arrays["inputs/x"], **kw)
-        return Forward({"out": out})
+        return Forward({"out": out.out})
 
     def bwd(arrays, cot):
         _, cache = forward(arrays["inputs/x"], **kw)
-        return {"inputs/x": backward(cot["out"], cache)}
+        return {"inputs/x": backward((cot["out"],), cache).x}
 
     return Case(
         name=f"primitives/{fn}/default",
@@ -42,12 +42,12 @@ def _cosine_case() -> Case:
 
     def fwd(arrays, frozen=None):
         out, _ = P.cosine_forward(arrays["inputs/keys"], arrays["inputs/memory"])
-        return Forward({"similarity": out})
+        return Forward({"similarity": out.similarity})
 
     def bwd(arrays, cot):
         _, cache = P.cosine_forward(arrays["inputs/keys"], arrays["inputs/memory"])
-        dk, dm = P.cosine_backward(cot["similarity"], cache)
-        return {"inputs/keys": dk, "inputs/memory": dm}
+        g = P.cosine_backward((cot["similarity"],), cache)
+        return {"inputs/keys": g.keys, "inputs/memory": g.memory}
 
     return Case(
         name="primitives/cosine/default",
@@ -70,11 +70,11 @@ def _cumprod_case() -> Case:
 
     def fwd(arrays, frozen=None):
         out, _ = P.exclusive_cumprod_forward(arrays["inputs/x"], axis=-1)
-        return Forward({"out": out})
+        return Forward({"out": out.out})
 
     def bwd(arrays, cot):
         _, cache = P.exclusive_cumprod_forward(arrays["inputs/x"], axis=-1)
-        return {"inputs/x": P.exclusive_cumprod_backward(cot["out"], cache)}
+        return {"inputs/x": P.exclusive_cumprod_backward((cot["out"],), cache).x}
 
     return Case(
         name="primitives/exclusive_cumprod/default",
@@ -95,12 +95,12 @@ def _linear_case() -> Case:
 
     def fwd(arrays, frozen=None):
         out, _ = P.linear_forward(arrays["inputs/x"], arrays["params/W"], arrays["params/b"])
-        return Forward({"out": out})
+        return Forward({"out": out.out})
 
     def bwd(arrays, cot):
         _, cache = P.linear_forward(arrays["inputs/x"], arrays["params/W"], arrays["params/b"])
-        dx, dW, db = P.linear_backward(cot["out"], cache)
-        return {"inputs/x": dx, "params/W": dW, "params/b": db}
+        g = P.linear_backward((cot["out"],), cache)
+        return {"inputs/x": g.x, "params/W": g.W, "params/b": g.b}
 
     return Case(
         name="primitives/linear/default",
@@ -113,7 +113,7 @@ def _linear_case() -> Case:
     )
 
 
-#: Place of this family in the catalogue listing (see :mod:`refmem.catalogue`).
+#: Place of this family in the catalogue listing (see `refmem.catalogue`).
 ORDER = 10
 
 CASES: list[Case] = [
