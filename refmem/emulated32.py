@@ -1,6 +1,6 @@
 """A deterministic, machine-independent float32 (and complex64): an array namespace that rounds after every operation.
 
-The golden float32 tolerances (:mod:`refmem.golden.tolerances`) measure how much float32
+The golden float32 tolerances ([`refmem.golden.tolerances`][refmem.golden.tolerances]) measure how much float32
 arithmetic loses on each tensor. A plain float32 run of refmem does not give a
 machine-independent answer: its ``matmul`` goes to the machine's BLAS (OpenBLAS picks other
 kernels, with other summation orders, on other CPUs) and NumPy's float32 ``exp``/``tanh``/``log``
