@@ -158,6 +158,26 @@ def test_a_library_function_one_ulp_off_is_no_false_alarm():
     assert first_four[k]["float32"][1] * 10 < live.golden.tol[k]["float32"][1]  # what the faithful runs add
 
 
+@needs_torch
+def test_an_example_too_ill_conditioned_for_the_float64_rule_is_refused_in_float64():
+    """At 1,000 examples, torch's Luong concat local-p failed one float64 example at scale 64 by 4e-8 relative
+    in grads/params/W_a: a gradient so cancelled that refmem's own float64 evaluation, the reference, is
+    off the long double one by 4.5e7 float64 ulps of its scale, far beyond the float64 tolerance the
+    float32 measurement gives. That example is refused in float64; a well-conditioned one is not."""
+    from refmem.differential.reference import float64_undecidable
+
+    case = catalogue.get_case("attention/luong_concat/local_p")
+    ex = D.Example(case.name, {"B": 1, "T": 2, "S": 8, "H": 5, "Hs": 1, "A": 1}, 41423, 64)
+    adapter = golden.load_adapter("examples.torch_luong:run")
+    assert "grads/params/W_a" in float64_undecidable(case, D.live_golden(case, ex))
+    with pytest.raises(D.Undecidable, match="too ill-conditioned"):
+        D.judge(adapter, case, ex, "float64", D.live_golden(case, ex, runs=0))
+    report, _, _ = D.judge(adapter, case, ex, "float32", D.live_golden(case, ex, runs=0))
+    assert report.passed  # float32's tolerance holds there
+    calm = D.Example(case.name, {"B": 1, "T": 2, "S": 8, "H": 5, "Hs": 1, "A": 1}, 41423, 1)
+    assert float64_undecidable(case, D.live_golden(case, calm)) == ""
+
+
 def test_a_closest_call_the_exact_rule_cannot_judge_keeps_the_rows_of_its_bound(monkeypatch):
     """An example passes under the free bound; the exact rule, run for the closing report of its closest
     call, finds refmem's float32 lost every digit there: the case still passes, its rows are the bound's."""

@@ -16,7 +16,7 @@ from ..golden.comparison import Report, compare
 from ..golden.isolated import call_adapter
 from ..golden.storage import role_of
 from .drawing import Example, Unsampleable, _mask_key, draw_inputs
-from .reference import Live, live_golden
+from .reference import Live, Undecidable, float64_undecidable, live_golden
 from .timing import Clock
 
 __all__ = ["check_example", "judge", "batch_invariance"]
@@ -90,8 +90,16 @@ def judge(adapter: Adapter, case: Case, example: Example, dtype: str, live: Live
     is asked, [`batch_invariance`][refmem.differential.batch_invariance], each failure judged by the
     exact rule (``live`` refined where its tolerances were a lower bound). Returns the report, the
     live reference of the verdict and the batch-invariance problems. Raises
-    [`Undecidable`][refmem.differential.Undecidable] where the exact rule cannot judge the example."""
+    [`Undecidable`][refmem.differential.Undecidable] where the exact rule cannot judge the example
+    (in float64 also where [`float64_undecidable`][refmem.differential.reference.float64_undecidable]
+    says its float64 tolerance cannot)."""
     report, live = check_example(adapter, case, example, dtype, live, timings)
+    if not report.passed and dtype == "float64" and live.exact:
+        clock = Clock(timings)
+        why = float64_undecidable(case, live)
+        clock.lap("tolerances")
+        if why:
+            raise Undecidable(why)
     inv = _invariance(adapter, case, example, dtype, live, timings) if (invariance and report.passed) else []
     if inv and not live.exact:
         live = live.refined(None, timings)

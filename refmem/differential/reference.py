@@ -25,7 +25,7 @@ from ..golden.tolerances import Measurement
 from .drawing import Example, draw_inputs
 from .timing import Clock
 
-__all__ = ["FLOAT32_TIE", "LOST", "Live", "Undecidable", "live_golden", "float32_undecidable"]
+__all__ = ["FLOAT32_TIE", "LOST", "Live", "Undecidable", "live_golden", "float32_undecidable", "float64_undecidable"]
 
 #: Below this, a non-zero gap between two usages is a structural near-tie (``eps``-sized terms of a zero
 #: initial usage, which the core sampler accepts): float64 orders them by those terms, float32 cannot
@@ -171,3 +171,34 @@ def float32_undecidable(live: Live) -> bool:
         if np.any((gaps > 0) & (gaps < FLOAT32_TIE)):
             return True
     return False
+
+
+def float64_undecidable(case: Case, live: Live) -> str:
+    """Why the float64 tolerances of ``live`` cannot judge a float64 result (``""``: they can).
+
+    The rule derives the float64 tolerance from the float32 measurement (``atol = 256 κ ε₆₄ s``),
+    which assumes float64 loses what float32 loses, scaled by the unit roundoff. Where a tensor is
+    so ill-conditioned that this fails (float32 saturates or underflows where float64 does not, at
+    a large value scale), refmem's own float64 evaluation, the live reference, is itself off the
+    long double evaluation by more than that tolerance: such an example is refused in float64
+    (the search asks only for an example whose float64 result failed, so this long double
+    evaluation runs only there)."""
+    from .. import extended
+    from ..golden.storage import role_of
+
+    if not extended.has_extended():
+        return ""
+    t = live.tensors
+    arrays = {k: v for k, v in t.items() if role_of(k) in ("inputs", "params", "state")}
+    cot = {k[len("cotangents/"):]: v for k, v in t.items() if role_of(k) == "cotangents"}
+    exact = extended.reference(case, arrays, cot, round=False)
+    for k, rtol_atol in live.golden.tol.items():
+        if k not in exact:
+            continue
+        rtol, atol = rtol_atol["float64"]
+        ld = exact[k]
+        err = np.abs(t[k].astype(ld.dtype) - ld)
+        if not np.all(err <= atol + rtol * np.abs(ld)):
+            return (f"{k}: refmem's own float64 evaluation is off the long double one by more than the float64 "
+                    "tolerance the float32 measurement gives (too ill-conditioned for the rule)")
+    return ""
