@@ -57,8 +57,8 @@ def _attention(bench: Bench, x, p, cot, checkpoint_every=None):
     params = BA.DecoderParams(**p)
 
     def step():
-        out, cache = BA.decoder_forward(x, params, "previous", checkpoint_every=checkpoint_every)
-        return BA.decoder_backward(cot, None, None, cache)
+        out, cache = BA.decoder_forward(x, params, output_state="previous", checkpoint_every=checkpoint_every)
+        return BA.decoder_backward(BA.DecoderOutputs(cot, None, None), cache)
 
     return step
 
@@ -77,7 +77,7 @@ def _dnc(bench: Bench, x, p, cot, checkpoint_every=None):
     params = P.from_named(p, cfg)
 
     def step():
-        out, _, cache = core.unroll_forward(x, params, cfg, checkpoint_every=checkpoint_every)
+        out, cache = core.unroll_forward(x, params, cfg=cfg, checkpoint_every=checkpoint_every)
         return core.unroll_backward(core.UnrollOutputs(cot, None), cache)
 
     return step

@@ -21,6 +21,8 @@ annotations are the whole grammar:
 | `Array["B N W"]` | a floating array of shape `(B, N, W)`; each axis a letter, an integer or a leading `...` (any leading axes, the same in every argument of the call) |
 | `Unit["B N"]` | the same, with values in [0, 1] (up to [`UNIT_SLACK`][refmem.validation.UNIT_SLACK]; off inside [`probing`][refmem.validation.probing]) |
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
+| `Scores["B T"]` | a floating array of scores before a softmax: each value finite or `-inf` (a position that gets weight 0) |
+| a family's subclass of `Unit` with an [`invariant`][refmem.validation.Array.invariant] | the same, and the invariant (the DNC's `Weighting["B R N"]`: rows summing to at most 1) |
 | `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
 | `tuple[S, ...]` of a NamedTuple `S` | a tuple of `S`; a letter first bound inside one element is that element's own (layers of different widths) |
@@ -88,8 +90,8 @@ from .xp import namespace
 
 __all__ = [
     # the mechanism
-    "Array", "Unit", "Mask", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
-    "is_checked", "probing", "UNIT_SLACK", "warn_old_call",
+    "Array", "Unit", "Mask", "Scores", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
+    "is_checked", "probing", "UNIT_SLACK", "warn_old_call", "quiet_overflow", "refuse_overflow",
     # the 0.1 mechanism (internal, deprecated; removed when the last family is converted)
     "edge", "checked_by", "fields", "spec_from_symbols", "check_array", "check_arrays", "check_size",
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
@@ -123,6 +125,7 @@ def probing() -> Any:
 
 _UNIT = "unit"
 _MASK = "mask"
+_SCORES = "scores"
 
 
 class Array:
@@ -140,6 +143,11 @@ class Array:
     lead: bool = True
     domain: str | None = None
     symbols: str = "(...)"
+    invariant: Callable[[str, Any], None] | None = None
+    """A family's subclass may set a function `invariant(label, x)` that raises the `DomainError` for a
+    value the specification does not define beyond the domain (rows that must sum to 1, a diagonal
+    that must be 0). It runs after every other check of the call (so it sees the shapes it expects),
+    never on a gradient (`d_...`) or a cache, and not inside [`probing`][refmem.validation.probing]."""
 
     def __class_getitem__(cls, spec: str) -> type:
         key = (cls, spec)
@@ -166,6 +174,15 @@ class Mask(Array):
     one-precision rule."""
 
     domain = _MASK
+
+
+class Scores(Array):
+    """Annotation of the scores (energies, logits) that a softmax turns into weights:
+    `Scores["B T"]` is a floating array whose values are finite or `-inf`. A score of `-inf` is
+    the additive mask of other libraries: its position gets weight exactly 0. NaN and `+inf` are
+    refused (`DomainError`)."""
+
+    domain = _SCORES
 
 
 _ANNOTATIONS: dict[tuple[type, Any], type] = {}
@@ -605,7 +622,8 @@ class _Plan:
 # ============================================================================= the checks of one call
 #
 # `bound` maps each letter (and "...") to its size; `refs` is [namespace reference (label, array),
-# precision reference (label, dtype, bits), probing, the plan's derived sizes].
+# precision reference (label, dtype, bits), probing, the plan's derived sizes, the invariants to run
+# once every shape is checked].
 
 
 def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_first: bool = False) -> None:
@@ -617,7 +635,7 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
     parameter that disagrees with the inputs is the one named.
     """
     start = dict(bound)
-    refs: list = [None, None, _PROBING.get(), plan.derive]
+    refs: list = [None, None, _PROBING.get(), plan.derive, []]
     for i, node in plan.caches:
         _bind_cache(node, values[i], bound, refs)
     for i, name, cls, optional in plan.configs:
@@ -658,6 +676,8 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
                         _run(plan, values, {letter: want}, again=True, arrays_first=arrays_first)
                     raise ShapeError(f"{letter}: expected {rule.__name__}("
                                      f"{', '.join(f'{a}={bound[a]}' for a in inputs)}) = {want}, got {have}")
+    for invariant, label, x in refs[4]:
+        invariant(label, x)
 
 
 def _check_structs(plan: _Plan, values: list, bound: dict, refs: list) -> None:
@@ -780,9 +800,14 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
             _domain_error(label, x, _UNIT)
         if kind == "c" and not _and_reduce(_isfinite(x), axis=None):
             _domain_error(label, x, None)
+    elif domain is _SCORES:
+        if not _and_reduce(_isfinite(x), axis=None) and not _and_reduce(_finite_or_minus_inf(x), axis=None):
+            _domain_error(label, x, _SCORES)
     elif kind != "b":
         if _or_reduce((x != 0) & (x != 1), axis=None):
             _domain_error(label, x, _MASK)
+    if domain is not None and not refs[2] and spec.invariant is not None:
+        refs[4].append((spec.invariant, label, x))  # run once every shape of the call is known
 
 
 def _bind(label: str, shape: Any, spec: type, bound: dict, refs: list) -> None:
@@ -910,6 +935,12 @@ def _foreign_domain(label: str, x: Any, kind: str, domain: str | None, probing_:
         if kind != "b" and not bool(xp.all((x == 0) | (x == 1))):
             _domain_error(label, x, _MASK)
         return
+    if domain is _SCORES:
+        r = xp.real(x) if kind == "c" else x
+        ok = xp.isfinite(x) | ((r == -float("inf")) & xp.isfinite(xp.imag(x) if kind == "c" else xp.zeros_like(r)))
+        if not bool(xp.all(ok)):
+            _domain_error(label, x, _SCORES)
+        return
     if not bool(xp.all(xp.isfinite(x))):
         _domain_error(label, x, None)
     if domain is _UNIT and not probing_:
@@ -928,6 +959,9 @@ def _domain_error(label: str, x: Any, domain: str | None) -> None:
         at = _first(bad)
         raise DomainError(f"{label}: expected a mask of exactly 0 or 1 (or booleans), got {h[at].item()!r} at "
                           f"{list(at)}")
+    if domain is _SCORES:
+        at = _first(~_finite_or_minus_inf(h))
+        raise DomainError(f"{label}: expected finite values or -inf, got {h[at].item()!r} at {list(at)}")
     bad = ~np.isfinite(h)
     if bad.any():
         at = _first(bad)
@@ -935,6 +969,11 @@ def _domain_error(label: str, x: Any, domain: str | None) -> None:
     r = np.real(h)
     at = _first((r < _LO) | (r > _HI))
     raise DomainError(f"{label}: expected values in [0, 1], got {r[at].item()!r} at {list(at)}")
+
+
+def _finite_or_minus_inf(h: np.ndarray) -> np.ndarray:
+    """Where a NumPy array is finite, or has the real part `-inf` (and a finite imaginary part)."""
+    return np.isfinite(h) | ((np.real(h) == -np.inf) & np.isfinite(np.imag(h)))
 
 
 def _first(bad: np.ndarray) -> tuple[int, ...]:
@@ -1432,3 +1471,39 @@ def spec_from_symbols(symbols: str) -> str:
         inner = inner[1:-1]
     parts = [p.strip().replace(" ", "") for p in inner.split(",") if p.strip()]
     return " ".join(p if (p.isidentifier() or p.isdigit()) else f"({p})" for p in parts)
+
+
+# ----------------------------------------------------------------------------- overflow of finite inputs
+
+
+def quiet_overflow() -> Any:
+    """A context in which NumPy does not warn of an overflow or an invalid value: the entry points
+    that use it check their results with `refuse_overflow`
+    afterwards, so the overflow is reported once, as a `DomainError`, not as a warning before it."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
+def refuse_overflow(values: Any, label: str, what: str, shown: str = "") -> None:
+    """Raise a `DomainError` naming `label` when `values` (computed from finite inputs) is not finite.
+
+    A score or a logit beyond the largest number of the dtype becomes `inf` (and a softmax of it
+    NaN): no answer is right then, so the input is refused, naming the limit.
+
+    Args:
+        values: the computed array (scores, weights, outputs).
+        label: the arguments to name (`"h, hs"`).
+        what: what overflowed (`"dot scores h·hs"`).
+        shown: the name of `values` in the message when it is not the overflowing quantity itself
+            (`"alpha"` for energies seen through their softmax); empty when it is.
+    """
+    xp = namespace(values)
+    if bool(xp.all(xp.isfinite(values))):
+        return
+    h = _host(values)
+    at = tuple(int(i) for i in np.argwhere(~np.isfinite(h))[0])
+    limit = float(np.finfo(h.dtype).max)
+    dtype = np.finfo(h.dtype).dtype.name
+    where = f"{shown} is {h[at].item()!r} at {list(at)}" if shown else f"{h[at].item()!r} at {list(at)}"
+    raise DomainError(f"{label}: expected {what} within the range of {dtype} (magnitude <= {limit:.4g}), "
+                      f"got an overflow ({where}); the inputs are finite but too large for {dtype}: "
+                      f"scale them down")

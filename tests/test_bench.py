@@ -156,11 +156,11 @@ def _refmem_forward(bench, x, p):
         return ML.unroll_forward(x, ML.Params(**p))[0].h
     if bench.model == "attention":
         from refmem.attention import bahdanau as BA
-        return BA.decoder_forward(x, BA.DecoderParams(**p), "previous")[0].y
+        return BA.decoder_forward(x, BA.DecoderParams(**p), output_state="previous")[0].y
     from refmem.dnc import core
     from refmem.dnc.params import from_named
     cfg = impl_refmem.dnc_config(bench.sizes)
-    return core.unroll_forward(x, from_named(p, cfg), cfg)[0].y
+    return core.unroll_forward(x, from_named(p, cfg), cfg=cfg)[0].y
 
 
 MODELS = ["memory_lstm", "attention", "dnc"]

@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 from .. import xp as rx
 from ..optim import Adam, clip_by_global_norm
 from ..sampling import Sampler
-from .bahdanau import DecoderParams, decoder_backward, decoder_forward, init_params
+from .bahdanau import DecoderOutputs, DecoderParams, decoder_backward, decoder_forward, init_params
 
 __all__ = ["TrainResult", "make_batch", "loss_and_grads", "train"]
 
@@ -59,12 +59,12 @@ def make_batch(xp: Any, sampler: Sampler, B: int, T: int, V: int) -> tuple[Any, 
 def loss_and_grads(params: DecoderParams, h: Any, target: Any, output_state: str = "current"):
     """Mean cross-entropy ``-Σ target ∘ log y / (B T)``, its gradients, and the forward output."""
     xp = rx.namespace(h)
-    out, cache = decoder_forward(h, params, output_state)
+    out, cache = decoder_forward(h, params, output_state=output_state)
     B, T = int(h.shape[0]), int(h.shape[1])
     tiny = 1e-300  # y > 0 always (a softmax); only guards log(0) in a pathological underflow
     loss = -xp.sum(target * xp.log(out.y + tiny)) / (B * T)
     d_y = -target / (out.y + tiny) / (B * T)
-    grads = decoder_backward(d_y, None, None, cache)
+    grads = decoder_backward(DecoderOutputs(d_y, None, None), cache)
     return loss, grads.params, out
 
 
