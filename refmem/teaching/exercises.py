@@ -242,10 +242,13 @@ def _bahdanau_step(mod, a, cot):
 
     params = BA.DecoderParams(*(a[f"params/{k}"] for k in BA.DecoderParams._fields))
     output_state = a.get("_output_state", "previous")
-    mask = a.get("inputs/mask")
-    out, caches = _forward(mod, "decoder_forward", a["inputs/h"], params, output_state=output_state, mask=mask)
+    out, caches = _forward(mod, "decoder_forward", a["inputs/h"], params, output_state=output_state)
     d_out = BA.DecoderOutputs(y=cot.get("y"), alpha=cot.get("alpha"), s=cot.get("s"))
-    g = _run(mod, "decoder_backward", d_out, caches, mod.decoder_step_backward)
+
+    def step_backward(d: Any, cache: Any) -> Any:
+        return backward(mod, "decoder_step_backward", BA.DecoderStepGrads, d, cache)
+
+    g = _run(mod, "decoder_backward", d_out, caches, step_backward)
     grads = {"inputs/h": g.h}
     grads.update({f"params/{k}": v for k, v in zip(BA.DecoderParams._fields, g.params)})
     return {"y": out.y, "alpha": out.alpha, "s": out.s}, grads
@@ -381,132 +384,118 @@ EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in (
 
 
 def _register_families() -> None:
-    """Add the attention and DNC exercises where the installed refmem has their 0.2 API."""
-    import importlib
-
-    try:
-        BA = importlib.import_module("refmem.attention.bahdanau")
-        has_attention = hasattr(BA, "DecoderStepOutputs")
-    except ImportError:  # pragma: no cover - a build without the family
-        has_attention = False
-    try:
-        A = importlib.import_module("refmem.dnc.addressing")
-        has_dnc = hasattr(A, "AllocationGrads")
-    except ImportError:  # pragma: no cover
-        has_dnc = False
+    """Add the attention and DNC exercises (their 0.2 API: `DecoderStepOutputs`, `AllocationGrads`, ...)."""
     more = []
-    if has_attention:
-        more.append(Exercise(
-            name="attention/bahdanau_step", function="decoder_step_backward", forward="decoder_step_forward",
-            solution="attention_bahdanau_step",
-            cases=("attention/bahdanau_decoder/previous", "attention/bahdanau_decoder/current"),
-            spec="SPEC §2 eqs. 1-8", derivation="derivations/attention.md#1-the-bahdanau-decoder-spec-2-one-step",
-            grads_type="DecoderStepGrads", level=3,
-            summary="one Bahdanau decoder step (eqs. 8 back to 1); the given loop runs it through time",
-            call=_bahdanau_step,
-            mistakes=(
-                Mistake("U_p_reads_s_prev", "U_p's gradient read from s_prev instead of r ∘ s_prev",
-                        "T(C.rs) @ d_pp", "T(C.s_prev) @ d_pp",
-                        "eq. 6 multiplies U_p by rs = r ∘ s_prev: the reset gate sits inside the product, so "
-                        "Ū_p = rsᵀ d_pp."),
-                Mistake("current_as_previous", "eq. 8's s_t differentiated as s_{t-1} ('current' read as 'previous')",
-                        "    if C.output_state == \"current\":\n", "    if False:\n",
-                        "with output_state='current', eq. 8 reads s_t itself: its gradient joins d_s before eq. 7 "
-                        "is differentiated (the same state feeds the output and the next step); only "
-                        "'previous' sends it to s_{t-1}."),
-                Mistake("no_context_attention", "the context's path into the attention weights left out",
-                        "d_alpha = d_alpha_c if d_alpha is None else d_alpha + d_alpha_c",
-                        "d_alpha = xp.zeros_like(d_alpha_c) if d_alpha is None else d_alpha",
-                        "c = Σ_j α_j h_j (eq. 3): ᾱ_j receives c̄ · h_j, the attention's only gradient from the "
-                        "state and output."),
-                Mistake("transposed_weight", "a transposed weight (s̄_prev += d_sw W_a instead of d_sw W_aᵀ)",
-                        "d_s_prev = d_s_prev + d_sw @ T(P.W_a)", "d_s_prev = d_s_prev + d_sw @ P.W_a",
-                        "e = tanh(s_prev W_a + ...) V_a (eq. 1): s̄_prev = d_sw W_aᵀ; W_a is square [H, H], so "
-                        "the transposed product has the right shape and the wrong values."),
-                Mistake("z_sign", "the update gate's gradient with the wrong sign (s_prev - p)",
-                        "d_z = d_s * (C.p - C.s_prev)", "d_z = d_s * (C.s_prev - C.p)",
-                        "s = (1 - z) s_prev + z p (eq. 7), so ∂s/∂z = p - s_prev."),
-            )))
-    if has_dnc:
-        more.append(Exercise(
-            name="dnc/allocation", function="allocation_backward", forward="allocation_forward",
-            solution="dnc_allocation", cases=("dnc/allocation/",), spec="SPEC §5 step 3",
-            derivation="derivations/dnc.md#3-allocation-step-3-allocation_forward", grads_type="AllocationGrads",
-            level=2, summary="the allocation weights: through the sort (held constant) and the exclusive product",
-            call=_dnc_allocation,
-            mistakes=(
-                Mistake("unsort_not_gather", "the un-sort applied to the gradient instead of its inverse",
-                        "d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)",
-                        "d_sorted_allocation = P.unsort(d_allocation, cache.perm, axis=-1)",
-                        "the forward un-sorts with φ; the gradient goes back through the inverse "
-                        "permutation: gather with φ (a permutation's transpose is its inverse)."),
-                Mistake("su_sn_coupling", "s^u = 1 - s^n forgotten (the product's gradient not sent to s^n)",
-                        "    d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage\n", "",
-                        "the sorted usages are 1 - the sorted non-usages: the product's gradient reaches s^n with "
-                        "a minus sign."),
-                Mistake("nonusage_sign", "the sign of nonusage = 1 - û dropped",
-                        "d_usage = -(1.0 - cache.eps) * d_nonusage", "d_usage = (1.0 - cache.eps) * d_nonusage",
-                        "nonusage = 1 - û and û = ε + (1 - ε) u, so ∂ nonusage/∂u = -(1 - ε)."),
-                Mistake("missing_eps", "the (1 - ε) of û = ε + (1 - ε) u left out",
-                        "d_usage = -(1.0 - cache.eps) * d_nonusage", "d_usage = -d_nonusage",
-                        "û = ε + (1 - ε) u: the chain rule multiplies by 1 - ε (a relative error of 1e-6, far "
-                        "above float64's tolerance)."),
-                Mistake("inclusive_cumprod", "an inclusive cumulative product",
-                        "d_sorted_usage = P.exclusive_cumprod_vjp(d_prod, cache.sorted_usage, -1)",
-                        "d_sorted_usage = P.exclusive_cumprod_vjp(d_prod * cache.sorted_usage, cache.sorted_usage, -1)"
-                        " + d_prod * cache.prod_sorted_usage",
-                        "prod_sorted_usage_j = Π_{i<j} s^u_i excludes s^u_j itself (SPEC §5 step 3); this is the "
-                        "backward of the inclusive Π_{i≤j} s^u_i, which gives s^u_j a gradient from its own "
-                        "position j."),
-            )))
-        more.append(Exercise(
-            name="dnc/usage", function="usage_backward", forward="usage_forward",
-            solution="dnc_usage", cases=("dnc/usage/deepmind", "dnc/usage/paper"), spec="SPEC §5 step 1",
-            derivation="derivations/dnc.md#2-usage-step-1-usage_forward", grads_type="UsageGrads", level=2,
-            summary="the usage update, products without division, and deepmind's stop-gradient",
-            call=_dnc_usage,
-            mistakes=(
-                Mistake("missing_stop_gradient", "a missing stop-gradient (deepmind's tf.stop_gradient)",
-                        "    if cache.stop:\n", "    if False:\n",
-                        "under the deepmind convention the usage reads the previous write weights through "
-                        "tf.stop_gradient: their gradient is exactly 0 (SPEC §5 conventions; the paper "
-                        "convention differentiates it)."),
-                Mistake("retention_forgotten", "the retention ψ left out of u_{t-1}'s gradient",
-                        "d_after_write = d_usage * cache.retention", "d_after_write = d_usage",
-                        "u_t = u' ∘ ψ: every gradient that reaches u' is multiplied by ψ first."),
-                Mistake("free_gate_sign", "the free gates' gradient with the wrong sign",
-                        "d_free_gates = -xp.sum(d_free_factors * cache.prev_read_weights, axis=-1)",
-                        "d_free_gates = xp.sum(d_free_factors * cache.prev_read_weights, axis=-1)",
-                        "free_factors = 1 - f_r w^r_r: ∂/∂f_r = -w^r_r."),
-            )))
-        more.append(Exercise(
-            name="dnc/temporal_linkage", function="temporal_linkage_backward", forward="temporal_linkage_forward",
-            solution="dnc_temporal_linkage", cases=("dnc/temporal_linkage/",), spec="SPEC §5 step 6",
-            derivation="derivations/dnc.md#6-link-and-precedence-step-6-temporal_linkage_forward",
-            grads_type="TemporalLinkageGrads", level=2,
-            summary="the link matrix and the precedence: w^w in its row and column roles, the zero diagonal",
-            call=_dnc_temporal_linkage,
-            mistakes=(
-                Mistake("column_role", "w^w's column role left out (only L[i, :] differentiated)",
-                        "    d_ww = d_ww - xp.sum(g * cache.prev_link, axis=-2)\n", "",
-                        "w^w[j] also scales L_{t-1}[i, j] as the column index: (1 - w^w[i] - w^w[j]); its "
-                        "gradient sums over the rows i."),
-                Mistake("transposed_link", "a transposed link in the column role",
-                        "d_ww = d_ww - xp.sum(g * cache.prev_link, axis=-2)",
-                        "d_ww = d_ww - xp.sum(g * cache.prev_link, axis=-1)",
-                        "in the column role w^w[j] multiplies L[i, j] for every i: sum over i (axis -2), "
-                        "g[i, j] L[i, j], not over j."),
-                Mistake("diagonal_kept", "the diagonal's gradient kept (L_t[i, i] is the constant 0)",
-                        "g = d_link * off_diagonal", "g = d_link",
-                        "L_t[i, i] = 0 whatever the inputs, so its upstream gradient must be dropped before it "
-                        "reaches L_{t-1}, w^w and p_{t-1}."),
-                Mistake("precedence_sum", "the precedence's write sum differentiated without the sum",
-                        "d_ww = d_ww + d_precedence - xp.sum(d_precedence * cache.prev_precedence, axis=-1,"
-                        " keepdims=True)",
-                        "d_ww = d_ww + d_precedence - d_precedence * cache.prev_precedence",
-                        "p_t = (1 - Σ_i w^w[i]) p_{t-1} + w^w: every w^w[i] scales every p_{t-1}[j], so its "
-                        "gradient is d_p[i] - Σ_j d_p[j] p_{t-1}[j]."),
-            )))
+    more.append(Exercise(
+        name="attention/bahdanau_step", function="decoder_step_backward", forward="decoder_step_forward",
+        solution="attention_bahdanau_step",
+        cases=("attention/bahdanau_decoder/previous", "attention/bahdanau_decoder/current"),
+        spec="SPEC §2 eqs. 1-8", derivation="derivations/attention.md#1-the-bahdanau-decoder-spec-2-one-step",
+        grads_type="DecoderStepGrads", level=3,
+        summary="one Bahdanau decoder step (eqs. 8 back to 1); the given loop runs it through time",
+        call=_bahdanau_step,
+        mistakes=(
+            Mistake("U_p_reads_s_prev", "U_p's gradient read from s_prev instead of r ∘ s_prev",
+                    "T(C.rs) @ d_pp", "T(C.s_prev) @ d_pp",
+                    "eq. 6 multiplies U_p by rs = r ∘ s_prev: the reset gate sits inside the product, so "
+                    "Ū_p = rsᵀ d_pp."),
+            Mistake("current_as_previous", "eq. 8's s_t differentiated as s_{t-1} ('current' read as 'previous')",
+                    "    if C.output_state == \"current\":\n", "    if False:\n",
+                    "with output_state='current', eq. 8 reads s_t itself: its gradient joins d_s before eq. 7 "
+                    "is differentiated (the same state feeds the output and the next step); only "
+                    "'previous' sends it to s_{t-1}."),
+            Mistake("no_context_attention", "the context's path into the attention weights left out",
+                    "d_alpha = d_alpha_c if d_alpha is None else d_alpha + d_alpha_c",
+                    "d_alpha = xp.zeros_like(d_alpha_c) if d_alpha is None else d_alpha",
+                    "c = Σ_j α_j h_j (eq. 3): ᾱ_j receives c̄ · h_j, the attention's only gradient from the "
+                    "state and output."),
+            Mistake("transposed_weight", "a transposed weight (s̄_prev += d_sw W_a instead of d_sw W_aᵀ)",
+                    "d_s_prev = d_s_prev + d_sw @ T(P.W_a)", "d_s_prev = d_s_prev + d_sw @ P.W_a",
+                    "e = tanh(s_prev W_a + ...) V_a (eq. 1): s̄_prev = d_sw W_aᵀ; W_a is square [H, H], so "
+                    "the transposed product has the right shape and the wrong values."),
+            Mistake("z_sign", "the update gate's gradient with the wrong sign (s_prev - p)",
+                    "d_z = d_s * (C.p - C.s_prev)", "d_z = d_s * (C.s_prev - C.p)",
+                    "s = (1 - z) s_prev + z p (eq. 7), so ∂s/∂z = p - s_prev."),
+        )))
+    more.append(Exercise(
+        name="dnc/allocation", function="allocation_backward", forward="allocation_forward",
+        solution="dnc_allocation", cases=("dnc/allocation/",), spec="SPEC §5 step 3",
+        derivation="derivations/dnc.md#3-allocation-step-3-allocation_forward", grads_type="AllocationGrads",
+        level=2, summary="the allocation weights: through the sort (held constant) and the exclusive product",
+        call=_dnc_allocation,
+        mistakes=(
+            Mistake("unsort_not_gather", "the un-sort applied to the gradient instead of its inverse",
+                    "d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)",
+                    "d_sorted_allocation = P.unsort(d_allocation, cache.perm, axis=-1)",
+                    "the forward un-sorts with φ; the gradient goes back through the inverse "
+                    "permutation: gather with φ (a permutation's transpose is its inverse)."),
+            Mistake("su_sn_coupling", "s^u = 1 - s^n forgotten (the product's gradient not sent to s^n)",
+                    "    d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage\n", "",
+                    "the sorted usages are 1 - the sorted non-usages: the product's gradient reaches s^n with "
+                    "a minus sign."),
+            Mistake("nonusage_sign", "the sign of nonusage = 1 - û dropped",
+                    "d_usage = -(1.0 - cache.eps) * d_nonusage", "d_usage = (1.0 - cache.eps) * d_nonusage",
+                    "nonusage = 1 - û and û = ε + (1 - ε) u, so ∂ nonusage/∂u = -(1 - ε)."),
+            Mistake("missing_eps", "the (1 - ε) of û = ε + (1 - ε) u left out",
+                    "d_usage = -(1.0 - cache.eps) * d_nonusage", "d_usage = -d_nonusage",
+                    "û = ε + (1 - ε) u: the chain rule multiplies by 1 - ε (a relative error of 1e-6, far "
+                    "above float64's tolerance)."),
+            Mistake("inclusive_cumprod", "an inclusive cumulative product",
+                    "d_sorted_usage = P.exclusive_cumprod_vjp(d_prod, cache.sorted_usage, -1)",
+                    "d_sorted_usage = P.exclusive_cumprod_vjp(d_prod * cache.sorted_usage, cache.sorted_usage, -1)"
+                    " + d_prod * cache.prod_sorted_usage",
+                    "prod_sorted_usage_j = Π_{i<j} s^u_i excludes s^u_j itself (SPEC §5 step 3); this is the "
+                    "backward of the inclusive Π_{i≤j} s^u_i, which gives s^u_j a gradient from its own "
+                    "position j."),
+        )))
+    more.append(Exercise(
+        name="dnc/usage", function="usage_backward", forward="usage_forward",
+        solution="dnc_usage", cases=("dnc/usage/deepmind", "dnc/usage/paper"), spec="SPEC §5 step 1",
+        derivation="derivations/dnc.md#2-usage-step-1-usage_forward", grads_type="UsageGrads", level=2,
+        summary="the usage update, products without division, and deepmind's stop-gradient",
+        call=_dnc_usage,
+        mistakes=(
+            Mistake("missing_stop_gradient", "a missing stop-gradient (deepmind's tf.stop_gradient)",
+                    "    if cache.stop:\n", "    if False:\n",
+                    "under the deepmind convention the usage reads the previous write weights through "
+                    "tf.stop_gradient: their gradient is exactly 0 (SPEC §5 conventions; the paper "
+                    "convention differentiates it)."),
+            Mistake("retention_forgotten", "the retention ψ left out of u_{t-1}'s gradient",
+                    "d_after_write = d_usage * cache.retention", "d_after_write = d_usage",
+                    "u_t = u' ∘ ψ: every gradient that reaches u' is multiplied by ψ first."),
+            Mistake("free_gate_sign", "the free gates' gradient with the wrong sign",
+                    "d_free_gates = -xp.sum(d_free_factors * cache.prev_read_weights, axis=-1)",
+                    "d_free_gates = xp.sum(d_free_factors * cache.prev_read_weights, axis=-1)",
+                    "free_factors = 1 - f_r w^r_r: ∂/∂f_r = -w^r_r."),
+        )))
+    more.append(Exercise(
+        name="dnc/temporal_linkage", function="temporal_linkage_backward", forward="temporal_linkage_forward",
+        solution="dnc_temporal_linkage", cases=("dnc/temporal_linkage/",), spec="SPEC §5 step 6",
+        derivation="derivations/dnc.md#6-link-and-precedence-step-6-temporal_linkage_forward",
+        grads_type="TemporalLinkageGrads", level=2,
+        summary="the link matrix and the precedence: w^w in its row and column roles, the zero diagonal",
+        call=_dnc_temporal_linkage,
+        mistakes=(
+            Mistake("column_role", "w^w's column role left out (only L[i, :] differentiated)",
+                    "    d_ww = d_ww - xp.sum(g * cache.prev_link, axis=-2)\n", "",
+                    "w^w[j] also scales L_{t-1}[i, j] as the column index: (1 - w^w[i] - w^w[j]); its "
+                    "gradient sums over the rows i."),
+            Mistake("transposed_link", "a transposed link in the column role",
+                    "d_ww = d_ww - xp.sum(g * cache.prev_link, axis=-2)",
+                    "d_ww = d_ww - xp.sum(g * cache.prev_link, axis=-1)",
+                    "in the column role w^w[j] multiplies L[i, j] for every i: sum over i (axis -2), "
+                    "g[i, j] L[i, j], not over j."),
+            Mistake("diagonal_kept", "the diagonal's gradient kept (L_t[i, i] is the constant 0)",
+                    "g = d_link * off_diagonal", "g = d_link",
+                    "L_t[i, i] = 0 whatever the inputs, so its upstream gradient must be dropped before it "
+                    "reaches L_{t-1}, w^w and p_{t-1}."),
+            Mistake("precedence_sum", "the precedence's write sum differentiated without the sum",
+                    "d_ww = d_ww + d_precedence - xp.sum(d_precedence * cache.prev_precedence, axis=-1,"
+                    " keepdims=True)",
+                    "d_ww = d_ww + d_precedence - d_precedence * cache.prev_precedence",
+                    "p_t = (1 - Σ_i w^w[i]) p_{t-1} + w^w: every w^w[i] scales every p_{t-1}[j], so its "
+                    "gradient is d_p[i] - Σ_j d_p[j] p_{t-1}[j]."),
+        )))
     for ex in more:
         EXERCISES.setdefault(ex.name, ex)
 
@@ -861,6 +850,7 @@ class Grade:
     path: str
     golden: list[tuple[str, Any]] = field(default_factory=list)
     intermediates: list[Intermediate] = field(default_factory=list)
+    traced_case: str = ""
     gradcheck: list[Any] = field(default_factory=list)
     probes: list[tuple[str, bool, str]] = field(default_factory=list)
     mistakes: list[Mistake] = field(default_factory=list)
@@ -890,6 +880,7 @@ class Grade:
                         "problems": list(rep.problems)} for name, rep in self.golden],
             "intermediates": [dataclasses.asdict(i) for i in self.intermediates],
             "first_wrong_intermediate": self.first_wrong.name if self.first_wrong else None,
+            "traced_case": self.traced_case,
             "gradcheck": [{"case": r.case, "tensor": r.tensor, "method": r.method, "passed": r.passed,
                            "normwise_rel_err": _json_num(r.normwise_rel_err)} for r in self.gradcheck],
             "probes": [{"what": w, "passed": ok, "detail": d} for w, ok, d in self.probes],
@@ -919,15 +910,22 @@ def _gradcheck(ex: Exercise, module: Any, case_names: list[str], seed: int) -> l
     return records
 
 
-def grade(path: str | os.PathLike, seed: int = 1, golden_dir: str | os.PathLike | None = None) -> Grade:
-    """Grade the learner's file at ``path`` (see the module docstring); `SubmissionError` when it cannot be."""
+def grade(path: str | os.PathLike, seed: int = 1, golden_dir: str | os.PathLike | None = None,
+          gradcheck: bool = True) -> Grade:
+    """Grade the learner's file at ``path`` (see the module docstring); `SubmissionError` when it cannot be.
+
+    ``seed``: the seed of the gradient check's inputs (the golden tensors are at seed 0);
+    ``gradcheck=False`` leaves the gradient check out (the golden tensors, the intermediates, the
+    probes and the catalogue of mistakes remain).
+    """
     module, ex = load_submission(path)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a wrong backward's overflow or 0/0 shows in the report, once
-        return _grade(module, ex, str(path), seed, golden_dir)
+        return _grade(module, ex, str(path), seed, golden_dir, gradcheck)
 
 
-def _grade(module: Any, ex: Exercise, path: str, seed: int, golden_dir: str | os.PathLike | None) -> Grade:
+def _grade(module: Any, ex: Exercise, path: str, seed: int, golden_dir: str | os.PathLike | None,
+           gradcheck: bool) -> Grade:
     from refmem.golden import compare, load
 
     result = Grade(ex, path)
@@ -936,20 +934,21 @@ def _grade(module: Any, ex: Exercise, path: str, seed: int, golden_dir: str | os
         raise SubmissionError(f"no golden case of exercise {ex.name} in the golden directory ({', '.join(ex.cases)})")
     reference = load_solution(ex)
     learner_runs: dict[str, dict[str, Any]] = {}
-    for i, name in enumerate(names):
+    for name in names:
         golden = load(name, golden_dir)
         arrays, cot = _arrays_of(golden)
-        if i == 0:
-            outputs, grads, local = _traced(ex, module, arrays, cot)
-            _, _, ref_local = _traced(ex, reference, arrays, cot)
-            result.intermediates = _compare_locals(ex, local, ref_local)
-        else:
-            outputs, grads = ex.call(module, arrays, cot)
+        outputs, grads, local = _traced(ex, module, arrays, cot)
+        _, _, ref_local = _traced(ex, reference, arrays, cot)
+        compared = _compare_locals(ex, local, ref_local)
+        if not result.intermediates or (not any(i.status == "FAIL" for i in result.intermediates)
+                                        and any(i.status == "FAIL" for i in compared)):
+            result.intermediates, result.traced_case = compared, name
         learner_runs[name] = grads
         results = {f"outputs/{k}": v for k, v in outputs.items() if v is not None}
         results.update({f"grads/{k}": v for k, v in grads.items() if v is not None})
         result.golden.append((name, compare(golden, results, "float64")))
-    result.gradcheck = _gradcheck(ex, module, names, seed)
+    if gradcheck:
+        result.gradcheck = _gradcheck(ex, module, names, seed)
     for what, make in ex.probes:
         arrays, cot = make()
         _, mine = ex.call(module, arrays, cot)
@@ -1028,7 +1027,8 @@ def render(g: Grade) -> list[tuple[str, str]]:
         if name in rep.divergences:
             out.append(("fail", f"        {rep.divergences[name].message}"))
     if g.intermediates:
-        out += [("", ""), ("head", "your intermediate gradients, in the order the derivation completes them")]
+        where = f" (case {g.traced_case}" + (", the first call" if ex.name == "attention/bahdanau_step" else "") + ")"
+        out += [("", ""), ("head", "your intermediate gradients, in the order the derivation completes them" + where)]
         first = g.first_wrong
         for i in g.intermediates:
             if i.status == "absent":
