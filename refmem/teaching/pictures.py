@@ -71,7 +71,7 @@ def strip(rows: list[tuple[str, list[Any]]], titles: list[str], vmax: list[float
     return fig
 
 
-def copy_frames(path: str | Path, steps: int = 600, seed: int = 0) -> Path:
+def copy_frames(path: str | Path, steps: int = 1500, seed: int = 0) -> Path:
     """Train a small DNC on the copy task and draw one sequence's memory, frame by frame, to ``path``."""
     import numpy as np
 
@@ -81,8 +81,10 @@ def copy_frames(path: str | Path, steps: int = 600, seed: int = 0) -> Path:
     from ..dnc.tasks import RepeatCopy
 
     xp = rx.backend("numpy")
-    params, model, _ = T.train_for_pictures(xp, steps=steps, seed=seed)
-    task = RepeatCopy(num_bits=model.D - 2, batch_size=1, min_length=4, max_length=4, min_repeats=1, max_repeats=1)
+    cfg = T.preset("demo", task="copy", steps=steps, seed=seed, N=10, W=8, R=1, min_length=1, max_length=4)
+    result = T.train(cfg)
+    params, model = result.params, result.model
+    task = RepeatCopy(num_bits=cfg.num_bits, batch_size=1, min_length=4, max_length=4, min_repeats=1, max_repeats=1)
     batch = task.sample(np.random.default_rng(seed + 1), xp)
     out, cache = unroll_forward(batch.observations, params, cfg=model)
     states = cache.states
@@ -96,18 +98,18 @@ def copy_frames(path: str | Path, steps: int = 600, seed: int = 0) -> Path:
         ("read w^r_t", [h(s.access.read_weights)[0].T for s in states]),
         ("link L_t", [h(s.access.link)[0, 0] for s in states]),
     ]
-    fig = strip(rows, [f"t={t + 1}" for t in range(T_)], vmax=[1.0, None, 1.0, 1.0, 1.0, 1.0])
+    fig = strip(rows, [f"t={t + 1}" for t in range(T_)], vmax=[1.0, None, 1.0, 1.0, 1.0, 1.0], size=0.8,
+                suptitle=f"a DNC trained on copy ({steps} steps, final loss {result.history['loss'][-1]:.2f}): "
+                         "one sequence of 4 patterns, then their recall")
     return _save(fig, path)
 
 
 def reverse_attention(path: str | Path, steps: int = 400, seed: int = 0) -> Path:
     """Train the Bahdanau decoder to reverse sequences and draw its attention to ``path``."""
     from ..attention import train as AT
-    from ..plots import attention_heatmap
 
-    weights, accuracy = AT.attention_for_pictures(steps=steps, seed=seed)
-    return attention_heatmap(weights, path, title=f"α_tj after {steps} Adam steps on the reversal task "
-                                                  f"(accuracy {accuracy:.0%}): step t reads position T + 1 - t")
+    result = AT.train(steps=steps, seed=seed)
+    return Path(AT.save_heatmap(result, str(path), seed=seed))
 
 
 def _save(fig: Any, path: str | Path) -> Path:
