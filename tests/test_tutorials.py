@@ -76,7 +76,9 @@ def test_a_good_block_shows_its_output_and_its_time(tmp_path):
 
 @needs_mkdocs
 def test_without_execution_the_block_is_shown_and_not_run(tmp_path):
-    r = _site(tmp_path, "raise SystemExit('must not run')", execute=False)
+    r = _site(tmp_path, "x = [[1]][0][0]  # no reference link\nraise SystemExit('must not run')", execute=False)
     assert r.returncode == 0, r.stderr
     html = (tmp_path / "site" / "tutorials" / "t" / "index.html").read_text(encoding="utf-8")
-    assert "must not run" in html and "tutorial tutorials/t.md" not in r.stderr
+    block = re.search(r"<pre.*?</pre>", html, re.DOTALL)
+    assert block and "must not run" in re.sub(r"<[^>]+>", "", block.group(0)), html
+    assert "tutorial tutorials/t.md" not in r.stderr

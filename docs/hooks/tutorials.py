@@ -7,8 +7,8 @@ runs while the site is built, in the build's own Python process, and renders wit
 
 This hook adds two things:
 
-* **Run once in CI.** With ``REFMEM_DOCS_EXECUTE=0`` the blocks are shown as plain code and not
-  run. ``.ci/run`` builds the site with the tutorials executed, then runs the tests with
+* **Run once in CI.** With ``REFMEM_DOCS_EXECUTE=0`` the blocks are shown as plain Python blocks
+  (their options dropped) and not run. ``.ci/run`` builds the site with the tutorials executed, then runs the tests with
   ``REFMEM_DOCS_EXECUTE=0``, so the second site build (``tests/test_docs_build.py``) does not
   execute them again.
 * **Their cost.** Each tutorial's build time (its blocks' execution and its rendering) is logged,
@@ -24,8 +24,8 @@ import time
 
 log = logging.getLogger("mkdocs.hooks.tutorials")
 
-#: ``exec="on"`` (and ``exec="1"``, ``exec="true"``) in a fence's info string.
-_EXEC = re.compile(r'^(\s*(?:```|~~~)\s*python\b[^\n]*?)\bexec="(?:on|1|true|yes)"', re.MULTILINE)
+#: The opening line of a fence whose info string holds ``exec="on"`` (or ``"1"``, ``"true"``, ``"yes"``).
+_EXEC = re.compile(r'^(\s*(?:```|~~~))\s*python\b[^\n]*\bexec="(?:on|1|true|yes)"[^\n]*$', re.MULTILINE)
 
 _started: dict[str, float] = {}
 
@@ -43,7 +43,7 @@ def on_page_markdown(markdown, page, config, files):
     if not _tutorial(page):
         return markdown
     if not execute():
-        return _EXEC.sub(r'\1exec="off"', markdown)
+        return _EXEC.sub(r"\1python", markdown)  # a plain Python block: shown, highlighted, not run
     _started[page.file.src_uri] = time.perf_counter()
     return markdown
 
