@@ -1,6 +1,6 @@
 """Packaging beyond pyproject.toml: ship the repository's top-level ``golden/`` inside the wheel.
 
-The golden tensors stay at the top of the repository (GOLDEN.md); the build maps that
+The golden tensors stay at the top of the repository (docs/golden-format.md); the build maps that
 directory onto the package ``refmem._golden`` so that an installed refmem finds them
 (:func:`refmem.golden.storage.default_dir`). Every other package is found as
 ``refmem`` and ``refmem.*``, so a new family package needs no change here.

@@ -7,14 +7,14 @@ its framework, or the refmem model, is missing.
 
 Modules:
 
-* :mod:`benchmarks.configs`: the benchmark sizes (full and ``--quick``);
-* :mod:`benchmarks.problems`: seeded inputs, parameters and cotangents shared by
+* ``benchmarks.configs``: the benchmark sizes (full and ``--quick``);
+* ``benchmarks.problems``: seeded inputs, parameters and cotangents shared by
   every implementation, so all of them differentiate the same numbers;
-* :mod:`benchmarks.impl_refmem`, :mod:`benchmarks.impl_torch`,
-  :mod:`benchmarks.impl_jax`: one forward+backward per implementation;
-* :mod:`benchmarks.gradcheck_bench`: a full element-wise ``refmem`` check per
+* ``benchmarks.impl_refmem``, ``benchmarks.impl_torch``,
+  ``benchmarks.impl_jax``: one forward+backward per implementation;
+* ``benchmarks.gradcheck_bench``: a full element-wise ``refmem`` check per
   module beside ``torch.autograd.gradcheck`` of the same function;
-* :mod:`benchmarks.memory`: peak memory of BPTT against ``T`` and ``N``;
-* :mod:`benchmarks.profiling`: cProfile of a refmem forward+backward;
-* :mod:`benchmarks.run`: the driver behind ``refmem bench``.
+* ``benchmarks.memory``: peak memory of BPTT against ``T`` and ``N``;
+* ``benchmarks.profiling``: cProfile of a refmem forward+backward;
+* ``benchmarks.run``: the driver behind ``refmem bench``.
 """

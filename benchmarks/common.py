@@ -47,7 +47,7 @@ def median_times(fn: Callable[[], object], repeats: int) -> tuple[float, list[fl
 def example(name: str):
     """``examples/<name>.py`` of this checkout (the golden engineer's framework adapters), loaded by path.
 
-    Raises :class:`Skip` when the file is missing or its framework is not installed.
+    Raises ``Skip`` when the file is missing or its framework is not installed.
     """
     key = f"_refmem_examples_{name}"
     if key in sys.modules:

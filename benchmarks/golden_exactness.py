@@ -5,8 +5,8 @@
     python -m benchmarks.golden_exactness ratios DIR    # worst verify ratio of each example, per dtype
     python -m benchmarks.golden_exactness kappas        # emulated κ against real float32 runs and examples
 
-The export computes references with :func:`refmem.extended.golden_tensors` (long double, rounded
-once) and tolerances from :func:`refmem.emulated32.float32_runs` (docs/golden-tolerances.md).
+The export computes references with ``refmem.extended.golden_tensors`` (long double, rounded
+once) and tolerances from ``refmem.emulated32.float32_runs`` (docs/golden-tolerances.md).
 """
 
 from __future__ import annotations

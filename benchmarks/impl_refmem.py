@@ -25,7 +25,7 @@ def build(bench: Bench, dtype: str, backend: str = "numpy", checkpoint_every: in
     """A function running one forward and one backward of ``bench`` in ``dtype``.
 
     ``checkpoint_every``: checkpointed BPTT for the DNC core and the attention decoder
-    (see :func:`refmem.dnc.core.unroll_forward`); ``None`` keeps every step's cache.
+    (see ``refmem.dnc.core.unroll_forward``); ``None`` keeps every step's cache.
     """
     xp = rx.backend(backend)
     dt = getattr(xp, dtype)
@@ -57,14 +57,14 @@ def _attention(bench: Bench, x, p, cot, checkpoint_every=None):
     params = BA.DecoderParams(**p)
 
     def step():
-        out, cache = BA.decoder_forward(x, params, "previous", checkpoint_every=checkpoint_every)
-        return BA.decoder_backward(cot, None, None, cache)
+        out, cache = BA.decoder_forward(x, params, output_state="previous", checkpoint_every=checkpoint_every)
+        return BA.decoder_backward(BA.DecoderOutputs(cot, None, None), cache)
 
     return step
 
 
 def dnc_config(sizes) -> Any:
-    """The :class:`refmem.dnc.params.DNCConfig` of a benchmark (one LSTM layer, no clip, ``deepmind``)."""
+    """The ``refmem.dnc.params.DNCConfig`` of a benchmark (one LSTM layer, no clip, ``deepmind``)."""
     P = _model("refmem.dnc.params")
     s = sizes
     return P.DNCConfig(D=s["D"], Y=s["Y"], hidden=s["H"], layers=1, N=s["N"], W=s["W"], R=s["R"], nw=s["nw"])

@@ -2,7 +2,7 @@
 
 ``examples/torch_memory_lstm.py`` and ``examples/torch_attention.py`` are whole
 unrolls written from SPEC §4 and §2; ``examples/torch_dnc.py`` is one access
-step of SPEC §5, around which :func:`dnc_core` runs the Sonnet LSTM controller
+step of SPEC §5, around which ``dnc_core`` runs the Sonnet LSTM controller
 and the output map of SPEC §5 "Core" (one layer, no clipping, ``deepmind``).
 """
 

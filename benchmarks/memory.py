@@ -42,7 +42,7 @@ print(json.dumps({"traced_peak_bytes": peak, "maxrss_bytes": resource.getrusage(
 def measure(sizes: dict, dtype: str = "float64", trace: bool = True, timeout: float = 1800,
             checkpoint_every: int | None = None) -> dict[str, Any]:
     """Peak memory of one forward+backward of the DNC core at ``sizes``, in a child process
-    (``checkpoint_every``: checkpointed BPTT, see :func:`refmem.dnc.core.unroll_forward`)."""
+    (``checkpoint_every``: checkpointed BPTT, see ``refmem.dnc.core.unroll_forward``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -129,7 +129,7 @@ def checkpoint_curve(T: int = 1000, ks: tuple = (1, 10, 32, 100), dtype: str = "
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.memory --T 1000 --k 1,10,32,100 [--dtype float64] [--trace] [--json PATH]``:
-    the checkpointing curve of :func:`checkpoint_curve`."""
+    the checkpointing curve of ``checkpoint_curve``."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=main.__doc__)

@@ -13,7 +13,7 @@ Covered: ``content_weights`` (``Memory.content_weightings`` with ``util.θ``),
 (``directional_weightings``) and ``read_weights`` (``content_weightings`` then
 ``read_weightings``), each in both conventions.
 
-Not computable by design (see :data:`NOT_COVERED`): every golden DNC case has two write
+Not computable by design (see ``NOT_COVERED``): every golden DNC case has two write
 heads and pytorch-dnc has one.
 """
 

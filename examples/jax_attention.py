@@ -78,7 +78,7 @@ def _forward_backward(args, mask, cotangents, output_state):
 
 @functools.partial(jax.jit, static_argnums=4)
 def _forward_mode(args, mask, cotangents, tangents, output_state):
-    """GOLDEN.md's ``jvp/`` (``jax.jvp``) and ``hvp/`` (forward over reverse, ``jax.jvp(jax.grad(loss))``)."""
+    """docs/golden-format.md's ``jvp/`` (``jax.jvp``) and ``hvp/`` (forward over reverse, ``jax.jvp(jax.grad(loss))``)."""
     def outputs(a):
         return _outputs(a, mask, output_state)
 

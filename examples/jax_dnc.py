@@ -56,7 +56,7 @@ def allocation(usage):
 
 def access_step(controller_output, W_xi, b_xi, state, convention):
     """``(read_vectors [B, R, W], new state, intermediates)`` from the controller output and the previous state
-    (the intermediates under GOLDEN.md's names)."""
+    (the intermediates under the names of docs/golden-format.md)."""
     memory, prev_wr, prev_ww = state["memory"], state["read_weights"], state["write_weights"]
     B, nw, N = prev_ww.shape
     R, W = prev_wr.shape[1], memory.shape[2]
@@ -182,7 +182,7 @@ def _core_forward_backward(args, cotangents, convention, cfg):
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
 def _forward_mode(args, cotangents, tangents, convention, cfg):
-    """GOLDEN.md's ``jvp/`` (``jax.jvp`` of the outputs) and ``hvp/`` (forward over reverse:
+    """docs/golden-format.md's ``jvp/`` (``jax.jvp`` of the outputs) and ``hvp/`` (forward over reverse:
     ``jax.jvp(jax.grad(loss))``, the stopped gradient a constant in both) along ``tangents``;
     ``cfg`` is the core's ``(layers, skip, clip_value, forget_bias)``, or ``None`` for the access step."""
     def outputs(a):

@@ -66,7 +66,7 @@ class AttentionDecoder(keras.layers.Layer):
         recurrent_initializer: for the gate, output and ``W_s`` matrices (``orthogonal``).
         bias_initializer: for every bias (``zeros``).
 
-    Call: ``layer(h, mask=None, y_prev=None)``; :meth:`decode` returns all three of
+    Call: ``layer(h, mask=None, y_prev=None)``; ``decode`` returns all three of
     ``y``, ``alpha`` and ``s [B, T, H]``.
     """
 

@@ -6,7 +6,7 @@ An independent implementation written from SPEC §2, not a call into refmem. Bot
 
     refmem golden verify --adapter examples.torch_attention:run --dtype float64
 
-The adapter also returns the intermediates (GOLDEN.md format 2): ``s0``, and per step the
+The adapter also returns the intermediates (docs/golden-format.md, format 2): ``s0``, and per step the
 energies ``e`` (before the mask), ``context``, ``r``, ``z`` and ``p``, stacked as ``[B, T, ...]``.
 """
 
@@ -66,7 +66,7 @@ def bahdanau_decoder(h, p, output_state="previous", mask=None, y_prev=None, trac
 
 
 def jvp_and_hvp(outputs_of, leaves, grads, tensors, torch_dtype):
-    """GOLDEN.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
+    """docs/golden-format.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
     the HVP by double backward (``grads`` were taken with ``create_graph=True``; the loss has no
     stopped gradient, so the Hessian is symmetric and ``(∂g)ᵀ t`` is ``∂g t``)."""
     names = [k for k in leaves if f"tangents/{k}" in tensors]

@@ -11,7 +11,7 @@ gradient w.r.t. the previous write weights stopped) and ``paper`` (oneplus,
     refmem golden verify --adapter examples.torch_dnc:run --dtype float32
 
 Besides the outputs and gradients, the adapter returns the intermediates it computes on the way
-(GOLDEN.md format 2: the activated interface, the write content weights, the per-head allocation,
+(docs/golden-format.md, format 2: the activated interface, the write content weights, the per-head allocation,
 the directional and read content weights; per step ``[B, T, ...]`` in the core), so that a
 mismatch is reported at the first equation that breaks.
 """
@@ -68,7 +68,7 @@ def allocation(usage):
 def access_step(xi_in, W_xi, b_xi, state, nw, R, W, convention, trace=None):
     """One access step: ``xi_in [B, Hc]`` and the previous state -> ``(read_vectors [B, R, W], new state)``.
 
-    ``trace``: a dict that receives the step's intermediates under GOLDEN.md's names."""
+    ``trace``: a dict that receives the step's intermediates under the names of docs/golden-format.md."""
     memory, prev_wr, prev_ww = state["memory"], state["read_weights"], state["write_weights"]
     link, prec, prev_usage = state["link"], state["precedence"], state["usage"]
     B = xi_in.shape[0]
@@ -194,7 +194,7 @@ def core_unroll(x, p, state, cfg, trace=None):
 
 
 def jvp_and_hvp(outputs_of, leaves, tensors, torch_dtype):
-    """GOLDEN.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``, by ``torch.func``: the JVP of the
+    """docs/golden-format.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``, by ``torch.func``: the JVP of the
     outputs, and the HVP forward over reverse, ``jvp(grad(loss))`` (the deepmind ``.detach()`` is a
     constant in both differentiations; double backward gives the same numbers)."""
     names = [k for k in leaves if f"tangents/{k}" in tensors]

@@ -64,7 +64,7 @@ def luong(h, hs, p, score, alignment, D=2, t0=0, trace=None):
 
 
 def jvp_and_hvp(outputs_of, leaves, grads, tensors, torch_dtype):
-    """GOLDEN.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
+    """docs/golden-format.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
     the HVP by double backward (``grads`` were taken with ``create_graph=True``; the loss has no
     stopped gradient, so the Hessian is symmetric and ``(∂g)ᵀ t`` is ``∂g t``)."""
     names = [k for k in leaves if f"tangents/{k}" in tensors]

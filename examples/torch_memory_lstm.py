@@ -21,7 +21,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def memory_lstm_step(x, h_prev, memory_prev, p, trace=None):
     """One step of SPEC §4: ``x [B, D]``, ``h_prev [B, H]``, ``memory_prev [B, M, H]`` -> ``h, c, memory``.
 
-    ``trace``: a dict that receives the gates ``i, f, o``, ``c_tilde``, ``e`` and ``m`` (GOLDEN.md intermediates)."""
+    ``trace``: a dict that receives the gates ``i, f, o``, ``c_tilde``, ``e`` and ``m`` (the intermediates of docs/golden-format.md)."""
     i = torch.sigmoid(x @ p["W_i"] + h_prev @ p["U_i"] + p["b_i"])
     f = torch.sigmoid(x @ p["W_f"] + h_prev @ p["U_f"] + p["b_f"])
     o = torch.sigmoid(x @ p["W_o"] + h_prev @ p["U_o"] + p["b_o"])
@@ -52,7 +52,7 @@ def memory_lstm_unroll(x, h0, memory0, p, trace=None):
 
 
 def jvp_and_hvp(outputs_of, leaves, grads, tensors, torch_dtype):
-    """GOLDEN.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
+    """docs/golden-format.md's ``jvp/`` and ``hvp/`` for the given ``tangents/``: the JVP by ``torch.func.jvp``,
     the HVP by double backward (``grads`` were taken with ``create_graph=True``; the loss has no
     stopped gradient, so the Hessian is symmetric and ``(∂g)ᵀ t`` is ``∂g t``)."""
     names = [k for k in leaves if f"tangents/{k}" in tensors]

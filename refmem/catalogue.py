@@ -1,6 +1,6 @@
-"""The case catalogue: every equation of SPEC.md as one checkable case.
+"""The case catalogue: every equation of the specification ([docs/spec.md](../spec.md)) as one checkable case.
 
-A :class:`Case` knows its forward and backward functions, how to draw valid
+A [`Case`][refmem.catalogue.Case] knows its forward and backward functions, how to draw valid
 inputs from a seed (away from kinks), which checks apply, and its variant. Four
 readers walk the catalogue: ``refmem check``, ``refmem golden``, the tests and
 the benchmarks.
@@ -14,7 +14,7 @@ first; families without one come last, by name). Adding an equation touches
 only its family's ``cases``; adding a family is a new package with a ``cases``
 module. Nothing else lists modules.
 
-Array dictionaries use GOLDEN.md's role-prefixed names: ``inputs/<name>``,
+Array dictionaries use the role-prefixed names of [docs/golden-format.md](../golden-format.md): ``inputs/<name>``,
 ``params/<name>``, ``state/<name>`` for what a case takes; a forward returns its
 outputs under bare names (``"y"``, ``"alpha"``); a backward returns gradients
 under the role-prefixed name of the tensor they belong to.
@@ -49,10 +49,10 @@ class Forward:
     tensors whose gradient is stopped (SPEC §6); a forward called again with
     ``frozen=`` uses them in place of the live values on the stopped path.
     ``trace``: ``None`` or a function of no argument returning the named quantities
-    the forward computed on the way (GOLDEN.md ``intermediates/``), under bare names,
+    the forward computed on the way ([docs/golden-format.md](../golden-format.md), ``intermediates/``), under bare names,
     with the time axis right after the batch axis in unrolled cases. It is called
-    only when :attr:`intermediates` is read (the golden export), so gradient checks,
-    which call a forward many times, do not pay for it.
+    only when [`intermediates`][refmem.catalogue.Forward.intermediates] is read (the golden export), so
+    gradient checks, which call a forward many times, do not pay for it.
     """
 
     outputs: dict[str, Any]
@@ -70,17 +70,17 @@ class Case:
     """One checkable equation.
 
     Attributes:
-        name: ``<module>/<function>/<variant>`` (GOLDEN.md).
+        name: ``<module>/<function>/<variant>`` ([docs/golden-format.md](../golden-format.md)).
         spec: the SPEC reference, e.g. ``"SPEC §5 step 3"``.
-        function: public Python path of the forward, e.g. ``"refmem.dnc.addressing.allocation"``.
+        function: public Python path of the forward, e.g. ``"refmem.dnc.addressing.usage_forward"``.
         sample: ``sample(xp, seed, sizes) -> {role/name: array}``: valid float64 inputs
             (float32-representable), away from kinks.
         forward: ``forward(arrays, frozen=None) -> Forward``.
         backward: ``backward(arrays, cotangents) -> {role/name: grad}``; ``cotangents``
             maps each output name to its upstream gradient. A case with a stopped gradient
-            also takes ``frozen=`` (the recorded values of :class:`Forward`), so that the
+            also takes ``frozen=`` (the recorded values of [`Forward`][refmem.catalogue.Forward]), so that the
             stopped tensor is a constant when the backward itself is differentiated
-            (:mod:`refmem.forward_mode`).
+            ([`refmem.forward_mode`][refmem.forward_mode]).
         sizes: default sizes in SPEC's letters, e.g. ``{"B": 2, "N": 6}``.
         min_sizes: smallest size each letter may take when drawn (default 1).
         max_sizes: largest size a letter may take when drawn, where the sampler cannot keep
@@ -93,7 +93,7 @@ class Case:
             recorded value frozen).
         kinks: how the sampler avoids non-differentiable points, for the docs.
         order: ``(role-prefixed name, SPEC reference)`` of every output and intermediate
-            in the order the forward computes them (GOLDEN.md ``order``; for unrolled
+            in the order the forward computes them ([docs/golden-format.md](../golden-format.md), ``order``; for unrolled
             cases the order within one step, with what comes before or after the loop
             first or last). Empty: the outputs in the forward's order, each at ``spec``.
         per_step: the names of ``order`` that carry a time axis right after the batch

@@ -21,8 +21,9 @@ it, renamed over it (`Outputs`). A write that still fails afterwards
 goes to a temporary file instead, named on standard error, and the exit
 status is 2; nothing is reported written that was not.
 
-Option values. The ``type=`` helpers :func:`int_at_least`, :func:`positive_float`
-and :func:`nonnegative_float` refuse out-of-range numbers while parsing, so the
+Option values. The ``type=`` helpers [`int_at_least`][refmem.cli.int_at_least],
+[`positive_float`][refmem.cli.positive_float]
+and [`nonnegative_float`][refmem.cli.nonnegative_float] refuse out-of-range numbers while parsing, so the
 error names the option.
 
 Terminal output. Progress bars and tables are drawn by ``rich`` (imported only
@@ -39,6 +40,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 from typing import Any, Callable, Sequence, TextIO
 
 __all__ = ["CommandError", "UsageError", "Parser", "Progress", "Outputs", "print_table", "check_output_path",
@@ -158,7 +160,8 @@ def _special(path: str) -> bool:
 
 
 def check_output_path(path: str, option: str) -> None:
-    """Raise :class:`CommandError` unless ``path`` can be written as a file (checked, not created).
+    """Raise [`CommandError`][refmem.cli.CommandError] unless ``path`` can be written as a file (checked,
+    not created).
 
     Files are written to a temporary file beside them and renamed into place (`Outputs`),
     so refused are: an empty path, a directory, a parent directory that does not exist or in
@@ -185,7 +188,8 @@ def check_output_path(path: str, option: str) -> None:
 
 
 def check_output_dir(path: str, option: str) -> None:
-    """Raise :class:`CommandError` unless ``path`` is (or can be created as) a writable directory."""
+    """Raise [`CommandError`][refmem.cli.CommandError] unless ``path`` is (or can be created as) a
+    writable directory."""
     if not path:
         raise CommandError(f"argument {option}: expected a directory path, got an empty string")
     target = os.path.abspath(path)
@@ -504,12 +508,17 @@ def _load_commands() -> dict[str, object]:
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Wraps one-paragraph texts as usual; keeps a text with line breaks (an epilog) as written."""
+    """Wraps one-paragraph texts at spaces only (a path such as ``docs/golden-format.md`` stays whole);
+    keeps a text with line breaks (an epilog) as written."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if "\n" in text.strip():
             return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False, break_long_words=False)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False, break_long_words=False)
 
 
 def _set_prog_defaults(parser: argparse.ArgumentParser) -> None:
@@ -543,7 +552,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """The exceptions printed as one line (exit 2): :class:`CommandError`, :class:`UsageError`
+    """The exceptions printed as one line (exit 2): [`CommandError`][refmem.cli.CommandError],
+    [`UsageError`][refmem.cli.UsageError]
     and refmem's own error types of the modules loaded so far (backends, the catalogue,
     golden files, plotting, and the validation errors of ``refmem.errors`` where present)."""
     found: list[type[BaseException]] = [CommandError, UsageError]

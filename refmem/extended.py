@@ -13,16 +13,20 @@ The model code needs no change for this: it creates every array with the dtype o
 inputs and uses only the array API, which ``array_api_compat.numpy`` provides for long
 double too (elementwise functions call the C library's ``expl``, ``tanhl``, ...; ``matmul``
 and ``sum`` run NumPy's own loops, never BLAS, so the result is also independent of the
-machine's BLAS kernels). :func:`reference` refuses a result that comes back in another
+machine's BLAS kernels). [`reference`][refmem.extended.reference] refuses a result that comes back in another
 dtype.
 
 Where the platform has no extended type (``np.finfo(np.longdouble).nmant <= 52``: aarch64
-macOS, Windows), :func:`working_dtype` raises :class:`ExtendedPrecisionError`, unless the
+macOS, Windows), [`working_dtype`][refmem.extended.working_dtype] raises
+[`ExtendedPrecisionError`][refmem.extended.ExtendedPrecisionError], unless the
 caller passes ``allow_float64=True``; the precision then recorded is
-:data:`PRECISION_FLOAT64` instead of :func:`precision`'s extended wording.
+[`PRECISION_FLOAT64`][refmem.extended.PRECISION_FLOAT64] instead of
+[`precision`][refmem.extended.precision]'s extended wording.
 
-The functions are small on purpose: the golden export calls :func:`working_dtype` once,
-records :func:`precision`, and calls :func:`reference` per case (or :func:`golden_tensors`,
+The functions are small on purpose: the golden export calls
+[`working_dtype`][refmem.extended.working_dtype] once,
+records [`precision`][refmem.extended.precision], and calls [`reference`][refmem.extended.reference] per
+case (or [`golden_tensors`][refmem.extended.golden_tensors],
 a drop-in for the float64 ``reference(case, seed)`` of the export).
 """
 
@@ -49,15 +53,15 @@ __all__ = [
     "golden_tensors",
 ]
 
-#: The ``precision`` string of a reference computed in plain float64 (no extended type).
 PRECISION_FLOAT64 = "float64 (no extended type on this platform)"
+"""The ``precision`` string of a reference computed in plain float64 (no extended type)."""
 
 
 class ExtendedPrecisionError(RuntimeError):
     """No extended-precision type on this platform (and float64 was not allowed), or a case
     whose computation left the working dtype. (The golden export re-raises it as a
-    :class:`refmem.golden.GoldenError`; this module does not import the golden package, which
-    imports it.)"""
+    [`refmem.golden.GoldenError`][refmem.golden.GoldenError]; this module does not import the golden
+    package, which imports it.)"""
 
 
 def has_extended() -> bool:
@@ -77,8 +81,8 @@ def extended_bits() -> int:
 def working_dtype(allow_float64: bool = False) -> np.dtype:
     """The dtype references are computed in: ``np.longdouble`` where it is extended.
 
-    Raises :class:`ExtendedPrecisionError` where it is not, unless ``allow_float64``
-    (then float64 is returned and :func:`precision` says so).
+    Raises [`ExtendedPrecisionError`][refmem.extended.ExtendedPrecisionError] where it is not, unless
+    ``allow_float64`` (then float64 is returned and [`precision`][refmem.extended.precision] says so).
     """
     if has_extended():
         return np.dtype(np.longdouble)
@@ -155,14 +159,16 @@ def reference(
             float32-representable, as sampled; other dtypes, e.g. masks, pass unchanged).
         cotangents: bare output name -> upstream gradient (host float64 arrays).
         allow_float64: compute in float64 where no extended type exists instead of raising.
-        dtype: the working dtype (default :func:`working_dtype`); for tests and measurements.
+        dtype: the working dtype (default [`working_dtype`][refmem.extended.working_dtype]); for tests and
+            measurements.
         round: round to float64 (the default); ``False`` returns the working-dtype values
             themselves, for measuring how far a float64 value is from them.
 
     The floats are cast to the working dtype, the case's forward and backward run on
     NumPy in it, and each result is rounded once to float64. Intermediates are those of
     ``Forward.intermediates`` where the catalogue defines them (none otherwise).
-    Raises :class:`ExtendedPrecisionError` when a result is not in the working dtype.
+    Raises [`ExtendedPrecisionError`][refmem.extended.ExtendedPrecisionError] when a result is not in the
+    working dtype.
     """
     work = np.dtype(dtype) if dtype is not None else working_dtype(allow_float64)
     xp = rx.backend("numpy")
@@ -185,11 +191,12 @@ def golden_tensors(case: catalogue.Case, seed: int = 0, *, allow_float64: bool =
     """Every golden tensor of ``case`` at ``seed``: a drop-in for the export's float64 ``reference``.
 
     Draws the inputs (float64, float32-representable) as the export does, takes the
-    cotangents of :func:`refmem.gradcheck.cotangents_for` (they depend on the outputs'
-    shapes only) and evaluates :func:`reference`. Returns the role-prefixed ``inputs/``,
+    cotangents of [`refmem.gradcheck.cotangents_for`][refmem.gradcheck.cotangents_for] (they depend on the
+    outputs'
+    shapes only) and evaluates [`reference`][refmem.extended.reference]. Returns the role-prefixed ``inputs/``,
     ``params/``, ``state/``, ``cotangents/``, ``outputs/``, ``intermediates/`` and ``grads/``.
-    Raises :class:`ExtendedPrecisionError` for results that are not finite, gradients
-    for the wrong tensors and inputs that are not float32-representable.
+    Raises [`ExtendedPrecisionError`][refmem.extended.ExtendedPrecisionError] for results that are not
+    finite, gradients for the wrong tensors and inputs that are not float32-representable.
     """
     from . import gradcheck
 
@@ -197,7 +204,7 @@ def golden_tensors(case: catalogue.Case, seed: int = 0, *, allow_float64: bool =
     sampled = {k: np.ascontiguousarray(rx.to_numpy(v)) for k, v in case.draw(xp, seed).items()}
     for k, v in sampled.items():
         if v.dtype.kind == "f" and (v.dtype != np.float64 or not np.array_equal(v.astype(np.float32).astype(np.float64), v)):
-            raise ExtendedPrecisionError(f"{case.name}: sampled {k} is not float32-representable float64 (GOLDEN.md)")
+            raise ExtendedPrecisionError(f"{case.name}: sampled {k} is not float32-representable float64 (docs/golden-format.md)")
     # the shapes of the outputs, for the cotangents: one cheap float64 forward
     shapes = {k: np.zeros(np.shape(rx.to_numpy(v))) for k, v in case.forward(
         {k: rx.from_numpy(xp, v) for k, v in sampled.items()}).outputs.items()}

@@ -1,8 +1,8 @@
-"""Forward mode and second order of every catalogue case (GOLDEN.md ``tangents/``, ``jvp/``, ``hvp/``).
+"""Forward mode and second order of every catalogue case (docs/golden-format.md: ``tangents/``, ``jvp/``, ``hvp/``).
 
 With the case's loss ``L = Σ_outputs Σ cot ∘ out`` (the cotangents of
-:func:`refmem.gradcheck.cotangents_for`) and tangents ``t`` (one per
-differentiable tensor, :func:`tangents_for`):
+[`refmem.gradcheck.cotangents_for`][refmem.gradcheck.cotangents_for]) and tangents ``t`` (one per
+differentiable tensor, [`tangents_for`][refmem.forward_mode.tangents_for]):
 
 * ``jvp/<output>`` is ``J t``, the derivative of each output along ``t``;
 * ``hvp/<role>/<name>`` is ``∂_t g``, the derivative along ``t`` of the vector-Jacobian
@@ -13,7 +13,7 @@ Both are computed by the complex step, ``Im f(x + i h t) / h`` with ``h = 1e-30`
 through the forward (JVP) and through the backward (HVP): exact to rounding where the
 code is analytic on the sampled path. The DNC's allocation sort is not analytic as a
 function, but refmem decides its permutation on the real part (``P.real_part``), and the
-samplers keep the sorted values :data:`refmem.dnc.cases.addressing.SORT_GAP` apart, so
+samplers keep the sorted values ``refmem.dnc.cases.addressing.SORT_GAP`` apart, so
 an imaginary perturbation of size ``1e-30`` leaves the permutation as it is: the complex
 step differentiates the sort-then-product with the permutation held constant, which is the
 derivative autograd frameworks compute (``torch.sort(...).indices``, ``jnp.argsort`` of a
@@ -49,15 +49,16 @@ __all__ = [
     "central_jvp", "method_of", "HVP_TOLERANCES",
 ]
 
-#: Complex step for complex128 (float64) evaluations, as in SPEC §6.
 COMPLEX_STEP = 1e-30
-#: Complex step for complex64 (float32) evaluations: ``h²`` far below float32's epsilon, and
-#: ``h |t|`` far above its smallest normal number.
+"""Complex step for complex128 (float64) evaluations, as in SPEC §6."""
 COMPLEX_STEP_32 = 2.0**-60
-#: Salt of the tangents' seed (independent of the inputs' and the cotangents').
+"""Complex step for complex64 (float32) evaluations: ``h²`` far below float32's epsilon, and ``h |t|``
+far above its smallest normal number.
+"""
 TANGENT_SALT = 0x7A46
-#: Richardson-extrapolated central differences: the base step along the tangent.
+"""Salt of the tangents' seed (independent of the inputs' and the cotangents')."""
 RICHARDSON_STEP = 2.0**-17
+"""Richardson-extrapolated central differences: the base step along the tangent."""
 
 
 def tangents_for(arrays: Mapping[str, np.ndarray], keys: list[str], seed: int, draw: int = 0) -> dict[str, np.ndarray]:
@@ -168,8 +169,4 @@ def method_of(case: Case) -> str:
 
 # ----------------------------------------------------------------------------- refmem check --method hvp
 
-#: Tolerances of ``refmem check --method hvp``. ``symmetry``: ``|⟨t₂,Ht₁⟩ - ⟨t₁,Ht₂⟩| ≤ 1e-10 ·
-#: max(|⟨t₂,Ht₁⟩|, |⟨t₁,Ht₂⟩|, Σ|t₂||Ht₁|)``, both sides exact to rounding (complex step);
-#: ``agreement``: the complex-step HVP against Richardson-extrapolated central differences of the
-#: backward, SPEC §6's central tolerances (element-wise ``1e-7 + 1e-5 |n|``, norm-wise ``1e-8``).
 HVP_TOLERANCES = {"symmetry": 1e-10, "agreement": (1e-7, 1e-5, 1e-8)}

@@ -12,15 +12,15 @@ applied to those cotangents and the numerical side differentiates ``L``:
 * ``directional``: ``vᵀ J u`` for a random direction ``u`` over every
   differentiable tensor at once (``v`` is the cotangent), by central differences;
   ``u`` is tilted towards the analytic gradient so that ``vᵀ J u`` cannot cancel
-  to rounding noise (:func:`_tilted_direction`);
+  to rounding noise (``_tilted_direction``);
 * ``hvp``: second order ([`hvp_records`][refmem.gradcheck.hvp_records], on the complex step of [`refmem.forward_mode`][refmem.forward_mode]): the complex step
   through the hand-derived backward against Richardson-extrapolated central
   differences of it, and the symmetry ``⟨t₂, H t₁⟩ = ⟨t₁, H t₂⟩``.
 
 A stopped gradient is checked with the stopped tensor frozen at the value the
-unperturbed forward recorded (:class:`refmem.catalogue.Forward.frozen`).
+unperturbed forward recorded ([`Forward.frozen`][refmem.catalogue.Forward]).
 
-Every check yields :class:`Record`s with SPEC §6's verdict: element-wise
+Every check yields [`Record`][refmem.gradcheck.Record]s with SPEC §6's verdict: element-wise
 ``|a - n| ≤ 1e-7 + 1e-5 |n|`` and a norm-wise relative error below ``1e-8``
 (central, directional) or ``1e-12`` (complex).
 
@@ -40,8 +40,8 @@ every row and every copy, so their elements are perturbed one forward call at
 a time; no grouping of param perturbations is sound.
 
 The engine uses the batched path only where it can vouch for it
-(:meth:`Evaluation.batch_rows`): every input and state tensor and every output
-and frozen tensor has the same leading size ``B``, and a probe call with three
+([`Evaluation.batch_rows`][refmem.gradcheck.Evaluation.batch_rows]): every input and state tensor and
+every output and frozen tensor has the same leading size ``B``, and a probe call with three
 stacked copies, the outer two perturbed, reproduces the unperturbed outputs in
 the middle copy (rows that mixed would not). Otherwise, or with
 ``batched=False``, it runs the plain per-element loop; both give the same
@@ -157,14 +157,15 @@ class Evaluation:
     """A case's forward at fixed inputs, as a function of one tensor at a time.
 
     Holds the host (NumPy) copies of the inputs, the cotangents, and the frozen
-    values recorded by the unperturbed forward. :meth:`central_delta` evaluates
-    ``Σ cot ∘ (f(x + d) - f(x - d))`` for perturbations of any tensors;
-    :meth:`stacked_outputs` evaluates many perturbed copies of the batch in one
-    call (see the module docstring).
+    values recorded by the unperturbed forward.
+    [`central_delta`][refmem.gradcheck.Evaluation.central_delta] evaluates
+    ``Σ cot ∘ (f(x + d) - f(x - d))`` for perturbations of any tensors; where
+    [`batch_rows`][refmem.gradcheck.Evaluation.batch_rows] allows it, many perturbed
+    copies of the batch are evaluated in one call (see the module docstring).
     """
 
-    #: Stacked elements (inputs, state and outputs of all copies) per batched call.
     STACK_BUDGET = 2**20
+    """Stacked elements (inputs, state and outputs of all copies) per batched call."""
 
     def __init__(self, case: Case, xp: Any, arrays: Mapping[str, Any], seed: int):
         self.case = case
@@ -244,8 +245,8 @@ class Evaluation:
         Requires every ``inputs/``/``state/`` tensor, every output and every
         frozen tensor to have the same leading size, and a probe: three stacked
         copies, the first and last perturbed, must give the unperturbed outputs
-        in the middle copy (rows that mix, or read a fixed row, would not). The answer is computed once and kept; :attr:`batch_note`
-        says why it is ``None``.
+        in the middle copy (rows that mix, or read a fixed row, would not). The answer is computed once
+        and kept; `batch_note` says why it is ``None``.
         """
         if self._batch is _UNKNOWN:
             self._batch, self.batch_note = self._probe_batch()
@@ -397,7 +398,7 @@ def _central_values(ev: Evaluation, key: str, step: float, indices: np.ndarray) 
 def complex_gradient(ev: Evaluation, key: str, step: float = COMPLEX_STEP, batched: bool = True) -> np.ndarray:
     """Element-wise complex-step derivative ``Im L(x + i h e_i) / h`` for tensor ``key``.
 
-    ``batched`` as in :func:`central_gradient`: one stacked copy of the batch per
+    ``batched`` as in [`central_gradient`][refmem.gradcheck.central_gradient]: one stacked copy of the batch per
     element of a batch row instead of one forward call per element.
     """
     B = _batched(ev, key, batched)
@@ -537,7 +538,7 @@ def check_case(
     """Check every differentiable tensor of ``case`` at ``seed`` with ``methods``.
 
     ``complex`` is skipped for cases that are not analytic on their path
-    (``case.complex_step`` false). Returns one :class:`Record` per tensor and
+    (``case.complex_step`` false). Returns one [`Record`][refmem.gradcheck.Record] per tensor and
     method (one per case for ``directional``). ``batched=False`` forces the
     plain per-element loop (see the module docstring). ``jobs`` is no longer
     used (0.2.0: a case is checked in one process; ``refmem check --workers``

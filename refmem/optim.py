@@ -3,7 +3,7 @@
 Every function here works on a *tree* of arrays: an array, or a dict, a
 NamedTuple, a tuple or a list of trees (``None`` leaves pass through untouched).
 Parameters, gradients and optimiser states are trees of the same structure, so
-the same code trains the DNC (:class:`refmem.dnc.params.DNCParams`), the
+the same code trains the DNC ([`refmem.dnc.params.DNCParams`][refmem.dnc.params.DNCParams]), the
 attention decoders or a plain ``{"W": ..., "b": ...}`` dict.
 
 The optimisers are pure: ``state = opt.init(params)`` and
@@ -12,9 +12,9 @@ The optimisers are pure: ``state = opt.init(params)`` and
 Conventions (checked against the sources named below, and tested in
 ``tests/test_optim.py`` against a hand-written reference):
 
-* :class:`RMSProp` is TensorFlow 1's ``tf.train.RMSPropOptimizer`` as deepmind/dnc's
+* [`RMSProp`][refmem.optim.RMSProp] is TensorFlow 1's ``tf.train.RMSPropOptimizer`` as deepmind/dnc's
   ``train.py`` uses it (``learning_rate=1e-4``, ``epsilon=1e-10``, TF defaults
-  ``decay=0.9``, ``momentum=0.0``, ``centered=False``)::
+  ``decay=0.9``, ``momentum=0.0``, ``centered=False``):
 
       ms  <- decay ms + (1 - decay) g²          ms starts at ONES (TF1 slot "rms")
       mom <- momentum mom + lr g / sqrt(ms + epsilon)   epsilon INSIDE the square root
@@ -24,11 +24,11 @@ Conventions (checked against the sources named below, and tested in
   which start ``ms`` at zeros and put epsilon outside the root: the first steps of TF1
   are much smaller (``ms`` decays from 1 towards ``g²`` over ~20 steps). Both are
   options (``initial_ms``, ``epsilon_inside``).
-* :class:`Adam` is Algorithm 1 of Kingma & Ba (2015) with bias-corrected moments,
+* [`Adam`][refmem.optim.Adam] is Algorithm 1 of Kingma & Ba (2015) with bias-corrected moments,
   ``var <- var - lr m̂ / (sqrt(v̂) + epsilon)`` (as PyTorch); ``epsilon_hat=True``
   gives TF1's form ``lr_t = lr sqrt(1 - β2^t) / (1 - β1^t)``,
   ``var <- var - lr_t m / (sqrt(v) + epsilon)``.
-* :func:`clip_by_global_norm` is ``tf.clip_by_global_norm``: every tensor is
+* [`clip_by_global_norm`][refmem.optim.clip_by_global_norm] is ``tf.clip_by_global_norm``: every tensor is
   multiplied by ``clip_norm / max(global_norm, clip_norm)``.
 """
 

@@ -10,7 +10,7 @@ repeatable) becomes a test item ``refmem-golden::<case>[<dtype>]`` whose failure
 case's first divergence. Without ``--refmem-adapter`` the plugin only registers its
 options: it imports nothing else and adds no test. With ``--refmem-differential N`` every
 such catalogue case also becomes an item ``refmem-differential::<case>[<dtype>]`` that runs
-``refmem verify``'s search (:mod:`refmem.differential`) for N examples.
+``refmem verify``'s search (``refmem.differential``) for N examples.
 
 The adapter is imported and called in the pytest process by default. ``--refmem-isolate`` runs
 it in a child process (as ``refmem verify`` and ``refmem golden verify`` do): an adapter that
@@ -74,7 +74,7 @@ class GoldenCase(pytest.Item):
 
 
 class DifferentialCase(pytest.Item):
-    """One catalogue case searched by :func:`refmem.differential.run_case`."""
+    """One catalogue case searched by [`refmem.differential.run_case`][refmem.differential.run_case]."""
 
     def __init__(self, *, case, adapter, dtype: str, examples: int, **kwargs) -> None:
         super().__init__(**kwargs)

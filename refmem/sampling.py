@@ -17,7 +17,7 @@ class Sampler:
 
     Samplers and initialisers draw with NumPy's ``Generator`` (PCG64) so that a
     seed gives the same numbers on every backend; each draw is rounded to
-    float32 and stored as float64 (GOLDEN.md), then moved into ``xp``.
+    float32 and stored as float64 ([docs/golden-format.md](../golden-format.md)), then moved into ``xp``.
     """
 
     def __init__(self, xp: Any, seed: int | tuple[int, ...]):
@@ -34,7 +34,7 @@ class Sampler:
         """A sampler into ``xp`` that continues the stream of an existing NumPy ``Generator``.
 
         Lets an API that accepts a caller's ``numpy.random.Generator`` draw through
-        :class:`Sampler`; every draw advances ``generator`` itself.
+        [`Sampler`][refmem.sampling.Sampler]; every draw advances ``generator`` itself.
         """
         if not isinstance(generator, np.random.Generator):
             raise TypeError(f"Sampler.from_generator: expected a numpy.random.Generator, got "

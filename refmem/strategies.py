@@ -1,13 +1,13 @@
 """Hypothesis strategies for property tests of refmem and of your own implementation.
 
 Hypothesis is a test extra (``pip install 'refmem[test]'``); importing
-:mod:`refmem` never needs it, only importing this module does.
+``refmem`` never needs it, only importing this module does.
 
 The strategies draw NumPy ``float64`` arrays whose values are float32-representable
-(as the catalogue's samplers and GOLDEN.md do), so a float32 implementation
+(as the catalogue's samplers and [docs/golden-format.md](../golden-format.md) do), so a float32 implementation
 sees exactly the same numbers; pass ``xp=`` to get them in another namespace.
 
-A property test of a catalogue case at drawn sizes and seeds::
+A property test of a catalogue case at drawn sizes and seeds:
 
     from hypothesis import given
     from refmem import catalogue, gradcheck, strategies as rst
@@ -21,7 +21,7 @@ A property test of a catalogue case at drawn sizes and seeds::
                                        sizes=sizes, methods=("directional",))
         assert all(r.passed for r in records)
 
-and one of a function of your own::
+and one of a function of your own:
 
     @given(rst.finite_arrays((3, 5), low=-1e4, high=1e4))
     def test_softmax_rows(x):
@@ -57,8 +57,8 @@ __all__ = [
     "separated_values",
 ]
 
-#: Largest seed :func:`seeds` draws.
 MAX_SEED = 2**31 - 1
+"""Largest seed [`seeds`][refmem.strategies.seeds] draws."""
 
 
 def _to(xp: Any, a: np.ndarray) -> Any:
@@ -66,12 +66,13 @@ def _to(xp: Any, a: np.ndarray) -> Any:
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
-    """Round to float32 and store as float64 (GOLDEN.md)."""
+    """Round to float32 and store as float64 ([docs/golden-format.md](../golden-format.md))."""
     return np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 
 def seeds(max_seed: int = MAX_SEED) -> st.SearchStrategy[int]:
-    """Seeds for :class:`refmem.xp.Sampler` and the catalogue's ``sample``: integers in ``[0, max_seed]``."""
+    """Seeds for [`refmem.sampling.Sampler`][refmem.sampling.Sampler] and the catalogue's ``sample``:
+    integers in ``[0, max_seed]``."""
     _at_least("max_seed", max_seed, 0)
     return st.integers(min_value=0, max_value=max_seed)
 
@@ -102,7 +103,8 @@ def sizes_for(case: Case, extra: int = 2, fixed: Mapping[str, int] | None = None
 
 
 class Drawn(NamedTuple):
-    """What :func:`case_inputs` draws: ``sizes`` (SPEC letters), ``seed``, and the sampled ``arrays``."""
+    """What [`case_inputs`][refmem.strategies.case_inputs] draws: ``sizes`` (SPEC letters), ``seed``, and
+    the sampled ``arrays``."""
 
     sizes: dict
     seed: int
@@ -152,7 +154,7 @@ def finite_arrays(
     """Finite float64 arrays with values in ``[low, high]`` (no NaN, no infinity).
 
     Args:
-        shape: a tuple, or a strategy of tuples (e.g. :func:`shapes`).
+        shape: a tuple, or a strategy of tuples (e.g. [`shapes`][refmem.strategies.shapes]).
         low: lower bound of the values, included.
         high: upper bound of the values, included.
         xp: namespace to return the arrays in (``None``: NumPy).

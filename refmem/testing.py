@@ -7,11 +7,11 @@
         results = my_impl(g.given("float32"))           # {"outputs/...": ..., "grads/...": ...}
         assert_matches_golden("dnc/access_step/paper", results, "float32")
 
-A failure raises :class:`AssertionError` whose message starts with the first divergence
-(GOLDEN.md ``order``, the earliest time step first), then lists the failing tensors and
+A failure raises `AssertionError` whose message starts with the first divergence
+([docs/golden-format.md](../golden-format.md), ``order``, the earliest time step first), then lists the failing tensors and
 problems. Results may be arrays of any framework (NumPy, torch, JAX, CuPy).
 
-:func:`differential` holds an adapter to live refmem at drawn shapes (failures shrunk by Hypothesis)
+[`differential`][refmem.testing.differential] holds an adapter to live refmem at drawn shapes (failures shrunk by Hypothesis)
 (:mod:`refmem.differential`)::
 
     def test_my_access_step_everywhere():
@@ -29,10 +29,10 @@ __all__ = ["assert_matches_golden", "differential"]
 def assert_matches_golden(case: Any, results: Mapping[str, Any], dtype: str = "float64",
                           directory: str | os.PathLike | None = None) -> None:
     """Assert that ``results`` match golden case ``case`` (a name or a loaded
-    :class:`refmem.golden.Golden`) at the tolerance of ``dtype``.
+    [`refmem.golden.Golden`][refmem.golden.Golden]) at the tolerance of ``dtype``.
 
     ``directory``: the golden directory (default: the checkout's ``golden/``, else the copy
-    shipped with refmem). Raises :class:`AssertionError` naming the first divergence.
+    shipped with refmem). Raises `AssertionError` naming the first divergence.
     """
     from . import golden
 
@@ -49,19 +49,19 @@ def differential(adapter: Any, case_pattern: Any = None, dtype: str = "float64",
                  batch_invariance: bool = False, *, isolate: bool = False, timeout: float | None = None,
                  workers: int = 1):
     """Assert that ``adapter`` (``"package.module:function"``, a path ``file.py:function`` or a
-    :class:`refmem.golden.Adapter`) agrees with live refmem on ``max_examples`` drawn
+    [`refmem.golden.Adapter`][refmem.golden.Adapter]) agrees with live refmem on ``max_examples`` drawn
     examples of every case it declares that matches ``case_pattern`` (fnmatch or substring; a
     list for several), in ``dtype``.
 
-    Raises :class:`AssertionError` naming, per failing case, the shrunk failing example and its
+    Raises `AssertionError` naming, per failing case, the shrunk failing example and its
     first divergence (with ``save_failures``, the golden reproducer written there). Returns the
-    [`Result`][refmem.differential.Result] when every case passes. Call it from a plain test
+    ``refmem.differential.Result`` when every case passes. Call it from a plain test
     function, not from inside a ``@given`` test (it runs its own Hypothesis search).
 
     The adapter runs in this process by default (fast, and a function of your test module works).
     ``isolate=True`` (an adapter given by name) runs it in a child process, as ``refmem verify``
     does: one that exits, crashes, prints or hangs past ``timeout`` seconds (default
-    [`DEFAULT_TIMEOUT`][refmem.golden.isolated.DEFAULT_TIMEOUT]) fails its case instead of your
+    ``refmem.golden.isolated.DEFAULT_TIMEOUT``) fails its case instead of your
     test session. ``workers``: run the examples in that many local processes (an adapter given by
     name); the verdict does not depend on it.
     """

@@ -21,6 +21,7 @@ annotations are the whole grammar:
 | `Array["B N W"]` | a floating array of shape `(B, N, W)`; each axis a letter, an integer or a leading `...` (any leading axes, the same in every argument of the call) |
 | `Unit["B N"]` | the same, with values in [0, 1] (up to [`UNIT_SLACK`][refmem.validation.UNIT_SLACK]; off inside [`probing`][refmem.validation.probing]) |
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
+| `Scores["B T"]` | a floating array of scores before a softmax: each value finite or `-inf` (a position that gets weight 0) |
 | `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
 | `tuple[S, ...]` of a NamedTuple `S` | a tuple of `S`; a letter first bound inside one element is that element's own (layers of different widths) |
@@ -88,7 +89,7 @@ from .xp import namespace
 
 __all__ = [
     # the mechanism
-    "Array", "Unit", "Mask", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
+    "Array", "Unit", "Mask", "Scores", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
     "is_checked", "probing", "UNIT_SLACK", "warn_old_call",
     # the 0.1 mechanism (internal, deprecated; removed when the last family is converted)
     "edge", "checked_by", "fields", "spec_from_symbols", "check_array", "check_arrays", "check_size",
@@ -123,6 +124,7 @@ def probing() -> Any:
 
 _UNIT = "unit"
 _MASK = "mask"
+_SCORES = "scores"
 
 
 class Array:
@@ -166,6 +168,15 @@ class Mask(Array):
     one-precision rule."""
 
     domain = _MASK
+
+
+class Scores(Array):
+    """Annotation of the scores (energies, logits) that a softmax turns into weights:
+    `Scores["B T"]` is a floating array whose values are finite or `-inf`. A score of `-inf` is
+    the additive mask of other libraries: its position gets weight exactly 0. NaN and `+inf` are
+    refused (`DomainError`)."""
+
+    domain = _SCORES
 
 
 _ANNOTATIONS: dict[tuple[type, Any], type] = {}
@@ -780,6 +791,9 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
             _domain_error(label, x, _UNIT)
         if kind == "c" and not _and_reduce(_isfinite(x), axis=None):
             _domain_error(label, x, None)
+    elif domain is _SCORES:
+        if not _and_reduce(_isfinite(x), axis=None) and not _and_reduce(_finite_or_minus_inf(x), axis=None):
+            _domain_error(label, x, _SCORES)
     elif kind != "b":
         if _or_reduce((x != 0) & (x != 1), axis=None):
             _domain_error(label, x, _MASK)
@@ -910,6 +924,12 @@ def _foreign_domain(label: str, x: Any, kind: str, domain: str | None, probing_:
         if kind != "b" and not bool(xp.all((x == 0) | (x == 1))):
             _domain_error(label, x, _MASK)
         return
+    if domain is _SCORES:
+        r = xp.real(x) if kind == "c" else x
+        ok = xp.isfinite(x) | ((r == -float("inf")) & xp.isfinite(xp.imag(x) if kind == "c" else xp.zeros_like(r)))
+        if not bool(xp.all(ok)):
+            _domain_error(label, x, _SCORES)
+        return
     if not bool(xp.all(xp.isfinite(x))):
         _domain_error(label, x, None)
     if domain is _UNIT and not probing_:
@@ -928,6 +948,9 @@ def _domain_error(label: str, x: Any, domain: str | None) -> None:
         at = _first(bad)
         raise DomainError(f"{label}: expected a mask of exactly 0 or 1 (or booleans), got {h[at].item()!r} at "
                           f"{list(at)}")
+    if domain is _SCORES:
+        at = _first(~_finite_or_minus_inf(h))
+        raise DomainError(f"{label}: expected finite values or -inf, got {h[at].item()!r} at {list(at)}")
     bad = ~np.isfinite(h)
     if bad.any():
         at = _first(bad)
@@ -935,6 +958,11 @@ def _domain_error(label: str, x: Any, domain: str | None) -> None:
     r = np.real(h)
     at = _first((r < _LO) | (r > _HI))
     raise DomainError(f"{label}: expected values in [0, 1], got {r[at].item()!r} at {list(at)}")
+
+
+def _finite_or_minus_inf(h: np.ndarray) -> np.ndarray:
+    """Where a NumPy array is finite, or has the real part `-inf` (and a finite imaginary part)."""
+    return np.isfinite(h) | ((np.real(h) == -np.inf) & np.isfinite(np.imag(h)))
 
 
 def _first(bad: np.ndarray) -> tuple[int, ...]:

@@ -1,23 +1,25 @@
 """The array-namespace switch: which array library a computation runs on.
 
 Model code never imports numpy or cupy. It takes the namespace of its inputs
-(:func:`namespace`, array-api-compat under the hood) and uses only the array API
-standard plus the helpers of :mod:`refmem.primitives`. Code that creates arrays
+([`namespace`][refmem.xp.namespace], array-api-compat under the hood) and uses only the array API
+standard plus the helpers of [`refmem.primitives`][refmem.primitives]. Code that creates arrays
 from nothing (samplers, initialisers) takes a namespace explicitly;
-:func:`backend` maps a backend name to one::
+[`backend`][refmem.xp.backend] maps a backend name to one:
 
     from refmem import xp as rx
     xp = rx.backend("numpy")            # or "array_api_strict", "torch", "cupy"
     x = xp.asarray([[0.5, -1.0]], dtype=xp.float64)
     rx.to_numpy(x)
 
-This module is the backend switch only: :func:`backend`, :func:`backend_name`,
-:func:`namespace`, and the host transfers :func:`to_numpy` / :func:`from_numpy`.
+This module is the backend switch only: [`backend`][refmem.xp.backend],
+[`backend_name`][refmem.xp.backend_name],
+[`namespace`][refmem.xp.namespace], and the host transfers [`to_numpy`][refmem.xp.to_numpy] /
+[`from_numpy`][refmem.xp.from_numpy].
 For compatibility with code written against refmem 0.1, the names that used to
 live here are still reachable as attributes (``rx.Sampler``, ``rx.ShapeError``,
 ``rx.check_array``, ``rx.sigmoid``, ...); they are the very objects of
-:mod:`refmem.sampling`, :mod:`refmem.errors`, :mod:`refmem.validation` and
-:mod:`refmem.primitives`.
+[`refmem.sampling`][refmem.sampling], ``refmem.errors``, ``refmem.validation`` and
+[`refmem.primitives`][refmem.primitives].
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ __all__ = [
     "from_numpy",
 ]
 
-#: Backend names accepted by :func:`backend` and ``refmem check --backend``.
 BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+"""Backend names accepted by [`backend`][refmem.xp.backend] and ``refmem check --backend``."""
 
 
 class BackendError(RuntimeError):
@@ -52,7 +54,7 @@ def backend(name: str) -> Any:
 
     ``numpy``, ``torch`` and ``cupy`` are returned wrapped by array-api-compat so
     that they follow the standard; ``array_api_strict`` is returned as it is.
-    Raises :class:`BackendError` with a one-line reason for an unknown backend, a
+    Raises [`BackendError`][refmem.xp.BackendError] with a one-line reason for an unknown backend, a
     backend that is not installed, or ``cupy`` without a usable GPU.
     """
     if name not in BACKENDS:
@@ -82,7 +84,7 @@ def backend(name: str) -> Any:
 
 
 def backend_name(xp: Any) -> str:
-    """The backend name (one of :data:`BACKENDS`) of a namespace."""
+    """The backend name (one of [`BACKENDS`][refmem.xp.BACKENDS]) of a namespace."""
     name = getattr(xp, "__name__", str(xp))
     for candidate in ("array_api_strict", "torch", "cupy", "numpy"):
         if candidate in name:
@@ -149,7 +151,7 @@ def _fast_numpy(compat: Any) -> Any:
     ``permute_dims`` is ``ndarray.transpose``, ...), with anything else (other
     arguments, scalars, a ``device``) handed to the original. At the DNC copy config
     these wrappers were about half of the 30,000 Python calls of a forward+backward.
-    The namespace keeps the compat module's name, so :func:`backend_name` answers
+    The namespace keeps the compat module's name, so [`backend_name`][refmem.xp.backend_name] answers
     ``numpy``.
     """
     ns = types.ModuleType(compat.__name__, compat.__doc__)
@@ -262,7 +264,7 @@ def to_numpy(x: Any, contiguous: bool = False) -> np.ndarray:
     """Copy an array of any supported backend to a NumPy array on the host.
 
     With ``contiguous=True`` the result is C-contiguous (a copy only where needed),
-    as file writers such as safetensors require (GOLDEN.md, safetensors issue #825).
+    as file writers such as safetensors require (docs/golden-format.md, safetensors issue #825).
     """
     if contiguous:
         return np.ascontiguousarray(to_numpy(x))
@@ -284,7 +286,6 @@ def from_numpy(xp: Any, a: np.ndarray) -> Any:
     return xp.asarray(a)
 
 
-#: Names that lived in this module in refmem 0.1 -> the module that holds them now.
 _MOVED = {
     "Sampler": "refmem.sampling",
     "ShapeError": "refmem.errors",
@@ -293,6 +294,7 @@ _MOVED = {
         "sigmoid", "softplus", "oneplus", "softmax", "exclusive_cumprod", "unsort",
         "is_complex", "real_part")},
 }
+"""Names that lived in this module in refmem 0.1 -> the module that holds them now."""
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 """Mutant adapters for the differential-testing tests: the examples with one planted bug each.
 
-Each mutant is built from an example's source with one textual replacement (:func:`mutate`
+Each mutant is built from an example's source with one textual replacement (``mutate``
 refuses a replacement that does not match exactly once), so the bug is a one-line diff. Every
 bug shows only at some sizes or values, never at the golden tensors' default sizes and values.
 Load them as adapters: ``tests/differential_mutants.py:r1_squeeze``.

@@ -1,6 +1,6 @@
 """An independent implementation: SPEC §2 and §3 written with torch autograd, float64.
 
-The torch code below is written from the equations of SPEC.md, not from refmem's
+The torch code below is written from the equations of docs/spec.md, not from refmem's
 model code; it must match refmem's forward outputs and hand-derived gradients
 to 1e-10 (and JAX, when installed, must agree with torch for the decoder).
 """

@@ -2,7 +2,7 @@
 
 Each asserts the exception type (refmem.errors) and that the message names the argument
 (and, where it applies, the expected and the given). The policy is in docs/validation.md;
-``python tools/adversarial.py`` tries a wider list and prints before/after.
+tests/test_bad_input_probes.py tries the rest of the public functions one at a time.
 """
 
 from __future__ import annotations
@@ -165,8 +165,8 @@ def _fwd_bwd():
         ("allocation_backward", lambda d: AD.allocation_backward(d, c_alloc), "d_allocation", (N,)),
         ("memory_update_backward", lambda d: AD.memory_update_backward(d, c_mem), "d_memory", (N, W)),
         ("linear_backward", lambda d: P.linear_backward((d,), c_lin), "d_out.out", (4,)),
-        ("decoder_backward", lambda d: BA.decoder_backward(d, None, None, c_dec), "d_y", (3, 4)),
-        ("luong attention_backward", lambda d: LU.attention_backward(d, None, None, c_lu), "d_a", (3, 4)),
+        ("decoder_backward", lambda d: BA.decoder_backward((d, None, None), c_dec), "d_out.y", (3, 4)),
+        ("luong attention_backward", lambda d: LU.attention_backward((d, None, None, None), c_lu), "d_out.a", (3, 4)),
         ("memory_lstm unroll_backward", lambda d: ML.unroll_backward((d, None, None), c_ml), "d_out.h", (3, 3)),
         ("access_step_backward", lambda d: AC.access_step_backward(d, None, c_acc), "d_read_vectors", (R, W)),
         ("core unroll_backward", lambda d: DC.unroll_backward(DC.UnrollOutputs(d, None), c_core), "d_outputs.y", (3, 2)),
@@ -277,7 +277,7 @@ def test_mask_not_boolean_or_zero_one_is_a_domain_error(where, bad):
     mask[0, 1] = bad
     with pytest.raises(DomainError) as info:
         if where == "attention_weights":
-            BA.attention_weights(normal(B, 3), mask)
+            BA.attention_weights_forward(normal(B, 3), mask=mask)
         elif where == "decoder_forward":
             call(decoder, mask=mask)
         else:
@@ -288,7 +288,8 @@ def test_mask_not_boolean_or_zero_one_is_a_domain_error(where, bad):
 def test_boolean_and_zero_one_float_masks_are_the_same():
     e = normal(B, 3)
     m = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
-    np.testing.assert_array_equal(BA.attention_weights(e, m), BA.attention_weights(e, m.astype(bool)))
+    np.testing.assert_array_equal(BA.attention_weights_forward(e, mask=m)[0].alpha,
+                                  BA.attention_weights_forward(e, mask=m.astype(bool))[0].alpha)
 
 
 # ----------------------------------------------------------------------------- empty batches and sizes

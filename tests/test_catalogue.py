@@ -6,6 +6,8 @@ change to the tests.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -39,11 +41,15 @@ def test_case_directional_other_seeds(case, seed):
 
 @pytest.mark.parametrize("case", ALL, ids=IDS)
 def test_case_contract(case):
-    """Names, roles, float32-representable inputs, finite outputs, deterministic sampling."""
+    """Names, the forward it names, roles, float32-representable inputs, finite outputs, deterministic sampling."""
     xp = rx.backend("numpy")
     parts = case.name.split("/")
     assert len(parts) == 3 and all(parts), case.name
-    assert case.module in catalogue.families()
+    # the public forward the case checks lives in its own family package and exists under that path
+    # (golden files record it; a rename that leaves the case behind fails here)
+    module, _, attr = case.function.rpartition(".")
+    assert module == f"refmem.{case.module}" or module.startswith(f"refmem.{case.module}."), case.function
+    assert callable(getattr(importlib.import_module(module), attr, None)), case.function
     assert case.spec.startswith("SPEC §"), case.spec
     a = case.draw(xp, 7)
     b = case.draw(xp, 7)
@@ -58,18 +64,3 @@ def test_case_contract(case):
     assert out, "a forward must return outputs"
     for k, v in out.items():
         assert np.all(np.isfinite(rx.to_numpy(v))), f"{k} holds NaN or inf"
-
-
-@pytest.mark.parametrize("case", ALL, ids=IDS)
-def test_backward_is_linear_in_the_cotangent(case):
-    """``backward(a u + b v) = a backward(u) + b backward(v)``."""
-    xp = rx.backend("numpy")
-    arrays = case.draw(xp, 0)
-    out = {k: rx.to_numpy(v) for k, v in case.forward(arrays).outputs.items()}
-    u = gradcheck.cotangents_for(out, 1)
-    v = gradcheck.cotangents_for(out, 2)
-    w = {k: 2.0 * u[k] - 0.5 * v[k] for k in u}
-    gu, gv, gw = (case.backward(arrays, {k: xp.asarray(c[k]) for k in c}) for c in (u, v, w))
-    for k in gw:
-        np.testing.assert_allclose(rx.to_numpy(gw[k]), 2.0 * rx.to_numpy(gu[k]) - 0.5 * rx.to_numpy(gv[k]),
-                                   rtol=1e-12, atol=1e-12)

@@ -93,12 +93,12 @@ def test_decoder_checkpointed_gradients_equal_the_plain_decoder(output_state, te
     mask[1, 5:] = 0
     y_prev = rng.dirichlet(np.ones(K), size=(B, T)) if teacher else None
     d_y, d_alpha, d_s = rng.normal(size=(B, T, K)), rng.normal(size=(B, T, T)), rng.normal(size=(B, T, H))
-    out, cache = BA.decoder_forward(h, params, output_state, mask, y_prev)
-    ref = (out, BA.decoder_backward(d_y, d_alpha, d_s, cache))
+    out, cache = BA.decoder_forward(h, params, y_prev, output_state=output_state, mask=mask)
+    ref = (out, BA.decoder_backward((d_y, d_alpha, d_s), cache))
     for k in (1, 2, 4, 9, 20):
-        o, c = BA.decoder_forward(h, params, output_state, mask, y_prev, checkpoint_every=k)
+        o, c = BA.decoder_forward(h, params, y_prev, output_state=output_state, mask=mask, checkpoint_every=k)
         assert (len(c.steps) == T) == (k == 1)
-        _assert_same(ref, (o, BA.decoder_backward(d_y, d_alpha, d_s, c)))
+        _assert_same(ref, (o, BA.decoder_backward((d_y, d_alpha, d_s), c)))
 
 
 def test_fast_numpy_namespace_answers_like_array_api_compat():
@@ -158,7 +158,7 @@ def test_checkpointing_is_namespace_generic(backend):
     runs = []
     for k in (None, 2):
         o, c = BA.decoder_forward(x, dec, checkpoint_every=k)
-        runs.append((o, BA.decoder_backward(o.y, None, o.s, c)))
+        runs.append((o, BA.decoder_backward((o.y, None, o.s), c)))
     _assert_same(*[_host(r) for r in runs])
 
 

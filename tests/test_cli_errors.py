@@ -35,6 +35,8 @@ BAD = [
     ("", "name a command"),
     ("golden", "ACTION"),
     ("plot", "name a target"),
+    ("plot bogus", "bogus"),
+    ("golden verify --adapter no_such_module_xyz:run --dtype float16", "--dtype"),
     # numbers out of range
     ("train copy --steps 0", "--steps"),
     ("train copy --seed -1", "--seed"),
@@ -80,6 +82,7 @@ BAD = [
     ("plot dnc --out {tmp}", "--out"),
     ("golden export --dir /proc/golden", "--dir"),
     ("golden export --dir {tmp}/file.txt", "--dir"),
+    ("golden verify --adapter examples/torch_memory_lstm.py:run --junit /proc/x/j.xml", "--junit"),
     # input files
     ("plot dnc --params /nonexistent.safetensors", "--params"),
     ("plot dnc --params {tmp}/file.txt", "--params"),

@@ -34,6 +34,11 @@ EXAMPLES = [
                             "dnc/core_unroll/paper", "dnc/core_unroll/deep_deepmind"]),
     ("jax_dnc", "jax", ["dnc/access_step/deepmind", "dnc/access_step/paper", "dnc/core_unroll/deepmind",
                         "dnc/core_unroll/paper", "dnc/core_unroll/deep_deepmind"]),
+    ("torch_rnnsearch", "torch", ["attention/rnnsearch/default", "attention/rnnsearch/masked",
+                                  "attention/rnnsearch_encoder/masked", "attention/rnnsearch_decoder/masked",
+                                  "attention/rnnsearch_maxout/default"]),
+    ("jax_rnnsearch", "jax", ["attention/rnnsearch/default", "attention/rnnsearch/masked",
+                              "attention/rnnsearch_decoder_step/masked", "attention/rnnsearch_gru_cell/masked"]),
     ("jax_attention", "jax", ["attention/bahdanau_decoder/previous", "attention/bahdanau_decoder/current",
                               "attention/bahdanau_decoder/previous_masked", "attention/bahdanau_decoder/current_teacher"]),
 ]

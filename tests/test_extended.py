@@ -63,9 +63,16 @@ def test_every_case_runs_in_long_double(case):
     got.update({f"grads/{k}": v for k, v in case.backward(given, {k: v.astype(LD) for k, v in cot.items()}).items()})
     wrong = {k: str(np.asarray(v).dtype) for k, v in got.items() if np.asarray(v).dtype != LD}
     assert not wrong, f"{case.name}: not long double: {wrong}"
+    if case.name in EXACT:  # selections and short sums of float32 numbers: float64 numbers in any precision
+        return
     # the values carry more than float64's 53 bits: some element is not a float64 number
     floats = np.concatenate([np.asarray(v).reshape(-1) for v in got.values()])
     assert not np.all(floats.astype(np.float64).astype(LD) == floats), f"{case.name}: values look like float64"
+
+
+#: Cases whose every result is a selection or a short sum of the float32-representable inputs and
+#: cotangents (the embedding lookup and its scatter-add, the maxout), exact in float64 already.
+EXACT = frozenset({"attention/rnnsearch_embedding/default", "attention/rnnsearch_maxout/default"})
 
 
 def _complex_step_ok(case):

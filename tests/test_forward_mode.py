@@ -1,4 +1,4 @@
-"""Forward mode and second order (GOLDEN.md ``tangents/``, ``jvp/``, ``hvp/``; refmem.forward_mode).
+"""Forward mode and second order (docs/golden-format.md ``tangents/``, ``jvp/``, ``hvp/``; refmem.forward_mode).
 
 * The complex step through the forward (JVP) and through the hand-derived backward (HVP)
   agrees with Richardson-extrapolated central differences on every case, including the

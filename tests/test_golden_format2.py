@@ -24,7 +24,7 @@ from refmem.testing import assert_matches_golden
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "golden"
 
-#: The composite cases (several equations in one case) and the intermediates GOLDEN.md fixes for them.
+#: The composite cases (several equations in one case) and the intermediates docs/golden-format.md fixes for them.
 COMPOSITE = {
     "dnc/access_step/": {"write_vectors", "erase_vectors", "free_gates", "allocation_gates", "write_gates",
                          "read_modes", "write_content_weights", "allocation", "forward_weights",
@@ -407,3 +407,20 @@ def test_examples_return_every_intermediate(module, case, monkeypatch):
         stored = set(golden.load(name, COMMITTED).intermediates)
         returned = {r.tensor.split("/", 1)[1] for r in report.rows if r.case == name and r.tensor.startswith("intermediates/")}
         assert stored and returned == stored, (name, stored - returned)
+
+
+def test_the_manifest_example_of_golden_format_md_is_the_current_format(manifest):
+    """docs/golden-format.md shows a manifest of the format this refmem writes, with the fields of a real entry."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "golden-format.md").read_text(encoding="utf-8")
+    block = text.split("## manifest.json\n```json\n", 1)[1].split("```", 1)[0]
+    example = json.loads(block)
+    assert example["format_version"] == golden.FORMAT_VERSION == manifest["format_version"]
+    assert set(example) == set(manifest)
+    (name, entry), = example["cases"].items()
+    real = manifest["cases"][name]
+    assert set(entry) == set(real), sorted(set(entry) ^ set(real))
+    assert {k: entry[k] for k in ("file", "function", "spec", "seed", "config", "order")} == \
+        {k: real[k] for k in ("file", "function", "spec", "seed", "config", "order")}
+    for tensor, info in entry["tensors"].items():
+        assert info["dtype"] == real["tensors"][tensor]["dtype"] and info["shape"] == real["tensors"][tensor]["shape"]
+        assert set(info) == set(real["tensors"][tensor]), tensor

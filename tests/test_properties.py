@@ -2,7 +2,7 @@
 
 Generic over the catalogue: every case, including cases added later by any
 family, gets a directional ``vᵀJu`` check and a linearity check of its backward
-at drawn sizes and seeds. Plus properties of the primitives (softmax rows, the
+at drawn sizes and seeds (the suite's one linearity test). Plus properties of the primitives (softmax rows, the
 exclusive cumulative product at a zero factor) and of the strategies themselves.
 """
 
@@ -56,20 +56,44 @@ def test_backward_linear_in_cotangent_at_drawn_sizes(case):
     @PER_CASE
     @given(drawn=rst.case_inputs(case, NP), a=st.floats(-3, 3), b=st.floats(-3, 3))
     def check(drawn, a, b):
-        arrays = drawn.arrays
-        out = {k: rx.to_numpy(v) for k, v in case.forward(arrays).outputs.items()}
-        u = gradcheck.cotangents_for(out, drawn.seed)
-        v = gradcheck.cotangents_for(out, drawn.seed + 1)
-        w = {k: a * u[k] + b * v[k] for k in u}
-        gu, gv, gw = (case.backward(arrays, {k: NP.asarray(c[k]) for k in c}) for c in (u, v, w))
-        assert set(gw) == set(case.differentiable(arrays))
-        for k in gw:
-            expect = a * rx.to_numpy(gu[k]) + b * rx.to_numpy(gv[k])
-            scale = np.abs(a * rx.to_numpy(gu[k])) + np.abs(b * rx.to_numpy(gv[k]))
-            # the two sides differ only by the rounding of the summations inside the backward
-            assert np.all(np.abs(rx.to_numpy(gw[k]) - expect) <= 1e-12 * (1.0 + scale)), k
+        assert nonlinear(case, drawn.arrays, drawn.seed, a, b) == []
 
     check()
+
+
+def nonlinear(case, arrays, seed, a, b) -> list[str]:
+    """The gradients for which ``backward(a u + b v) != a backward(u) + b backward(v)`` (``[]``: none)."""
+    out = {k: rx.to_numpy(v) for k, v in case.forward(arrays).outputs.items()}
+    u = gradcheck.cotangents_for(out, seed)
+    v = gradcheck.cotangents_for(out, seed + 1)
+    w = {k: a * u[k] + b * v[k] for k in u}
+    gu, gv, gw = (case.backward(arrays, {k: NP.asarray(c[k]) for k in c}) for c in (u, v, w))
+    if set(gw) != set(case.differentiable(arrays)):
+        return [f"gradients {sorted(gw)}, expected {sorted(case.differentiable(arrays))}"]
+    bad = []
+    for k in gw:
+        expect = a * rx.to_numpy(gu[k]) + b * rx.to_numpy(gv[k])
+        scale = np.abs(a * rx.to_numpy(gu[k])) + np.abs(b * rx.to_numpy(gv[k]))
+        # the two sides differ only by the rounding of the summations inside the backward
+        if not np.all(np.abs(rx.to_numpy(gw[k]) - expect) <= 1e-12 * (1.0 + scale)):
+            bad.append(k)
+    return bad
+
+
+def test_the_linearity_check_catches_an_affine_backward():
+    """A backward that adds a constant (here: a bias in one gradient) is affine, not linear: caught."""
+    import dataclasses
+
+    case = catalogue.get_case("memory_lstm/step/default")
+    arrays = case.draw(NP, 0)
+
+    def affine(arrays_, cot):
+        g = dict(case.backward(arrays_, cot))
+        g["params/b_e"] = g["params/b_e"] + 1e-6
+        return g
+
+    assert nonlinear(case, arrays, 0, 2.0, -0.5) == []
+    assert nonlinear(dataclasses.replace(case, backward=affine), arrays, 0, 2.0, -0.5) == ["params/b_e"]
 
 
 # ----------------------------------------------------------------------------- softmax

@@ -2,8 +2,8 @@
 
 Zero memory rows, usage exactly 0, exactly 1 and tied, strengths of ±1e4, controller
 outputs scaled by 1e3 and 1e6 over 200 steps (access step and core), saturated gates,
-all-masked attention rows, fully -inf energies (refused: refmem asks for finite energies
-and masks instead), long sequences (T = 1000); Hypothesis properties where the domain
+all-masked attention rows, -inf energies (the additive mask: weight 0, as a masked
+position), long sequences (T = 1000); Hypothesis properties where the domain
 allows.
 """
 
@@ -150,12 +150,12 @@ def test_core_200_steps_with_scaled_inputs(scale, convention):
 def test_all_masked_rows_give_zero_weights_and_finite_gradients():
     e = rng().standard_normal((3, 4))
     mask = np.array([[True, False, True, True], [False] * 4, [True] * 4])
-    alpha = BA.attention_weights(e, mask)
+    (alpha,), cache = BA.attention_weights_forward(e, mask=mask)
     assert finite(alpha)
     np.testing.assert_array_equal(alpha[1], 0.0)
     np.testing.assert_allclose(alpha[[0, 2]].sum(-1), 1.0)
     assert alpha[0, 1] == 0.0
-    d = BA.attention_weights_backward(rng(1).standard_normal(alpha.shape), alpha)
+    (d,) = BA.attention_weights_backward((rng(1).standard_normal(alpha.shape),), cache)
     assert finite(d)
     np.testing.assert_array_equal(d[1], 0.0)
 
@@ -168,17 +168,29 @@ def test_decoder_with_a_fully_masked_sequence_is_finite_forward_and_backward():
     out, cache = BA.decoder_forward(h, p, mask=mask)
     assert finite(out)
     np.testing.assert_array_equal(out.alpha[1], 0.0)
-    grads = BA.decoder_backward(rng(1).standard_normal(out.y.shape), None, None, cache)
+    grads = BA.decoder_backward((rng(1).standard_normal(out.y.shape), None, None), cache)
     assert finite(grads)
 
 
-def test_fully_minus_inf_energies_are_refused_with_a_domain_error():
-    # Documented behaviour (docs/validation.md): energies must be finite; a position that must
-    # get no weight is masked out instead (an all-masked row gives weights 0, not NaN).
-    with pytest.raises(DomainError, match=r"^e: expected finite values, got -inf at \[0, 0\]"):
-        BA.attention_weights(np.full((2, 3), -np.inf))
-    with pytest.raises(DomainError, match="^e: expected finite values"):
-        BA.attention_weights(np.array([[0.0, -np.inf, 1.0]]))
+def test_minus_inf_energies_mask_their_positions():
+    # Documented behaviour (docs/validation.md): an energy of -inf is the additive mask of other
+    # libraries; its position gets weight 0 and gradient 0, like a masked one (a row with no
+    # position left gets weights 0, not NaN). NaN and +inf stay refused.
+    e = rng().standard_normal((3, 4))
+    keep = np.array([[True, False, True, True], [False] * 4, [True, True, False, True]])
+    (ref,), ref_cache = BA.attention_weights_forward(e, mask=keep)
+    (alpha,), cache = BA.attention_weights_forward(np.where(keep, e, -np.inf))
+    np.testing.assert_array_equal(alpha, ref)
+    (both,), _ = BA.attention_weights_forward(np.where(keep, e, -np.inf), mask=keep)
+    np.testing.assert_array_equal(both, ref)
+    d = rng(1).standard_normal(e.shape)
+    np.testing.assert_array_equal(BA.attention_weights_backward((d,), cache).e,
+                                  BA.attention_weights_backward((d,), ref_cache).e)
+    assert np.all(BA.attention_weights_backward((d,), cache).e[~keep] == 0.0)
+    with pytest.raises(DomainError, match=r"^e: expected finite values or -inf, got nan at \[0, 1\]"):
+        BA.attention_weights_forward(np.array([[0.0, np.nan, 1.0]]))
+    with pytest.raises(DomainError, match=r"^e: expected finite values or -inf, got inf at \[0, 2\]"):
+        BA.attention_weights_forward(np.array([[0.0, -np.inf, np.inf]]), mask=np.array([[1, 0, 0]]))
 
 
 @pytest.mark.parametrize("alignment", ["global", "local_m", "local_p"])
@@ -188,7 +200,8 @@ def test_luong_huge_states_stay_finite(alignment):
     hs = 1e4 * rng(1).standard_normal((2, 6, 3))
     out, cache = LU.attention_forward(h, hs, p, alignment=alignment)
     assert finite(out)
-    grads = LU.attention_backward(rng(2).standard_normal(out.a.shape), None, rng(3).standard_normal(out.h_tilde.shape), cache)
+    grads = LU.attention_backward((rng(2).standard_normal(out.a.shape), None, rng(3).standard_normal(out.h_tilde.shape),
+                                   None), cache)
     assert finite(grads)
 
 
@@ -220,7 +233,7 @@ def test_bahdanau_decoder_T_1000_forward_and_backward_finite():
     p = BA.init_params(np, 2, 3, 2)
     out, cache = BA.decoder_forward(rng().standard_normal((1, 1000, 2)), p)
     assert finite(out)
-    grads = BA.decoder_backward(rng(1).standard_normal(out.y.shape), None, None, cache)
+    grads = BA.decoder_backward((rng(1).standard_normal(out.y.shape), None, None), cache)
     assert finite(grads)
 
 
@@ -259,7 +272,7 @@ def test_property_allocation_is_a_subprobability_for_any_usage(usage):
 def test_property_masked_attention_weights(energies, keep):
     e = np.asarray([energies])
     m = np.asarray([keep[:e.shape[1]]])
-    a = BA.attention_weights(e, m)
+    a = BA.attention_weights_forward(e, mask=m)[0].alpha
     assert np.all(np.isfinite(a)) and np.all(a[~m] == 0)
     total = a.sum()
     assert (abs(total - 1) < 1e-9) if m.any() else total == 0

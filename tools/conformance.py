@@ -56,6 +56,7 @@ class Implementation:
     env: dict = field(default_factory=dict)
     deviations: str | None = None  # conformance/<name>.toml; None: none may occur
     ours: bool = False  # refmem's own example (written from SPEC), not a public implementation
+    unavailable: str = ""  # the error its import is declared to raise (installed, not importable)
 
 
 IMPLEMENTATIONS = [
@@ -71,6 +72,17 @@ IMPLEMENTATIONS = [
     Implementation("keras-tensorflow", "Keras 3 built-in attention layers, tensorflow backend",
                    "conformance/keras_attention.py:run", ("keras", "tensorflow"), ("keras", "tensorflow"),
                    env={"KERAS_BACKEND": "tensorflow"}),
+    Implementation("opennmt", "OpenNMT-py's `onmt.modules.global_attention.GlobalAttention` (dot, general, mlp)",
+                   "conformance/opennmt.py:run", ("torch", "onmt"), ("OpenNMT-py", "torch")),
+    Implementation("d2l", "d2l's `AdditiveAttention` (PyPI `d2l`, `d2l.torch`)",
+                   "conformance/d2l_torch.py:run", ("torch", "d2l", "pandas"), ("d2l", "torch")),
+    Implementation("attention-pkg", "the `attention` package's `Attention` layer (philipperemy/keras-attention), "
+                   "tensorflow backend", "conformance/keras_attention_pkg.py:run", ("attention", "keras", "tensorflow"),
+                   ("attention", "keras", "tensorflow-cpu"), env={"KERAS_BACKEND": "tensorflow"}),
+    Implementation("tensorflow-addons", "TensorFlow Addons' `tfa.seq2seq.BahdanauAttention`",
+                   "conformance/tensorflow_addons.py:run", ("tensorflow_addons",),
+                   ("tensorflow-addons", "tensorflow-cpu", "keras"),
+                   unavailable="ModuleNotFoundError: No module named 'keras.src.engine'"),
     Implementation("keras-decoder-torch", "refmem's Keras 3 `AttentionDecoder` (examples/), torch backend",
                    "examples/keras_attention_decoder.py:run", ("keras", "torch"), ("keras", "torch"),
                    env={"KERAS_BACKEND": "torch"}, ours=True),
@@ -102,7 +114,11 @@ def _worker(name: str, golden_dir: str | None) -> int:
     from refmem import catalogue, golden
 
     impl = BY_NAME[name]
-    module, function = _import_adapter(impl.adapter)
+    try:
+        module, function = _import_adapter(impl.adapter)
+    except Exception as exc:  # noqa: BLE001 - an installed package that does not import is a verdict too
+        print("CONFORMANCE-JSON " + json.dumps({"import_error": f"{type(exc).__name__}: {exc}"}))
+        return 0
     patterns = getattr(module, "CASES")
     names = sorted(c.name for c in catalogue.cases() if any(fnmatch.fnmatchcase(c.name, p) for p in patterns))
     rows, problems = [], []
@@ -125,6 +141,7 @@ def _worker(name: str, golden_dir: str | None) -> int:
         "problems": problems,
         "layers": getattr(module, "LAYERS", {}),
         "not_covered": getattr(module, "NOT_COVERED", {}),
+        "rnnsearch": getattr(module, "RNNSEARCH", {}),
     }
     print("CONFORMANCE-JSON " + json.dumps(info))
     return 0
@@ -176,6 +193,8 @@ class Outcome:
     undeclared: list = field(default_factory=list)  # failing rows no deviation declares
     stale: list = field(default_factory=list)  # deviations that matched no failing row
     seconds: float = 0.0
+    import_error: str = ""  # the adapter's import failed with this (declared or not)
+    rnnsearch: dict = field(default_factory=dict)  # part of RNNsearch -> how the implementation compares
 
     @property
     def passed(self) -> bool:
@@ -238,7 +257,16 @@ def run_implementation(impl: Implementation, deviations_dir: Path | None = None,
         out.problems.append({"case": "*", "dtype": "-", "problem": "the worker failed: " + " | ".join(tail)})
         return out
     info = json.loads(lines[-1][len("CONFORMANCE-JSON "):])
-    out.rows, out.problems = info["rows"], info["problems"]
+    if "import_error" in info:
+        out.import_error = info["import_error"]
+        if not impl.unavailable or impl.unavailable not in out.import_error:
+            out.problems.append({"case": "*", "dtype": "-", "problem": f"the adapter does not import: {out.import_error}"})
+        return out
+    if impl.unavailable:
+        out.problems.append({"case": "*", "dtype": "-", "problem": "declared not importable "
+                             f"({impl.unavailable}), but it imports now: write its adapter"})
+    out.rows, out.problems = info["rows"], out.problems + info["problems"]
+    out.rnnsearch = info.get("rnnsearch", {})
     out.layers, out.not_covered = info["layers"], info["not_covered"]
     apply_deviations(out)
     return out
@@ -295,13 +323,19 @@ def render(outcomes: list[Outcome]) -> str:
         if o.skipped:
             lines.append(f"| `{o.impl.name}` | {o.impl.title} | - | skipped ({o.skipped}) |")
             continue
+        if o.import_error:
+            vers = ", ".join(f"{k} {v}" for k, v in o.versions.items())
+            verdict = "as declared" if o.passed else "**not declared**"
+            lines.append(f"| `{o.impl.name}` | {o.impl.title} | {vers} | installs, does not import ({verdict}): "
+                         f"`{o.import_error}` |")
+            continue
         cases = sorted({r["case"] for r in o.rows} | {p["case"] for p in o.problems if p["case"] != "*"})
         passing = sum(1 for c in cases for d in DTYPES if _cell(o, c, d)[0] == "pass")
         verdict = ("conforms to its declarations" if o.passed else "**does not match its declarations**")
         vers = ", ".join(f"{k} {v}" for k, v in o.versions.items())
         lines.append(f"| `{o.impl.name}` | {o.impl.title} | {vers} | {len(cases)} cases × 2 dtypes: {passing} pass, "
                      f"{2 * len(cases) - passing} deviate; declared deviations: {len(o.deviations)}; {verdict} |")
-    ran = [o for o in outcomes if not o.skipped]
+    ran = [o for o in outcomes if not o.skipped and not o.import_error]
     all_cases = sorted({r["case"] for o in ran for r in o.rows} | {p["case"] for o in ran for p in o.problems if p["case"] != "*"})
     if ran:
         lines += ["", "## Matrix", "",
@@ -324,6 +358,12 @@ def render(outcomes: list[Outcome]) -> str:
         lines += ["", f"## `{o.impl.name}`", "", o.impl.title + "."]
         if o.skipped:
             lines += ["", f"Skipped: {o.skipped}."]
+            continue
+        if o.import_error:
+            lines += ["", f"Installs but does not import: `{o.import_error}` (declared in `{o.impl.adapter.split(':')[0]}`, "
+                      "whose docstring gives the root cause; the run fails when it imports)."]
+            if o.problems:
+                lines += ["", "**Errors:**", ""] + [f"- {p['problem']}" for p in o.problems]
             continue
         lines += ["", f"Adapter `{o.impl.adapter}`"
                   + (f", deviations `{o.impl.deviations}`" if o.impl.deviations else ", no deviations may occur")
@@ -348,6 +388,10 @@ def render(outcomes: list[Outcome]) -> str:
                           f"   {d['reason']}  ",
                           f"   Observed: {len(hit)} tensors in {n_cases} cases, worst ratio {_ratio(worst)}."
                           + ("" if hit else " **No longer occurs: remove it from the file.**"), ""]
+        if o.rnnsearch:
+            lines += ["", "Against RNNsearch as the paper writes it ([SPEC §7](spec.md#7-rnnsearch-bahdanau-cho-and-bengio-2015-appendix-a)):", "",
+                      "| part | this implementation |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in o.rnnsearch.items()]
         if o.not_covered:
             lines += ["", "Not covered (the implementation cannot compute these on the golden inputs):", ""]
             lines += [f"- `{k}`: {v}" for k, v in o.not_covered.items()]
@@ -364,6 +408,8 @@ def render(outcomes: list[Outcome]) -> str:
 def summary(o: Outcome) -> str:
     if o.skipped:
         return f"{o.impl.name}: skipped ({o.skipped})"
+    if o.import_error and o.passed:
+        return f"{o.impl.name}: installed, does not import, as declared ({o.import_error}): ok"
     head = f"{o.impl.name}: {len(o.rows)} tensors, {sum(not r['passed'] for r in o.rows)} failing, " \
            f"declared deviations: {len(o.deviations)}, {o.seconds:.1f} s: " + ("ok" if o.passed else "FAIL")
     out = [head]

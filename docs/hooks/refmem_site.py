@@ -59,7 +59,7 @@ def rewrite_links(text: str, source: str, page: str, docs_prefix: str = "docs") 
     """Rewrite the relative links of ``source`` (a repository path) for the site page ``page``.
 
     A target inside ``docs/`` becomes a path relative to ``page``; a target that is
-    itself an included page (:data:`INCLUDED_PAGES`) becomes that page. Links in
+    itself an included page (``INCLUDED_PAGES``) becomes that page. Links in
     fenced code blocks, absolute URLs and bare ``#anchors`` are left alone.
     """
     source_dir = posixpath.dirname(source)

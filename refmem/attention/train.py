@@ -5,27 +5,29 @@ There is no learned encoder; the annotations are fixed features of the source,
 ``h_j = [one_hot(x_j) ; one_hot(j)]`` (``D = V + T``), so that the decoder can find
 a position only by attending to it. The decoder runs free (``y_{t-1}`` is its own
 previous softmax, no teacher forcing), the loss is the mean cross-entropy of
-``y_t`` against ``x_{T+1-t}``, gradients come from :func:`decoder_backward`, and
-the optimiser is Adam with global-norm clipping from :mod:`refmem.optim`.
+``y_t`` against ``x_{T+1-t}``, gradients come from
+[`decoder_backward`][refmem.attention.bahdanau.decoder_backward], and the optimiser
+is Adam with global-norm clipping from [`refmem.optim`][refmem.optim].
 
 After training, step ``t`` attends to source position ``T+1-t``: the heat map
-of ``alpha`` shows the anti-diagonal. Run::
+of ``alpha`` shows the anti-diagonal. This module is the training code only; the
+command line runs it and draws the heat map
+([`reversal_heatmap`][refmem.plots.reversal_heatmap]):
 
-    python -m refmem.attention.train --out reverse_alpha.png
+    refmem train reverse --plot reverse_alpha.png
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable, NamedTuple
 
 from .. import xp as rx
 from ..optim import Adam, clip_by_global_norm
 from ..sampling import Sampler
-from .bahdanau import DecoderParams, decoder_backward, decoder_forward, init_params
+from .bahdanau import DecoderOutputs, DecoderParams, decoder_backward, decoder_forward, init_params
 
-__all__ = ["TrainResult", "make_batch", "loss_and_grads", "train", "save_heatmap", "main"]
+__all__ = ["TrainResult", "make_batch", "loss_and_grads", "train"]
 
 
 class TrainResult(NamedTuple):
@@ -57,12 +59,12 @@ def make_batch(xp: Any, sampler: Sampler, B: int, T: int, V: int) -> tuple[Any, 
 def loss_and_grads(params: DecoderParams, h: Any, target: Any, output_state: str = "current"):
     """Mean cross-entropy ``-Σ target ∘ log y / (B T)``, its gradients, and the forward output."""
     xp = rx.namespace(h)
-    out, cache = decoder_forward(h, params, output_state)
+    out, cache = decoder_forward(h, params, output_state=output_state)
     B, T = int(h.shape[0]), int(h.shape[1])
     tiny = 1e-300  # y > 0 always (a softmax); only guards log(0) in a pathological underflow
     loss = -xp.sum(target * xp.log(out.y + tiny)) / (B * T)
     d_y = -target / (out.y + tiny) / (B * T)
-    grads = decoder_backward(d_y, None, None, cache)
+    grads = decoder_backward(DecoderOutputs(d_y, None, None), cache)
     return loss, grads.params, out
 
 
@@ -107,63 +109,3 @@ def train(
     pred = xp.argmax(out.y, axis=-1)
     accuracy = float(xp.mean(xp.astype(pred == xp.flip(tokens, axis=1), xp.float64)))
     return TrainResult(params, losses, accuracy, out.alpha, tokens, seconds)
-
-
-def save_heatmap(res: TrainResult, path: str, seed: int = 0) -> str:
-    """Heat map of the trained ``alpha`` for one evaluation sequence (one with many distinct symbols)."""
-    from .. import plots
-
-    rows = rx.to_numpy(res.tokens).tolist()
-    b = max(range(len(rows)), key=lambda i: (len(set(rows[i])), -i))
-    a = rx.to_numpy(res.alpha)[b]
-    toks = rows[b]
-    T = a.shape[0]
-    return plots.attention_heatmap(
-        a, path,
-        title=f"Bahdanau decoder trained to reverse (seed {seed}, {len(res.losses)} steps)\n"
-              f"source {' '.join(str(int(v)) for v in toks)} -> target {' '.join(str(int(v)) for v in toks[::-1])}",
-        row_label="decoder step t : target symbol",
-        col_label="source position j : symbol",
-        row_ticks=[f"{t + 1}:{int(toks[T - 1 - t])}" for t in range(T)],
-        col_ticks=[f"{j + 1}:{int(toks[j])}" for j in range(T)],
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m refmem.attention.train``: bad options are one line on standard error, exit status 2
-    (the rules of :mod:`refmem.cli`)."""
-    from ..cli import CommandError, UsageError, Parser, check_output_path, int_at_least, positive_float
-
-    p = Parser(prog="python -m refmem.attention.train", description=__doc__.split("\n")[0])
-    pos = int_at_least(1)
-    p.add_argument("--steps", type=pos, default=400)
-    p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--T", type=pos, default=6, help="sequence length")
-    p.add_argument("--V", type=pos, default=5, help="alphabet size")
-    p.add_argument("--H", type=pos, default=24, help="decoder units")
-    p.add_argument("--lr", type=positive_float, default=0.02)
-    p.add_argument("--output-state", choices=["previous", "current"], default="current")
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--out", default=None, metavar="PNG", help="write the heat map of alpha for one sequence")
-    try:
-        args = p.parse_args(argv)
-        if args.out is not None:
-            check_output_path(args.out, "--out")
-        try:
-            rx.backend(args.backend)
-        except rx.BackendError as exc:
-            raise CommandError(f"argument --backend: {exc}") from None
-    except (UsageError, CommandError) as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    res = train(steps=args.steps, T=args.T, V=args.V, H=args.H, lr=args.lr, seed=args.seed,
-                output_state=args.output_state, backend=args.backend, log_every=max(args.steps // 10, 1))
-    print(f"trained {args.steps} steps in {res.seconds:.1f} s; loss {res.losses[0]:.3f} -> {res.losses[-1]:.4f}; "
-          f"reversal accuracy {res.accuracy:.3f} on 256 fresh sequences")
-    if args.out:
-        print(f"wrote {save_heatmap(res, args.out, seed=args.seed)}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""``refmem golden``: export, check and verify golden tensors (GOLDEN.md).
+"""``refmem golden``: export, check and verify golden tensors (docs/golden-format.md).
 
 * ``refmem golden export [--dir golden]``: write every catalogue case, the manifest and README.
 * ``refmem golden check [--dir golden]``: recompute every case and compare; never writes.

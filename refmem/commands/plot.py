@@ -1,9 +1,10 @@
-"""``refmem plot <target>``: draw a figure of a catalogue case as a PNG (matplotlib).
+"""``refmem plot <target>``: draw a figure as a PNG (matplotlib): an attention case's weights, a DNC's memory.
 
-Targets live in :data:`TARGETS`, name -> :class:`Target`. A target is three
-things: a help line, a function that adds its options to its own sub-parser,
-and a function ``run(args) -> int``. Adding a target (e.g. ``dnc``) is one
-function pair and one entry in :data:`TARGETS`; nothing else changes.
+Targets live in ``TARGETS``, name -> ``Target``. A target is three things: a
+help line, a function that adds its options to its own sub-parser, and a
+function ``run(args) -> int``. Adding a target is one function pair here and one
+entry in ``TARGETS``; the drawing itself goes in `refmem/plots.py`, which the
+model packages do not import.
 """
 
 from __future__ import annotations
@@ -95,15 +96,72 @@ def _plots():
     return plots
 
 
-#: Target name -> :class:`Target`. Add ``"dnc": Target(...)`` here for ``refmem plot dnc``.
+# ----------------------------------------------------------------------------- dnc
+
+
+def _dnc_arguments(p: ArgumentParser) -> None:
+    from ..cli import int_at_least
+
+    p.add_argument("--params", metavar="PATH", help="trained parameters (refmem train --save PATH); "
+                                                    "default: an untrained DNC drawn at --seed")
+    p.add_argument("--task", choices=["copy", "repeat-copy"], default="repeat-copy",
+                   help="the sequence to run (default repeat-copy)")
+    p.add_argument("--length", type=int_at_least(1), default=2,
+                   help="pattern length L (default 2, the longest deepmind trains on)")
+    p.add_argument("--repeats", type=int_at_least(1), default=2, help="repeats n of repeat-copy (default 2)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the sequence (and of untrained params)")
+    p.add_argument("--out", default=None, metavar="PATH", help="PNG to write (default dnc_memory_seed<S>.png)")
+
+
+def _dnc_run(args: Namespace) -> int:
+    """``refmem plot dnc``: [`draw_dnc_memory`][refmem.plots.draw_dnc_memory] for trained
+    (``--params``) or untrained parameters."""
+    import os
+
+    from .. import xp as rx
+    from ..cli import CommandError, Outputs, check_output_path
+    from ..dnc.params import init_params, load_params
+    from ..dnc.train import TrainConfig, dnc_config, make_task
+
+    plots = _plots()
+    xp = rx.backend("numpy")
+    out = args.out or f"dnc_memory_seed{args.seed}.png"
+    check_output_path(out, "--out")
+    if args.params:
+        if not os.path.isfile(args.params):
+            raise CommandError(f"argument --params: no file {args.params}")
+        try:
+            params, model = load_params(args.params, xp)
+        except Exception as exc:  # safetensors, JSON and config errors: the file is not what was promised
+            raise CommandError(f"argument --params: {args.params}: {' '.join(str(exc).split())}") from None
+        source = f"trained parameters {args.params}"
+    else:
+        base = make_task(TrainConfig(task=args.task))
+        model = dnc_config(TrainConfig(task=args.task), base)
+        params = init_params(xp, model, seed=args.seed)
+        source = f"untrained DNC (deepmind init, seed {args.seed})"
+    outputs, drawn = Outputs(), []
+    try:
+        written = outputs.write(out, "--out", lambda path: drawn.append(plots.draw_dnc_memory(
+            params, model, args.task, path, args.length, args.repeats, args.seed, source)),
+            suffix=os.path.splitext(out)[1] or ".png")
+    except plots.PlotDependencyError as exc:
+        raise CommandError(str(exc)) from None
+    if written and drawn:
+        _, steps, errors = drawn[-1]
+        print(f"wrote {written} ({source}; {steps} steps, {errors} wrong bits on masked steps)")
+    outputs.finish()
+    return 0
+
+
+#: Target name -> [`Target`][refmem.commands.plot.Target].
 TARGETS: dict[str, Target] = {
     "attention": Target("heat map of the attention weights of an attention case (SPEC §2, §3)",
                         _attention_arguments, _attention_run),
+    "dnc": Target("memory usage, write and read weights over time and the link matrix of a DNC (trained with "
+                  "refmem train --save, or untrained) on one copy or repeat-copy sequence",
+                  _dnc_arguments, _dnc_run),
 }
-
-from ..dnc import plots as _dnc_plots  # noqa: E402  (refmem plot dnc: drawing code beside the DNC)
-
-TARGETS["dnc"] = Target(_dnc_plots.HELP, _dnc_plots.add_arguments, _dnc_plots.run)
 
 
 def add_arguments(p: ArgumentParser) -> None:

@@ -1,8 +1,8 @@
 """``refmem train copy|repeat-copy|reverse``: the training demos, in refmem alone (no framework).
 
 ``copy`` and ``repeat-copy`` train the DNC on deepmind/dnc's copy tasks
-(:mod:`refmem.dnc.train`); ``reverse`` trains the Bahdanau decoder of SPEC §2 to
-reverse symbol sequences (:mod:`refmem.attention.train`).
+([`refmem.dnc.train`][refmem.dnc.train]); ``reverse`` trains the Bahdanau decoder of SPEC §2 to
+reverse symbol sequences ([`refmem.attention.train`][refmem.attention.train]).
 """
 
 from __future__ import annotations
@@ -222,11 +222,10 @@ def _run_dnc(args: Namespace) -> int:
         if written:
             print(f"wrote {written} (refmem plot dnc --params {written})")
     if args.plot:
-        from ..dnc import plots as dnc_plots
-        from ..plots import PlotDependencyError
+        from ..plots import PlotDependencyError, draw_dnc_memory
 
         try:
-            written = outputs.write(args.plot, "--plot", lambda path: dnc_plots.draw(
+            written = outputs.write(args.plot, "--plot", lambda path: draw_dnc_memory(
                 result.params, result.model, cfg.task, path, length=cfg.max_length, repeats=cfg.max_repeats,
                 seed=cfg.seed, source=f"trained {n} steps"), suffix=os.path.splitext(args.plot)[1] or ".png")
         except PlotDependencyError as exc:
@@ -238,10 +237,11 @@ def _run_dnc(args: Namespace) -> int:
 
 
 def _run_reverse(args: Namespace) -> int:
-    """``refmem train reverse``: :mod:`refmem.attention.train` with a progress bar and ``--json``."""
+    """``refmem train reverse``: [`refmem.attention.train`][refmem.attention.train] with a progress bar
+    and ``--json``."""
     from ..attention import train as reverse
     from ..cli import CommandError, Outputs, Progress, print_table
-    from ..plots import PlotDependencyError
+    from ..plots import PlotDependencyError, reversal_heatmap
 
     steps = 400 if args.steps is None else args.steps
     kw = {"steps": steps, "seed": args.seed, "backend": args.backend or "numpy"}
@@ -277,8 +277,7 @@ def _run_reverse(args: Namespace) -> int:
         outputs.write(args.json, "--json", write_json)
     if args.plot:
         try:
-            written = outputs.write(args.plot, "--plot", lambda path: reverse.save_heatmap(result, path,
-                                                                                            seed=args.seed),
+            written = outputs.write(args.plot, "--plot", lambda path: reversal_heatmap(result, path, seed=args.seed),
                                     suffix=".png")
         except PlotDependencyError as exc:
             raise CommandError(f"argument --plot: {exc}") from None

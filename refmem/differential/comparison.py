@@ -45,7 +45,7 @@ def given_of(case: Case, live: Live, dtype: str) -> dict[str, np.ndarray]:
 
 
 def compared(results: Mapping[str, Any]) -> dict[str, Any]:
-    """``results`` without the forward-mode tensors (:data:`NOT_COMPARED`) an adapter may return."""
+    """``results`` without the forward-mode tensors (``NOT_COMPARED``) an adapter may return."""
     return {k: v for k, v in results.items() if not (isinstance(k, str) and role_of(k) in NOT_COMPARED)}
 
 

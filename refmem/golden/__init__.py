@@ -1,17 +1,19 @@
-"""Golden tensors (GOLDEN.md, format 2): export, check, load, compare and verify.
+"""Golden tensors (format 2, [docs/golden-format.md](../golden-format.md)): export, check, load, compare and verify.
 
 The package, one concern per module:
 
-* :mod:`~refmem.golden.storage`: format and integrity (safetensors I/O, sha256, the
+* `refmem.golden.storage`: format and integrity (safetensors I/O, sha256, the
   manifest, where the goldens live: an explicit directory, else the checkout's
   ``golden/``, else the copy shipped in the wheel);
-* :mod:`~refmem.golden.tolerances`: the ``[rtol, atol]`` rule;
-* :mod:`~refmem.golden.exporter`: the reference values (:func:`reference`) and :func:`export`;
-* :mod:`~refmem.golden.comparison`: :func:`load`, :func:`compare`, the first divergence;
-* :mod:`~refmem.golden.adapters`: the adapter protocol and :func:`verify`;
-* :mod:`~refmem.golden.checking`: :func:`check`;
-* :mod:`~refmem.golden.readme`: ``golden/README.md``;
-* :mod:`~refmem.golden.reports`: JSON, JUnit XML and Markdown reports.
+* `refmem.golden.tolerances`: the ``[rtol, atol]`` rule;
+* `refmem.golden.exporter`: the reference values ([`reference`][refmem.golden.exporter.reference]) and
+  [`export`][refmem.golden.exporter.export];
+* `refmem.golden.comparison`: [`load`][refmem.golden.comparison.load],
+  [`compare`][refmem.golden.comparison.compare], the first divergence;
+* `refmem.golden.adapters`: the adapter protocol and [`verify`][refmem.golden.adapters.verify];
+* `refmem.golden.checking`: [`check`][refmem.golden.checking.check];
+* `refmem.golden.readme`: ``golden/README.md``;
+* `refmem.golden.reports`: JSON, JUnit XML and Markdown reports.
 """
 
 from __future__ import annotations
@@ -37,5 +39,7 @@ __all__ = [
     "default_dir", "to_json", "to_junit", "to_markdown",
 ]
 
-#: The golden directory used when none is given (see :func:`default_dir`), as found at import.
 DEFAULT_DIR: Path = default_dir()
+"""The golden directory used when none is given (see
+[`default_dir`][refmem.golden.storage.default_dir]), as found at import.
+"""

@@ -1,4 +1,5 @@
-"""Verify a user's implementation: the adapter protocol (examples/README.md) and :func:`verify`."""
+"""Verify a user's implementation: the adapter protocol (examples/README.md) and
+[`verify`][refmem.golden.adapters.verify]."""
 
 from __future__ import annotations
 

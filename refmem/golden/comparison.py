@@ -1,13 +1,13 @@
 """Load a golden case and compare results with it: strictly, and naming the first divergence.
 
-:func:`load` checks integrity (sha256, the manifest entry recorded inside the file,
-names, dtypes, shapes). :func:`compare` holds every returned tensor to the
+[`load`][refmem.golden.comparison.load] checks integrity (sha256, the manifest entry recorded inside the file,
+names, dtypes, shapes). [`compare`][refmem.golden.comparison.compare] holds every returned tensor to the
 reference: a result must be a real array of the dtype under test, of the reference
 shape, finite and within ``|a - r| ≤ atol + rtol |r|``; a complex, integer or
 wrongly typed result, a wrong shape, a NaN or infinity, a missing output or
 gradient, and a name the case does not have fail with a message that says which
-and why. For a failing case, :func:`first_divergence` walks the manifest's
-``order`` (the earliest time step first) and names the first quantity that
+and why. For a failing case, [`first_divergence`][refmem.golden.comparison.first_divergence] walks the
+manifest's ``order`` (the earliest time step first) and names the first quantity that
 disagrees, its SPEC reference, the worst element, the reference and the given value.
 """
 
@@ -81,7 +81,8 @@ class Golden:
 
 
 def load(case: str, dir: str | Path | None = None, manifest: dict | None = None) -> Golden:  # noqa: A002
-    """Load golden case ``case`` from ``dir`` (see :func:`refmem.golden.storage.default_dir`).
+    """Load golden case ``case`` from ``dir`` (see
+    [`refmem.golden.storage.default_dir`][refmem.golden.storage.default_dir]).
 
     Refuses, with `IntegrityError` naming the case, a malformed manifest entry
     (`refmem.golden.storage.validate_entry`: a wrong JSON type, a tolerance that is not
@@ -369,7 +370,8 @@ def compare(
     ``jvp/`` and ``hvp/`` are compared when returned. Each must be a real ``dtype`` array of the reference shape,
     finite, with ``|a - r| ≤ atol + rtol |r|`` element-wise. A name the case does not
     have is a problem, except gradients of given tensors the case does not differentiate
-    (``nondiff``), which are ignored. A failing case gets its :class:`Divergence`.
+    (``nondiff``), which are ignored. A failing case gets its
+    [`Divergence`][refmem.golden.comparison.Divergence].
     """
     if not isinstance(golden, Golden):
         raise TypeError(f"golden: expected a refmem.golden.Golden (from refmem.golden.load), "

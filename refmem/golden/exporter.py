@@ -3,12 +3,14 @@
 Each file holds what the case takes (``inputs/``, ``params/``, ``state/`` as sampled at
 the seed), what it returns (``outputs/<name>``), what it computes on the way
 (``intermediates/<name>``, format 2), one upstream gradient per output
-(``cotangents/<name>``, the very cotangents of :func:`refmem.gradcheck.cotangents_for`)
+(``cotangents/<name>``, the very cotangents of
+[`refmem.gradcheck.cotangents_for`][refmem.gradcheck.cotangents_for])
 and the vector-Jacobian product of the case's backward at those cotangents
-(``grads/<role>/<name>``). The walk over :func:`refmem.catalogue.cases` is generic.
+(``grads/<role>/<name>``). The walk over [`refmem.catalogue.cases`][refmem.catalogue.cases] is generic.
 
-The reference values come from one function, :func:`reference`; the tolerances from
-:func:`refmem.golden.tolerances.tolerance`. Either can be replaced alone.
+The reference values come from one function, [`reference`][refmem.golden.exporter.reference]; the
+tolerances from
+[`refmem.golden.tolerances.tolerance`][refmem.golden.tolerances.tolerance]. Either can be replaced alone.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from .tolerances import tolerance
 
 __all__ = ["SEED", "PRECISION", "reference", "float32_run", "float32_runs", "case_order", "manifest_entry", "export"]
 
-#: The seed every case is exported at.
 SEED = 0
-#: How :func:`reference` computes the stored values on this platform (the manifest's ``precision``):
-#: ``"float64, rounded once from an 80-bit long double evaluation"`` on x86-64 Linux (see
-#: :mod:`refmem.extended`), ``"float64 (no extended type on this platform)"`` elsewhere, where
-#: :func:`export` refuses unless ``allow_float64``.
+"""The seed every case is exported at."""
 PRECISION = extended.precision(extended.working_dtype(allow_float64=True))
+"""How [`reference`][refmem.golden.exporter.reference] computes the stored values on this platform (the
+manifest's ``precision``): ``"float64, rounded once from an 80-bit long double evaluation"`` on
+x86-64 Linux (see [`refmem.extended`][refmem.extended]), ``"float64 (no extended type on this
+platform)"`` elsewhere, where [`export`][refmem.golden.exporter.export] refuses unless
+``allow_float64``.
+"""
 
 
 def _host(a: Any) -> np.ndarray:
@@ -51,8 +55,10 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
     (float64, float32-representable), ``cotangents/<name>``, and ``outputs/<name>``,
     ``intermediates/<name>``, ``grads/<role>/<name>`` evaluated in long double and rounded
     once to float64, and ``tangents/<role>/<name>``, ``jvp/<output>``, ``hvp/<role>/<name>``
-    (:mod:`refmem.golden.forward_mode`, complex step in complex128) (:func:`refmem.extended.golden_tensors`; :data:`PRECISION`). Raises
-    :class:`GoldenError` (an :class:`refmem.extended.ExtendedPrecisionError`) where the
+    (``refmem.golden.forward_mode``, complex step in complex128)
+    ([`refmem.extended.golden_tensors`][refmem.extended.golden_tensors];
+    [`PRECISION`][refmem.golden.PRECISION]). Raises [`GoldenError`][refmem.golden.storage.GoldenError] (an
+    [`refmem.extended.ExtendedPrecisionError`][refmem.extended.ExtendedPrecisionError]) where the
     platform has no extended type, unless ``allow_float64``, and for results that are not
     finite or gradients of the wrong tensors.
     """
@@ -69,9 +75,9 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
 
 
 def float32_runs(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """The emulated float32 runs the tolerances are measured from (:func:`refmem.emulated32.float32_runs`).
+    """The emulated float32 runs the tolerances are measured from (``refmem.emulated32.float32_runs``).
 
-    Raises :class:`GoldenError` when a result is not float32.
+    Raises [`GoldenError`][refmem.golden.storage.GoldenError] when a result is not float32.
     """
     try:
         return emulated32.float32_runs(case, tensors)
@@ -84,8 +90,8 @@ def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict
 
     Returns ``outputs/...``, ``intermediates/...``, ``grads/...``, ``jvp/...`` and ``hvp/...``
     as float32 arrays.
-    Raises :class:`GoldenError` when a result is not float32 (a case that hard-codes
-    float64 would make the measured tolerance too tight).
+    Raises [`GoldenError`][refmem.golden.storage.GoldenError] when a result is not float32 (a case that
+    hard-codes float64 would make the measured tolerance too tight).
     """
     xp = rx.backend("numpy")
     arrays = {
@@ -116,7 +122,7 @@ def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict
 def case_order(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """The manifest's ``order`` of ``case``: ``[{"name", "spec"[, "per_step": true]}, ...]``.
 
-    From :attr:`Case.order` (the outputs in the forward's order at the case's SPEC
+    From [`Case.order`][refmem.catalogue.Case] (the outputs in the forward's order at the case's SPEC
     reference when it is empty). Refuses an order that misses or repeats an output or
     intermediate, names a tensor the file lacks, or puts a quantity without a time axis
     between two per-step ones.
@@ -149,8 +155,8 @@ def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.nda
     """The manifest entry of a case, without ``file`` and ``sha256``.
 
     ``f32`` maps each output, intermediate and gradient to its float32 measurement: the
-    list of emulated float32 runs of :func:`refmem.emulated32.float32_runs` (or one array).
-    ``l2`` is summed without BLAS (:func:`refmem.extended.l2`), so the entry is the same on
+    list of emulated float32 runs of ``refmem.emulated32.float32_runs`` (or one array).
+    ``l2`` is summed without BLAS ([`refmem.extended.l2`][refmem.extended.l2]), so the entry is the same on
     every machine.
     """
     desc: dict[str, Any] = {}
@@ -197,10 +203,11 @@ def export(
     format, malformed: it is never overwritten nor shrunk), a merge into a format-1 set,
     and the other targets `refmem.golden.storage.set_target_problem` names.
 
-    References are evaluated in long double and rounded once (:func:`reference`); the
-    tolerances come from emulated float32 runs (:func:`refmem.emulated32.float32_runs`,
+    References are evaluated in long double and rounded once
+    ([`reference`][refmem.golden.exporter.reference]); the
+    tolerances come from emulated float32 runs (``refmem.emulated32.float32_runs``,
     docs/golden-tolerances.md), so the export is byte-identical whatever the machine's BLAS.
-    Where no extended type exists it refuses with :class:`GoldenError` unless
+    Where no extended type exists it refuses with [`GoldenError`][refmem.golden.storage.GoldenError] unless
     ``allow_float64`` (then the manifest's ``precision`` says float64).
     """
     from .comparison import load

@@ -1,14 +1,16 @@
-"""The forward-mode and second-order tensors of a golden case (GOLDEN.md format 2).
+"""The forward-mode and second-order tensors of a golden case (format 2, docs/golden-format.md).
 
 ``tangents/<role>/<name>``: one tangent per differentiable input, param and state tensor,
-drawn from their own seed (:func:`refmem.forward_mode.tangents_for`), float32-representable.
-``jvp/<output>``: the derivative of each output along all tangents at once.
+drawn from their own seed ([`refmem.forward_mode.tangents_for`][refmem.forward_mode.tangents_for]),
+float32-representable. ``jvp/<output>``: the derivative of each output along all tangents at once.
 ``hvp/<role>/<name>``: the derivative along the tangents of the vector-Jacobian product with
 the stored cotangents (refmem's hand-derived backward, differentiated forward over reverse).
-Both by the complex step (:mod:`refmem.forward_mode`), the stopped gradient frozen in both.
+Both by the complex step ([`refmem.forward_mode`][refmem.forward_mode]), the stopped gradient frozen in both.
 
-Kept apart from :mod:`refmem.golden.exporter`, which calls :func:`reference_tensors` from
-``reference`` and :func:`float32_tensors` from ``float32_run`` (the float32 measurement that
+Kept apart from [`refmem.golden.exporter`][refmem.golden.exporter], which calls
+[`reference_tensors`][refmem.golden.forward_mode.reference_tensors] from
+``reference`` and [`float32_tensors`][refmem.golden.forward_mode.float32_tensors] from ``float32_run``
+(the float32 measurement that
 sets the tolerances: the same complex step, in complex64, through the float32 forward and backward).
 """
 
@@ -25,8 +27,8 @@ from .storage import GoldenError, is_float, role_of
 
 __all__ = ["ROLES", "reference_tensors", "float32_tensors", "precision"]
 
-#: The compared roles this module adds (optional for an implementation, like ``intermediates/``).
 ROLES = ("jvp", "hvp")
+"""The compared roles this module adds (optional for an implementation, like ``intermediates/``)."""
 
 
 def _host(a: Any) -> np.ndarray:

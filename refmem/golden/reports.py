@@ -1,4 +1,4 @@
-"""A :class:`~refmem.golden.comparison.Report` as JSON, JUnit XML (what CI systems read) and Markdown."""
+"""A [`Report`][refmem.golden.comparison.Report] as JSON, JUnit XML (what CI systems read) and Markdown."""
 
 from __future__ import annotations
 

@@ -1,13 +1,15 @@
-"""Format and integrity (GOLDEN.md): safetensors I/O, sha256, the manifest, where goldens live.
+"""Format and integrity (docs/golden-format.md): safetensors I/O, sha256, the manifest, where goldens live.
 
-* :func:`write_safetensors` / :func:`read_safetensors`: one file per case, only
+* [`write_safetensors`][refmem.golden.storage.write_safetensors] /
+  [`read_safetensors`][refmem.golden.storage.read_safetensors]: one file per case, only
   C-contiguous arrays (safetensors 0.8.0 writes a non-contiguous array in memory
   order under its logical shape, issue #825), the case's manifest entry stored as
-  the single metadata key :data:`META_KEY`.
-* :func:`sha256`, :func:`dumps` (the canonical JSON: sorted keys, indent 2, no NaN),
-  :func:`relpath` (a case name to its file), :func:`read_manifest`.
-* :func:`default_dir`: the checkout's ``golden/`` when refmem runs from one, else the
-  copy shipped inside the installed package (``refmem/_golden``).
+  the single metadata key ``META_KEY``.
+* [`sha256`][refmem.golden.storage.sha256], [`dumps`][refmem.golden.storage.dumps] (the canonical JSON:
+  sorted keys, indent 2, no NaN), [`relpath`][refmem.golden.storage.relpath] (a case name to its file),
+  [`read_manifest`][refmem.golden.storage.read_manifest].
+* [`default_dir`][refmem.golden.storage.default_dir]: the checkout's ``golden/`` when refmem runs from
+  one, else the copy shipped inside the installed package (``refmem/_golden``).
 """
 
 from __future__ import annotations
@@ -37,19 +39,20 @@ __all__ = [
     "previous_set", "reproducer_target_problem",
 ]
 
-#: Version of the on-disk format this refmem writes (GOLDEN.md); bump it with a migration note.
 FORMAT_VERSION = 2
-#: Versions this refmem reads (format 2 is format 1 plus optional roles and fields).
+"""Version of the on-disk format this refmem writes ([docs/golden-format.md](../golden-format.md)); bump it with a migration note."""
 READS = (1, 2)
-#: Name of the one safetensors metadata key (one key keeps the header deterministic:
-#: safetensors orders several metadata keys at random).
+"""Versions this refmem reads (format 2 is format 1 plus optional roles and fields)."""
 META_KEY = "refmem_golden"
-#: Roles an implementation returns and that are compared.
+"""Name of the one safetensors metadata key (one key keeps the header deterministic: safetensors orders
+several metadata keys at random).
+"""
 COMPARED = ("outputs", "intermediates", "grads", "jvp", "hvp")
-#: Compared roles an implementation may leave out (compared when returned).
+"""Roles an implementation returns and that are compared."""
 OPTIONAL = ("intermediates", "jvp", "hvp")
-#: Roles an implementation is given.
+"""Compared roles an implementation may leave out (compared when returned)."""
 GIVEN = ROLES + ("cotangents", "tangents")
+"""Roles an implementation is given."""
 
 
 class GoldenError(RuntimeError):
@@ -177,7 +180,8 @@ def default_dir() -> Path:
 
 
 def resolve_dir(directory: str | os.PathLike | None) -> Path:
-    """``directory`` when given (an explicit directory always wins), else :func:`default_dir`."""
+    """``directory`` when given (an explicit directory always wins), else
+    [`default_dir`][refmem.golden.storage.default_dir]."""
     return Path(directory) if directory is not None else default_dir()
 
 

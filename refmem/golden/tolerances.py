@@ -1,12 +1,12 @@
 """Tolerances of the golden tensors, per compared tensor and per dtype, as ``[rtol, atol]``.
 
 The element-wise test is ``|a - r| ≤ atol + rtol |r|`` (``r`` the float64 reference,
-``a`` the result under test, both as float64). :func:`tolerance` derives both pairs
+``a`` the result under test, both as float64). [`tolerance`][refmem.golden.tolerance] derives both pairs
 from one float32 measurement:
 
 * The case runs in float32 from the stored inputs and cotangents (cast without loss:
   they are float32-representable): at export, four times in the emulated float32 of
-  :mod:`refmem.emulated32` (round to nearest, then stochastic rounding with seeds 1, 2,
+  ``refmem.emulated32`` (round to nearest, then stochastic rounding with seeds 1, 2,
   3; every operation rounded once, sums accumulated sequentially, no BLAS), so the
   measurement is the same on every machine (docs/golden-tolerances.md). With ``e`` the
   largest absolute deviation of those float32 results from the reference and ``s`` the
@@ -15,11 +15,11 @@ from one float32 measurement:
 * ``atol_d = SAFETY[d] · κ · ε_d · s`` and ``rtol_d = RTOL_ULPS · ε_d`` for ``d`` in
   float32 and float64 (``ε`` the machine epsilon). Rounding error grows with the
   unit roundoff to first order, so the float32 measurement sets the float64
-  tolerance too. The margins, :data:`SAFETY` (16 for float32, 256 for float64),
+  tolerance too. The margins, [`SAFETY`][refmem.golden.SAFETY] (16 for float32, 256 for float64),
   cover implementations that round differently from refmem.
 * Values are rounded up to two significant digits.
 
-The whole rule is :func:`tolerance`; a different derivation replaces that one function.
+The whole rule is [`tolerance`][refmem.golden.tolerance]; a different derivation replaces that one function.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def tolerance(ref: np.ndarray, f32: Any) -> dict[str, list[float]]:
     """``{"float64": [rtol, atol], "float32": [rtol, atol]}`` from a float32 measurement.
 
     ``f32`` is one float32 result or a list of them (the emulated float32 runs of
-    :func:`refmem.emulated32.float32_runs`, what the export passes); ``e`` is the largest
+    ``refmem.emulated32.float32_runs``, what the export passes); ``e`` is the largest
     deviation over all of them.
 
     ``κ = max(e / (ε₃₂ s), 1)``, ``atol_d = SAFETY[d] κ ε_d s``, ``rtol_d = RTOL_ULPS ε_d``

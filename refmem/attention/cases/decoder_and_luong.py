@@ -1,13 +1,10 @@
 """Catalogue cases of SPEC §2 (the Bahdanau decoder) and SPEC §3 (Luong attention).
 
-Module ``attention``. Bahdanau: ``attention/bahdanau_decoder/<variant>`` for both
-``output_state`` readings of equation 8, plain, with a mask over the
-annotations and teacher-forced. Luong: ``attention/luong_<score>/<alignment>``
-for every score (dot, general, concat, location) and alignment (global,
-local_m, local_p).
+Module `attention`. Bahdanau: `attention/bahdanau_decoder/<variant>` for both `output_state`
+readings of equation 8, plain, with a mask over the annotations and teacher-forced. Luong:
+`attention/luong_<score>/<alignment>` for every score (dot, general, concat, location) and
+alignment (global, local_m, local_p).
 """
-
-from __future__ import annotations
 
 from typing import Any
 
@@ -19,7 +16,7 @@ from .. import luong as LU
 
 # ----------------------------------------------------------------------------- Bahdanau (SPEC §2)
 
-#: GOLDEN.md's order of ``attention/bahdanau_decoder/*``: ``s_0`` before the loop, then one step.
+#: The golden order of `attention/bahdanau_decoder/*` (docs/golden-format.md): `s_0` before the loop, then one step.
 BAHDANAU_ORDER: tuple[tuple[str, str], ...] = (
     ("intermediates/s0", "SPEC §2 s_0"),
     ("intermediates/e", "SPEC §2 eq. 1"),
@@ -34,8 +31,8 @@ BAHDANAU_ORDER: tuple[tuple[str, str], ...] = (
 
 
 def bahdanau_intermediates(cache: BD.DecoderCache) -> dict[str, Any]:
-    """``s0 [B, H]``; per step, stacked after the batch axis: ``e [B, T, T]`` (the energies of eq. 1,
-    before any mask), ``context [B, T, D]`` (``c_t``), ``r``, ``z``, ``p [B, T, H]``."""
+    """`s0 [B, H]`; per step, stacked after the batch axis: `e [B, T, T]` (the energies of eq. 1,
+    before any mask), `context [B, T, D]` (`c_t`), `r`, `z`, `p [B, T, H]`."""
     xp = rx.namespace(cache.s0)
     V_a = cache.params.V_a
     steps = cache.steps
@@ -64,7 +61,7 @@ _BD_SCALES = {
 
 
 def _bd_params(s: Sampler, D: int, H: int, K: int) -> dict[str, Any]:
-    """Parameters drawn at the scales of :data:`_BD_SCALES`."""
+    """Parameters drawn at the scales of `_BD_SCALES`."""
     out = {}
     for name, (shape, _) in BD.param_shapes(D, H, K).items():
         scale = _BD_SCALES.get(name, 0.3 if name.startswith("b_") else 1.0)
@@ -95,10 +92,8 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
 
     def run(arrays):
         params = BD.DecoderParams(**{n: arrays[f"params/{n}"] for n in BD.PARAM_NAMES})
-        return BD.decoder_forward(
-            arrays["inputs/h"], params, output_state,
-            mask=arrays.get("inputs/mask"), y_prev=arrays.get("inputs/y_prev"),
-        )
+        return BD.decoder_forward(arrays["inputs/h"], params, arrays.get("inputs/y_prev"),
+                                  output_state=output_state, mask=arrays.get("inputs/mask"))
 
     def fwd(arrays, frozen=None):
         out, cache = run(arrays)
@@ -106,7 +101,7 @@ def _bahdanau_case(output_state: str, masked: bool = False, teacher: bool = Fals
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
-        g = BD.decoder_backward(cot["y"], cot["alpha"], cot["s"], cache)
+        g = BD.decoder_backward(BD.DecoderOutputs(cot["y"], cot["alpha"], cot["s"]), cache)
         grads = {"inputs/h": g.h}
         grads.update({f"params/{n}": v for n, v in zip(BD.PARAM_NAMES, g.params)})
         if teacher:
@@ -142,9 +137,9 @@ CASES: list[Case] = [
 
 # ----------------------------------------------------------------------------- Luong (SPEC §3)
 
-#: Half-width ``D`` of the local window in the catalogue (``σ = D / 2 = 1``).
+#: Half-width `D` of the local window in the catalogue (`σ = D / 2 = 1`).
 _WINDOW = 2
-#: Decoder step of the first query for ``local_m`` (windows ``t0 - D .. t0 + T - 1 + D``).
+#: Decoder step of the first query for `local_m` (windows `t0 - D .. t0 + T - 1 + D`).
 _T0 = 2
 
 
@@ -181,7 +176,7 @@ def _luong_case(score: str, alignment: str) -> Case:
             for _ in range(50):
                 W_p, v_p = arrays["params/W_p"], arrays["params/v_p"]
                 for _ in range(50):
-                    p, _ = LU.position_forward(h, W_p, v_p, S)
+                    p, _ = LU.position(h, W_p, v_p, S)
                     frac = _fractional_part(p)
                     ok = (frac > 0.2) & (frac < 0.8)
                     if bool(xp.all(ok)):
@@ -198,8 +193,8 @@ def _luong_case(score: str, alignment: str) -> Case:
 
     def run(arrays):
         params = LU.LuongParams(**{k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")})
-        return LU.attention_forward(arrays["inputs/h"], arrays["inputs/hs"], params, score, alignment,
-                                    window=_WINDOW, t0=_T0)
+        return LU.attention_forward(arrays["inputs/h"], arrays["inputs/hs"], params, score=score,
+                                    alignment=alignment, window=_WINDOW, t0=_T0)
 
     def fwd(arrays, frozen=None):
         out, cache = run(arrays)
@@ -210,7 +205,7 @@ def _luong_case(score: str, alignment: str) -> Case:
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
-        g = LU.attention_backward(cot["a"], cot["c"], cot["h_tilde"], cache, d_p=cot.get("p"))
+        g = LU.attention_backward(LU.AttentionOutputs(cot["a"], cot["c"], cot["h_tilde"], cot.get("p")), cache)
         grads = {"inputs/h": g.h, "inputs/hs": g.hs}
         for name, value in g.params._asdict().items():
             if f"params/{name}" in arrays:
@@ -246,12 +241,10 @@ def _luong_case(score: str, alignment: str) -> Case:
     )
 
 
-def luong_intermediates(cache: LU.LuongCache) -> dict[str, Any]:
-    """``score [B, T, S]`` (the score of every query and source position) and, for the local
-    alignments, ``align [B, T, S]`` (the softmax over the window, before the Gaussian)."""
-    p = cache.params
-    score, _ = LU.score_forward(cache.score, cache.h, cache.hs, p.W_a, p.v_a)
-    out = {"score": score}
+def luong_intermediates(cache: LU.AttentionCache) -> dict[str, Any]:
+    """`score [B, T, S]` (the score of every query and source position) and, for the local
+    alignments, `align [B, T, S]` (the softmax over the window, before the Gaussian)."""
+    out = {"score": cache.scores}
     if cache.alignment != "global":
         out["align"] = cache.soft
     return out

@@ -1,12 +1,10 @@
-"""Catalogue cases of the Keras 3 attention scores (:mod:`refmem.attention.keras_scores`).
+"""Catalogue cases of the Keras 3 attention scores (`refmem.attention.keras_scores`).
 
-``attention/keras_scores/<score>`` for ``dot_scaled``, ``concat_scaled`` and
-``additive``: the scores of ``keras.layers.Attention`` (``score_mode="dot"`` and
-``"concat"``, ``use_scale=True``) and ``keras.layers.AdditiveAttention``, with the
-softmax over the keys and the weighted values of SPEC §3's global alignment.
+`attention/keras_scores/<score>` for `dot_scaled`, `concat_scaled` and `additive`: the scores
+of `keras.layers.Attention` (`score_mode="dot"` and `"concat"`, `use_scale=True`) and
+`keras.layers.AdditiveAttention`, with the softmax over the keys and the weighted values of
+SPEC §3's global alignment.
 """
-
-from __future__ import annotations
 
 from ...catalogue import Case, Forward
 from ...sampling import Sampler
@@ -30,8 +28,8 @@ def _case(score: str) -> Case:
         return arrays
 
     def run(arrays):
-        return KS.attention_forward(score, arrays["inputs/q"], arrays["inputs/k"], arrays["inputs/v"],
-                                    arrays["params/scale"], arrays.get("params/weight"))
+        return KS.attention_forward(arrays["inputs/q"], arrays["inputs/k"], arrays["inputs/v"],
+                                    arrays["params/scale"], arrays.get("params/weight"), score=score)
 
     def fwd(arrays, frozen=None):
         out, _ = run(arrays)
@@ -39,7 +37,7 @@ def _case(score: str) -> Case:
 
     def bwd(arrays, cot):
         _, cache = run(arrays)
-        g = KS.attention_backward(cot["weights"], cot["output"], cache)
+        g = KS.attention_backward(KS.AttentionOutputs(cot["weights"], cot["output"]), cache)
         grads = {"inputs/q": g.q, "inputs/k": g.k, "inputs/v": g.v, "params/scale": g.scale}
         if score == "concat_scaled":
             grads["params/weight"] = g.weight

@@ -16,8 +16,9 @@ is inactive and which ``tests/test_dnc_core.py`` checks):
   some ``c`` and some ``y`` elements lie outside the range and every clipped quantity is at least
   :data:`CLIP_MARGIN` from the clip edges (the gradient through a clipped element is 0);
 * the Csordás & Schmidhuber options (SPEC §5): ``masked_content_deepmind``, ``deallocation_deepmind``,
-  ``link_sharpness_deepmind``, ``all_deepmind`` and ``all_paper`` (all three options), each from
-  the zero state.
+  ``link_sharpness_deepmind``, ``all_deepmind``, the same one at a time in the paper convention
+  (``masked_content_paper``, ``deallocation_paper``, ``link_sharpness_paper``) and ``all_paper`` (all
+  three options), each from the zero state.
 
 Tensors: ``inputs/x [B, T, D]``; ``params/W_lstm1 ... b_y`` (names of
 :func:`refmem.dnc.params.named`); the initial state ``state/memory``, ``state/read_weights``,
@@ -368,7 +369,7 @@ VARIANTS: dict[str, Case] = {c.variant: c for c in [
     _make("clip_active_state_paper", "paper", clip_value=CLIP_ACTIVE, clip_active=True, with_state=True,
           sizes=SHORT_SIZES),
 ] + [_make(f"{prefix}_{conv}", conv, options=opts)
-     for prefix, opts in OPTION_VARIANTS for conv in ("deepmind", "paper") if conv == "deepmind" or prefix == "all"]}
+     for prefix, opts in OPTION_VARIANTS for conv in ("deepmind", "paper")]}
 
 #: The catalogue's core cases. Each element-wise check runs one unrolled forward per parameter element
 #: (about 200-500 here), so the other variants are checked in tests/test_dnc_core.py (directional at
@@ -376,4 +377,5 @@ VARIANTS: dict[str, Case] = {c.variant: c for c in [
 CASES: list[Case] = [VARIANTS[v] for v in (
     "deepmind", "paper", "deep_deepmind", "deep_noskip_deepmind", "state_deepmind", "state_paper",
     "clip_active_deepmind", "clip_active_state_paper", "masked_content_deepmind", "deallocation_deepmind",
-    "link_sharpness_deepmind", "all_deepmind", "all_paper")]
+    "link_sharpness_deepmind", "all_deepmind", "masked_content_paper", "deallocation_paper", "link_sharpness_paper",
+    "all_paper")]

@@ -1,36 +1,28 @@
-"""Adversarial probe of refmem's public Python API and command line (issue 12).
+"""Bad and extreme inputs, one entry point at a time: what tests/test_bad_input.py does not already try.
 
-Tries, as a new user would, bad and extreme inputs through every public entry point and
-prints one table row per input: what refmem did at the commit before the hardening
-(``--before``, default ``38ee601``) and what it does now.
+test_bad_input.py tries each *kind* of bad input (a wrong shape, dtype, namespace, domain,
+size, option or structure) over a dozen entry points. The probes here are the rest of a
+new user's attempts on every public function, once a tool of their own (issue 12's
+``tools/adversarial.py``, which compared them with the tree before the hardening): the
+other primitives, the step functions, the backwards, the configs, the optimisers, the
+golden API and the strategies. The probes that test_bad_input.py makes too are gone; the
+command lines are in tests/test_cli_errors.py.
 
-    python tools/adversarial.py                 # before (38ee601) and now, then a summary
-    python tools/adversarial.py --before none   # now only
-    python tools/adversarial.py --markdown      # the table as Markdown
-
-Outcomes: ``clear <Type>`` a refmem error (or, for a wrong structure type, a TypeError;
-for a missing file, an OSError) whose message names the argument; ``vague <Type>`` a
-refmem error that does not name it; ``raw <Type>`` an error from deep inside (IndexError,
-AttributeError, a NumPy reshape error...); ``ok`` finite results (of the expected
-dtype); ``NaN`` non-finite results; ``f64`` float64 results from float32 inputs;
-``silent`` an invalid input accepted. An invalid input is handled when its outcome is
-``clear``; a valid extreme one when it is ``ok``. The old tree is extracted with
-``git archive`` into a temporary folder and imported through ``PYTHONPATH``.
+A ``bad`` probe passes when refmem raises one of its own errors whose message names each
+given word (for a wrong structure type a ``TypeError``, for a missing file an ``OSError``,
+for a tampered golden result a failed comparison that names them). A ``good`` probe (a
+valid extreme input) passes when every float result is finite, and with ``"f32"`` when
+every float result is float32.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+import re
+import warnings
 
 import numpy as np
+import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 PROBES: list[tuple[str, str, str, tuple[str, ...], object]] = []  # (group, label, expect, names, thunk)
 _GROUP = [""]
 
@@ -80,7 +72,7 @@ def f32(tree):
 
 
 def torch_of(x):
-    import torch
+    torch = pytest.importorskip("torch")
 
     return torch.from_numpy(np.ascontiguousarray(x))
 
@@ -164,11 +156,6 @@ def _():
     return PR().softmax_forward(np.full((2, 3), -np.inf))
 
 
-@bad("softmax_forward(B = 0)", "x")
-def _():
-    return PR().softmax_forward(np.zeros((0, 3)))
-
-
 @bad("cosine_forward(keys W != memory W)", "memory")
 def _():
     return PR().cosine_forward(normal(2, 3, 4), normal(2, 5, 6))
@@ -182,11 +169,6 @@ def _():
 @bad("cosine_forward(eps=NaN)", "eps")
 def _():
     return PR().cosine_forward(normal(2, 3, 4), normal(2, 5, 4), eps=float("nan"))
-
-
-@bad("cosine_forward(eps=-1)", "eps")
-def _():
-    return PR().cosine_forward(normal(2, 3, 4), normal(2, 5, 4), eps=-1.0)
 
 
 @good("cosine_forward(zero keys and zero memory rows)")
@@ -216,30 +198,9 @@ def _():
     return PR().linear_forward(normal(2, 3), normal(4, 5))
 
 
-@bad("linear_forward(b of the wrong width)", "b")
-def _():
-    return PR().linear_forward(normal(2, 3), normal(3, 5), normal(4))
-
-
 @bad("linear_forward(x torch, W NumPy)", "W")
 def _():
     return PR().linear_forward(torch_of(normal(2, 3)), normal(3, 5))
-
-
-@bad("linear_forward(x NumPy, W torch)", "W")
-def _():
-    return PR().linear_forward(normal(2, 3), torch_of(normal(3, 5)))
-
-
-@bad("linear_backward(d_out without the batch axis)", "d_out")
-def _():
-    y, c = PR().linear_forward(normal(2, 3), normal(3, 5), normal(5))
-    return PR().linear_backward(normal(5), c)
-
-
-@bad("linear_forward(W as a nested list)", "W")
-def _():
-    return PR().linear_forward(normal(2, 3), normal(3, 5).tolist())
 
 
 @good("linear_forward(float32)", "f32")
@@ -268,11 +229,6 @@ def _():
     return ML().init_params(np, 0, 3, 2)
 
 
-@bad("init_params(H=0)", "H")
-def _():
-    return ML().init_params(np, 2, 0, 2)
-
-
 @bad("init_params(M=-1)", "M")
 def _():
     return ML().init_params(np, 2, 3, -1)
@@ -281,11 +237,6 @@ def _():
 @bad("init_params(D=2.5)", "D")
 def _():
     return ML().init_params(np, 2.5, 3, 2)
-
-
-@bad("init_params(seed=-1)", "seed")
-def _():
-    return ML().init_params(np, 2, 3, 2, seed=-1)
 
 
 def ml_step_inputs(dtype=np.float64):
@@ -335,26 +286,16 @@ def _():
     return ML().step_forward(*ml_step_inputs(np.float32))
 
 
-@bad("step_backward(d_h without the batch axis)", "d_h")
+@bad("step_backward(d_out.h without the batch axis)", "d_out.h")
 def _():
     out, cache = ML().step_forward(*ml_step_inputs())
-    return ML().step_backward(normal(3), normal(5, 4, 3), cache)
+    return ML().step_backward(out._replace(h=normal(3)), cache)
 
 
-@bad("step_backward(d_memory of another shape)", "d_memory")
+@bad("step_backward(d_out.memory of another shape)", "d_out.memory")
 def _():
     out, cache = ML().step_forward(*ml_step_inputs())
-    return ML().step_backward(normal(5, 3), normal(5, 3, 3), cache)
-
-
-@bad("unroll_forward(T = 0)", "x")
-def _():
-    return ML().unroll_forward(np.zeros((2, 0, 2)), ML().init_params(np, 2, 3, 4))
-
-
-@bad("unroll_forward(B = 0)", "x")
-def _():
-    return ML().unroll_forward(np.zeros((0, 3, 2)), ML().init_params(np, 2, 3, 4))
+    return ML().step_backward(out._replace(memory=normal(5, 3, 3)), cache)
 
 
 @good("unroll_forward(float32, default h0/memory0)", "f32")
@@ -362,16 +303,10 @@ def _():
     return ML().unroll_forward(normal(2, 3, 2).astype(np.float32), ML().init_params(np, 2, 3, 4, dtype=np.float32))
 
 
-@bad("unroll_backward(d_h of another T)", "d_h")
+@bad("unroll_backward(d_out.h of another T)", "d_out.h")
 def _():
     out, cache = ML().unroll_forward(normal(2, 3, 2), ML().init_params(np, 2, 3, 4))
-    return ML().unroll_backward(normal(2, 4, 3), cache)
-
-
-@bad("unroll_backward(d_h without the batch axis)", "d_h")
-def _():
-    out, cache = ML().unroll_forward(normal(2, 3, 2), ML().init_params(np, 2, 3, 4))
-    return ML().unroll_backward(normal(3, 3), cache)
+    return ML().unroll_backward(out._replace(h=normal(2, 4, 3)), cache)
 
 
 # ----------------------------------------------------------------------------- Bahdanau
@@ -388,11 +323,6 @@ def ba_inputs(B=2, T=3, D=2, H=3, K=4):
     return normal(B, T, D), BA().init_params(np, D, H, K)
 
 
-@bad("init_params(D=0)", "D")
-def _():
-    return BA().init_params(np, 0, 3, 4)
-
-
 @bad("init_params(H=0)", "H")
 def _():
     return BA().init_params(np, 2, 0, 4)
@@ -401,11 +331,6 @@ def _():
 @bad("init_params(K=0)", "K")
 def _():
     return BA().init_params(np, 2, 3, 0)
-
-
-@bad("init_params(seed=-1)", "seed")
-def _():
-    return BA().init_params(np, 2, 3, 4, seed=-1)
 
 
 @bad("attention_weights(e with NaN)", "e")
@@ -418,16 +343,6 @@ def _():
 @bad("attention_weights(e all -inf)", "e")
 def _():
     return BA().attention_weights(np.full((2, 3), -np.inf))
-
-
-@bad("attention_weights(float mask with NaN)", "mask")
-def _():
-    return BA().attention_weights(normal(2, 3), np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 0.0]]))
-
-
-@bad("attention_weights(float mask with 2.0)", "mask")
-def _():
-    return BA().attention_weights(normal(2, 3), np.array([[1.0, 2.0, 1.0], [1.0, 1.0, 0.0]]))
 
 
 @bad("attention_weights(mask of another shape)", "mask")
@@ -461,24 +376,6 @@ def _():
     return BA().attention_weights_backward(normal(2, 3), np.full((2, 3), 2.0))
 
 
-@bad("decoder_forward(T = 0)", "h")
-def _():
-    h, p = ba_inputs()
-    return BA().decoder_forward(np.zeros((2, 0, 2)), p)
-
-
-@bad("decoder_forward(B = 0)", "h")
-def _():
-    h, p = ba_inputs()
-    return BA().decoder_forward(np.zeros((0, 3, 2)), p)
-
-
-@bad("decoder_forward(params a plain tuple)", "params")
-def _():
-    h, p = ba_inputs()
-    return BA().decoder_forward(h, tuple(p))
-
-
 @bad("decoder_forward(params of Luong)", "params")
 def _():
     import refmem.attention.luong as L
@@ -487,36 +384,10 @@ def _():
     return BA().decoder_forward(h, L.init_params(np, "general", "global", 3, 2))
 
 
-@bad("decoder_forward(output_state='bogus')", "output_state")
-def _():
-    h, p = ba_inputs()
-    return BA().decoder_forward(h, p, output_state="bogus")
-
-
-@bad("decoder_forward(h float32, params float64)", "float32", "float64")
-def _():
-    h, p = ba_inputs()
-    return BA().decoder_forward(h.astype(np.float32), p)
-
-
 @bad("decoder_forward(h of the wrong D)", "D")
 def _():
     h, p = ba_inputs()
     return BA().decoder_forward(normal(2, 3, 5), p)
-
-
-@bad("decoder_forward(h torch, params NumPy)", "params")
-def _():
-    h, p = ba_inputs()
-    return BA().decoder_forward(torch_of(h), p)
-
-
-@bad("decoder_forward(mask with NaN)", "mask")
-def _():
-    h, p = ba_inputs()
-    m = np.ones((2, 3))
-    m[0, 1] = np.nan
-    return BA().decoder_forward(h, p, mask=m)
 
 
 @bad("decoder_forward(y_prev = 2.0)", "y_prev")
@@ -537,13 +408,6 @@ def _():
     m = np.array([[True, True, True], [False, False, False]])
     out, cache = BA().decoder_forward(h, p, mask=m)
     return out, BA().decoder_backward(normal(2, 3, 4), None, None, cache)
-
-
-@bad("decoder_backward(d_y without the batch axis)", "d_y")
-def _():
-    h, p = ba_inputs()
-    out, cache = BA().decoder_forward(h, p)
-    return BA().decoder_backward(normal(3, 4), None, None, cache)
 
 
 @bad("decoder_backward(d_s of another T)", "d_s")
@@ -590,11 +454,6 @@ def lu(score="general", alignment="global", B=2, T=3, S=5, H=3, Hs=3, A=4):
     return normal(B, T, H), normal(B, S, Hs, seed=1), p
 
 
-@bad("init_params(score='bogus')", "score")
-def _():
-    return LU().init_params(np, "bogus", "global", 3, 3)
-
-
 @bad("init_params(alignment='bogus')", "alignment")
 def _():
     return LU().init_params(np, "general", "bogus", 3, 3)
@@ -605,25 +464,9 @@ def _():
     return LU().init_params(np, "general", "global", 0, 3)
 
 
-@bad("init_params(concat, A=0)", "A")
-def _():
-    return LU().init_params(np, "concat", "global", 3, 3, A=0)
-
-
 @bad("init_params(location, S=0)", "S")
 def _():
     return LU().init_params(np, "location", "global", 3, 3, S=0)
-
-
-@bad("init_params(seed=-1)", "seed")
-def _():
-    return LU().init_params(np, "general", "global", 3, 3, seed=-1)
-
-
-@bad("attention_forward(h of the wrong H)", "h")
-def _():
-    h, hs, p = lu()
-    return LU().attention_forward(normal(2, 3, 4), hs, p)
 
 
 @bad("attention_forward(dot score, Hs != H)", "hs")
@@ -650,13 +493,6 @@ def _():
     return LU().attention_forward(h, hs, p, score="concat")
 
 
-@bad("attention_forward(hs with +inf)", "hs")
-def _():
-    h, hs, p = lu()
-    hs[0, 0, 0] = np.inf
-    return LU().attention_forward(h, hs, p)
-
-
 @bad("attention_forward(h float32, rest float64)", "float32", "float64")
 def _():
     h, hs, p = lu()
@@ -669,29 +505,10 @@ def _():
     return LU().attention_forward(np.zeros((0, 3, 3)), np.zeros((0, 5, 3)), p)
 
 
-@bad("attention_forward(S = 0)", "hs")
-def _():
-    h, hs, p = lu()
-    return LU().attention_forward(h, np.zeros((2, 0, 3)), p)
-
-
-@bad("attention_forward(hs torch, h NumPy)", "hs")
-def _():
-    h, hs, p = lu()
-    return LU().attention_forward(h, torch_of(hs), p)
-
-
 @good("attention_forward(float32, local_p)", "f32")
 def _():
     h, hs, p = lu("general", "local_p")
     return LU().attention_forward(h.astype(np.float32), hs.astype(np.float32), f32(p), alignment="local_p")
-
-
-@bad("attention_backward(d_a without the batch axis)", "d_a")
-def _():
-    h, hs, p = lu()
-    out, cache = LU().attention_forward(h, hs, p)
-    return LU().attention_backward(normal(3, 5), None, None, cache)
 
 
 @bad("attention_backward(cache a tuple)", "cache")
@@ -808,51 +625,14 @@ def content(dtype=np.float64, **over):
     return a
 
 
-@bad("content_weights_forward(keys of another W)", "keys")
-def _():
-    return AD().content_weights_forward(**content(keys=normal(B_, H_, W_ + 1)))
-
-
 @bad("content_weights_forward(strengths of another H)", "strengths")
 def _():
     return AD().content_weights_forward(**content(strengths=unit(B_, H_ + 1)))
 
 
-@bad("content_weights_forward(strengths without the batch axis)", "strengths")
-def _():
-    return AD().content_weights_forward(**content(strengths=unit(H_)))
-
-
-@bad("content_weights_forward(convention='bogus')", "convention")
-def _():
-    return AD().content_weights_forward(**content(), convention="bogus")
-
-
-@bad("content_weights_forward(memory with NaN)", "memory")
-def _():
-    m = normal(B_, N_, W_)
-    m[1, 2, 0] = np.nan
-    return AD().content_weights_forward(**content(memory=m))
-
-
 @bad("content_weights_forward(keys float32, rest float64)", "float32", "float64")
 def _():
     return AD().content_weights_forward(**content(keys=normal(B_, H_, W_).astype(np.float32)))
-
-
-@bad("content_weights_forward(B = 0)", "B")
-def _():
-    return AD().content_weights_forward(np.zeros((0, N_, W_)), np.zeros((0, H_, W_)), np.zeros((0, H_)))
-
-
-@bad("content_weights_forward(N = 0)", "N")
-def _():
-    return AD().content_weights_forward(**content(memory=np.zeros((B_, 0, W_))))
-
-
-@bad("content_weights_forward(memory torch, rest NumPy)", "keys")
-def _():
-    return AD().content_weights_forward(**content(memory=torch_of(normal(B_, N_, W_))))
 
 
 @good("content_weights_forward(strengths ±1e4, zero memory rows)")
@@ -867,33 +647,11 @@ def _():
     return AD().content_weights_forward(**content(np.float32))
 
 
-@bad("content_weights_backward(d_weights without the batch axis)", "d_weights")
-def _():
-    w, c = AD().content_weights_forward(**content())
-    return AD().content_weights_backward(normal(H_, N_), c)
-
-
-@bad("content_weights_backward(d_weights float32, forward float64)", "d_weights", "float32")
-def _():
-    w, c = AD().content_weights_forward(**content())
-    return AD().content_weights_backward(normal(B_, H_, N_).astype(np.float32), c)
-
-
 def usage_args(**over):
     a = dict(prev_usage=unit(B_, N_), prev_write_weights=rows(B_, NW_, N_), free_gates=unit(B_, R_),
              prev_read_weights=rows(B_, R_, N_))
     a.update(over)
     return a
-
-
-@bad("usage_forward(prev_usage = 1.5)", "prev_usage")
-def _():
-    return AD().usage_forward(**usage_args(prev_usage=np.full((B_, N_), 1.5)))
-
-
-@bad("usage_forward(free_gates = -0.1)", "free_gates")
-def _():
-    return AD().usage_forward(**usage_args(free_gates=np.full((B_, R_), -0.1)))
 
 
 @bad("usage_forward(prev_read_weights with NaN)", "prev_read_weights")
@@ -903,19 +661,9 @@ def _():
     return AD().usage_forward(**usage_args(prev_read_weights=w))
 
 
-@bad("usage_forward(prev_write_weights of another N)", "prev_write_weights")
-def _():
-    return AD().usage_forward(**usage_args(prev_write_weights=rows(B_, NW_, N_ + 1)))
-
-
 @bad("usage_forward(convention='bogus')", "convention")
 def _():
     return AD().usage_forward(**usage_args(), convention="bogus")
-
-
-@bad("usage_forward(free_gates torch, rest NumPy)", "free_gates")
-def _():
-    return AD().usage_forward(**usage_args(free_gates=torch_of(unit(B_, R_))))
 
 
 @bad("usage_backward(d_usage without the batch axis)", "d_usage")
@@ -931,39 +679,9 @@ def _():
     return AD().usage_forward(**usage_args(prev_usage=u, free_gates=np.ones((B_, R_))))
 
 
-@bad("allocation_forward(usage = 2.0)", "usage")
-def _():
-    return AD().allocation_forward(np.full((B_, N_), 2.0))
-
-
-@bad("allocation_forward(usage = -0.9)", "usage")
-def _():
-    return AD().allocation_forward(np.full((B_, N_), -0.9))
-
-
-@bad("allocation_forward(usage int64)", "usage")
-def _():
-    return AD().allocation_forward(np.zeros((B_, N_), dtype=np.int64))
-
-
-@bad("allocation_forward(usage a list)", "usage")
-def _():
-    return AD().allocation_forward([[0.1, 0.2]])
-
-
-@bad("allocation_forward(eps=NaN)", "eps")
-def _():
-    return AD().allocation_forward(unit(B_, N_), eps=float("nan"))
-
-
 @bad("allocation_forward(eps=-1)", "eps")
 def _():
     return AD().allocation_forward(unit(B_, N_), eps=-1.0)
-
-
-@bad("allocation_forward(usage 1-d, no batch axis)", "usage")
-def _():
-    return AD().allocation_forward(unit(N_))
 
 
 @good("allocation_forward(usage exactly 0)")
@@ -985,12 +703,6 @@ def _():
 @good("allocation_forward(float32)", "f32")
 def _():
     return AD().allocation_forward(unit(B_, N_).astype(np.float32))
-
-
-@bad("allocation_backward(d_allocation without the batch axis)", "d_allocation")
-def _():
-    a, c = AD().allocation_forward(unit(B_, N_))
-    return AD().allocation_backward(normal(N_), c)
 
 
 @bad("write_allocation_weights_forward(write_gates = 1.5)", "write_gates")
@@ -1038,37 +750,6 @@ def _():
                                                 write_gates=np.zeros((B_, NW_))))
 
 
-@bad("memory_update_forward(erase_vectors = 1.5)", "erase_vectors")
-def _():
-    return AD().memory_update_forward(normal(B_, N_, W_), rows(B_, NW_, N_), np.full((B_, NW_, W_), 1.5), normal(B_, NW_, W_))
-
-
-@bad("memory_update_forward(write_vectors of another W)", "write_vectors")
-def _():
-    return AD().memory_update_forward(normal(B_, N_, W_), rows(B_, NW_, N_), unit(B_, NW_, W_), normal(B_, NW_, W_ + 1))
-
-
-@bad("memory_update_forward(write_weights = -0.5)", "write_weights")
-def _():
-    return AD().memory_update_forward(normal(B_, N_, W_), np.full((B_, NW_, N_), -0.5), unit(B_, NW_, W_), normal(B_, NW_, W_))
-
-
-@bad("memory_update_backward(d_memory without the batch axis)", "d_memory")
-def _():
-    m, c = AD().memory_update_forward(normal(B_, N_, W_), rows(B_, NW_, N_), unit(B_, NW_, W_), normal(B_, NW_, W_))
-    return AD().memory_update_backward(normal(N_, W_), c)
-
-
-@bad("temporal_linkage_forward(prev_link = 2.0)", "prev_link")
-def _():
-    return AD().temporal_linkage_forward(np.full((B_, NW_, N_, N_), 2.0), rows(B_, NW_, N_), rows(B_, NW_, N_))
-
-
-@bad("temporal_linkage_forward(prev_precedence without nw)", "prev_precedence")
-def _():
-    return AD().temporal_linkage_forward(np.zeros((B_, NW_, N_, N_)), rows(B_, N_), rows(B_, NW_, N_))
-
-
 @bad("temporal_linkage_backward(d_link of another shape)", "d_link")
 def _():
     l, p, c = AD().temporal_linkage_forward(np.zeros((B_, NW_, N_, N_)), rows(B_, NW_, N_), rows(B_, NW_, N_))
@@ -1091,16 +772,6 @@ def rw_args(**over):
              link=np.zeros((B_, NW_, N_, N_)), prev_read_weights=rows(B_, R_, N_), read_modes=rows(B_, R_, 1 + 2 * NW_))
     a.update(over)
     return a
-
-
-@bad("read_weights_forward(read_modes with 2 modes, not 1+2nw)", "read_modes")
-def _():
-    return AD().read_weights_forward(**rw_args(read_modes=rows(B_, R_, 2)))
-
-
-@bad("read_weights_forward(read_modes = 1.5)", "read_modes")
-def _():
-    return AD().read_weights_forward(**rw_args(read_modes=np.full((B_, R_, 3), 1.5)))
 
 
 @bad("read_weights_forward(read_strengths -inf)", "read_strengths")
@@ -1140,11 +811,6 @@ def access(dtype=np.float64, B=2, N=5, W=3, R=2, nw=1, convention="deepmind"):
     return normal(B, Hc).astype(dtype), W_xi, b_xi, state, cfg
 
 
-@bad("AccessConfig(N=0)", "N")
-def _():
-    return AC().AccessConfig(N=0, W=3, R=2, nw=1)
-
-
 @bad("AccessConfig(R=0)", "R")
 def _():
     return AC().AccessConfig(N=5, W=3, R=0, nw=1)
@@ -1155,30 +821,9 @@ def _():
     return AC().AccessConfig(N=5, W=2.0, R=2, nw=1)
 
 
-@bad("AccessConfig(convention='bogus')", "convention")
-def _():
-    return AC().AccessConfig(N=5, W=3, R=2, nw=1, convention="bogus")
-
-
-@bad("initial_state(B=0)", "B")
-def _():
-    return AC().initial_state(np, 0, AC().AccessConfig(N=5, W=3, R=2, nw=1))
-
-
 @bad("initial_state(B=-1)", "B")
 def _():
     return AC().initial_state(np, -1, AC().AccessConfig(N=5, W=3, R=2, nw=1))
-
-
-@bad("initial_state(cfg a dict)", "cfg")
-def _():
-    return AC().initial_state(np, 2, dict(N=5, W=3, R=2, nw=1))
-
-
-@bad("access_step_forward(controller_output of another width)", "controller_output")
-def _():
-    x, Wx, b, s, cfg = access()
-    return AC().access_step_forward(normal(2, 5), Wx, b, s, cfg)
 
 
 @bad("access_step_forward(W_xi of another width)", "W_xi")
@@ -1187,43 +832,16 @@ def _():
     return AC().access_step_forward(x, Wx[:, :-1], b, s, cfg)
 
 
-@bad("access_step_forward(state a tuple)", "state")
-def _():
-    x, Wx, b, s, cfg = access()
-    return AC().access_step_forward(x, Wx, b, tuple(s), cfg)
-
-
-@bad("access_step_forward(state.usage = 1.5)", "usage")
-def _():
-    x, Wx, b, s, cfg = access()
-    return AC().access_step_forward(x, Wx, b, s._replace(usage=np.full((2, 5), 1.5)), cfg)
-
-
 @bad("access_step_forward(state.link = -1)", "link")
 def _():
     x, Wx, b, s, cfg = access()
     return AC().access_step_forward(x, Wx, b, s._replace(link=-np.ones((2, 1, 5, 5))), cfg)
 
 
-@bad("access_step_forward(controller_output with NaN)", "controller_output")
-def _():
-    x, Wx, b, s, cfg = access()
-    x[0, 0] = np.nan
-    return AC().access_step_forward(x, Wx, b, s, cfg)
-
-
 @bad("access_step_forward(float32 inputs, float64 default state)", "float32", "float64")
 def _():
     x, Wx, b, s, cfg = access()
     return AC().access_step_forward(x.astype(np.float32), Wx.astype(np.float32), b.astype(np.float32), s, cfg)
-
-
-@bad("access_step_forward(cfg a DNCConfig)", "cfg")
-def _():
-    from refmem.dnc.params import DNCConfig
-
-    x, Wx, b, s, cfg = access()
-    return AC().access_step_forward(x, Wx, b, s, DNCConfig(D=2, Y=2, N=5, W=3, R=2))
 
 
 @bad("access_step_forward(state for another N)", "N")
@@ -1240,22 +858,9 @@ def _():
     return AC().access_step_forward(np.zeros((0, 4)), Wx, b, s0, cfg)
 
 
-@bad("access_step_forward(x torch, W_xi NumPy)", "W_xi")
-def _():
-    x, Wx, b, s, cfg = access()
-    return AC().access_step_forward(torch_of(x), Wx, b, s, cfg)
-
-
 @good("access_step_forward(float32 throughout)", "f32")
 def _():
     return AC().access_step_forward(*access(np.float32))
-
-
-@bad("access_step_backward(d_read_vectors without the batch axis)", "d_read_vectors")
-def _():
-    x, Wx, b, s, cfg = access()
-    r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
-    return AC().access_step_backward(normal(2, 3), None, c)
 
 
 @bad("access_step_backward(d_new_state a tuple)", "d_new_state")
@@ -1271,13 +876,6 @@ def _():
     r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
     d = AC().AccessState(np.zeros((2, 6, 3)), None, None, None, None, None)
     return AC().access_step_backward(normal(2, 2, 3), d, c)
-
-
-@bad("access_step_backward(d_read_vectors float32, forward float64)", "float32")
-def _():
-    x, Wx, b, s, cfg = access()
-    r, ns, c = AC().access_step_forward(x, Wx, b, s, cfg)
-    return AC().access_step_backward(normal(2, 2, 3).astype(np.float32), None, c)
 
 
 @bad("access_step_backward(cache a tuple)", "cache")
@@ -1338,11 +936,6 @@ def _():
     return CT().ControllerConfig(input_size=3, hidden=4, clip_value=-1.0)
 
 
-@bad("controller_initial_state(B=0)", "B")
-def _():
-    return CT().controller_initial_state(np, 0, CT().ControllerConfig(input_size=3, hidden=4))
-
-
 @bad("lstm_step_forward(x of another width)", "x")
 def _():
     C = CT()
@@ -1358,11 +951,6 @@ def _():
     st = C.LSTMState(np.zeros((2, 4)), np.zeros((2, 4)))
     h, s, c = C.lstm_step_forward(normal(2, 3), st, p)
     return C.lstm_step_backward(normal(4), None, c)
-
-
-@bad("clip_forward(clip_value=NaN)", "clip_value")
-def _():
-    return CT().clip_forward(normal(2, 3), float("nan"))
 
 
 @bad("clip_backward(inside of another shape)", "inside")
@@ -1398,19 +986,9 @@ def _():
     return DP().DNCConfig(D=0, Y=2)
 
 
-@bad("DNCConfig(hidden=0)", "hidden")
-def _():
-    return DP().DNCConfig(D=2, Y=2, hidden=0)
-
-
 @bad("DNCConfig(layers=0)", "layers")
 def _():
     return DP().DNCConfig(D=2, Y=2, layers=0)
-
-
-@bad("DNCConfig(R=0)", "R")
-def _():
-    return DP().DNCConfig(D=2, Y=2, R=0)
 
 
 @bad("DNCConfig(convention='bogus')", "convention")
@@ -1428,42 +1006,14 @@ def _():
     return DP().DNCConfig(D=2, Y=2, forget_bias=float("inf"))
 
 
-@bad("init_params(seed=-1)", "seed")
-def _():
-    return DP().init_params(np, DP().DNCConfig(D=2, Y=2, hidden=4, N=5, W=3, R=2), seed=-1)
-
-
 @bad("init_params(dtype=int64)", "dtype")
 def _():
     return DP().init_params(np, DP().DNCConfig(D=2, Y=2, hidden=4, N=5, W=3, R=2), dtype=np.int64)
 
 
-@bad("init_params(cfg an AccessConfig)", "cfg")
-def _():
-    return DP().init_params(np, AC().AccessConfig(N=5, W=3, R=2, nw=1))
-
-
 @bad("core initial_state(B=0)", "B")
 def _():
     return DC().initial_state(np, 0, DP().DNCConfig(D=2, Y=2, hidden=4, N=5, W=3, R=2))
-
-
-@bad("unroll_forward(T = 0)", "x")
-def _():
-    x, p, cfg = core()
-    return DC().unroll_forward(np.zeros((2, 0, 3)), p, cfg)
-
-
-@bad("unroll_forward(B = 0)", "x")
-def _():
-    x, p, cfg = core()
-    return DC().unroll_forward(np.zeros((0, 3, 3)), p, cfg)
-
-
-@bad("unroll_forward(x of another D)", "x")
-def _():
-    x, p, cfg = core()
-    return DC().unroll_forward(normal(2, 3, 4), p, cfg)
 
 
 @bad("unroll_forward(x 2-d, no time axis)", "x")
@@ -1472,36 +1022,11 @@ def _():
     return DC().unroll_forward(normal(2, 3), p, cfg)
 
 
-@bad("unroll_forward(x float32, params float64)", "float32", "float64")
-def _():
-    x, p, cfg = core()
-    return DC().unroll_forward(x.astype(np.float32), p, cfg)
-
-
-@bad("unroll_forward(params a tuple)", "params")
-def _():
-    x, p, cfg = core()
-    return DC().unroll_forward(x, tuple(p), cfg)
-
-
 @bad("unroll_forward(params for another hidden size)", "params")
 def _():
     x, p, cfg = core()
     p2 = DP().init_params(np, DP().DNCConfig(D=3, Y=2, hidden=5, N=5, W=3, R=2))
     return DC().unroll_forward(x, p2, cfg)
-
-
-@bad("unroll_forward(x torch, params NumPy)", "params")
-def _():
-    x, p, cfg = core()
-    return DC().unroll_forward(torch_of(x), p, cfg)
-
-
-@bad("unroll_forward(x with inf)", "x")
-def _():
-    x, p, cfg = core()
-    x[0, 0, 0] = np.inf
-    return DC().unroll_forward(x, p, cfg)
 
 
 @good("unroll_forward(float32, no initial state given)", "f32")
@@ -1517,25 +1042,11 @@ def _():
     return out, DC().unroll_backward(DC().UnrollOutputs(normal(2, 3, 2).astype(np.float32), None), cache)
 
 
-@bad("unroll_backward(d_outputs.y without the batch axis)", "d_outputs.y")
-def _():
-    x, p, cfg = core()
-    out, fin, cache = DC().unroll_forward(x, p, cfg)
-    return DC().unroll_backward(DC().UnrollOutputs(normal(3, 2), None), cache)
-
-
 @bad("unroll_backward(d_outputs a tuple)", "d_outputs")
 def _():
     x, p, cfg = core()
     out, fin, cache = DC().unroll_forward(x, p, cfg)
     return DC().unroll_backward((normal(2, 3, 2), None), cache)
-
-
-@bad("unroll_backward(d_final_state a tuple)", "d_final_state")
-def _():
-    x, p, cfg = core()
-    out, fin, cache = DC().unroll_forward(x, p, cfg)
-    return DC().unroll_backward(DC().UnrollOutputs(normal(2, 3, 2), None), cache, tuple(fin))
 
 
 @bad("core_step_forward(state None)", "state")
@@ -1583,13 +1094,6 @@ def _():
 group("tasks/train/optim")
 
 
-@bad("RepeatCopy(num_bits=0)", "num_bits")
-def _():
-    from refmem.dnc.tasks import RepeatCopy
-
-    return RepeatCopy(num_bits=0)
-
-
 @bad("RepeatCopy(min_length > max_length)", "min_length")
 def _():
     from refmem.dnc.tasks import RepeatCopy
@@ -1602,15 +1106,6 @@ def _():
     from refmem.dnc.tasks import RepeatCopy
 
     return RepeatCopy(batch_size=0)
-
-
-@bad("masked_sigmoid_cross_entropy(mask with NaN)", "mask")
-def _():
-    from refmem.dnc.tasks import masked_sigmoid_cross_entropy
-
-    m = np.ones((3, 2))
-    m[0, 0] = np.nan
-    return masked_sigmoid_cross_entropy(normal(3, 2, 4), unit(3, 2, 4).round(), m)
 
 
 @bad("masked_sigmoid_cross_entropy(target of another shape)", "target")
@@ -1655,39 +1150,11 @@ def _():
     return preset("demo", steps=0)
 
 
-@bad("TrainConfig(seed=-1)", "seed")
-def _():
-    from refmem.dnc.train import TrainConfig
-
-    return TrainConfig(seed=-1)
-
-
 @bad("TrainConfig(task='bogus')", "task")
 def _():
     from refmem.dnc.train import TrainConfig, make_task
 
     return make_task(TrainConfig(task="bogus"))
-
-
-@bad("RMSProp(lr=NaN)", "lr")
-def _():
-    from refmem.optim import RMSProp
-
-    return RMSProp(lr=float("nan"))
-
-
-@bad("Adam(lr=-1)", "lr")
-def _():
-    from refmem.optim import Adam
-
-    return Adam(lr=-1.0)
-
-
-@bad("SGD(lr=0)", "lr")
-def _():
-    from refmem.optim import SGD
-
-    return SGD(lr=0.0)
 
 
 @bad("RMSProp(decay=1.5)", "decay")
@@ -1813,62 +1280,7 @@ def _():
     return case_inputs("dnc/allocation/deepmind", np).example()
 
 
-# ----------------------------------------------------------------------------- command line
-CLI = [
-    ("refmem check --case zzz", ["check", "--case", "zzz"]),
-    ("refmem check --module zzz", ["check", "--module", "zzz"]),
-    ("refmem check --seed -1", ["check", "--seed", "-1"]),
-    ("refmem check --backend zzz", ["check", "--backend", "zzz"]),
-    ("refmem check --json /proc/x/r.json", ["check", "--case", "primitives/sigmoid", "--json", "/proc/x/r.json"]),
-    ("refmem bench --only zzz", ["bench", "--only", "zzz"]),
-    ("refmem train copy --lr nan", ["train", "copy", "--lr", "nan", "--steps", "1"]),
-    ("refmem train copy --lr -1", ["train", "copy", "--lr", "-1", "--steps", "1"]),
-    ("refmem train copy --steps 0", ["train", "copy", "--steps", "0"]),
-    ("refmem train copy --seed -1", ["train", "copy", "--seed", "-1", "--steps", "1"]),
-    ("refmem train copy --save /proc/x/m.npz", ["train", "copy", "--steps", "1", "--save", "/proc/x/m.npz"]),
-    ("refmem train copy --plot /proc/x/p.png", ["train", "copy", "--steps", "1", "--plot", "/proc/x/p.png"]),
-    ("refmem train copy --json /proc/x/t.json", ["train", "copy", "--steps", "1", "--json", "/proc/x/t.json"]),
-    ("refmem train bogus", ["train", "bogus"]),
-    ("refmem golden export --dir /proc/x", ["golden", "export", "--dir", "/proc/x"]),
-    ("refmem golden check --dir /nonexistent", ["golden", "check", "--dir", "/nonexistent"]),
-    ("refmem golden check --module zzz", ["golden", "check", "--module", "zzz"]),
-    ("refmem golden verify --adapter no.such:mod", ["golden", "verify", "--adapter", "no.such.module:run"]),
-    ("refmem golden verify --junit /proc/x/j.xml", ["golden", "verify", "--adapter", "examples/torch_memory_lstm.py:run",
-                                                    "--junit", "/proc/x/j.xml"]),
-    ("refmem golden verify --dtype float16", ["golden", "verify", "--adapter", "no.such:run", "--dtype", "float16"]),
-    ("refmem plot bogus", ["plot", "bogus"]),
-    ("refmem bogus", ["bogus"]),
-]
-
-
-def run_cli() -> list[dict]:
-    import refmem
-
-    tree = str(Path(refmem.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": tree}
-    out = []
-    for label, argv in CLI:
-        try:
-            p = subprocess.run([sys.executable, "-m", "refmem", *argv], capture_output=True, text=True, timeout=120,
-                               env=env, cwd=tree)
-        except subprocess.TimeoutExpired:
-            out.append({"group": "cli", "label": label, "expect": "error", "outcome": "timeout", "good": False})
-            continue
-        err = p.stderr.strip().splitlines()
-        tb = "Traceback" in p.stderr
-        if p.returncode == 2 and not tb and len(err) == 1:
-            outcome, ok = "clear exit 2: " + err[0][:90], True
-        elif tb:
-            outcome, ok = f"traceback exit {p.returncode}: " + (err[-1][:80] if err else ""), False
-        elif p.returncode == 0:
-            outcome, ok = "silent exit 0", False
-        else:
-            outcome, ok = f"exit {p.returncode}, {len(err)} stderr lines: " + (err[-1][:80] if err else ""), False
-        out.append({"group": "cli", "label": label, "expect": "error", "outcome": outcome, "good": ok})
-    return out
-
-
-# ----------------------------------------------------------------------------- running
+# ----------------------------------------------------------------------------- the verdict
 
 
 def _leaves(x, out):
@@ -1899,109 +1311,67 @@ def _host(a):
 
 def _names(name: str, msg: str) -> bool:
     """Whether ``msg`` names ``name`` as a word (``state.usage`` names ``usage``; ``expected`` does not name ``x``)."""
-    import re
-
     return re.search(r"(?<![\w])" + re.escape(name) + r"(?![\w])", msg) is not None
 
 
-def classify(expect: str, names: tuple[str, ...], thunk) -> tuple[str, bool]:
+_STRUCTURES = ("params", "state", "cache", "cfg", "d_new_state", "d_outputs", "d_final_state", "d_interface", "case",
+               "grads")
+
+
+def verdict(expect: str, names: tuple[str, ...], thunk) -> str:
+    """``""`` when the probe's outcome is the expected one, else what went wrong."""
     try:
-        result = thunk()
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            result = thunk()
     except _Refused as e:
         msg = str(e)
-        ok = all(_names(n, msg) for n in names)
-        return ("clear report" if ok else "vague report") + ": " + msg[:110], ok and expect == "error"
-    except Exception as e:  # noqa: BLE001 (the probe records whatever happens)
+        missing = [n for n in names if not _names(n, msg)]
+        if expect != "error":
+            return f"a valid input was refused: {msg}"
+        return f"the failed comparison does not name {missing}: {msg}" if missing else ""
+    except Exception as e:  # noqa: BLE001 (the probe judges whatever happens)
         t = type(e)
-        mod = t.__module__
         msg = str(e).replace("\n", " ")
-        ours = mod.startswith("refmem")
-        structural = isinstance(e, TypeError) and any(n in ("params", "state", "cache", "cfg", "d_new_state", "d_outputs",
-                                                             "d_final_state", "d_interface", "case", "grads") for n in names)
+        if expect != "error":
+            return f"a valid input raised {t.__name__}: {msg}"
+        ours = t.__module__.startswith("refmem")
+        structural = isinstance(e, TypeError) and any(n in _STRUCTURES for n in names)
         filey = isinstance(e, OSError) and any(n.startswith("/") for n in names)
-        named = all(_names(n, msg) for n in names)
-        if (ours or structural or filey) and named:
-            return f"clear {t.__name__}: {msg[:110]}", expect == "error"
-        if ours:
-            return f"vague {t.__name__}: {msg[:110]}", False
-        return f"raw {t.__name__}: {msg[:110]}", False
+        if not (ours or structural or filey):
+            return f"raw {t.__name__} from inside, not a refmem error: {msg}"
+        missing = [n for n in names if not _names(n, msg)]
+        return f"{t.__name__} does not name {missing}: {msg}" if missing else ""
     if expect == "error":
-        return "silent (returned)", False
-    leaves = [_host(a) for a in _leaves(result, [])]
-    floats = [a for a in leaves if a.dtype.kind in "fc"]
+        return "an invalid input was accepted (nothing raised)"
+    floats = [a for a in (_host(a) for a in _leaves(result, [])) if a.dtype.kind in "fc"]
     if any(not np.all(np.isfinite(a)) for a in floats):
-        return "NaN/inf in results", False
+        return "NaN or infinity in the results"
     if expect == "f32" and any(a.dtype != np.float32 for a in floats):
-        kinds = sorted({str(a.dtype) for a in floats})
-        return "f64: results " + "/".join(kinds), False
-    return "ok", True
+        return "float32 inputs gave results of " + "/".join(sorted({str(a.dtype) for a in floats}))
+    return ""
 
 
-def run_api() -> list[dict]:
-    out = []
-    for grp, label, expect, names, thunk in PROBES:
-        outcome, good_ = classify(expect, names, thunk)
-        out.append({"group": grp, "label": label, "expect": expect, "outcome": outcome, "good": good_})
-    return out
+@pytest.mark.parametrize("probe", PROBES, ids=[f"{g}: {label}" for g, label, *_ in PROBES])
+def test_probe(probe):
+    group_, label, expect, names, thunk = probe
+    assert verdict(expect, names, thunk) == ""
 
 
-def before(rev: str) -> list[dict] | None:
-    tmp = tempfile.mkdtemp(prefix="refmem-old-")
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
-    env = {**os.environ, "PYTHONPATH": tmp}
-    p = subprocess.run([sys.executable, __file__, "--probe-only"], capture_output=True, text=True, env=env, cwd=tmp)
-    if p.returncode != 0:
-        print(p.stderr, file=sys.stderr)
-        return None
-    return json.loads(p.stdout)
+def test_the_verdict_fails_a_probe_whose_subject_breaks():
+    """The judge has teeth: each way a probe can go wrong is a failure, named."""
+    from refmem.errors import ShapeError
 
+    def raises(exc):
+        def thunk():
+            raise exc
+        return thunk
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--before", default="38ee601", help="git revision to compare with ('none': skip)")
-    ap.add_argument("--probe-only", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--no-cli", action="store_true", help="skip the command lines")
-    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    args = ap.parse_args()
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    np.seterr(all="ignore")
-    if not args.probe_only:  # the tree this script belongs to (the old tree comes through PYTHONPATH)
-        sys.path.insert(0, str(ROOT))
-    if args.probe_only:
-        rows_ = run_api() + ([] if args.no_cli else run_cli())
-        print(json.dumps(rows_))
-        return 0
-    old = None if args.before == "none" else before(args.before)
-    env_cli = [] if args.no_cli else run_cli()
-    now = run_api() + env_cli
-    old_by = {(r["group"], r["label"]): r for r in old or []}
-    if args.markdown:
-        print("| # | group | input | expect | before | now |\n|---|---|---|---|---|---|")
-    for i, r in enumerate(now, 1):
-        o = old_by.get((r["group"], r["label"]))
-        ob = o["outcome"] if o else "-"
-        exp = {"error": "error", "ok": "finite", "f32": "float32"}[r["expect"]]
-        if args.markdown:
-            cell = lambda s: s.replace("|", "\\|")
-            print(f"| {i} | {r['group']} | `{cell(r['label'])}` | {exp} | {cell(ob[:70])} | {cell(r['outcome'][:90])} |")
-        else:
-            mark = "ok " if r["good"] else "BAD"
-            print(f"{i:3d} {mark} [{r['group']}] {r['label']}\n      before: {ob[:100]}\n      now:    {r['outcome'][:140]}")
-    print()
-    for kind, sel in (("API invalid inputs", lambda r: r["group"] != "cli" and r["expect"] == "error"),
-                      ("API valid extreme inputs", lambda r: r["group"] != "cli" and r["expect"] != "error"),
-                      ("CLI user errors", lambda r: r["group"] == "cli")):
-        rs = [r for r in now if sel(r)]
-        line = f"{kind}: {len(rs)} tried, handled now {sum(r['good'] for r in rs)}"
-        if old is not None:
-            os_ = [old_by.get((r["group"], r["label"])) for r in rs]
-            line += f", before {sum(bool(o and o['good']) for o in os_)}"
-        print(line)
-    return 0 if all(r["good"] for r in now) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    assert verdict("error", ("x",), raises(ShapeError("x: expected shape (2,), got (3,)"))) == ""
+    assert "does not name ['x']" in verdict("error", ("x",), raises(ShapeError("expected shape (2,)")))
+    assert "raw IndexError" in verdict("error", ("x",), raises(IndexError("x: index 3")))
+    assert "accepted" in verdict("error", ("x",), lambda: np.zeros(2))
+    assert "NaN" in verdict("ok", (), lambda: (np.zeros(2), {"y": np.array([np.nan])}))
+    assert "float64" in verdict("f32", (), lambda: np.zeros(2, dtype=np.float64))
+    assert verdict("f32", (), lambda: np.zeros(2, dtype=np.float32)) == ""
+    assert "refused" in verdict("ok", (), raises(_Refused("no")))

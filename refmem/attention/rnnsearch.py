@@ -1,0 +1,1456 @@
+"""SPEC §7: RNNsearch, the model of Bahdanau, Cho & Bengio (2015) as its appendix A writes it.
+
+A bidirectional GRU encoder over embedded source tokens gives the annotations
+``h_j = [→h_j ; ←h_j]``; the decoder starts from ``s_0 = tanh(←h_1 W_s + b_s)`` and at every
+target step ``i`` aligns ``s_{i-1}`` with the annotations (``e_ij = v_a · tanh(s_{i-1} W_a + h_j U_a
++ b_a)``, the keys ``h_j U_a + b_a`` computed once per sequence), reads the context ``c_i``, updates
+its gated unit from ``[E_y y_{i-1} ; c_i]`` and scores the next word with the deep output
+``t̃_i = s_{i-1} U_o + E_y y_{i-1} V_o + c_i C_o + b_o``, a maxout over adjacent pairs and
+``log softmax(t_i W_o + b_y)``. Under teacher forcing the log-likelihood of the reference
+target is ``Σ_i m_i log p(y_i)`` (returned per position ``i``).
+
+Every equation is a forward/backward pair of the project's rule (docs/conventions.md):
+``out, cache = f_forward(...)`` returns a NamedTuple of outputs and a cache, and
+``grads = f_backward(d_out, cache)`` takes the gradients of the outputs (a NamedTuple or tuple of
+the same fields, ``None`` meaning zero) and returns one NamedTuple of the gradients of the
+forward's differentiable arguments. Tokens and masks are not differentiated.
+
+* [`embedding_forward`][refmem.attention.rnnsearch.embedding_forward]: ``E[y]``;
+* [`gru_cell_forward`][refmem.attention.rnnsearch.gru_cell_forward]: the gated unit (reset gate
+  before ``U``), with an optional step mask that carries the state;
+* [`encoder_forward`][refmem.attention.rnnsearch.encoder_forward]: the bidirectional encoder;
+* [`initial_state_forward`][refmem.attention.rnnsearch.initial_state_forward]: ``s_0``;
+* [`alignment_forward`][refmem.attention.rnnsearch.alignment_forward]: energies, weights, context;
+* [`maxout_forward`][refmem.attention.rnnsearch.maxout_forward]: the pairwise maximum;
+* [`deep_output_forward`][refmem.attention.rnnsearch.deep_output_forward]: ``log p(y_i | ...)``;
+* [`decoder_step_forward`][refmem.attention.rnnsearch.decoder_step_forward] and
+  [`decoder_forward`][refmem.attention.rnnsearch.decoder_forward]: one step and the unroll
+  (backpropagation through time);
+* [`rnnsearch_forward`][refmem.attention.rnnsearch.rnnsearch_forward]: the whole model and its
+  teacher-forced log-likelihood.
+
+The maths of each pair lives in a private function of the same name without the checks
+(``_gru_cell``, ``_decoder``, ...); the public functions validate their arguments once and call
+it, and refmem's own code calls the private functions, so nothing is validated per step.
+Derivations: docs/derivations/rnnsearch.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import primitives as PR
+from .. import xp as rx
+from ..errors import DomainError, DTypeError, ShapeError
+from ..sampling import Sampler
+from ..validation import check_arrays, check_size
+
+__all__ = [
+    "MAXOUT_GAP",
+    "GRUParams",
+    "EncoderParams",
+    "DecoderParams",
+    "DeepOutputParams",
+    "RNNsearchParams",
+    "PARAM_NAMES",
+    "param_shapes",
+    "named",
+    "from_named",
+    "init_params",
+    "EmbeddingOutputs", "EmbeddingCache", "EmbeddingGrads", "embedding_forward", "embedding_backward",
+    "GRUOutputs", "GRUCache", "GRUCellGrads", "gru_cell_forward", "gru_cell_backward",
+    "EncoderOutputs", "EncoderCache", "EncoderGrads", "encoder_forward", "encoder_backward",
+    "InitialStateOutputs", "InitialStateCache", "InitialStateGrads", "initial_state_forward",
+    "initial_state_backward",
+    "AlignmentOutputs", "AlignmentCache", "AlignmentGrads", "alignment_forward", "alignment_backward",
+    "MaxoutOutputs", "MaxoutCache", "MaxoutGrads", "maxout_forward", "maxout_backward",
+    "DeepOutputOutputs", "DeepOutputCache", "DeepOutputGrads", "deep_output_forward", "deep_output_backward",
+    "StepOutputs", "StepCache", "StepGrads", "decoder_step_forward", "decoder_step_backward",
+    "DecoderOutputs", "DecoderCache", "DecoderGrads", "decoder_forward", "decoder_backward",
+    "RNNsearchOutputs", "RNNsearchCache", "RNNsearchGrads", "rnnsearch_forward", "rnnsearch_backward",
+]
+
+#: The smallest gap the catalogue's samplers keep between the two entries of a maxout pair (SPEC §7
+#: step 6): the maximum is a kink, and the finite-difference and complex steps of SPEC §6 must not
+#: cross it.
+MAXOUT_GAP = 1e-3
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+class GRUParams(NamedTuple):
+    """One GRU cell (SPEC §7): ``W_z, W_r, W [D, n]``, ``U_z, U_r, U [n, n]``, ``b_z, b_r, b [n]``.
+
+    The same type holds their gradients.
+    """
+
+    W_z: Any
+    U_z: Any
+    b_z: Any
+    W_r: Any
+    U_r: Any
+    b_r: Any
+    W: Any
+    U: Any
+    b: Any
+
+
+class EncoderParams(NamedTuple):
+    """The encoder: source embedding ``E_x [Kx, m]`` and the two directions' cells (``D = m``)."""
+
+    E_x: Any
+    fwd: GRUParams
+    bwd: GRUParams
+
+
+class DeepOutputParams(NamedTuple):
+    """The deep output (SPEC §7 steps 5-7): ``U_o [n, 2l]``, ``V_o [m, 2l]``, ``C_o [2n, 2l]``,
+    ``b_o [2l]``, ``W_o [l, Ky]``, ``b_y [Ky]``."""
+
+    U_o: Any
+    V_o: Any
+    C_o: Any
+    b_o: Any
+    W_o: Any
+    b_y: Any
+
+
+class DecoderParams(NamedTuple):
+    """The decoder (SPEC §7 steps 1-7): target embedding ``E_y [Ky, m]``; alignment ``W_a [n, A]``,
+    ``U_a [2n, A]``, ``b_a [A]``, ``v_a [A]``; gated unit ``W_z, W_r, W [m, n]``, ``U_z, U_r, U [n, n]``,
+    ``C_z, C_r, C [2n, n]``, ``b_z, b_r, b [n]``; deep output as [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
+
+    E_y: Any
+    W_a: Any
+    U_a: Any
+    b_a: Any
+    v_a: Any
+    W_z: Any
+    U_z: Any
+    C_z: Any
+    b_z: Any
+    W_r: Any
+    U_r: Any
+    C_r: Any
+    b_r: Any
+    W: Any
+    U: Any
+    C: Any
+    b: Any
+    U_o: Any
+    V_o: Any
+    C_o: Any
+    b_o: Any
+    W_o: Any
+    b_y: Any
+
+
+class RNNsearchParams(NamedTuple):
+    """The whole model: ``encoder`` ([`EncoderParams`][refmem.attention.rnnsearch.EncoderParams]),
+    ``W_s [n, n]`` and ``b_s [n]`` of ``s_0``, ``decoder``
+    ([`DecoderParams`][refmem.attention.rnnsearch.DecoderParams])."""
+
+    encoder: EncoderParams
+    W_s: Any
+    b_s: Any
+    decoder: DecoderParams
+
+
+_GRU_SHAPES = {"W_z": "D n", "U_z": "n n", "b_z": "n", "W_r": "D n", "U_r": "n n", "b_r": "n",
+               "W": "D n", "U": "n n", "b": "n"}
+_DECODER_SHAPES = {"E_y": "Ky m", "W_a": "n A", "U_a": "n2 A", "b_a": "A", "v_a": "A",
+                   "W_z": "m n", "U_z": "n n", "C_z": "n2 n", "b_z": "n",
+                   "W_r": "m n", "U_r": "n n", "C_r": "n2 n", "b_r": "n",
+                   "W": "m n", "U": "n n", "C": "n2 n", "b": "n",
+                   "U_o": "n l2", "V_o": "m l2", "C_o": "n2 l2", "b_o": "l2", "W_o": "l Ky", "b_y": "Ky"}
+_OUTPUT_SHAPES = {k: _DECODER_SHAPES[k] for k in DeepOutputParams._fields}
+
+#: The golden (flat) names of the whole model's parameters, in SPEC §7's order: ``E_x``,
+#: ``fwd_W_z .. fwd_b``, ``bwd_W_z .. bwd_b``, ``W_s``, ``b_s``, then the decoder's fields.
+PARAM_NAMES: tuple[str, ...] = (
+    ("E_x",) + tuple(f"fwd_{k}" for k in GRUParams._fields) + tuple(f"bwd_{k}" for k in GRUParams._fields)
+    + ("W_s", "b_s") + DecoderParams._fields)
+
+
+def param_shapes(Kx: int, Ky: int, m: int, n: int, A: int, l: int) -> dict[str, tuple[int, ...]]:
+    """Every parameter's shape under its golden name (see ``PARAM_NAMES``)."""
+    sizes = {"Kx": Kx, "Ky": Ky, "m": m, "n": n, "A": A, "l": l, "n2": 2 * n, "l2": 2 * l, "D": m}
+    out: dict[str, tuple[int, ...]] = {"E_x": (Kx, m)}
+    for d in ("fwd", "bwd"):
+        out.update({f"{d}_{k}": tuple(sizes[a] for a in v.split()) for k, v in _GRU_SHAPES.items()})
+    out["W_s"], out["b_s"] = (n, n), (n,)
+    out.update({k: tuple(sizes[a] for a in v.split()) for k, v in _DECODER_SHAPES.items()})
+    return out
+
+
+def named(params: RNNsearchParams) -> dict[str, Any]:
+    """The parameters (or their gradients) under their golden names."""
+    e = params.encoder
+    out = {"E_x": e.E_x}
+    out.update({f"fwd_{k}": v for k, v in e.fwd._asdict().items()})
+    out.update({f"bwd_{k}": v for k, v in e.bwd._asdict().items()})
+    out["W_s"], out["b_s"] = params.W_s, params.b_s
+    out.update(params.decoder._asdict())
+    return out
+
+
+def from_named(values: dict[str, Any]) -> RNNsearchParams:
+    """[`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams] from golden names (see [`named`][refmem.attention.rnnsearch.named])."""
+    missing = [k for k in PARAM_NAMES if k not in values]
+    if missing:
+        raise KeyError(f"params: missing {missing}")
+    enc = EncoderParams(values["E_x"], GRUParams(*(values[f"fwd_{k}"] for k in GRUParams._fields)),
+                        GRUParams(*(values[f"bwd_{k}"] for k in GRUParams._fields)))
+    return RNNsearchParams(enc, values["W_s"], values["b_s"],
+                           DecoderParams(*(values[k] for k in DecoderParams._fields)))
+
+
+def _orthogonal(xp: Any, s: Sampler, n: int) -> Any:
+    q, r = xp.linalg.qr(s.normal((n, n)))
+    sign = xp.where(xp.linalg.diagonal(r) < 0, -1.0, 1.0)
+    return q * sign[None, :]
+
+
+def init_params(xp: Any, Kx: int, Ky: int, m: int, n: int, A: int, l: int, seed: int = 0) -> RNNsearchParams:
+    """Parameters initialised as the paper's appendix B.1 says.
+
+    The recurrent matrices (``U_z, U_r, U`` of both encoder directions and of the decoder) are
+    random orthogonal; ``W_a`` and ``U_a`` normal with standard deviation 0.001; ``v_a`` and every
+    bias zero; every other matrix (embeddings included) normal with standard deviation 0.01.
+
+    Args:
+        xp: the array namespace to create the parameters in.
+        Kx: source vocabulary (SPEC §7).
+        Ky: target vocabulary.
+        m: embedding width.
+        n: hidden units.
+        A: alignment width (the paper's ``n'``).
+        l: maxout units.
+        seed: the draws come from ``refmem.sampling.Sampler(xp, seed)``.
+
+    Returns:
+        An [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams].
+    """
+    Kx, Ky, m, n, A, l = (check_size(k, v) for k, v in zip(("Kx", "Ky", "m", "n", "A", "l"), (Kx, Ky, m, n, A, l)))
+    s = Sampler(xp, check_size("seed", seed, 0))
+    values = {}
+    for name, shape in param_shapes(Kx, Ky, m, n, A, l).items():
+        base = name.split("_", 1)[1] if name.startswith(("fwd_", "bwd_")) else name
+        if base.startswith("b") or name == "v_a":
+            values[name] = xp.zeros(shape, dtype=xp.float64)
+        elif base in ("U_z", "U_r", "U"):
+            values[name] = _orthogonal(xp, s, n)
+        elif name in ("W_a", "U_a"):
+            values[name] = s.normal(shape, scale=0.001)
+        else:
+            values[name] = s.normal(shape, scale=0.01)
+    return from_named(values)
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def _zeros_if_none(d: Any, like: Any) -> Any:
+    return rx.namespace(like).zeros_like(like) if d is None else d
+
+
+def _check_tokens(name: str, tokens: Any, K: int, shape_spec: str, bound: dict[str, int]) -> None:
+    if tokens is None or not (hasattr(tokens, "shape") and hasattr(tokens, "dtype")):
+        raise DTypeError(f"{name}: expected an integer array of token indices, got {type(tokens).__name__}")
+    xp = rx.namespace(tokens)
+    if not xp.isdtype(tokens.dtype, "integral"):
+        raise DTypeError(f"{name}: expected an integer array of token indices, got dtype {tokens.dtype}")
+    axes = shape_spec.split()
+    given = tuple(int(d) for d in tokens.shape)
+    want = tuple(bound.get(a) for a in axes)
+    if len(given) != len(axes) or any(w is not None and w != g for w, g in zip(want, given)):
+        shown = "(" + ", ".join("?" if w is None else str(w) for w in want) + ")"
+        raise ShapeError(f"{name}: expected shape ({', '.join(axes)}) = {shown}, got {given}")
+    for a, g in zip(axes, given):
+        if g < 1:
+            raise ShapeError(f"{name}: size {a} = {g}, expected at least 1")
+        bound.setdefault(a, g)
+    lo, hi = int(xp.min(tokens)), int(xp.max(tokens))
+    if lo < 0 or hi >= K:
+        raise DomainError(f"{name}: expected token indices in [0, {K}), got values in [{lo}, {hi}]")
+
+
+def _fields(prefix: str, obj: Any, shapes: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    return ({f"{prefix}{k}": getattr(obj, k) for k in shapes}, {f"{prefix}{k}": v for k, v in shapes.items()})
+
+
+def _require(name: str, obj: Any, cls: type) -> None:
+    if not isinstance(obj, cls):
+        raise TypeError(f"{name}: expected {cls.__name__}, got {type(obj).__name__}")
+
+
+def _check_cotangents(cache_arrays: dict[str, Any], cache_specs: dict[str, str], d_out: Any, fields: tuple[str, ...],
+                      specs: dict[str, str], sizes: dict[str, int] | None = None) -> None:
+    """A backward's upstream gradients, measured against the shapes its cache recorded."""
+    if not isinstance(d_out, tuple) or len(d_out) != len(fields):
+        raise TypeError(f"d_out: expected a tuple of {len(fields)} gradients ({', '.join(fields)}), "
+                        f"got {type(d_out).__name__}" + (f" of length {len(d_out)}" if isinstance(d_out, tuple) else ""))
+    bound = check_arrays(cache_arrays, cache_specs, sizes=sizes)
+    check_arrays({f"d_out.{f}": v for f, v in zip(fields, d_out)}, {f"d_out.{f}": "?" + specs[f] for f in fields},
+                 sizes=bound, precision_of=cache_arrays)
+
+
+def _as_bool(mask: Any) -> Any:
+    if mask is None:
+        return None
+    xp = rx.namespace(mask)
+    return mask if xp.isdtype(mask.dtype, "bool") else mask != 0
+
+
+# ----------------------------------------------------------------------------- embedding
+
+
+class EmbeddingOutputs(NamedTuple):
+    """``emb [..., m]``: the rows of ``E`` picked by the tokens."""
+
+    emb: Any
+
+
+class EmbeddingCache(NamedTuple):
+    """``onehot [..., K]`` (the tokens as one-hot rows in ``E``'s dtype) and ``E``."""
+
+    onehot: Any
+    E: Any
+
+
+class EmbeddingGrads(NamedTuple):
+    """``E [K, m]``: each token's row receives the sum of its positions' gradients."""
+
+    E: Any
+
+
+def _onehot(tokens: Any, K: int, like: Any) -> Any:
+    xp = rx.namespace(like)
+    return xp.astype(tokens[..., None] == xp.arange(K, dtype=tokens.dtype), like.dtype)
+
+
+def _embedding(tokens: Any, E: Any) -> tuple[EmbeddingOutputs, EmbeddingCache]:
+    xp = rx.namespace(E)
+    K, m = (int(d) for d in E.shape)
+    flat = xp.reshape(tokens, (-1,))
+    emb = xp.reshape(xp.take(E, flat, axis=0), tuple(int(d) for d in tokens.shape) + (m,))
+    return EmbeddingOutputs(emb), EmbeddingCache(_onehot(tokens, K, E), E)
+
+
+def _embedding_back(d_emb: Any, cache: EmbeddingCache) -> Any:
+    xp = rx.namespace(cache.E)
+    K, m = (int(d) for d in cache.E.shape)
+    return PR.transpose_last(xp.reshape(cache.onehot, (-1, K))) @ xp.reshape(d_emb, (-1, m))
+
+
+def embedding_forward(tokens: Any, E: Any) -> tuple[EmbeddingOutputs, EmbeddingCache]:
+    """Embedding lookup, SPEC §7: ``emb[..., :] = E[tokens[...], :]``.
+
+    Args:
+        tokens: integer token indices ``[...]`` (any shape), each in ``[0, K)``; not differentiated.
+        E: ``[K, m]``, the embedding matrix.
+
+    Returns:
+        The outputs, an [`EmbeddingOutputs`][refmem.attention.rnnsearch.EmbeddingOutputs] with
+            ``emb [..., m]``, and an [`EmbeddingCache`][refmem.attention.rnnsearch.EmbeddingCache].
+    """
+    check_arrays({"E": E}, {"E": "K m"})
+    xp = rx.namespace(E)
+    if tokens is None or not hasattr(tokens, "dtype") or not xp.isdtype(tokens.dtype, "integral"):
+        raise DTypeError(f"tokens: expected an integer array of token indices, got "
+                         f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
+    bound: dict[str, int] = {}
+    _check_tokens("tokens", tokens, int(E.shape[0]), " ".join(f"t{i}" for i in range(len(tokens.shape))), bound)
+    return _embedding(tokens, E)
+
+
+def embedding_backward(d_out: Any, cache: EmbeddingCache) -> EmbeddingGrads:
+    """Vector-Jacobian product of [`embedding_forward`][refmem.attention.rnnsearch.embedding_forward]:
+    ``dE = onehotᵀ d_emb`` (summed over every position).
+
+    Args:
+        d_out: the gradients of the outputs, an [`EmbeddingOutputs`][refmem.attention.rnnsearch.EmbeddingOutputs]
+            (or a tuple) holding ``emb [..., m]`` or ``None`` (zero).
+        cache: the [`EmbeddingCache`][refmem.attention.rnnsearch.EmbeddingCache] of the forward.
+
+    Returns:
+        The gradients, an [`EmbeddingGrads`][refmem.attention.rnnsearch.EmbeddingGrads] with ``E [K, m]``.
+
+    Derivation: [docs/derivations/rnnsearch.md, "1. Embedding"](../derivations/rnnsearch.md#1-embedding)
+    """
+    _require("cache", cache, EmbeddingCache)
+    lead = " ".join(f"t{i}" for i in range(len(cache.onehot.shape) - 1))
+    _check_cotangents({"the forward's E": cache.E}, {"the forward's E": "K m"}, d_out, EmbeddingOutputs._fields,
+                      {"emb": f"{lead} m"}, sizes={f"t{i}": int(d) for i, d in enumerate(cache.onehot.shape[:-1])})
+    d_emb = d_out[0]
+    if d_emb is None:
+        return EmbeddingGrads(rx.namespace(cache.E).zeros_like(cache.E))
+    return EmbeddingGrads(_embedding_back(d_emb, cache))
+
+
+# ----------------------------------------------------------------------------- the GRU cell
+
+
+class _GRUCore(NamedTuple):
+    h_prev: Any
+    z: Any
+    r: Any
+    rh: Any
+    h_tilde: Any
+    mask: Any
+    U_z: Any
+    U_r: Any
+    U: Any
+
+
+def _gru(a_z: Any, a_r: Any, a_h: Any, h_prev: Any, U_z: Any, U_r: Any, U: Any, mask: Any) -> tuple[Any, _GRUCore]:
+    """SPEC §7 GRU steps 1-5 from the input projections ``a_g = x W_g + b_g`` (``[B, n]``)."""
+    xp = rx.namespace(a_z, h_prev)
+    z = PR.sigmoid(a_z + h_prev @ U_z)
+    r = PR.sigmoid(a_r + h_prev @ U_r)
+    rh = r * h_prev
+    h_tilde = xp.tanh(a_h + rh @ U)
+    h = (1.0 - z) * h_prev + z * h_tilde
+    if mask is not None:
+        h = xp.where(mask[:, None], h, h_prev)
+    return h, _GRUCore(h_prev, z, r, rh, h_tilde, mask, U_z, U_r, U)
+
+
+def _gru_back(d_h: Any, c: _GRUCore) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
+    """``(d a_z, d a_r, d a_h, d h_prev, dU_z, dU_r, dU)`` from ``d_h [B, n]``."""
+    xp = rx.namespace(d_h)
+    if c.mask is None:
+        d_new, d_prev = d_h, 0.0
+    else:
+        zero = xp.zeros_like(d_h)
+        d_new = xp.where(c.mask[:, None], d_h, zero)
+        d_prev = xp.where(c.mask[:, None], zero, d_h)
+    d_z = d_new * (c.h_tilde - c.h_prev)
+    d_ht = d_new * c.z
+    d_prev = d_prev + d_new * (1.0 - c.z)
+    d_ah = d_ht * (1.0 - c.h_tilde * c.h_tilde)
+    d_rh = d_ah @ PR.transpose_last(c.U)
+    g_U = PR.transpose_last(c.rh) @ d_ah
+    d_r = d_rh * c.h_prev
+    d_prev = d_prev + d_rh * c.r
+    d_az = d_z * c.z * (1.0 - c.z)
+    d_ar = d_r * c.r * (1.0 - c.r)
+    d_prev = d_prev + d_az @ PR.transpose_last(c.U_z) + d_ar @ PR.transpose_last(c.U_r)
+    g_Uz = PR.transpose_last(c.h_prev) @ d_az
+    g_Ur = PR.transpose_last(c.h_prev) @ d_ar
+    return d_az, d_ar, d_ah, d_prev, g_Uz, g_Ur, g_U
+
+
+class GRUOutputs(NamedTuple):
+    """``h [B, n]``, the new state."""
+
+    h: Any
+
+
+class GRUCache(NamedTuple):
+    """The input ``x``, the parameters and the gate values of the step."""
+
+    x: Any
+    params: GRUParams
+    core: _GRUCore
+
+
+class GRUCellGrads(NamedTuple):
+    """Gradients of ``x [B, D]``, ``h_prev [B, n]`` and ``params`` (a [`GRUParams`][refmem.attention.rnnsearch.GRUParams])."""
+
+    x: Any
+    h_prev: Any
+    params: GRUParams
+
+
+def _gru_cell(x: Any, h_prev: Any, p: GRUParams, mask: Any) -> tuple[GRUOutputs, GRUCache]:
+    h, core = _gru(x @ p.W_z + p.b_z, x @ p.W_r + p.b_r, x @ p.W + p.b, h_prev, p.U_z, p.U_r, p.U, _as_bool(mask))
+    return GRUOutputs(h), GRUCache(x, p, core)
+
+
+def _gru_cell_back(d_h: Any, cache: GRUCache) -> GRUCellGrads:
+    xp = rx.namespace(cache.x)
+    p, x = cache.params, cache.x
+    d_az, d_ar, d_ah, d_prev, g_Uz, g_Ur, g_U = _gru_back(d_h, cache.core)
+    d_x = d_az @ PR.transpose_last(p.W_z) + d_ar @ PR.transpose_last(p.W_r) + d_ah @ PR.transpose_last(p.W)
+    xt = PR.transpose_last(x)
+    g = GRUParams(xt @ d_az, g_Uz, xp.sum(d_az, axis=0), xt @ d_ar, g_Ur, xp.sum(d_ar, axis=0),
+                  xt @ d_ah, g_U, xp.sum(d_ah, axis=0))
+    return GRUCellGrads(d_x, d_prev, g)
+
+
+def gru_cell_forward(x: Any, h_prev: Any, params: GRUParams, *, mask: Any | None = None) -> tuple[GRUOutputs, GRUCache]:
+    """The gated unit of SPEC §7 (the paper's eq. A.1.1; the reset gate acts before ``U``).
+
+    ``z = σ(x W_z + h_prev U_z + b_z)``, ``r = σ(x W_r + h_prev U_r + b_r)``,
+    ``h̃ = tanh(x W + (r ∘ h_prev) U + b)``, ``h = (1 - z) ∘ h_prev + z ∘ h̃``; where ``mask`` is 0
+    the state is carried: ``h = h_prev``.
+
+    Args:
+        x: ``[B, D]``, the input.
+        h_prev: ``[B, n]``, the previous state.
+        params: a [`GRUParams`][refmem.attention.rnnsearch.GRUParams].
+        mask: ``None`` or ``[B]``, bool or 0/1 (0: a padded step, the state is carried).
+
+    Returns:
+        The outputs, a [`GRUOutputs`][refmem.attention.rnnsearch.GRUOutputs] with ``h [B, n]``, and a
+            [`GRUCache`][refmem.attention.rnnsearch.GRUCache].
+    """
+    _require("params", params, GRUParams)
+    arrays, specs = _fields("params.", params, _GRU_SHAPES)
+    check_arrays({**arrays, "x": x, "h_prev": h_prev, "mask": mask},
+                 {**specs, "x": "B D", "h_prev": "B n", "mask": "?B | mask"})
+    return _gru_cell(x, h_prev, params, mask)
+
+
+def gru_cell_backward(d_out: Any, cache: GRUCache) -> GRUCellGrads:
+    """Vector-Jacobian product of [`gru_cell_forward`][refmem.attention.rnnsearch.gru_cell_forward].
+
+    Args:
+        d_out: the gradients of the outputs, a [`GRUOutputs`][refmem.attention.rnnsearch.GRUOutputs] (or a tuple)
+            holding ``h [B, n]`` or ``None`` (zero).
+        cache: the [`GRUCache`][refmem.attention.rnnsearch.GRUCache] of the forward.
+
+    Returns:
+        The gradients, a [`GRUCellGrads`][refmem.attention.rnnsearch.GRUCellGrads]: ``x [B, D]``, ``h_prev [B, n]``
+            and ``params`` (a [`GRUParams`][refmem.attention.rnnsearch.GRUParams]).
+
+    Derivation: [docs/derivations/rnnsearch.md, "2. The GRU cell"](../derivations/rnnsearch.md#2-the-gru-cell)
+    """
+    _require("cache", cache, GRUCache)
+    _check_cotangents({"the forward's x": cache.x, "the forward's h_prev": cache.core.h_prev},
+                      {"the forward's x": "B D", "the forward's h_prev": "B n"}, d_out, GRUOutputs._fields,
+                      {"h": "B n"})
+    return _gru_cell_back(_zeros_if_none(d_out[0], cache.core.h_prev), cache)
+
+
+# ----------------------------------------------------------------------------- the encoder
+
+
+class EncoderOutputs(NamedTuple):
+    """``h [B, Tx, 2n]``: the annotations ``[→h_j ; ←h_j]``."""
+
+    h: Any
+
+
+class EncoderCache(NamedTuple):
+    """The embedded source, the embedding cache, each direction's step caches (in source order),
+    the parameters and the mask."""
+
+    emb: Any
+    embedding: EmbeddingCache
+    fwd: tuple
+    bwd: tuple
+    params: EncoderParams
+    mask: Any
+
+
+class EncoderGrads(NamedTuple):
+    """``params``: an [`EncoderParams`][refmem.attention.rnnsearch.EncoderParams] of gradients."""
+
+    params: EncoderParams
+
+
+def _direction(emb: Any, p: GRUParams, mask: Any, reverse: bool) -> tuple[list, list]:
+    """One direction over the source: the states and the step cores, both in source order."""
+    xp = rx.namespace(emb)
+    B, T, _ = (int(d) for d in emb.shape)
+    n = int(p.U.shape[0])
+    a_z, a_r, a_h = emb @ p.W_z + p.b_z, emb @ p.W_r + p.b_r, emb @ p.W + p.b  # once per sequence
+    h = xp.zeros((B, n), dtype=emb.dtype)
+    states: list = [None] * T
+    cores: list = [None] * T
+    for j in (reversed(range(T)) if reverse else range(T)):
+        h, cores[j] = _gru(a_z[:, j, :], a_r[:, j, :], a_h[:, j, :], h, p.U_z, p.U_r, p.U,
+                           None if mask is None else mask[:, j])
+        states[j] = h
+    return states, cores
+
+
+def _direction_back(d_states: Any, emb: Any, p: GRUParams, cores: tuple, reverse: bool) -> tuple[Any, GRUParams]:
+    """``(d emb, GRUParams of gradients)`` of one direction from ``d_states [B, T, n]``."""
+    xp = rx.namespace(d_states)
+    B, T, m = (int(d) for d in emb.shape)
+    carry = xp.zeros_like(d_states[:, 0, :])
+    d_az: list = [None] * T
+    d_ar: list = [None] * T
+    d_ah: list = [None] * T
+    g_Uz = g_Ur = g_U = 0.0
+    for j in (range(T) if reverse else reversed(range(T))):
+        d_az[j], d_ar[j], d_ah[j], carry, uz, ur, u = _gru_back(d_states[:, j, :] + carry, cores[j])
+        g_Uz, g_Ur, g_U = g_Uz + uz, g_Ur + ur, g_U + u
+    e2 = PR.transpose_last(xp.reshape(emb, (B * T, m)))
+    out = []
+    d_emb = 0.0
+    for d_a, W in ((d_az, p.W_z), (d_ar, p.W_r), (d_ah, p.W)):
+        d_a = xp.stack(d_a, axis=1)
+        d_emb = d_emb + d_a @ PR.transpose_last(W)
+        d2 = xp.reshape(d_a, (B * T, -1))
+        out.append((e2 @ d2, xp.sum(d2, axis=0)))
+    (gWz, gbz), (gWr, gbr), (gW, gb) = out
+    return d_emb, GRUParams(gWz, g_Uz, gbz, gWr, g_Ur, gbr, gW, g_U, gb)
+
+
+def _encoder(x: Any, p: EncoderParams, mask: Any) -> tuple[EncoderOutputs, EncoderCache]:
+    xp = rx.namespace(p.E_x)
+    m = _as_bool(mask)
+    (emb,), emb_cache = _embedding(x, p.E_x)
+    fwd, fwd_cores = _direction(emb, p.fwd, m, reverse=False)
+    bwd, bwd_cores = _direction(emb, p.bwd, m, reverse=True)
+    h = xp.concat([xp.stack(fwd, axis=1), xp.stack(bwd, axis=1)], axis=-1)
+    return EncoderOutputs(h), EncoderCache(emb, emb_cache, tuple(fwd_cores), tuple(bwd_cores), p, m)
+
+
+def _encoder_back(d_h: Any, cache: EncoderCache) -> EncoderGrads:
+    n = int(cache.params.fwd.U.shape[0])
+    d_emb_f, g_fwd = _direction_back(d_h[..., :n], cache.emb, cache.params.fwd, cache.fwd, reverse=False)
+    d_emb_b, g_bwd = _direction_back(d_h[..., n:], cache.emb, cache.params.bwd, cache.bwd, reverse=True)
+    g_E = _embedding_back(d_emb_f + d_emb_b, cache.embedding)
+    return EncoderGrads(EncoderParams(g_E, g_fwd, g_bwd))
+
+
+def _check_encoder_params(p: Any, bound: dict[str, int] | None = None) -> dict[str, int]:
+    _require("params", p, EncoderParams)
+    _require("params.fwd", p.fwd, GRUParams)
+    _require("params.bwd", p.bwd, GRUParams)
+    arrays, specs = {"params.E_x": p.E_x}, {"params.E_x": "Kx m"}
+    for d in ("fwd", "bwd"):
+        a, s = _fields(f"params.{d}.", getattr(p, d), {k: v.replace("D", "m") for k, v in _GRU_SHAPES.items()})
+        arrays.update(a)
+        specs.update(s)
+    return check_arrays(arrays, specs, sizes=bound)
+
+
+def encoder_forward(x: Any, params: EncoderParams, *, mask: Any | None = None) -> tuple[EncoderOutputs, EncoderCache]:
+    """The bidirectional encoder of SPEC §7: ``h_j = [→h_j ; ←h_j]``.
+
+    Args:
+        x: ``[B, Tx]`` source token indices in ``[0, Kx)`` (integers; not differentiated).
+        params: an [`EncoderParams`][refmem.attention.rnnsearch.EncoderParams] (``E_x [Kx, m]`` and
+            the two directions' [`GRUParams`][refmem.attention.rnnsearch.GRUParams], ``D = m``).
+        mask: ``None`` or ``[B, Tx]``, bool or 0/1 (0: padding; both directions carry their state
+            over a padded position).
+
+    Returns:
+        The outputs, an [`EncoderOutputs`][refmem.attention.rnnsearch.EncoderOutputs] with the
+            annotations ``h [B, Tx, 2n]``, and an [`EncoderCache`][refmem.attention.rnnsearch.EncoderCache].
+    """
+    bound = _check_encoder_params(params)
+    _check_tokens("x", x, bound["Kx"], "B Tx", bound)
+    check_arrays({"params.E_x": params.E_x, "mask": mask}, {"params.E_x": "Kx m", "mask": "?B Tx | mask"},
+                 sizes={"B": bound["B"], "Tx": bound["Tx"]})
+    return _encoder(x, params, mask)
+
+
+def encoder_backward(d_out: Any, cache: EncoderCache) -> EncoderGrads:
+    """Backpropagation through both directions of [`encoder_forward`][refmem.attention.rnnsearch.encoder_forward].
+
+    Args:
+        d_out: the gradients of the outputs, an [`EncoderOutputs`][refmem.attention.rnnsearch.EncoderOutputs]
+            (or a tuple) holding ``h [B, Tx, 2n]`` or ``None`` (zero).
+        cache: the [`EncoderCache`][refmem.attention.rnnsearch.EncoderCache] of the forward.
+
+    Returns:
+        The gradients, an [`EncoderGrads`][refmem.attention.rnnsearch.EncoderGrads] whose ``params`` is an
+            [`EncoderParams`][refmem.attention.rnnsearch.EncoderParams] of gradients.
+
+    Derivation: [docs/derivations/rnnsearch.md, "3. The bidirectional encoder"](../derivations/rnnsearch.md#3-the-bidirectional-encoder)
+    """
+    _require("cache", cache, EncoderCache)
+    n = int(cache.params.fwd.U.shape[0])
+    _check_cotangents({"the forward's emb": cache.emb}, {"the forward's emb": "B Tx m"}, d_out, EncoderOutputs._fields,
+                      {"h": "B Tx n2"}, sizes={"n2": 2 * n})
+    xp = rx.namespace(cache.emb)
+    d_h = d_out[0]
+    if d_h is None:
+        B, T, _ = (int(d) for d in cache.emb.shape)
+        d_h = xp.zeros((B, T, 2 * n), dtype=cache.emb.dtype)
+    return _encoder_back(d_h, cache)
+
+
+# ----------------------------------------------------------------------------- s_0
+
+
+class InitialStateOutputs(NamedTuple):
+    """``s0 [B, n]``."""
+
+    s0: Any
+
+
+class InitialStateCache(NamedTuple):
+    """``h`` (the annotations), ``W_s`` and ``s0``."""
+
+    h: Any
+    W_s: Any
+    s0: Any
+
+
+class InitialStateGrads(NamedTuple):
+    """Gradients of ``h [B, Tx, 2n]`` (nonzero only in ``←h_1``), ``W_s [n, n]`` and ``b_s [n]``."""
+
+    h: Any
+    W_s: Any
+    b_s: Any
+
+
+def _initial_state(h: Any, W_s: Any, b_s: Any) -> tuple[InitialStateOutputs, InitialStateCache]:
+    xp = rx.namespace(h, W_s)
+    n = int(W_s.shape[0])
+    s0 = xp.tanh(h[:, 0, n:] @ W_s + b_s)
+    return InitialStateOutputs(s0), InitialStateCache(h, W_s, s0)
+
+
+def _initial_state_back(d_s0: Any, cache: InitialStateCache) -> InitialStateGrads:
+    xp = rx.namespace(d_s0)
+    h = cache.h
+    B, T, n2 = (int(d) for d in h.shape)
+    n = n2 // 2
+    d_pre = d_s0 * (1.0 - cache.s0 * cache.s0)
+    g_W = PR.transpose_last(h[:, 0, n:]) @ d_pre
+    d_first = xp.concat([xp.zeros((B, 1, n), dtype=h.dtype), (d_pre @ PR.transpose_last(cache.W_s))[:, None, :]], axis=-1)
+    d_h = d_first if T == 1 else xp.concat([d_first, xp.zeros((B, T - 1, n2), dtype=h.dtype)], axis=1)
+    return InitialStateGrads(d_h, g_W, xp.sum(d_pre, axis=0))
+
+
+def initial_state_forward(h: Any, W_s: Any, b_s: Any) -> tuple[InitialStateOutputs, InitialStateCache]:
+    """The decoder's initial state, SPEC §7: ``s_0 = tanh(←h_1 W_s + b_s)``.
+
+    Args:
+        h: ``[B, Tx, 2n]``, the annotations; ``←h_1 = h[:, 0, n:]``.
+        W_s: ``[n, n]``.
+        b_s: ``[n]``.
+
+    Returns:
+        The outputs, an [`InitialStateOutputs`][refmem.attention.rnnsearch.InitialStateOutputs] with ``s0 [B, n]``,
+            and an [`InitialStateCache`][refmem.attention.rnnsearch.InitialStateCache].
+    """
+    bound = check_arrays({"W_s": W_s, "b_s": b_s}, {"W_s": "n n", "b_s": "n"})
+    check_arrays({"W_s": W_s, "h": h}, {"W_s": "n n", "h": "B Tx n2"}, sizes={"n2": 2 * bound["n"]})
+    return _initial_state(h, W_s, b_s)
+
+
+def initial_state_backward(d_out: Any, cache: InitialStateCache) -> InitialStateGrads:
+    """Vector-Jacobian product of [`initial_state_forward`][refmem.attention.rnnsearch.initial_state_forward].
+
+    Args:
+        d_out: the gradients of the outputs, an [`InitialStateOutputs`][refmem.attention.rnnsearch.InitialStateOutputs]
+            (or a tuple) holding ``s0 [B, n]`` or ``None`` (zero).
+        cache: the [`InitialStateCache`][refmem.attention.rnnsearch.InitialStateCache] of the forward.
+
+    Returns:
+        The gradients, an [`InitialStateGrads`][refmem.attention.rnnsearch.InitialStateGrads]: ``h [B, Tx, 2n]``,
+            ``W_s [n, n]``, ``b_s [n]``.
+
+    Derivation: [docs/derivations/rnnsearch.md, "4. The initial state"](../derivations/rnnsearch.md#4-the-initial-state)
+    """
+    _require("cache", cache, InitialStateCache)
+    _check_cotangents({"the forward's s0": cache.s0}, {"the forward's s0": "B n"}, d_out, InitialStateOutputs._fields,
+                      {"s0": "B n"})
+    return _initial_state_back(_zeros_if_none(d_out[0], cache.s0), cache)
+
+
+# ----------------------------------------------------------------------------- the alignment
+
+
+class AlignmentOutputs(NamedTuple):
+    """``alpha [B, Tx]`` (the weights) and ``c [B, 2n]`` (the context)."""
+
+    alpha: Any
+    c: Any
+
+
+class AlignmentCache(NamedTuple):
+    """``s_prev``, ``h``, ``att = tanh(s_prev W_a + keys)`` ``[B, Tx, A]``, the energies ``e``,
+    ``alpha``, ``W_a``, ``v_a``, the mask."""
+
+    s_prev: Any
+    h: Any
+    att: Any
+    e: Any
+    alpha: Any
+    W_a: Any
+    v_a: Any
+    mask: Any
+
+
+class AlignmentGrads(NamedTuple):
+    """Gradients of ``s_prev [B, n]``, ``h [B, Tx, 2n]`` (through the context), ``keys [B, Tx, A]``,
+    ``W_a [n, A]`` and ``v_a [A]``."""
+
+    s_prev: Any
+    h: Any
+    keys: Any
+    W_a: Any
+    v_a: Any
+
+
+def _masked_softmax(e: Any, mask: Any) -> Any:
+    """Softmax over the last axis; where ``mask`` is False the weight is exactly 0 and takes no part
+    in the maximum or the sum (a row with nothing unmasked: all zeros)."""
+    if mask is None:
+        return PR.softmax(e, axis=-1)
+    xp = rx.namespace(e)
+    re = PR.real_part(e)
+    lowest = xp.min(re, axis=-1, keepdims=True)
+    shift = xp.max(xp.where(mask, re, lowest), axis=-1, keepdims=True)
+    zero = xp.zeros_like(e)
+    ex = xp.where(mask, xp.exp(xp.where(mask, e - shift, zero)), zero)
+    total = xp.sum(ex, axis=-1, keepdims=True)
+    return ex / xp.where(PR.real_part(total) == 0, xp.ones_like(total), total)
+
+
+def _alignment(s_prev: Any, h: Any, keys: Any, W_a: Any, v_a: Any, mask: Any) -> tuple[AlignmentOutputs, AlignmentCache]:
+    xp = rx.namespace(s_prev, h, keys)
+    att = xp.tanh((s_prev @ W_a)[:, None, :] + keys)
+    e = xp.sum(att * v_a, axis=-1)
+    alpha = _masked_softmax(e, mask)
+    c = (alpha[:, None, :] @ h)[:, 0, :]
+    return AlignmentOutputs(alpha, c), AlignmentCache(s_prev, h, att, e, alpha, W_a, v_a, mask)
+
+
+def _alignment_back(d_alpha: Any, d_c: Any, cache: AlignmentCache) -> AlignmentGrads:
+    xp = rx.namespace(cache.h)
+    C = cache
+    d_alpha = d_alpha + (C.h @ d_c[:, :, None])[:, :, 0]
+    d_h = C.alpha[:, :, None] * d_c[:, None, :]
+    d_e = C.alpha * (d_alpha - xp.sum(d_alpha * C.alpha, axis=-1, keepdims=True))
+    A = int(C.att.shape[-1])
+    g_v = xp.sum(xp.reshape(d_e[:, :, None] * C.att, (-1, A)), axis=0)
+    d_pre = (d_e[:, :, None] * C.v_a) * (1.0 - C.att * C.att)
+    d_sw = xp.sum(d_pre, axis=1)
+    return AlignmentGrads(d_sw @ PR.transpose_last(C.W_a), d_h, d_pre, PR.transpose_last(C.s_prev) @ d_sw, g_v)
+
+
+def alignment_forward(s_prev: Any, h: Any, keys: Any, W_a: Any, v_a: Any, *,
+                      mask: Any | None = None) -> tuple[AlignmentOutputs, AlignmentCache]:
+    """The alignment model and the context of SPEC §7 decoder steps 1-3.
+
+    ``e_j = tanh(s_prev W_a + keys_j) · v_a``, ``α = softmax_j(e)`` over the unmasked positions,
+    ``c = Σ_j α_j h_j``. The keys ``h U_a + b_a`` are computed once per sequence by the caller.
+
+    Args:
+        s_prev: ``[B, n]``, the decoder state ``s_{i-1}``.
+        h: ``[B, Tx, 2n]``, the annotations.
+        keys: ``[B, Tx, A]``, ``h U_a + b_a``.
+        W_a: ``[n, A]``.
+        v_a: ``[A]``.
+        mask: ``None`` or ``[B, Tx]``, bool or 0/1 (0: padding, weight exactly 0).
+
+    Returns:
+        The outputs, an [`AlignmentOutputs`][refmem.attention.rnnsearch.AlignmentOutputs] with ``alpha [B, Tx]``
+            and ``c [B, 2n]``, and an [`AlignmentCache`][refmem.attention.rnnsearch.AlignmentCache].
+    """
+    bound = check_arrays({"s_prev": s_prev, "W_a": W_a, "v_a": v_a}, {"s_prev": "B n", "W_a": "n A", "v_a": "A"})
+    check_arrays({"s_prev": s_prev, "h": h, "keys": keys, "mask": mask},
+                 {"s_prev": "B n", "h": "B Tx n2", "keys": "B Tx A", "mask": "?B Tx | mask"},
+                 sizes={"n2": 2 * bound["n"], "A": bound["A"]})
+    return _alignment(s_prev, h, keys, W_a, v_a, _as_bool(mask))
+
+
+def alignment_backward(d_out: Any, cache: AlignmentCache) -> AlignmentGrads:
+    """Vector-Jacobian product of [`alignment_forward`][refmem.attention.rnnsearch.alignment_forward].
+
+    Args:
+        d_out: the gradients of the outputs, an [`AlignmentOutputs`][refmem.attention.rnnsearch.AlignmentOutputs]
+            (or a tuple) holding ``alpha [B, Tx]`` and ``c [B, 2n]``, each ``None`` for zero.
+        cache: the [`AlignmentCache`][refmem.attention.rnnsearch.AlignmentCache] of the forward.
+
+    Returns:
+        The gradients, an [`AlignmentGrads`][refmem.attention.rnnsearch.AlignmentGrads]: ``s_prev [B, n]``,
+            ``h [B, Tx, 2n]``, ``keys [B, Tx, A]``, ``W_a [n, A]``, ``v_a [A]``.
+
+    Derivation: [docs/derivations/rnnsearch.md, "5. The alignment"](../derivations/rnnsearch.md#5-the-alignment)
+    """
+    _require("cache", cache, AlignmentCache)
+    _check_cotangents({"the forward's alpha": cache.alpha, "the forward's h": cache.h},
+                      {"the forward's alpha": "B Tx", "the forward's h": "B Tx n2"}, d_out, AlignmentOutputs._fields,
+                      {"alpha": "B Tx", "c": "B n2"})
+    xp = rx.namespace(cache.h)
+    d_alpha = _zeros_if_none(d_out[0], cache.alpha)
+    d_c = d_out[1] if d_out[1] is not None else xp.zeros_like(cache.h[:, 0, :])
+    return _alignment_back(d_alpha, d_c, cache)
+
+
+# ----------------------------------------------------------------------------- maxout
+
+
+class MaxoutOutputs(NamedTuple):
+    """``t [..., l]``: the larger of each adjacent pair."""
+
+    t: Any
+
+
+class MaxoutCache(NamedTuple):
+    """``first [..., l]``: True where the first of the pair is the maximum (ties included)."""
+
+    first: Any
+
+
+class MaxoutGrads(NamedTuple):
+    """Gradient of ``t_tilde [..., 2l]``: each pair's larger entry receives the gradient, the other 0."""
+
+    t_tilde: Any
+
+
+def _maxout(t_tilde: Any) -> tuple[MaxoutOutputs, MaxoutCache]:
+    xp = rx.namespace(t_tilde)
+    shape = tuple(int(d) for d in t_tilde.shape)
+    pairs = xp.reshape(t_tilde, shape[:-1] + (shape[-1] // 2, 2))
+    a, b = pairs[..., 0], pairs[..., 1]
+    first = PR.real_part(a) >= PR.real_part(b)
+    return MaxoutOutputs(xp.where(first, a, b)), MaxoutCache(first)
+
+
+def _maxout_back(d_t: Any, cache: MaxoutCache) -> Any:
+    xp = rx.namespace(d_t)
+    zero = xp.zeros_like(d_t)
+    both = xp.stack([xp.where(cache.first, d_t, zero), xp.where(cache.first, zero, d_t)], axis=-1)
+    shape = tuple(int(d) for d in d_t.shape)
+    return xp.reshape(both, shape[:-1] + (2 * shape[-1],))
+
+
+def maxout_forward(t_tilde: Any) -> tuple[MaxoutOutputs, MaxoutCache]:
+    """Maxout over adjacent pairs, SPEC §7 decoder step 6: ``t_k = max(t̃_{2k-1}, t̃_{2k})``.
+
+    Args:
+        t_tilde: ``[..., 2l]`` (an even last axis).
+
+    Returns:
+        The outputs, a [`MaxoutOutputs`][refmem.attention.rnnsearch.MaxoutOutputs] with ``t [..., l]``, and a
+            [`MaxoutCache`][refmem.attention.rnnsearch.MaxoutCache] (which of each pair won; on a tie the first).
+    """
+    check_arrays({"t_tilde": t_tilde}, {"t_tilde": "... l2"})
+    if int(t_tilde.shape[-1]) % 2:
+        raise ShapeError(f"t_tilde: expected an even last axis (2l), got shape {tuple(int(d) for d in t_tilde.shape)}")
+    return _maxout(t_tilde)
+
+
+def maxout_backward(d_out: Any, cache: MaxoutCache) -> MaxoutGrads:
+    """Vector-Jacobian product of [`maxout_forward`][refmem.attention.rnnsearch.maxout_forward].
+
+    Args:
+        d_out: the gradients of the outputs, a [`MaxoutOutputs`][refmem.attention.rnnsearch.MaxoutOutputs]
+            (or a tuple) holding ``t [..., l]`` (not ``None``: a maxout has no other output).
+        cache: the [`MaxoutCache`][refmem.attention.rnnsearch.MaxoutCache] of the forward.
+
+    Returns:
+        The gradients, a [`MaxoutGrads`][refmem.attention.rnnsearch.MaxoutGrads] with ``t_tilde [..., 2l]``.
+
+    Derivation: [docs/derivations/rnnsearch.md, "6. Maxout"](../derivations/rnnsearch.md#6-maxout)
+    """
+    _require("cache", cache, MaxoutCache)
+    if not isinstance(d_out, tuple) or len(d_out) != 1 or d_out[0] is None:
+        raise TypeError("d_out: expected a MaxoutOutputs (or a 1-tuple) holding the gradient of t")
+    d_t = d_out[0]
+    if tuple(int(d) for d in getattr(d_t, "shape", ())) != tuple(int(d) for d in cache.first.shape):
+        raise ShapeError(f"d_out.t: expected the shape of t {tuple(int(d) for d in cache.first.shape)}, "
+                         f"got {tuple(int(d) for d in getattr(d_t, 'shape', ()))}")
+    check_arrays({"d_out.t": d_t}, {"d_out.t": "... l"})
+    return MaxoutGrads(_maxout_back(d_t, cache))
+
+
+# ----------------------------------------------------------------------------- the deep output
+
+
+class DeepOutputOutputs(NamedTuple):
+    """``p [B, Ky]``: ``p(y_i = k | s_{i-1}, y_{i-1}, c_i)``."""
+
+    p: Any
+
+
+class DeepOutputCache(NamedTuple):
+    """The inputs, ``t_tilde [B, 2l]``, the maxout cache, ``t [B, l]``, the logits ``o [B, Ky]``,
+    ``p`` and ``log_p`` (``o - log Σ exp o``, for the log-likelihood) and the parameters."""
+
+    s_prev: Any
+    ey: Any
+    c: Any
+    t_tilde: Any
+    maxout: MaxoutCache
+    t: Any
+    o: Any
+    p: Any
+    log_p: Any
+    params: DeepOutputParams
+
+
+class DeepOutputGrads(NamedTuple):
+    """Gradients of ``s_prev [B, n]``, ``ey [B, m]``, ``c [B, 2n]`` and ``params`` (a
+    [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams])."""
+
+    s_prev: Any
+    ey: Any
+    c: Any
+    params: DeepOutputParams
+
+
+def _log_softmax(o: Any) -> Any:
+    xp = rx.namespace(o)
+    shift = xp.max(PR.real_part(o), axis=-1, keepdims=True)
+    z = o - shift
+    return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+
+
+def _deep_output(s_prev: Any, ey: Any, c: Any, p: Any) -> tuple[DeepOutputOutputs, DeepOutputCache]:
+    t_tilde = s_prev @ p.U_o + ey @ p.V_o + c @ p.C_o + p.b_o
+    (t,), mcache = _maxout(t_tilde)
+    o = t @ p.W_o + p.b_y
+    lp = _log_softmax(o)
+    probs = rx.namespace(o).exp(lp)
+    params = DeepOutputParams(*(getattr(p, k) for k in DeepOutputParams._fields))
+    return DeepOutputOutputs(probs), DeepOutputCache(s_prev, ey, c, t_tilde, mcache, t, o, probs, lp, params)
+
+
+def _deep_output_back(d_p: Any, cache: DeepOutputCache, d_log_p: Any = None) -> DeepOutputGrads:
+    """The VJP from ``d_p`` and, for the log-likelihood, ``d_log_p`` (``None``: zero), both ``[B, Ky]``."""
+    xp = rx.namespace(d_p)
+    C, p = cache, cache.params
+    d_o = C.p * (d_p - xp.sum(d_p * C.p, axis=-1, keepdims=True))
+    if d_log_p is not None:
+        d_o = d_o + d_log_p - C.p * xp.sum(d_log_p, axis=-1, keepdims=True)
+    g_Wo, g_by = PR.transpose_last(C.t) @ d_o, xp.sum(d_o, axis=0)
+    d_tt = _maxout_back(d_o @ PR.transpose_last(p.W_o), C.maxout)
+    g = DeepOutputParams(PR.transpose_last(C.s_prev) @ d_tt, PR.transpose_last(C.ey) @ d_tt,
+                         PR.transpose_last(C.c) @ d_tt, xp.sum(d_tt, axis=0), g_Wo, g_by)
+    return DeepOutputGrads(d_tt @ PR.transpose_last(p.U_o), d_tt @ PR.transpose_last(p.V_o),
+                           d_tt @ PR.transpose_last(p.C_o), g)
+
+
+def _check_output_params(p: Any, bound: dict[str, int] | None = None, prefix: str = "params.") -> dict[str, int]:
+    arrays, specs = _fields(prefix, p, _OUTPUT_SHAPES)
+    bound = check_arrays(arrays, specs, sizes=bound)
+    if bound["l2"] != 2 * bound["l"]:
+        raise ShapeError(f"{prefix}W_o: expected shape (l, Ky) with 2l = {bound['l2']} (the width of {prefix}b_o), "
+                         f"got {tuple(int(d) for d in p.W_o.shape)}")
+    return bound
+
+
+def deep_output_forward(s_prev: Any, ey: Any, c: Any, params: DeepOutputParams) -> tuple[DeepOutputOutputs, DeepOutputCache]:
+    """The deep output with maxout, SPEC §7 decoder steps 5-7.
+
+    ``t̃ = s_prev U_o + ey V_o + c C_o + b_o``, ``t = maxout(t̃)``, ``o = t W_o + b_y``,
+    ``p = softmax(o)`` (computed as ``exp(o - log Σ exp o)``, max-subtracted).
+
+    Args:
+        s_prev: ``[B, n]``, ``s_{i-1}``.
+        ey: ``[B, m]``, ``E_y[y_{i-1}]`` (zeros at the first step).
+        c: ``[B, 2n]``, the context ``c_i``.
+        params: a [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams].
+
+    Returns:
+        The outputs, a [`DeepOutputOutputs`][refmem.attention.rnnsearch.DeepOutputOutputs] with
+            ``p [B, Ky]``, and a [`DeepOutputCache`][refmem.attention.rnnsearch.DeepOutputCache].
+    """
+    _require("params", params, DeepOutputParams)
+    bound = _check_output_params(params)
+    check_arrays({"s_prev": s_prev, "ey": ey, "c": c}, {"s_prev": "B n", "ey": "B m", "c": "B n2"},
+                 sizes={k: bound[k] for k in ("n", "m", "n2")})
+    return _deep_output(s_prev, ey, c, params)
+
+
+def deep_output_backward(d_out: Any, cache: DeepOutputCache) -> DeepOutputGrads:
+    """Vector-Jacobian product of [`deep_output_forward`][refmem.attention.rnnsearch.deep_output_forward].
+
+    Args:
+        d_out: the gradients of the outputs, a [`DeepOutputOutputs`][refmem.attention.rnnsearch.DeepOutputOutputs]
+            (or a tuple) holding ``p [B, Ky]`` or ``None`` (zero).
+        cache: the [`DeepOutputCache`][refmem.attention.rnnsearch.DeepOutputCache] of the forward.
+
+    Returns:
+        The gradients, a [`DeepOutputGrads`][refmem.attention.rnnsearch.DeepOutputGrads]: ``s_prev [B, n]``,
+            ``ey [B, m]``, ``c [B, 2n]`` and ``params``.
+
+    Derivation: [docs/derivations/rnnsearch.md, "7. The deep output"](../derivations/rnnsearch.md#7-the-deep-output)
+    """
+    _require("cache", cache, DeepOutputCache)
+    _check_cotangents({"the forward's p": cache.p}, {"the forward's p": "B Ky"}, d_out,
+                      DeepOutputOutputs._fields, {"p": "B Ky"})
+    return _deep_output_back(_zeros_if_none(d_out[0], cache.p), cache)
+
+
+# ----------------------------------------------------------------------------- one decoder step
+
+
+class StepOutputs(NamedTuple):
+    """``p [B, Ky]`` (step 7), ``alpha [B, Tx]`` (step 2), ``s [B, n]`` (step 4)."""
+
+    p: Any
+    alpha: Any
+    s: Any
+
+
+class StepCache(NamedTuple):
+    """The step's input embedding ``ey``, context ``c``, and the caches of its alignment, gated unit
+    and deep output; the parameters."""
+
+    ey: Any
+    c: Any
+    alignment: AlignmentCache
+    gru: _GRUCore
+    output: DeepOutputCache
+    params: DecoderParams
+
+
+class StepGrads(NamedTuple):
+    """Gradients of ``ey_prev [B, m]``, ``s_prev [B, n]``, ``h [B, Tx, 2n]`` (through the context),
+    ``keys [B, Tx, A]`` and ``params``: a [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams]
+    whose ``E_y``, ``U_a`` and ``b_a`` are ``None`` (a step does not use them)."""
+
+    ey_prev: Any
+    s_prev: Any
+    h: Any
+    keys: Any
+    params: DecoderParams
+
+
+def _decoder_step(ey: Any, s_prev: Any, h: Any, keys: Any, p: DecoderParams, mask: Any,
+                  step_mask: Any) -> tuple[StepOutputs, StepCache]:
+    (alpha, c), acache = _alignment(s_prev, h, keys, p.W_a, p.v_a, mask)
+    s, core = _gru(ey @ p.W_z + c @ p.C_z + p.b_z, ey @ p.W_r + c @ p.C_r + p.b_r, ey @ p.W + c @ p.C + p.b,
+                   s_prev, p.U_z, p.U_r, p.U, step_mask)
+    (probs,), ocache = _deep_output(s_prev, ey, c, p)
+    return StepOutputs(probs, alpha, s), StepCache(ey, c, acache, core, ocache, p)
+
+
+def _decoder_step_back(d_p: Any, d_alpha: Any, d_s: Any, cache: StepCache, d_log_p: Any = None) -> StepGrads:
+    xp = rx.namespace(d_s)
+    C, p = cache, cache.params
+    go = _deep_output_back(d_p, C.output, d_log_p)
+    d_az, d_ar, d_ah, d_prev, g_Uz, g_Ur, g_U = _gru_back(d_s, C.gru)
+    d_prev = d_prev + go.s_prev
+    d_ey = go.ey + d_az @ PR.transpose_last(p.W_z) + d_ar @ PR.transpose_last(p.W_r) + d_ah @ PR.transpose_last(p.W)
+    d_c = go.c + d_az @ PR.transpose_last(p.C_z) + d_ar @ PR.transpose_last(p.C_r) + d_ah @ PR.transpose_last(p.C)
+    ga = _alignment_back(d_alpha, d_c, C.alignment)
+    eyt, ct = PR.transpose_last(C.ey), PR.transpose_last(C.c)
+    g = DecoderParams(
+        E_y=None, W_a=ga.W_a, U_a=None, b_a=None, v_a=ga.v_a,
+        W_z=eyt @ d_az, U_z=g_Uz, C_z=ct @ d_az, b_z=xp.sum(d_az, axis=0),
+        W_r=eyt @ d_ar, U_r=g_Ur, C_r=ct @ d_ar, b_r=xp.sum(d_ar, axis=0),
+        W=eyt @ d_ah, U=g_U, C=ct @ d_ah, b=xp.sum(d_ah, axis=0),
+        **go.params._asdict())
+    return StepGrads(d_ey, d_prev + ga.s_prev, ga.h, ga.keys, g)
+
+
+def _check_decoder_params(p: Any, bound: dict[str, int] | None = None, unused: tuple[str, ...] = ()) -> dict[str, int]:
+    _require("params", p, DecoderParams)
+    shapes = {k: v for k, v in _DECODER_SHAPES.items() if not (k in unused and getattr(p, k) is None)}
+    arrays, specs = _fields("params.", p, shapes)
+    bound = check_arrays(arrays, specs, sizes=bound)
+    if bound["n2"] != 2 * bound["n"] or bound["l2"] != 2 * bound["l"]:
+        bad = "params.U_a" if bound["n2"] != 2 * bound["n"] else "params.b_o"
+        raise ShapeError(f"{bad}: expected the widths 2n = {2 * bound['n']} and 2l = {2 * bound['l']} of SPEC §7, "
+                         f"got 2n = {bound['n2']}, 2l = {bound['l2']}")
+    return bound
+
+
+def decoder_step_forward(ey_prev: Any, s_prev: Any, h: Any, keys: Any, params: DecoderParams, *,
+                         mask: Any | None = None, step_mask: Any | None = None) -> tuple[StepOutputs, StepCache]:
+    """One decoder step ``i``, SPEC §7 decoder steps 1-7.
+
+    Args:
+        ey_prev: ``[B, m]``, ``E_y[y_{i-1}]`` (zeros at ``i = 1``).
+        s_prev: ``[B, n]``, ``s_{i-1}``.
+        h: ``[B, Tx, 2n]``, the annotations.
+        keys: ``[B, Tx, A]``, ``h U_a + b_a`` (computed once per sequence).
+        params: a [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams] (``E_y``, ``U_a``, ``b_a``
+            are not used by a step and may be ``None``).
+        mask: ``None`` or ``[B, Tx]``, the source mask (0: padding).
+        step_mask: ``None`` or ``[B]``, this step's target mask (0: the state is carried).
+
+    Returns:
+        The outputs, a [`StepOutputs`][refmem.attention.rnnsearch.StepOutputs] (``p [B, Ky]``,
+            ``alpha [B, Tx]``, ``s [B, n]``), and a [`StepCache`][refmem.attention.rnnsearch.StepCache].
+    """
+    bound = _check_decoder_params(params, unused=("E_y", "U_a", "b_a"))
+    check_arrays({"ey_prev": ey_prev, "s_prev": s_prev, "h": h, "keys": keys, "mask": mask, "step_mask": step_mask},
+                 {"ey_prev": "B m", "s_prev": "B n", "h": "B Tx n2", "keys": "B Tx A", "mask": "?B Tx | mask",
+                  "step_mask": "?B | mask"}, sizes={k: bound[k] for k in ("m", "n", "n2", "A")})
+    return _decoder_step(ey_prev, s_prev, h, keys, params, _as_bool(mask), _as_bool(step_mask))
+
+
+def decoder_step_backward(d_out: Any, cache: StepCache) -> StepGrads:
+    """Vector-Jacobian product of [`decoder_step_forward`][refmem.attention.rnnsearch.decoder_step_forward].
+
+    Args:
+        d_out: the gradients of the outputs, a [`StepOutputs`][refmem.attention.rnnsearch.StepOutputs] (or a tuple)
+            holding ``p [B, Ky]``, ``alpha [B, Tx]`` and ``s [B, n]``, each ``None`` for zero.
+        cache: the [`StepCache`][refmem.attention.rnnsearch.StepCache] of the forward.
+
+    Returns:
+        The gradients, a [`StepGrads`][refmem.attention.rnnsearch.StepGrads]: ``ey_prev [B, m]``, ``s_prev [B, n]``,
+            ``h [B, Tx, 2n]``, ``keys [B, Tx, A]`` and ``params``.
+
+    Derivation: [docs/derivations/rnnsearch.md, "8. One decoder step"](../derivations/rnnsearch.md#8-one-decoder-step)
+    """
+    _require("cache", cache, StepCache)
+    C = cache
+    _check_cotangents({"the forward's p": C.output.p, "the forward's alpha": C.alignment.alpha,
+                       "the forward's s_prev": C.gru.h_prev},
+                      {"the forward's p": "B Ky", "the forward's alpha": "B Tx", "the forward's s_prev": "B n"},
+                      d_out, StepOutputs._fields, {"p": "B Ky", "alpha": "B Tx", "s": "B n"})
+    return _decoder_step_back(_zeros_if_none(d_out[0], C.output.p), _zeros_if_none(d_out[1], C.alignment.alpha),
+                              _zeros_if_none(d_out[2], C.gru.h_prev), C)
+
+
+# ----------------------------------------------------------------------------- the decoder over Ty steps
+
+
+class DecoderOutputs(NamedTuple):
+    """``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]``, ``s [B, Ty, n]`` (``s_1 .. s_Ty``)."""
+
+    p: Any
+    alpha: Any
+    s: Any
+
+
+class DecoderCache(NamedTuple):
+    """The target embedding cache, the annotations, ``s0``, the keys, one
+    [`StepCache`][refmem.attention.rnnsearch.StepCache] per step and the parameters."""
+
+    embedding: EmbeddingCache
+    h: Any
+    s0: Any
+    keys: Any
+    steps: tuple
+    params: DecoderParams
+
+
+class DecoderGrads(NamedTuple):
+    """Gradients of ``h [B, Tx, 2n]``, ``s0 [B, n]`` and ``params`` (a
+    [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams])."""
+
+    h: Any
+    s0: Any
+    params: DecoderParams
+
+
+def _decoder(y: Any, h: Any, s0: Any, p: DecoderParams, mask: Any, target_mask: Any) -> tuple[DecoderOutputs, DecoderCache]:
+    xp = rx.namespace(h, s0)
+    B, Ty = (int(d) for d in y.shape)
+    (ey_all,), ecache = _embedding(y, p.E_y)
+    keys = h @ p.U_a + p.b_a  # once per sequence
+    tm = _as_bool(target_mask)
+    s = s0
+    ey = xp.zeros_like(ey_all[:, 0, :])  # ey_0 = 0
+    lps, alphas, ss, steps = [], [], [], []
+    for i in range(Ty):
+        (lp, alpha, s), cache = _decoder_step(ey, s, h, keys, p, mask, None if tm is None else tm[:, i])
+        lps.append(lp)
+        alphas.append(alpha)
+        ss.append(s)
+        steps.append(cache)
+        ey = ey_all[:, i, :]
+    out = DecoderOutputs(xp.stack(lps, axis=1), xp.stack(alphas, axis=1), xp.stack(ss, axis=1))
+    return out, DecoderCache(ecache, h, s0, keys, tuple(steps), p)
+
+
+def _decoder_back(d_p: Any, d_alpha: Any, d_s: Any, cache: DecoderCache, d_log_p: Any = None) -> DecoderGrads:
+    """BPTT from ``d_p``, ``d_alpha``, ``d_s`` and, for the log-likelihood, ``d_log_p [B, Ty, Ky]`` (``None``: 0)."""
+    C, p = cache, cache.params
+    xp = rx.namespace(C.h)
+    B, Tx, n2 = (int(d) for d in C.h.shape)
+    Ty = len(C.steps)
+    A = int(C.keys.shape[-1])
+    carry = xp.zeros_like(C.s0)
+    acc: dict[str, Any] = {}
+    d_h = xp.zeros_like(C.h)
+    d_keys = xp.zeros_like(C.keys)
+    d_ey: list = [None] * Ty
+    for i in reversed(range(Ty)):
+        g = _decoder_step_back(d_p[:, i, :], d_alpha[:, i, :], d_s[:, i, :] + carry, C.steps[i],
+                               None if d_log_p is None else d_log_p[:, i, :])
+        carry = g.s_prev
+        d_ey[i] = g.ey_prev
+        d_h = d_h + g.h
+        d_keys = d_keys + g.keys
+        for name, v in g.params._asdict().items():
+            if v is not None:
+                acc[name] = v if name not in acc else acc[name] + v
+    # step i + 1 reads ey_i = E_y[y_i]; the first step reads the constant 0
+    d_ey_all = xp.stack(d_ey[1:] + [xp.zeros_like(d_ey[0])], axis=1)
+    acc["E_y"] = _embedding_back(d_ey_all, C.embedding)
+    keys2 = xp.reshape(d_keys, (B * Tx, A))
+    acc["U_a"] = PR.transpose_last(xp.reshape(C.h, (B * Tx, n2))) @ keys2
+    acc["b_a"] = xp.sum(keys2, axis=0)
+    d_h = d_h + d_keys @ PR.transpose_last(p.U_a)
+    return DecoderGrads(d_h, carry, DecoderParams(**{k: acc[k] for k in DecoderParams._fields}))
+
+
+def _check_decoder_call(y: Any, h: Any, s0: Any, params: Any, mask: Any, target_mask: Any) -> None:
+    bound = _check_decoder_params(params)
+    _check_tokens("y", y, bound["Ky"], "B Ty", bound)
+    check_arrays({"params.W_a": params.W_a, "h": h, "s0": s0, "mask": mask, "target_mask": target_mask},
+                 {"params.W_a": "n A", "h": "B Tx n2", "s0": "B n", "mask": "?B Tx | mask",
+                  "target_mask": "?B Ty | mask"}, sizes={k: bound[k] for k in ("B", "Ty", "n", "n2", "A")})
+
+
+def decoder_forward(y: Any, h: Any, s0: Any, params: DecoderParams, *, mask: Any | None = None,
+                    target_mask: Any | None = None) -> tuple[DecoderOutputs, DecoderCache]:
+    """The decoder over ``Ty`` steps under teacher forcing, SPEC §7.
+
+    Step ``i`` reads ``ey_{i-1} = E_y[y_{i-1}]`` (``ey_0 = 0``); the keys ``h U_a + b_a`` are
+    computed once.
+
+    Args:
+        y: ``[B, Ty]`` target token indices in ``[0, Ky)`` (integers; not differentiated).
+        h: ``[B, Tx, 2n]``, the annotations.
+        s0: ``[B, n]``, the initial state.
+        params: a [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams].
+        mask: ``None`` or ``[B, Tx]``, the source mask (0: padding).
+        target_mask: ``None`` or ``[B, Ty]`` (0: padding; the state is carried over the step).
+
+    Returns:
+        The outputs, a [`DecoderOutputs`][refmem.attention.rnnsearch.DecoderOutputs] (``p [B, Ty, Ky]``,
+            ``alpha [B, Ty, Tx]``, ``s [B, Ty, n]``), and a [`DecoderCache`][refmem.attention.rnnsearch.DecoderCache].
+    """
+    _check_decoder_call(y, h, s0, params, mask, target_mask)
+    return _decoder(y, h, s0, params, _as_bool(mask), target_mask)
+
+
+def _d_decoder(d_out: Any, cache: DecoderCache) -> tuple[Any, Any, Any]:
+    xp = rx.namespace(cache.h)
+    B, Tx, _ = (int(d) for d in cache.h.shape)
+    Ty = len(cache.steps)
+    n = int(cache.s0.shape[-1])
+    Ky = int(cache.params.W_o.shape[-1])
+    z = lambda *s: xp.zeros(s, dtype=cache.h.dtype)  # noqa: E731
+    return (z(B, Ty, Ky) if d_out[0] is None else d_out[0], z(B, Ty, Tx) if d_out[1] is None else d_out[1],
+            z(B, Ty, n) if d_out[2] is None else d_out[2])
+
+
+def decoder_backward(d_out: Any, cache: DecoderCache) -> DecoderGrads:
+    """Backpropagation through time of [`decoder_forward`][refmem.attention.rnnsearch.decoder_forward].
+
+    Args:
+        d_out: the gradients of the outputs, a [`DecoderOutputs`][refmem.attention.rnnsearch.DecoderOutputs]
+            (or a tuple) holding ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]`` and ``s [B, Ty, n]``,
+            each ``None`` for zero.
+        cache: the [`DecoderCache`][refmem.attention.rnnsearch.DecoderCache] of the forward.
+
+    Returns:
+        The gradients, a [`DecoderGrads`][refmem.attention.rnnsearch.DecoderGrads]: ``h [B, Tx, 2n]`` (through
+            the contexts and the keys), ``s0 [B, n]`` and ``params``.
+
+    Derivation: [docs/derivations/rnnsearch.md, "9. The decoder over Ty steps"](../derivations/rnnsearch.md#9-the-decoder-over-ty-steps)
+    """
+    _require("cache", cache, DecoderCache)
+    Ty = len(cache.steps)
+    _check_cotangents({"the forward's h": cache.h, "the forward's s0": cache.s0},
+                      {"the forward's h": "B Tx n2", "the forward's s0": "B n"}, d_out, DecoderOutputs._fields,
+                      {"p": "B Ty Ky", "alpha": "B Ty Tx", "s": "B Ty n"},
+                      sizes={"Ty": Ty, "Ky": int(cache.params.W_o.shape[-1])})
+    return _decoder_back(*_d_decoder(d_out, cache), cache)
+
+
+# ----------------------------------------------------------------------------- the whole model
+
+
+class RNNsearchOutputs(NamedTuple):
+    """``log_likelihood [B, Ty]`` (``m_i log p(y_i)``; a sentence's log-likelihood is its row sum),
+    ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]``,
+    ``s [B, Ty, n]``."""
+
+    log_likelihood: Any
+    p: Any
+    alpha: Any
+    s: Any
+
+
+class RNNsearchCache(NamedTuple):
+    """The caches of the encoder, the initial state and the decoder; the target one-hot rows
+    ``[B, Ty, Ky]`` and the target mask as weights ``[B, Ty]``."""
+
+    encoder: EncoderCache
+    initial: InitialStateCache
+    decoder: DecoderCache
+    target: Any
+    weights: Any
+
+
+class RNNsearchGrads(NamedTuple):
+    """``params``: an [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams] of gradients."""
+
+    params: RNNsearchParams
+
+
+def _rnnsearch(x: Any, y: Any, p: RNNsearchParams, mask: Any, target_mask: Any) -> tuple[RNNsearchOutputs, RNNsearchCache]:
+    xp = rx.namespace(p.W_s)
+    (h,), ecache = _encoder(x, p.encoder, mask)
+    (s0,), icache = _initial_state(h, p.W_s, p.b_s)
+    (probs, alpha, s), dcache = _decoder(y, h, s0, p.decoder, ecache.mask, target_mask)
+    target = dcache.embedding.onehot  # [B, Ty, Ky]: picks log p(y_i = y_{b,i})
+    B, Ty = (int(d) for d in y.shape)
+    weights = (xp.ones((B, Ty), dtype=probs.dtype) if target_mask is None
+               else xp.astype(_as_bool(target_mask), probs.dtype))
+    log_p = xp.stack([st.output.log_p for st in dcache.steps], axis=1)
+    ll = xp.sum(target * log_p, axis=-1) * weights  # [B, Ty]
+    return RNNsearchOutputs(ll, probs, alpha, s), RNNsearchCache(ecache, icache, dcache, target, weights)
+
+
+def _rnnsearch_back(d_ll: Any, d_p: Any, d_alpha: Any, d_s: Any, cache: RNNsearchCache) -> RNNsearchGrads:
+    d_log_p = (d_ll * cache.weights)[:, :, None] * cache.target
+    gd = _decoder_back(d_p, d_alpha, d_s, cache.decoder, d_log_p)
+    gi = _initial_state_back(gd.s0, cache.initial)
+    ge = _encoder_back(gd.h + gi.h, cache.encoder)
+    return RNNsearchGrads(RNNsearchParams(ge.params, gi.W_s, gi.b_s, gd.params))
+
+
+def rnnsearch_forward(x: Any, y: Any, params: RNNsearchParams, *, mask: Any | None = None,
+                      target_mask: Any | None = None) -> tuple[RNNsearchOutputs, RNNsearchCache]:
+    """The whole RNNsearch under teacher forcing and its log-likelihood, SPEC §7.
+
+    Encoder, ``s_0``, the decoder reading the reference ``y_{i-1}``, and
+    ``log_likelihood_{b,i} = target_mask_{b,i} log p(y_i = y_{b,i})`` (its row sum is the sentence's
+    log-likelihood, the paper's objective).
+
+    Args:
+        x: ``[B, Tx]`` source token indices in ``[0, Kx)`` (integers; not differentiated).
+        y: ``[B, Ty]`` target token indices in ``[0, Ky)`` (integers; not differentiated).
+        params: an [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams].
+        mask: ``None`` or ``[B, Tx]``, the source mask (0: padding).
+        target_mask: ``None`` or ``[B, Ty]``, the target mask (0: padding, left out of the likelihood).
+
+    Returns:
+        The outputs, an [`RNNsearchOutputs`][refmem.attention.rnnsearch.RNNsearchOutputs] (``log_likelihood [B, Ty]``,
+            ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]``, ``s [B, Ty, n]``), and an
+            [`RNNsearchCache`][refmem.attention.rnnsearch.RNNsearchCache].
+    """
+    _require("params", params, RNNsearchParams)
+    bound = _check_encoder_params(params.encoder)
+    bound.update({k: v for k, v in _check_decoder_params(params.decoder, {"m": bound["m"]}).items()})
+    check_arrays({"params.W_s": params.W_s, "params.b_s": params.b_s, "params.decoder.W_a": params.decoder.W_a},
+                 {"params.W_s": "n n", "params.b_s": "n", "params.decoder.W_a": "n A"}, sizes={"n": bound["n"]})
+    _check_tokens("x", x, bound["Kx"], "B Tx", bound)
+    _check_tokens("y", y, bound["Ky"], "B Ty", bound)
+    check_arrays({"params.W_s": params.W_s, "mask": mask, "target_mask": target_mask},
+                 {"params.W_s": "n n", "mask": "?B Tx | mask", "target_mask": "?B Ty | mask"},
+                 sizes={k: bound[k] for k in ("B", "Tx", "Ty", "n")})
+    return _rnnsearch(x, y, params, mask, target_mask)
+
+
+def rnnsearch_backward(d_out: Any, cache: RNNsearchCache) -> RNNsearchGrads:
+    """Vector-Jacobian product of [`rnnsearch_forward`][refmem.attention.rnnsearch.rnnsearch_forward].
+
+    Args:
+        d_out: the gradients of the outputs, an [`RNNsearchOutputs`][refmem.attention.rnnsearch.RNNsearchOutputs]
+            (or a tuple) holding ``log_likelihood [B, Ty]``, ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]`` and
+            ``s [B, Ty, n]``, each ``None`` for zero.
+        cache: the [`RNNsearchCache`][refmem.attention.rnnsearch.RNNsearchCache] of the forward.
+
+    Returns:
+        The gradients, an [`RNNsearchGrads`][refmem.attention.rnnsearch.RNNsearchGrads] whose ``params`` is an
+            [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams] of gradients.
+
+    Derivation: [docs/derivations/rnnsearch.md, "10. The whole model and its log-likelihood"](../derivations/rnnsearch.md#10-the-whole-model-and-its-log-likelihood)
+    """
+    _require("cache", cache, RNNsearchCache)
+    dc = cache.decoder
+    Ty = len(dc.steps)
+    _check_cotangents({"the forward's h": dc.h, "the forward's s0": dc.s0},
+                      {"the forward's h": "B Tx n2", "the forward's s0": "B n"}, d_out, RNNsearchOutputs._fields,
+                      {"log_likelihood": "B Ty", "p": "B Ty Ky", "alpha": "B Ty Tx", "s": "B Ty n"},
+                      sizes={"Ty": Ty, "Ky": int(dc.params.W_o.shape[-1])})
+    xp = rx.namespace(dc.h)
+    d_ll = xp.zeros_like(cache.weights) if d_out[0] is None else d_out[0]
+    return _rnnsearch_back(d_ll, *_d_decoder(tuple(d_out[1:]), dc), cache)
