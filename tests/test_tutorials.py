@@ -82,3 +82,26 @@ def test_without_execution_the_block_is_shown_and_not_run(tmp_path):
     block = re.search(r"<pre.*?</pre>", html, re.DOTALL)
     assert block and "must not run" in re.sub(r"<[^>]+>", "", block.group(0)), html
     assert "tutorial tutorials/t.md" not in r.stderr
+
+
+def test_the_pictures_are_small_and_shown_beside_their_equations():
+    pages = {"dnc_copy_frames.png": "derivations/dnc.md", "reverse_attention.png": "derivations/attention.md"}
+    for name, page in pages.items():
+        png = ROOT / "docs" / "img" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 80_000, name
+        assert f"](../img/{name})" in (ROOT / "docs" / page).read_text(encoding="utf-8")
+        assert "python -m refmem.teaching.pictures" in (ROOT / "docs" / page).read_text(encoding="utf-8")
+
+
+def test_inline_png_and_strip_draw_a_figure():
+    pytest.importorskip("matplotlib")
+    import base64
+
+    import numpy as np
+
+    from refmem.teaching.pictures import inline_png, strip
+
+    fig = strip([("a", [np.eye(3), np.ones((3, 3))]), ("b", [np.arange(3.0)[None, :]] * 2)], ["t=1", "t=2"])
+    html = inline_png(fig, alt="two frames")
+    assert html.startswith('<img alt="two frames" src="data:image/png;base64,')
+    assert base64.b64decode(html.split(",", 1)[1].split('"')[0])[:4] == b"\x89PNG"
