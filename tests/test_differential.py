@@ -308,8 +308,10 @@ def _example_of(mutant: str) -> str:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("example", ["torch_dnc", "torch_attention", "torch_luong", "torch_memory_lstm"])
 def test_correct_examples_pass(example, dtype):
-    """No false alarm (200 examples per case measured by hand: docs/differential-testing.md)."""
-    r = D.differential(f"examples.{example}:run", None, dtype, 8, seed=1)
+    """No false alarm in 4 drawn examples per case and dtype. The claim at 200 examples per case is
+    measured with `refmem verify` and recorded in docs/differential-testing.md ("No false alarms");
+    this is its smaller version, which fails on any false alarm it draws."""
+    r = D.differential(f"examples.{example}:run", None, dtype, 4, seed=1)
     assert r.passed, r.report.table(only_failures=True)
 
 
