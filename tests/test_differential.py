@@ -393,9 +393,13 @@ def test_pytest_plugin_differential_items(tmp_path):
     plugin = [] if any(ep.value == "refmem.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11")) \
         else ["-p", "refmem.pytest_plugin"]
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path),
-            "--refmem-case", "memory_lstm/unroll", "--refmem-differential", "10"]
-    good = run(base + ["--refmem-adapter", "examples.torch_memory_lstm:run"], cwd=ROOT, env=env)
+            "--refmem-case", "memory_lstm/unroll"]
+    # the plumbing: 3 examples (no false alarm is test_correct_examples_pass's claim); the mutant
+    # needs enough draws to reach T=1
+    good = run(base + ["--refmem-differential", "3", "--refmem-adapter", "examples.torch_memory_lstm:run"],
+               cwd=ROOT, env=env)
     assert "2 passed" in good.stdout  # the golden item and the differential item
-    bad = run(base + ["--refmem-adapter", f"{MUTANTS}:t1_memory"], expect=1, cwd=ROOT, env=env)
+    bad = run(base + ["--refmem-differential", "10", "--refmem-adapter", f"{MUTANTS}:t1_memory"], expect=1,
+              cwd=ROOT, env=env)
     assert "1 failed, 1 passed" in bad.stdout, bad.stdout
     assert "refmem-differential::memory_lstm/unroll/default" in bad.stdout and "T=1" in bad.stdout
