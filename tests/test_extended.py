@@ -567,15 +567,15 @@ def test_an_error_of_a_thousandth_of_the_scale_fails_in_both_dtypes(case):
 @needs_extended
 @pytest.mark.parametrize("module,framework", [("torch_attention", "torch"), ("torch_luong", "torch"),
                                               ("torch_memory_lstm", "torch"), ("torch_dnc", "torch")])
-def test_float32_examples_pass_with_ratio_at_most_a_quarter(module, framework, tmp_path, monkeypatch):
+def test_float32_examples_pass_with_ratio_at_most_a_quarter(module, framework, fresh_export, monkeypatch):
     """The float32 examples pass every case at a quarter of the tolerance, on a fresh export (long
-    double references, emulated float32 tolerances), every role: jvp/ and hvp/ too."""
+    double references, emulated float32 tolerances; one export shared by the four examples), every role:
+    jvp/ and hvp/ too."""
     pytest.importorskip(framework)
     monkeypatch.syspath_prepend(str(REPO))
     monkeypatch.chdir(REPO)
-    golden.export(tmp_path)
     for dtype in ("float32", "float64"):
-        report = golden.verify(f"examples.{module}:run", dtype, tmp_path)
+        report = golden.verify(f"examples.{module}:run", dtype, fresh_export)
         assert report.passed, report.table(only_failures=True)
         assert {r.tensor.split("/")[0] for r in report.rows} >= {"outputs", "grads", "jvp", "hvp"}
         worst = max(report.rows, key=lambda r: r.ratio)

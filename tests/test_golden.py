@@ -23,12 +23,10 @@ COMMITTED = REPO / "golden"
 PRIMITIVES = catalogue.cases(["primitives"])
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A fresh export of the whole catalogue."""
-    d = tmp_path_factory.mktemp("golden")
-    golden.export(d)
-    return d
+@pytest.fixture
+def exported(fresh_export):
+    """A fresh export of the whole catalogue (conftest's, one per test process), read-only."""
+    return fresh_export
 
 
 def _copy(src: Path, dst: Path) -> Path:
