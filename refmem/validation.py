@@ -22,6 +22,7 @@ annotations are the whole grammar:
 | `Unit["B N"]` | the same, with values in [0, 1] (up to [`UNIT_SLACK`][refmem.validation.UNIT_SLACK]; off inside [`probing`][refmem.validation.probing]) |
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
 | `Scores["B T"]` | a floating array of scores before a softmax: each value finite or `-inf` (a position that gets weight 0) |
+| `Index["B T", "K"]` | an integer array of shape `(B, T)` whose values are indices in `[0, K)` (tokens); never differentiated, so a keyword-only argument of a forward |
 | `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
 | `tuple[S, ...]` of a NamedTuple `S` | a tuple of `S`; a letter first bound inside one element is that element's own (layers of different widths) |
@@ -89,7 +90,7 @@ from .xp import namespace
 
 __all__ = [
     # the mechanism
-    "Array", "Unit", "Mask", "Scores", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
+    "Array", "Unit", "Mask", "Scores", "Index", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
     "is_checked", "probing", "UNIT_SLACK", "warn_old_call",
     # the 0.1 mechanism (internal, deprecated; removed when the last family is converted)
     "edge", "checked_by", "fields", "spec_from_symbols", "check_array", "check_arrays", "check_size",
@@ -125,6 +126,7 @@ def probing() -> Any:
 _UNIT = "unit"
 _MASK = "mask"
 _SCORES = "scores"
+_INDEX = "index"
 
 
 class Array:
@@ -177,6 +179,33 @@ class Scores(Array):
     refused (`DomainError`)."""
 
     domain = _SCORES
+
+
+class Index(Array):
+    """Annotation of an integer array of indices (the tokens of a sentence): `Index["B T", "K"]` is
+    an integer array of shape `(B, T)` whose values lie in `[0, K)`, `K` a letter that another
+    argument of the call binds (the rows of an embedding matrix `E: Array["K m"]`). An index
+    array has no gradient: it is a keyword-only argument of a forward, outside the call's
+    one-precision rule. A bool array, a float array (even of whole numbers) and a value outside
+    `[0, K)` are refused (`DTypeError`, `DomainError`)."""
+
+    domain = _INDEX
+    of: str = ""
+    """The letter `K` of the exclusive upper bound."""
+
+    def __class_getitem__(cls, spec: Any) -> type:
+        if not (isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(t, str) for t in spec)
+                and spec[1].isidentifier()):
+            raise TypeError(f"Index[...] takes the axes and the letter of the bound, Index[\"B T\", \"K\"], "
+                            f"got {spec!r}")
+        key = (cls, spec)
+        made = _ANNOTATIONS.get(key)
+        if made is None:
+            base = _make_array_type(cls, spec[0])
+            name = f'Index["{spec[0]}", "{spec[1]}"]'
+            made = _ANNOTATIONS[key] = type(name, (base,), {"of": spec[1], "__module__": cls.__module__,
+                                                            "__qualname__": name})
+        return made
 
 
 _ANNOTATIONS: dict[tuple[type, Any], type] = {}
@@ -616,7 +645,8 @@ class _Plan:
 # ============================================================================= the checks of one call
 #
 # `bound` maps each letter (and "...") to its size; `refs` is [namespace reference (label, array),
-# precision reference (label, dtype, bits), probing, the plan's derived sizes].
+# precision reference (label, dtype, bits), probing, the plan's derived sizes, the checks to run
+# once every letter of the call is bound (label, array)].
 
 
 def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_first: bool = False) -> None:
@@ -628,7 +658,7 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
     parameter that disagrees with the inputs is the one named.
     """
     start = dict(bound)
-    refs: list = [None, None, _PROBING.get(), plan.derive]
+    refs: list = [None, None, _PROBING.get(), plan.derive, []]
     for i, node in plan.caches:
         _bind_cache(node, values[i], bound, refs)
     for i, name, cls, optional in plan.configs:
@@ -669,6 +699,8 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
                         _run(plan, values, {letter: want}, again=True, arrays_first=arrays_first)
                     raise ShapeError(f"{letter}: expected {rule.__name__}("
                                      f"{', '.join(f'{a}={bound[a]}' for a in inputs)}) = {want}, got {have}")
+    for check, label, x in refs[4]:
+        check(label, x)
 
 
 def _check_structs(plan: _Plan, values: list, bound: dict, refs: list) -> None:
@@ -770,6 +802,12 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
     if domain is _MASK:
         if kind not in ("b", "f", "i", "u"):
             raise DTypeError(f"{label}: expected a boolean mask or one of 0/1, got dtype {dtype}")
+    elif domain is _INDEX:
+        if kind not in ("i", "u"):
+            raise DTypeError(f"{label}: expected an integer array of indices in [0, {spec.of}), got dtype {dtype}")
+        _bind(label, x.shape, spec, bound, refs)
+        refs[4].append((_index_range(spec.of, bound), label, x))  # once every letter of the call is bound
+        return
     elif not bits:
         raise DTypeError(f"{label}: expected a floating dtype, got {dtype}")
     else:
@@ -797,6 +835,25 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
     elif kind != "b":
         if _or_reduce((x != 0) & (x != 1), axis=None):
             _domain_error(label, x, _MASK)
+
+
+def _index_range(letter: str, bound: dict) -> Callable[[str, Any], None]:
+    """The check that an index array's values lie in `[0, bound[letter])`."""
+
+    def in_range(label: str, x: Any) -> None:
+        K = bound.get(letter)
+        if K is None:
+            raise TypeError(f"{label}: Index[..., {letter!r}] needs another argument of the call to fix {letter}")
+        xp = namespace(x)
+        if int(xp.min(x)) >= 0 and int(xp.max(x)) < K:
+            return
+        from .xp import to_numpy
+
+        h = to_numpy(x)
+        at = _first((h < 0) | (h >= K))
+        raise DomainError(f"{label}: expected indices in [0, {letter}) = [0, {K}), got {h[at].item()!r} at {list(at)}")
+
+    return in_range
 
 
 def _bind(label: str, shape: Any, spec: type, bound: dict, refs: list) -> None:

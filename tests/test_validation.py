@@ -15,7 +15,7 @@ import pytest
 
 from refmem import xp as rx
 from refmem.errors import DomainError, DTypeError, NamespaceError, ShapeError
-from refmem.validation import (Array, Axis, Config, Mask, NonNegative, Positive, Seed, Size, Unit, checked,
+from refmem.validation import (Array, Axis, Config, Index, Mask, NonNegative, Positive, Seed, Size, Unit, checked,
                                is_checked, probing, warn_old_call)
 
 B, N, W, H = 2, 5, 3, 4
@@ -218,6 +218,62 @@ def test_masks_are_boolean_or_exactly_zero_one(bad):
     m[0, 1] = bad
     with pytest.raises(DomainError, match=r"mask: expected a mask of exactly 0 or 1 \(or booleans\), got .* at \[0, 1\]"):
         f(e, m)
+
+
+
+@checked
+def embed(E: Array["K m"], *, tokens: Index["B T", "K"]):
+    return "called"
+
+
+def test_indices_are_integers_in_range_of_the_letter_another_argument_binds():
+    E = np.zeros((7, 3))
+    assert embed(E, tokens=np.array([[0, 6, 3], [1, 2, 5]])) == "called"
+    assert embed(E, tokens=np.array([[0, 6, 3]], dtype=np.uint8)) == "called"
+    assert embed(E.astype(np.float32), tokens=np.array([[0, 6]])) == "called"  # outside the one-precision rule
+    with pytest.raises(DomainError, match=r"^tokens: expected indices in \[0, K\) = \[0, 7\), got 7 at \[1, 0\]$"):
+        embed(E, tokens=np.array([[0, 6, 3], [7, 2, 5]]))
+    with pytest.raises(DomainError, match=r"^tokens: expected indices in \[0, K\) = \[0, 7\), got -1 at \[0, 2\]$"):
+        embed(E, tokens=np.array([[0, 6, -1]]))
+    for bad in (np.array([[0.0, 1.0]]), np.array([[True, False]])):
+        with pytest.raises(DTypeError, match=r"^tokens: expected an integer array of indices in \[0, K\), got dtype"):
+            embed(E, tokens=bad)
+    with pytest.raises(ShapeError, match=r"^tokens: expected shape \(B, T\)"):
+        embed(E, tokens=np.array([0, 1]))
+    with pytest.raises(ShapeError, match="empty"):
+        embed(E, tokens=np.zeros((2, 0), dtype=np.int64))
+    with pytest.raises(DTypeError, match="tokens: expected an array"):
+        embed(E, tokens=[[0, 1]])
+
+
+def test_index_bound_after_the_indices_and_in_other_libraries():
+    @checked
+    def f(tokens: Index["B T", "K"], E: Array["K m"]):  # K fixed by an argument that comes later
+        return "called"
+
+    assert f(np.array([[4]]), np.zeros((5, 2))) == "called"
+    with pytest.raises(DomainError, match=r"^tokens: expected indices in \[0, K\) = \[0, 4\), got 4 at \[0, 0\]$"):
+        f(np.array([[4]]), np.zeros((4, 2)))
+    xs = pytest.importorskip("array_api_strict")
+    assert embed(xs.asarray(np.zeros((7, 3))), tokens=xs.asarray([[0, 6]])) == "called"
+    with pytest.raises(DomainError, match=r"tokens: expected indices in \[0, K\) = \[0, 7\), got 9 at \[0, 1\]"):
+        embed(xs.asarray(np.zeros((7, 3))), tokens=xs.asarray([[0, 9]]))
+    with pytest.raises(DTypeError, match="tokens: expected an integer array"):
+        embed(xs.asarray(np.zeros((7, 3))), tokens=xs.asarray([[0.0, 1.0]]))
+    with pytest.raises(NamespaceError, match="tokens: expected an array of the same library as E"):
+        embed(xs.asarray(np.zeros((7, 3))), tokens=np.array([[0, 1]]))
+
+
+def test_an_index_declaration_needs_its_bound():
+    with pytest.raises(TypeError, match=r"Index\[\.\.\.\] takes the axes and the letter of the bound"):
+        Index["B T"]
+
+    @checked
+    def f(tokens: Index["B T", "K"]):
+        return "called"
+
+    with pytest.raises(TypeError, match="needs another argument of the call to fix K"):
+        f(np.array([[0]]))
 
 
 # ----------------------------------------------------------------------------- structures
