@@ -77,7 +77,7 @@ def _dnc(bench: Bench, x, p, cot, checkpoint_every=None):
     params = P.from_named(p, cfg)
 
     def step():
-        out, _, cache = core.unroll_forward(x, params, cfg, checkpoint_every=checkpoint_every)
+        out, cache = core.unroll_forward(x, params, cfg=cfg, checkpoint_every=checkpoint_every)
         return core.unroll_backward(core.UnrollOutputs(cot, None), cache)
 
     return step

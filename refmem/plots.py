@@ -151,8 +151,8 @@ def dnc_memory_trace(params: Any, model: Any, observations: Any) -> dict[str, np
     from . import xp as rx
     from .dnc.core import unroll_forward
 
-    out, final, cache = unroll_forward(observations, params, model)
-    states = cache.states
+    out, cache = unroll_forward(observations, params, cfg=model)
+    final, states = out.state, cache.states
     h = rx.to_numpy
     return {
         "y": h(out.y)[0],

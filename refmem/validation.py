@@ -23,6 +23,7 @@ annotations are the whole grammar:
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
 | `Scores["B T"]` | a floating array of scores before a softmax: each value finite or `-inf` (a position that gets weight 0) |
 | `Index["B T", "K"]` | an integer array of shape `(B, T)` whose values are indices in `[0, K)` (tokens); never differentiated, so a keyword-only argument of a forward |
+| a family's subclass of `Unit` with an [`invariant`][refmem.validation.Array.invariant] | the same, and the invariant (the DNC's `Weighting["B R N"]`: rows summing to at most 1) |
 | `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
 | `tuple[S, ...]` of a NamedTuple `S` | a tuple of `S`; a letter first bound inside one element is that element's own (layers of different widths) |
@@ -91,7 +92,7 @@ from .xp import namespace
 __all__ = [
     # the mechanism
     "Array", "Unit", "Mask", "Scores", "Index", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
-    "is_checked", "probing", "UNIT_SLACK", "warn_old_call",
+    "is_checked", "probing", "UNIT_SLACK", "warn_old_call", "quiet_overflow", "refuse_overflow",
     # the 0.1 mechanism (internal, deprecated; removed when the last family is converted)
     "edge", "checked_by", "fields", "spec_from_symbols", "check_array", "check_arrays", "check_size",
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
@@ -144,6 +145,11 @@ class Array:
     lead: bool = True
     domain: str | None = None
     symbols: str = "(...)"
+    invariant: Callable[[str, Any], None] | None = None
+    """A family's subclass may set a function `invariant(label, x)` that raises the `DomainError` for a
+    value the specification does not define beyond the domain (rows that must sum to 1, a diagonal
+    that must be 0). It runs after every other check of the call (so it sees the shapes it expects),
+    never on a gradient (`d_...`) or a cache, and not inside [`probing`][refmem.validation.probing]."""
 
     def __class_getitem__(cls, spec: str) -> type:
         key = (cls, spec)
@@ -646,7 +652,8 @@ class _Plan:
 #
 # `bound` maps each letter (and "...") to its size; `refs` is [namespace reference (label, array),
 # precision reference (label, dtype, bits), probing, the plan's derived sizes, the checks to run
-# once every letter of the call is bound (label, array)].
+# once every shape of the call is checked and every letter bound (check, label, array): the invariants,
+# the range of the indices].
 
 
 def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_first: bool = False) -> None:
@@ -835,6 +842,8 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
     elif kind != "b":
         if _or_reduce((x != 0) & (x != 1), axis=None):
             _domain_error(label, x, _MASK)
+    if domain is not None and not refs[2] and spec.invariant is not None:
+        refs[4].append((spec.invariant, label, x))  # run once every shape of the call is known
 
 
 def _index_range(letter: str, bound: dict) -> Callable[[str, Any], None]:
@@ -1517,3 +1526,39 @@ def spec_from_symbols(symbols: str) -> str:
         inner = inner[1:-1]
     parts = [p.strip().replace(" ", "") for p in inner.split(",") if p.strip()]
     return " ".join(p if (p.isidentifier() or p.isdigit()) else f"({p})" for p in parts)
+
+
+# ----------------------------------------------------------------------------- overflow of finite inputs
+
+
+def quiet_overflow() -> Any:
+    """A context in which NumPy does not warn of an overflow or an invalid value: the entry points
+    that use it check their results with `refuse_overflow`
+    afterwards, so the overflow is reported once, as a `DomainError`, not as a warning before it."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
+def refuse_overflow(values: Any, label: str, what: str, shown: str = "") -> None:
+    """Raise a `DomainError` naming `label` when `values` (computed from finite inputs) is not finite.
+
+    A score or a logit beyond the largest number of the dtype becomes `inf` (and a softmax of it
+    NaN): no answer is right then, so the input is refused, naming the limit.
+
+    Args:
+        values: the computed array (scores, weights, outputs).
+        label: the arguments to name (`"h, hs"`).
+        what: what overflowed (`"dot scores h·hs"`).
+        shown: the name of `values` in the message when it is not the overflowing quantity itself
+            (`"alpha"` for energies seen through their softmax); empty when it is.
+    """
+    xp = namespace(values)
+    if bool(xp.all(xp.isfinite(values))):
+        return
+    h = _host(values)
+    at = tuple(int(i) for i in np.argwhere(~np.isfinite(h))[0])
+    limit = float(np.finfo(h.dtype).max)
+    dtype = np.finfo(h.dtype).dtype.name
+    where = f"{shown} is {h[at].item()!r} at {list(at)}" if shown else f"{h[at].item()!r} at {list(at)}"
+    raise DomainError(f"{label}: expected {what} within the range of {dtype} (magnitude <= {limit:.4g}), "
+                      f"got an overflow ({where}); the inputs are finite but too large for {dtype}: "
+                      f"scale them down")

@@ -64,14 +64,15 @@ def memory_update():
 
 
 def linkage():
-    return AD.temporal_linkage_forward, dict(prev_link=np.zeros((B, NW, N, N)), prev_precedence=rows(B, NW, N),
-                                             write_weights=rows(B, NW, N))
+    return AD.temporal_linkage_forward, dict(prev_link=0.1 * unit(B, NW, N, N) * (1 - np.eye(N)),
+                                             prev_precedence=rows(B, NW, N), write_weights=rows(B, NW, N))
 
 
 def read_weights():
+    modes = unit(B, R, 1 + 2 * NW)
     return AD.read_weights_forward, dict(memory=normal(B, N, W), read_keys=normal(B, R, W), read_strengths=1 + unit(B, R),
                                          link=np.zeros((B, NW, N, N)), prev_read_weights=rows(B, R, N),
-                                         read_modes=rows(B, R, 1 + 2 * NW))
+                                         read_modes=modes / modes.sum(-1, keepdims=True))
 
 
 def linear():
@@ -106,6 +107,10 @@ def core():
     return DC.unroll_forward, dict(x=normal(B, 3, 3), params=init_params(np, cfg), cfg=cfg)
 
 
+def sharpen():
+    return AD.sharpen_forward, dict(weights=rows(B, R, NW, N), sharpness=1 + unit(B, R))
+
+
 def call(entry, **replace):
     fn, kwargs = entry()
     kwargs.update(replace)
@@ -132,7 +137,8 @@ SHAPE_CASES = [
     (decoder, "h", normal(B, 3)),
     (luong, "h", normal(B, 3, 4)),
     (mlstm, "x", normal(B, 3, 5)),
-    (access, "controller_output", normal(B, 5)),
+    (access, "controller_output", normal(B + 1, 4)),
+    (access, "W_xi", normal(5, AC.interface_size(AC.AccessConfig(N=N, W=W, R=R, nw=NW)))),
     (core, "x", normal(B, 3, 4)),
 ]
 
@@ -158,18 +164,18 @@ def _fwd_bwd():
     out, c_dec = BA.decoder_forward(**decoder()[1])
     outl, c_lu = LU.attention_forward(**luong()[1])
     outm, c_ml = ML.unroll_forward(**mlstm()[1])
-    r, _, c_acc = AC.access_step_forward(**_access())
-    outc, _, c_core = DC.unroll_forward(**core()[1])
+    r, c_acc = AC.access_step_forward(**_access())
+    outc, c_core = DC.unroll_forward(**core()[1])
     return [
-        ("content_weights_backward", lambda d: AD.content_weights_backward(d, c_content), "d_weights", (H, N)),
-        ("allocation_backward", lambda d: AD.allocation_backward(d, c_alloc), "d_allocation", (N,)),
-        ("memory_update_backward", lambda d: AD.memory_update_backward(d, c_mem), "d_memory", (N, W)),
+        ("content_weights_backward", lambda d: AD.content_weights_backward((d,), c_content), "d_out.weights", (H, N)),
+        ("allocation_backward", lambda d: AD.allocation_backward((d,), c_alloc), "d_out.allocation", (N,)),
+        ("memory_update_backward", lambda d: AD.memory_update_backward((d,), c_mem), "d_out.memory", (N, W)),
         ("linear_backward", lambda d: P.linear_backward((d,), c_lin), "d_out.out", (4,)),
         ("decoder_backward", lambda d: BA.decoder_backward((d, None, None), c_dec), "d_out.y", (3, 4)),
         ("luong attention_backward", lambda d: LU.attention_backward((d, None, None, None), c_lu), "d_out.a", (3, 4)),
         ("memory_lstm unroll_backward", lambda d: ML.unroll_backward((d, None, None), c_ml), "d_out.h", (3, 3)),
-        ("access_step_backward", lambda d: AC.access_step_backward(d, None, c_acc), "d_read_vectors", (R, W)),
-        ("core unroll_backward", lambda d: DC.unroll_backward(DC.UnrollOutputs(d, None), c_core), "d_outputs.y", (3, 2)),
+        ("access_step_backward", lambda d: AC.access_step_backward((d, None), c_acc), "d_out.read_vectors", (R, W)),
+        ("core unroll_backward", lambda d: DC.unroll_backward(DC.UnrollOutputs(d, None), c_core), "d_out.y", (3, 2)),
     ]
 
 
@@ -248,7 +254,7 @@ def test_non_finite_value_is_a_domain_error(entry, arg, bad):
 
 UNIT = [(usage, "prev_usage"), (usage, "free_gates"), (usage, "prev_read_weights"), (allocation, "usage"),
         (memory_update, "erase_vectors"), (memory_update, "write_weights"), (linkage, "prev_link"),
-        (read_weights, "read_modes")]
+        (read_weights, "read_modes"), (sharpen, "weights")]
 
 
 @pytest.mark.parametrize("bad", [2.0, -0.9, 1.5])
@@ -355,6 +361,9 @@ def test_negative_seed_is_a_domain_error(index):
 
 OPTIONS = [
     (lambda: call(content, convention="graves"), "convention", "graves"),
+    (lambda: call(sharpen, eps=0.0), "eps", "0.0"),
+    (lambda: call(sharpen, eps=-1e-6), "eps", "-1e-06"),
+    (lambda: call(allocation, eps=1.5), "eps", "1.5"),
     (lambda: AC.AccessConfig(N=N, W=W, R=R, nw=NW, convention="graves"), "convention", "graves"),
     (lambda: call(decoder, output_state="bogus"), "output_state", "bogus"),
     (lambda: call(luong, alignment="bogus"), "alignment", "bogus"),
@@ -363,7 +372,7 @@ OPTIONS = [
     (lambda: P.exclusive_cumprod_forward(normal(2, 3), axis=-3), "axis", "-3"),
     (lambda: call(allocation, eps=float("nan")), "eps", "nan"),
     (lambda: P.cosine_forward(normal(B, H, W), normal(B, N, W), eps=-1.0), "eps", "-1.0"),
-    (lambda: CT.clip_forward(normal(2, 3), float("nan")), "clip_value", "nan"),
+    (lambda: CT.clip_forward(normal(2, 3), clip_value=float("nan")), "clip_value", "nan"),
     (lambda: DNCConfig(D=2, Y=2, clip_value=float("inf")), "clip_value", "inf"),
     (lambda: RMSProp(lr=float("nan")), "lr", "nan"),
     (lambda: Adam(lr=-1.0), "lr", "-1.0"),
@@ -403,13 +412,13 @@ def test_wrong_structure_type_is_a_type_error_naming_the_argument(index):
 
 
 def test_backward_state_gradient_of_the_wrong_type_or_shape():
-    out, final, cache = DC.unroll_forward(**core()[1])
-    d = DC.UnrollOutputs(np.ones(out.y.shape), None)
-    with pytest.raises(TypeError, match="^d_final_state: expected a DNCState"):
-        DC.unroll_backward(d, cache, tuple(final))
+    out, cache = DC.unroll_forward(**core()[1])
+    final = out.state
+    with pytest.raises(TypeError, match="^d_out.state: expected a DNCState"):
+        DC.unroll_backward(DC.UnrollOutputs(np.ones(out.y.shape), None, tuple(final)), cache)
     bad = final._replace(access=final.access._replace(memory=np.ones((B, N + 1, W))))
-    with pytest.raises(ShapeError, match=r"^d_final_state\.access\.memory: expected shape"):
-        DC.unroll_backward(d, cache, bad)
+    with pytest.raises(ShapeError, match=r"^d_out\.state\.access\.memory: expected shape"):
+        DC.unroll_backward(DC.UnrollOutputs(np.ones(out.y.shape), None, bad), cache)
 
 
 # ----------------------------------------------------------------------------- array subclasses (issue 19)

@@ -160,7 +160,7 @@ def _refmem_forward(bench, x, p):
     from refmem.dnc import core
     from refmem.dnc.params import from_named
     cfg = impl_refmem.dnc_config(bench.sizes)
-    return core.unroll_forward(x, from_named(p, cfg), cfg)[0].y
+    return core.unroll_forward(x, from_named(p, cfg), cfg=cfg)[0].y
 
 
 MODELS = ["memory_lstm", "attention", "dnc"]

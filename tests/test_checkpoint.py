@@ -42,16 +42,16 @@ def test_dnc_checkpointed_gradients_equal_the_plain_unroll(cfg, frozen):
     B, T = 3, 10
     params = init_params(NP, cfg, seed=1)
     x = rng.normal(size=(B, T, cfg.D))
-    fw = rng.uniform(0, 0.3, size=(B, T, cfg.nw, cfg.N)) if frozen else None
-    cot = core.UnrollOutputs(rng.normal(size=(B, T, cfg.Y)), rng.normal(size=(B, T, cfg.R, cfg.W)))
-    out, final, cache = core.unroll_forward(x, params, cfg, frozen_write_weights=fw)
-    d_final = core.zeros_like_state(final)._replace(read_vectors=rng.normal(size=final.read_vectors.shape))
-    ref = (out, final, core.unroll_backward(cot, cache, d_final))
+    fw = rng.uniform(0, 0.9 / cfg.N, size=(B, T, cfg.nw, cfg.N)) if frozen else None
+    out, cache = core.unroll_forward(x, params, cfg=cfg, frozen_write_weights=fw)
+    d_final = core.zeros_like_state(out.state)._replace(read_vectors=rng.normal(size=out.state.read_vectors.shape))
+    cot = core.UnrollOutputs(rng.normal(size=(B, T, cfg.Y)), rng.normal(size=(B, T, cfg.R, cfg.W)), d_final)
+    ref = (out, core.unroll_backward(cot, cache))
     for k in (1, 2, 3, 4, 10, 11, 64):
-        o, f, c = core.unroll_forward(x, params, cfg, frozen_write_weights=fw, checkpoint_every=k)
+        o, c = core.unroll_forward(x, params, cfg=cfg, frozen_write_weights=fw, checkpoint_every=k)
         assert c.every == k and len(c.checkpoints) == (0 if k == 1 else -(-T // k))
         assert (len(c.steps) == T) == (k == 1)
-        _assert_same(ref, (o, f, core.unroll_backward(cot, c, d_final)))
+        _assert_same(ref, (o, core.unroll_backward(cot, c)))
 
 
 def test_dnc_checkpointed_float32_and_initial_state():
@@ -59,10 +59,10 @@ def test_dnc_checkpointed_float32_and_initial_state():
     rng = np.random.default_rng(0)
     params = tree_map(lambda a: a.astype(np.float32), init_params(NP, cfg))
     x = rng.normal(size=(2, 7, cfg.D)).astype(np.float32)
-    out, _, cache = core.unroll_forward(x, params, cfg)
+    out, cache = core.unroll_forward(x, params, cfg=cfg)
     assert out.y.dtype == np.float32
     ref = core.unroll_backward(core.UnrollOutputs(out.y, None), cache)
-    o, _, c = core.unroll_forward(x, params, cfg, checkpoint_every=3)
+    o, c = core.unroll_forward(x, params, cfg=cfg, checkpoint_every=3)
     _assert_same(ref, core.unroll_backward(core.UnrollOutputs(o.y, None), c))
 
 
@@ -71,9 +71,9 @@ def test_checkpoint_every_is_validated():
     params = init_params(NP, cfg)
     x = np.zeros((2, 4, cfg.D))
     with pytest.raises(DomainError, match="checkpoint_every: expected an integer >= 1, got 0"):
-        core.unroll_forward(x, params, cfg, checkpoint_every=0)
+        core.unroll_forward(x, params, cfg=cfg, checkpoint_every=0)
     with pytest.raises(DTypeError, match="checkpoint_every: expected an integer >= 1, got 2.5"):
-        core.unroll_forward(x, params, cfg, checkpoint_every=2.5)
+        core.unroll_forward(x, params, cfg=cfg, checkpoint_every=2.5)
     h = np.zeros((2, 4, 3))
     p = BA.init_params(NP, 3, 4, 2)
     with pytest.raises(DTypeError, match="checkpoint_every: expected an integer >= 1, got True"):
@@ -151,8 +151,8 @@ def test_checkpointing_is_namespace_generic(backend):
     x = rx.from_numpy(xp, np.random.default_rng(0).normal(size=(2, 7, 3)))
     runs = []
     for k in (None, 3):
-        o, f, c = core.unroll_forward(x, params, cfg, checkpoint_every=k)
-        runs.append((o, f, core.unroll_backward(core.UnrollOutputs(o.y, None), c)))
+        o, c = core.unroll_forward(x, params, cfg=cfg, checkpoint_every=k)
+        runs.append((o, core.unroll_backward(core.UnrollOutputs(o.y, None), c)))
     _assert_same(*[_host(r) for r in runs])
     dec = BA.init_params(xp, 3, 4, 2)
     runs = []

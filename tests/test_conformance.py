@@ -126,7 +126,7 @@ def test_a_missing_package_is_skipped_with_a_reason():
 def test_pytorch_dnc_conforms_to_its_declarations():
     proc = _run("--only", "pytorch-dnc", "--no-write")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "pytorch-dnc: 108 tensors" in proc.stdout and ": ok" in proc.stdout
+    assert "pytorch-dnc: 86 tensors" in proc.stdout and ": ok" in proc.stdout
 
 
 @pytest.mark.skipif(not _have("torch", "dnc"), reason="needs torch and the PyPI dnc package (pytorch-dnc)")
@@ -142,10 +142,10 @@ def test_pytorch_dnc_fails_when_a_declaration_is_removed_or_stale(tmp_path):
     assert "undeclared: dnc/usage/deepmind grads/inputs/prev_write_weights" in proc.stdout
     # declare a deviation that does not occur (the allocation agrees)
     (tmp_path / "pytorch_dnc.toml").write_text(
-        src + '\n[[deviation]]\ncase = "dnc/allocation/paper"\ntensor = "*"\ndtypes = ["float64"]\nreason = "r"\nwhere = "w"\n')
+        src + '\n[[deviation]]\ncase = "dnc/allocation/any_convention"\ntensor = "*"\ndtypes = ["float64"]\nreason = "r"\nwhere = "w"\n')
     proc = _run("--only", "pytorch-dnc", "--no-write", "--deviations", str(tmp_path))
     assert proc.returncode == 1, proc.stdout
-    assert "no longer occurs: deviation 5 (dnc/allocation/paper" in proc.stdout
+    assert "no longer occurs: deviation 5 (dnc/allocation/any_convention" in proc.stdout
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def test_size_limits_reach_one_and_respect_min_sizes(name):
 @given(data=st.data())
 def test_drawn_examples_are_valid_inputs(data):
     """Every drawn example samples inputs of its sizes, float32-representable, with its padded rows all zero."""
-    name = data.draw(st.sampled_from(["dnc/access_step/deepmind", "dnc/allocation/paper",
+    name = data.draw(st.sampled_from(["dnc/access_step/deepmind", "dnc/allocation/any_convention",
                                       "attention/bahdanau_decoder/previous_masked", "dnc/usage/paper"]))
     case = catalogue.get_case(name)
     ex = data.draw(D.examples_for(case))

@@ -11,6 +11,7 @@ from refmem.catalogue import Case, Forward
 from refmem.dnc import access as AC
 from refmem.dnc import addressing as A
 from refmem.dnc.cases.addressing import SORT_GAP, sort_gap
+from refmem.errors import DomainError, DTypeError
 
 NP = rx.backend("numpy")
 FIELDS = AC.AccessState._fields
@@ -39,15 +40,16 @@ def test_interface_size():
     assert AC.AccessConfig(N=4, W=2, R=1, nw=3).read_mode_width == 7
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"N": 0}, r"AccessConfig.N: expected an int >= 1, got 0"),
-    ({"nw": 1.5}, r"AccessConfig.nw: expected an int >= 1, got 1.5"),
-    ({"R": True}, r"AccessConfig.R"),
-    ({"convention": "graves"}, r"convention: expected one of 'deepmind', 'paper', got 'graves'"),
+@pytest.mark.parametrize("kw, error, match", [
+    ({"N": 0}, DomainError, r"AccessConfig.N: expected an integer >= 1, got 0"),
+    ({"nw": 1.5}, DTypeError, r"AccessConfig.nw: expected an integer >= 1, got 1.5"),
+    ({"R": True}, DTypeError, r"AccessConfig.R"),
+    ({"convention": "graves"}, DomainError, r"convention: expected one of 'deepmind', 'paper', got 'graves'"),
+    ({"masked_content": "False"}, DTypeError, r"AccessConfig.masked_content: expected a bool"),
 ])
-def test_config_is_validated(kw, match):
+def test_config_is_validated(kw, error, match):
     args = {"N": 4, "W": 3, "R": 2, "nw": 1, **kw}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         AC.AccessConfig(**args)
 
 
@@ -66,7 +68,7 @@ def test_interface_slices_in_spec_order_with_their_activations():
     cfg = AC.AccessConfig(N=4, W=3, R=2, nw=2)
     I = cfg.interface_size
     b = np.linspace(-2.0, 2.0, I)
-    iface, _ = AC.interface_forward(np.zeros((1, 5)), np.zeros((5, I)), b, cfg)
+    iface, _ = AC.interface_forward(np.zeros((1, 5)), np.zeros((5, I)), b, cfg=cfg)
     W, R, nw = 3, 2, 2
     o = 0
 
@@ -94,19 +96,21 @@ def test_interface_slices_in_spec_order_with_their_activations():
 def test_interface_and_state_errors():
     cfg = AC.AccessConfig(N=5, W=3, R=2, nw=2)
     h, W_xi, b_xi, state = _draw(cfg)
-    with pytest.raises(rx.ShapeError, match=r"W_xi: expected shape \(Hc, I\) = \(4, 44\) .*read modes 1 \+ 2nw = 5.*got \(4, 40\)"):
-        AC.access_step_forward(h, W_xi[:, :40], b_xi, state, cfg)
+    with pytest.raises(rx.ShapeError, match=r"W_xi: expected shape \(Hc, I\) = \(4, 44\), got \(4, 40\) \(I = 44"):
+        AC.access_step_forward(h, W_xi[:, :40], b_xi, state, cfg=cfg)
     with pytest.raises(rx.ShapeError, match=r"b_xi: expected shape \(I,\) = \(44,\), got \(43,\)"):
-        AC.access_step_forward(h, W_xi, b_xi[:43], state, cfg)
+        AC.access_step_forward(h, W_xi, b_xi[:43], state, cfg=cfg)
     with pytest.raises(rx.ShapeError, match=r"state.link: expected shape \(B, nw, N, N\) = \(2, 2, 5, 5\), got \(2, 1, 5, 5\)"):
-        AC.access_step_forward(h, W_xi, b_xi, state._replace(link=state.link[:, :1]), cfg)
+        AC.access_step_forward(h, W_xi, b_xi, state._replace(link=state.link[:, :1]), cfg=cfg)
     cfg3 = AC.AccessConfig(N=5, W=3, R=3, nw=2)  # inconsistent number of read heads
-    with pytest.raises(rx.ShapeError, match=r"W_xi: expected shape \(Hc, I\) = \(4, 54\)"):
-        AC.access_step_forward(h, W_xi, b_xi, state, cfg3)
+    with pytest.raises(rx.ShapeError, match=r"W_xi: expected shape \(Hc, I\) = \(4, 54\), got \(4, 44\)"):
+        AC.access_step_forward(h, W_xi, b_xi, state, cfg=cfg3)
     with pytest.raises(rx.ShapeError, match=r"state.read_weights: expected shape \(B, R, N\) = \(2, 3, 5\), got \(2, 2, 5\)"):
-        AC.access_step_forward(h, np.zeros((4, 54)), np.zeros(54), state, cfg3)
+        AC.access_step_forward(h, np.zeros((4, 54)), np.zeros(54), state, cfg=cfg3)
     with pytest.raises(TypeError, match="cfg: expected an AccessConfig"):
-        AC.access_step_forward(h, W_xi, b_xi, state, {"N": 5})
+        AC.access_step_forward(h, W_xi, b_xi, state, cfg={"N": 5})
+    with pytest.raises(TypeError):  # the config is keyword-only (0.1 took it fifth, positionally)
+        AC.access_step_forward(h, W_xi, b_xi, state, cfg)
 
 
 # ----------------------------------------------------------------------------- the step
@@ -116,14 +120,15 @@ def test_interface_and_state_errors():
 def test_step_is_the_composition_of_the_addressing_functions(conv):
     cfg = AC.AccessConfig(N=5, W=3, R=2, nw=2, convention=conv)
     h, W_xi, b_xi, s = _draw(cfg)
-    rv, new, _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg)
-    it, _ = AC.interface_forward(h, W_xi, b_xi, cfg)
-    u, _ = A.usage_forward(s.usage, s.write_weights, it.free_gates, s.read_weights, conv)
-    ww, _ = A.write_weights_forward(s.memory, u, it.write_keys, it.write_strengths, it.allocation_gates,
-                                    it.write_gates, conv)
-    M, _ = A.memory_update_forward(s.memory, ww, it.erase_vectors, it.write_vectors)
-    L, p, _ = A.temporal_linkage_forward(s.link, s.precedence, ww)
-    wr, _ = A.read_weights_forward(M, it.read_keys, it.read_strengths, L, s.read_weights, it.read_modes, conv)
+    (rv, new), _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg=cfg)
+    it, _ = AC.interface_forward(h, W_xi, b_xi, cfg=cfg)
+    (u, _), _ = A.usage_forward(s.usage, s.write_weights, it.free_gates, s.read_weights, convention=conv)
+    (ww,), _ = A.write_weights_forward(s.memory, u, it.write_keys, it.write_strengths, it.allocation_gates,
+                                       it.write_gates, convention=conv)
+    (M,), _ = A.memory_update_forward(s.memory, ww, it.erase_vectors, it.write_vectors)
+    (L, p), _ = A.temporal_linkage_forward(s.link, s.precedence, ww)
+    (wr,), _ = A.read_weights_forward(M, it.read_keys, it.read_strengths, L, s.read_weights, it.read_modes,
+                                      convention=conv)
     for got, ref in zip(new, (M, wr, ww, L, p, u)):
         np.testing.assert_array_equal(got, ref)
     np.testing.assert_allclose(rv, np.einsum("brn,bnw->brw", wr, M), rtol=1e-14, atol=1e-15)
@@ -134,11 +139,12 @@ def test_first_step_from_the_initial_state(conv):
     cfg = AC.AccessConfig(N=6, W=4, R=2, nw=2, convention=conv)
     r = np.random.default_rng(0)
     h, W_xi, b_xi = r.normal(size=(3, 5)), r.normal(size=(5, cfg.interface_size)), r.normal(size=cfg.interface_size)
-    rv, new, cache = AC.access_step_forward(h, W_xi, b_xi, AC.initial_state(NP, 3, cfg), cfg)
+    (rv, new), cache = AC.access_step_forward(h, W_xi, b_xi, AC.initial_state(NP, 3, cfg), cfg=cfg)
     assert rv.shape == (3, 2, 4)
     for x in (rv, *new):
         assert np.all(np.isfinite(x))
-    d = AC.access_step_backward(r.normal(size=rv.shape), AC.AccessState(*(r.normal(size=x.shape) for x in new)), cache)
+    d = AC.access_step_backward((r.normal(size=rv.shape), AC.AccessState(*(r.normal(size=x.shape) for x in new))),
+                                cache)
     for x in (*d[:3], *d[3]):
         assert np.all(np.isfinite(x))
 
@@ -146,17 +152,17 @@ def test_first_step_from_the_initial_state(conv):
 def test_none_gradients_mean_zero():
     cfg = AC.AccessConfig(N=5, W=3, R=2, nw=2, convention="paper")
     h, W_xi, b_xi, s = _draw(cfg)
-    rv, new, cache = AC.access_step_forward(h, W_xi, b_xi, s, cfg)
+    (rv, new), cache = AC.access_step_forward(h, W_xi, b_xi, s, cfg=cfg)
     r = np.random.default_rng(1)
     d_rv = r.normal(size=rv.shape)
     d_link = r.normal(size=new.link.shape)
     zeros = AC.AccessState(*(np.zeros(x.shape) for x in new))
-    ref = AC.access_step_backward(d_rv, zeros._replace(link=d_link), cache)
-    got = AC.access_step_backward(d_rv, AC.AccessState(None, None, None, d_link, None, None), cache)
+    ref = AC.access_step_backward((d_rv, zeros._replace(link=d_link)), cache)
+    got = AC.access_step_backward((d_rv, AC.AccessState(None, None, None, d_link, None, None)), cache)
     for x, y in zip((*ref[:3], *ref[3]), (*got[:3], *got[3])):
         np.testing.assert_array_equal(x, y)
-    only_rv = AC.access_step_backward(d_rv, None, cache)
-    ref = AC.access_step_backward(d_rv, zeros, cache)
+    only_rv = AC.access_step_backward((d_rv, None), cache)
+    ref = AC.access_step_backward((d_rv, zeros), cache)
     for x, y in zip((*ref[:3], *ref[3]), (*only_rv[:3], *only_rv[3])):
         np.testing.assert_array_equal(x, y)
 
@@ -165,17 +171,18 @@ def test_frozen_write_weights_are_used_only_under_deepmind():
     for conv, changes in (("deepmind", True), ("paper", False)):
         cfg = AC.AccessConfig(N=5, W=3, R=2, nw=2, convention=conv)
         h, W_xi, b_xi, s = _draw(cfg)
-        _, base, _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg)
-        _, frozen, _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg, frozen_write_weights=0.5 * s.write_weights)
+        (_, base), _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg=cfg)
+        (_, frozen), _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg=cfg, frozen_write_weights=0.5 * s.write_weights)
         assert (not np.array_equal(base.usage, frozen.usage)) == changes
 
 
 def test_deepmind_stops_every_gradient_to_the_previous_write_weights():
     cfg = AC.AccessConfig(N=5, W=3, R=2, nw=2, convention="deepmind")
     h, W_xi, b_xi, s = _draw(cfg)
-    rv, new, cache = AC.access_step_forward(h, W_xi, b_xi, s, cfg)
+    (rv, new), cache = AC.access_step_forward(h, W_xi, b_xi, s, cfg=cfg)
     r = np.random.default_rng(2)
-    _, _, _, ds = AC.access_step_backward(r.normal(size=rv.shape), AC.AccessState(*(r.normal(size=x.shape) for x in new)), cache)
+    _, _, _, ds = AC.access_step_backward((r.normal(size=rv.shape), AC.AccessState(*(r.normal(size=x.shape)
+                                                                                      for x in new))), cache)
     assert not np.any(ds.write_weights)
 
 
@@ -187,11 +194,11 @@ def test_float32_in_float32_out(backend):
     cfg = AC.AccessConfig(N=5, W=3, R=2, nw=2)
     h, W_xi, b_xi, s = _draw(cfg)
     f32 = lambda x: rx.from_numpy(xp, np.asarray(x, dtype=np.float32))  # noqa: E731
-    rv, new, cache = AC.access_step_forward(f32(h), f32(W_xi), f32(b_xi), AC.AccessState(*map(f32, s)), cfg)
+    (rv, new), cache = AC.access_step_forward(f32(h), f32(W_xi), f32(b_xi), AC.AccessState(*map(f32, s)), cfg=cfg)
     assert rv.dtype == xp.float32 and all(x.dtype == xp.float32 for x in new)
-    d = AC.access_step_backward(f32(np.ones(rv.shape)), None, cache)
+    d = AC.access_step_backward((f32(np.ones(rv.shape)), None), cache)
     assert all(x.dtype == xp.float32 for x in (*d[:3], *d[3]))
-    ref, _, _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg)
+    (ref, _), _ = AC.access_step_forward(h, W_xi, b_xi, s, cfg=cfg)
     np.testing.assert_allclose(rx.to_numpy(rv), ref, rtol=1e-4, atol=1e-5)
 
 
@@ -211,9 +218,11 @@ def _two_step_case(conv: str) -> Case:
     def run(a, frozen):
         s0 = AC.AccessState(*(a[f"state/{k}"] for k in FIELDS))
         fz0 = frozen["state/write_weights"] if (stop and frozen) else None
-        rv1, s1, c1 = AC.access_step_forward(a["inputs/h1"], a["params/W_xi"], a["params/b_xi"], s0, cfg, fz0)
+        (rv1, s1), c1 = AC.access_step_forward(a["inputs/h1"], a["params/W_xi"], a["params/b_xi"], s0, cfg=cfg,
+                                               frozen_write_weights=fz0)
         fz1 = frozen["step1/write_weights"] if (stop and frozen) else None
-        rv2, s2, c2 = AC.access_step_forward(a["inputs/h2"], a["params/W_xi"], a["params/b_xi"], s1, cfg, fz1)
+        (rv2, s2), c2 = AC.access_step_forward(a["inputs/h2"], a["params/W_xi"], a["params/b_xi"], s1, cfg=cfg,
+                                               frozen_write_weights=fz1)
         rec = {"state/write_weights": s0.write_weights, "step1/write_weights": s1.write_weights} if stop else {}
         return {"rv1": rv1, "rv2": rv2, **{f"s2_{k}": v for k, v in s2._asdict().items()}}, rec, (c1, c2)
 
@@ -235,8 +244,8 @@ def _two_step_case(conv: str) -> Case:
     def backward(a, cot):
         _, _, (c1, c2) = run(a, None)
         d_s2 = AC.AccessState(*(cot[f"s2_{k}"] for k in FIELDS))
-        dh2, dW2, db2, d_s1 = AC.access_step_backward(cot["rv2"], d_s2, c2)
-        dh1, dW1, db1, d_s0 = AC.access_step_backward(cot["rv1"], d_s1, c1)
+        dh2, dW2, db2, d_s1 = AC.access_step_backward((cot["rv2"], d_s2), c2)
+        dh1, dW1, db1, d_s0 = AC.access_step_backward((cot["rv1"], d_s1), c1)
         out = {"inputs/h1": dh1, "inputs/h2": dh2, "params/W_xi": dW1 + dW2, "params/b_xi": db1 + db2}
         out.update({f"state/{k}": v for k, v in d_s0._asdict().items()})
         return out

@@ -13,6 +13,7 @@ from refmem import catalogue, gradcheck
 from refmem import xp as rx
 from refmem.dnc import addressing as A
 from refmem.dnc import conventions as C
+from refmem.errors import DomainError
 
 NP = rx.backend("numpy")
 EPS = 1e-6
@@ -154,14 +155,18 @@ def ref_read_weights(M, keys, strengths, L, wr, modes, convention):
 def test_content_weights_match_reference(conv):
     r = _rng(1)
     M, k, s = r.normal(size=(2, 6, 4)), r.normal(size=(2, 3, 4)), r.normal(size=(2, 3))
-    w, _ = A.content_weights_forward(M, k, s, conv)
-    np.testing.assert_allclose(w, ref_content(M, k, s, conv), rtol=1e-13, atol=1e-15)
+    out, _ = A.content_weights_forward(M, k, s, convention=conv)
+    np.testing.assert_allclose(out.weights, ref_content(M, k, s, conv), rtol=1e-13, atol=1e-15)
 
 
 def test_strength_activations_differ_by_convention():
     s = np.array([[-2.0, 0.0, 3.0]])
-    np.testing.assert_allclose(C.strength_forward(s, "deepmind"), _softplus(s), rtol=1e-15)
-    np.testing.assert_allclose(C.strength_forward(s, "paper"), 1.0 + _softplus(s), rtol=1e-15)
+    np.testing.assert_allclose(C.strength_forward(s, convention="deepmind")[0].beta, _softplus(s), rtol=1e-15)
+    out, cache = C.strength_forward(s, convention="paper")
+    np.testing.assert_allclose(out.beta, 1.0 + _softplus(s), rtol=1e-15)
+    d = np.array([[0.5, -1.0, 2.0]])
+    np.testing.assert_allclose(C.strength_backward((d,), cache).raw, d / (1 + np.exp(-s)), rtol=1e-15)
+    assert np.all(C.strength_backward((None,), cache).raw == 0.0)
 
 
 def test_usage_matches_reference_and_conventions_agree_on_values():
@@ -170,8 +175,9 @@ def test_usage_matches_reference_and_conventions_agree_on_values():
     f, wr = r.uniform(size=(3, 2)), r.dirichlet(np.ones(5), size=(3, 2))
     ref = ref_usage(u, ww, f, wr)
     for conv in ("deepmind", "paper"):
-        got, _ = A.usage_forward(u, ww, f, wr, conv)
-        np.testing.assert_allclose(got, ref, rtol=1e-14, atol=1e-15)
+        got, _ = A.usage_forward(u, ww, f, wr, convention=conv)
+        np.testing.assert_allclose(got.usage, ref, rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(got.retention, np.prod(1 - f[:, :, None] * wr, axis=1), rtol=1e-15)
 
 
 def test_allocation_matches_reference_including_ties():
@@ -179,7 +185,7 @@ def test_allocation_matches_reference_including_ties():
     u = r.uniform(size=(4, 7))
     u[1, 2] = u[1, 5]  # a tie: the lower index is allocated first
     u[2] = 0.3
-    got, _ = A.allocation_forward(u)
+    got = A.allocation_forward(u)[0].allocation
     np.testing.assert_allclose(got, ref_allocation(u), rtol=1e-14, atol=1e-16)
     assert got[1, 2] > got[1, 5]
     assert np.all(np.diff(got[2]) < 0)  # all equal: index order
@@ -188,7 +194,7 @@ def test_allocation_matches_reference_including_ties():
 def test_write_allocation_matches_reference():
     r = _rng(4)
     u, g = r.uniform(size=(3, 6)), r.uniform(size=(3, 3))
-    got, _ = A.write_allocation_weights_forward(u, g)
+    got = A.write_allocation_weights_forward(u, g)[0].allocation
     np.testing.assert_allclose(got, ref_write_allocation(u, g), rtol=1e-14, atol=1e-16)
 
 
@@ -198,7 +204,7 @@ def test_write_weights_match_reference(conv):
     M, u = r.normal(size=(2, 5, 3)), r.uniform(size=(2, 5))
     k, s = r.normal(size=(2, 2, 3)), r.normal(size=(2, 2))
     ga, gw = r.uniform(size=(2, 2)), r.uniform(size=(2, 2))
-    got, _ = A.write_weights_forward(M, u, k, s, ga, gw, conv)
+    got = A.write_weights_forward(M, u, k, s, ga, gw, convention=conv)[0].write_weights
     c = ref_content(M, k, s, conv)
     a = ref_write_allocation(u, ga * gw)
     ref = gw[:, :, None] * (ga[:, :, None] * a + (1 - ga[:, :, None]) * c)
@@ -209,15 +215,15 @@ def test_memory_update_matches_reference():
     r = _rng(6)
     M, ww = r.normal(size=(2, 5, 3)), r.dirichlet(np.ones(5), size=(2, 3))
     e, v = r.uniform(size=(2, 3, 3)), r.normal(size=(2, 3, 3))
-    got, _ = A.memory_update_forward(M, ww, e, v)
+    got = A.memory_update_forward(M, ww, e, v)[0].memory
     np.testing.assert_allclose(got, ref_memory(M, ww, e, v), rtol=1e-14, atol=1e-15)
 
 
 def test_temporal_linkage_matches_reference():
     r = _rng(7)
-    L = r.uniform(0, 0.2, size=(2, 2, 5, 5))
+    L = r.uniform(0, 0.2, size=(2, 2, 5, 5)) * (1 - np.eye(5))
     p, ww = r.dirichlet(np.ones(5), size=(2, 2)) * 0.7, r.dirichlet(np.ones(5), size=(2, 2)) * 0.9
-    link, prec, _ = A.temporal_linkage_forward(L, p, ww)
+    (link, prec), _ = A.temporal_linkage_forward(L, p, ww)
     ref_l, ref_p = ref_link(L, p, ww)
     np.testing.assert_allclose(link, ref_l, rtol=1e-14, atol=1e-16)
     np.testing.assert_allclose(prec, ref_p, rtol=1e-14, atol=1e-16)
@@ -225,8 +231,8 @@ def test_temporal_linkage_matches_reference():
 
 def test_directional_weights_match_reference():
     r = _rng(8)
-    L, wr = r.uniform(size=(2, 3, 4, 4)), r.dirichlet(np.ones(4), size=(2, 2))
-    f, b, _ = A.directional_weights_forward(L, wr)
+    L, wr = r.uniform(size=(2, 3, 4, 4)) * (1 - np.eye(4)), r.dirichlet(np.ones(4), size=(2, 2))
+    (f, b), _ = A.directional_weights_forward(L, wr)
     rf, rb = ref_directional(L, wr)
     np.testing.assert_allclose(f, rf, rtol=1e-14)
     np.testing.assert_allclose(b, rb, rtol=1e-14)
@@ -237,9 +243,9 @@ def test_read_weights_match_reference(conv):
     r = _rng(9)
     nw = 2
     M, k, s = r.normal(size=(2, 5, 3)), r.normal(size=(2, 3, 3)), r.normal(size=(2, 3))
-    L, wr = r.uniform(0, 0.2, size=(2, nw, 5, 5)), r.dirichlet(np.ones(5), size=(2, 3))
+    L, wr = r.uniform(0, 0.2, size=(2, nw, 5, 5)) * (1 - np.eye(5)), r.dirichlet(np.ones(5), size=(2, 3))
     modes = r.dirichlet(np.ones(1 + 2 * nw), size=(2, 3))
-    got, _ = A.read_weights_forward(M, k, s, L, wr, modes, conv)
+    got = A.read_weights_forward(M, k, s, L, wr, modes, convention=conv)[0].read_weights
     np.testing.assert_allclose(got, ref_read_weights(M, k, s, L, wr, modes, conv), rtol=1e-13, atol=1e-16)
 
 
@@ -248,15 +254,15 @@ def test_read_mode_layout(conv, content_index):
     """A one-hot read mode on the content position gives the content weights (nw = 2)."""
     r = _rng(10)
     M, k, s = r.normal(size=(1, 5, 3)), r.normal(size=(1, 2, 3)), r.normal(size=(1, 2))
-    L, wr = r.uniform(0, 0.2, size=(1, 2, 5, 5)), r.dirichlet(np.ones(5), size=(1, 2))
+    L, wr = r.uniform(0, 0.2, size=(1, 2, 5, 5)) * (1 - np.eye(5)), r.dirichlet(np.ones(5), size=(1, 2))
     modes = np.zeros((1, 2, 5))
     modes[..., content_index] = 1.0
-    got, _ = A.read_weights_forward(M, k, s, L, wr, modes, conv)
+    got = A.read_weights_forward(M, k, s, L, wr, modes, convention=conv)[0].read_weights
     np.testing.assert_allclose(got, ref_content(M, k, s, conv), rtol=1e-14)
     # backward mode 0 follows Lᵀ under both conventions
     modes = np.zeros((1, 2, 5))
     modes[..., 0] = 1.0
-    got, _ = A.read_weights_forward(M, k, s, L, wr, modes, conv)
+    got = A.read_weights_forward(M, k, s, L, wr, modes, convention=conv)[0].read_weights
     np.testing.assert_allclose(got[0, 0], L[0, 0].T @ wr[0, 0], rtol=1e-14)
 
 
@@ -276,10 +282,10 @@ def test_stopped_usage_gradient_is_zero_in_deepmind_and_exact_in_paper():
     u, ww = r.uniform(size=(2, 4)), r.dirichlet(np.ones(4), size=(2, 2)) * 0.8
     f, wr = r.uniform(size=(2, 2)), r.dirichlet(np.ones(4), size=(2, 2))
     d = r.normal(size=(2, 4))
-    _, cache = A.usage_forward(u, ww, f, wr, "deepmind")
-    assert np.all(A.usage_backward(d, cache).prev_write_weights == 0.0)
-    _, cache = A.usage_forward(u, ww, f, wr, "paper")
-    g = A.usage_backward(d, cache).prev_write_weights
+    _, cache = A.usage_forward(u, ww, f, wr, convention="deepmind")
+    assert np.all(A.usage_backward((d, None), cache).prev_write_weights == 0.0)
+    _, cache = A.usage_forward(u, ww, f, wr, convention="paper")
+    g = A.usage_backward((d, None), cache).prev_write_weights
     h = 1e-6
     num = np.zeros_like(ww)
     for idx in np.ndindex(ww.shape):
@@ -295,10 +301,10 @@ def test_frozen_write_weights_replace_the_stopped_value_only_in_deepmind():
     u, ww = r.uniform(size=(2, 4)), r.dirichlet(np.ones(4), size=(2, 2)) * 0.8
     f, wr = r.uniform(size=(2, 2)), r.dirichlet(np.ones(4), size=(2, 2))
     frozen = np.zeros_like(ww)
-    dm, _ = A.usage_forward(u, ww, f, wr, "deepmind", frozen_write_weights=frozen)
-    np.testing.assert_allclose(dm, ref_usage(u, frozen, f, wr), rtol=1e-15)
-    pp, _ = A.usage_forward(u, ww, f, wr, "paper", frozen_write_weights=frozen)
-    np.testing.assert_allclose(pp, ref_usage(u, ww, f, wr), rtol=1e-15)
+    dm, _ = A.usage_forward(u, ww, f, wr, convention="deepmind", frozen_write_weights=frozen)
+    np.testing.assert_allclose(dm.usage, ref_usage(u, frozen, f, wr), rtol=1e-15)
+    pp, _ = A.usage_forward(u, ww, f, wr, convention="paper", frozen_write_weights=frozen)
+    np.testing.assert_allclose(pp.usage, ref_usage(u, ww, f, wr), rtol=1e-15)
 
 
 def _num_grad(fn, x, d, h=1e-6):
@@ -320,8 +326,8 @@ def test_products_with_a_zero_factor_give_exact_finite_gradients():
     f = np.array([[1.0, 0.4]])
     wr = np.array([[[0.0, 1.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]]])
     d = r.normal(size=(1, 4))
-    _, cache = A.usage_forward(u, ww, f, wr, "paper")
-    g = A.usage_backward(d, cache)
+    _, cache = A.usage_forward(u, ww, f, wr, convention="paper")
+    g = A.usage_backward((d, None), cache)
     for got in g:
         assert np.all(np.isfinite(got))
     np.testing.assert_allclose(g.prev_write_weights, _num_grad(lambda x: ref_usage(u, x, f, wr), ww, d),
@@ -334,8 +340,9 @@ def test_products_with_a_zero_factor_give_exact_finite_gradients():
     e[0, 1] = 0.5
     dM = r.normal(size=(1, 4, 3))
     _, mcache = A.memory_update_forward(M, ww, e, v)
-    gm = A.memory_update_backward(dM, mcache)
-    for got in gm:
+    gm = A.memory_update_backward((dM,), mcache)
+    assert gm.deallocation is None
+    for got in gm[:4]:
         assert np.all(np.isfinite(got))
     np.testing.assert_allclose(gm.write_weights, _num_grad(lambda x: ref_memory(M, x, e, v), ww, dM), rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(gm.erase_vectors, _num_grad(lambda x: ref_memory(M, ww, x, v), e, dM), rtol=1e-7, atol=1e-9)
@@ -347,11 +354,11 @@ def test_allocation_gradient_with_a_zero_factor_in_the_cumulative_product():
     d = np.array([[0.3, -1.1, 0.7, 0.2]])
     _, cache = A.allocation_forward(u, eps=0.0)
     assert np.any(cache.sorted_usage == 0.0)
-    g = A.allocation_backward(d, cache, eps=0.0)
+    g = A.allocation_backward((d,), cache).usage
     assert np.all(np.isfinite(g))
 
     def f(x):
-        return A.allocation_forward(x, eps=0.0)[0]
+        return A.allocation_forward(x, eps=0.0)[0].allocation
 
     np.testing.assert_allclose(g, _num_grad(f, u, d), rtol=1e-8, atol=1e-10)
 
@@ -367,7 +374,8 @@ def test_prod_except_without_division():
 def test_complex_step_also_agrees_through_the_sort(name):
     """The sort is decided on real parts, which the complex step leaves unchanged, so away
     from ties it agrees too; the catalogue keeps ``complex_step=False`` as SPEC §6 says."""
-    case = dataclasses.replace(catalogue.get_case(f"dnc/{name}/paper"), complex_step=True)
+    variant = "paper" if name in ("write_weights", "access_step") else "any_convention"
+    case = dataclasses.replace(catalogue.get_case(f"dnc/{name}/{variant}"), complex_step=True)
     records = gradcheck.check_case(case, NP, seed=0, methods=("complex",))
     assert records and all(r.passed for r in records), records
 
@@ -396,23 +404,55 @@ def test_shape_errors_name_the_argument_expected_and_given():
 
 def test_read_mode_width_must_be_one_plus_two_nw():
     M = np.zeros((1, 5, 3))
-    with pytest.raises(rx.ShapeError, match=r"read_modes: expected shape \(B, R, 1 \+ 2nw\) = \(1, 2, 5\), got \(1, 2, 3\)"):
+    with pytest.raises(rx.ShapeError, match=r"read_modes: expected shape \(B, R, K\) = \(1, 2, 5\), got \(1, 2, 3\) "
+                                            r"\(K = read_mode_width\(nw=2\) = 5\)"):
         A.read_weights_forward(M, np.zeros((1, 2, 3)), np.zeros((1, 2)), np.zeros((1, 2, 5, 5)),
                                np.zeros((1, 2, 5)), np.zeros((1, 2, 3)))
 
 
 def test_unknown_convention():
     with pytest.raises(ValueError, match=r"convention: expected one of 'deepmind', 'paper', got 'graves'"):
-        A.content_weights_forward(np.zeros((1, 2, 2)), np.zeros((1, 1, 2)), np.zeros((1, 1)), "graves")
+        A.content_weights_forward(np.zeros((1, 2, 2)), np.zeros((1, 1, 2)), np.zeros((1, 1)), convention="graves")
 
 
 def test_allocation_backward_uses_the_forwards_eps():
-    """The cache keeps the forward's eps: a non-default eps needs no second mention in the backward."""
+    """The cache keeps the forward's eps: the backward takes no eps (0.1 took one; that form warns)."""
     xp = rx.backend("numpy")
     u = xp.asarray([[0.1, 0.7, 0.4, 0.9]])
     d = xp.asarray([[0.3, -1.0, 0.5, 2.0]])
     _, cache = A.allocation_forward(u, eps=0.1)
-    default = A.allocation_backward(d, cache)
-    explicit = A.allocation_backward(d, cache, eps=0.1)
-    assert np.array_equal(rx.to_numpy(default), rx.to_numpy(explicit))
-    assert not np.allclose(rx.to_numpy(default), rx.to_numpy(A.allocation_backward(d, cache, eps=1e-6)))
+    new = A.allocation_backward((d,), cache).usage
+    with pytest.warns(DeprecationWarning, match="allocation_backward"):
+        explicit = A.allocation_backward(d, cache, eps=0.1)
+    assert np.array_equal(rx.to_numpy(new), rx.to_numpy(explicit))
+    with pytest.warns(DeprecationWarning):
+        other = A.allocation_backward(d, cache, eps=1e-6)
+    assert not np.allclose(rx.to_numpy(new), rx.to_numpy(other))
+    with pytest.raises(DomainError, match=r"eps: expected a finite number in \[0, 1\), got 1.0"):
+        A.allocation_forward(u, eps=1.0)
+
+
+# ----------------------------------------------------------------------------- cases and conventions
+
+
+def test_a_case_names_a_convention_exactly_when_its_function_depends_on_one():
+    """A function that takes a convention (or a config holding one) has a case per convention; one
+    that takes none has the single case `any_convention`, whose config names no convention."""
+    import importlib
+    import inspect
+
+    seen: dict[str, set] = {}
+    for case in catalogue.cases():
+        if case.module != "dnc":
+            continue
+        module, _, attr = case.function.rpartition(".")
+        params = inspect.signature(getattr(importlib.import_module(module), attr)).parameters
+        depends = "convention" in params or "cfg" in params
+        assert ("convention" in case.config) == depends, case.name
+        assert (case.variant == "any_convention") == (not depends), case.name
+        if depends:
+            seen.setdefault(case.function_name, set()).add(case.config["convention"])
+    assert all(v == {"deepmind", "paper"} for v in seen.values()), seen
+    free = {c.function_name for c in catalogue.cases() if c.module == "dnc" and c.variant == "any_convention"}
+    assert free == {"allocation", "write_allocation_weights", "memory_update", "temporal_linkage",
+                    "directional_weights", "sharpen"}

@@ -53,7 +53,7 @@ def _check(cfg, xp, seed=0, methods=("central",), state_scale=0.5, complex_step=
     x, state, params = _draw(xp, cfg, 2, seed, state_scale)
 
     def fwd(a):
-        out, new, _ = C.controller_forward(*_unflat(a, L), cfg)
+        (out, new), _ = C.controller_forward(*_unflat(a, L), cfg=cfg)
         res = {"out": out}
         for l, st in enumerate(new):
             res[f"h{l}"] = st.h
@@ -61,9 +61,9 @@ def _check(cfg, xp, seed=0, methods=("central",), state_scale=0.5, complex_step=
         return res
 
     def bwd(a, cot):
-        _, _, cache = C.controller_forward(*_unflat(a, L), cfg)
+        _, cache = C.controller_forward(*_unflat(a, L), cfg=cfg)
         d_new = tuple(C.LSTMState(cot[f"h{l}"], cot[f"c{l}"]) for l in range(L))
-        dx, d_prev, d_params = C.controller_backward(cot["out"], d_new, cache)
+        dx, d_prev, d_params = C.controller_backward((cot["out"], d_new), cache)
         return _flat(dx, d_prev, d_params)
 
     records = gradcheck.check_function(fwd, bwd, _flat(x, state, params), seed=seed, methods=methods,
@@ -75,7 +75,7 @@ def _check(cfg, xp, seed=0, methods=("central",), state_scale=0.5, complex_step=
 def test_lstm_step_matches_sonnet_equations(xp):
     cfg = C.ControllerConfig(input_size=3, hidden=4)
     x, state, params = _draw(xp, cfg, 2, 0)
-    h, new, _ = C.lstm_step_forward(x, state[0], params[0], forget_bias=1.0)
+    (h, new), _ = C.lstm_step_forward(x, state[0], params[0], forget_bias=1.0)
     n = {k: rx.to_numpy(v) for k, v in _flat(x, state, params).items()}
     want_h, want_c = _sonnet_lstm(n["x"], n["h0"], n["c0"], n["W0"], n["b0"])
     np.testing.assert_allclose(rx.to_numpy(h), want_h, rtol=1e-13, atol=1e-15)
@@ -88,7 +88,7 @@ def test_deep_controller_wiring(skip):
     xp = rx.backend("numpy")
     cfg = C.ControllerConfig(input_size=3, hidden=2, layers=3, skip=skip)
     x, state, params = _draw(xp, cfg, 2, 1)
-    out, new, _ = C.controller_forward(x, state, params, cfg)
+    (out, new), _ = C.controller_forward(x, state, params, cfg=cfg)
     hs, inp = [], x
     for l in range(3):
         if l > 0:
@@ -115,7 +115,7 @@ def test_controller_gradients_with_active_clip():
     xp = rx.backend("numpy")
     cfg = C.ControllerConfig(input_size=3, hidden=3, layers=2, clip_value=1.5)
     x, state, params = _draw(xp, cfg, 2, 0, state_scale=3.0)
-    _, new, cache = C.controller_forward(x, state, params, cfg)
+    (_, new), cache = C.controller_forward(x, state, params, cfg=cfg)
     c = np.concatenate([rx.to_numpy(s.c) for s in new])
     raw = np.concatenate([rx.to_numpy(lc.f * lc.c_prev + lc.i * lc.j) for lc in cache.layers])
     assert np.any(np.abs(raw) > 1.5), "the sample must exercise the clip"
@@ -126,11 +126,34 @@ def test_controller_gradients_with_active_clip():
 
 def test_clip_forward_backward(xp):
     x = xp.asarray([-3.0, -1.0, 0.5, 2.0, 5.0])
-    y, inside = C.clip_forward(x, 2.0)
+    (y,), cache = C.clip_forward(x, clip_value=2.0)
     np.testing.assert_array_equal(rx.to_numpy(y), [-2.0, -1.0, 0.5, 2.0, 2.0])
-    np.testing.assert_array_equal(rx.to_numpy(C.clip_backward(xp.ones_like(x), inside)), [0, 1, 1, 1, 0])
-    same, none = C.clip_forward(x, 0.0)
-    assert none is None and same is x
+    np.testing.assert_array_equal(rx.to_numpy(C.clip_backward((xp.ones_like(x),), cache).x), [0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(rx.to_numpy(C.clip_backward((None,), cache).x), [0, 0, 0, 0, 0])
+    (same,), cache = C.clip_forward(x, clip_value=0.0)
+    assert cache.inside is None and same is x
+    np.testing.assert_array_equal(rx.to_numpy(C.clip_backward((xp.ones_like(x),), cache).x), [1, 1, 1, 1, 1])
+
+
+def test_clip_and_lstm_old_call_forms_warn_and_agree():
+    xp = rx.backend("numpy")
+    x = xp.asarray([-3.0, -1.0, 0.5, 2.0, 5.0])
+    _, cache = C.clip_forward(x, clip_value=2.0)
+    with pytest.warns(DeprecationWarning, match="clip_backward"):
+        old = C.clip_backward(xp.ones_like(x), cache.inside)
+    np.testing.assert_array_equal(old, C.clip_backward((xp.ones_like(x),), cache).x)
+    cfg = C.ControllerConfig(input_size=3, hidden=4)
+    x, state, params = _draw(xp, cfg, 2, 0)
+    _, cache = C.lstm_step_forward(x, state[0], params[0])
+    d_h, d_c = np.ones((2, 4)), np.full((2, 4), 0.5)
+    new = C.lstm_step_backward((d_h, C.LSTMState(None, d_c)), cache)
+    with pytest.warns(DeprecationWarning, match="lstm_step_backward"):
+        dx, d_state, d_params = C.lstm_step_backward(d_h, d_c, cache)
+    for a, b in zip((dx, *d_state, *d_params), (new.x, *new.state, *new.params)):
+        np.testing.assert_array_equal(a, b)
+    # the output h and the carried h are one array: their gradients add
+    split = C.lstm_step_backward((0.25 * d_h, C.LSTMState(0.75 * d_h, d_c)), cache)
+    np.testing.assert_allclose(split.x, new.x, rtol=1e-15)
 
 
 def test_shapes_are_refused():
@@ -138,9 +161,22 @@ def test_shapes_are_refused():
     cfg = C.ControllerConfig(input_size=3, hidden=2, layers=2)
     x, state, params = _draw(xp, cfg, 2, 0)
     bad = (params[0], C.LSTMParams(params[1].W[:-1], params[1].b))
-    with pytest.raises(rx.ShapeError, match=r"W_lstm2: expected shape \(I_l \+ H, 4H\) = \(7, 8\), got \(6, 8\)"):
-        C.controller_forward(x, state, bad, cfg)
+    with pytest.raises(rx.ShapeError, match=r"params\[1\].W: expected shape \(I_l \+ H, 4H\) = \(7, 8\), got \(6, 8\)"):
+        C.controller_forward(x, state, bad, cfg=cfg)
     with pytest.raises(rx.ShapeError, match="x: expected shape"):
-        C.controller_forward(x[:, :2], state, params, cfg)
+        C.controller_forward(x[:, :2], state, params, cfg=cfg)
+    with pytest.raises(rx.ShapeError, match=r"params: expected 2 controller layers \(cfg.layers\), got 1"):
+        C.controller_forward(x, state, params[:1], cfg=cfg)
+    with pytest.raises(rx.ShapeError, match=r"state\[0\].h: expected shape \(B, H\) = \(2, 2\), got \(3, 2\)"):
+        C.controller_forward(x, tuple(C.LSTMState(np.zeros((3, 2)), np.zeros((3, 2))) for _ in state), params,
+                             cfg=cfg)
     with pytest.raises(ValueError):
         C.ControllerConfig(input_size=3, hidden=0)
+    with pytest.raises(TypeError, match="ControllerConfig.skip: expected a bool"):
+        C.ControllerConfig(input_size=3, hidden=2, skip="False")
+    # the parameters fix the input width (as in 0.1): an input of the wrong width is named
+    with pytest.raises(rx.ShapeError, match=r"^x: expected shape \(B, I\) = \(2, 3\), got \(2, 1\) "
+                                            r"\(I = input_width\(IH=5, H=2\) = 3\)"):
+        C.lstm_step_forward(x[:, :1], state[0], params[0])
+    with pytest.raises(rx.ShapeError, match=r"params.b: expected shape \(G,\) = \(8,\), got \(4,\)"):
+        C.lstm_step_forward(x, state[0], C.LSTMParams(params[0].W, params[0].b[:4]))

@@ -17,6 +17,7 @@ from refmem import gradcheck
 from refmem import xp as rx
 from refmem.dnc import core
 from refmem.dnc.cases import core as core_cases
+from refmem.optim import tree_leaves
 from refmem.dnc.params import (DNCConfig, from_named, init_params, load_params, named, save_params,
                                truncated_normal)
 
@@ -94,7 +95,7 @@ def test_active_clip_gradients():
     clipped = None
     for clip in np.linspace(0.2, 0.6, 41).astype(np.float32).astype(np.float64):
         trial = DNCConfig(**{**cfg.to_json(), "clip_value": float(clip)})
-        y, _, cache = core.unroll_forward(arrays["inputs/x"], params, trial)
+        y, cache = core.unroll_forward(arrays["inputs/x"], params, cfg=trial)
         raw = _raw_clipped_values(cache)
         raw[0::3] = [v + params.b_y for v in raw[0::3]]
         y_raw = np.stack(raw[0::3])
@@ -108,17 +109,17 @@ def test_active_clip_gradients():
              "params/b_y"]
 
     # deepmind stops the usage gradient w.r.t. the previous write weights: freeze them at their values
-    _, _, base = core.unroll_forward(arrays["inputs/x"], params, clipped)
+    _, base = core.unroll_forward(arrays["inputs/x"], params, cfg=clipped)
     frozen = base.prev_write_weights
 
     def fwd(a):
         p = from_named({k[7:]: v for k, v in a.items() if k.startswith("params/")}, clipped)
-        o, _, _ = core.unroll_forward(a["inputs/x"], p, clipped, frozen_write_weights=frozen)
+        o, _ = core.unroll_forward(a["inputs/x"], p, cfg=clipped, frozen_write_weights=frozen)
         return {"y": o.y, "read_vectors": o.read_vectors}
 
     def bwd(a, cot):
         p = from_named({k[7:]: v for k, v in a.items() if k.startswith("params/")}, clipped)
-        _, _, c = core.unroll_forward(a["inputs/x"], p, clipped)
+        _, c = core.unroll_forward(a["inputs/x"], p, cfg=clipped)
         dx, dp, _ = core.unroll_backward(core.UnrollOutputs(cot["y"], cot["read_vectors"]), c)
         return {"inputs/x": dx, **{f"params/{k}": v for k, v in named(dp).items()}}
 
@@ -131,9 +132,10 @@ def test_unroll_defaults_and_state():
     arrays = case.draw(NP, 0)
     cfg = core_cases.config_from(arrays, "deepmind", 1, True, 0.0)
     params = from_named({k[7:]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
-    out, final, cache = core.unroll_forward(arrays["inputs/x"], params, cfg)
+    out, cache = core.unroll_forward(arrays["inputs/x"], params, cfg=cfg)
+    final = out.state
     zero = core.initial_state(NP, 2, cfg)
-    out2, final2, _ = core.unroll_forward(arrays["inputs/x"], params, cfg, state=zero)
+    out2, _ = core.unroll_forward(arrays["inputs/x"], params, zero, cfg=cfg)
     np.testing.assert_array_equal(out.y, out2.y)
     assert out.y.shape == (2, 3, 2) and out.read_vectors.shape == (2, 3, 2, 2)
     np.testing.assert_array_equal(final.read_vectors, out.read_vectors[:, -1])
@@ -141,7 +143,7 @@ def test_unroll_defaults_and_state():
     # step by step equals the unroll
     state = zero
     for t in range(3):
-        y, state, _ = core.core_step_forward(arrays["inputs/x"][:, t], state, params, cfg)
+        (y, state), _ = core.core_step_forward(arrays["inputs/x"][:, t], state, params, cfg=cfg)
         np.testing.assert_array_equal(y, out.y[:, t])
     # the access invariants of deepmind/dnc hold along the way
     for st in cache.states:
@@ -155,13 +157,18 @@ def test_shapes_are_refused():
     params = init_params(NP, cfg, seed=0)
     x = np.zeros((2, 4, 3))
     with pytest.raises(rx.ShapeError, match=r"x: expected shape \(B, T, D\) = \(\?, \?, 3\), got \(2, 4, 2\)"):
-        core.unroll_forward(x[..., :2], params, cfg)
+        core.unroll_forward(x[..., :2], params, cfg=cfg)
     bad = params._replace(W_xi=params.W_xi[:, :-1])
-    with pytest.raises(rx.ShapeError, match=r"W_xi: expected shape \(Hc, I\) = \(4, 44\), got \(4, 43\)"):
-        core.unroll_forward(x, bad, cfg)
+    with pytest.raises(rx.ShapeError, match=r"params.W_xi: expected shape \(Hc, I\) = \(4, 44\), got \(4, 43\)"):
+        core.unroll_forward(x, bad, cfg=cfg)
     bad = params._replace(W_y=params.W_y.T)
-    with pytest.raises(rx.ShapeError, match="W_y"):
-        core.unroll_forward(x, bad, cfg)
+    with pytest.raises(rx.ShapeError, match="params.W_y"):
+        core.unroll_forward(x, bad, cfg=cfg)
+    bad = params._replace(lstm=(params.lstm[0]._replace(W=params.lstm[0].W[:-1]),))
+    with pytest.raises(rx.ShapeError, match=r"params.lstm\[0\].W: expected shape \(I_l \+ H, 4H\) = \(13, 16\), got \(12, 16\)"):
+        core.unroll_forward(x, bad, cfg=cfg)
+    with pytest.raises(TypeError):  # the config is keyword-only (0.1 took it third, positionally)
+        core.unroll_forward(x, params, cfg)
 
 
 def test_init_params_follow_deepmind():
@@ -243,3 +250,68 @@ def test_plot_dnc_writes_a_png(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
     assert main(["plot", "dnc", "--params", str(tmp_path / "missing.safetensors")]) == 2
+
+
+def test_the_0_1_backward_call_forms_warn_and_give_the_new_results():
+    """Each backward called as in refmem 0.1 (gradients as separate arrays, gradients after the cache)
+    warns once and returns what the new form returns (in 0.1's order, which the new Grads keep)."""
+    from refmem.dnc import access as AC
+    from refmem.dnc import addressing as A
+
+    rng = np.random.default_rng(0)
+    case = core_cases.VARIANTS["state_paper"]
+    arrays = case.draw(NP, 0)
+    cfg = core_cases.config_from(arrays, "paper", 1, True, 0.0)
+    params = from_named({k[7:]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
+    state = core_cases._state_from(arrays, 1)
+    out, cache = core.unroll_forward(arrays["inputs/x"], params, state, cfg=cfg)
+    d_y = rng.normal(size=out.y.shape)
+    d_final = core.zeros_like_state(out.state)._replace(read_vectors=rng.normal(size=out.state.read_vectors.shape))
+    new = core.unroll_backward(core.UnrollOutputs(d_y, None, d_final), cache)
+    with pytest.warns(DeprecationWarning, match="unroll_backward"):
+        old = core.unroll_backward(core.UnrollOutputs(d_y, None), cache, d_final)
+    for a, b in zip(tree_leaves(new), tree_leaves(old)):
+        np.testing.assert_array_equal(a, b)
+
+    (y, new_state), step = core.core_step_forward(arrays["inputs/x"][:, 0], state, params, cfg=cfg)
+    d_y = rng.normal(size=y.shape)
+    new = core.core_step_backward((d_y, None), step)
+    with pytest.warns(DeprecationWarning, match="core_step_backward"):
+        dx, d_state, d_params = core.core_step_backward(d_y, None, step)
+    for a, b in zip(tree_leaves(new), tree_leaves((dx, d_state, d_params))):
+        np.testing.assert_array_equal(a, b)
+
+    acc = step.access
+    d_rv = rng.normal(size=new_state.read_vectors.shape)
+    new = AC.access_step_backward((d_rv, None), acc)
+    with pytest.warns(DeprecationWarning, match="access_step_backward"):
+        old = AC.access_step_backward(d_rv, None, acc)
+    for a, b in zip(tree_leaves(new), tree_leaves(old)):
+        np.testing.assert_array_equal(a, b)
+
+    lc = acc.link
+    d_l, d_p = rng.normal(size=lc.prev_link.shape), rng.normal(size=lc.prev_precedence.shape)
+    new = A.temporal_linkage_backward((d_l, d_p), lc)
+    with pytest.warns(DeprecationWarning, match="temporal_linkage_backward"):
+        old = A.temporal_linkage_backward(d_l, d_p, lc)
+    for a, b in zip(new, old):
+        np.testing.assert_array_equal(a, b)
+
+    uc = acc.usage
+    d_u, d_psi = rng.normal(size=uc.retention.shape), rng.normal(size=uc.retention.shape)
+    new = A.usage_backward((d_u, d_psi), uc)
+    with pytest.warns(DeprecationWarning, match="usage_backward"):
+        old = A.usage_backward(d_u, uc, d_retention=d_psi)
+    for a, b in zip(new, old):
+        np.testing.assert_array_equal(a, b)
+
+    wc = acc.write
+    d_w = rng.normal(size=wc.content.shape)
+    new = A.write_weights_backward((d_w,), wc)
+    with pytest.warns(DeprecationWarning, match="write_weights_backward"):
+        old = A.write_weights_backward(d_w, wc)
+    assert type(old) is A.WriteWeightsGrads and old.write_masks is None
+    for a, b in zip(new[:6], old[:6]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="d_out: expected a TemporalLinkageOutputs"):
+        A.temporal_linkage_backward(d_l, lc)  # neither form: two arguments, the first no tuple

@@ -40,29 +40,29 @@ def test_the_options_reduce_to_the_plain_equations():
     rng = np.random.default_rng(3)
     B, N, W, H = 2, 5, 3, 2
     M, k, b = rng.normal(size=(B, N, W)), rng.normal(size=(B, H, W)), rng.uniform(0, 2, size=(B, H))
-    plain, _ = A.content_weights_forward(M, k, b)
-    masked, _ = A.masked_content_weights_forward(M, k, b, np.ones((B, H, W)))
+    (plain,), _ = A.content_weights_forward(M, k, b)
+    (masked,), _ = A.masked_content_weights_forward(M, k, b, np.ones((B, H, W)))
     np.testing.assert_allclose(masked, plain, rtol=0, atol=1e-15)
     # masking a word position out removes it from both the key and every row
     m = np.ones((B, H, W))
     m[:, :, 0] = 0.0
-    masked, _ = A.masked_content_weights_forward(M, k, b, m)
-    dropped, _ = A.content_weights_forward(M[:, :, 1:], k[:, 0:1, 1:], b[:, 0:1])
+    (masked,), _ = A.masked_content_weights_forward(M, k, b, m)
+    (dropped,), _ = A.content_weights_forward(M[:, :, 1:], k[:, 0:1, 1:], b[:, 0:1])
     np.testing.assert_allclose(masked[:, 0:1], dropped, rtol=0, atol=1e-14)
     # sharpness 1: the weights plus eps, normalised; sharpness 3: cubed and normalised
     d = rng.dirichlet(np.ones(N), size=(B, 2, 2)) * 0.8
-    out, _ = A.sharpen_forward(d, np.ones((B, 2)))
+    (out,), _ = A.sharpen_forward(d, np.ones((B, 2)))
     np.testing.assert_allclose(out, (d + 1e-6) / (d + 1e-6).sum(-1, keepdims=True), rtol=1e-14)
-    out, _ = A.sharpen_forward(d, np.full((B, 2), 3.0))
+    (out,), _ = A.sharpen_forward(d, np.full((B, 2), 3.0))
     np.testing.assert_allclose(out, (d + 1e-6) ** 3 / ((d + 1e-6) ** 3).sum(-1, keepdims=True), rtol=1e-13)
     # de-allocation with a retention of 1 is the plain update; with psi it scales the old memory
     ww, e, v = rng.dirichlet(np.ones(N), size=(B, 2)) * 0.9, rng.uniform(0.1, 0.9, (B, 2, W)), rng.normal(size=(B, 2, W))
-    m0, _ = A.memory_update_forward(M, ww, e, v)
-    m1, _ = A.memory_update_forward(M, ww, e, v, deallocation=np.ones((B, N)))
+    (m0,), _ = A.memory_update_forward(M, ww, e, v)
+    (m1,), _ = A.memory_update_forward(M, ww, e, v, deallocation=np.ones((B, N)))
     np.testing.assert_array_equal(m0, m1)
     psi = rng.uniform(0.1, 0.9, (B, N))
-    m2, _ = A.memory_update_forward(M, ww, e, v, deallocation=psi)
-    m3, _ = A.memory_update_forward(M * psi[:, :, None], ww, e, v)
+    (m2,), _ = A.memory_update_forward(M, ww, e, v, deallocation=psi)
+    (m3,), _ = A.memory_update_forward(M * psi[:, :, None], ww, e, v)
     np.testing.assert_allclose(m2, m3, rtol=1e-15, atol=1e-15)
 
 
@@ -110,5 +110,5 @@ def _cache(case, a):
 
     cfg = K.config_from(a, "deepmind", 1, True, K.CLIP_ACTIVE)
     params = from_named({k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")}, cfg)
-    _, _, cache = unroll_forward(a["inputs/x"], params, cfg, state=K._state_from(a, 1))
+    _, cache = unroll_forward(a["inputs/x"], params, K._state_from(a, 1), cfg=cfg)
     return cache

@@ -44,7 +44,7 @@ def test_access_invariants_over_steps(z, seed, conv, scale, steps):
     b_xi = r.normal(size=cfg.interface_size) * scale
     state = AC.initial_state(NP, B, cfg)
     for _ in range(steps):
-        rv, state, cache = AC.access_step_forward(r.normal(size=(B, Hc)), W_xi, b_xi, state, cfg)
+        (rv, state), cache = AC.access_step_forward(r.normal(size=(B, Hc)), W_xi, b_xi, state, cfg=cfg)
         assert all(np.all(np.isfinite(x)) for x in (rv, *state))
         alloc = cache.write.allocation
         for w in (state.write_weights, state.read_weights, alloc, cache.write.content, state.precedence):
@@ -70,7 +70,7 @@ def test_usage_is_one_after_a_full_write_and_zero_after_a_full_free(z, seed, slo
     f = np.zeros((B, R))
     wr = _simplex(r, (B, R, N))
     for conv in ("deepmind", "paper"):
-        usage, _ = A.usage_forward(u, ww, f, wr, conv)
+        (usage, _), _ = A.usage_forward(u, ww, f, wr, convention=conv)
         assert np.all(usage[:, i] == 1.0)
         assert _in_unit(usage)
     # a full free: free gate 1 on a read weight of 1 at slot i
@@ -78,7 +78,7 @@ def test_usage_is_one_after_a_full_write_and_zero_after_a_full_free(z, seed, slo
     f[:, 0] = 1.0
     wr[:, 0, :] = 0.0
     wr[:, 0, i] = 1.0
-    usage, _ = A.usage_forward(u, ww, f, wr)
+    (usage, _), _ = A.usage_forward(u, ww, f, wr)
     assert np.all(usage[:, i] == 0.0)
 
 
@@ -87,11 +87,11 @@ def test_least_used_slot_is_allocated_most(levels, nw, seed):
     """argmin of the usage is argmax of the allocation (lowest index on ties); allocation in
     [0, 1] summing to ≤ 1, for one head and for each head of the sequential allocation."""
     u = np.array([levels], dtype=np.float64) / 64.0
-    a, _ = A.allocation_forward(u)
+    (a,), _ = A.allocation_forward(u)
     assert int(np.argmax(a[0])) == int(np.argmin(u[0]))
     assert _in_unit(a) and float(np.sum(a)) <= 1.0 + TOL
     g = np.random.default_rng(seed).uniform(size=(1, nw))
-    aw, cache = A.write_allocation_weights_forward(u, g)
+    (aw,), cache = A.write_allocation_weights_forward(u, g)
     for k in range(nw):
         uk = cache.usages[0, k]
         assert int(np.argmax(aw[0, k])) == int(np.argmin(uk)) or np.isclose(np.min(uk), uk[np.argmax(aw[0, k])])
@@ -104,16 +104,16 @@ def test_precedence_unchanged_without_a_write_and_replaced_by_a_full_write(z, se
     B, N, nw = z["B"], z["N"], z["nw"]
     L, p = np.zeros((B, nw, N, N)), np.zeros((B, nw, N))
     for _ in range(r.integers(1, 5)):  # a reachable link and precedence
-        L, p, _ = A.temporal_linkage_forward(L, p, _simplex(r, (B, nw, N), r.uniform()))
-    link, prec, _ = A.temporal_linkage_forward(L, p, np.zeros((B, nw, N)))
+        (L, p), _ = A.temporal_linkage_forward(L, p, _simplex(r, (B, nw, N), r.uniform()))
+    (link, prec), _ = A.temporal_linkage_forward(L, p, np.zeros((B, nw, N)))
     np.testing.assert_array_equal(prec, p)
     np.testing.assert_array_equal(link, L)
     full = np.zeros((B, nw, N))
     full[..., r.integers(N)] = 1.0
-    link, prec, _ = A.temporal_linkage_forward(L, p, full)
+    (link, prec), _ = A.temporal_linkage_forward(L, p, full)
     np.testing.assert_array_equal(prec, full)
     ww = _simplex(r, (B, nw, N))  # sums to 1 up to rounding
-    link, prec, _ = A.temporal_linkage_forward(L, p, ww)
+    (link, prec), _ = A.temporal_linkage_forward(L, p, ww)
     np.testing.assert_allclose(prec, ww, atol=1e-15)
     assert not np.any(np.diagonal(link, axis1=-2, axis2=-1))
     assert float(np.min(link)) >= -TOL
@@ -130,7 +130,7 @@ def test_large_strength_gives_a_one_hot_lookup(z, seed, conv):
     cos = np.einsum("bw,bnw->bn", keys[:, 0], M) / (np.linalg.norm(keys[:, 0], axis=-1)[:, None] * np.linalg.norm(M, axis=-1))
     second = np.sort(cos, axis=-1)[:, -2] if N > 1 else np.full(B, -1.0)
     assume(not np.any(second > 1 - 1e-2))  # another row nearly parallel to the key: not this property's case
-    w, _ = A.content_weights_forward(M, keys, np.full((B, 1), 1e4), conv)
+    (w,), _ = A.content_weights_forward(M, keys, np.full((B, 1), 1e4), convention=conv)
     np.testing.assert_allclose(w[np.arange(B), 0, target], 1.0, atol=1e-12)
 
 
@@ -144,14 +144,15 @@ def test_zero_memory_rows_give_finite_outputs_and_gradients(z, seed, conv, zero_
     M[:, : min(zero_rows, N)] = 0.0
     state = state._replace(memory=M)
     W_xi, b_xi = r.normal(size=(Hc, cfg.interface_size)), r.normal(size=cfg.interface_size)
-    rv, new, cache = AC.access_step_forward(r.normal(size=(B, Hc)), W_xi, b_xi, state, cfg)
-    d = AC.access_step_backward(r.normal(size=rv.shape), AC.AccessState(*(r.normal(size=x.shape) for x in new)), cache)
+    (rv, new), cache = AC.access_step_forward(r.normal(size=(B, Hc)), W_xi, b_xi, state, cfg=cfg)
+    d = AC.access_step_backward((r.normal(size=rv.shape), AC.AccessState(*(r.normal(size=x.shape) for x in new))),
+                                cache)
     for x in (rv, *new, *d[:3], *d[3]):
         assert np.all(np.isfinite(x))
     keys = r.normal(size=(B, 2, W))
     keys[:, 0] = 0.0  # a zero key too
-    w, c = A.content_weights_forward(M, keys, r.normal(size=(B, 2)), conv)
-    g = A.content_weights_backward(r.normal(size=w.shape), c)
+    (w,), c = A.content_weights_forward(M, keys, r.normal(size=(B, 2)), convention=conv)
+    g = A.content_weights_backward((r.normal(size=w.shape),), c)
     assert all(np.all(np.isfinite(x)) for x in (w, *g))
 
 
@@ -169,11 +170,11 @@ def test_zero_memory_rows_and_keys_pass_the_gradient_check():
     arrays = {"memory": M, "keys": keys, "strengths": r.normal(size=(2, 2))}
     for conv in ("deepmind", "paper"):
         def fwd(a):
-            return {"weights": A.content_weights_forward(a["memory"], a["keys"], a["strengths"], conv)[0]}
+            return A.content_weights_forward(a["memory"], a["keys"], a["strengths"], convention=conv)[0]._asdict()
 
         def bwd(a, cot):
-            _, cache = A.content_weights_forward(a["memory"], a["keys"], a["strengths"], conv)
-            return A.content_weights_backward(cot["weights"], cache)._asdict()
+            _, cache = A.content_weights_forward(a["memory"], a["keys"], a["strengths"], convention=conv)
+            return A.content_weights_backward((cot["weights"],), cache)._asdict()
 
         records = gradcheck.check_function(fwd, bwd, arrays, methods=("complex",), name=f"zero_rows_{conv}")
         assert records and all(rec.passed for rec in records), records

@@ -94,7 +94,6 @@ def _pages() -> list[str]:
 #: item 6), and by whom. A family's API pages are expected to fail until its conversion lands;
 #: the helper who lands it removes the family here (strict: a page that passes fails the mark).
 CONVERTING = {
-    "dnc": "helper 'dnc'",
 }
 
 

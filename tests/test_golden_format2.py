@@ -103,16 +103,17 @@ def test_access_step_intermediates_equal_an_independent_recomputation(conv):
     np.testing.assert_allclose(it["allocation_gates"], _sigmoid(parts[3]), **close)
     np.testing.assert_allclose(it["write_gates"], _sigmoid(parts[4]), **close)
     np.testing.assert_allclose(it["read_modes"], _softmax(parts[5].reshape(B, R, 1 + 2 * nw)), **close)
-    usage, _ = A.usage_forward(st["usage"], st["write_weights"], it["free_gates"], st["read_weights"], conv)
+    (usage, _), _ = A.usage_forward(st["usage"], st["write_weights"], it["free_gates"], st["read_weights"],
+                                    convention=conv)
     np.testing.assert_allclose(g.outputs["usage"], usage, **close)
-    cw, _ = A.content_weights_forward(st["memory"], parts[6].reshape(B, nw, W), parts[7], conv)
+    (cw,), _ = A.content_weights_forward(st["memory"], parts[6].reshape(B, nw, W), parts[7], convention=conv)
     np.testing.assert_allclose(it["write_content_weights"], cw, **close)
-    alloc, _ = A.write_allocation_weights_forward(usage, it["allocation_gates"] * it["write_gates"])
+    (alloc,), _ = A.write_allocation_weights_forward(usage, it["allocation_gates"] * it["write_gates"])
     np.testing.assert_allclose(it["allocation"], alloc, **close)
-    fwd, bwd, _ = A.directional_weights_forward(g.outputs["link"], st["read_weights"])
+    (fwd, bwd), _ = A.directional_weights_forward(g.outputs["link"], st["read_weights"])
     np.testing.assert_allclose(it["forward_weights"], fwd, **close)
     np.testing.assert_allclose(it["backward_weights"], bwd, **close)
-    cr, _ = A.content_weights_forward(g.outputs["memory"], parts[8].reshape(B, R, W), parts[9], conv)
+    (cr,), _ = A.content_weights_forward(g.outputs["memory"], parts[8].reshape(B, R, W), parts[9], convention=conv)
     np.testing.assert_allclose(it["read_content_weights"], cr, **close)
 
 

@@ -31,7 +31,6 @@ from refmem.validation import Array, Mask, Unit, checked, is_checked
 #: Families not yet converted to the rule; each is deleted by the helper that converts it.
 NOT_YET_CONVERTED = {
     "attention": "rnnsearch.py and additive.py are converted by the rnnsearch follow-up",
-    "dnc": "converted by the attention/DNC helper",
 }
 
 SUFFIXES = ("_forward", "_backward")

@@ -54,16 +54,16 @@ def test_content_weights_zero_memory_rows_and_huge_strengths(convention, strengt
     memory[:, :3] = 0.0  # zero rows: the cosine's eps keeps the norm away from 0
     keys = rng(1).standard_normal((B, H, W))
     strengths = np.full((B, H), strength)
-    w, cache = AD.content_weights_forward(memory, keys, strengths, convention)
+    (w,), cache = AD.content_weights_forward(memory, keys, strengths, convention=convention)
     assert finite(w)
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-12)  # a softmax over the rows
     assert np.all(w >= 0)
-    g = AD.content_weights_backward(rng(2).standard_normal(w.shape), cache)
+    g = AD.content_weights_backward((rng(2).standard_normal(w.shape),), cache)
     assert finite(g)
 
 
 def test_content_weights_all_memory_zero_is_uniform():
-    w, _ = AD.content_weights_forward(np.zeros((B, N, W)), rng().standard_normal((B, H, W)), np.ones((B, H)))
+    (w,), _ = AD.content_weights_forward(np.zeros((B, N, W)), rng().standard_normal((B, H, W)), np.ones((B, H)))
     np.testing.assert_allclose(w, 1.0 / N, atol=1e-12)  # every similarity is 0
 
 
@@ -73,36 +73,36 @@ def test_content_weights_all_memory_zero_is_uniform():
 @pytest.mark.parametrize("usage", [np.zeros((B, N)), np.ones((B, N)), np.full((B, N), 0.5),
                                    np.array([[0.0, 1.0, 0.0, 1.0, 0.5, 0.5]] * B)], ids=["zero", "one", "tied", "mixed"])
 def test_allocation_edges_of_usage(usage):
-    a, cache = AD.allocation_forward(usage)
+    (a,), cache = AD.allocation_forward(usage)
     assert finite(a)
     assert np.all(a >= 0) and np.all(a <= 1)
     assert np.all(a.sum(-1) <= 1 + 1e-12)
     free = usage == 0
     if free.any():  # the least-used free slot takes (almost) everything
         assert np.all(a.max(-1) > 0.99)
-    g = AD.allocation_backward(rng().standard_normal(a.shape), cache)
+    g = AD.allocation_backward((rng().standard_normal(a.shape),), cache)
     assert finite(g)
 
 
 def test_allocation_usage_one_gives_no_allocation():
-    a, _ = AD.allocation_forward(np.ones((B, N)))
+    (a,), _ = AD.allocation_forward(np.ones((B, N)))
     np.testing.assert_allclose(a, 0.0, atol=1e-5)
 
 
 def test_usage_saturated_free_gates_and_full_usage():
     u = np.ones((B, N))
-    usage, cache = AD.usage_forward(u, rows(B, NW, N), np.ones((B, R)), rows(B, R, N, total=1.0))
+    (usage, _), cache = AD.usage_forward(u, rows(B, NW, N), np.ones((B, R)), rows(B, R, N, total=1.0))
     assert finite(usage)
     assert np.all((usage >= 0) & (usage <= 1))
-    assert finite(AD.usage_backward(rng().standard_normal(usage.shape), cache))
+    assert finite(AD.usage_backward((rng().standard_normal(usage.shape), None), cache))
 
 
 def test_write_weights_saturated_gates():
-    w, cache = AD.write_weights_forward(rng().standard_normal((B, N, W)), np.ones((B, N)), rng(1).standard_normal((B, NW, W)),
+    (w,), cache = AD.write_weights_forward(rng().standard_normal((B, N, W)), np.ones((B, N)), rng(1).standard_normal((B, NW, W)),
                                         np.full((B, NW), 1e4), np.ones((B, NW)), np.ones((B, NW)))
     assert finite(w)
     np.testing.assert_allclose(w, 0.0, atol=1e-5)  # all allocation, but nothing is free
-    assert finite(AD.write_weights_backward(rng(2).standard_normal(w.shape), cache))
+    assert finite(AD.write_weights_backward((rng(2).standard_normal(w.shape),), cache)[:6])
 
 
 # ----------------------------------------------------------------------------- long runs of the access module and the core
@@ -121,12 +121,12 @@ def test_access_200_steps_with_scaled_controller_outputs(scale, convention):
     W_xi, b_xi, state, cfg = _access(convention)
     for t in range(200):
         h = scale * rng(t).standard_normal((B, 4))
-        r, state, cache = AC.access_step_forward(h, W_xi, b_xi, state, cfg)
+        (r, state), cache = AC.access_step_forward(h, W_xi, b_xi, state, cfg=cfg)
         assert np.all(np.isfinite(r))
     assert finite(state)
     assert np.all((state.usage >= -1e-12) & (state.usage <= 1 + 1e-12))
     assert np.all(state.read_weights.sum(-1) <= 1 + 1e-9)
-    grads = AC.access_step_backward(rng().standard_normal(r.shape), None, cache)
+    grads = AC.access_step_backward((rng().standard_normal(r.shape), None), cache)
     assert finite(grads)
 
 
@@ -137,10 +137,10 @@ def test_core_200_steps_with_scaled_inputs(scale, convention):
     params = init_params(np, cfg)
     state = DC.initial_state(np, B, cfg)
     for t in range(200):
-        y, state, cache = DC.core_step_forward(scale * rng(t).standard_normal((B, 3)), state, params, cfg)
+        (y, state), cache = DC.core_step_forward(scale * rng(t).standard_normal((B, 3)), state, params, cfg=cfg)
         assert np.all(np.isfinite(y))
     assert finite(state)
-    dx, d_state, d_params = DC.core_step_backward(rng().standard_normal(y.shape), None, cache)
+    dx, d_state, d_params = DC.core_step_backward((rng().standard_normal(y.shape), None), cache)
     assert finite(dx, d_state, d_params)
 
 
@@ -213,8 +213,8 @@ def test_dnc_unroll_T_1000_forward_and_backward_finite():
     cfg = DNCConfig(D=2, Y=2, hidden=3, N=3, W=2, R=1, nw=1)
     params = init_params(np, cfg)
     x = rng().standard_normal((1, 1000, 2))
-    out, final, cache = DC.unroll_forward(x, params, cfg)
-    assert out.y.shape == (1, 1000, 2) and finite(out, final)
+    out, cache = DC.unroll_forward(x, params, cfg=cfg)
+    assert out.y.shape == (1, 1000, 2) and finite(out)
     dx, d_params, d_state = DC.unroll_backward(DC.UnrollOutputs(rng(1).standard_normal(out.y.shape), None), cache)
     assert finite(dx, d_params, d_state)
 
@@ -244,9 +244,9 @@ def test_float32_core_unroll_computes_in_float32():
     cfg = DNCConfig(D=3, Y=2, hidden=4, layers=3, N=5, W=3, R=2, clip_value=20.0)
     params = init_params(np, cfg, dtype=np.float32)
     x = rng().standard_normal((2, 3, 3)).astype(np.float32)
-    out, final, cache = DC.unroll_forward(x, params, cfg)  # no state: zeros in x's dtype
+    out, cache = DC.unroll_forward(x, params, cfg=cfg)  # no state: zeros in x's dtype
     dx, d_params, d_state = DC.unroll_backward(DC.UnrollOutputs(np.ones((2, 3, 2), np.float32), None), cache)
-    for a in tree_leaves((out, final, dx, d_params, d_state)):
+    for a in tree_leaves((out, dx, d_params, d_state)):
         if a is not None:
             assert a.dtype == np.float32
 
@@ -262,9 +262,9 @@ unit_rows = st.integers(1, 6).flatmap(lambda n: st.lists(st.sampled_from([0.0, 0
 @given(unit_rows)
 def test_property_allocation_is_a_subprobability_for_any_usage(usage):
     u = np.asarray([usage])
-    a, cache = AD.allocation_forward(u)
+    (a,), cache = AD.allocation_forward(u)
     assert np.all(np.isfinite(a)) and np.all(a >= -1e-12) and a.sum() <= 1 + 1e-9
-    assert np.all(np.isfinite(AD.allocation_backward(np.ones_like(u), cache)))
+    assert np.all(np.isfinite(AD.allocation_backward((np.ones_like(u),), cache).usage))
 
 
 @settings(max_examples=60, deadline=None)
@@ -283,5 +283,5 @@ def test_property_masked_attention_weights(energies, keep):
 def test_property_content_weights_any_strength(strength, seed):
     memory = rng(seed).standard_normal((1, 4, 3))
     memory[0, seed % 4] = 0.0
-    w, _ = AD.content_weights_forward(memory, rng(seed + 1).standard_normal((1, 1, 3)), np.array([[strength]]))
+    (w,), _ = AD.content_weights_forward(memory, rng(seed + 1).standard_normal((1, 1, 3)), np.array([[strength]]))
     assert np.all(np.isfinite(w)) and abs(w.sum() - 1) < 1e-9

@@ -65,16 +65,44 @@ def test_loss_matches_deepmind_and_its_gradient(xp, time_average, in_bits):
     want = _xent_reference(rx.to_numpy(logits), rx.to_numpy(b.target), rx.to_numpy(b.mask), time_average, in_bits)
     assert float(rx.to_numpy(got)) == pytest.approx(want, rel=1e-13)
 
+    target = 0.1 + 0.8 * b.target  # soft targets: the gradient w.r.t. the target is checked too
+
     def fwd(a):
-        return {"loss": xp.reshape(tasks.masked_sigmoid_cross_entropy(a["logits"], b.target, b.mask,
-                                                                       time_average, in_bits), (1,))}
+        out, _ = tasks.masked_sigmoid_cross_entropy_forward(a["logits"], a["target"], mask=b.mask,
+                                                            time_average=time_average, log_prob_in_bits=in_bits)
+        return {"loss": xp.reshape(out.loss, (1,))}
 
     def bwd(a, cot):
-        g = tasks.masked_sigmoid_cross_entropy_backward(a["logits"], b.target, b.mask, time_average, in_bits)
-        return {"logits": g * cot["loss"][0]}
+        _, cache = tasks.masked_sigmoid_cross_entropy_forward(a["logits"], a["target"], mask=b.mask,
+                                                              time_average=time_average, log_prob_in_bits=in_bits)
+        return tasks.masked_sigmoid_cross_entropy_backward((xp.reshape(cot["loss"], ()),), cache)._asdict()
 
-    records = gradcheck.check_function(fwd, bwd, {"logits": logits}, methods=("central",), name="xent")
-    assert all(r.passed for r in records), records
+    records = gradcheck.check_function(fwd, bwd, {"logits": logits, "target": target}, methods=("central",),
+                                       name="xent")
+    assert records and all(r.passed for r in records), records
+    # the task's pair is the same loss with the task's options
+    task = tasks.RepeatCopy(batch_size=3, time_average_cost=time_average, log_prob_in_bits=in_bits)
+    out, cache = task.cost_forward(logits, b.target, mask=b.mask)
+    assert float(rx.to_numpy(out.loss)) == pytest.approx(want, rel=1e-13)
+    one = xp.ones((), dtype=logits.dtype)
+    g = task.cost_backward((one,), cache)
+    _, ref_cache = tasks.masked_sigmoid_cross_entropy_forward(logits, b.target, mask=b.mask,
+                                                              time_average=time_average, log_prob_in_bits=in_bits)
+    ref = tasks.masked_sigmoid_cross_entropy_backward((one,), ref_cache)
+    np.testing.assert_array_equal(rx.to_numpy(g.logits), rx.to_numpy(ref.logits))
+    # the 0.1 call form (the forward's inputs, no upstream gradient) warns and gives d_logits
+    with pytest.warns(DeprecationWarning, match="masked_sigmoid_cross_entropy_backward"):
+        old = tasks.masked_sigmoid_cross_entropy_backward(logits, b.target, b.mask, time_average, in_bits)
+    np.testing.assert_array_equal(rx.to_numpy(old), rx.to_numpy(ref.logits))
+
+
+def test_task_options_are_validated_strictly():
+    with pytest.raises(TypeError, match="RepeatCopy.time_average_cost: expected a bool"):
+        tasks.RepeatCopy(time_average_cost="False")
+    with pytest.raises(ValueError, match="RepeatCopy.norm_max: expected a finite number > 0"):
+        tasks.RepeatCopy(norm_max=float("inf"))
+    with pytest.raises(ValueError, match=r"RepeatCopy.min_length: expected <= max_length \(2\), got 3"):
+        tasks.RepeatCopy(min_length=3)
 
 
 def test_bit_errors():

@@ -8,10 +8,7 @@ Private: the public entry points of `refmem.attention.bahdanau`, `refmem.attenti
 import inspect
 from typing import Any, Callable
 
-import numpy as np
 
-from .. import xp as rx
-from ..errors import DomainError
 from ..validation import warn_old_call
 
 _NEW = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("d_out", "cache")])
@@ -58,36 +55,3 @@ def old_backward(new: Callable[[], Callable[..., Any]], old: str, new_call: str,
         return result(new()(d_out, cache))
 
     return legacy
-
-
-def quiet_overflow() -> Any:
-    """A context in which NumPy does not warn of an overflow or an invalid value: the entry points
-    that use it check their results with `refuse_overflow`
-    afterwards, so the overflow is reported once, as a `DomainError`, not as a warning before it."""
-    return np.errstate(over="ignore", invalid="ignore")
-
-
-def refuse_overflow(values: Any, label: str, what: str, shown: str = "") -> None:
-    """Raise a `DomainError` naming `label` when `values` (computed from finite inputs) is not finite.
-
-    A score or a logit beyond the largest number of the dtype becomes `inf` (and a softmax of it
-    NaN): no answer is right then, so the input is refused, naming the limit.
-
-    Args:
-        values: the computed array (scores, weights, outputs).
-        label: the arguments to name (`"h, hs"`).
-        what: what overflowed (`"dot scores h·hs"`).
-        shown: the name of `values` in the message when it is not the overflowing quantity itself
-            (`"alpha"` for energies seen through their softmax); empty when it is.
-    """
-    xp = rx.namespace(values)
-    if bool(xp.all(xp.isfinite(values))):
-        return
-    h = rx.to_numpy(values)
-    at = tuple(int(i) for i in np.argwhere(~np.isfinite(h))[0])
-    limit = float(np.finfo(h.dtype).max)
-    dtype = np.finfo(h.dtype).dtype.name
-    where = f"{shown} is {h[at].item()!r} at {list(at)}" if shown else f"{h[at].item()!r} at {list(at)}"
-    raise DomainError(f"{label}: expected {what} within the range of {dtype} (magnitude <= {limit:.4g}), "
-                      f"got an overflow ({where}); the inputs are finite but too large for {dtype}: "
-                      f"scale them down")

@@ -51,7 +51,8 @@ from .. import xp as rx
 from ..errors import ShapeError
 from ..sampling import Sampler
 from ..validation import Array, Mask, Scores, Seed, Size, Unit, checked
-from ._edge import old_backward, quiet_overflow, refuse_overflow
+from ..validation import quiet_overflow, refuse_overflow
+from ._edge import old_backward
 
 __all__ = [
     "OUTPUT_STATES",

@@ -33,7 +33,8 @@ from typing import Any, Literal, NamedTuple
 from .. import primitives as PR
 from .. import xp as rx
 from ..validation import Array, Unit, checked
-from ._edge import old_backward, quiet_overflow, refuse_overflow
+from ..validation import quiet_overflow, refuse_overflow
+from ._edge import old_backward
 
 __all__ = ["SCORES", "AttentionOutputs", "AttentionCache", "AttentionGrads", "ScoresOutput", "ScoresCache",
            "ScoresGrads", "attention", "attention_vjp", "attention_forward", "attention_backward"]

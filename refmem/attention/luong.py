@@ -50,7 +50,8 @@ from .. import xp as rx
 from ..errors import DomainError, DTypeError, ShapeError
 from ..sampling import Sampler
 from ..validation import Array, Mask, Seed, Size, Unit, checked
-from ._edge import old_backward, quiet_overflow, refuse_overflow
+from ..validation import quiet_overflow, refuse_overflow
+from ._edge import old_backward
 from .bahdanau import masked_softmax
 
 __all__ = [

@@ -2,112 +2,112 @@
 
 The contract the core unroll codes against:
 
-* :class:`AccessConfig` (``N, W, R, nw, convention``) and :func:`interface_size`;
-* :class:`AccessState` (``memory, read_weights, write_weights, link, precedence, usage``)
-  and :func:`initial_state` (zeros);
-* :func:`access_step_forward` / :func:`access_step_backward`.
+* [`AccessConfig`][refmem.dnc.access.AccessConfig] (`N, W, R, nw, convention` and the options) and
+  [`interface_size`][refmem.dnc.access.interface_size];
+* [`AccessState`][refmem.dnc.access.AccessState] (`memory, read_weights, write_weights, link,
+  precedence, usage`) and [`initial_state`][refmem.dnc.access.initial_state] (zeros);
+* [`access_step_forward`][refmem.dnc.access.access_step_forward] /
+  [`access_step_backward`][refmem.dnc.access.access_step_backward], following
+  [the backward rule](../conventions.md); the maths is [`access_step`][refmem.dnc.access.access_step]
+  and [`access_step_vjp`][refmem.dnc.access.access_step_vjp], which the core calls directly.
 
-A step: ``xi = h_c @ W_xi + b_xi`` sliced and activated (:func:`interface_forward`),
-then usage (step 1), write weights (steps 2-4), memory (step 5), link and
-precedence (step 6), read weights (steps 7-9) and read vectors (step 10), each
-from :mod:`refmem.dnc.addressing`.
+A step: `xi = h_c @ W_xi + b_xi` sliced and activated ([`interface_forward`][refmem.dnc.access.interface_forward]),
+then usage (step 1), write weights (steps 2-4), memory (step 5), link and precedence (step 6),
+read weights (steps 7-9) and read vectors (step 10), each from [`refmem.dnc.addressing`][refmem.dnc.addressing].
 
-The options of Csordás & Schmidhuber (ICLR 2019; SPEC §5) are flags of :class:`AccessConfig`.
-Where their code (RobertCsordas/dnc ``Models/DNC.py``) differs from SPEC, refmem follows SPEC:
+The options of Csordás & Schmidhuber (ICLR 2019; SPEC §5) are flags of
+[`AccessConfig`][refmem.dnc.access.AccessConfig]. Where their code (RobertCsordas/dnc
+`Models/DNC.py`) differs from SPEC, refmem follows SPEC:
 
 * interface layout: theirs puts each write mask first in the write head's slice and the read
   masks first in the read heads' slice (then the sharpness, forward then backward, after both
-  heads); SPEC appends ``write_masks``, ``read_masks`` after the read strengths, then the
+  heads); SPEC appends `write_masks`, `read_masks` after the read strengths, then the
   forward and backward sharpness;
-* their cosine divides by ``|k| |M_i| + eps`` with plain norms; SPEC's cosine (§1) has ``eps``
+* their cosine divides by `|k| |M_i| + eps` with plain norms; SPEC's cosine (§1) has `eps`
   inside each norm too;
-* they have one write head: de-allocation multiplies the single erase matrix by ``ψ_t``, the
-  same as SPEC's ``(M_{t-1} ∘ ψ_t) ∘ Π_k (1 - ww_k e_kᵀ)`` for ``nw = 1``; ``ψ_t`` carries its
+* they have one write head: de-allocation multiplies the single erase matrix by `ψ_t`, the
+  same as SPEC's `(M_{t-1} ∘ ψ_t) ∘ Π_k (1 - ww_k e_kᵀ)` for `nw = 1`; `ψ_t` carries its
   gradient there too, and the usage detaches the previous write weights (deepmind's stop);
-* their sharpening divides ``d + eps`` by its maximum before the power, which cancels in the
-  normalisation (refmem's ``softmax(s log(d + eps))`` subtracts the same maximum in log space);
-* their strengths use oneplus and they clamp the whole interface vector to ``±clip``; refmem
+* their sharpening divides `d + eps` by its maximum before the power, which cancels in the
+  normalisation (refmem's `softmax(s log(d + eps))` subtracts the same maximum in log space);
+* their strengths use oneplus and they clamp the whole interface vector to `±clip`; refmem
   activates by the convention and clips the controller output, not the interface (SPEC §5 Core);
-  their masks accept a ``mask_min`` (default 0); SPEC has none.
-
+  their masks accept a `mask_min` (default 0); SPEC has none.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
-from ..errors import ShapeError
 from ..errors import DomainError
-from ..validation import check_arrays, check_size, checked_by, fields
+from ..validation import Array, Config, Size, Unit, checked, warn_old_call
 from . import addressing as A
 from . import conventions as C
+from .addressing import Distribution, LinkMatrix, Weighting
 
 __all__ = [
     "OPTIONS", "AccessConfig", "AccessState", "interface_size", "interface_layout", "initial_state",
-    "Interface", "InterfaceCache", "interface_forward", "interface_backward",
-    "AccessCache", "access_step_forward", "access_step_backward",
+    "InterfaceOutputs", "InterfaceCache", "InterfaceGrads", "interface", "interface_vjp",
+    "interface_forward", "interface_backward",
+    "AccessStepOutputs", "AccessStepCache", "AccessStepGrads", "access_step", "access_step_vjp",
+    "access_step_forward", "access_step_backward",
 ]
 
 
-# ----------------------------------------------------------------------------- configuration
+# ============================================================================= configuration
 
-#: The option flags of SPEC §5 (Csordás & Schmidhuber 2019), in the order they are named.
 OPTIONS = ("masked_content", "deallocation", "link_sharpness")
+"""The option flags of SPEC §5 (Csordás & Schmidhuber 2019), in the order they are named."""
 
 
 @dataclass(frozen=True)
-class AccessConfig:
-    """Sizes and convention of one memory access module (SPEC §5).
+class AccessConfig(Config):
+    """Sizes, convention and options of one memory access module (SPEC §5).
 
-    ``N`` memory slots, ``W`` word size, ``R`` read heads, ``nw`` write heads (each ≥ 1),
-    ``convention`` ``"deepmind"`` (default) or ``"paper"`` (SPEC §5 conventions table).
-    The three options of Csordás & Schmidhuber (SPEC §5, each off by default, combinable):
-    ``masked_content`` (write and read masks on the content lookups), ``deallocation``
-    (the usage's retention ``ψ_t`` also scales the memory) and ``link_sharpness``
-    (forward and backward weights sharpened per read head).
-    Validated on construction: a bad size or an unknown convention raises ``ValueError``.
+    Every field is validated on construction, strictly by type (`AccessConfig(N=0)` is a
+    `DomainError`, `AccessConfig(nw=1.5)` and `AccessConfig(deallocation=1)` are `DTypeError`s,
+    each naming `AccessConfig.<field>`). An argument annotated `AccessConfig` binds the letters
+    `N`, `W`, `R`, `nw`, `K` (`1 + 2nw`) and `I` (the interface width) of its call.
+
+    Attributes:
+        N: memory slots.
+        W: word size.
+        R: read heads.
+        nw: write heads.
+        convention: `"deepmind"` (default) or `"paper"` (SPEC §5 conventions table).
+        masked_content: write and read masks on the content lookups (Csordás & Schmidhuber).
+        deallocation: the usage's retention `ψ_t` also scales the memory.
+        link_sharpness: forward and backward weights sharpened per read head.
     """
 
-    N: int
-    W: int
-    R: int
-    nw: int
-    convention: str = "deepmind"
+    N: Size
+    W: Size
+    R: Size
+    nw: Size
+    convention: Literal["deepmind", "paper"] = "deepmind"
     masked_content: bool = False
     deallocation: bool = False
     link_sharpness: bool = False
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Refuse sizes that are not ints ≥ 1 and unknown conventions (``ValueError``)."""
-        for name in ("N", "W", "R", "nw"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise DomainError(f"AccessConfig.{name}: expected an int >= 1, got {v!r}")
-        for name in OPTIONS:
-            v = getattr(self, name)
-            if not isinstance(v, bool):
-                raise TypeError(f"AccessConfig.{name}: expected a bool, got {v!r}")
-        C.get(self.convention)
+    def sizes(self) -> dict[str, int]:
+        """The letters this config fixes: `N`, `W`, `R`, `nw`, `K = 1 + 2nw` and `I` (the interface width)."""
+        return {"N": self.N, "W": self.W, "R": self.R, "nw": self.nw, "K": C.read_mode_width(self.nw),
+                "I": interface_size(self)}
 
     @property
     def interface_size(self) -> int:
-        """Width ``I`` of the interface vector (see :func:`interface_size`)."""
+        """Width `I` of the interface vector (see [`interface_size`][refmem.dnc.access.interface_size])."""
         return interface_size(self)
 
     @property
     def read_mode_width(self) -> int:
-        """``1 + 2 nw``."""
+        """`K = 1 + 2 nw`."""
         return C.read_mode_width(self.nw)
 
 
 def interface_layout(cfg: AccessConfig) -> list[tuple[str, tuple[int, ...], str]]:
-    """The interface slices in SPEC §5 order: ``(name, per-example shape, activation)``."""
+    """The interface slices in SPEC §5 order: `(name, per-example shape, activation)`."""
     W, R, nw = cfg.W, cfg.R, cfg.nw
     return [
         ("write_vectors", (nw, W), "identity"),
@@ -130,8 +130,9 @@ def interface_layout(cfg: AccessConfig) -> list[tuple[str, tuple[int, ...], str]
 
 
 def interface_size(cfg: AccessConfig) -> int:
-    """Width ``I`` of the interface: ``3 nw W + 3 nw + R (1 + 2nw) + R W + 2 R`` (the paper's ``W R + 3W + 5R + 3`` for ``nw = 1``),
-    plus ``nw W + R W`` with ``masked_content`` and ``2 R`` with ``link_sharpness``."""
+    """Width `I` of the interface: `3 nw W + 3 nw + R (1 + 2nw) + R W + 2 R` (the paper's
+    `W R + 3W + 5R + 3` for `nw = 1`), plus `nw W + R W` with `masked_content` and `2 R` with
+    `link_sharpness`."""
     total = 0
     for _, shape, _ in interface_layout(cfg):
         n = 1
@@ -142,24 +143,35 @@ def interface_size(cfg: AccessConfig) -> int:
 
 
 class AccessState(NamedTuple):
-    """The access state (SPEC §5); every field may be ``None`` in a gradient meaning zero.
+    """The access state (SPEC §5); in a gradient every field may be `None` (zero)."""
 
-    ``memory [B, N, W]``, ``read_weights [B, R, N]``, ``write_weights [B, nw, N]``,
-    ``link [B, nw, N, N]``, ``precedence [B, nw, N]``, ``usage [B, N]``.
+    memory: Array["B N W"]
+    """`M`."""
+    read_weights: Weighting["B R N"]
+    """`wr`, rows summing to at most 1."""
+    write_weights: Weighting["B nw N"]
+    """`ww`, rows summing to at most 1."""
+    link: LinkMatrix["B nw N N"]
+    """`L`, zero on the diagonal."""
+    precedence: Weighting["B nw N"]
+    """`p`, rows summing to at most 1."""
+    usage: Unit["B N"]
+    """`u`."""
+
+
+@checked
+def initial_state(xp: Any, B: Size, cfg: AccessConfig, dtype: Any = None) -> AccessState:
+    """The all-zero initial state of SPEC §5.
+
+    Args:
+        xp: the namespace to create the arrays in.
+        B: the batch size.
+        cfg: the [`AccessConfig`][refmem.dnc.access.AccessConfig].
+        dtype: floating dtype (default `xp.float64`).
+
+    Returns:
+        state: an [`AccessState`][refmem.dnc.access.AccessState] of zeros.
     """
-
-    memory: Any
-    read_weights: Any
-    write_weights: Any
-    link: Any
-    precedence: Any
-    usage: Any
-
-
-def initial_state(xp: Any, B: int, cfg: AccessConfig, dtype: Any = None) -> AccessState:
-    """The all-zero initial state of SPEC §5 (``dtype`` defaults to ``xp.float64``)."""
-    _check_config(cfg)
-    check_size("B", B)
     dtype = xp.float64 if dtype is None else dtype
     N, W, R, nw = cfg.N, cfg.W, cfg.R, cfg.nw
     return AccessState(
@@ -172,123 +184,73 @@ def initial_state(xp: Any, B: int, cfg: AccessConfig, dtype: Any = None) -> Acce
     )
 
 
-#: Spec strings of the access state (see :mod:`refmem.validation`).
-STATE_SPECS = {
-    "memory": "B N W", "read_weights": "B R N | unit", "write_weights": "B nw N | unit",
-    "link": "B nw N N | unit", "precedence": "B nw N | unit", "usage": "B N | unit",
-}
+# ============================================================================= interface
 
 
-def _sizes(cfg: AccessConfig) -> dict[str, int]:
-    return {"N": cfg.N, "W": cfg.W, "R": cfg.R, "nw": cfg.nw, "I": interface_size(cfg)}
+class InterfaceOutputs(NamedTuple):
+    """The activated interface (SPEC §5), in slice order; the option slices are `None` when off."""
 
-
-def _check_config(cfg: Any) -> None:
-    if not isinstance(cfg, AccessConfig):
-        raise TypeError(f"cfg: expected an AccessConfig, got {type(cfg).__name__}")
-
-
-def _check_interface_inputs(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig,
-                            extra: dict | None = None, extra_specs: dict | None = None) -> dict[str, int]:
-    _check_config(cfg)
-    I = interface_size(cfg)
-    if hasattr(W_xi, "shape") and len(W_xi.shape) == 2 and int(W_xi.shape[1]) != I:
-        Hc = int(W_xi.shape[0])
-        raise ShapeError(
-            f"W_xi: expected shape (Hc, I) = ({Hc}, {I}) where I = interface_size(N={cfg.N}, W={cfg.W}, "
-            f"R={cfg.R}, nw={cfg.nw}) (read modes 1 + 2nw = {cfg.read_mode_width} per read head), "
-            f"got {tuple(int(s) for s in W_xi.shape)}"
-        )
-    # the weights first, so that a controller output of the wrong width is reported on itself
-    arrays = {"W_xi": W_xi, "b_xi": b_xi, "controller_output": controller_output, **(extra or {})}
-    specs = {"W_xi": "Hc I", "b_xi": "I", "controller_output": "B Hc", **(extra_specs or {})}
-    return check_arrays(arrays, specs, sizes=_sizes(cfg))
-
-
-def _check_step(controller_output: Any, W_xi: Any, b_xi: Any, state: Any, cfg: Any,
-                frozen_write_weights: Any = None) -> None:
-    if not isinstance(state, AccessState):
-        raise TypeError(f"state: expected an AccessState, got {type(state).__name__}")
-    arrays, specs = fields("state", state, STATE_SPECS)
-    arrays["frozen_write_weights"] = frozen_write_weights
-    specs["frozen_write_weights"] = "?B nw N | unit"
-    _check_interface_inputs(controller_output, W_xi, b_xi, cfg, arrays, specs)
-
-
-def _check_step_backward(d_read_vectors: Any, d_new_state: Any, cache: Any) -> None:
-    if not isinstance(cache, AccessCache):
-        raise TypeError(f"cache: expected the AccessCache of access_step_forward, got {type(cache).__name__}")
-    if d_new_state is not None and not isinstance(d_new_state, AccessState):
-        raise TypeError(f"d_new_state: expected an AccessState (fields may be None) or None, "
-                        f"got {type(d_new_state).__name__}")
-    cfg = cache.cfg
-    B = int(cache.new_memory.shape[0])
-    arrays, specs = fields("d_new_state", d_new_state, {k: "?" + v.split("|")[0] for k, v in STATE_SPECS.items()})
-    arrays["d_read_vectors"] = d_read_vectors
-    specs["d_read_vectors"] = "?B R W"
-    arrays["the forward's read vectors' memory"] = cache.new_memory
-    specs["the forward's read vectors' memory"] = "B N W"
-    check_arrays(arrays, specs, sizes={**_sizes(cfg), "B": B})
-
-
-# ----------------------------------------------------------------------------- interface
-
-
-class Interface(NamedTuple):
-    """The activated interface (SPEC §5), in slice order.
-
-    ``write_vectors [B, nw, W]``, ``erase_vectors [B, nw, W]`` (sigmoid), ``free_gates [B, R]``
-    (sigmoid), ``allocation_gates [B, nw]`` (sigmoid), ``write_gates [B, nw]`` (sigmoid),
-    ``read_modes [B, R, 1 + 2nw]`` (softmax over the last axis), ``write_keys [B, nw, W]``,
-    ``write_strengths [B, nw]`` (raw), ``read_keys [B, R, W]``, ``read_strengths [B, R]`` (raw);
-    with ``masked_content`` ``write_masks [B, nw, W]`` and ``read_masks [B, R, W]`` (sigmoid), with
-    ``link_sharpness`` ``forward_sharpness [B, R]`` and ``backward_sharpness [B, R]`` (oneplus);
-    ``None`` when the option is off.
-    """
-
-    write_vectors: Any
-    erase_vectors: Any
-    free_gates: Any
-    allocation_gates: Any
-    write_gates: Any
-    read_modes: Any
-    write_keys: Any
-    write_strengths: Any
-    read_keys: Any
-    read_strengths: Any
-    write_masks: Any = None
-    read_masks: Any = None
-    forward_sharpness: Any = None
-    backward_sharpness: Any = None
+    write_vectors: Array["B nw W"]
+    """Identity."""
+    erase_vectors: Unit["B nw W"]
+    """Sigmoid."""
+    free_gates: Unit["B R"]
+    """Sigmoid."""
+    allocation_gates: Unit["B nw"]
+    """Sigmoid."""
+    write_gates: Unit["B nw"]
+    """Sigmoid."""
+    read_modes: Unit["B R K"]
+    """Softmax over the last axis, in the convention's layout."""
+    write_keys: Array["B nw W"]
+    """Identity."""
+    write_strengths: Array["B nw"]
+    """Raw (activated inside content addressing)."""
+    read_keys: Array["B R W"]
+    """Identity."""
+    read_strengths: Array["B R"]
+    """Raw."""
+    write_masks: Unit["B nw W"] | None = None
+    """Sigmoid; with `masked_content`."""
+    read_masks: Unit["B R W"] | None = None
+    """Sigmoid; with `masked_content`."""
+    forward_sharpness: Array["B R"] | None = None
+    """Oneplus; with `link_sharpness`."""
+    backward_sharpness: Array["B R"] | None = None
+    """Oneplus; with `link_sharpness`."""
 
 
 class InterfaceCache(NamedTuple):
-    """``linear``: the :class:`refmem.primitives.LinearCache`; ``interface``: the activated
-    :class:`Interface`; ``cfg``: the :class:`AccessConfig`; ``raw``: the raw values of the
-    oneplus slices (``{name: [B, ...]}``, empty without ``link_sharpness``)."""
+    """What [`interface_backward`][refmem.dnc.access.interface_backward] needs."""
 
     linear: P.LinearCache
-    interface: Interface
+    """The [`LinearCache`][refmem.primitives.LinearCache] of `h_c @ W_xi + b_xi`."""
+    interface: InterfaceOutputs
+    """The activated interface."""
     cfg: AccessConfig
+    """The config (the layout)."""
     raw: Any = None
+    """The raw values of the oneplus slices (`{name: [B, ...]}`, empty without `link_sharpness`)."""
+    free_gates: Array["B R"] | None = None
+    """The free gates (binds the call's batch and precision)."""
 
 
-@checked_by(_check_interface_inputs)
-def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig) -> tuple[Interface, InterfaceCache]:
-    """``xi = h_c @ W_xi + b_xi`` sliced in SPEC §5 order, reshaped row-major and activated.
+class InterfaceGrads(NamedTuple):
+    """The gradients of [`interface_forward`][refmem.dnc.access.interface_forward]'s arguments."""
 
-    Args:
-        controller_output: ``[B, Hc]``.
-        W_xi: ``[Hc, I]`` with ``I = interface_size(cfg)``.
-        b_xi: ``[I]``.
-        cfg: the :class:`AccessConfig` (sizes and convention).
-    Returns:
-        The activated :class:`Interface` and an :class:`InterfaceCache`.
-    """
+    controller_output: Array["B Hc"]
+    """The gradient of `controller_output`."""
+    W_xi: Array["Hc I"]
+    """The gradient of `W_xi`."""
+    b_xi: Array["I"]
+    """The gradient of `b_xi`."""
+
+
+def interface(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig) -> tuple[InterfaceOutputs, InterfaceCache]:
+    """`xi = h_c @ W_xi + b_xi` sliced in SPEC §5 order, reshaped row-major and activated, unchecked."""
     xp = rx.namespace(controller_output, W_xi, b_xi)
     B = int(controller_output.shape[0])
     xi = P.linear(controller_output, W_xi, b_xi)
-    lin_cache = P.LinearCache(controller_output, W_xi)
     parts = {}
     raws = {}
     start = 0
@@ -306,46 +268,16 @@ def interface_forward(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessC
             raws[name] = raw
             raw = P.oneplus(raw)
         parts[name] = raw
-    iface = Interface(**parts)
-    return iface, InterfaceCache(lin_cache, iface, cfg, raws)
+    iface = InterfaceOutputs(**parts)
+    return iface, InterfaceCache(P.LinearCache(controller_output, W_xi), iface, cfg, raws, iface.free_gates)
 
 
-def _check_interface_backward(d_interface: Any, cache: Any) -> None:
-    if not isinstance(cache, InterfaceCache):
-        raise TypeError(f"cache: expected the InterfaceCache of interface_forward, got {type(cache).__name__}")
-    if not isinstance(d_interface, Interface):
-        raise TypeError(f"d_interface: expected an Interface of gradients (fields may be None), "
-                        f"got {type(d_interface).__name__}")
-    iface = cache.interface
-    arrays, specs = {}, {}
-    for name in Interface._fields:
-        ref = getattr(iface, name)
-        if ref is None:  # an option's slice, off in this configuration
-            continue
-        arrays[f"d_interface.{name}"] = getattr(d_interface, name)
-        specs[f"d_interface.{name}"] = "?" + " ".join(str(int(n)) for n in ref.shape)
-    check_arrays(arrays, specs, precision_of={"the forward's interface": iface.free_gates})
+def interface_vjp(d_interface: Any, cache: InterfaceCache) -> InterfaceGrads:
+    """The gradients of [`interface`][refmem.dnc.access.interface] from an
+    [`InterfaceOutputs`][refmem.dnc.access.InterfaceOutputs] of gradients (a `None` field is zero), unchecked.
 
-
-@checked_by(_check_interface_backward)
-def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[Any, Any, Any]:
-    """Reverse of :func:`interface_forward`: ``(d_controller_output, d_W_xi, d_b_xi)``.
-
-    Sigmoid slices: ``d ∘ s (1 - s)``; the read modes: the softmax VJP over the last
-    axis; identity slices pass through. A ``None`` field is a zero gradient.
-
-    Args:
-        d_interface: an :class:`Interface` of gradients, each field the shape of that slice
-            (``write_vectors [B, nw, W]``, ..., ``read_strengths [B, R]``) or ``None`` (zero);
-            the whole may not be ``None``.
-        cache: the :class:`InterfaceCache` of :func:`interface_forward`.
-
-    Returns:
-        d_controller_output: ``[B, Hc]``.
-        d_W_xi: ``[Hc, I]``.
-        d_b_xi: ``[I]``.
-
-    Derivation: [docs/derivations/dnc.md, "10. The interface"](../derivations/dnc.md#10-the-interface-interface_forward)
+    Sigmoid slices: `d ∘ s (1 - s)`; the read modes: the softmax VJP over the last axis; oneplus
+    slices: `d ∘ σ(raw)`; identity slices pass through.
     """
     iface = cache.interface
     B = int(iface.free_gates.shape[0])
@@ -363,89 +295,130 @@ def interface_backward(d_interface: Interface, cache: InterfaceCache) -> tuple[A
             d = d * P.sigmoid(cache.raw[name])
         pieces.append(xp.reshape(d, (B, -1)))
     d_xi = xp.concat(pieces, axis=-1)
-    return P.linear_vjp(d_xi, cache.linear.x, cache.linear.W)
+    return InterfaceGrads(*P.linear_vjp(d_xi, cache.linear.x, cache.linear.W))
 
 
-# ----------------------------------------------------------------------------- the step
-
-
-class AccessCache(NamedTuple):
-    """Everything :func:`access_step_backward` needs.
-
-    ``cfg``; ``interface``: :class:`InterfaceCache`; ``usage``: :class:`~refmem.dnc.addressing.UsageCache`;
-    ``write``: :class:`~refmem.dnc.addressing.WriteWeightsCache`; ``memory``:
-    :class:`~refmem.dnc.addressing.MemoryCache`; ``link``: :class:`~refmem.dnc.addressing.LinkCache`;
-    ``read``: :class:`~refmem.dnc.addressing.ReadWeightsCache`; ``new_memory [B, N, W]`` (``M_t``)
-    and ``read_weights [B, R, N]`` (``wr_t``) for the read vectors.
-    """
-
-    cfg: AccessConfig
-    interface: InterfaceCache
-    usage: A.UsageCache
-    write: A.WriteWeightsCache
-    memory: A.MemoryCache
-    link: A.LinkCache
-    read: A.ReadWeightsCache
-    new_memory: Any
-    read_weights: Any
-
-
-@checked_by(_check_step)
-def access_step_forward(controller_output: Any, W_xi: Any, b_xi: Any, state: AccessState, cfg: AccessConfig,
-                        frozen_write_weights: Any = None) -> tuple[Any, AccessState, AccessCache]:
-    """One access step of SPEC §5 (interface, steps 1-10).
+@checked
+def interface_forward(controller_output: Array["B Hc"], W_xi: Array["Hc I"], b_xi: Array["I"], *,
+                      cfg: AccessConfig) -> tuple[InterfaceOutputs, InterfaceCache]:
+    """The interface of SPEC §5: `xi = h_c @ W_xi + b_xi` sliced in SPEC order, reshaped row-major and
+    activated.
 
     Args:
-        controller_output: ``[B, Hc]``.
-        W_xi: ``[Hc, I]``, ``I = interface_size(cfg)``.
-        b_xi: ``[I]``.
-        state: the :class:`AccessState` at ``t-1``.
-        cfg: the :class:`AccessConfig`.
-        frozen_write_weights: ``[B, nw, N]`` or ``None``; under the ``deepmind``
-            convention (stopped usage gradient), the value the usage update uses in
-            place of ``state.write_weights`` (a finite-difference check freezes it at
-            its recorded value, SPEC §6). Ignored by the ``paper`` convention.
+        controller_output: `[B, Hc]`.
+        W_xi: `[Hc, I]` with `I = interface_size(cfg)`.
+        b_xi: `[I]`.
+        cfg: the [`AccessConfig`][refmem.dnc.access.AccessConfig] (sizes, convention, options; keyword-only).
+
     Returns:
-        ``read_vectors [B, R, W]``, the new :class:`AccessState` and an :class:`AccessCache`.
+        outputs: the activated [`InterfaceOutputs`][refmem.dnc.access.InterfaceOutputs] `(write_vectors,
+            erase_vectors, free_gates, allocation_gates, write_gates, read_modes, write_keys,
+            write_strengths, read_keys, read_strengths, write_masks, read_masks, forward_sharpness,
+            backward_sharpness)`, the option slices `None` when off.
+        cache: an [`InterfaceCache`][refmem.dnc.access.InterfaceCache].
     """
-    conv = C.get(cfg.convention)
-    iface, icache = interface_forward.unchecked(controller_output, W_xi, b_xi, cfg)
-    usage, ucache = A.usage_forward.unchecked(state.usage, state.write_weights, iface.free_gates, state.read_weights,
-                                    conv, frozen_write_weights=frozen_write_weights)
-    ww, wcache = A.write_weights_forward.unchecked(state.memory, usage, iface.write_keys, iface.write_strengths,
-                                         iface.allocation_gates, iface.write_gates, conv,
-                                         write_masks=iface.write_masks)
-    memory, mcache = A.memory_update_forward.unchecked(state.memory, ww, iface.erase_vectors, iface.write_vectors,
-                                                       deallocation=ucache.retention if cfg.deallocation else None)
-    link, precedence, lcache = A.temporal_linkage_forward.unchecked(state.link, state.precedence, ww)
-    wr, rcache = A.read_weights_forward.unchecked(memory, iface.read_keys, iface.read_strengths, link, state.read_weights,
-                                        iface.read_modes, conv, read_masks=iface.read_masks,
-                                        forward_sharpness=iface.forward_sharpness,
-                                        backward_sharpness=iface.backward_sharpness)
+    return interface(controller_output, W_xi, b_xi, cfg)
+
+
+@checked
+def interface_backward(d_out: InterfaceOutputs, cache: InterfaceCache) -> InterfaceGrads:
+    """VJP of [`interface_forward`][refmem.dnc.access.interface_forward].
+
+    Sigmoid slices: `d ∘ s (1 - s)`; the read modes: the softmax VJP over the last axis; oneplus
+    slices: `d ∘ σ(raw)`; identity slices pass through.
+
+    Args:
+        d_out: an [`InterfaceOutputs`][refmem.dnc.access.InterfaceOutputs] (or a tuple in its order) of
+            gradients, each field the shape of that slice (`write_vectors [B, nw, W]`, ...,
+            `read_strengths [B, R]`) or `None` (zero).
+        cache: the [`InterfaceCache`][refmem.dnc.access.InterfaceCache] of the forward.
+
+    Returns:
+        grads: an [`InterfaceGrads`][refmem.dnc.access.InterfaceGrads]
+            `(controller_output [B, Hc], W_xi [Hc, I], b_xi [I])`.
+
+    Derivation: [docs/derivations/dnc.md, "10. The interface"](../derivations/dnc.md#10-the-interface-interface_forward)
+    """
+    if type(d_out) is not InterfaceOutputs:
+        d_out = InterfaceOutputs(*d_out)
+    return interface_vjp(d_out, cache)
+
+
+# ============================================================================= the step
+
+
+class AccessStepOutputs(NamedTuple):
+    """The outputs of [`access_step_forward`][refmem.dnc.access.access_step_forward]."""
+
+    read_vectors: Array["B R W"]
+    """`r_t = wr_t M_t`."""
+    state: AccessState
+    """The [`AccessState`][refmem.dnc.access.AccessState] at `t`."""
+
+
+class AccessStepCache(NamedTuple):
+    """Everything [`access_step_backward`][refmem.dnc.access.access_step_backward] needs."""
+
+    cfg: AccessConfig
+    """The config."""
+    interface: InterfaceCache
+    """The [`InterfaceCache`][refmem.dnc.access.InterfaceCache]."""
+    usage: A.UsageCache
+    """The [`UsageCache`][refmem.dnc.addressing.UsageCache] of step 1."""
+    write: A.WriteWeightsCache
+    """The [`WriteWeightsCache`][refmem.dnc.addressing.WriteWeightsCache] of steps 2-4."""
+    memory: A.MemoryUpdateCache
+    """The [`MemoryUpdateCache`][refmem.dnc.addressing.MemoryUpdateCache] of step 5."""
+    link: A.TemporalLinkageCache
+    """The [`TemporalLinkageCache`][refmem.dnc.addressing.TemporalLinkageCache] of step 6."""
+    read: A.ReadWeightsCache
+    """The [`ReadWeightsCache`][refmem.dnc.addressing.ReadWeightsCache] of steps 7-9."""
+    new_memory: Array["B N W"]
+    """`M_t`, for the read vectors."""
+    read_weights: Array["B R N"]
+    """`wr_t`, for the read vectors."""
+    write_weights: Array["B nw N"]
+    """`ww_t`."""
+
+
+class AccessStepGrads(NamedTuple):
+    """The gradients of [`access_step_forward`][refmem.dnc.access.access_step_forward]'s arguments."""
+
+    controller_output: Array["B Hc"]
+    """The gradient of `controller_output`."""
+    W_xi: Array["Hc I"]
+    """The gradient of `W_xi`."""
+    b_xi: Array["I"]
+    """The gradient of `b_xi`."""
+    state: AccessState
+    """The gradients of the state at `t-1`; `write_weights` is zero under the `deepmind` convention
+    (its only path, the usage, is stopped)."""
+
+
+def access_step(controller_output: Any, W_xi: Any, b_xi: Any, state: AccessState, cfg: AccessConfig,
+                frozen_write_weights: Any = None) -> tuple[Any, AccessState, AccessStepCache]:
+    """One access step of SPEC §5 (interface, steps 1-10), unchecked: `(read_vectors, new_state, cache)`."""
+    conv = C.CONVENTIONS[cfg.convention]
+    iface, icache = interface(controller_output, W_xi, b_xi, cfg)
+    usage, ucache = A.usage(state.usage, state.write_weights, iface.free_gates, state.read_weights, conv,
+                            frozen_write_weights)
+    ww, wcache = A.write_weights(state.memory, usage, iface.write_keys, iface.write_strengths,
+                                 iface.allocation_gates, iface.write_gates, iface.write_masks, conv)
+    memory, mcache = A.memory_update(state.memory, ww, iface.erase_vectors, iface.write_vectors,
+                                     ucache.retention if cfg.deallocation else None)
+    link, precedence, lcache = A.temporal_linkage(state.link, state.precedence, ww)
+    wr, rcache = A.read_weights(memory, iface.read_keys, iface.read_strengths, link, state.read_weights,
+                                iface.read_modes, iface.read_masks, iface.forward_sharpness,
+                                iface.backward_sharpness, conv)
     read_vectors = wr @ memory
     new_state = AccessState(memory, wr, ww, link, precedence, usage)
-    cache = AccessCache(cfg, icache, ucache, wcache, mcache, lcache, rcache, memory, wr)
+    cache = AccessStepCache(cfg, icache, ucache, wcache, mcache, lcache, rcache, memory, wr, ww)
     return read_vectors, new_state, cache
 
 
-@checked_by(_check_step_backward)
-def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
-                         cache: AccessCache) -> tuple[Any, Any, Any, AccessState]:
-    """Reverse of :func:`access_step_forward`, steps 10 to 1 then the interface.
-
-    Args:
-        d_read_vectors: ``[B, R, W]`` or ``None`` (zero).
-        d_new_state: an :class:`AccessState` of gradients w.r.t. the new state; any
-            field (or the whole) may be ``None`` meaning zero.
-        cache: the :class:`AccessCache` of the forward.
-    Returns:
-        ``(d_controller_output [B, Hc], d_W_xi [Hc, I], d_b_xi [I], d_state)`` with
-            ``d_state`` an :class:`AccessState` of gradients w.r.t. the state at ``t-1``
-            (``write_weights`` is zero under the ``deepmind`` convention: its only path,
-            the usage, is stopped).
-
-    Derivation: [docs/derivations/dnc.md, "9. Read vectors (step 10) and the whole step"](../derivations/dnc.md#9-read-vectors-step-10-and-the-whole-step-access_step_forward)
-    """
+def access_step_vjp(d_read_vectors: Any, d_new_state: AccessState | None, cache: AccessStepCache) -> AccessStepGrads:
+    """Reverse of [`access_step`][refmem.dnc.access.access_step], steps 10 to 1 then the interface,
+    unchecked; `d_read_vectors`, `d_new_state` and any of its fields may be `None` (zero)."""
     if d_new_state is None:
         d_new_state = AccessState(None, None, None, None, None, None)
     memory, wr = cache.new_memory, cache.read_weights
@@ -457,20 +430,20 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         d_wr = P.add_optional(d_wr, d_read_vectors @ P.transpose_last(memory))
     d_wr = P.zeros_if_none(d_wr, wr)
     # steps 7-9: read weights
-    g_read = A.read_weights_backward.unchecked(d_wr, cache.read)
+    g_read = A.read_weights_vjp(d_wr, cache.read)
     d_memory = P.add_optional(d_memory, g_read.memory)
     d_link = P.add_optional(d_new_state.link, g_read.link)
     # step 6: link and precedence
-    g_link = A.temporal_linkage_backward.unchecked(d_link, d_new_state.precedence, cache.link)
+    g_link = A.temporal_linkage_vjp(d_link, d_new_state.precedence, cache.link)
     # step 5: memory
-    g_mem = A.memory_update_backward.unchecked(d_memory, cache.memory)
+    g_mem = A.memory_update_vjp(d_memory, cache.memory)
     d_ww = P.add_optional(P.add_optional(d_new_state.write_weights, g_link.write_weights), g_mem.write_weights)
     # steps 2-4: write weights
-    g_write = A.write_weights_backward.unchecked(d_ww, cache.write)
+    g_write = A.write_weights_vjp(d_ww, cache.write)
     d_usage = P.add_optional(d_new_state.usage, g_write.usage)
-    # step 1: usage
-    g_usage = A.usage_backward.unchecked(d_usage, cache.usage, d_retention=getattr(g_mem, "deallocation", None))
-    d_iface = Interface(
+    # step 1: usage (the retention also reaches the memory under the de-allocation option)
+    g_usage = A.usage_vjp(d_usage, g_mem.deallocation, cache.usage)
+    d_iface = InterfaceOutputs(
         write_vectors=g_mem.write_vectors,
         erase_vectors=g_mem.erase_vectors,
         free_gates=g_usage.free_gates,
@@ -481,12 +454,12 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         write_strengths=g_write.write_strengths,
         read_keys=g_read.read_keys,
         read_strengths=g_read.read_strengths,
-        write_masks=getattr(g_write, "write_masks", None),
-        read_masks=getattr(g_read, "read_masks", None),
-        forward_sharpness=getattr(g_read, "forward_sharpness", None),
-        backward_sharpness=getattr(g_read, "backward_sharpness", None),
+        write_masks=g_write.write_masks,
+        read_masks=g_read.read_masks,
+        forward_sharpness=g_read.forward_sharpness,
+        backward_sharpness=g_read.backward_sharpness,
     )
-    d_h, d_W, d_b = interface_backward.unchecked(d_iface, cache.interface)
+    d_h, d_W, d_b = interface_vjp(d_iface, cache.interface)
     d_state = AccessState(
         memory=g_mem.memory + g_write.memory,
         read_weights=g_read.prev_read_weights + g_usage.prev_read_weights,
@@ -495,4 +468,122 @@ def access_step_backward(d_read_vectors: Any, d_new_state: AccessState | None,
         precedence=g_link.prev_precedence,
         usage=g_usage.prev_usage,
     )
-    return d_h, d_W, d_b, d_state
+    return AccessStepGrads(d_h, d_W, d_b, d_state)
+
+
+def _require_finite(label: str, what: str, arrays: Any, dtype: Any) -> None:
+    """Refuse a result with an infinity or a NaN (the inputs' scale overflowed `dtype`): `DomainError`."""
+    for name, x in arrays:
+        xp = rx.namespace(x)
+        if not bool(xp.all(xp.isfinite(x))):
+            raise DomainError(f"{label}: {what} overflows {dtype} at this scale ({name} is not finite); every "
+                              f"interface value, memory row and key must stay below "
+                              f"{A.cosine_limit(dtype, xp):.3g} in norm (finfo({dtype}).max ** 0.25)")
+
+
+@checked
+def access_step_forward(controller_output: Array["B Hc"], W_xi: Array["Hc I"], b_xi: Array["I"],
+                        state: AccessState, *, cfg: AccessConfig,
+                        frozen_write_weights: Weighting["B nw N"] | None = None
+                        ) -> tuple[AccessStepOutputs, AccessStepCache]:
+    """One access step of SPEC §5 (interface, steps 1-10).
+
+    Args:
+        controller_output: `[B, Hc]`.
+        W_xi: `[Hc, I]`, `I = interface_size(cfg)`.
+        b_xi: `[I]`.
+        state: the [`AccessState`][refmem.dnc.access.AccessState] at `t-1` (weightings with rows summing
+            to at most 1, a link with a zero diagonal).
+        cfg: the [`AccessConfig`][refmem.dnc.access.AccessConfig] (keyword-only).
+        frozen_write_weights: `[B, nw, N]` or `None` (keyword-only); under the `deepmind` convention
+            (stopped usage gradient), the value the usage update uses in place of `state.write_weights`
+            (a finite-difference check freezes it at its recorded value, SPEC §6). Ignored by the
+            `paper` convention.
+
+    Returns:
+        outputs: an [`AccessStepOutputs`][refmem.dnc.access.AccessStepOutputs]
+            `(read_vectors [B, R, W], state)`, `state` the [`AccessState`][refmem.dnc.access.AccessState] at `t`.
+        cache: an [`AccessStepCache`][refmem.dnc.access.AccessStepCache].
+
+    Raises:
+        refmem.errors.DomainError: inputs at a scale the step cannot carry: a key or memory row of
+            norm at least [`cosine_limit`][refmem.dnc.addressing.cosine_limit], or a result that
+            overflows the dtype.
+    """
+    A._require_norms("controller_output", controller_output)
+    A._require_norms("W_xi", W_xi)
+    A._require_norms("b_xi", b_xi)
+    A._require_norms("state.memory", state.memory)
+    read_vectors, new_state, cache = access_step(controller_output, W_xi, b_xi, state, cfg, frozen_write_weights)
+    dtype = P.real_part(read_vectors).dtype
+    _require_finite("controller_output", "the interface h_c W_xi + b_xi",
+                    [(n, getattr(cache.interface.interface, n)) for n in ("write_vectors", "write_keys", "read_keys",
+                                                                          "write_strengths", "read_strengths")], dtype)
+    A._require_cosine_scale(A._lookup_cosine(cache.write.content_cache),
+                            "controller_output (the write keys of h_c W_xi + b_xi)", "state.memory")
+    A._require_cosine_scale(A._lookup_cosine(cache.read.content_cache),
+                            "controller_output (the read keys of h_c W_xi + b_xi)",
+                            "controller_output (the memory M_t after the write)")
+    _require_finite("controller_output", "the access step", [("read_vectors", read_vectors),
+                                                              *new_state._asdict().items()], dtype)
+    return AccessStepOutputs(read_vectors, new_state), cache
+
+
+def _old_access_step_backward(*args: Any, **kwargs: Any) -> AccessStepGrads:
+    """The 0.1 form `access_step_backward(d_read_vectors, d_new_state, cache)`, deprecated (it returned
+    `(d_controller_output, d_W_xi, d_b_xi, d_state)`, the order of the new gradients)."""
+    if len(args) == 2 and not kwargs:  # not a 0.1 call (it had three arguments): d_out is not a tuple
+        raise A._not_outputs("d_out", AccessStepOutputs, args[0])
+    names = ("d_read_vectors", "d_new_state", "cache")
+    given = dict(zip(names, args))
+    if len(args) > 3 or set(given) & set(kwargs):
+        raise TypeError("access_step_backward() takes (d_out, cache)")
+    given.update(kwargs)
+    if set(given) == {"d_out", "cache"}:
+        return access_step_backward(given["d_out"], given["cache"])
+    if set(given) - set(names) or "cache" not in given:
+        raise TypeError("access_step_backward() takes (d_out, cache)")
+    warn_old_call("access_step_backward(d_read_vectors, d_new_state, cache)",
+                  "access_step_backward(AccessStepOutputs(read_vectors=d_read_vectors, state=d_new_state), cache)")
+    return access_step_backward(AccessStepOutputs(given.get("d_read_vectors"), given.get("d_new_state")),
+                                     given["cache"])
+
+
+@checked(legacy=_old_access_step_backward)
+def access_step_backward(d_out: AccessStepOutputs, cache: AccessStepCache) -> AccessStepGrads:
+    """VJP of [`access_step_forward`][refmem.dnc.access.access_step_forward], steps 10 to 1 then the interface.
+
+    Args:
+        d_out: an [`AccessStepOutputs`][refmem.dnc.access.AccessStepOutputs] (or a tuple in its order) of
+            the gradients of `read_vectors [B, R, W]` and of the new `state` (an
+            [`AccessState`][refmem.dnc.access.AccessState] of gradients); either, and any field of the
+            state, may be `None` (zero).
+        cache: the [`AccessStepCache`][refmem.dnc.access.AccessStepCache] of the forward.
+
+    Returns:
+        grads: an [`AccessStepGrads`][refmem.dnc.access.AccessStepGrads]
+            `(controller_output [B, Hc], W_xi [Hc, I], b_xi [I], state)`, `state` an
+            [`AccessState`][refmem.dnc.access.AccessState] of gradients w.r.t. the state at `t-1`
+            (`write_weights` is zero under the `deepmind` convention: its only path, the usage, is stopped).
+
+    Raises:
+        refmem.errors.DomainError: a gradient that overflows the dtype (upstream gradients at a scale
+            the step cannot carry).
+
+    Derivation: [docs/derivations/dnc.md, "9. Read vectors (step 10) and the whole step"](../derivations/dnc.md#9-read-vectors-step-10-and-the-whole-step-access_step_forward)
+    """
+    d_read_vectors, d_state = d_out
+    grads = access_step_vjp(d_read_vectors, d_state, cache)
+    dtype = P.real_part(cache.new_memory).dtype
+    _require_finite("d_out", "the backward of the access step",
+                    [(n, g) for n, g in grads._asdict().items() if n != "state"]
+                    + [(f"state.{n}", g) for n, g in grads.state._asdict().items()], dtype)
+    return grads
+
+
+
+# ----------------------------------------------------------------------------- 0.1 names
+
+#: The 0.1 names of the types (deprecated aliases; removed after 0.2).
+Interface = InterfaceOutputs
+AccessCache = AccessStepCache

@@ -1,76 +1,93 @@
 """SPEC §5 "Core": the DNC controllers, Sonnet's LSTM and its DeepRNN stack.
 
-One LSTM layer (Sonnet ``snt.LSTM`` without peepholes, layer norm or internal
-clipping, as deepmind/dnc builds it)::
+One LSTM layer (Sonnet `snt.LSTM` without peepholes, layer norm or internal clipping, as
+deepmind/dnc builds it):
 
-    gates = [x ; h_prev] @ W + b                         W [I + H, 4H], b [4H]
-    i, j, f, o = split(gates, 4)                         (this order)
-    c = σ(f + forget_bias) ∘ c_prev + σ(i) ∘ tanh(j)     forget_bias = 1.0, added at run time
-    h = tanh(c) ∘ σ(o)
+```text
+gates = [x ; h_prev] @ W + b                         W [I + H, 4H], b [4H]
+i, j, f, o = split(gates, 4)                         (this order)
+c = σ(f + forget_bias) ∘ c_prev + σ(i) ∘ tanh(j)     forget_bias = 1.0, added at run time
+h = tanh(c) ∘ σ(o)
+```
 
-The controller (seed 003's ``DNCoreLSTM`` / ``DNCoreDeepLSTM``) is ``L`` such layers
-in Sonnet's ``DeepRNN``. With ``skip=True`` (Sonnet's default ``skip_connections``)
-layer ``l > 1`` reads ``[x ; h^{l-1}]`` and the controller output is
-``[h^1 ; ... ; h^L]``; with ``skip=False`` layer ``l > 1`` reads ``h^{l-1}`` and the
-output is ``h^L``. ``L = 1`` is the single controller.
+The controller (seed 003's `DNCoreLSTM` / `DNCoreDeepLSTM`) is `L` such layers in Sonnet's
+`DeepRNN`. With `skip=True` (Sonnet's default `skip_connections`) layer `l > 1` reads
+`[x ; h^{l-1}]` and the controller output is `[h^1 ; ... ; h^L]`; with `skip=False` layer
+`l > 1` reads `h^{l-1}` and the output is `h^L`. `L = 1` is the single controller.
 
-Clipping (deepmind/dnc ``DNC._clip_if_enabled``): with ``clip_value > 0`` the
-controller output and every carried ``h`` and ``c`` are clipped to
-``[-clip, clip]`` *after* the whole stack has run (so layer ``l`` reads the
-unclipped ``h^{l-1}`` of the same step). The gradient of a clip is 1 inside the
-closed range and 0 outside (TensorFlow's ``clip_by_value``); the branch is taken
-on the real part so the complex step runs the same code.
+Clipping (deepmind/dnc `DNC._clip_if_enabled`): with `clip_value > 0` the controller output and
+every carried `h` and `c` are clipped to `[-clip, clip]` *after* the whole stack has run (so
+layer `l` reads the unclipped `h^{l-1}` of the same step). The gradient of a clip is 1 inside
+the closed range and 0 outside (TensorFlow's `clip_by_value`); the branch is taken on the real
+part so the complex step runs the same code.
 
-Every ``*_forward`` returns ``(out, new_state, cache)``; every ``*_backward``
-takes the gradients of the output and of the new state and returns those of the
-input, of the previous state and of the parameters.
+The pairs follow [the backward rule](../conventions.md): every forward returns its outputs (the
+output and the new state) in one NamedTuple and a cache; every backward takes the gradients of
+those outputs and the cache and returns the gradients of the input, the previous state and the
+parameters. The maths, which the core calls directly: [`lstm_step`][refmem.dnc.controller.lstm_step],
+[`lstm_step_vjp`][refmem.dnc.controller.lstm_step_vjp], [`controller`][refmem.dnc.controller.controller],
+[`controller_vjp`][refmem.dnc.controller.controller_vjp], [`clip`][refmem.dnc.controller.clip],
+[`clip_vjp`][refmem.dnc.controller.clip_vjp].
 """
 
-from __future__ import annotations
-
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
-from ..errors import DomainError, ShapeError
-from ..validation import check_arrays, check_size, checked_by, edge
+from ..errors import ShapeError
+from ..validation import Array, Config, Mask, NonNegative, Size, checked, warn_old_call
 
 __all__ = [
-    "LSTMParams",
-    "LSTMState",
-    "LSTMCache",
-    "lstm_step_forward",
-    "lstm_step_backward",
-    "ControllerConfig",
-    "ControllerCache",
-    "controller_initial_state",
-    "controller_forward",
-    "controller_backward",
-    "clip_forward",
-    "clip_backward",
+    "LSTMParams", "LSTMState",
+    "LSTMStepOutputs", "LSTMStepCache", "LSTMStepGrads", "lstm_step", "lstm_step_vjp",
+    "lstm_step_forward", "lstm_step_backward",
+    "ControllerConfig", "controller_initial_state", "check_layers",
+    "ControllerOutputs", "ControllerCache", "ControllerGrads", "controller", "controller_vjp",
+    "controller_forward", "controller_backward",
+    "ClipOutputs", "ClipCache", "ClipGrads", "clip", "clip_vjp", "clip_forward", "clip_backward",
 ]
 
 
-# ----------------------------------------------------------------------------- clipping
+def gate_width(H: int) -> int:
+    """`G = 4H`, the width of an LSTM layer's gates."""
+    return 4 * H
 
 
-@edge(x="...", clip_value="float >= 0")
-def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
-    """Clip ``x`` to ``[-clip, clip]`` when ``clip_value > 0`` (SPEC §5 Core).
+def input_width(IH: int, H: int) -> int:
+    """`I = IH - H`, the input width an LSTM layer's `W` of `IH` rows reads (its input, then the hidden state)."""
+    return IH - H
 
-    Returns ``(y, inside)`` where ``inside`` is a boolean array (``|Re x| ≤ clip``),
-    or ``None`` when clipping is off (``clip_value <= 0``: ``y`` is ``x``).
 
-    Args:
-        x: ``[...]``, any shape.
-        clip_value: the bound; ``<= 0`` disables the clip.
+# ============================================================================= clipping
 
-    Returns:
-        ``y [...]`` (the shape of ``x``) and ``inside [...]`` (bool) or ``None``: the cache of
-            :func:`clip_backward`.
-    """
+
+class ClipOutputs(NamedTuple):
+    """The output of [`clip_forward`][refmem.dnc.controller.clip_forward]."""
+
+    y: Array["..."]
+    """`x` clipped to `[-clip, clip]` (`x` itself when clipping is off)."""
+
+
+class ClipCache(NamedTuple):
+    """What [`clip_backward`][refmem.dnc.controller.clip_backward] needs."""
+
+    y: Array["..."]
+    """The output (its shape and dtype)."""
+    inside: Mask["..."] | None
+    """`|Re x| ≤ clip` (bool), or `None` when clipping is off."""
+
+
+class ClipGrads(NamedTuple):
+    """The gradient of [`clip_forward`][refmem.dnc.controller.clip_forward]'s argument."""
+
+    x: Array["..."]
+    """The gradient of `x`."""
+
+
+def clip(x: Any, clip_value: float) -> tuple[Any, Any]:
+    """Clip `x` to `[-clip, clip]` when `clip_value > 0` (SPEC §5 Core), unchecked: `(y, inside)`,
+    `inside` the boolean mask `|Re x| ≤ clip`, or `None` when clipping is off (`y` is `x`)."""
     if not clip_value > 0:
         return x, None
     xp = rx.namespace(x)
@@ -82,91 +99,143 @@ def clip_forward(x: Any, clip_value: float) -> tuple[Any, Any]:
     return y, xp.logical_not(xp.logical_or(hi, lo))
 
 
-@edge(d_y="?...", inside="?... | mask")
-def clip_backward(d_y: Any, inside: Any) -> Any:
-    """Gradient of :func:`clip_forward`: ``d_y`` inside the range, 0 outside.
-
-    Args:
-        d_y: ``[...]``, the gradient of ``y``, or ``None`` (zero; returned as ``None``).
-        inside: the mask :func:`clip_forward` returned (its cache), or ``None`` (no clip).
-
-    Returns:
-        dx: ``[...]``, the gradient of ``x`` (``None`` when ``d_y`` is ``None``).
-
-    Derivation: [docs/derivations/dnc_core.md, "3. Clipping"](../derivations/dnc_core.md#3-clipping)
-    """
+def clip_vjp(d_y: Any, inside: Any) -> Any:
+    """The gradient of `x` for [`clip`][refmem.dnc.controller.clip], unchecked: `d_y` inside the range, 0
+    outside; `d_y` itself when `inside` is `None` (no clip) or `d_y` is `None`."""
     if inside is None or d_y is None:
         return d_y
     xp = rx.namespace(d_y)
     return xp.where(inside, d_y, xp.zeros_like(d_y))
 
 
-# ----------------------------------------------------------------------------- one LSTM layer
+@checked
+def clip_forward(x: Array["..."], *, clip_value: NonNegative) -> tuple[ClipOutputs, ClipCache]:
+    """Clip `x` to `[-clip, clip]` when `clip_value > 0` (SPEC §5 Core); `clip_value = 0` switches it off.
+
+    Args:
+        x: `[...]`, any shape.
+        clip_value: the bound, a finite number >= 0 (keyword-only); 0 disables the clip.
+
+    Returns:
+        outputs: a [`ClipOutputs`][refmem.dnc.controller.ClipOutputs] `(y [...])`, the shape of `x`.
+        cache: a [`ClipCache`][refmem.dnc.controller.ClipCache] (`inside`, the mask `|Re x| ≤ clip`, or
+            `None` without clipping).
+    """
+    y, inside = clip(x, clip_value)
+    return ClipOutputs(y), ClipCache(y, inside)
+
+
+def _old_clip_backward(*args: Any, **kwargs: Any) -> Any:
+    """The 0.1 form `clip_backward(d_y, inside)`, deprecated: it returns the array `dx` (`None` for a
+    `None` `d_y`)."""
+    given = dict(zip(("d_out", "cache"), args))
+    if len(args) > 2 or set(given) & set(kwargs):
+        raise TypeError("clip_backward() takes (d_out, cache)")
+    given.update(kwargs)
+    if "d_y" in given:
+        given["d_out"] = given.pop("d_y")
+    if "inside" in given:
+        given["cache"] = given.pop("inside")
+    if set(given) != {"d_out", "cache"}:
+        raise TypeError("clip_backward() takes (d_out, cache)")
+    d_out, cache = given["d_out"], given["cache"]
+    if type(cache) is ClipCache:
+        if isinstance(d_out, tuple):
+            return clip_backward(d_out, cache)
+        warn_old_call("clip_backward(d_y, cache)", "clip_backward((d_y,), cache).x")
+        return None if d_out is None else clip_backward((d_out,), cache).x
+    warn_old_call("clip_backward(d_y, inside)", "clip_backward((d_y,), cache).x with the ClipCache of clip_forward")
+    if d_out is None:
+        return None
+    return clip_backward((d_out,), ClipCache(d_out, cache)).x
+
+
+@checked(legacy=_old_clip_backward)
+def clip_backward(d_out: ClipOutputs, cache: ClipCache) -> ClipGrads:
+    """VJP of [`clip_forward`][refmem.dnc.controller.clip_forward]: the gradient passes inside the
+    closed range and is 0 outside (TensorFlow's `clip_by_value`).
+
+    Args:
+        d_out: a [`ClipOutputs`][refmem.dnc.controller.ClipOutputs] (or a 1-tuple): the gradient of
+            `y [...]` (`None`: zero).
+        cache: the [`ClipCache`][refmem.dnc.controller.ClipCache] of the forward.
+
+    Returns:
+        grads: a [`ClipGrads`][refmem.dnc.controller.ClipGrads] `(x [...])`.
+
+    Derivation: [docs/derivations/dnc_core.md, "3. Clipping"](../derivations/dnc_core.md#3-clipping)
+    """
+    (d,) = d_out
+    return ClipGrads(clip_vjp(P.zeros_if_none(d, cache.y), cache.inside))
+
+
+# ============================================================================= one LSTM layer
 
 
 class LSTMParams(NamedTuple):
-    """One Sonnet LSTM layer: ``W [I + H, 4H]`` (rows: input then hidden; columns: ``i, j, f, o``), ``b [4H]``."""
+    """One Sonnet LSTM layer; gradients use the same type."""
 
-    W: Any
-    b: Any
+    W: Array["IH G"]
+    """`[I + H, 4H]`: rows the input then the hidden state, columns the gates `i, j, f, o`."""
+    b: Array["G"]
+    """`[4H]`."""
 
 
 class LSTMState(NamedTuple):
-    """``h [B, H]``, ``c [B, H]``."""
+    """The state of one LSTM layer; in a gradient either field may be `None` (zero)."""
 
-    h: Any
-    c: Any
+    h: Array["B H"]
+    """The hidden state."""
+    c: Array["B H"]
+    """The cell state."""
 
 
-class LSTMCache(NamedTuple):
-    """Intermediates of :func:`lstm_step_forward`.
+class LSTMStepOutputs(NamedTuple):
+    """The outputs of [`lstm_step_forward`][refmem.dnc.controller.lstm_step_forward]."""
 
-    ``xh [B, I + H]`` (``[x ; h_prev]``), ``W [I + H, 4H]``, ``c_prev [B, H]``, and the
-    activated gates ``i = σ(i)``, ``j = tanh(j)``, ``f = σ(f + forget_bias)``,
-    ``o = σ(o)`` and ``tanh_c = tanh(c)``, each ``[B, H]``; ``I`` the input width.
-    """
+    h: Array["B H"]
+    """The new hidden state, the layer's output."""
+    state: LSTMState
+    """The new [`LSTMState`][refmem.dnc.controller.LSTMState] `(h, c)` (the same `h`)."""
 
-    xh: Any
-    W: Any
-    c_prev: Any
-    i: Any
-    j: Any
-    f: Any
-    o: Any
-    tanh_c: Any
+
+class LSTMStepCache(NamedTuple):
+    """Intermediates of [`lstm_step_forward`][refmem.dnc.controller.lstm_step_forward]."""
+
+    xh: Array["B IH"]
+    """`[x ; h_prev]`."""
+    W: Array["IH G"]
+    """The weights."""
+    c_prev: Array["B H"]
+    """The previous cell state."""
+    i: Array["B H"]
+    """`σ(i)`."""
+    j: Array["B H"]
+    """`tanh(j)`."""
+    f: Array["B H"]
+    """`σ(f + forget_bias)`."""
+    o: Array["B H"]
+    """`σ(o)`."""
+    tanh_c: Array["B H"]
+    """`tanh(c)`."""
     I: int
+    """The input width."""
 
 
-def _check_lstm_step(x: Any, state: Any, params: Any, forget_bias: float = 1.0, where: str = "") -> None:
-    if not isinstance(state, LSTMState):
-        raise TypeError(f"{where}state: expected an LSTMState(h, c), got {type(state).__name__}")
-    if not isinstance(params, LSTMParams):
-        raise TypeError(f"{where}params: expected LSTMParams(W, b), got {type(params).__name__}")
-    sizes = {}  # read H and I off the parameters, so that an input of the wrong width is reported on itself
-    W, b = params.W, params.b
-    if len(getattr(b, "shape", ())) == 1 and int(b.shape[0]) % 4 == 0 and len(getattr(W, "shape", ())) == 2 \
-            and int(W.shape[1]) == int(b.shape[0]) and int(W.shape[0]) > int(b.shape[0]) // 4:
-        sizes = {"H": int(b.shape[0]) // 4, "I": int(W.shape[0]) - int(b.shape[0]) // 4}
-    check_arrays({"params.W": params.W, "params.b": params.b, "x": x, "state.h": state.h, "state.c": state.c},
-                 {"params.W": "(I+H) (4*H)", "params.b": "(4*H)", "x": "B I", "state.h": "B H", "state.c": "B H"},
-                 sizes=sizes, where=where)
+class LSTMStepGrads(NamedTuple):
+    """The gradients of [`lstm_step_forward`][refmem.dnc.controller.lstm_step_forward]'s arguments."""
+
+    x: Array["B I"]
+    """The gradient of `x`."""
+    state: LSTMState
+    """The gradients of the previous state `(h, c)`."""
+    params: LSTMParams
+    """The gradients of the parameters `(W, b)`."""
 
 
-@checked_by(_check_lstm_step)
-def lstm_step_forward(x: Any, state: LSTMState, params: LSTMParams,
-                      forget_bias: float = 1.0) -> tuple[Any, LSTMState, LSTMCache]:
-    """One Sonnet LSTM step (SPEC §5 Core, controller equations).
-
-    Args:
-        x: ``[B, I]``.
-        state: ``LSTMState(h [B, H], c [B, H])`` at ``t-1``.
-        params: ``LSTMParams(W [I + H, 4H], b [4H])``.
-        forget_bias: added to the forget-gate pre-activation (Sonnet default 1.0).
-    Returns:
-        ``(h [B, H], LSTMState(h, c), cache)``.
-    """
+def lstm_step(x: Any, state: LSTMState, params: LSTMParams, forget_bias: float = 1.0) -> tuple[Any, Any, LSTMStepCache]:
+    """One Sonnet LSTM step (SPEC §5 Core), unchecked: `(h, c, cache)`."""
     xp = rx.namespace(x, state.h, state.c, params.W, params.b)
-    I = int(x.shape[1])
     H = int(state.h.shape[1])
     xh = xp.concat([x, state.h], axis=1)
     gates = xh @ params.W + params.b
@@ -177,28 +246,21 @@ def lstm_step_forward(x: Any, state: LSTMState, params: LSTMParams,
     c = f * state.c + i * j
     tanh_c = xp.tanh(c)
     h = tanh_c * o
-    return h, LSTMState(h, c), LSTMCache(xh, params.W, state.c, i, j, f, o, tanh_c, I)
+    return h, c, LSTMStepCache(xh, params.W, state.c, i, j, f, o, tanh_c, int(x.shape[1]))
 
 
-@edge({"cache.tanh_c": "B H"}, d_h="B H", d_c="?B H")
-def lstm_step_backward(d_h: Any, d_c: Any, cache: LSTMCache) -> tuple[Any, LSTMState, LSTMParams]:
-    """Gradients of :func:`lstm_step_forward`.
+def lstm_step_vjp(d_h: Any, d_c: Any, cache: LSTMStepCache) -> LSTMStepGrads:
+    """The gradients of [`lstm_step`][refmem.dnc.controller.lstm_step] from the total gradient of the new
+    `h` (output and carried state) and that of the new `c` (either may be `None`, zero), unchecked.
 
-    Args:
-        d_h: total gradient of the new ``h`` ``[B, H]`` (output and carried state; not ``None``).
-        d_c: gradient of the new ``c`` ``[B, H]`` (``None`` for zero).
-        cache: the :class:`LSTMCache` of :func:`lstm_step_forward`.
-    Returns:
-        ``(dx [B, I], LSTMState(dh_prev, dc_prev), LSTMParams(dW, db))``.
-
-    ``dc = d_c + d_h ∘ o ∘ (1 - tanh²c)``; ``do = d_h ∘ tanh c``;
-    pre-activation gradients ``di = dc ∘ j ∘ i(1-i)``, ``dj = dc ∘ i ∘ (1-j²)``,
-    ``df = dc ∘ c_prev ∘ f(1-f)``, ``do ∘ o(1-o)``; then the linear map.
-
-    Derivation: [docs/derivations/dnc_core.md, "1. One Sonnet LSTM layer"](../derivations/dnc_core.md#1-one-sonnet-lstm-layer)
+    `dc = d_c + d_h ∘ o ∘ (1 - tanh²c)`; `do = d_h ∘ tanh c`; the pre-activation gradients
+    `di = dc ∘ j ∘ i(1-i)`, `dj = dc ∘ i ∘ (1-j²)`, `df = dc ∘ c_prev ∘ f(1-f)`, `do ∘ o(1-o)`; then
+    the linear map.
     """
-    xp = rx.namespace(d_h)
+    xp = rx.namespace(cache.xh)
     i, j, f, o, tanh_c = cache.i, cache.j, cache.f, cache.o, cache.tanh_c
+    if d_h is None:
+        d_h = xp.zeros_like(tanh_c)
     dc = d_h * o * (1.0 - tanh_c * tanh_c)
     if d_c is not None:
         dc = dc + d_c
@@ -212,115 +274,211 @@ def lstm_step_backward(d_h: Any, d_c: Any, cache: LSTMCache) -> tuple[Any, LSTMS
     dW = xp.permute_dims(cache.xh, (1, 0)) @ d_gates
     db = xp.sum(d_gates, axis=0)
     d_xh = d_gates @ xp.permute_dims(cache.W, (1, 0))
-    dx = d_xh[:, :cache.I]
-    dh_prev = d_xh[:, cache.I:]
-    dc_prev = dc * f
-    return dx, LSTMState(dh_prev, dc_prev), LSTMParams(dW, db)
+    return LSTMStepGrads(d_xh[:, :cache.I], LSTMState(d_xh[:, cache.I:], dc * f), LSTMParams(dW, db))
 
 
-# ----------------------------------------------------------------------------- the controller stack
+@checked(derive={"G": gate_width, "I": input_width})
+def lstm_step_forward(x: Array["B I"], state: LSTMState, params: LSTMParams, *,
+                      forget_bias: float = 1.0) -> tuple[LSTMStepOutputs, LSTMStepCache]:
+    """One Sonnet LSTM step (SPEC §5 Core, controller equations).
+
+    Args:
+        x: `[B, I]`.
+        state: the [`LSTMState`][refmem.dnc.controller.LSTMState] `(h [B, H], c [B, H])` at `t-1`.
+        params: the [`LSTMParams`][refmem.dnc.controller.LSTMParams] `(W [I + H, 4H], b [4H])`.
+        forget_bias: added to the forget-gate pre-activation, a finite number (Sonnet's 1.0; keyword-only).
+
+    Returns:
+        outputs: an [`LSTMStepOutputs`][refmem.dnc.controller.LSTMStepOutputs] `(h [B, H], state)`,
+            `state` the new [`LSTMState`][refmem.dnc.controller.LSTMState] `(h, c)`.
+        cache: an [`LSTMStepCache`][refmem.dnc.controller.LSTMStepCache].
+    """
+    h, c, cache = lstm_step(x, state, params, forget_bias)
+    return LSTMStepOutputs(h, LSTMState(h, c)), cache
+
+
+def _old_lstm_step_backward(*args: Any, **kwargs: Any) -> LSTMStepGrads:
+    """The 0.1 form `lstm_step_backward(d_h, d_c, cache)`, deprecated (it returned `(dx, d_state, d_params)`,
+    the order of the new gradients)."""
+    if len(args) == 2 and not kwargs:
+        from .addressing import _not_outputs
+
+        raise _not_outputs("d_out", LSTMStepOutputs, args[0])
+    names = ("d_h", "d_c", "cache")
+    given = dict(zip(names, args))
+    if len(args) > 3 or set(given) & set(kwargs):
+        raise TypeError("lstm_step_backward() takes (d_out, cache)")
+    given.update(kwargs)
+    if set(given) == {"d_out", "cache"}:
+        return lstm_step_backward(given["d_out"], given["cache"])
+    if set(given) - set(names) or "cache" not in given:
+        raise TypeError("lstm_step_backward() takes (d_out, cache)")
+    warn_old_call("lstm_step_backward(d_h, d_c, cache)",
+                  "lstm_step_backward(LSTMStepOutputs(h=d_h, state=LSTMState(None, d_c)), cache)")
+    return lstm_step_backward(LSTMStepOutputs(given.get("d_h"), LSTMState(None, given.get("d_c"))), given["cache"])
+
+
+@checked(legacy=_old_lstm_step_backward)
+def lstm_step_backward(d_out: LSTMStepOutputs, cache: LSTMStepCache) -> LSTMStepGrads:
+    """VJP of [`lstm_step_forward`][refmem.dnc.controller.lstm_step_forward].
+
+    The gradient of the new `h` is `d_out.h + d_out.state.h` (the output and the carried state are
+    the same array). `dc = d_c + d_h ∘ o ∘ (1 - tanh²c)`; `do = d_h ∘ tanh c`; pre-activation
+    gradients `di = dc ∘ j ∘ i(1-i)`, `dj = dc ∘ i ∘ (1-j²)`, `df = dc ∘ c_prev ∘ f(1-f)`,
+    `do ∘ o(1-o)`; then the linear map.
+
+    Args:
+        d_out: an [`LSTMStepOutputs`][refmem.dnc.controller.LSTMStepOutputs] (or a tuple in its order) of
+            the gradients of `h [B, H]` and of the new `state` (an [`LSTMState`][refmem.dnc.controller.LSTMState]
+            `(h [B, H], c [B, H])`); either, and either field of the state, may be `None` (zero).
+        cache: the [`LSTMStepCache`][refmem.dnc.controller.LSTMStepCache] of the forward.
+
+    Returns:
+        grads: an [`LSTMStepGrads`][refmem.dnc.controller.LSTMStepGrads] `(x [B, I], state, params)`:
+            `state` an [`LSTMState`][refmem.dnc.controller.LSTMState] `(h [B, H], c [B, H])` of the
+            previous state's gradients, `params` an [`LSTMParams`][refmem.dnc.controller.LSTMParams]
+            `(W [I + H, 4H], b [4H])`.
+
+    Derivation: [docs/derivations/dnc_core.md, "1. One Sonnet LSTM layer"](../derivations/dnc_core.md#1-one-sonnet-lstm-layer)
+    """
+    d_h, d_state = d_out
+    d_c = None
+    if d_state is not None:
+        d_h = P.add_optional(d_h, d_state.h)
+        d_c = d_state.c
+    return lstm_step_vjp(d_h, d_c, cache)
+
+
+# ============================================================================= the controller stack
 
 
 @dataclass(frozen=True)
-class ControllerConfig:
-    """The DNC controller: ``layers`` Sonnet LSTMs of width ``hidden`` in a DeepRNN.
+class ControllerConfig(Config):
+    """The DNC controller: `layers` Sonnet LSTMs of width `hidden` in a DeepRNN.
 
-    ``input_size``: width of the controller input (``D + R W`` in the DNC);
-    ``skip``: Sonnet DeepRNN skip connections; ``forget_bias``: added at run time;
-    ``clip_value``: clip of the output and carried state (0 disables).
+    Validated on construction, strictly by type. An argument annotated `ControllerConfig` binds
+    the letters `I` (`input_size`), `H` (`hidden`), `G = 4H` and `Hc` (the output width).
+
+    Attributes:
+        input_size: width of the controller input (`D + R W` in the DNC).
+        hidden: LSTM width per layer.
+        layers: the number of layers.
+        skip: Sonnet DeepRNN skip connections.
+        forget_bias: added to the forget gate at run time.
+        clip_value: clip of the output and carried state, a finite number >= 0 (0 disables).
     """
 
-    input_size: int
-    hidden: int
-    layers: int = 1
+    input_size: Size
+    hidden: Size
+    layers: Size = 1
     skip: bool = True
     forget_bias: float = 1.0
-    clip_value: float = 0.0
+    clip_value: NonNegative = 0.0
 
-    def __post_init__(self) -> None:
-        for name in ("input_size", "hidden", "layers"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise DomainError(f"ControllerConfig.{name}: expected an int >= 1, got {v!r}")
-        for name in ("clip_value", "forget_bias"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or (name == "clip_value" and v < 0):
-                raise DomainError(f"ControllerConfig.{name}: expected a finite number"
-                                  f"{' >= 0' if name == 'clip_value' else ''}, got {v!r}")
+    def sizes(self) -> dict[str, int]:
+        """The letters: `I`, `H`, `G = 4H`, `Hc`."""
+        return {"I": self.input_size, "H": self.hidden, "G": gate_width(self.hidden), "Hc": self.output_size}
 
     def layer_input_size(self, layer: int) -> int:
-        """Input width of layer ``layer`` (0-based): ``I``, then ``I + H`` (skip) or ``H``."""
+        """Input width of layer `layer` (0-based): `I`, then `I + H` (skip) or `H`."""
         if layer == 0:
             return self.input_size
         return self.input_size + self.hidden if self.skip else self.hidden
 
     @property
     def output_size(self) -> int:
-        """``L H`` with skip connections, else ``H``."""
+        """`L H` with skip connections, else `H`."""
         return self.layers * self.hidden if self.skip else self.hidden
 
 
-class ControllerCache(NamedTuple):
-    """Intermediates of :func:`controller_forward`.
+@checked
+def controller_initial_state(xp: Any, B: Size, cfg: ControllerConfig, dtype: Any = None) -> tuple[LSTMState, ...]:
+    """The all-zero controller state: one [`LSTMState`][refmem.dnc.controller.LSTMState]
+    `(h [B, H], c [B, H])` per layer.
 
-    ``layers``: one :class:`LSTMCache` per layer; ``out_inside [B, Ho]``, and per
-    layer ``h_inside``/``c_inside [B, H]``: the clip masks (``None`` without clip);
-    ``cfg``: the :class:`ControllerConfig`.
+    Args:
+        xp: the namespace to create the arrays in.
+        B: the batch size.
+        cfg: the [`ControllerConfig`][refmem.dnc.controller.ControllerConfig].
+        dtype: floating dtype (default `xp.float64`).
+
+    Returns:
+        state: a tuple of [`LSTMState`][refmem.dnc.controller.LSTMState], one per layer.
     """
-
-    layers: tuple
-    out_inside: Any
-    h_inside: tuple
-    c_inside: tuple
-    cfg: ControllerConfig
-
-
-def controller_initial_state(xp: Any, B: int, cfg: ControllerConfig, dtype: Any = None) -> tuple:
-    """All-zero state: one ``LSTMState(h [B, H], c [B, H])`` per layer."""
-    if not isinstance(cfg, ControllerConfig):
-        raise TypeError(f"cfg: expected a ControllerConfig, got {type(cfg).__name__}")
-    check_size("B", B)
     dtype = xp.float64 if dtype is None else dtype
     return tuple(LSTMState(xp.zeros((B, cfg.hidden), dtype=dtype), xp.zeros((B, cfg.hidden), dtype=dtype))
                  for _ in range(cfg.layers))
 
 
-def _check_controller(x: Any, state: Any, params: Any, cfg: Any) -> None:
-    if not isinstance(cfg, ControllerConfig):
-        raise TypeError(f"cfg: expected a ControllerConfig, got {type(cfg).__name__}")
-    if len(params) != cfg.layers or len(state) != cfg.layers:
-        raise ShapeError(f"controller: expected {cfg.layers} layers of params and state, "
-                         f"got {len(params)} and {len(state)}")
-    arrays, specs = {"x": x}, {"x": "B I"}
-    for layer in range(cfg.layers):
-        st, p, n = state[layer], params[layer], layer + 1
-        if not isinstance(st, LSTMState) or not isinstance(p, LSTMParams):
-            raise TypeError(f"layer {n}: expected LSTMState and LSTMParams, got {type(st).__name__} and "
-                            f"{type(p).__name__}")
-        arrays.update({f"state[{layer}].h": st.h, f"state[{layer}].c": st.c, f"b_lstm{n}": p.b})
-        specs.update({f"state[{layer}].h": "B H", f"state[{layer}].c": "B H", f"b_lstm{n}": "(4*H)"})
-    check_arrays(arrays, specs, sizes={"I": cfg.input_size, "H": cfg.hidden})
-    for layer in range(cfg.layers):  # each layer its own input width I_l
-        check_arrays({"x": x, f"W_lstm{layer + 1}": params[layer].W}, {"x": "B *", f"W_lstm{layer + 1}": "(I_l+H) (4*H)"},
-                     sizes={"I_l": cfg.layer_input_size(layer), "H": cfg.hidden})
+def check_layers(params: Any, cfg: ControllerConfig, state: Any = None, B: int | None = None,
+                 label: str = "params", state_label: str = "state") -> None:
+    """What the annotations of a layer stack cannot say: `cfg.layers` layers of parameters (and of
+    state), layer `l`'s `W` of `layer_input_size(l) + H` rows, every layer's state of batch `B`.
 
-
-@checked_by(_check_controller)
-def controller_forward(x: Any, state: tuple, params: tuple,
-                       cfg: ControllerConfig) -> tuple[Any, tuple, ControllerCache]:
-    """The controller for one time step (SPEC §5 Core; seed 003 ``DNCoreLSTM``/``DNCoreDeepLSTM``).
-
-    Args:
-        x: controller input ``[B, I]`` (the DNC passes ``[x_t ; flatten(r_{t-1})]``).
-        state: per layer ``LSTMState(h [B, H], c [B, H])`` at ``t-1``.
-        params: per layer ``LSTMParams(W [I_l + H, 4H], b [4H])`` (see
-            :meth:`ControllerConfig.layer_input_size`).
-        cfg: :class:`ControllerConfig`.
-    Returns:
-        ``(output [B, Ho], new_state, cache)``, ``Ho = cfg.output_size``; output and
-            state clipped when ``cfg.clip_value > 0``.
+    Raises:
+        refmem.errors.ShapeError: naming the layer, e.g. `params[1].W: expected shape (I_l + H, 4H) = (7, 8), got (6, 8)`.
     """
+    L, H = cfg.layers, cfg.hidden
+    for name, seq in ((label, params), (state_label, state)):
+        if seq is not None and len(seq) != L:
+            raise ShapeError(f"{name}: expected {L} controller layer{'s' if L > 1 else ''} (cfg.layers), "
+                             f"got {len(seq)}")
+    for layer, p in enumerate(params):
+        want = (cfg.layer_input_size(layer) + H, 4 * H)
+        got = tuple(int(s) for s in p.W.shape)
+        if got != want:
+            raise ShapeError(f"{label}[{layer}].W: expected shape (I_l + H, 4H) = {want}, got {got} "
+                             f"(layer {layer + 1} reads {cfg.layer_input_size(layer)} inputs)")
+    if state is not None and B is not None:
+        for layer, st in enumerate(state):
+            for field in ("h", "c"):
+                got = tuple(int(s) for s in getattr(st, field).shape)
+                if got[0] != B:
+                    raise ShapeError(f"{state_label}[{layer}].{field}: expected shape (B, H) = ({B}, {H}), got "
+                                     f"{got} (B = {B} from the other arguments)")
+
+
+class ControllerOutputs(NamedTuple):
+    """The outputs of [`controller_forward`][refmem.dnc.controller.controller_forward]."""
+
+    output: Array["B Hc"]
+    """The controller output `h_c` (clipped when `clip_value > 0`)."""
+    state: tuple[LSTMState, ...]
+    """The new state, one [`LSTMState`][refmem.dnc.controller.LSTMState] per layer (clipped too)."""
+
+
+class ControllerCache(NamedTuple):
+    """Intermediates of [`controller_forward`][refmem.dnc.controller.controller_forward]."""
+
+    layers: tuple[LSTMStepCache, ...]
+    """One [`LSTMStepCache`][refmem.dnc.controller.LSTMStepCache] per layer."""
+    out_inside: Any
+    """The clip mask of the output, or `None` without clip."""
+    h_inside: tuple
+    """Per layer the clip mask of `h` (or `None`)."""
+    c_inside: tuple
+    """Per layer the clip mask of `c` (or `None`)."""
+    cfg: ControllerConfig
+    """The config."""
+    output: Array["B Hc"] | None = None
+    """The output (binds the batch and width of a gradient)."""
+    h: Array["B H"] | None = None
+    """The first layer's new `h` (binds the hidden width of a gradient)."""
+
+
+class ControllerGrads(NamedTuple):
+    """The gradients of [`controller_forward`][refmem.dnc.controller.controller_forward]'s arguments."""
+
+    x: Array["B I"]
+    """The gradient of `x`."""
+    state: tuple[LSTMState, ...]
+    """The gradients of the previous state, one [`LSTMState`][refmem.dnc.controller.LSTMState] per layer."""
+    params: tuple[LSTMParams, ...]
+    """The gradients of the parameters, one [`LSTMParams`][refmem.dnc.controller.LSTMParams] per layer."""
+
+
+def controller(x: Any, state: tuple, params: tuple, cfg: ControllerConfig) -> tuple[Any, tuple, ControllerCache]:
+    """The controller for one time step (SPEC §5 Core), unchecked: `(output, new_state, cache)`."""
     xp = rx.namespace(x)
     hs, cs, caches = [], [], []
     below = None
@@ -331,58 +489,35 @@ def controller_forward(x: Any, state: tuple, params: tuple,
             inp = xp.concat([x, below], axis=1)
         else:
             inp = below
-        p = params[layer]
-        h, st, cache = lstm_step_forward.unchecked(inp, state[layer], p, cfg.forget_bias)
+        h, c, cache = lstm_step(inp, state[layer], params[layer], cfg.forget_bias)
         hs.append(h)
-        cs.append(st.c)
+        cs.append(c)
         caches.append(cache)
         below = h
     raw_out = xp.concat(hs, axis=1) if (cfg.skip and cfg.layers > 1) else hs[-1]
-    out, out_inside = clip_forward.unchecked(raw_out, cfg.clip_value)
+    out, out_inside = clip(raw_out, cfg.clip_value)
     new_state, h_in, c_in = [], [], []
     for h, c in zip(hs, cs):
-        hc, hm = clip_forward.unchecked(h, cfg.clip_value)
-        cc, cm = clip_forward.unchecked(c, cfg.clip_value)
+        hc, hm = clip(h, cfg.clip_value)
+        cc, cm = clip(c, cfg.clip_value)
         new_state.append(LSTMState(hc, cc))
         h_in.append(hm)
         c_in.append(cm)
-    return out, tuple(new_state), ControllerCache(tuple(caches), out_inside, tuple(h_in), tuple(c_in), cfg)
+    cache = ControllerCache(tuple(caches), out_inside, tuple(h_in), tuple(c_in), cfg, out, new_state[0].h)
+    return out, tuple(new_state), cache
 
 
-def _check_controller_backward(d_out: Any, d_new_state: Any, cache: Any) -> None:
-    if not isinstance(cache, ControllerCache):
-        raise TypeError(f"cache: expected the ControllerCache of controller_forward, got {type(cache).__name__}")
-    cfg = cache.cfg
-    arrays = {"the forward's input": cache.layers[0].xh, "d_out": d_out}
-    specs = {"the forward's input": "B *", "d_out": f"B {cfg.output_size}"}
-    for layer, st in enumerate(d_new_state or ()):
-        if st is not None:
-            arrays.update({f"d_new_state[{layer}].h": st.h, f"d_new_state[{layer}].c": st.c})
-            specs.update({f"d_new_state[{layer}].h": f"?B {cfg.hidden}", f"d_new_state[{layer}].c": f"?B {cfg.hidden}"})
-    check_arrays(arrays, specs)
-
-
-@checked_by(_check_controller_backward)
-def controller_backward(d_out: Any, d_new_state: tuple | None,
-                        cache: ControllerCache) -> tuple[Any, tuple, tuple]:
-    """Gradients of :func:`controller_forward`.
-
-    Args:
-        d_out: ``[B, Ho]`` gradient of the controller output (not ``None``).
-        d_new_state: per layer ``LSTMState(dh [B, H], dc [B, H])`` of the carried state (entries or
-            the whole tuple may be ``None`` for zero).
-        cache: :class:`ControllerCache`.
-    Returns:
-        ``(dx [B, I], d_prev_state (per layer LSTMState), d_params (per layer LSTMParams))``.
-
-    Derivation: [docs/derivations/dnc_core.md, "2. The controller stack"](../derivations/dnc_core.md#2-the-controller-stack-sonnet-deeprnn) (clipping: section 3)
-    """
+def controller_vjp(d_out: Any, d_new_state: Any, cache: ControllerCache) -> ControllerGrads:
+    """The gradients of [`controller`][refmem.dnc.controller.controller], unchecked; `d_out`,
+    `d_new_state`, any of its layers and any field may be `None` (zero)."""
     cfg = cache.cfg
     H, L = cfg.hidden, cfg.layers
-    d_raw = clip_backward.unchecked(d_out, cache.out_inside)
-    d_h = []
+    d_raw = clip_vjp(d_out, cache.out_inside)
+    d_h: list[Any] = []
     for layer in range(L):
-        if cfg.skip and L > 1:
+        if d_raw is None:
+            d_h.append(None)
+        elif cfg.skip and L > 1:
             d_h.append(d_raw[:, layer * H:(layer + 1) * H])
         else:
             d_h.append(d_raw if layer == L - 1 else None)
@@ -393,28 +528,97 @@ def controller_backward(d_out: Any, d_new_state: tuple | None,
             if st is None:
                 continue
             if st.h is not None:
-                g = clip_backward.unchecked(st.h, cache.h_inside[layer])
-                d_h[layer] = g if d_h[layer] is None else d_h[layer] + g
+                d_h[layer] = P.add_optional(d_h[layer], clip_vjp(st.h, cache.h_inside[layer]))
             if st.c is not None:
-                d_c[layer] = clip_backward.unchecked(st.c, cache.c_inside[layer])
+                d_c[layer] = clip_vjp(st.c, cache.c_inside[layer])
     dx = None
     d_prev: list[Any] = [None] * L
     d_params: list[Any] = [None] * L
-    xp = None
     for layer in reversed(range(L)):
-        lc = cache.layers[layer]
-        g = d_h[layer]
-        if g is None:
-            xp = rx.namespace(lc.xh)
-            g = xp.zeros(lc.tanh_c.shape, dtype=lc.tanh_c.dtype)
-        d_in, d_prev[layer], d_params[layer] = lstm_step_backward.unchecked(g, d_c[layer], lc)
+        g = lstm_step_vjp(d_h[layer], d_c[layer], cache.layers[layer])
+        d_in, d_prev[layer], d_params[layer] = g
         if layer == 0:
-            dx = d_in if dx is None else dx + d_in
+            dx = P.add_optional(dx, d_in)
         elif cfg.skip:
             I = cfg.input_size
-            dx = d_in[:, :I] if dx is None else dx + d_in[:, :I]
-            below = d_in[:, I:]
-            d_h[layer - 1] = below if d_h[layer - 1] is None else d_h[layer - 1] + below
+            dx = P.add_optional(dx, d_in[:, :I])
+            d_h[layer - 1] = P.add_optional(d_h[layer - 1], d_in[:, I:])
         else:
-            d_h[layer - 1] = d_in if d_h[layer - 1] is None else d_h[layer - 1] + d_in
-    return dx, tuple(d_prev), tuple(d_params)
+            d_h[layer - 1] = P.add_optional(d_h[layer - 1], d_in)
+    return ControllerGrads(dx, tuple(d_prev), tuple(d_params))
+
+
+@checked
+def controller_forward(x: Array["B I"], state: tuple[LSTMState, ...], params: tuple[LSTMParams, ...], *,
+                       cfg: ControllerConfig) -> tuple[ControllerOutputs, ControllerCache]:
+    """The controller for one time step (SPEC §5 Core; seed 003 `DNCoreLSTM`/`DNCoreDeepLSTM`).
+
+    Args:
+        x: the controller input `[B, I]` (the DNC passes `[x_t ; flatten(r_{t-1})]`).
+        state: per layer an [`LSTMState`][refmem.dnc.controller.LSTMState] `(h [B, H], c [B, H])` at `t-1`.
+        params: per layer an [`LSTMParams`][refmem.dnc.controller.LSTMParams] `(W [I_l + H, 4H], b [4H])`
+            (see [`ControllerConfig.layer_input_size`][refmem.dnc.controller.ControllerConfig.layer_input_size]).
+        cfg: the [`ControllerConfig`][refmem.dnc.controller.ControllerConfig] (keyword-only).
+
+    Returns:
+        outputs: a [`ControllerOutputs`][refmem.dnc.controller.ControllerOutputs] `(output [B, Hc], state)`,
+            `Hc = cfg.output_size`; output and state clipped when `cfg.clip_value > 0`.
+        cache: a [`ControllerCache`][refmem.dnc.controller.ControllerCache].
+    """
+    check_layers(params, cfg, state, int(x.shape[0]))
+    out, new_state, cache = controller(x, state, params, cfg)
+    return ControllerOutputs(out, new_state), cache
+
+
+def _old_controller_backward(*args: Any, **kwargs: Any) -> ControllerGrads:
+    """The 0.1 form `controller_backward(d_out, d_new_state, cache)`, deprecated (it returned
+    `(dx, d_prev_state, d_params)`, the order of the new gradients)."""
+    if len(args) == 2 and not kwargs:
+        from .addressing import _not_outputs
+
+        raise _not_outputs("d_out", ControllerOutputs, args[0])
+    names = ("d_out", "d_new_state", "cache")
+    given = dict(zip(names, args))
+    if len(args) > 3 or set(given) & set(kwargs):
+        raise TypeError("controller_backward() takes (d_out, cache)")
+    given.update(kwargs)
+    if set(given) == {"d_out", "cache"}:
+        return controller_backward(given["d_out"], given["cache"])
+    if set(given) - set(names) or "cache" not in given:
+        raise TypeError("controller_backward() takes (d_out, cache)")
+    warn_old_call("controller_backward(d_out, d_new_state, cache)",
+                  "controller_backward(ControllerOutputs(output=d_out, state=d_new_state), cache)")
+    d_state = given.get("d_new_state")
+    if d_state is not None:  # 0.1 allowed None layers; the new form takes an LSTMState of None fields
+        d_state = tuple(LSTMState(None, None) if st is None else st for st in d_state)
+    return controller_backward(ControllerOutputs(given.get("d_out"), d_state), given["cache"])
+
+
+@checked(legacy=_old_controller_backward)
+def controller_backward(d_out: ControllerOutputs, cache: ControllerCache) -> ControllerGrads:
+    """VJP of [`controller_forward`][refmem.dnc.controller.controller_forward].
+
+    Args:
+        d_out: a [`ControllerOutputs`][refmem.dnc.controller.ControllerOutputs] (or a tuple in its order)
+            of the gradients of `output [B, Hc]` and of the new `state` (per layer an
+            [`LSTMState`][refmem.dnc.controller.LSTMState] `(h [B, H], c [B, H])`); either, and any field,
+            may be `None` (zero).
+        cache: the [`ControllerCache`][refmem.dnc.controller.ControllerCache] of the forward.
+
+    Returns:
+        grads: a [`ControllerGrads`][refmem.dnc.controller.ControllerGrads] `(x [B, I], state, params)`:
+            per layer an [`LSTMState`][refmem.dnc.controller.LSTMState] `(h [B, H], c [B, H])` and an
+            [`LSTMParams`][refmem.dnc.controller.LSTMParams] `(W [I_l + H, 4H], b [4H])`.
+
+    Derivation: [docs/derivations/dnc_core.md, "2. The controller stack"](../derivations/dnc_core.md#2-the-controller-stack-sonnet-deeprnn) (clipping: section 3)
+    """
+    d_output, d_state = d_out
+    if d_state is not None and len(d_state) != cache.cfg.layers:
+        raise ShapeError(f"d_out.state: expected {cache.cfg.layers} controller layers, got {len(d_state)}")
+    return controller_vjp(d_output, d_state, cache)
+
+
+# ----------------------------------------------------------------------------- 0.1 names
+
+#: The 0.1 name of the step cache (deprecated alias; removed after 0.2).
+LSTMCache = LSTMStepCache

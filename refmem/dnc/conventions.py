@@ -1,29 +1,33 @@
 """The two DNC conventions of SPEC §5, as named presets.
 
-============================  ===================================  ===================================
-                              ``deepmind`` (default)               ``paper``
-============================  ===================================  ===================================
-strength activation           ``softplus``                         ``oneplus``
-read-mode layout per head     ``[backward×nw, forward×nw, content]``  ``[backward×nw, content, forward×nw]``
-usage gradient w.r.t.         stopped (deepmind's ``stop_gradient``)  exact
-``ww_{t-1}``
-============================  ===================================  ===================================
+| | `deepmind` (default) | `paper` |
+|---|---|---|
+| strength activation | `softplus` | `oneplus` |
+| read-mode layout per head | `[backward×nw, forward×nw, content]` | `[backward×nw, content, forward×nw]` |
+| usage gradient w.r.t. `ww_{t-1}` | stopped (deepmind's `stop_gradient`) | exact |
 
-Every function of :mod:`refmem.dnc.addressing` and :mod:`refmem.dnc.access` that
-depends on a convention takes ``convention=`` as a name (``"deepmind"``,
-``"paper"``) or a :class:`Convention`; :func:`get` resolves either.
+Every function of [`refmem.dnc.addressing`][refmem.dnc.addressing] that depends on a convention
+takes the keyword `convention=`, a name (`"deepmind"`, `"paper"`) or a
+[`Convention`][refmem.dnc.conventions.Convention]; the access step and the core read it from their
+config. [`get`][refmem.dnc.conventions.get] resolves either.
+
+The strength activation is a forward/backward pair following [the backward rule](../conventions.md):
+[`strength_forward`][refmem.dnc.conventions.strength_forward] /
+[`strength_backward`][refmem.dnc.conventions.strength_backward]; its maths is
+[`strength`][refmem.dnc.conventions.strength] and [`strength_vjp`][refmem.dnc.conventions.strength_vjp].
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from .. import primitives as P
 from .. import xp as rx
 from ..errors import DomainError, ShapeError
+from ..validation import Array, checked, warn_old_call
 
-__all__ = ["Convention", "CONVENTIONS", "DEFAULT", "get", "strength_forward", "strength_backward",
+__all__ = ["Convention", "CONVENTIONS", "DEFAULT", "ConventionName", "get",
+           "StrengthOutputs", "StrengthCache", "StrengthGrads", "strength", "strength_vjp",
+           "strength_forward", "strength_backward",
            "read_mode_width", "split_read_modes", "join_read_modes"]
 
 
@@ -32,14 +36,14 @@ class Convention:
     """One preset of SPEC §5's conventions table.
 
     Attributes:
-        name: ``"deepmind"`` or ``"paper"``.
-        strength_activation: ``"softplus"`` or ``"oneplus"``, applied to the raw strengths
-            inside content addressing (SPEC §5 step 2 ``act(β)``).
+        name: `"deepmind"` or `"paper"`.
+        strength_activation: `"softplus"` or `"oneplus"`, applied to the raw strengths
+            inside content addressing (SPEC §5 step 2 `act(β)`).
         read_mode_layout: the order of the three blocks of a head's read modes, a
-            permutation of ``("backward", "forward", "content")``; the backward and
-            forward blocks are ``nw`` wide, the content block 1 wide.
+            permutation of `("backward", "forward", "content")`; the backward and
+            forward blocks are `nw` wide, the content block 1 wide.
         stop_usage_gradient: whether the usage update (SPEC §5 step 1) treats
-            ``ww_{t-1}`` as a constant (deepmind's ``tf.stop_gradient``).
+            `ww_{t-1}` as a constant (deepmind's `tf.stop_gradient`).
     """
 
     name: str
@@ -52,15 +56,27 @@ CONVENTIONS: dict[str, Convention] = {
     "deepmind": Convention("deepmind", "softplus", ("backward", "forward", "content"), True),
     "paper": Convention("paper", "oneplus", ("backward", "content", "forward"), False),
 }
+"""The two presets by name."""
 
-#: The default convention name.
 DEFAULT = "deepmind"
+"""The default convention name."""
+
+ConventionName = Literal["deepmind", "paper"] | Convention
+"""The annotation of a `convention=` keyword: a name of [`CONVENTIONS`][refmem.dnc.conventions.CONVENTIONS]
+or a [`Convention`][refmem.dnc.conventions.Convention]."""
 
 
 def get(convention: str | Convention = DEFAULT) -> Convention:
-    """Resolve a convention name (or pass a :class:`Convention` through).
+    """Resolve a convention name (or pass a [`Convention`][refmem.dnc.conventions.Convention] through).
 
-    Raises :class:`~refmem.errors.DomainError` (a ``ValueError``) naming the known conventions for an unknown name.
+    Args:
+        convention: `"deepmind"`, `"paper"` or a `Convention`.
+
+    Returns:
+        convention: the [`Convention`][refmem.dnc.conventions.Convention].
+
+    Raises:
+        refmem.errors.DomainError: an unknown name (the message names the known ones).
     """
     if isinstance(convention, Convention):
         return convention
@@ -75,40 +91,93 @@ def get(convention: str | Convention = DEFAULT) -> Convention:
 # ----------------------------------------------------------------------------- strengths
 
 
-def strength_forward(raw: Any, convention: str | Convention = DEFAULT) -> Any:
-    """``act(β)`` of SPEC §5 step 2: ``softplus`` (deepmind) or ``oneplus`` (paper) of the raw strengths.
+class StrengthOutputs(NamedTuple):
+    """The output of [`strength_forward`][refmem.dnc.conventions.strength_forward]."""
 
-    Args:
-        raw: ``[...]`` (``[B, H]`` in content addressing), the raw strengths.
-        convention: a name or a :class:`Convention`.
+    beta: Array["..."]
+    """`act(β)`, the activated strengths, the shape of `raw`."""
 
-    Returns:
-        ``beta [...]``, the activated strengths (no cache: :func:`strength_backward` reads ``raw``).
-    """
-    conv = get(convention)
+
+class StrengthCache(NamedTuple):
+    """What [`strength_backward`][refmem.dnc.conventions.strength_backward] needs: the raw strengths."""
+
+    raw: Array["..."]
+    """The raw strengths."""
+
+
+class StrengthGrads(NamedTuple):
+    """The gradient of [`strength_forward`][refmem.dnc.conventions.strength_forward]'s argument."""
+
+    raw: Array["..."]
+    """The gradient of `raw`."""
+
+
+def strength(raw: Any, conv: Convention) -> Any:
+    """`act(β)` of SPEC §5 step 2 for a resolved convention: `softplus(raw)` or `oneplus(raw)`."""
     return P.softplus(raw) if conv.strength_activation == "softplus" else P.oneplus(raw)
 
 
-def strength_backward(d_strength: Any, raw: Any) -> Any:
-    """Both activations have derivative ``σ(raw)`` (the 1 of ``oneplus`` is a constant).
+def strength_vjp(d_beta: Any, raw: Any) -> Any:
+    """The gradient of `raw` for either activation: `d_beta ∘ σ(raw)` (the 1 of oneplus is a constant)."""
+    return P.softplus_vjp(d_beta, raw)
+
+
+@checked
+def strength_forward(raw: Array["..."], *,
+                     convention: ConventionName = DEFAULT) -> tuple[StrengthOutputs, StrengthCache]:
+    """`act(β)` of SPEC §5 step 2: `softplus` (deepmind) or `oneplus` (paper) of the raw strengths.
 
     Args:
-        d_strength: ``[...]``, the gradient of ``beta`` (not ``None``).
-        raw: ``[...]``, the input of :func:`strength_forward` (it is the cache).
+        raw: `[...]` (`[B, H]` in content addressing), the raw strengths.
+        convention: `"deepmind"` (default), `"paper"` or a [`Convention`][refmem.dnc.conventions.Convention]
+            (keyword-only).
 
     Returns:
-        d_raw: ``[...]``, the gradient of ``raw``.
+        outputs: a [`StrengthOutputs`][refmem.dnc.conventions.StrengthOutputs] `(beta [...])`.
+        cache: a [`StrengthCache`][refmem.dnc.conventions.StrengthCache] (the raw strengths).
+    """
+    return StrengthOutputs(strength(raw, get(convention))), StrengthCache(raw)
+
+
+def _old_strength_backward(*args: Any, **kwargs: Any) -> Any:
+    """The 0.1 form `strength_backward(d_strength, raw)`, deprecated: it returns the array `d_raw`."""
+    given = dict(zip(("d_out", "cache"), args), **kwargs)
+    if set(given) == {"d_strength", "raw"}:
+        given = {"d_out": given["d_strength"], "cache": given["raw"]}
+    if len(args) > 2 or set(given) != {"d_out", "cache"}:
+        raise TypeError("strength_backward() takes (d_out, cache): d_out a StrengthOutputs of gradients "
+                        "(None for zero), cache the StrengthCache of strength_forward")
+    d_out, cache = given["d_out"], given["cache"]
+    if isinstance(d_out, tuple):
+        return strength_backward(d_out, cache)
+    warn_old_call("strength_backward(d_strength, raw)", "strength_backward((d_strength,), cache).raw")
+    return strength_backward((d_out,), StrengthCache(cache)).raw
+
+
+@checked(legacy=_old_strength_backward)
+def strength_backward(d_out: StrengthOutputs, cache: StrengthCache) -> StrengthGrads:
+    """VJP of [`strength_forward`][refmem.dnc.conventions.strength_forward]: both activations have
+    the derivative `σ(raw)` (the 1 of oneplus is a constant).
+
+    Args:
+        d_out: a [`StrengthOutputs`][refmem.dnc.conventions.StrengthOutputs] (or a 1-tuple): the
+            gradient of `beta [...]` (`None`: zero).
+        cache: the [`StrengthCache`][refmem.dnc.conventions.StrengthCache] of the forward.
+
+    Returns:
+        grads: a [`StrengthGrads`][refmem.dnc.conventions.StrengthGrads] `(raw [...])`.
 
     Derivation: [docs/derivations/primitives.md, "2. Softplus and oneplus"](../derivations/primitives.md#2-softplus-and-oneplus)
     """
-    return d_strength * P.sigmoid(raw)
+    (d,) = d_out
+    return StrengthGrads(P.zeros_if_none(None, cache.raw) if d is None else strength_vjp(d, cache.raw))
 
 
 # ----------------------------------------------------------------------------- read modes
 
 
 def read_mode_width(nw: int) -> int:
-    """Width of one head's read modes: ``1 + 2 nw``."""
+    """Width `K` of one head's read modes: `1 + 2 nw`."""
     return 1 + 2 * int(nw)
 
 
@@ -122,10 +191,20 @@ def _offsets(conv: Convention, nw: int) -> dict[str, tuple[int, int]]:
 
 
 def split_read_modes(modes: Any, nw: int, convention: str | Convention = DEFAULT) -> tuple[Any, Any, Any]:
-    """Split ``read_modes [B, R, 1 + 2nw]`` into ``(backward [B,R,nw], forward [B,R,nw], content [B,R,1])``.
+    """Split `read_modes [B, R, 1 + 2nw]` into `(backward [B, R, nw], forward [B, R, nw], content [B, R, 1])`.
 
-    The layout is the convention's (SPEC §5 conventions table). Raises
-    :class:`refmem.xp.ShapeError` when the last axis is not ``1 + 2nw``.
+    Args:
+        modes: `[..., 1 + 2nw]`, in the convention's layout (SPEC §5 conventions table).
+        nw: the number of write heads.
+        convention: `"deepmind"`, `"paper"` or a [`Convention`][refmem.dnc.conventions.Convention].
+
+    Returns:
+        backward: `[..., nw]`.
+        forward: `[..., nw]`.
+        content: `[..., 1]`.
+
+    Raises:
+        refmem.errors.ShapeError: the last axis is not `1 + 2nw`.
     """
     conv = get(convention)
     width = read_mode_width(nw)
@@ -141,7 +220,18 @@ def split_read_modes(modes: Any, nw: int, convention: str | Convention = DEFAULT
 
 
 def join_read_modes(backward: Any, forward: Any, content: Any, convention: str | Convention = DEFAULT) -> Any:
-    """Inverse of :func:`split_read_modes`: concatenate the blocks in the convention's layout."""
+    """Inverse of [`split_read_modes`][refmem.dnc.conventions.split_read_modes]: concatenate the blocks in the
+    convention's layout.
+
+    Args:
+        backward: `[..., nw]`.
+        forward: `[..., nw]`.
+        content: `[..., 1]`.
+        convention: `"deepmind"`, `"paper"` or a [`Convention`][refmem.dnc.conventions.Convention].
+
+    Returns:
+        modes: `[..., 1 + 2nw]`.
+    """
     conv = get(convention)
     xp = rx.namespace(backward, forward, content)
     blocks = {"backward": backward, "forward": forward, "content": content}

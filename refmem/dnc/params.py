@@ -1,99 +1,113 @@
 """The DNC's configuration, named parameter container, initialisers and safetensors files.
 
-:class:`DNCConfig` holds every size and option of SPEC §5's core; :class:`DNCParams`
-holds the parameters; :func:`named` / :func:`from_named` convert them to and from
-the flat names used by golden tensors and files::
+[`DNCConfig`][refmem.dnc.params.DNCConfig] holds every size and option of SPEC §5's core;
+[`DNCParams`][refmem.dnc.params.DNCParams] holds the parameters; [`named`][refmem.dnc.params.named] /
+[`from_named`][refmem.dnc.params.from_named] convert them to and from the flat names used by golden
+tensors and files:
 
-    W_lstm1, b_lstm1, ..., W_lstmL, b_lstmL    controller layers  W [I_l + H, 4H], b [4H]
-    W_xi, b_xi                                   interface          W [Hc, I],       b [I]
-    W_y, b_y                                     output             W [Hc + R W, Y], b [Y]
+```text
+W_lstm1, b_lstm1, ..., W_lstmL, b_lstmL    controller layers  W [I_l + H, 4H], b [4H]
+W_xi, b_xi                                 interface          W [Hc, I],       b [I]
+W_y, b_y                                   output             W [Hc + R W, Y], b [Y]
+```
 
-Initialisers follow deepmind/dnc, which leaves Sonnet's defaults in place: every
-weight matrix is drawn from a normal truncated at two standard deviations
-(TensorFlow's ``truncated_normal_initializer``: draws outside are re-drawn) with
-``std = 1 / sqrt(fan_in)``, every bias is zero. ``fan_in`` is the number of rows
-of the matrix (for an LSTM layer, input plus hidden width, as Sonnet's
-``LSTM._create_gate_variables``; the interface of deepmind's ``MemoryAccess`` is
-several ``snt.Linear`` maps of the same input, i.e. one matrix with ``fan_in = Hc``).
-Draws use NumPy's PCG64 from the seed (through :class:`refmem.xp.Sampler`, kept in
-float64), so a seed gives the same parameters on every backend.
+Initialisers follow deepmind/dnc, which leaves Sonnet's defaults in place: every weight matrix
+is drawn from a normal truncated at two standard deviations (TensorFlow's
+`truncated_normal_initializer`: draws outside are re-drawn) with `std = 1 / sqrt(fan_in)`, every
+bias is zero. `fan_in` is the number of rows of the matrix (for an LSTM layer, input plus hidden
+width, as Sonnet's `LSTM._create_gate_variables`; the interface of deepmind's `MemoryAccess` is
+several `snt.Linear` maps of the same input, i.e. one matrix with `fan_in = Hc`). Draws use
+NumPy's PCG64 from the seed (through `refmem.sampling.Sampler`, kept in float64), so a
+seed gives the same parameters on every backend.
 
 Files are safetensors (never pickle), written from C-contiguous host copies (see
-GOLDEN.md on safetensors issue #825); the configuration travels as JSON in the
-file's metadata.
+[the golden format](../golden-format.md) on safetensors issue #825); the configuration travels
+as JSON in the file's metadata.
 """
-
-from __future__ import annotations
 
 import json
 import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .. import xp as rx
-from ..errors import DomainError, DTypeError, InputError, ShapeError
+from ..errors import DTypeError, InputError
 from ..sampling import Sampler
-from ..validation import check_array
+from ..validation import Array, Config, NonNegative, Seed, Size, checked
 from .access import AccessConfig, interface_size
-from .controller import ControllerConfig, LSTMParams
+from .controller import ControllerConfig, LSTMParams, check_layers, gate_width
 
 __all__ = ["DNCConfig", "DNCParams", "init_params", "named", "from_named", "check_params",
            "truncated_normal", "save_params", "load_params", "FORMAT"]
 
-#: ``metadata["format"]`` of a parameter file.
 FORMAT = "refmem.dnc.params/1"
+"""`metadata["format"]` of a parameter file."""
 
 
 @dataclass(frozen=True)
-class DNCConfig:
+class DNCConfig(Config):
     """Every size and option of the DNC core (SPEC §5).
 
-    ``D`` input width, ``Y`` output width, ``hidden`` LSTM width per layer,
-    ``layers`` controller depth (1: ``DNCoreLSTM``, 3: ``DNCoreDeepLSTM``), ``skip``
-    DeepRNN skip connections, ``N, W, R, nw`` memory sizes, ``convention``
-    (``"deepmind"``/``"paper"``), ``clip_value`` (0 disables clipping),
-    ``forget_bias`` (Sonnet's 1.0), and the access options ``masked_content``,
-    ``deallocation``, ``link_sharpness`` (SPEC §5, off by default; see
-    :class:`~refmem.dnc.access.AccessConfig`).
+    Validated on construction, strictly by type (`DNCConfig(skip="False")` is a `DTypeError`,
+    `DNCConfig(R=0)` a `DomainError`, each naming `DNCConfig.<field>`). An argument annotated
+    `DNCConfig` binds the letters of [`sizes`][refmem.dnc.params.DNCConfig.sizes].
+
+    Attributes:
+        D: input width.
+        Y: output width.
+        hidden: LSTM width per layer (`H`).
+        layers: controller depth (1: `DNCoreLSTM`, 3: `DNCoreDeepLSTM`).
+        skip: DeepRNN skip connections.
+        N: memory slots.
+        W: word size.
+        R: read heads.
+        nw: write heads.
+        convention: `"deepmind"` or `"paper"`.
+        clip_value: a finite number >= 0; 0 disables clipping.
+        forget_bias: Sonnet's 1.0.
+        masked_content: SPEC §5 option (see [`AccessConfig`][refmem.dnc.access.AccessConfig]).
+        deallocation: SPEC §5 option.
+        link_sharpness: SPEC §5 option.
     """
 
-    D: int
-    Y: int
-    hidden: int = 64
-    layers: int = 1
+    D: Size
+    Y: Size
+    hidden: Size = 64
+    layers: Size = 1
     skip: bool = True
-    N: int = 16
-    W: int = 16
-    R: int = 4
-    nw: int = 1
-    convention: str = "deepmind"
-    clip_value: float = 0.0
+    N: Size = 16
+    W: Size = 16
+    R: Size = 4
+    nw: Size = 1
+    convention: Literal["deepmind", "paper"] = "deepmind"
+    clip_value: NonNegative = 0.0
     forget_bias: float = 1.0
     masked_content: bool = False
     deallocation: bool = False
     link_sharpness: bool = False
 
-    def __post_init__(self) -> None:
-        for name in ("D", "Y"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise DomainError(f"DNCConfig.{name}: expected an int >= 1, got {v!r}")
-        self.access  # validates N, W, R, nw, convention
-        self.controller  # validates hidden, layers, clip_value
+    def sizes(self) -> dict[str, int]:
+        """The letters this config fixes: `D`, `Y`, `H` (hidden), `G = 4H`, `N`, `W`, `R`, `nw`,
+        `K = 1 + 2nw`, `Hc` (the controller output width), `I` (the interface width) and
+        `Hy = Hc + R W` (the rows of `W_y`)."""
+        return {"D": self.D, "Y": self.Y, "H": self.hidden, "G": gate_width(self.hidden), "N": self.N,
+                "W": self.W, "R": self.R, "nw": self.nw, "K": self.access.read_mode_width, "Hc": self.Hc,
+                "I": self.I, "Hy": self.Hc + self.R * self.W}
 
     @cached_property
     def access(self) -> AccessConfig:
-        """The :class:`~refmem.dnc.access.AccessConfig` (built once per config: a step reads it often)."""
+        """The [`AccessConfig`][refmem.dnc.access.AccessConfig] (built once per config: a step reads it often)."""
         return AccessConfig(N=self.N, W=self.W, R=self.R, nw=self.nw, convention=self.convention,
                             masked_content=self.masked_content, deallocation=self.deallocation,
                             link_sharpness=self.link_sharpness)
 
     @cached_property
     def controller(self) -> ControllerConfig:
-        """The :class:`~refmem.dnc.controller.ControllerConfig` (built once per config)."""
+        """The [`ControllerConfig`][refmem.dnc.controller.ControllerConfig] (built once per config)."""
         return ControllerConfig(input_size=self.D + self.R * self.W, hidden=self.hidden, layers=self.layers,
-                                skip=self.skip, forget_bias=self.forget_bias, clip_value=float(self.clip_value))
+                                skip=self.skip, forget_bias=float(self.forget_bias),
+                                clip_value=float(self.clip_value))
 
     @property
     def Hc(self) -> int:
@@ -106,7 +120,7 @@ class DNCConfig:
         return interface_size(self.access)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every parameter's name and shape, in :func:`named` order."""
+        """Every parameter's name and shape, in [`named`][refmem.dnc.params.named] order."""
         ctrl = self.controller
         out: dict[str, tuple[int, ...]] = {}
         for layer in range(self.layers):
@@ -119,26 +133,27 @@ class DNCConfig:
         return out
 
     def to_json(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict (the metadata of a parameter file)."""
         return asdict(self)
 
 
 class DNCParams(NamedTuple):
-    """Parameters of the DNC core (SPEC §5).
+    """Parameters of the DNC core (SPEC §5); gradients use the same type."""
 
-    ``lstm``: tuple of ``LSTMParams(W [I_l + H, 4H], b [4H])``, one per controller layer;
-    ``W_xi [Hc, I]``, ``b_xi [I]``: the interface map; ``W_y [Hc + R W, Y]``, ``b_y [Y]``:
-    the output map.
-    """
-
-    lstm: tuple
-    W_xi: Any
-    b_xi: Any
-    W_y: Any
-    b_y: Any
+    lstm: tuple[LSTMParams, ...]
+    """One [`LSTMParams`][refmem.dnc.controller.LSTMParams] `(W [I_l + H, 4H], b [4H])` per controller layer."""
+    W_xi: Array["Hc I"]
+    """The interface map's matrix."""
+    b_xi: Array["I"]
+    """The interface map's bias."""
+    W_y: Array["Hy Y"]
+    """The output map's matrix, `[Hc + R W, Y]`."""
+    b_y: Array["Y"]
+    """The output map's bias."""
 
 
 def named(params: DNCParams) -> dict[str, Any]:
-    """Flat ``{name: array}`` view (names in the module docstring)."""
+    """Flat `{name: array}` view (the names of the module docstring)."""
     out: dict[str, Any] = {}
     for layer, p in enumerate(params.lstm):
         out[f"W_lstm{layer + 1}"] = p.W
@@ -151,7 +166,7 @@ def named(params: DNCParams) -> dict[str, Any]:
 
 
 class MissingParameterError(InputError, KeyError):
-    """A parameter dictionary without some of the arrays a :class:`DNCConfig` needs."""
+    """A parameter dictionary without some of the arrays a [`DNCConfig`][refmem.dnc.params.DNCConfig] needs."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
@@ -159,11 +174,20 @@ class MissingParameterError(InputError, KeyError):
 
 def _check_cfg(cfg: Any) -> None:
     if not isinstance(cfg, DNCConfig):
-        raise TypeError(f"cfg: expected a DNCConfig, got {type(cfg).__name__}")
+        raise DTypeError(f"cfg: expected a DNCConfig, got {type(cfg).__name__}")
 
 
 def from_named(arrays: dict[str, Any], cfg: DNCConfig, check: bool = True) -> DNCParams:
-    """Inverse of :func:`named`; with ``check`` every shape is validated against ``cfg``."""
+    """Inverse of [`named`][refmem.dnc.params.named].
+
+    Args:
+        arrays: `{name: array}` with every name of `cfg.shapes()`.
+        cfg: the [`DNCConfig`][refmem.dnc.params.DNCConfig].
+        check: validate every parameter against `cfg` ([`check_params`][refmem.dnc.params.check_params]).
+
+    Returns:
+        params: the [`DNCParams`][refmem.dnc.params.DNCParams].
+    """
     _check_cfg(cfg)
     missing = [k for k in cfg.shapes() if k not in arrays]
     if missing:
@@ -177,26 +201,28 @@ def from_named(arrays: dict[str, Any], cfg: DNCConfig, check: bool = True) -> DN
     return params
 
 
+@checked
 def check_params(params: DNCParams, cfg: DNCConfig) -> None:
-    """Raise :class:`refmem.xp.ShapeError` for the first parameter whose shape disagrees with ``cfg``."""
-    _check_cfg(cfg)
-    if not isinstance(params, DNCParams):
-        raise TypeError(f"params: expected DNCParams, got {type(params).__name__}")
-    if len(params.lstm) != cfg.layers:
-        raise ShapeError(f"lstm: expected {cfg.layers} controller layers, got {len(params.lstm)}")
-    symbols = {"W_xi": "(Hc, I)", "b_xi": "(I,)", "W_y": "(Hc + R W, Y)", "b_y": "(Y,)"}
-    arrays = named(params)
-    for name, shape in cfg.shapes().items():
-        sym = symbols.get(name, "(I_l + H, 4H)" if name.startswith("W") else "(4H,)")
-        check_array(name, arrays[name], shape, sym)
+    """Refuse parameters that disagree with `cfg`: every array by its annotation in
+    [`DNCParams`][refmem.dnc.params.DNCParams] (shape, dtype, finite values), then the number of
+    controller layers and each layer's rows (`I_l + H`).
+
+    Args:
+        params: the [`DNCParams`][refmem.dnc.params.DNCParams].
+        cfg: the [`DNCConfig`][refmem.dnc.params.DNCConfig].
+
+    Raises:
+        refmem.errors.ShapeError: naming the parameter, e.g. `params.W_xi: expected shape (Hc, I) = (4, 44), got (4, 43)`.
+    """
+    check_layers(params.lstm, cfg.controller, label="params.lstm")
 
 
 def truncated_normal(rng: Any, shape: tuple[int, ...], std: float) -> Any:
-    """Normal draws with standard deviation ``std``, re-drawn until inside ``±2 std`` (TF's truncated normal).
+    """Normal draws with standard deviation `std`, re-drawn until inside `±2 std` (TF's truncated normal).
 
-    ``rng`` is a :class:`refmem.xp.Sampler` (the result lands in its namespace) or a NumPy
-    ``Generator`` (the result is a NumPy array); the float64 draws are not rounded to float32.
-    See :meth:`refmem.xp.Sampler.truncated_normal`.
+    `rng` is a `refmem.sampling.Sampler` (the result lands in its namespace) or a NumPy
+    `Generator` (the result is a NumPy array); the float64 draws are not rounded to float32.
+    See `refmem.sampling.Sampler.truncated_normal`.
     """
     s = rng if isinstance(rng, Sampler) else Sampler.from_generator(rx.backend("numpy"), rng)
     return s.truncated_normal(shape, std, bound=2.0, float32=False)
@@ -209,13 +235,21 @@ def _is_real_floating(xp: Any, dtype: Any) -> bool:
         return False
 
 
-def init_params(xp: Any, cfg: DNCConfig, seed: int = 0, dtype: Any = None) -> DNCParams:
-    """deepmind/dnc's initialisation (module docstring), deterministic in ``seed``.
+@checked
+def init_params(xp: Any, cfg: DNCConfig, seed: Seed = 0, dtype: Any = None) -> DNCParams:
+    """deepmind/dnc's initialisation (module docstring), deterministic in `seed`.
 
-    Weights ``W [fan_in, fan_out]`` ~ truncated normal, std ``1/sqrt(fan_in)``; biases zero.
-    ``dtype`` defaults to ``xp.float64``.
+    Weights `W [fan_in, fan_out]` ~ truncated normal, std `1/sqrt(fan_in)`; biases zero.
+
+    Args:
+        xp: the namespace to create the arrays in.
+        cfg: the [`DNCConfig`][refmem.dnc.params.DNCConfig].
+        seed: seed of the draws, an integer >= 0.
+        dtype: a real floating dtype of `xp` (default `xp.float64`).
+
+    Returns:
+        params: the [`DNCParams`][refmem.dnc.params.DNCParams].
     """
-    _check_cfg(cfg)
     dtype = xp.float64 if dtype is None else dtype
     if not _is_real_floating(xp, dtype):
         raise DTypeError(f"dtype: expected a real floating dtype of {getattr(xp, '__name__', xp)}, got {dtype!r}")
@@ -230,7 +264,7 @@ def init_params(xp: Any, cfg: DNCConfig, seed: int = 0, dtype: Any = None) -> DN
 
 
 def save_params(path: str, params: DNCParams, cfg: DNCConfig, metadata: dict[str, str] | None = None) -> None:
-    """Write ``params`` and ``cfg`` to a safetensors file (C-contiguous host copies, no pickle)."""
+    """Write `params` and `cfg` to a safetensors file (C-contiguous host copies, no pickle)."""
     from safetensors.numpy import save_file
 
     check_params(params, cfg)
@@ -242,7 +276,8 @@ def save_params(path: str, params: DNCParams, cfg: DNCConfig, metadata: dict[str
 
 
 def load_params(path: str, xp: Any = None) -> tuple[DNCParams, DNCConfig]:
-    """Read a file written by :func:`save_params`; arrays land in ``xp`` (NumPy by default)."""
+    """Read a file written by [`save_params`][refmem.dnc.params.save_params]; arrays land in `xp`
+    (NumPy by default)."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 

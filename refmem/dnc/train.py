@@ -1,21 +1,19 @@
 """Training the DNC on deepmind/dnc's copy tasks, in refmem alone (no framework).
 
 The loop is deepmind/dnc's ``train.py``: draw a batch of the task, unroll the DNC
-(:func:`refmem.dnc.core.unroll_forward`), score it with the masked sigmoid
-cross-entropy (:mod:`refmem.dnc.tasks`), backpropagate through time by hand
-(:func:`refmem.dnc.core.unroll_backward`), clip the gradients by their global norm
-and take an RMSProp step (TF1 form, :class:`refmem.optim.RMSProp`).
+([`refmem.dnc.core.unroll_forward`][refmem.dnc.core.unroll_forward]), score it with the masked sigmoid
+cross-entropy ([`refmem.dnc.tasks`][refmem.dnc.tasks]), backpropagate through time by hand
+([`refmem.dnc.core.unroll_backward`][refmem.dnc.core.unroll_backward]), clip the gradients by their global norm
+and take an RMSProp step (TF1 form, [`refmem.optim.RMSProp`][refmem.optim.RMSProp]).
 
 Defaults (the ``demo`` preset) are deepmind/dnc's ``train.py`` flags, hidden 64,
 memory 16 × 16, 4 read heads, 1 write head, clip value 20, batch 16, 4 bits,
 lengths 1-2, repeats 1-2, RMSProp with epsilon 1e-10, global-norm clip 50, with
 two changes so that a run with no options shows learning within seconds: the
 learning rate is 1e-2 (deepmind: 1e-4, with which 1000 steps barely move the loss)
-and 1000 steps (deepmind: 100,000). :data:`PRESETS` ``"deepmind"`` (``refmem train
---preset deepmind``, :func:`preset`) holds deepmind's values exactly.
+and 1000 steps (deepmind: 100,000). [`PRESETS`][refmem.dnc.train.PRESETS] ``"deepmind"`` (``refmem train
+--preset deepmind``, [`preset`][refmem.dnc.train.preset]) holds deepmind's values exactly.
 """
-
-from __future__ import annotations
 
 import math
 import numbers
@@ -42,7 +40,7 @@ class TrainConfig:
 
     Every size must be at least 1, ``lr`` finite and positive, ``clip_value``,
     ``max_grad_norm`` and ``epsilon`` finite and non-negative (0 switches a clip off),
-    ``seed`` a non-negative integer, ``steps`` at least 1; otherwise :class:`~refmem.errors.DomainError` names the field.
+    ``seed`` a non-negative integer, ``steps`` at least 1; otherwise [`DomainError`][refmem.errors.DomainError] names the field.
     """
 
     task: str = "repeat-copy"
@@ -105,7 +103,7 @@ class TrainConfig:
                 raise DomainError(f"{name}: expected a finite number >= 0, got {value!r}")
 
 
-#: Named starting points: ``demo`` is :class:`TrainConfig`'s defaults; ``deepmind`` is
+#: Named starting points: ``demo`` is [`TrainConfig`][refmem.dnc.train.TrainConfig]'s defaults; ``deepmind`` is
 #: deepmind/dnc ``train.py``'s flags exactly (``learning_rate`` 1e-4,
 #: ``num_training_iterations`` 100000; every other flag equals the default already).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -117,7 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
-    """The :class:`TrainConfig` of preset ``name`` (:data:`PRESETS`) with ``overrides`` on top."""
+    """The [`TrainConfig`][refmem.dnc.train.TrainConfig] of preset ``name`` ([`PRESETS`][refmem.dnc.train.PRESETS]) with ``overrides`` on top."""
     if name not in PRESETS:
         raise DomainError(f"preset: expected one of {', '.join(PRESETS)}, got {name!r}")
     return TrainConfig(**{**PRESETS[name], **overrides})
@@ -135,14 +133,14 @@ class TrainResult:
 
 
 def make_task(cfg: TrainConfig) -> RepeatCopy:
-    """The :class:`~refmem.dnc.tasks.RepeatCopy` of ``cfg`` (copy: exactly one repeat)."""
+    """The [`RepeatCopy`][refmem.dnc.tasks.RepeatCopy] of ``cfg`` (copy: exactly one repeat)."""
     reps = (1, 1) if cfg.task == "copy" else (cfg.min_repeats, cfg.max_repeats)
     return RepeatCopy(num_bits=cfg.num_bits, batch_size=cfg.batch_size, min_length=cfg.min_length,
                       max_length=cfg.max_length, min_repeats=reps[0], max_repeats=reps[1])
 
 
 def dnc_config(cfg: TrainConfig, task: RepeatCopy) -> DNCConfig:
-    """The :class:`~refmem.dnc.params.DNCConfig` sized for ``task``."""
+    """The [`DNCConfig`][refmem.dnc.params.DNCConfig] sized for ``task``."""
     return DNCConfig(D=task.input_size, Y=task.target_size, hidden=cfg.hidden, layers=cfg.layers, N=cfg.N,
                      W=cfg.W, R=cfg.R, nw=cfg.nw, convention=cfg.convention, clip_value=cfg.clip_value,
                      masked_content=cfg.masked_content, deallocation=cfg.deallocation,
@@ -152,21 +150,22 @@ def dnc_config(cfg: TrainConfig, task: RepeatCopy) -> DNCConfig:
 def train_step(params: DNCParams, model: DNCConfig, task: RepeatCopy, batch, opt, opt_state,
                max_grad_norm: float) -> tuple[DNCParams, Any, float, float, Any]:
     """One update; returns ``(params, opt_state, loss, bit_errors, logits)``."""
-    out, _, cache = unroll_forward(batch.observations, params, model)
-    loss = task.cost(out.y, batch.target, batch.mask)
-    d_y = task.cost_backward(out.y, batch.target, batch.mask)
-    _, grads, _ = unroll_backward(UnrollOutputs(d_y, None), cache)
+    out, cache = unroll_forward(batch.observations, params, cfg=model)
+    y = out.y
+    loss, loss_cache = task.cost_forward(y, batch.target, mask=batch.mask)
+    d_y = task.cost_backward((rx.namespace(y).ones((), dtype=y.dtype),), loss_cache).logits
+    grads = unroll_backward(UnrollOutputs(d_y, None), cache).params
     if max_grad_norm > 0:
         grads, _ = optim.clip_by_global_norm(grads, max_grad_norm)
     params, opt_state = opt.update(params, grads, opt_state)
-    return params, opt_state, float(rx.to_numpy(loss)), bit_errors.unchecked(out.y, batch.target, batch.mask), out.y
+    return params, opt_state, float(rx.to_numpy(loss.loss)), bit_errors(y, batch.target, batch.mask), y
 
 
 def train(cfg: TrainConfig, callback: Callable[[int, float, float], None] | None = None,
           params: DNCParams | None = None) -> TrainResult:
     """Train a DNC on ``cfg.task`` for ``cfg.steps`` steps from ``cfg.seed``.
 
-    The parameters are drawn with :func:`~refmem.dnc.params.init_params` at ``seed``
+    The parameters are drawn with [`init_params`][refmem.dnc.params.init_params] at ``seed``
     (unless given); batches with NumPy's PCG64 seeded ``[seed, 1]`` (``Sampler(xp, (seed, 1))``). ``callback(step,
     loss, bit_errors)`` runs after every step (the command's progress bar).
     """

@@ -1,7 +1,14 @@
-"""Catalogue cases of SPEC §5 (module ``dnc``): every function of GOLDEN.md's DNC table
-but ``core_unroll``, each for the ``deepmind`` and the ``paper`` convention.
+"""Catalogue cases of SPEC §5 (module `dnc`): every function of the DNC table of
+[the golden format](../golden-format.md) but `core_unroll`.
 
-Samplers draw on the host (:class:`refmem.xp.Sampler` into the NumPy namespace,
+A function that depends on a convention (its forward takes `convention=`, or a config that holds
+one) has one case per convention, `dnc/<function>/deepmind` and `dnc/<function>/paper`, with
+`config["convention"]`. A function without a convention (allocation, the sequential allocation,
+the memory update, the temporal linkage, the directional weights, the sharpening) has one case,
+`dnc/<function>/any_convention` ([`ANY_CONVENTION`][refmem.dnc.cases.addressing.ANY_CONVENTION]),
+whose config names no convention: its tensors are those of either convention.
+
+Samplers draw on the host (`refmem.sampling.Sampler` into the NumPy namespace,
 ``rx.backend("numpy")``), take their rejection decisions there, and move the
 accepted arrays into the requested namespace, so a seed gives the same numbers
 (and the same accepted draw) on every backend.
@@ -9,12 +16,10 @@ They stay away from the only kink of the access step, the allocation sort:
 usages are well separated, and where the sorted values are not drawn directly
 (after a simulated write of an earlier head, or after the usage update of the
 access step) the draw is repeated until every head's sorted free-ness values
-are at least :data:`SORT_GAP` apart (far more than the finite-difference step
+are at least [`SORT_GAP`][refmem.dnc.cases.addressing.SORT_GAP] apart (far more than the finite-difference step
 ``2**-20`` can move them). Gates, erase vectors and weights lie strictly inside
 ``(0, 1)``, so no factor of a product is exactly 0 or 1.
 """
-
-from __future__ import annotations
 
 import math
 from typing import Any, Callable
@@ -26,12 +31,14 @@ from ...sampling import Sampler
 from .. import access as AC
 from .. import addressing as A
 
-__all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES", "ACCESS_ORDER", "access_intermediates", "access_order",
-           "OPTION_VARIANTS"]
+__all__ = ["CASES", "SORT_GAP", "CONVENTION_NAMES", "ANY_CONVENTION", "ACCESS_ORDER", "access_intermediates",
+           "access_order", "OPTION_VARIANTS"]
 
 #: Smallest gap between neighbouring sorted free-ness values a sampler accepts.
 SORT_GAP = 1e-4
 CONVENTION_NAMES = ("deepmind", "paper")
+#: The variant name of the one case of a function that depends on no convention.
+ANY_CONVENTION = "any_convention"
 
 #: Content addressing needs words of 2 or more: with ``W = 1`` the cosine is ``sign(k m)``
 #: smoothed over ``sqrt(eps) = 1e-3``, a step whose slope is ``O(eps)`` away from 0 (finite
@@ -50,6 +57,11 @@ def _host(seed: int) -> Sampler:
 
 def _to(xp: Any, arrays: dict[str, Any]) -> dict[str, Any]:
     return {k: rx.from_numpy(xp, rx.to_numpy(v)) for k, v in arrays.items()}
+
+
+def _named(grads: Any) -> dict[str, Any]:
+    """`{inputs/<field>: gradient}` of a Grads NamedTuple, without the option fields that are `None`."""
+    return {f"inputs/{k}": v for k, v in grads._asdict().items() if v is not None}
 
 
 def _link(s: Sampler, B: int, nw: int, N: int) -> Any:
@@ -87,7 +99,7 @@ def sort_gap(heads: tuple) -> float:
 
 
 def _rejection(draw: Callable[[Sampler], dict], heads_of: Callable[[dict], tuple], seed: int) -> dict:
-    """Draw until the allocation's sorted values are separated by :data:`SORT_GAP`."""
+    """Draw until the allocation's sorted values are separated by [`SORT_GAP`][refmem.dnc.cases.addressing.SORT_GAP]."""
     s = _host(seed)
     for _ in range(500):
         arrays = draw(s)
@@ -96,12 +108,14 @@ def _rejection(draw: Callable[[Sampler], dict], heads_of: Callable[[dict], tuple
     raise RuntimeError(f"no draw with sorted usages {SORT_GAP} apart in 500 tries (seed {seed})")
 
 
-def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, run: Callable, grads: Callable,
+def _case(function: str, conv: str | None, spec: str, sizes: dict, sample: Callable, run: Callable, grads: Callable,
           complex_step: bool = True, stopped: str = "", kinks: str = "", min_sizes: dict | None = None,
           trace: Callable | None = None, order: tuple = (), variant: str | None = None,
           config: dict | None = None) -> Case:
-    """A case from ``run(arrays, conv, frozen) -> (outputs, frozen, cache)`` and ``grads(cot, cache, conv)``;
-    ``trace(cache) -> {name: intermediate}`` and ``order`` for a composite case (GOLDEN.md format 2)."""
+    """A case from `run(arrays, conv, frozen) -> (outputs, frozen, cache)` and `grads(cot, cache, conv)`;
+    `trace(cache) -> {name: intermediate}` and `order` for a composite case (golden format 2). `conv`
+    `None`: the function depends on no convention (one case, `dnc/<function>/any_convention`, whose
+    config names none)."""
 
     def forward(arrays, frozen=None):
         outputs, recorded, cache = run(arrays, conv, frozen)
@@ -112,7 +126,7 @@ def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, ru
         return grads(cot, cache, conv)
 
     return Case(
-        name=f"dnc/{function}/{variant or conv}",
+        name=f"dnc/{function}/{variant or conv or ANY_CONVENTION}",
         spec=spec,
         function=f"refmem.dnc.{'access' if function == 'access_step' else 'addressing'}.{function}_forward",
         sample=lambda xp, seed, sz: _to(xp, sample(seed, sz)),
@@ -120,7 +134,7 @@ def _case(function: str, conv: str, spec: str, sizes: dict, sample: Callable, ru
         backward=backward,
         sizes=dict(sizes),
         min_sizes=dict(min_sizes or {}),
-        config={"convention": conv, **(config or {})},
+        config={**({"convention": conv} if conv else {}), **(config or {})},
         complex_step=complex_step,
         stopped=stopped,
         kinks=kinks,
@@ -139,11 +153,12 @@ def _content(conv: str) -> Case:
                 "inputs/strengths": _strengths(s, (B, H))}
 
     def run(a, conv, frozen):
-        w, cache = A.content_weights_forward(a["inputs/memory"], a["inputs/keys"], a["inputs/strengths"], conv)
-        return {"weights": w}, {}, cache
+        out, cache = A.content_weights_forward(a["inputs/memory"], a["inputs/keys"], a["inputs/strengths"],
+                                               convention=conv)
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.content_weights_backward(cot["weights"], cache)
+        g = A.content_weights_backward((cot["weights"],), cache)
         return {"inputs/memory": g.memory, "inputs/keys": g.keys, "inputs/strengths": g.strengths}
 
     return _case("content_weights", conv, "SPEC §5 steps 2 and 8; §1 cosine", {"B": 2, "H": 2, "N": 5, "W": 3},
@@ -166,12 +181,12 @@ def _usage_case(conv: str) -> Case:
         ww = a["inputs/prev_write_weights"]
         stop = A.C.get(conv).stop_usage_gradient
         fz = frozen["inputs/prev_write_weights"] if (stop and frozen) else None
-        u, cache = A.usage_forward(a["inputs/prev_usage"], ww, a["inputs/free_gates"],
-                                   a["inputs/prev_read_weights"], conv, frozen_write_weights=fz)
-        return {"usage": u}, ({"inputs/prev_write_weights": ww} if stop else {}), cache
+        out, cache = A.usage_forward(a["inputs/prev_usage"], ww, a["inputs/free_gates"],
+                                     a["inputs/prev_read_weights"], convention=conv, frozen_write_weights=fz)
+        return {"usage": out.usage}, ({"inputs/prev_write_weights": ww} if stop else {}), cache
 
     def grads(cot, cache, conv):
-        g = A.usage_backward(cot["usage"], cache)
+        g = A.usage_backward((cot["usage"], None), cache)
         return {"inputs/prev_usage": g.prev_usage, "inputs/prev_write_weights": g.prev_write_weights,
                 "inputs/free_gates": g.free_gates, "inputs/prev_read_weights": g.prev_read_weights}
 
@@ -189,11 +204,11 @@ def _allocation(conv: str) -> Case:
         return {"inputs/usage": _usage(_host(seed), z["B"], z["N"])}
 
     def run(a, conv, frozen):
-        alloc, cache = A.allocation_forward(a["inputs/usage"])
-        return {"allocation": alloc}, {}, cache
+        out, cache = A.allocation_forward(a["inputs/usage"])
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        return {"inputs/usage": A.allocation_backward(cot["allocation"], cache)}
+        return {"inputs/usage": A.allocation_backward((cot["allocation"],), cache).usage}
 
     return _case("allocation", conv, "SPEC §5 step 3", {"B": 2, "N": 6}, sample, run, grads,
                  complex_step=False, kinks="the sort: usages drawn well separated (Sampler.separated)")
@@ -207,15 +222,15 @@ def _write_allocation(conv: str) -> Case:
             return {"inputs/usage": _usage(s, B, N),
                     "inputs/write_gates": s.uniform((B, nw), 0.05, 0.95)}
 
-        return _rejection(draw, lambda a: A.write_allocation_weights_forward(
+        return _rejection(draw, lambda a: A.write_allocation_weights(
             a["inputs/usage"], a["inputs/write_gates"])[1].heads, seed)
 
     def run(a, conv, frozen):
-        alloc, cache = A.write_allocation_weights_forward(a["inputs/usage"], a["inputs/write_gates"])
-        return {"allocation": alloc}, {}, cache
+        out, cache = A.write_allocation_weights_forward(a["inputs/usage"], a["inputs/write_gates"])
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.write_allocation_weights_backward(cot["allocation"], cache)
+        g = A.write_allocation_weights_backward((cot["allocation"],), cache)
         return {"inputs/usage": g.usage, "inputs/write_gates": g.write_gates}
 
     return _case("write_allocation_weights", conv, "SPEC §5 step 3", {"B": 2, "N": 5, "nw": 2}, sample, run, grads,
@@ -237,18 +252,18 @@ def _write_weights(conv: str) -> Case:
                     "inputs/allocation_gates": s.uniform((B, nw), 0.2, 0.8),
                     "inputs/write_gates": s.uniform((B, nw), 0.2, 0.8)}
 
-        return _rejection(draw, lambda a: A.write_allocation_weights_forward(
+        return _rejection(draw, lambda a: A.write_allocation_weights(
             a["inputs/usage"], a["inputs/allocation_gates"] * a["inputs/write_gates"])[1].heads, seed)
 
     def run(a, conv, frozen):
-        ww, cache = A.write_weights_forward(a["inputs/memory"], a["inputs/usage"], a["inputs/write_keys"],
-                                            a["inputs/write_strengths"], a["inputs/allocation_gates"],
-                                            a["inputs/write_gates"], conv)
-        return {"write_weights": ww}, {}, cache
+        out, cache = A.write_weights_forward(a["inputs/memory"], a["inputs/usage"], a["inputs/write_keys"],
+                                             a["inputs/write_strengths"], a["inputs/allocation_gates"],
+                                             a["inputs/write_gates"], convention=conv)
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.write_weights_backward(cot["write_weights"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+        g = A.write_weights_backward((cot["write_weights"],), cache)
+        return _named(g)
 
     return _case("write_weights", conv, "SPEC §5 steps 2-4", {"B": 2, "N": 5, "W": 3, "nw": 2}, sample, run, grads,
                  complex_step=False, kinks=_SORT_KINKS + "; " + _COSINE_KINKS, min_sizes=_MIN_W)
@@ -266,13 +281,12 @@ def _memory_update(conv: str) -> Case:
                 "inputs/write_vectors": s.normal((B, nw, W))}
 
     def run(a, conv, frozen):
-        m, cache = A.memory_update_forward(a["inputs/memory"], a["inputs/write_weights"],
-                                           a["inputs/erase_vectors"], a["inputs/write_vectors"])
-        return {"memory": m}, {}, cache
+        out, cache = A.memory_update_forward(a["inputs/memory"], a["inputs/write_weights"],
+                                             a["inputs/erase_vectors"], a["inputs/write_vectors"])
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.memory_update_backward(cot["memory"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+        return _named(A.memory_update_backward((cot["memory"],), cache))
 
     return _case("memory_update", conv, "SPEC §5 step 5", {"B": 2, "N": 5, "W": 3, "nw": 2}, sample, run, grads)
 
@@ -288,13 +302,12 @@ def _linkage(conv: str) -> Case:
                 "inputs/write_weights": s.simplex((B, nw, N), total=0.9)}
 
     def run(a, conv, frozen):
-        L, p, cache = A.temporal_linkage_forward(a["inputs/prev_link"], a["inputs/prev_precedence"],
-                                                 a["inputs/write_weights"])
-        return {"link": L, "precedence": p}, {}, cache
+        out, cache = A.temporal_linkage_forward(a["inputs/prev_link"], a["inputs/prev_precedence"],
+                                                a["inputs/write_weights"])
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.temporal_linkage_backward(cot["link"], cot["precedence"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+        return _named(A.temporal_linkage_backward((cot["link"], cot["precedence"]), cache))
 
     return _case("temporal_linkage", conv, "SPEC §5 step 6", {"B": 2, "N": 5, "nw": 2}, sample, run, grads)
 
@@ -309,11 +322,11 @@ def _directional(conv: str) -> Case:
         return {"inputs/link": _link(s, B, nw, N), "inputs/prev_read_weights": s.simplex((B, R, N), total=0.9)}
 
     def run(a, conv, frozen):
-        f, b, cache = A.directional_weights_forward(a["inputs/link"], a["inputs/prev_read_weights"])
-        return {"forward": f, "backward": b}, {}, cache
+        out, cache = A.directional_weights_forward(a["inputs/link"], a["inputs/prev_read_weights"])
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.directional_weights_backward(cot["forward"], cot["backward"], cache)
+        g = A.directional_weights_backward((cot["forward"], cot["backward"]), cache)
         return {"inputs/link": g.link, "inputs/prev_read_weights": g.prev_read_weights}
 
     return _case("directional_weights", conv, "SPEC §5 step 7", {"B": 2, "N": 5, "nw": 2, "R": 2}, sample, run, grads)
@@ -332,14 +345,13 @@ def _read_weights(conv: str) -> Case:
                 "inputs/read_modes": s.simplex((B, R, 1 + 2 * nw))}
 
     def run(a, conv, frozen):
-        wr, cache = A.read_weights_forward(a["inputs/memory"], a["inputs/read_keys"], a["inputs/read_strengths"],
-                                           a["inputs/link"], a["inputs/prev_read_weights"], a["inputs/read_modes"],
-                                           conv)
-        return {"read_weights": wr}, {}, cache
+        out, cache = A.read_weights_forward(a["inputs/memory"], a["inputs/read_keys"], a["inputs/read_strengths"],
+                                            a["inputs/link"], a["inputs/prev_read_weights"], a["inputs/read_modes"],
+                                            convention=conv)
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.read_weights_backward(cot["read_weights"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+        return _named(A.read_weights_backward((cot["read_weights"],), cache))
 
     return _case("read_weights", conv, "SPEC §5 steps 7-9", {"B": 2, "N": 5, "W": 3, "R": 2, "nw": 2},
                  sample, run, grads, min_sizes=_MIN_W, kinks=_COSINE_KINKS)
@@ -356,13 +368,12 @@ def _masked_content(conv: str) -> Case:
                 "inputs/strengths": _strengths(s, (B, H)), "inputs/masks": s.uniform((B, H, W), 0.05, 0.95)}
 
     def run(a, conv, frozen):
-        w, cache = A.masked_content_weights_forward(a["inputs/memory"], a["inputs/keys"], a["inputs/strengths"],
-                                                    a["inputs/masks"], conv)
-        return {"weights": w}, {}, cache
+        out, cache = A.masked_content_weights_forward(a["inputs/memory"], a["inputs/keys"], a["inputs/strengths"],
+                                                      a["inputs/masks"], convention=conv)
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.masked_content_weights_backward(cot["weights"], cache)
-        return {f"inputs/{k}": v for k, v in g._asdict().items()}
+        return _named(A.masked_content_weights_backward((cot["weights"],), cache))
 
     return _case("masked_content_weights", conv, "SPEC §5 option masked_content; §1 cosine",
                  {"B": 2, "H": 2, "N": 5, "W": 3}, sample, run, grads, min_sizes=_MIN_W, kinks=_COSINE_KINKS,
@@ -378,10 +389,10 @@ def _sharpen(conv: str) -> Case:
 
     def run(a, conv, frozen):
         out, cache = A.sharpen_forward(a["inputs/weights"], a["inputs/sharpness"])
-        return {"sharpened": out}, {}, cache
+        return out._asdict(), {}, cache
 
     def grads(cot, cache, conv):
-        g = A.sharpen_backward(cot["sharpened"], cache)
+        g = A.sharpen_backward((cot["sharpened"],), cache)
         return {"inputs/weights": g.weights, "inputs/sharpness": g.sharpness}
 
     return _case("sharpen", conv, "SPEC §5 option link_sharpness", {"B": 2, "R": 2, "nw": 2, "N": 5},
@@ -392,7 +403,7 @@ def _sharpen(conv: str) -> Case:
 
 _STATE = ("memory", "read_weights", "write_weights", "link", "precedence", "usage")
 
-#: GOLDEN.md's fixed order of ``dnc/access_step``: (name, SPEC reference), outputs included.
+#: The golden format's fixed order of ``dnc/access_step``: (name, SPEC reference), outputs included.
 ACCESS_ORDER: tuple[tuple[str, str], ...] = (
     ("intermediates/write_vectors", "SPEC §5 interface"),
     ("intermediates/erase_vectors", "SPEC §5 interface"),
@@ -421,15 +432,15 @@ _OPTION_SLICES = {"masked_content": ("write_masks", "read_masks"),
 
 
 def access_order(options: tuple = ()) -> tuple[tuple[str, str], ...]:
-    """:data:`ACCESS_ORDER` with the interface slices of the enabled ``options`` after the read modes."""
+    """[`ACCESS_ORDER`][refmem.dnc.cases.addressing.ACCESS_ORDER] with the interface slices of the enabled ``options`` after the read modes."""
     extra = tuple((f"intermediates/{n}", "SPEC §5 options (interface)")
                   for opt in AC.OPTIONS if opt in options for n in _OPTION_SLICES.get(opt, ()))
     at = [n for n, _ in ACCESS_ORDER].index("intermediates/read_modes") + 1
     return ACCESS_ORDER[:at] + extra + ACCESS_ORDER[at:]
 
 
-def access_intermediates(cache: AC.AccessCache) -> dict[str, Any]:
-    """The intermediates of one access step (bare names of :data:`ACCESS_ORDER`), read from its cache:
+def access_intermediates(cache: AC.AccessStepCache) -> dict[str, Any]:
+    """The intermediates of one access step (bare names of [`ACCESS_ORDER`][refmem.dnc.cases.addressing.ACCESS_ORDER]), read from its cache:
     the activated interface, ``write_content_weights [B, nw, N]``, ``allocation [B, nw, N]`` (the
     per-head ``a_k`` before the gates), ``forward_weights`` / ``backward_weights [B, R, nw, N]`` and
     ``read_content_weights [B, R, N]``."""
@@ -476,14 +487,14 @@ def _access(conv: str, options: tuple = (), variant: str | None = None) -> Case:
         state = AC.AccessState(*(a[f"state/{k}"] for k in _STATE))
         stop = A.C.get(conv).stop_usage_gradient
         fz = frozen["state/write_weights"] if (stop and frozen) else None
-        rv, new, cache = AC.access_step_forward(a["inputs/controller_output"], a["params/W_xi"], a["params/b_xi"],
-                                                state, cfg, frozen_write_weights=fz)
-        outputs = {"read_vectors": rv, **new._asdict()}
+        out, cache = AC.access_step_forward(a["inputs/controller_output"], a["params/W_xi"], a["params/b_xi"],
+                                            state, cfg=cfg, frozen_write_weights=fz)
+        outputs = {"read_vectors": out.read_vectors, **out.state._asdict()}
         return outputs, ({"state/write_weights": a["state/write_weights"]} if stop else {}), cache
 
     def grads(cot, cache, conv):
         d_new = AC.AccessState(*(cot[k] for k in _STATE))
-        dh, dW, db, ds = AC.access_step_backward(cot["read_vectors"], d_new, cache)
+        dh, dW, db, ds = AC.access_step_backward((cot["read_vectors"], d_new), cache)
         out = {"inputs/controller_output": dh, "params/W_xi": dW, "params/b_xi": db}
         out.update({f"state/{k}": v for k, v in ds._asdict().items()})
         return out
@@ -497,11 +508,13 @@ def _access(conv: str, options: tuple = (), variant: str | None = None) -> Case:
                  config={o: (o in options) for o in AC.OPTIONS} if options else None)
 
 
-_BUILDERS = (_content, _usage_case, _allocation, _write_allocation, _write_weights, _memory_update, _linkage,
-             _directional, _read_weights, _access, _masked_content, _sharpen)
+#: (builder, whether the function depends on a convention), in the catalogue's order.
+_BUILDERS = ((_content, True), (_usage_case, True), (_allocation, False), (_write_allocation, False),
+             (_write_weights, True), (_memory_update, False), (_linkage, False), (_directional, False),
+             (_read_weights, True), (_access, True), (_masked_content, True), (_sharpen, False))
 
 #: The option variants of the access step and the core: (name prefix, enabled options).
 OPTION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = tuple((o, (o,)) for o in AC.OPTIONS) + (("all", AC.OPTIONS),)
 
-CASES: list[Case] = [build(conv) for build in _BUILDERS for conv in CONVENTION_NAMES] + [
+CASES: list[Case] = [build(conv) for build, depends in _BUILDERS for conv in (CONVENTION_NAMES if depends else (None,))] + [
     _access(conv, opts, f"{prefix}_{conv}") for prefix, opts in OPTION_VARIANTS for conv in CONVENTION_NAMES]

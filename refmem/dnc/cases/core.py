@@ -1,6 +1,6 @@
-"""Catalogue cases ``dnc/core_unroll/<variant>`` (SPEC §5 Core, GOLDEN.md's ``core_unroll`` row).
+"""Catalogue cases ``dnc/core_unroll/<variant>`` (SPEC §5 Core, the golden format's ``core_unroll`` row).
 
-Variants (:data:`VARIANTS`; the catalogue's :data:`CASES` are all but ``clip_deepmind``, whose clip
+Variants ([`VARIANTS`][refmem.dnc.cases.core.VARIANTS]; the catalogue's [`CASES`][refmem.dnc.cases.core.CASES] are all but ``clip_deepmind``, whose clip
 is inactive and which ``tests/test_dnc_core.py`` checks):
 
 * ``deepmind``: single LSTM controller, ``deepmind`` convention (deepmind/dnc);
@@ -12,16 +12,16 @@ is inactive and which ``tests/test_dnc_core.py`` checks):
 * ``state_deepmind`` / ``state_paper``: a random valid initial state ``state/...`` (not
   zeros), so the gradients reaching the initial state are checked too;
 * ``clip_active_deepmind`` (zero state, ``T = 3``) / ``clip_active_state_paper`` (sampled state):
-  ``clip_value = 0.5`` (:data:`CLIP_ACTIVE`), active: the sampler keeps drawing until some ``h``,
+  ``clip_value = 0.5`` ([`CLIP_ACTIVE`][refmem.dnc.cases.core.CLIP_ACTIVE]), active: the sampler keeps drawing until some ``h``,
   some ``c`` and some ``y`` elements lie outside the range and every clipped quantity is at least
-  :data:`CLIP_MARGIN` from the clip edges (the gradient through a clipped element is 0);
+  [`CLIP_MARGIN`][refmem.dnc.cases.core.CLIP_MARGIN] from the clip edges (the gradient through a clipped element is 0);
 * the Csordás & Schmidhuber options (SPEC §5): ``masked_content_deepmind``, ``deallocation_deepmind``,
   ``link_sharpness_deepmind``, ``all_deepmind``, the same one at a time in the paper convention
   (``masked_content_paper``, ``deallocation_paper``, ``link_sharpness_paper``) and ``all_paper`` (all
   three options), each from the zero state.
 
 Tensors: ``inputs/x [B, T, D]``; ``params/W_lstm1 ... b_y`` (names of
-:func:`refmem.dnc.params.named`); the initial state ``state/memory``, ``state/read_weights``,
+[`refmem.dnc.params.named`][refmem.dnc.params.named]); the initial state ``state/memory``, ``state/read_weights``,
 ``state/write_weights``, ``state/link``, ``state/precedence``, ``state/usage``,
 ``state/read_vectors [B, R, W]``, ``state/h1``, ``state/c1``, ... per controller layer
 (all zeros, SPEC §5's initial state, except in the ``state_*`` variants). At the zero
@@ -34,15 +34,13 @@ every step (``frozen["prev_write_weights"] [B, T, nw, N]``) and uses them when c
 with ``frozen=``: the usage gradient w.r.t. them is stopped.
 
 Kinks: the allocation sort and, in the ``clip_active_*`` variants, the clip edges (kept
-:data:`CLIP_MARGIN` away) are the only kinks on the path. The sampler keeps drawing until every step's sorted free-ness
+[`CLIP_MARGIN`][refmem.dnc.cases.core.CLIP_MARGIN] away) are the only kinks on the path. The sampler keeps drawing until every step's sorted free-ness
 values of every write head are separated by at least ``SORT_GAP`` or tied
 *structurally* (the zero initial usage makes the first step's usages exactly equal,
 or equal up to powers of the allocation ``eps``, whatever the parameters; such ties
 cannot flip under a perturbation because their order is fixed by the stable sort or by
 ``eps`` terms proportional to the gates).
 """
-
-from __future__ import annotations
 
 import math
 
@@ -58,12 +56,12 @@ from .addressing import ACCESS_ORDER, OPTION_VARIANTS, access_intermediates, acc
 
 __all__ = ["CASES", "SORT_GAP", "config_for", "CORE_ORDER", "core_order", "core_intermediates", "CLIP_MARGIN"]
 
-#: GOLDEN.md's order of one ``dnc/core_unroll`` step: the controller output, then the access step's
+#: The golden format's order of one ``dnc/core_unroll`` step: the controller output, then the access step's
 #: names (its new state under ``intermediates/``, as the core returns only ``y`` and the read vectors),
 #: then ``y``. Every entry carries the time axis: ``[B, T, ...]``.
 def core_order(options: tuple = ()) -> tuple[tuple[str, str], ...]:
-    """:data:`CORE_ORDER` for a core with the access ``options`` enabled (their interface slices
-    after the read modes, as :func:`~refmem.dnc.cases.addressing.access_order`)."""
+    """[`CORE_ORDER`][refmem.dnc.cases.core.CORE_ORDER] for a core with the access ``options`` enabled (their interface slices
+    after the read modes, as [`access_order`][refmem.dnc.cases.addressing.access_order])."""
     return (
         (("intermediates/controller_output", "SPEC §5 Core (controller)"),)
         + tuple((n if n == "outputs/read_vectors" else "intermediates/" + n.split("/", 1)[1], ref)
@@ -76,8 +74,8 @@ CORE_ORDER: tuple[tuple[str, str], ...] = core_order()
 
 
 def core_intermediates(cache) -> dict:
-    """The intermediates of an unroll (the bare names of :data:`CORE_ORDER` but the outputs), each
-    stacked over time right after the batch axis, read from the :class:`~refmem.dnc.core.UnrollCache`."""
+    """The intermediates of an unroll (the bare names of [`CORE_ORDER`][refmem.dnc.cases.core.CORE_ORDER] but the outputs), each
+    stacked over time right after the batch axis, read from the [`UnrollCache`][refmem.dnc.core.UnrollCache]."""
     xp = rx.namespace(cache.prev_write_weights)
     per_step = []
     for step, after in zip(cache.steps, cache.states):
@@ -97,7 +95,7 @@ _STRUCTURAL = 1e-5
 
 #: Small sizes (SPEC letters): the element-wise check runs one unrolled forward per parameter element.
 #: T = 3 from the zero state exercises the link recurrence (L_1 = 0, L_2 = ww_2 p_1ᵀ, L_3 reads L_2);
-#: nw = R = 2 exercise the head loops (GOLDEN.md).
+#: nw = R = 2 exercise the head loops (docs/golden-format.md).
 SIZES = {"B": 2, "T": 3, "D": 2, "H": 2, "N": 3, "W": 2, "R": 2, "nw": 2, "Y": 2}
 #: The deep controller (wiring of three layers) and the sampled-state variant (which starts from a
 #: non-zero link) need only one step boundary: T = 2.
@@ -106,7 +104,7 @@ SHORT_SIZES = {"B": 2, "T": 2, "D": 2, "H": 2, "N": 3, "W": 2, "R": 2, "nw": 2, 
 
 def config_for(sizes: dict, convention: str, layers: int = 1, skip: bool = True, clip_value: float = 0.0,
                options: tuple = ()) -> DNCConfig:
-    """The :class:`DNCConfig` of a case at ``sizes`` (SPEC letters), with the access ``options`` enabled."""
+    """The [`DNCConfig`][refmem.dnc.params.DNCConfig] of a case at ``sizes`` (SPEC letters), with the access ``options`` enabled."""
     return DNCConfig(D=sizes["D"], Y=sizes["Y"], hidden=sizes["H"], layers=layers, skip=skip, N=sizes["N"],
                      W=sizes["W"], R=sizes["R"], nw=sizes["nw"], convention=convention, clip_value=clip_value,
                      **{o: True for o in options})
@@ -167,7 +165,7 @@ def _sample_params(s: Sampler, cfg: DNCConfig, deep_gain: float = 1.5) -> dict:
     SPEC §6's norm-wise 1e-8 asks for gradients well above the rounding of the outputs
     (about ``ulp(y) / 2**-20``). The draw makes the controller output large (LSTM weights
     ``1.5/sqrt(fan_in)``, input gate bias +1, output gate bias +2, so ``|h_c|`` nears 1), the
-    writes and lookups active (:data:`_BIAS`), and the part of ``y`` the memory does not touch
+    writes and lookups active (`_BIAS`), and the part of ``y`` the memory does not touch
     small (the ``h_c`` rows of ``W_y`` scaled by 0.2, ``b_y`` at 0.05).
     """
     xp = s.xp
@@ -267,7 +265,7 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
         params = from_named({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}, cfg)
         state = _state_from(arrays, cfg.layers)
         fw = None if (frozen is None or not stopped) else frozen["prev_write_weights"]
-        return unroll_forward(arrays["inputs/x"], params, cfg, state=state, frozen_write_weights=fw)
+        return unroll_forward(arrays["inputs/x"], params, state, cfg=cfg, frozen_write_weights=fw)
 
     def sample(xp, seed, z):
         cfg = config_for(z, convention, layers, skip, clip_value, options)
@@ -282,7 +280,7 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
             else:
                 host.update(_state_to(initial_state(hp, B, cfg), layers))
             arrays = {k: rx.to_numpy(v) for k, v in host.items()}
-            _, _, cache = run(arrays)
+            _, cache = run(arrays)
             if accept(cache, arrays):
                 return {k: rx.from_numpy(xp, v) for k, v in arrays.items()}
         raise RuntimeError(f"dnc/core_unroll/{variant}: no draw with sorted usages {SORT_GAP} apart"
@@ -290,12 +288,12 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
                            + f" (seed {seed})")
 
     def forward(arrays, frozen=None):
-        out, _, cache = run(arrays, frozen)
+        out, cache = run(arrays, frozen)
         recorded = {"prev_write_weights": cache.prev_write_weights} if stopped else {}
         return Forward({"y": out.y, "read_vectors": out.read_vectors}, recorded, lambda: core_intermediates(cache))
 
     def backward(arrays, cot, frozen=None):
-        _, _, cache = run(arrays, frozen)
+        _, cache = run(arrays, frozen)
         dx, d_params, d_state = unroll_backward(UnrollOutputs(cot["y"], cot["read_vectors"]), cache)
         grads = {"inputs/x": dx}
         grads.update({f"params/{k}": v for k, v in named(d_params).items()})
@@ -352,11 +350,11 @@ def _make(variant: str, convention: str, layers: int = 1, skip: bool = True, cli
 #: norm-wise 1e-8 (the complex step agreed to 1e-15 at the default gain).
 NOSKIP_GAIN = 3.0
 
-#: ``clip_value`` of the ``clip_active_*`` variants: below the ``|h_c|`` near 1 of :func:`_sample_params`,
+#: ``clip_value`` of the ``clip_active_*`` variants: below the ``|h_c|`` near 1 of `_sample_params`,
 #: so some controller outputs, cell states and outputs ``y`` clip.
 CLIP_ACTIVE = 0.5
 
-#: Every variant, by name; :data:`CASES` holds the ones the catalogue checks element by element.
+#: Every variant, by name; [`CASES`][refmem.dnc.cases.core.CASES] holds the ones the catalogue checks element by element.
 VARIANTS: dict[str, Case] = {c.variant: c for c in [
     _make("deepmind", "deepmind"),
     _make("paper", "paper"),
