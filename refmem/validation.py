@@ -680,17 +680,22 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
         for letter, (rule, inputs) in derive.items():
             if letter not in bound and all(a in bound for a in inputs):
                 bound[letter] = rule(*(bound[a] for a in inputs))
-    if arrays_first:
-        _check_arrays(plan, values, bound, refs)
     try:
-        _check_structs(plan, values, bound, refs)
-    except ShapeError:
-        if arrays_first or not plan.arrays:
+        if arrays_first:
+            _check_arrays(plan, values, bound, refs)
+        try:
+            _check_structs(plan, values, bound, refs)
+        except ShapeError:
+            if arrays_first or not plan.arrays:
+                raise
+            _run(plan, values, start, again, arrays_first=True)
             raise
-        _run(plan, values, start, again, arrays_first=True)
+        if not arrays_first:
+            _check_arrays(plan, values, bound, refs)
+    except ShapeError:
+        if derive and not again:  # a derived letter bound to a wrong size: the argument that bound it is named
+            _derived_first(plan, values, bound, arrays_first)
         raise
-    if not arrays_first:
-        _check_arrays(plan, values, bound, refs)
     for i, name, check, optional in plan.scalars:
         value = values[i]
         if value is None and optional:
@@ -708,6 +713,17 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
                                      f"{', '.join(f'{a}={bound[a]}' for a in inputs)}) = {want}, got {have}")
     for check, label, x in refs[4]:
         check(label, x)
+
+
+def _derived_first(plan: _Plan, values: list, bound: dict, arrays_first: bool) -> None:
+    """After a `ShapeError`: where a derived letter was bound to a size its rule does not give,
+    check the call again with the letter fixed first, so that the argument that bound it is the one
+    named (and the message shows the rule), not a later argument that agrees with the rule."""
+    for letter, (rule, inputs) in plan.derive.items():
+        if letter in bound and all(a in bound for a in inputs):
+            want = rule(*(bound[a] for a in inputs))
+            if bound[letter] != want:
+                _run(plan, values, {letter: want}, again=True, arrays_first=arrays_first)
 
 
 def _check_structs(plan: _Plan, values: list, bound: dict, refs: list) -> None:
@@ -924,7 +940,7 @@ def _mismatch(label: str, spec: type, shape: Any, bound: Mapping, fresh: Any, ax
     if ax is not None:
         derive = refs[3]
         rule = derive.get(ax) if derive else None
-        if rule is not None and all(a in bound for a in rule[1]):
+        if rule is not None and all(a in bound for a in rule[1]) and rule[0](*(bound[a] for a in rule[1])) == bound[ax]:
             args = ", ".join(f"{a}={bound[a]}" for a in rule[1])
             msg += f" ({ax} = {rule[0].__name__}({args}) = {bound[ax]})"
         else:

@@ -385,6 +385,24 @@ def test_a_derived_size_bound_after_its_user_is_still_checked():
         f(np.zeros((B, 2, 4)), np.zeros((B, 2, N, N)))
 
 
+def test_a_derived_size_bound_wrong_is_named_where_it_was_bound_even_when_a_later_argument_disagrees():
+    """`K` first bound by `modes` to 4 (not read_mode_width(nw=1) = 3), then `other` of K = 3 disagrees with
+    `modes`: the error names `modes`, the argument that breaks the rule, and states the rule truly."""
+    @checked(derive={"K": read_mode_width})
+    def f(link: Array["B nw N N"], modes: Array["B R K"], other: Array["B K"]):
+        return "called"
+
+    link = np.zeros((B, 1, N, N))
+    assert f(link, np.zeros((B, 2, 3)), np.zeros((B, 3))) == "called"
+    with pytest.raises(ShapeError) as info:
+        f(link, np.zeros((B, 2, 4)), np.zeros((B, 3)))
+    assert str(info.value) == ("modes: expected shape (B, R, K) = (2, ?, 3), got (2, 2, 4) "
+                               "(K = read_mode_width(nw=1) = 3)")
+    with pytest.raises(ShapeError) as info:  # both wrong alike: the rule is not claimed to give 4
+        f(link, np.zeros((B, 2, 4)), np.zeros((B, 5)))
+    assert "read_mode_width(nw=1) = 4" not in str(info.value)
+
+
 @dataclasses.dataclass(frozen=True)
 class MemoryConfig(Config):
     N: Size
