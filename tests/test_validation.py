@@ -104,12 +104,6 @@ def test_np_matrix_is_refused():
         lookup_forward(m, k, np.matrix(s))
 
 
-def test_masked_array_is_refused_also_by_the_01_checks():
-    from refmem.validation import check_arrays
-    with pytest.raises(DTypeError, match="x: expected a plain array, got a NumPy masked array"):
-        check_arrays({"x": np.ma.masked_array(np.zeros(3), mask=[0, 1, 0])}, {"x": "N"})
-
-
 def test_real_and_complex_of_one_precision_mix():
     m, k, s = arrays()
     assert lookup_forward(m, k.astype(np.complex128), s) == "called"
@@ -445,6 +439,16 @@ def test_a_config_binds_its_sizes_and_derived_sizes():
 
 
 # ----------------------------------------------------------------------------- declaration errors, legacy
+
+
+def test_the_01_mechanism_is_gone():
+    import refmem.validation as V
+    from refmem import xp as rx
+
+    for name in ("edge", "checked_by", "check_arrays", "check_array", "check_size", "spec_from_symbols", "fields"):
+        assert not hasattr(V, name), name
+    with pytest.raises(AttributeError):
+        rx.check_array  # noqa: B018 (the 0.1 re-export went with it)
 
 
 def test_bad_declarations_fail_at_decoration():
