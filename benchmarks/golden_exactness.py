@@ -6,7 +6,7 @@
     python -m benchmarks.golden_exactness kappas        # emulated κ against real float32 runs and examples
 
 The export computes references with ``refmem.extended.golden_tensors`` (long double, rounded
-once) and tolerances from ``refmem.emulated32.float32_runs`` (docs/golden-tolerances.md).
+once) and tolerances from the emulated float32 runs of ``refmem.golden.tolerances`` (docs/golden-tolerances.md).
 """
 
 from __future__ import annotations
@@ -119,14 +119,15 @@ def ratios(directory: str) -> int:
 
 def _real_kappas() -> dict:
     """κ of refmem's real float32 run on this machine (BLAS and SIMD as they are), per tensor."""
-    from refmem import catalogue, emulated32, extended, golden
+    from refmem import catalogue, extended, golden
+    from refmem.golden.tolerances import kappa
 
     out = {}
     for case in catalogue.cases():
         t = extended.golden_tensors(case, 0)
         f32 = golden.float32_run(case, t)
         for k, v in f32.items():
-            out[f"{case.name} {k}"] = emulated32.kappa(t[k], v)
+            out[f"{case.name} {k}"] = kappa(t[k], v)
     return out
 
 
@@ -134,16 +135,17 @@ def kappas() -> int:
     """How the emulated κ compares with real float32 runs under each BLAS core and with the examples."""
     import numpy as np
 
-    from refmem import catalogue, emulated32, extended, golden
+    from refmem import catalogue, extended, golden
     from refmem import xp as rx
+    from refmem.golden.tolerances import float32_runs, kappa
 
     emu, refs = {}, {}
     for case in catalogue.cases():
         t = extended.golden_tensors(case, 0)
         refs[case.name] = t
-        for k, v in emulated32.float32_runs(case, t).items():
+        for k, v in float32_runs(case, t).items():
             if not k.startswith("intermediates/"):
-                emu[f"{case.name} {k}"] = emulated32.kappa(t[k], v)
+                emu[f"{case.name} {k}"] = kappa(t[k], v)
     configs = [(core, {"OPENBLAS_CORETYPE": core}) for core in CORETYPES] + [("SIMD baseline", NO_SIMD)]
     real: dict[str, float] = collections.defaultdict(float)
     for core, extra in configs:
@@ -169,7 +171,7 @@ def kappas() -> int:
             res = adapter(name, given, "float32", dict(case.config))
             for k, v in res.items():
                 if f"{name} {k}" in emu:
-                    ratios.append(emulated32.kappa(t[k], np.asarray(rx.to_numpy(v), dtype=np.float64)) / emu[f"{name} {k}"])
+                    ratios.append(kappa(t[k], np.asarray(rx.to_numpy(v), dtype=np.float64)) / emu[f"{name} {k}"])
         print(f"{ex:18s} float32       : κ_example/κ_emulated median {np.median(ratios):.2f}, max {max(ratios):.2f}")
     return 0
 

@@ -1,4 +1,4 @@
-"""The ``refmem`` command line: ``refmem check``, ``golden``, ``verify``, ``bench``, ``train``, ``plot``.
+"""The ``refmem`` command line: ``refmem check``, ``golden``, ``verify``, ``bench``, ``train``, ``plot``, ``exercise``.
 
 Each sub-command lives in ``refmem/commands/<name>.py`` and provides ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -55,6 +55,7 @@ COMMANDS = {
     "bench": "refmem.commands.bench",
     "train": "refmem.commands.train",
     "plot": "refmem.commands.plot",
+    "exercise": "refmem.commands.exercise",
 }
 
 #: Option destinations that name a file the command writes; checked before the work starts.

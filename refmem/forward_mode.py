@@ -78,7 +78,10 @@ def _backward(case: Case, arrays: Mapping[str, Any], cot: Mapping[str, Any], fro
 
 
 def _complex_dtype(real: np.dtype) -> type:
-    return np.complex64 if np.dtype(real) == np.float32 else np.complex128
+    """The complex dtype of a real one: complex64, complex128, or complex long double (the golden
+    references, evaluated in long double)."""
+    return {np.dtype(np.float32): np.complex64, np.dtype(np.longdouble): np.clongdouble}.get(np.dtype(real),
+                                                                                             np.complex128)
 
 
 def _shifted(xp: Any, arrays: Mapping[str, Any], tangents: Mapping[str, np.ndarray], h: complex,

@@ -8,6 +8,7 @@ Load them as adapters: ``tests/differential_mutants.py:r1_squeeze``.
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 import types
 from pathlib import Path
@@ -78,10 +79,12 @@ MUTANTS = {
 
 
 def _adapter(name: str):
+    """The mutant's ``run``, declaring the cases of ``cases`` that its example declares (the example
+    implements the plain DNC access step, not the option cases ``dnc/access_step/*`` also matches)."""
     example, cases, old, new, _, _ = MUTANTS[name]
     module = mutate(example, old, new, name)
     run = module.run
-    run.cases = cases
+    run.cases = [c for c in module.CASES if any(fnmatch.fnmatchcase(c, p) for p in cases)]
     return run
 
 

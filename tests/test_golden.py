@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import refmem
 from refmem import catalogue, golden
 from refmem.cli import main
 
@@ -52,7 +53,7 @@ def test_manifest_follows_golden_md(exported):
     manifest = json.loads(text)
     assert text == json.dumps(manifest, sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     assert manifest["format_version"] == 2
-    assert set(manifest["generator"]) == {"refmem", "numpy"}
+    assert manifest["generator"] == {"refmem": refmem.__version__}  # nothing machine-specific
     assert set(manifest["cases"]) == {c.name for c in catalogue.cases()}
     for case in catalogue.cases():
         entry = manifest["cases"][case.name]
@@ -217,7 +218,12 @@ def test_every_reference_passes_and_a_perturbed_tensor_fails(exported):
     """The tolerances accept the reference and refuse a wrong value.
 
     One entry moved by a thousandth of the tensor's scale must fail in both dtypes,
-    and the whole tensor scaled by ``1 + 1e-9`` must fail in float64.
+    and the whole tensor scaled by ``1 + 1e-9`` must fail in float64. The one exception
+    allowed is a second-order tensor (``hvp/``) whose measured float32 error is itself beyond a
+    thousandth of its scale (``dnc/access_step/all_deepmind``'s ``hvp/state/usage``, κ ≈ 700: the
+    eight float32 runs of that Hessian-vector product through the allocation's cumulative
+    product spread that far): it must still keep a hundredth of its scale, and a move of ten
+    times its float32 tolerance must fail.
     """
     manifest = golden.read_manifest(exported)
     for name in manifest["cases"]:
@@ -229,10 +235,13 @@ def test_every_reference_passes_and_a_perturbed_tensor_fails(exported):
             scale = float(np.max(np.abs(ref)))
             if scale == 0.0:
                 continue
-            bad = ref.copy()
             idx = np.unravel_index(int(np.argmax(np.abs(ref))), ref.shape)
-            bad[idx] += 1e-3 * scale
+            atol32 = manifest["cases"][name]["tensors"][tensor]["tol"]["float32"][1]
+            if atol32 >= 1e-3 * scale:
+                assert tensor.startswith("hvp/") and atol32 < 1e-2 * scale, (name, tensor, atol32 / scale)
             for dtype in ("float32", "float64"):
+                bad = ref.copy()
+                bad[idx] += max(1e-3 * scale, 10 * atol32) if dtype == "float32" else 1e-3 * scale
                 rep = golden.compare(g, {**g.expected(dtype), tensor: bad.astype(dtype)}, dtype)
                 assert [r.tensor for r in rep.failures] == [tensor], (name, tensor, dtype)
             scaled = golden.compare(g, {**expected, tensor: ref * (1 + 1e-9)}, "float64")

@@ -16,7 +16,8 @@ One module per concern:
   and no padded row) and [`draw_inputs`][refmem.differential.draw_inputs].
 * [`reference`][refmem.differential.reference]: [`live_golden`][refmem.differential.live_golden],
   the reference of an example as an in-memory [`Golden`][refmem.golden.Golden] (outputs,
-  intermediates, cotangents and gradients, tolerances derived as the golden export derives them).
+  intermediates, cotangents and gradients, tolerances from the golden export's one float32
+  measurement, or its cheap lower bound refined only where a result falls beyond it).
 * [`comparison`][refmem.differential.comparison]: [`check_example`][refmem.differential.check_example]
   (the adapter against the reference by [`compare`][refmem.golden.compare]) and
   [`batch_invariance`][refmem.differential.batch_invariance] (an item's outputs depend neither on
@@ -43,15 +44,12 @@ try:
 except ImportError as exc:  # pragma: no cover - hypothesis is a test extra
     raise ImportError("refmem.differential needs Hypothesis: pip install 'refmem[test]'") from exc
 
-from .comparison import _call, _close, _item, batch_invariance, check_example
+from .comparison import _call, _close, _item, batch_invariance, check_example, judge
 from .drawing import (
     EXTRA, MAX_SIDE, SCALES, SORT_GAP, Example, Unsampleable, _mask_key, draw_inputs, edge_of, examples_for,
     sizes_limits,
 )
-from .reference import (
-    FLOAT32_TIE, LOST, PERTURBED_RUNS, Live, Undecidable, _float32_measurement, _reference, float32_undecidable,
-    live_golden,
-)
+from .reference import FLOAT32_TIE, LOST, Live, Undecidable, _reference, float32_undecidable, live_golden
 from .reference_adapter import _refmem_run, refmem_adapter
 from .reproducers import save_reproducer
 from .search import CaseResult, Result, shrink, triggers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -15,10 +16,10 @@ from ..golden.comparison import Report, compare
 from ..golden.isolated import call_adapter
 from ..golden.storage import role_of
 from .drawing import Example, Unsampleable, _mask_key, draw_inputs
-from .reference import Live, live_golden
+from .reference import Live, Undecidable, float64_undecidable, live_golden
 from .timing import Clock
 
-__all__ = ["check_example", "batch_invariance"]
+__all__ = ["check_example", "judge", "batch_invariance"]
 
 
 def _call(adapter: Adapter, name: str, given: dict, dtype: str, config: dict) -> tuple[Mapping | None, str]:
@@ -53,7 +54,14 @@ def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "
                   live: Live | None = None, timings: dict[str, float] | None = None) -> tuple[Report, Live]:
     """Run ``adapter`` on ``example`` and compare with the live reference by the golden rules.
 
-    ``timings``: seconds are added to its ``"adapter"`` and ``"comparison"`` entries (and those of
+    With a ``live`` whose tolerances are a lower bound (``live_golden(..., runs=0)``), a result
+    within them passes; one that is not is compared again under the bound of the round-to-nearest
+    run, then under the exact tolerances ([`Live.refined`][refmem.differential.Live.refined], which
+    may raise [`Undecidable`][refmem.differential.Undecidable]), so the verdict is the exact rule's.
+    Returns the report and the live reference it was judged by.
+
+    ``timings``: seconds are added to its ``"adapter"`` and ``"comparison"`` entries, the runs a
+    refinement computes to ``"tolerances"`` (and those of
     [`live_golden`][refmem.differential.live_golden] when ``live`` is not given)."""
     live = live or live_golden(case, example, timings=timings)
     clock = Clock(timings)
@@ -63,9 +71,51 @@ def check_example(adapter: Adapter, case: Case, example: Example, dtype: str = "
         report = Report()
         report.problems.append(problem)
         return report, live
-    report = compare(live.golden, compared(results), dtype)
+    results = compared(results)
+    report = compare(live.golden, results, dtype)
     clock.lap("comparison")
+    for runs in (1, None):  # the round-to-nearest run alone (a tighter bound, cheap), then every run
+        if report.passed or live.exact:
+            break
+        live = live.refined(runs, timings)
+        clock = Clock(timings)
+        report = compare(live.golden, results, dtype)
+        clock.lap("comparison")
     return report, live
+
+
+def judge(adapter: Adapter, case: Case, example: Example, dtype: str, live: Live, invariance: bool = False,
+          timings: dict[str, float] | None = None) -> tuple[Report, Live, list[str]]:
+    """[`check_example`][refmem.differential.check_example] and, where it passes and ``invariance``
+    is asked, [`batch_invariance`][refmem.differential.batch_invariance], each failure judged by the
+    exact rule (``live`` refined where its tolerances were a lower bound). Returns the report, the
+    live reference of the verdict and the batch-invariance problems. Raises
+    [`Undecidable`][refmem.differential.Undecidable] where the exact rule cannot judge the example
+    (in float64 also where [`float64_undecidable`][refmem.differential.reference.float64_undecidable]
+    says its float64 tolerance cannot)."""
+    report, live = check_example(adapter, case, example, dtype, live, timings)
+    if not report.passed and dtype == "float64" and live.exact:
+        clock = Clock(timings)
+        why = float64_undecidable(case, live)
+        clock.lap("tolerances")
+        if why:
+            raise Undecidable(why)
+    inv = _invariance(adapter, case, example, dtype, live, timings) if (invariance and report.passed) else []
+    if inv and not live.exact:
+        live = live.refined(None, timings)
+        inv = _invariance(adapter, case, example, dtype, live, timings)
+    return report, live, inv
+
+
+def _invariance(adapter: Adapter, case: Case, example: Example, dtype: str, live: Live,
+                timings: dict[str, float] | None) -> list[str]:
+    """[`batch_invariance`][refmem.differential.batch_invariance], its time outside the adapter's
+    calls and the comparisons (drawing the other batch, slicing rows) counted as comparison."""
+    t0, before = time.perf_counter(), sum(timings.values()) if timings is not None else 0.0
+    inv = batch_invariance(adapter, case, example, dtype, live, timings)
+    if timings is not None:
+        timings["comparison"] += (time.perf_counter() - t0) - (sum(timings.values()) - before)
+    return inv
 
 
 # ----------------------------------------------------------------------------- batch invariance

@@ -1,28 +1,31 @@
 """The live reference: refmem's golden tensors of a drawn example, computed on the spot.
 
 [`live_golden`][refmem.differential.reference.live_golden] gives an example's reference (float64
-forward, intermediates, cotangents at its seed, hand-derived gradients) and tolerances by the
-export's rule, as an in-memory [`Golden`][refmem.golden.Golden].
+forward, intermediates, cotangents at its seed, hand-derived gradients) and tolerances from the
+golden export's one float32 measurement ([`Measurement`][refmem.golden.tolerances.Measurement]), as
+an in-memory [`Golden`][refmem.golden.Golden]. The search asks for the measurement's free lower
+bound (``runs=0``) and refines it ([`Live.refined`][refmem.differential.Live.refined]) only where a
+result falls beyond it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
-from .. import catalogue
 from .. import xp as rx
 from ..catalogue import Case
 from ..golden.comparison import Golden
-from ..golden.exporter import float32_run, manifest_entry
-from ..golden.storage import GoldenError, is_float, role_of
+from ..golden.exporter import manifest_entry
+from ..golden.storage import GoldenError
+from ..golden.tolerances import Measurement
 from .drawing import Example, draw_inputs
 from .timing import Clock
 
-__all__ = ["FLOAT32_TIE", "PERTURBED_RUNS", "LOST", "Live", "Undecidable", "live_golden", "float32_undecidable"]
+__all__ = ["FLOAT32_TIE", "LOST", "Live", "Undecidable", "live_golden", "float32_undecidable", "float64_undecidable"]
 
 #: Below this, a non-zero gap between two usages is a structural near-tie (``eps``-sized terms of a zero
 #: initial usage, which the core sampler accepts): float64 orders them by those terms, float32 cannot
@@ -48,16 +51,36 @@ def _golden(name: str, entry: Mapping[str, Any], tensors: Mapping[str, np.ndarra
 
 @dataclass(frozen=True)
 class Live:
-    """A live reference: the [`Golden`][refmem.golden.Golden] of an example, its manifest entry and tensors."""
+    """A live reference: the [`Golden`][refmem.golden.Golden] of an example, its manifest entry and
+    tensors, and the float32 measurement its tolerances come from (``exact``: from every run, the
+    golden rule itself; otherwise a lower bound of it)."""
 
     golden: Golden
     entry: dict
     tensors: dict
     example: Example
+    measurement: Measurement | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the tolerances are the exact rule's (every run of the measurement)."""
+        return self.measurement is None or self.measurement.exact
+
+    def refined(self, runs: int | None = None, timings: dict[str, float] | None = None) -> "Live":
+        """This reference with the tolerances of the first ``runs`` runs of its measurement (all by
+        default: the exact rule), the missing runs computed and the reference tensors reused. Raises
+        [`Undecidable`][refmem.differential.Undecidable] where the runs computed lost every float32
+        digit of a tensor. ``timings``: the seconds are added to its ``"tolerances"`` entry."""
+        m = self.measurement
+        if m is None or m.exact or (runs is not None and m.done >= runs):
+            return self
+        clock = Clock(timings)
+        try:
+            return _live(m.case, self.example, self.tensors, m, runs)
+        finally:
+            clock.lap("tolerances")
 
 
-#: One-ulp-perturbed float32 runs measured besides the plain one ([`_float32_measurement`][refmem.differential._float32_measurement]).
-PERTURBED_RUNS = 3
 #: A tensor whose float32 measurement is off by more than this fraction of its scale has lost every
 #: float32 digit (saturation, underflow): the golden rule cannot derive a float64 tolerance from it.
 LOST = 0.05
@@ -65,36 +88,6 @@ LOST = 0.05
 
 class Undecidable(RuntimeError):
     """An example the golden tolerance rule cannot judge (see [`live_golden`][refmem.differential.live_golden])."""
-
-
-def _float32_measurement(case: Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """refmem's float32 run on the inputs and on [`PERTURBED_RUNS`][refmem.differential.PERTURBED_RUNS] copies moved by one float32 ulp
-    each (random directions; what another implementation's different rounding amounts to); per
-    tensor the run that deviates most from the reference. One run's error can be small by luck at tiny
-    sizes; the perturbed run adds the conditioning of the example."""
-    out = float32_run(case, tensors)
-    rng = np.random.default_rng([int(len(tensors)), 0x5EED])
-
-    def err(k: str, a: np.ndarray) -> float:
-        return float(np.max(np.abs(a.astype(np.float64) - tensors[k]))) if a.size else 0.0
-
-    for _ in range(PERTURBED_RUNS):
-        moved = {}
-        for k, v in tensors.items():
-            if role_of(k) in catalogue.ROLES and is_float(v) and k not in case.nondiff:
-                v32 = v.astype(np.float32)
-                up = np.nextafter(v32, np.float32(np.inf))
-                down = np.nextafter(v32, np.float32(-np.inf))
-                v = np.where(rng.random(v.shape) < 0.5, up, down).astype(np.float64)
-            moved[k] = v
-        try:
-            other = float32_run(case, moved)
-        except Exception:  # noqa: BLE001 - a moved input outside a domain: the runs so far
-            break
-        for k, b in other.items():
-            if np.all(np.isfinite(b)) and err(k, b) > err(k, out[k]):
-                out[k] = b
-    return out
 
 
 def _reference(case: Case, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -119,16 +112,22 @@ def _reference(case: Case, seed: int, arrays: Mapping[str, np.ndarray]) -> dict[
 
 
 def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] | None = None,
-                timings: dict[str, float] | None = None) -> Live:
+                timings: dict[str, float] | None = None, runs: int | None = None) -> Live:
     """refmem's reference of ``example`` (float64 NumPy forward, intermediates, cotangents drawn at its
-    seed, hand-derived gradients) with tolerances from refmem's own float32 run, as the export does.
-    The manifest entry gains ``"differential"``: the example's sizes, seed, scale and padded rows.
+    seed, hand-derived gradients) with tolerances from the one float32 measurement of the golden
+    export ([`Measurement`][refmem.golden.tolerances.Measurement]: the emulated float32 runs of
+    refmem on the example). The manifest entry gains ``"differential"``: the example's sizes,
+    seed, scale and padded rows.
 
-    Two guards keep the rule honest away from the golden's own point: the float32 measurement is
-    the worse of a plain and a one-ulp-perturbed run ([`_float32_measurement`][refmem.differential._float32_measurement]), and an example
-    where refmem's float32 result lost every digit of a tensor (error above [`LOST`][refmem.differential.LOST] of its
-    scale: saturation, underflow), whose float64 tolerance the rule cannot derive, raises
-    [`Undecidable`][refmem.differential.Undecidable] (the search refuses it).
+    ``runs``: how many of the measurement's runs to compute now; all by default (the exact rule).
+    Fewer give a lower bound of every tolerance (``0``: ``κ = 1``, no run at all, free): a result
+    within it passes the exact rule too, and [`check_example`][refmem.differential.check_example]
+    judges a result that is not by the exact rule ([`Live.refined`][refmem.differential.Live.refined]).
+
+    An example where refmem's emulated float32 lost every digit of a tensor in a run computed
+    (error above [`LOST`][refmem.differential.LOST] of its scale: saturation, underflow), whose
+    float64 tolerance the rule cannot derive, raises [`Undecidable`][refmem.differential.Undecidable]
+    (the search refuses it): the exact rule, whose runs include those, would too.
 
     ``timings``: seconds spent drawing, on the reference and on the tolerances are added to its
     ``"draw"``, ``"reference"`` and ``"tolerances"`` entries."""
@@ -137,26 +136,26 @@ def live_golden(case: Case, example: Example, arrays: Mapping[str, np.ndarray] |
     clock.lap("draw")
     tensors = _reference(case, example.seed, arrays)
     clock.lap("reference")
-    # the export's measurement (its emulated float32 runs), plus the one-ulp-perturbed runs
-    from ..golden.exporter import float32_runs
+    try:
+        return _live(case, example, tensors, Measurement(case, tensors), runs)
+    finally:
+        clock.lap("tolerances")
 
-    f32 = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in float32_runs(case, tensors).items()
-           if k in tensors}
-    for k, v in _float32_measurement(case, tensors).items():
-        if k in f32:
-            f32[k].append(v)
-    entry = manifest_entry(case, example.seed, tensors, f32)
-    for k, runs in f32.items():
-        ref = tensors[k]
-        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-        worst = max(float(np.max(np.abs(np.asarray(a, dtype=np.float64) - ref))) if ref.size else 0.0 for a in runs)
-        if scale > 0 and not worst <= LOST * scale:
-            clock.lap("tolerances")
-            raise Undecidable(f"{k}: refmem's float32 run lost every digit (saturation or underflow)")
+
+def _live(case: Case, example: Example, tensors: dict, measurement: Measurement, runs: int | None) -> Live:
+    tol = measurement.tolerances(runs)
+    if measurement.done:  # the runs so far already lost every digit: so would all of them
+        for k, got in measurement.runs.items():
+            ref = tensors[k]
+            scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+            worst = max((float(np.max(np.abs(a.astype(np.float64) - ref))) if ref.size else 0.0 for a in got),
+                        default=0.0)
+            if scale > 0 and not worst <= LOST * scale:
+                raise Undecidable(f"{k}: refmem's float32 run lost every digit (saturation or underflow)")
+    entry = manifest_entry(case, example.seed, tensors, tol)
     entry["differential"] = example.to_json()
     entry = json.loads(json.dumps(entry, sort_keys=True, allow_nan=False))
-    clock.lap("tolerances")
-    return Live(_golden(case.name, entry, tensors), entry, tensors, example)
+    return Live(_golden(case.name, entry, tensors), entry, tensors, example, measurement)
 
 
 def float32_undecidable(live: Live) -> bool:
@@ -172,3 +171,34 @@ def float32_undecidable(live: Live) -> bool:
         if np.any((gaps > 0) & (gaps < FLOAT32_TIE)):
             return True
     return False
+
+
+def float64_undecidable(case: Case, live: Live) -> str:
+    """Why the float64 tolerances of ``live`` cannot judge a float64 result (``""``: they can).
+
+    The rule derives the float64 tolerance from the float32 measurement (``atol = 256 κ ε₆₄ s``),
+    which assumes float64 loses what float32 loses, scaled by the unit roundoff. Where a tensor is
+    so ill-conditioned that this fails (float32 saturates or underflows where float64 does not, at
+    a large value scale), refmem's own float64 evaluation, the live reference, is itself off the
+    long double evaluation by more than that tolerance: such an example is refused in float64
+    (the search asks only for an example whose float64 result failed, so this long double
+    evaluation runs only there)."""
+    from .. import extended
+    from ..golden.storage import role_of
+
+    if not extended.has_extended():
+        return ""
+    t = live.tensors
+    arrays = {k: v for k, v in t.items() if role_of(k) in ("inputs", "params", "state")}
+    cot = {k[len("cotangents/"):]: v for k, v in t.items() if role_of(k) == "cotangents"}
+    exact = extended.reference(case, arrays, cot, round=False)
+    for k, rtol_atol in live.golden.tol.items():
+        if k not in exact:
+            continue
+        rtol, atol = rtol_atol["float64"]
+        ld = exact[k]
+        err = np.abs(t[k].astype(ld.dtype) - ld)
+        if not np.all(err <= atol + rtol * np.abs(ld)):
+            return (f"{k}: refmem's own float64 evaluation is off the long double one by more than the float64 "
+                    "tolerance the float32 measurement gives (too ill-conditioned for the rule)")
+    return ""

@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - hypothesis is a test extra
 from ..catalogue import Case
 from ..golden.adapters import Adapter
 from ..golden.comparison import Report
-from .comparison import batch_invariance, check_example
+from .comparison import judge
 from .drawing import SCALES, Example, Unsampleable, _mask_key, edge_of, examples_for, sizes_limits
 from .reference import Live, Undecidable, float32_undecidable, live_golden
 
@@ -127,7 +127,10 @@ def shrink(adapter: Adapter, case: Case, example: Example, dtype: str = "float64
         if state["first"] is None:
             state["first"] = ex
         try:
-            live = live_golden(case, ex)
+            live = live_golden(case, ex, runs=0)  # the free bound; a failure is judged by the exact rule
+            if dtype == "float32" and float32_undecidable(live):
+                return
+            report, live, inv = judge(adapter, case, ex, dtype, live, invariance)
         except (Unsampleable, Undecidable):
             return  # not a failure of the adapter: the shrinker moves on
         except Exception as exc:  # noqa: BLE001 - refmem itself failed here
@@ -135,10 +138,6 @@ def shrink(adapter: Adapter, case: Case, example: Example, dtype: str = "float64
             report.problems.append(f"{case.name}: refmem failed at this example: {type(exc).__name__}: {exc}")
             state["fail"] = (ex, None, report, [])
             raise AssertionError(report.problems[0]) from exc
-        if dtype == "float32" and float32_undecidable(live):
-            return
-        report, _ = check_example(adapter, case, ex, dtype, live)
-        inv = batch_invariance(adapter, case, ex, dtype, live) if (invariance and report.passed) else []
         if not report.passed or inv:
             state["fail"] = (ex, live, report, inv)
             raise AssertionError(report.failure_text(case.name) or "\n".join(inv))
@@ -164,13 +163,12 @@ def _passes(adapter: Adapter, case: Case, example: Example, dtype: str, invarian
             arrays: dict | None = None) -> bool | None:
     """Whether ``adapter`` passes at ``example`` (``None``: not drawable or not decidable there)."""
     try:
-        live = live_golden(case, example, arrays)
-    except Exception:  # noqa: BLE001 - not drawable there: says nothing
+        live = live_golden(case, example, arrays, runs=0)
+        if dtype == "float32" and float32_undecidable(live):
+            return None
+        report, _, inv = judge(adapter, case, example, dtype, live, invariance)
+    except Exception:  # noqa: BLE001 - not drawable or not decidable there: says nothing
         return None
-    if dtype == "float32" and float32_undecidable(live):
-        return None
-    report, _ = check_example(adapter, case, example, dtype, live)
-    inv = batch_invariance(adapter, case, example, dtype, live) if (invariance and report.passed) else []
     return report.passed and not inv
 
 

@@ -5,83 +5,51 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, Sequence
-
-from typing import Any, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from .. import catalogue
-from . import forward_mode
 from .comparison import Report, compare, load
 from .exporter import case_order, float32_run, reference
 from .readme import case_notes, render_readme
 from .storage import (
     FORMAT_VERSION, GoldenError, expected_tensors, given_tensors, read_manifest, read_regular, resolve_dir, role_of,
 )
-from .tolerances import DTYPES, tolerance
+from .tolerances import DTYPES, tolerances
 
 __all__ = ["check", "measured_tolerances", "loosened"]
-
-def _one_measurement() -> bool:
-    """Whether `refmem.golden.tolerances` holds the one deterministic float32 measurement of
-    every compared role (``tolerances(case, tensors)``, jvp/ and hvp/ by an emulated complex64)."""
-    from . import tolerances as T
-
-    return callable(getattr(T, "tolerances", None))
-
-
-#: How much looser than the recomputed one a stored tolerance may be before ``golden check``
-#: refuses it, per role: 1 (not looser at all) where the measurement is the same on every machine.
-#: Without the one deterministic measurement, ``jvp/`` and ``hvp/`` are measured by one native
-#: complex64 run, whose tolerances differ by up to 10x between BLAS kernels (``OPENBLAS_CORETYPE``),
-#: so there only a loosening beyond 100x (a tampered file: ``[1, 10]`` against ~1e-6) is refused.
-SLACK = {"outputs": 1.0, "intermediates": 1.0, "grads": 1.0, "jvp": 100.0, "hvp": 100.0}
-
 
 def measured_tolerances(case: catalogue.Case, tensors: Mapping[str, np.ndarray],
                         reference_values: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, list[float]]]:
     """The tolerances the export stores for ``case``, measured again from the stored ``tensors``:
     ``{compared tensor: {"float64": [rtol, atol], "float32": [rtol, atol]}}``.
 
-    The export's own float32 measurement and rule, against ``reference_values`` (the freshly
-    computed references, so that a replaced reference cannot move its own tolerance; ``tensors``'
-    own when not given): ``refmem.golden.tolerances.tolerances`` (the one measurement)
-    where it exists, else the emulated float32 runs of the exporter (and ``jvp/``, ``hvp/`` by
-    [`refmem.golden.forward_mode.float32_tensors`][refmem.golden.forward_mode.float32_tensors])
-    through [`tolerance`][refmem.golden.tolerances.tolerance]. The one place ``golden check``
-    measures: switch it here.
+    The export's own float32 measurement and rule,
+    [`refmem.golden.tolerances.tolerances`][refmem.golden.tolerances.tolerances] (the same on every
+    machine, every role), against ``reference_values`` (the freshly computed references, so that
+    a replaced reference cannot move its own tolerance; ``tensors``' own when not given).
     """
     ref = dict(tensors) if reference_values is None else {**tensors, **reference_values}
-    if _one_measurement():
-        from .tolerances import tolerances
-
-        return tolerances(case, ref)
-    from .exporter import float32_runs
-
-    runs: dict[str, Any] = dict(float32_runs(case, ref))
-    runs.update(forward_mode.float32_tensors(case, ref))
-    return {k: tolerance(ref[k], v) for k, v in runs.items() if k in ref}
+    return tolerances(case, ref)
 
 
 def loosened(case: str, stored: Mapping[str, Mapping[str, list[float]]],
              measured: Mapping[str, Mapping[str, list[float]]]) -> list[str]:
-    """One problem per stored tolerance looser than the measured one (beyond `SLACK`), or
-    missing where the measurement has one."""
+    """One problem per stored tolerance looser than the measured one, or missing where the
+    measurement has one."""
     problems = []
     for name in sorted(measured):
         if name not in stored:
             problems.append(f"{case}: {name} has no stored tolerance; the export measures one")
             continue
-        slack = 1.0 if _one_measurement() else SLACK.get(role_of(name), 1.0)
         for d in DTYPES:
             have, want = stored[name][d], measured[name][d]
-            if any(h > slack * w for h, w in zip(have, want)):
+            if any(h > w for h, w in zip(have, want)):
                 problems.append(
                     f"{case}: {name} tolerance {d} [rtol, atol] = [{have[0]:.2g}, {have[1]:.2g}] is looser than "
                     f"the recomputed [{want[0]:.2g}, {want[1]:.2g}]"
-                    + (f" (by more than {slack:g}x, the allowance for {role_of(name)}/)" if slack != 1 else "")
-                    + "; refusing a loosened tolerance (re-export with refmem golden export)")
+                    "; refusing a loosened tolerance (re-export with refmem golden export)")
                 break
     return problems
 

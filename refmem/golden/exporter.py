@@ -9,8 +9,8 @@ and the vector-Jacobian product of the case's backward at those cotangents
 (``grads/<role>/<name>``). The walk over [`refmem.catalogue.cases`][refmem.catalogue.cases] is generic.
 
 The reference values come from one function, [`reference`][refmem.golden.exporter.reference]; the
-tolerances from
-[`refmem.golden.tolerances.tolerance`][refmem.golden.tolerances.tolerance]. Either can be replaced alone.
+tolerances from the one float32 measurement,
+[`tolerances`][refmem.golden.tolerances.tolerances]. Either can be replaced alone.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from .. import catalogue, emulated32, extended
+from .. import catalogue, extended
 from .. import xp as rx
 from . import forward_mode
 from .readme import case_notes, render_readme
 from .storage import (
     FORMAT_VERSION, GoldenError, encode_safetensors, is_float, previous_set, relpath, role_of, sha256, write_set,
 )
-from .tolerances import tolerance
+from .tolerances import tolerances
 
-__all__ = ["SEED", "PRECISION", "reference", "float32_run", "float32_runs", "case_order", "manifest_entry", "export"]
+__all__ = ["SEED", "PRECISION", "reference", "float32_run", "case_order", "manifest_entry", "export"]
 
 SEED = 0
 """The seed every case is exported at."""
@@ -54,10 +54,10 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
     Returns role-prefixed names: the sampled ``inputs/``, ``params/``, ``state/``
     (float64, float32-representable), ``cotangents/<name>``, and ``outputs/<name>``,
     ``intermediates/<name>``, ``grads/<role>/<name>`` evaluated in long double and rounded
-    once to float64, and ``tangents/<role>/<name>``, ``jvp/<output>``, ``hvp/<role>/<name>``
-    (``refmem.golden.forward_mode``, complex step in complex128)
-    ([`refmem.extended.golden_tensors`][refmem.extended.golden_tensors];
-    [`PRECISION`][refmem.golden.PRECISION]). Raises [`GoldenError`][refmem.golden.storage.GoldenError] (an
+    once to float64 ([`refmem.extended.golden_tensors`][refmem.extended.golden_tensors];
+    [`PRECISION`][refmem.golden.PRECISION]), and ``tangents/<role>/<name>``, ``jvp/<output>``,
+    ``hvp/<role>/<name>`` ([`refmem.golden.forward_mode`][refmem.golden.forward_mode]: the complex
+    step in complex long double, rounded once). Raises [`GoldenError`][refmem.golden.storage.GoldenError] (an
     [`refmem.extended.ExtendedPrecisionError`][refmem.extended.ExtendedPrecisionError]) where the
     platform has no extended type, unless ``allow_float64``, and for results that are not
     finite or gradients of the wrong tensors.
@@ -66,27 +66,22 @@ def reference(case: catalogue.Case, seed: int = SEED, allow_float64: bool = Fals
         out = extended.golden_tensors(case, seed, allow_float64=allow_float64)
     except extended.ExtendedPrecisionError as exc:
         raise GoldenError(str(exc)) from exc
-    # forward mode and second order (refmem.golden.forward_mode): the complex step in complex128
+    # forward mode and second order (refmem.golden.forward_mode): the complex step in the working
+    # precision (complex long double: no BLAS, no SIMD), rounded once to float64
+    work = extended.working_dtype(allow_float64)
     xp = rx.backend("numpy")
-    arrays = {k: rx.from_numpy(xp, v) for k, v in out.items() if role_of(k) in catalogue.ROLES}
-    cot = {k[len("cotangents/"):]: v for k, v in out.items() if role_of(k) == "cotangents"}
+    arrays = {k: rx.from_numpy(xp, v.astype(work) if is_float(v) else v) for k, v in out.items()
+              if role_of(k) in catalogue.ROLES}
+    cot = {k[len("cotangents/"):]: v.astype(work) for k, v in out.items() if role_of(k) == "cotangents"}
     out.update(forward_mode.reference_tensors(case, xp, arrays, case.forward(arrays), cot, seed))
     return out
 
 
-def float32_runs(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """The emulated float32 runs the tolerances are measured from (``refmem.emulated32.float32_runs``).
-
-    Raises [`GoldenError`][refmem.golden.storage.GoldenError] when a result is not float32.
-    """
-    try:
-        return emulated32.float32_runs(case, tensors)
-    except emulated32.EmulationError as exc:
-        raise GoldenError(str(exc)) from exc
-
-
 def float32_run(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The case's own forward and backward in float32 from the stored tensors.
+    """refmem's own native float32 forward and backward from the stored tensors (NumPy float32,
+    the machine's BLAS): an implementation under test, which ``refmem golden check`` holds to the
+    float32 tolerances. (The tolerances themselves come from the emulated runs of
+    [`float32_runs`][refmem.golden.tolerances.float32_runs].)
 
     Returns ``outputs/...``, ``intermediates/...``, ``grads/...``, ``jvp/...`` and ``hvp/...``
     as float32 arrays.
@@ -151,13 +146,13 @@ def case_order(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> list[
 
 
 def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.ndarray],
-                   f32: Mapping[str, Any], precision: str = PRECISION) -> dict:
+                   tol: Mapping[str, Mapping[str, Any]], precision: str = PRECISION) -> dict:
     """The manifest entry of a case, without ``file`` and ``sha256``.
 
-    ``f32`` maps each output, intermediate and gradient to its float32 measurement: the
-    list of emulated float32 runs of ``refmem.emulated32.float32_runs`` (or one array).
-    ``l2`` is summed without BLAS ([`refmem.extended.l2`][refmem.extended.l2]), so the entry is the same on
-    every machine.
+    ``tol`` maps each compared tensor (output, intermediate, gradient, JVP, HVP) to its
+    ``{"float64": [rtol, atol], "float32": [rtol, atol]}``
+    ([`tolerances`][refmem.golden.tolerances.tolerances]). ``l2`` is summed without BLAS
+    ([`refmem.extended.l2`][refmem.extended.l2]), so the entry is the same on every machine.
     """
     desc: dict[str, Any] = {}
     for name in sorted(tensors):
@@ -165,7 +160,7 @@ def manifest_entry(case: catalogue.Case, seed: int, tensors: Mapping[str, np.nda
         d: dict[str, Any] = {"dtype": str(a.dtype), "shape": [int(s) for s in a.shape]}
         if role_of(name) in ("outputs", "intermediates", "grads") + forward_mode.ROLES:
             d["l2"] = extended.l2(a)
-            d["tol"] = tolerance(a, f32[name])
+            d["tol"] = {k: list(v) for k, v in tol[name].items()}
         desc[name] = d
     config = json.loads(json.dumps(dict(case.config), sort_keys=True, allow_nan=False))
     return {"function": case.function, "spec": case.spec, "seed": int(seed), "config": config,
@@ -176,7 +171,8 @@ def _precision(case: catalogue.Case, tensors: Mapping[str, np.ndarray], precisio
     """The manifest's ``precision``: ``precision``, and how ``jvp/`` and ``hvp/`` are computed."""
     if not any(role_of(k) in forward_mode.ROLES for k in tensors):
         return precision
-    return f"{precision}; {forward_mode.precision(case)}"
+    work = np.float64 if precision == extended.PRECISION_FLOAT64 else np.longdouble
+    return f"{precision}; {forward_mode.precision(case, work)}"
 
 
 def export(
@@ -204,10 +200,11 @@ def export(
     and the other targets `refmem.golden.storage.set_target_problem` names.
 
     References are evaluated in long double and rounded once
-    ([`reference`][refmem.golden.exporter.reference]); the
-    tolerances come from emulated float32 runs (``refmem.emulated32.float32_runs``,
-    docs/golden-tolerances.md), so the export is byte-identical whatever the machine's BLAS.
-    Where no extended type exists it refuses with [`GoldenError`][refmem.golden.storage.GoldenError] unless
+    ([`reference`][refmem.golden.exporter.reference]); the tolerances come from the emulated
+    float32 runs of the one measurement ([`tolerances`][refmem.golden.tolerances.tolerances],
+    docs/golden-tolerances.md), so the export is byte-identical whatever the machine's BLAS, SIMD
+    or NumPy version. Where no extended type exists it refuses with
+    [`GoldenError`][refmem.golden.storage.GoldenError] unless
     ``allow_float64`` (then the manifest's ``precision`` says float64).
     """
     from .comparison import load
@@ -220,7 +217,7 @@ def export(
     chosen = list(catalogue.cases()) if cases is None else list(cases)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "generator": {"refmem": __version__, "numpy": np.__version__},
+        "generator": {"refmem": __version__},  # nothing machine- or environment-specific
         "cases": {},
     }
     old = previous_set(root)  # refuses a directory it must not write (a newer or damaged set, foreign files)
@@ -236,9 +233,7 @@ def export(
     computed = []
     for case in chosen:
         tensors = reference(case, seed, allow_float64)
-        f32: dict[str, Any] = dict(float32_runs(case, tensors))
-        f32.update(forward_mode.float32_tensors(case, tensors))  # jvp/, hvp/: one complex64 run
-        entry = manifest_entry(case, seed, tensors, f32, precision)
+        entry = manifest_entry(case, seed, tensors, tolerances(case, tensors), precision)
         computed.append((case.name, tensors, entry))
     _write(root, manifest, computed, old, on_case)
     return manifest

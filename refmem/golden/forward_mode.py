@@ -1,17 +1,20 @@
-"""The forward-mode and second-order tensors of a golden case (format 2, docs/golden-format.md).
+"""The forward-mode and second-order tensors of a golden case (docs/golden-format.md, format 2).
 
 ``tangents/<role>/<name>``: one tangent per differentiable input, param and state tensor,
-drawn from their own seed ([`refmem.forward_mode.tangents_for`][refmem.forward_mode.tangents_for]),
-float32-representable. ``jvp/<output>``: the derivative of each output along all tangents at once.
+drawn from their own seed ([`tangents_for`][refmem.forward_mode.tangents_for]), float32-representable.
+``jvp/<output>``: the derivative of each output along all tangents at once.
 ``hvp/<role>/<name>``: the derivative along the tangents of the vector-Jacobian product with
 the stored cotangents (refmem's hand-derived backward, differentiated forward over reverse).
-Both by the complex step ([`refmem.forward_mode`][refmem.forward_mode]), the stopped gradient frozen in both.
+Both by the complex step ([`refmem.forward_mode`][refmem.forward_mode]), the stopped gradient
+frozen in both, evaluated in complex long double (like every other reference: no BLAS, no
+SIMD, the same bits on every machine) and rounded once to float64.
 
-Kept apart from [`refmem.golden.exporter`][refmem.golden.exporter], which calls
-[`reference_tensors`][refmem.golden.forward_mode.reference_tensors] from
-``reference`` and [`float32_tensors`][refmem.golden.forward_mode.float32_tensors] from ``float32_run``
-(the float32 measurement that
-sets the tolerances: the same complex step, in complex64, through the float32 forward and backward).
+Kept apart from `refmem.golden.exporter` ([`export`][refmem.golden.export]), which calls
+[`reference_tensors`][refmem.golden.forward_mode.reference_tensors] from ``reference``. Their
+tolerances come from the one float32 measurement,
+[`refmem.golden.tolerances.float32_runs`][refmem.golden.tolerances.float32_runs] (the same complex
+step in emulated complex64). [`float32_tensors`][refmem.golden.forward_mode.float32_tensors] is
+refmem's own native complex64 run, which ``refmem golden check`` holds to those tolerances.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from .storage import GoldenError, is_float, role_of
 
 __all__ = ["ROLES", "reference_tensors", "float32_tensors", "precision"]
 
+#: The compared roles this module adds (optional for an implementation, like ``intermediates/``).
 ROLES = ("jvp", "hvp")
-"""The compared roles this module adds (optional for an implementation, like ``intermediates/``)."""
 
 
 def _host(a: Any) -> np.ndarray:
@@ -37,7 +40,9 @@ def _host(a: Any) -> np.ndarray:
 
 def reference_tensors(case: catalogue.Case, xp: Any, arrays: Mapping[str, Any], forward: catalogue.Forward,
                       cotangents: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """``tangents/``, ``jvp/`` and ``hvp/`` of ``case`` at its sampled float64 ``arrays``."""
+    """``tangents/``, ``jvp/`` and ``hvp/`` of ``case`` at its sampled ``arrays`` (and ``cotangents``),
+    in their precision (long double for the golden export: the complex step in complex long
+    double), each result rounded once to float64."""
     keys = case.differentiable(arrays)
     host = {k: _host(arrays[k]) for k in keys}
     tangents = fm.tangents_for(host, keys, seed)
@@ -55,7 +60,9 @@ def reference_tensors(case: catalogue.Case, xp: Any, arrays: Mapping[str, Any], 
 
 
 def float32_tensors(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``jvp/`` and ``hvp/`` recomputed in float32 (complex64 step) from the stored tensors."""
+    """``jvp/`` and ``hvp/`` of refmem's own native float32 run (complex64 step) from the stored
+    tensors: an implementation under test, as ``refmem golden check`` runs it (not the measurement
+    behind the tolerances)."""
     tangents = {k[len("tangents/"):]: v.astype(np.float32) for k, v in tensors.items() if role_of(k) == "tangents"}
     if not tangents:
         return {}
@@ -69,6 +76,7 @@ def float32_tensors(case: catalogue.Case, tensors: Mapping[str, np.ndarray]) -> 
     return out
 
 
-def precision(case: catalogue.Case) -> str:
-    """The manifest's ``precision`` sentence for ``jvp/`` and ``hvp/``."""
-    return fm.method_of(case)
+def precision(case: catalogue.Case, dtype: Any = np.longdouble) -> str:
+    """The manifest's ``precision`` sentence for ``jvp/`` and ``hvp/`` evaluated in ``dtype``."""
+    where = "complex long double" if np.dtype(dtype) == np.longdouble else "complex128"
+    return f"{fm.method_of(case)}; evaluated in {where}, rounded once to float64"
