@@ -136,3 +136,12 @@ def run(args, *, expect: int | tuple[int, ...] | None = 0, timeout: float | None
         pytest.fail(f"{shown}\n{_ending(proc.returncode)} (expected {expect})\n--- stdout:\n{_tail(proc.stdout)}"
                     f"\n--- stderr:\n{_tail(proc.stderr)}", pytrace=False)
     return proc
+
+
+def pytest_configure(config):
+    """pytest-xdist's workers ignore SIGINT (the controller takes Ctrl-C), and an ignored signal is
+    inherited through exec: the tests that interrupt a child (`refmem golden export` killed mid-write,
+    Ctrl-C ending a command with one line) would find it deaf and see the command finish. A worker
+    takes SIGINT back as Python's default (KeyboardInterrupt), which its children then start with."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
