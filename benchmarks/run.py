@@ -105,6 +105,48 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def bandwidth_table(records: list[dict], log=print) -> list[dict]:
+    """Bytes moved per step of every DNC benchmark refmem was timed on, beside its time per step
+    and the time that traffic takes at this machine's copy bandwidth (the memory-bandwidth limit).
+
+    The bytes are counted on array-api-strict (`benchmarks.profiling.per_step`): each array
+    operation reading its operands and writing its result once, views free.
+    """
+    from . import profiling
+
+    mine = [r for r in records if r["impl"] == "refmem" and r["benchmark"].startswith("dnc/")]
+    if not mine:
+        return []
+    bandwidth = profiling.copy_bandwidth()
+    log(f"\nbytes moved per step (each array operation reading its operands and writing its result once, "
+        f"counted on array-api-strict) and the time they take at this machine's copy bandwidth, "
+        f"{bandwidth / 1e9:.1f} GB/s (NumPy copy of 256 MB, best of 5)")
+    head = f"{'benchmark':<20} {'dtype':<8} {'MB/step':>9} {'refmem ms/step':>15} {'GB/s':>7} " \
+           f"{'bound ms/step':>14} {'refmem/bound':>13}"
+    log(head)
+    log("-" * len(head))
+    out = []
+    by_name = {b.name: b for b in configs.BENCHES}
+    for r in mine:
+        bench = by_name.get(r["benchmark"])
+        if bench is None:
+            continue
+        c = profiling.per_step(bench, r["dtype"])
+        moved = c["bytes_read"] + c["bytes_written"]
+        T = int(bench.sizes["T"])
+        per_step_s = r["median_s"] / T
+        bound = moved / bandwidth
+        rec = {"benchmark": r["benchmark"], "dtype": r["dtype"], "bytes_per_step": moved,
+               "bytes_read_per_step": c["bytes_read"], "bytes_written_per_step": c["bytes_written"],
+               "ops_per_step": c["ops"], "seconds_per_step": per_step_s,
+               "cpu_seconds_per_step": r["cpu_median_s"] / T, "copy_bandwidth_bytes_per_s": bandwidth,
+               "bandwidth_bound_seconds_per_step": bound}
+        out.append(rec)
+        log(f"{r['benchmark']:<20} {r['dtype']:<8} {moved / 1e6:>9.2f} {per_step_s * 1e3:>15.2f} "
+            f"{moved / per_step_s / 1e9:>7.2f} {bound * 1e3:>14.2f} {per_step_s / bound:>13.1f}")
+    return out
+
+
 def _refuse(o: dict[str, Any]) -> str:
     """A one-line error for options ``refmem bench`` would refuse (when run as ``python -m benchmarks.run``)."""
     unknown = sorted(set(o) - set(DEFAULTS))
@@ -161,15 +203,17 @@ def main(opts: dict[str, Any] | None = None) -> int:
     print(f"refmem bench: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}; "
           f"threads {meta['threads']}, {repeats} timed repeats each")
     if o["profile"]:
-        from .profiling import profile
+        from .profiling import profile, report
         for bench in configs.select(quick, [o["profile"]]):
             print(f"\nprofile of {bench.name} (float64), one forward+backward:")
             print(profile(bench))
+            print(report(bench))
         return 0
 
     records, skipped = time_all(benches, impls, dtypes, repeats)
     print("\nforward+backward per batch (median of repeats); ratios below 1 mean refmem is faster")
     print(table(records))
+    traffic = bandwidth_table(records, log=print) if not quick else []
 
     checks: list[dict] = []
     if o["gradcheck"]:
@@ -187,7 +231,7 @@ def main(opts: dict[str, Any] | None = None) -> int:
         print("\npeak memory of BPTT, DNC core (large config)")
         memory = mem.study(quick=quick)
     if o["json"]:
-        out = {"records": records,
+        out = {"records": records, "traffic": traffic,
                "skipped": skipped, "gradcheck": checks, "memory": memory, "meta": meta}
         return _write_json(o["json"], out)
     return 0
