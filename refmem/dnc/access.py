@@ -432,9 +432,11 @@ def access_step_vjp(d_read_vectors: Any, d_new_state: AccessState | None, cache:
     # steps 7-9: read weights
     g_read = A.read_weights_vjp(d_wr, cache.read)
     d_memory = P.add_optional(d_memory, g_read.memory)
-    d_link = P.add_optional(d_new_state.link, g_read.link)
+    d_link = g_read.link  # a fresh product of the directional VJP: summed into and masked in place
+    if d_new_state.link is not None:
+        d_link = A._iadd(d_link, d_new_state.link)
     # step 6: link and precedence
-    g_link = A.temporal_linkage_vjp(d_link, d_new_state.precedence, cache.link)
+    g_link = A.temporal_linkage_vjp(d_link, d_new_state.precedence, cache.link, overwrite=True)
     # step 5: memory
     g_mem = A.memory_update_vjp(d_memory, cache.memory)
     d_ww = P.add_optional(P.add_optional(d_new_state.write_weights, g_link.write_weights), g_mem.write_weights)
