@@ -993,9 +993,13 @@ def write_allocation_weights_vjp(d_allocation: Any, cache: WriteAllocationWeight
     simulated update `u^(k+1)`."""
     xp = rx.namespace(d_allocation)
     nw = int(cache.write_gates.shape[1])
-    d_u = xp.zeros(cache.usages[:, 0, :].shape, dtype=d_allocation.dtype)  # d u^(nw): unused
+    d_u = None  # d u^(nw) = 0: u^(nw) is not used, so the last head starts from its allocation alone
     d_gates = [None] * nw
     for k in reversed(range(nw)):
+        if d_u is None:
+            d_gates[k] = xp.zeros(cache.write_gates[:, k].shape, dtype=d_allocation.dtype)
+            d_u = allocation_vjp(d_allocation[:, k, :], cache.heads[k])
+            continue
         u_k = cache.usages[:, k, :]
         a_k = cache.allocation[:, k, :]
         g_k = cache.write_gates[:, k:k + 1]
