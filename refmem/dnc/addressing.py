@@ -134,6 +134,49 @@ def _iadd(a: Any, b: Any) -> Any:
     return a + b
 
 
+def _common(xp: Any, *arrays: Any) -> tuple:
+    """`arrays` in their common dtype (some backends, e.g. torch, do not promote inside matmul)."""
+    dtype = xp.result_type(*arrays)
+    return tuple(a if a.dtype == dtype else xp.astype(a, dtype) for a in arrays)
+
+
+def _pair_matmul(xp: Any, a0: Any, a1: Any, b0: Any, b1: Any) -> Any:
+    """`out[..., i, j] = a0[..., i] b0[..., j] + a1[..., i] b1[..., j]` as one matmul over a contracted
+    axis of two, `[a0 a1] @ [b0 ; b1]`: an `[..., N, N]` result written by the BLAS in one pass
+    (a broadcast `a[..., :, None] ∘ b[..., None, :]` is several times slower). Where every product
+    is exact (a factor 1, or a term 0 ∘ 0) the result equals the broadcast expression bit for bit."""
+    a0, a1, b0, b1 = _common(xp, a0, a1, b0, b1)
+    return xp.stack([a0, a1], axis=-1) @ xp.stack([b0, b1], axis=-2)
+
+
+def _one_minus_sum(w: Any) -> Any:
+    """`F[..., i, j] = 1 - w_i - w_j` (computed as `(1 - w_i) - w_j`), a fresh `[..., N, N]` array:
+    `[1 - w, 1] @ [1 ; -w]`, whose products are exact, so the same values as the broadcast."""
+    xp = rx.namespace(w)
+    ones = xp.ones_like(w)
+    return _pair_matmul(xp, 1.0 - w, ones, ones, -w)
+
+
+def _outer(w: Any, p: Any) -> Any:
+    """`w[..., i] p[..., j]`, a fresh `[..., N, N]` array: `[w, 0] @ [p ; 0]` (the same values)."""
+    xp = rx.namespace(w, p)
+    zeros = xp.zeros_like(w)
+    return _pair_matmul(xp, w, zeros, p, xp.zeros_like(p))
+
+
+def _row_sums(x: Any) -> Any:
+    """`Σ_j x[..., i, j]` as the product `x @ 1` (a BLAS pass; the same sequence of additions as a
+    sequential sum, which is how the emulated float32 of the golden tolerances adds)."""
+    xp = rx.namespace(x)
+    return (x @ xp.ones(tuple(x.shape[:-1]) + (1,), dtype=x.dtype))[..., 0]
+
+
+def _column_sums(x: Any) -> Any:
+    """`Σ_i x[..., i, j]` as the product `1ᵀ @ x` (see [`_row_sums`][])."""
+    xp = rx.namespace(x)
+    return (xp.ones(tuple(x.shape[:-2]) + (1, int(x.shape[-2])), dtype=x.dtype) @ x)[..., 0, :]
+
+
 def _zero_diagonal(x: Any) -> Any:
     """`x [..., N, N]` (a fresh array the caller owns) with `x[..., i, i] = 0`, set through a flat view
     of the last two axes (`N` elements written, not an `N × N` pass)."""
@@ -1352,12 +1395,12 @@ def temporal_linkage(prev_link: Any, prev_precedence: Any, write_weights: Any) -
     xp = rx.namespace(prev_link, prev_precedence, write_weights)
     N = int(write_weights.shape[-1])
     off_diagonal = _off_diagonal(xp, N, write_weights.dtype)
-    w_i = write_weights[:, :, :, None]
     # ((1 - w_i - w_j) L + w_i p_j) with the diagonal set to 0: the same operations on every
-    # element as a product with the off-diagonal mask, in three [B, nw, N, N] passes written in place
-    link = (1.0 - w_i) - write_weights[:, :, None, :]
+    # element as the broadcast expression times the off-diagonal mask, in four [B, nw, N, N] passes
+    # (two of them BLAS products), written in place
+    link = _one_minus_sum(write_weights)
     link = _imul(link, prev_link)
-    link = _iadd(link, w_i * prev_precedence[:, :, None, :])
+    link = _iadd(link, _outer(write_weights, prev_precedence))
     link = _zero_diagonal(link)
     write_sum = xp.sum(write_weights, axis=-1, keepdims=True)
     precedence = (1.0 - write_sum) * prev_precedence + write_weights
@@ -1378,12 +1421,11 @@ def temporal_linkage_vjp(d_link: Any, d_precedence: Any, cache: TemporalLinkageC
     else:
         g = d_link * cache.off_diagonal
     w = cache.write_weights
-    d_prev_link = (1.0 - w[:, :, :, None]) - w[:, :, None, :]
-    d_prev_link = _imul(d_prev_link, g)  # g (1 - w_i - w_j)
+    d_prev_link = _imul(_one_minus_sum(w), g)  # g (1 - w_i - w_j)
     # through ww[i]: Σ_j g[i, j] (p[j] - L[i, j]); through ww[j]: -Σ_i g[i, j] L[i, j]
-    # (the sums over p and w as matrix-vector products: fewer [B, nw, N, N] passes)
+    # (every sum over a [B, nw, N, N] array as a matrix-vector product)
     g_link = g * cache.prev_link
-    d_w = (g @ cache.prev_precedence[:, :, :, None])[:, :, :, 0] - xp.sum(g_link, axis=-1) - xp.sum(g_link, axis=-2)
+    d_w = (g @ cache.prev_precedence[:, :, :, None])[:, :, :, 0] - _row_sums(g_link) - _column_sums(g_link)
     d_prev_precedence = (w[:, :, None, :] @ g)[:, :, 0, :]  # Σ_i ww[i] g[i, j]
     d_prev_precedence = d_prev_precedence + d_precedence * (1.0 - cache.write_sum)
     d_w = d_w + d_precedence - xp.sum(d_precedence * cache.prev_precedence, axis=-1, keepdims=True)
