@@ -9,7 +9,8 @@ operations it makes per step, and the bytes they move.
   It also adds up the bytes each operation reads (its array operands, each once) and writes (its
   result): the compulsory traffic of the step if every operation streamed its operands through
   memory once, which the memory bandwidth turns into a lower bound on the time. Views (reshape,
-  permute_dims, basic indexing, broadcast_to) move nothing.
+  permute_dims, basic indexing, broadcast_to) move nothing; an assignment `x[key] = value` moves
+  the value's bytes twice (read, then written into `x`), a scalar value none.
 """
 
 from __future__ import annotations
@@ -107,12 +108,18 @@ def count_ops(bench: Bench, dtype: str = "float64") -> dict:
             if name in VIEWS:
                 return
             seen = {}
-            for v in local.values():
+            for key, v in local.items():
+                if name == "__setitem__" and key != "value":  # writes the selected elements only
+                    continue
                 for a in _nbytes(v, Array):
                     seen[id(a)] = a._array.nbytes
             n = sum(seen.values())
             read[0] += n
             bytes_by_name[name] += n
+            if name == "__setitem__":
+                written[0] += n
+                bytes_by_name[name] += n
+                return
             open_frames[id(frame)] = name
         elif event == "return":
             name = open_frames.pop(id(frame), None)

@@ -882,6 +882,8 @@ class AllocationCache(NamedTuple):
     """`Π_{i<j} su_i`."""
     eps: float = ALLOCATION_EPS
     """The forward's `eps`."""
+    inverse: Any = None
+    """`φ⁻¹ [B, N]`, the inverse permutation (the forward's un-sort; `None`: the backward computes it)."""
 
 
 class AllocationGrads(NamedTuple):
@@ -901,8 +903,9 @@ def allocation(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Allocation
     sorted_usage = 1.0 - sorted_nonusage
     prod_sorted_usage = P.exclusive_cumprod(sorted_usage, axis=-1)
     sorted_allocation = sorted_nonusage * prod_sorted_usage
-    a = P.unsort(sorted_allocation, perm, axis=-1)
-    return a, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps)
+    inverse = xp.argsort(perm, axis=-1, stable=True)  # what P.unsort computes, kept for the backward
+    a = xp.take_along_axis(sorted_allocation, inverse, axis=-1)
+    return a, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps, inverse)
 
 
 def allocation_vjp(d_allocation: Any, cache: AllocationCache) -> Any:
@@ -914,7 +917,10 @@ def allocation_vjp(d_allocation: Any, cache: AllocationCache) -> Any:
     d_prod = d_sorted_allocation * cache.sorted_nonusage
     d_sorted_usage = P.exclusive_cumprod_vjp(d_prod, cache.sorted_usage, -1, cache.prod_sorted_usage)
     d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
-    d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    if cache.inverse is None:
+        d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    else:
+        d_nonusage = xp.take_along_axis(d_sorted_nonusage, cache.inverse, axis=-1)
     return -(1.0 - cache.eps) * d_nonusage
 
 
