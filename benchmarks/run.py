@@ -85,9 +85,10 @@ def time_all(benches, impls, dtypes, repeats: int, log=print) -> tuple[list[dict
     return records, skipped
 
 
-def table(records: list[dict]) -> str:
-    """The side-by-side table with ratios refmem/torch and refmem/jax (below 1: refmem is faster)."""
-    by = {(r["benchmark"], r["dtype"], r["impl"]): r["median_s"] for r in records}
+def table(records: list[dict], key: str = "median_s") -> str:
+    """The side-by-side table with ratios refmem/torch and refmem/jax (below 1: refmem is faster),
+    of the wall-time medians (``key="median_s"``) or of the CPU-time medians (``"cpu_median_s"``)."""
+    by = {(r["benchmark"], r["dtype"], r["impl"]): r[key] for r in records}
     rows = sorted({(r["benchmark"], r["dtype"]) for r in records}, key=lambda k: (k[0], k[1]))
 
     def ms(v):
@@ -213,6 +214,8 @@ def main(opts: dict[str, Any] | None = None) -> int:
     records, skipped = time_all(benches, impls, dtypes, repeats)
     print("\nforward+backward per batch (median of repeats); ratios below 1 mean refmem is faster")
     print(table(records))
+    print("\nthe same, process CPU time (every thread; on a loaded machine the figure to compare)")
+    print(table(records, "cpu_median_s"))
     traffic = bandwidth_table(records, log=print) if not quick else []
 
     checks: list[dict] = []

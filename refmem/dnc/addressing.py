@@ -145,7 +145,8 @@ def _pair_matmul(xp: Any, a0: Any, a1: Any, b0: Any, b1: Any) -> Any:
     axis of two, `[a0 a1] @ [b0 ; b1]`: an `[..., N, N]` result written by the BLAS in one pass
     (a broadcast `a[..., :, None] ∘ b[..., None, :]` is several times slower). Where every product
     is exact (a factor 1, or a term 0 ∘ 0) the result equals the broadcast expression bit for bit."""
-    a0, a1, b0, b1 = _common(xp, a0, a1, b0, b1)
+    if not a0.dtype == a1.dtype == b0.dtype == b1.dtype:
+        a0, a1, b0, b1 = _common(xp, a0, a1, b0, b1)
     return xp.stack([a0, a1], axis=-1) @ xp.stack([b0, b1], axis=-2)
 
 
@@ -182,7 +183,7 @@ def _zero_diagonal(x: Any) -> Any:
     of the last two axes (`N` elements written, not an `N × N` pass)."""
     xp = rx.namespace(x)
     n = int(x.shape[-1])
-    shape = tuple(int(s) for s in x.shape)
+    shape = tuple(x.shape)
     flat = xp.reshape(x, shape[:-2] + (n * n,))
     flat[..., ::n + 1] = 0.0
     return xp.reshape(flat, shape)
@@ -1287,7 +1288,7 @@ def memory_update(memory: Any, write_weights: Any, erase_vectors: Any, write_vec
     memory is `M_{t-1} ∘ ψ_t` first.
     """
     xp = rx.namespace(memory, write_weights, erase_vectors, write_vectors)
-    erase_factors = 1.0 - write_weights[:, :, :, None] * erase_vectors[:, :, None, :]
+    erase_factors = 1.0 - _outer(write_weights, erase_vectors)  # 1 - ww_k[i] e_k[w]
     retention = _prod_heads(erase_factors)
     kept = memory if deallocation is None else memory * deallocation[:, :, None]
     new_memory = kept * retention + P.transpose_last(write_weights) @ write_vectors
