@@ -127,7 +127,7 @@ def _imul(a: Any, b: Any) -> Any:
 
 
 def _iadd(a: Any, b: Any) -> Any:
-    """`a + b` written into `a` where the dtypes agree (see [`_imul`][])."""
+    """`a + b` written into `a` where the dtypes agree (see `_imul`)."""
     if a.dtype == b.dtype:
         a += b
         return a
@@ -140,11 +140,22 @@ def _common(xp: Any, *arrays: Any) -> tuple:
     return tuple(a if a.dtype == dtype else xp.astype(a, dtype) for a in arrays)
 
 
+_BLAS_MIN_ELEMENTS = 1024
+"""From this many elements per matrix on (`N × N` of the link, `N × W` of the erase), the
+outer-product forms `1 - w_i - w_j` and `w_i p_j` are computed as BLAS products over a contracted
+axis of two (`_pair_matmul`): several times faster than NumPy's broadcast loops at `N = 128`,
+slower below about `32 × 32`, where the broadcast expression is used. Both give the same values bit
+for bit in real dtypes (every product in the matmul is exact); `tests/test_dnc_addressing.py`
+checks it (in complex dtypes a BLAS may fuse the multiply-adds of one complex product: the same to
+rounding)."""
+
+
 def _pair_matmul(xp: Any, a0: Any, a1: Any, b0: Any, b1: Any) -> Any:
     """`out[..., i, j] = a0[..., i] b0[..., j] + a1[..., i] b1[..., j]` as one matmul over a contracted
     axis of two, `[a0 a1] @ [b0 ; b1]`: an `[..., N, N]` result written by the BLAS in one pass
     (a broadcast `a[..., :, None] ∘ b[..., None, :]` is several times slower). Where every product
-    is exact (a factor 1, or a term 0 ∘ 0) the result equals the broadcast expression bit for bit."""
+    is exact (a factor 1, or a term 0 ∘ 0) the result equals the broadcast expression bit for bit
+    in real dtypes."""
     if not a0.dtype == a1.dtype == b0.dtype == b1.dtype:
         a0, a1, b0, b1 = _common(xp, a0, a1, b0, b1)
     return xp.stack([a0, a1], axis=-1) @ xp.stack([b0, b1], axis=-2)
@@ -152,17 +163,22 @@ def _pair_matmul(xp: Any, a0: Any, a1: Any, b0: Any, b1: Any) -> Any:
 
 def _one_minus_sum(w: Any) -> Any:
     """`F[..., i, j] = 1 - w_i - w_j` (computed as `(1 - w_i) - w_j`), a fresh `[..., N, N]` array:
-    `[1 - w, 1] @ [1 ; -w]`, whose products are exact, so the same values as the broadcast."""
+    from `_BLAS_MIN_ELEMENTS` on `[1 - w, 1] @ [1 ; -w]`,
+    whose products are exact, so the same values as the broadcast."""
+    if int(w.shape[-1]) ** 2 < _BLAS_MIN_ELEMENTS:
+        return (1.0 - w[..., :, None]) - w[..., None, :]
     xp = rx.namespace(w)
     ones = xp.ones_like(w)
     return _pair_matmul(xp, 1.0 - w, ones, ones, -w)
 
 
 def _outer(w: Any, p: Any) -> Any:
-    """`w[..., i] p[..., j]`, a fresh `[..., N, N]` array: `[w, 0] @ [p ; 0]` (the same values)."""
+    """`w[..., i] p[..., j]`, a fresh `[..., N, M]` array: from
+    `_BLAS_MIN_ELEMENTS` on `[w, 0] @ [p ; 0]` (the same values)."""
+    if int(w.shape[-1]) * int(p.shape[-1]) < _BLAS_MIN_ELEMENTS:
+        return w[..., :, None] * p[..., None, :]
     xp = rx.namespace(w, p)
-    zeros = xp.zeros_like(w)
-    return _pair_matmul(xp, w, zeros, p, xp.zeros_like(p))
+    return _pair_matmul(xp, w, xp.zeros_like(w), p, xp.zeros_like(p))
 
 
 def _row_sums(x: Any) -> Any:
@@ -173,7 +189,7 @@ def _row_sums(x: Any) -> Any:
 
 
 def _column_sums(x: Any) -> Any:
-    """`Σ_i x[..., i, j]` as the product `1ᵀ @ x` (see [`_row_sums`][])."""
+    """`Σ_i x[..., i, j]` as the product `1ᵀ @ x` (see `_row_sums`)."""
     xp = rx.namespace(x)
     return (xp.ones(tuple(x.shape[:-2]) + (1, int(x.shape[-2])), dtype=x.dtype) @ x)[..., 0, :]
 
