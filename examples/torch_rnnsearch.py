@@ -192,7 +192,7 @@ def outputs_of(case, lv, const, trace=None):
 
 
 def jvp_and_hvp(f, leaves, grads, tensors, torch_dtype):
-    """GOLDEN.md's ``jvp/`` (``torch.func.jvp``) and ``hvp/`` (double backward along the tangents; the
+    """docs/golden-format.md's ``jvp/`` (``torch.func.jvp``) and ``hvp/`` (double backward along the tangents; the
     loss has no stopped gradient, so the Hessian is symmetric)."""
     names = [k for k in leaves if f"tangents/{k}" in tensors]
     if not names:

@@ -22,6 +22,7 @@ annotations are the whole grammar:
 | `Unit["B N"]` | the same, with values in [0, 1] (up to [`UNIT_SLACK`][refmem.validation.UNIT_SLACK]; off inside [`probing`][refmem.validation.probing]) |
 | `Mask["B T"]` | a boolean array, or a floating or integer one of exactly 0 and 1 |
 | `Scores["B T"]` | a floating array of scores before a softmax: each value finite or `-inf` (a position that gets weight 0) |
+| `Index["B T", "K"]` | an integer array of shape `(B, T)` whose values are indices in `[0, K)` (tokens); never differentiated, so a keyword-only argument of a forward |
 | a family's subclass of `Unit` with an [`invariant`][refmem.validation.Array.invariant] | the same, and the invariant (the DNC's `Weighting["B R N"]`: rows summing to at most 1) |
 | `X | None` | `X` or `None` |
 | a NamedTuple class (`Params`, `AccessState`) | an instance of it, each field checked through the class's own annotations (`params.W_i`) |
@@ -64,9 +65,9 @@ argument, the expected and the given):
 * **scalars and options**: `DTypeError` for the wrong type, `DomainError` for a value out of
   range or an unknown option name.
 
-[`edge`][refmem.validation.edge], [`checked_by`][refmem.validation.checked_by] and the
-`.unchecked` attribute are the 0.1 mechanism, internal and deprecated: they remain until the
-last family is converted.
+The 0.1 mechanism (`edge`, `checked_by`, `check_arrays`, `check_array`, `check_size`, spec
+strings such as `"?B H | unit"` and the `.unchecked` attribute) is gone: every family is
+converted ([migration](../migration.md)).
 """
 
 from __future__ import annotations
@@ -76,7 +77,6 @@ import contextvars
 import dataclasses
 import functools
 import inspect
-import re
 import types
 import typing
 import warnings
@@ -90,10 +90,8 @@ from .xp import namespace
 
 __all__ = [
     # the mechanism
-    "Array", "Unit", "Mask", "Scores", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
+    "Array", "Unit", "Mask", "Scores", "Index", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
     "is_checked", "probing", "UNIT_SLACK", "warn_old_call", "quiet_overflow", "refuse_overflow",
-    # the 0.1 mechanism (internal, deprecated; removed when the last family is converted)
-    "edge", "checked_by", "fields", "spec_from_symbols", "check_array", "check_arrays", "check_size",
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
 ]
 
@@ -126,6 +124,7 @@ def probing() -> Any:
 _UNIT = "unit"
 _MASK = "mask"
 _SCORES = "scores"
+_INDEX = "index"
 
 
 class Array:
@@ -183,6 +182,33 @@ class Scores(Array):
     refused (`DomainError`)."""
 
     domain = _SCORES
+
+
+class Index(Array):
+    """Annotation of an integer array of indices (the tokens of a sentence): `Index["B T", "K"]` is
+    an integer array of shape `(B, T)` whose values lie in `[0, K)`, `K` a letter that another
+    argument of the call binds (the rows of an embedding matrix `E: Array["K m"]`). An index
+    array has no gradient: it is a keyword-only argument of a forward, outside the call's
+    one-precision rule. A bool array, a float array (even of whole numbers) and a value outside
+    `[0, K)` are refused (`DTypeError`, `DomainError`)."""
+
+    domain = _INDEX
+    of: str = ""
+    """The letter `K` of the exclusive upper bound."""
+
+    def __class_getitem__(cls, spec: Any) -> type:
+        if not (isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(t, str) for t in spec)
+                and spec[1].isidentifier()):
+            raise TypeError(f"Index[...] takes the axes and the letter of the bound, Index[\"B T\", \"K\"], "
+                            f"got {spec!r}")
+        key = (cls, spec)
+        made = _ANNOTATIONS.get(key)
+        if made is None:
+            base = _make_array_type(cls, spec[0])
+            name = f'Index["{spec[0]}", "{spec[1]}"]'
+            made = _ANNOTATIONS[key] = type(name, (base,), {"of": spec[1], "__module__": cls.__module__,
+                                                            "__qualname__": name})
+        return made
 
 
 _ANNOTATIONS: dict[tuple[type, Any], type] = {}
@@ -622,8 +648,9 @@ class _Plan:
 # ============================================================================= the checks of one call
 #
 # `bound` maps each letter (and "...") to its size; `refs` is [namespace reference (label, array),
-# precision reference (label, dtype, bits), probing, the plan's derived sizes, the invariants to run
-# once every shape is checked].
+# precision reference (label, dtype, bits), probing, the plan's derived sizes, the checks to run
+# once every shape of the call is checked and every letter bound (check, label, array): the invariants,
+# the range of the indices].
 
 
 def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_first: bool = False) -> None:
@@ -650,17 +677,22 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
         for letter, (rule, inputs) in derive.items():
             if letter not in bound and all(a in bound for a in inputs):
                 bound[letter] = rule(*(bound[a] for a in inputs))
-    if arrays_first:
-        _check_arrays(plan, values, bound, refs)
     try:
-        _check_structs(plan, values, bound, refs)
-    except ShapeError:
-        if arrays_first or not plan.arrays:
+        if arrays_first:
+            _check_arrays(plan, values, bound, refs)
+        try:
+            _check_structs(plan, values, bound, refs)
+        except ShapeError:
+            if arrays_first or not plan.arrays:
+                raise
+            _run(plan, values, start, again, arrays_first=True)
             raise
-        _run(plan, values, start, again, arrays_first=True)
+        if not arrays_first:
+            _check_arrays(plan, values, bound, refs)
+    except ShapeError:
+        if derive and not again:  # a derived letter bound to a wrong size: the argument that bound it is named
+            _derived_first(plan, values, bound, arrays_first)
         raise
-    if not arrays_first:
-        _check_arrays(plan, values, bound, refs)
     for i, name, check, optional in plan.scalars:
         value = values[i]
         if value is None and optional:
@@ -676,8 +708,19 @@ def _run(plan: _Plan, values: list, bound: dict, again: bool = False, arrays_fir
                         _run(plan, values, {letter: want}, again=True, arrays_first=arrays_first)
                     raise ShapeError(f"{letter}: expected {rule.__name__}("
                                      f"{', '.join(f'{a}={bound[a]}' for a in inputs)}) = {want}, got {have}")
-    for invariant, label, x in refs[4]:
-        invariant(label, x)
+    for check, label, x in refs[4]:
+        check(label, x)
+
+
+def _derived_first(plan: _Plan, values: list, bound: dict, arrays_first: bool) -> None:
+    """After a `ShapeError`: where a derived letter was bound to a size its rule does not give,
+    check the call again with the letter fixed first, so that the argument that bound it is the one
+    named (and the message shows the rule), not a later argument that agrees with the rule."""
+    for letter, (rule, inputs) in plan.derive.items():
+        if letter in bound and all(a in bound for a in inputs):
+            want = rule(*(bound[a] for a in inputs))
+            if bound[letter] != want:
+                _run(plan, values, {letter: want}, again=True, arrays_first=arrays_first)
 
 
 def _check_structs(plan: _Plan, values: list, bound: dict, refs: list) -> None:
@@ -779,6 +822,12 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
     if domain is _MASK:
         if kind not in ("b", "f", "i", "u"):
             raise DTypeError(f"{label}: expected a boolean mask or one of 0/1, got dtype {dtype}")
+    elif domain is _INDEX:
+        if kind not in ("i", "u"):
+            raise DTypeError(f"{label}: expected an integer array of indices in [0, {spec.of}), got dtype {dtype}")
+        _bind(label, x.shape, spec, bound, refs)
+        refs[4].append((_index_range(spec.of, bound), label, x))  # once every letter of the call is bound
+        return
     elif not bits:
         raise DTypeError(f"{label}: expected a floating dtype, got {dtype}")
     else:
@@ -808,6 +857,25 @@ def _check_array(label: str, x: Any, spec: type, bound: dict, refs: list, grad: 
             _domain_error(label, x, _MASK)
     if domain is not None and not refs[2] and spec.invariant is not None:
         refs[4].append((spec.invariant, label, x))  # run once every shape of the call is known
+
+
+def _index_range(letter: str, bound: dict) -> Callable[[str, Any], None]:
+    """The check that an index array's values lie in `[0, bound[letter])`."""
+
+    def in_range(label: str, x: Any) -> None:
+        K = bound.get(letter)
+        if K is None:
+            raise TypeError(f"{label}: Index[..., {letter!r}] needs another argument of the call to fix {letter}")
+        xp = namespace(x)
+        if int(xp.min(x)) >= 0 and int(xp.max(x)) < K:
+            return
+        from .xp import to_numpy
+
+        h = to_numpy(x)
+        at = _first((h < 0) | (h >= K))
+        raise DomainError(f"{label}: expected indices in [0, {letter}) = [0, {K}), got {h[at].item()!r} at {list(at)}")
+
+    return in_range
 
 
 def _bind(label: str, shape: Any, spec: type, bound: dict, refs: list) -> None:
@@ -869,7 +937,7 @@ def _mismatch(label: str, spec: type, shape: Any, bound: Mapping, fresh: Any, ax
     if ax is not None:
         derive = refs[3]
         rule = derive.get(ax) if derive else None
-        if rule is not None and all(a in bound for a in rule[1]):
+        if rule is not None and all(a in bound for a in rule[1]) and rule[0](*(bound[a] for a in rule[1])) == bound[ax]:
             args = ", ".join(f"{a}={bound[a]}" for a in rule[1])
             msg += f" ({ax} = {rule[0].__name__}({args}) = {bound[ax]})"
         else:
@@ -1042,435 +1110,13 @@ def warn_old_call(old: str, new: str) -> None:
                   f"(docs/migration.md)", DeprecationWarning, stacklevel=4)
 
 
-# ============================================================================= the 0.1 mechanism
-#
-# Internal and deprecated: `edge`, `checked_by` and the hand-written checkers built on
-# `check_arrays` remain until the last family is converted to `checked`; then they go.
-
-
-# ----------------------------------------------------------------------------- spec parsing
-
-
-class _Spec:
-    __slots__ = ("axes", "domain", "optional", "text")
-
-    def __init__(self, text: str):
-        self.text = text
-        t = text.strip()
-        self.optional = t.startswith("?")
-        if self.optional:
-            t = t[1:].strip()
-        self.domain = None
-        if "|" in t:
-            t, dom = t.split("|", 1)
-            self.domain = dom.strip()
-            if self.domain not in ("unit", "mask", "real"):
-                raise ValueError(f"unknown domain {self.domain!r} in spec {text!r}")
-        self.axes = tuple(_tokens(t.strip()))
-
-    def symbols(self) -> str:
-        shown = [re.sub(r"(\d)\*([A-Za-z])", r"\1\2", a[1:-1].replace("+", " + ").replace("-", " - "))
-                 if a.startswith("(") else a for a in self.axes]
-        return "(" + ", ".join(shown) + ("," if len(shown) == 1 else "") + ")"
-
-
-def _tokens(text: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == " " and depth == 0:
-            if cur:
-                out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur:
-        out.append(cur)
-    return out
-
-
-def _is_name(token: str) -> bool:
-    return token.isidentifier()
-
-
-# ----------------------------------------------------------------------------- single checks
-
-
-def _kind(x: Any) -> str:
-    """'f' real floating, 'c' complex floating, 'b' bool, 'i' integer, '' other."""
-    if type(x) is np.ndarray:
-        k = x.dtype.kind
-        return {"f": "f", "c": "c", "b": "b", "i": "i", "u": "i"}.get(k, "")
-    xp = namespace(x)
-    if xp.isdtype(x.dtype, "real floating"):
-        return "f"
-    if xp.isdtype(x.dtype, "complex floating"):
-        return "c"
-    if xp.isdtype(x.dtype, "bool"):
-        return "b"
-    if xp.isdtype(x.dtype, "integral"):
-        return "i"
-    return ""
-
-
-def _precision(x: Any) -> int:
-    """Bits per real component of a floating array (float64 and complex128 both give 64)."""
-    if type(x) is np.ndarray:
-        return np.finfo(x.dtype).bits
-    return int(namespace(x).finfo(x.dtype).bits)
+# ============================================================================= host copies
 
 
 def _host(x: Any) -> np.ndarray:
     from .xp import to_numpy
 
     return to_numpy(x)
-
-
-def _first_bad(bad: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argwhere(bad)[0])
-
-
-def _check_domain(name: str, x: Any, domain: str | None) -> None:  # 0.1
-    kind = _kind(x)
-    if domain == "mask":
-        if kind == "b":
-            return
-        if kind not in ("f", "i"):
-            raise DTypeError(f"{name}: expected a boolean mask or one of 0/1, got dtype {x.dtype}")
-        h = _host(x)
-        bad = ~((h == 0) | (h == 1))
-        if bad.any():
-            at = _first_bad(bad)
-            raise DomainError(f"{name}: expected a mask of exactly 0 or 1 (or booleans), got {h[at].item()!r} at "
-                              f"{list(at)}")
-        return
-    xp = namespace(x)
-    re = xp.real(x) if kind == "c" else x
-    if not bool(xp.all(xp.isfinite(x))):
-        h = _host(x)
-        at = _first_bad(~np.isfinite(h))
-        raise DomainError(f"{name}: expected finite values, got {h[at].item()!r} at {list(at)}")
-    if domain == "unit" and not _PROBING.get():
-        if not bool(xp.all((re >= -UNIT_SLACK) & (re <= 1 + UNIT_SLACK))):
-            h = np.real(_host(x))
-            at = _first_bad((h < -UNIT_SLACK) | (h > 1 + UNIT_SLACK))
-            raise DomainError(f"{name}: expected values in [0, 1], got {h[at].item()!r} at {list(at)}")
-
-
-def check_size(name: str, value: Any, minimum: int = 1) -> int:
-    """Deprecated, internal (0.1). Refuse a size that is not an integer ``>= minimum``; return it as an ``int``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise DTypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise DomainError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_arrays(arrays: Mapping[str, Any], specs: Mapping[str, str], sizes: dict[str, int] | None = None,
-                 where: str = "", precision_of: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """Deprecated, internal (0.1). Validate ``arrays`` (argument name -> array or ``None``) against spec strings.
-
-    Returns the sizes bound to each letter. ``sizes`` pre-binds letters (e.g. from a
-    config). ``where`` prefixes the argument names in messages (``"params."``).
-    """
-    bound: dict[str, int] = dict(sizes or {})
-    present: list[tuple[str, Any, _Spec]] = []
-    for arg, text in specs.items():
-        spec = _SPEC_CACHE.get(text) or _SPEC_CACHE.setdefault(text, _Spec(text))
-        x = arrays.get(arg)
-        label = where + arg
-        if x is None:
-            if spec.optional:
-                continue
-            raise DTypeError(f"{label}: expected an array, got None")
-        if not (hasattr(x, "shape") and hasattr(x, "dtype")) or isinstance(x, (np.generic,)):
-            raise DTypeError(f"{label}: expected an array, got {type(x).__name__} "
-                             f"(create arrays with xp.asarray in the namespace you compute in)")
-        if type(x) is not np.ndarray and isinstance(x, (np.ma.MaskedArray, np.matrix)):
-            _foreign(label, x, [None])  # the refusal of a masked array or np.matrix
-        present.append((label, x, spec))
-    if precision_of:  # arrays the call's arrays must agree with (a backward's cache)
-        ref = [(k, v, _ANY) for k, v in precision_of.items() if v is not None][:1]
-        _same_namespace(ref + present)
-        _same_precision(ref + present)
-    else:
-        _same_namespace(present)
-        _same_precision(present)
-    pending = []
-    for label, x, spec in present:
-        given = tuple(int(s) for s in x.shape)
-        kind = _kind(x)
-        before = dict(bound)
-        if spec.domain != "mask" and kind not in ("f", "c"):
-            raise DTypeError(f"{label}: expected a floating dtype, got {x.dtype}")
-        axes = spec.axes
-        if axes and axes[0] == "...":  # any leading axes, the same in every argument of the call
-            axes = axes[1:]
-            if len(given) < len(axes):
-                raise ShapeError(f"{label}: expected shape {spec.symbols()} (at least {len(axes)} axes), got {given}")
-            lead, given_tail = given[:len(given) - len(axes)], given[len(given) - len(axes):]
-            if any(s < 1 for s in lead):
-                raise ShapeError(f"{label}: expected every axis of size at least 1 (empty arrays are refused), "
-                                 f"got shape {given}")
-            if "..." in bound and bound["..."] != lead:
-                raise ShapeError(f"{label}: expected leading axes {bound['...']} (those of the other arguments), "
-                                 f"got shape {given}")
-            bound.setdefault("...", lead)
-        else:
-            given_tail = given
-        if len(given_tail) != len(axes):
-            raise ShapeError(f"{label}: expected shape {spec.symbols()} = {_shown(axes, before)}, got {given}")
-        for ax, g in zip(axes, given_tail):
-            if ax == "*" or ax == "...":
-                continue
-            if _is_name(ax):
-                if ax in bound and bound[ax] != g:
-                    raise ShapeError(f"{label}: expected shape {spec.symbols()} = {_shown(axes, before)}, got {given} "
-                                     f"({ax} = {bound[ax]} from the other arguments)")
-                bound.setdefault(ax, g)
-                if g < 1:
-                    raise ShapeError(f"{label}: size {ax} = {g}, expected at least 1 "
-                                     f"(empty {'batches' if ax == 'B' else 'axes'} are refused)")
-            elif ax.isdigit():
-                if int(ax) != g:
-                    raise ShapeError(f"{label}: expected shape {spec.symbols()} = {_shown(axes, before)}, got {given}")
-            else:
-                pending.append((label, spec, given))
-    for label, spec, given in pending:
-        axes = tuple(a for a in spec.axes if a != "...")
-        want = tuple(_value(ax, bound) for ax in axes)
-        if any(w is not None and w != g for w, g in zip(want, given[len(given) - len(axes):])):
-            raise ShapeError(f"{label}: expected shape {spec.symbols()} = {_shown(spec.axes, bound)}, got {given}")
-    for letter, value in bound.items():
-        if letter != "..." and value < 1:
-            who = next(label for label, x, spec in present if spec.axes and letter in spec.axes)
-            raise ShapeError(f"{who}: size {letter} = {value}, expected at least 1 "
-                             f"(empty {'batches' if letter == 'B' else 'axes'} are refused)")
-    for label, x, spec in present:
-        _check_domain(label, x, spec.domain)
-    return bound
-
-
-def _value(ax: str, bound: Mapping[str, int]) -> int | None:
-    if ax in ("*", "..."):
-        return None
-    if ax.isdigit():
-        return int(ax)
-    if _is_name(ax):
-        return bound.get(ax)
-    try:
-        return int(eval(ax, {"__builtins__": {}}, dict(bound)))  # noqa: S307 (spec strings are refmem's own)
-    except NameError:
-        return None
-
-
-def _shown(axes: tuple[str, ...], bound: Mapping[str, int]) -> str:
-    vals = [_value(a, bound) for a in axes]
-    return "(" + ", ".join("?" if v is None else str(v) for v in vals) + ("," if len(vals) == 1 else "") + ")"
-
-
-def _same_namespace(present: list[tuple[str, Any, _Spec]]) -> None:
-    if len(present) < 2:
-        return
-    if all(type(x) is np.ndarray for _, x, _ in present):
-        return
-    try:
-        array_api_compat.array_namespace(*(x for _, x, _ in present))
-    except TypeError:
-        first = present[0]
-        for label, x, _ in present[1:]:
-            try:
-                array_api_compat.array_namespace(first[1], x)
-            except TypeError:
-                raise NamespaceError(
-                    f"{label}: expected an array of the same library as {first[0]} "
-                    f"({type(first[1]).__module__}.{type(first[1]).__name__}), got "
-                    f"{type(x).__module__}.{type(x).__name__}") from None
-        raise NamespaceError("arrays of different libraries in one call: "
-                             + ", ".join(f"{l} {type(x).__module__}" for l, x, _ in present)) from None
-    devices = {str(array_api_compat.device(x)) for _, x, _ in present}
-    if len(devices) > 1:
-        raise NamespaceError("arrays on different devices in one call: "
-                             + ", ".join(f"{l} on {array_api_compat.device(x)}" for l, x, _ in present))
-
-
-def _same_precision(present: list[tuple[str, Any, _Spec]]) -> None:
-    ref = None
-    for label, x, spec in present:
-        if spec.domain == "mask" or _kind(x) not in ("f", "c"):
-            continue
-        p = _precision(x)
-        if ref is None:
-            ref = (label, x, p)
-        elif p != ref[2]:
-            raise DTypeError(f"{label}: expected the precision of {ref[0]} ({ref[1].dtype}), got {x.dtype}; "
-                             f"one float dtype per call (cast with xp.astype)")
-
-
-_SPEC_CACHE: dict[str, _Spec] = {}
-_ANY = _Spec("")
-
-
-# ----------------------------------------------------------------------------- the decorator
-
-
-def edge(paths: Mapping[str, str] | None = None, **specs: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Deprecated, internal (the 0.1 mechanism, removed when the last family uses [`checked`][refmem.validation.checked]).
-
-    Validate the named array arguments of a public function once, at the edge.
-    ``specs`` maps argument names to spec strings. ``paths`` maps dotted attribute
-    paths of arguments (``"cache.weights"``) to spec strings: a backward binds the
-    letters from its cache this way and checks its upstream gradients against them.
-    The wrapped function keeps its signature and docstring; its unchecked body stays
-    reachable as `fn.unchecked` for refmem's internal callers. A spec string holds
-    space-separated axes, each a letter, an integer, a parenthesised expression over
-    letters (`(1+2*nw)`) or `*`; an optional `| unit` or `| mask` domain; a leading `?`
-    allows `None`. The policy is that of [`checked`][refmem.validation.checked].
-    """
-    paths = dict(paths or {})
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        sig = inspect.signature(fn)
-        names = list(sig.parameters)
-        for arg in list(specs) + [p.split(".")[0] for p in paths]:
-            if arg not in names:
-                raise TypeError(f"edge: {fn.__qualname__} has no argument {arg!r}")
-        owners = sorted({p.split(".")[0] for p in paths} - set(specs))
-        positions = {arg: names.index(arg) for arg in list(specs) + owners}
-        defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-        scalars = {a: s for a, s in specs.items() if s.split()[0].lstrip("?") in _SCALAR_KINDS}
-        plain = {a: s for a, s in specs.items() if a not in scalars}
-
-        @functools.wraps(fn)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            values = {}
-            for arg, pos in positions.items():
-                if pos < len(args):
-                    values[arg] = args[pos]
-                elif arg in kwargs:
-                    values[arg] = kwargs[arg]
-                else:
-                    values[arg] = defaults.get(arg)
-            if paths:
-                found = {}
-                for path in paths:
-                    owner, *attrs = path.split(".")
-                    obj = values[owner]
-                    for a in attrs:
-                        obj = getattr(obj, a, None)
-                    found[f"the forward's {attrs[-1] if attrs else owner}"] = obj
-                spec_of = {f"the forward's {p.split('.')[-1] if '.' in p else p}": t for p, t in paths.items()}
-                bound = check_arrays(found, spec_of)
-                # the cotangents second, so that a mismatch is reported on them
-                check_arrays({a: values[a] for a in plain}, plain, sizes=bound, precision_of=found)
-            else:
-                check_arrays({a: values[a] for a in plain}, plain)
-            for arg, spec in scalars.items():
-                _check_scalar(arg, values[arg], spec, values)
-            return fn(*args, **kwargs)
-
-        checked.unchecked = fn  # type: ignore[attr-defined]
-        return checked
-
-    return wrap
-
-
-#: Specs of non-array arguments: ``"float > 0"``, ``"float >= 0"`` (a finite real number), ``"axis of x"``
-#: (an integer axis of the array argument ``x``); a leading ``?`` allows ``None``.
-_SCALAR_KINDS = ("float", "axis")
-
-
-def _check_scalar(arg: str, value: Any, spec: str, values: Mapping[str, Any]) -> None:
-    kind, *rest = spec.split()
-    if kind.startswith("?"):  # optional: None allowed
-        if value is None:
-            return
-        kind = kind[1:]
-    if kind == "axis":
-        ref = values[rest[1]]
-        ndim = len(ref.shape)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise DTypeError(f"{arg}: expected an integer axis of {rest[1]} (ndim {ndim}), got {value!r}")
-        if not -ndim <= value < ndim:
-            raise DomainError(f"{arg}: expected an axis in [{-ndim}, {ndim - 1}] for {rest[1]} of shape "
-                              f"{tuple(int(s) for s in ref.shape)}, got {value}")
-        return
-    op, bound = rest
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise DTypeError(f"{arg}: expected a real number {op} {bound}, got {value!r}")
-    v = float(value)
-    if not np.isfinite(v) or not (v > float(bound) if op == ">" else v >= float(bound)):
-        raise DomainError(f"{arg}: expected a finite number {op} {bound}, got {value!r}")
-
-
-# ----------------------------------------------------------------------------- the 0.1 helper
-
-
-def check_array(name: str, x: Any, shape: tuple | None = None, symbols: str | None = None) -> None:
-    """Deprecated, internal (0.1). Refuse ``x`` unless it is a floating array of ``shape``.
-
-    ``shape`` holds ints, or ``None`` for a free dimension; ``symbols`` spells it
-    in SPEC's letters, e.g. ``"(D, H)"``. Raises `ShapeError` such as
-    ``W_m: expected shape (D, H) = (4, 5), got (8, 5)``, or `DTypeError`.
-    """
-    if type(x) is np.ndarray:  # fast path, same verdicts: NumPy's floating kinds are "f" and "c"
-        if x.dtype.kind not in "fc":
-            raise DTypeError(f"{name}: expected a floating dtype, got {x.dtype}")
-        if shape is None:
-            return
-        given = x.shape
-    else:
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise DTypeError(f"{name}: expected an array, got {type(x).__name__}")
-        xp = namespace(x)
-        if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "complex floating")):
-            raise DTypeError(f"{name}: expected a floating dtype, got {x.dtype}")
-        if shape is None:
-            return
-        given = tuple(int(s) for s in x.shape)
-    ok = len(given) == len(shape) and all(e is None or e == g for e, g in zip(shape, given))
-    if not ok:
-        shown = "(" + ", ".join("?" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
-        label = f"{symbols} = {shown}" if symbols else shown
-        raise ShapeError(f"{name}: expected shape {label}, got {given}")
-
-
-def checked_by(checker: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Deprecated, internal (the 0.1 mechanism, removed when the last family uses [`checked`][refmem.validation.checked]).
-
-    Like [`edge`][refmem.validation.edge], for entry points whose arguments are structures
-    (states, params): `checker` is called with the function's arguments first and raises on bad input."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            checker(*args, **kwargs)
-            return fn(*args, **kwargs)
-
-        checked.unchecked = fn  # type: ignore[attr-defined]
-        return checked
-
-    return wrap
-
-
-def fields(prefix: str, obj: Any, specs: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Deprecated, internal (0.1). The arrays ``obj.<field>`` under ``prefix.<field>`` and their specs, for `check_arrays`."""
-    if obj is None:
-        return {}, {}
-    arrays = {f"{prefix}.{k}": getattr(obj, k, None) for k in specs}
-    return arrays, {f"{prefix}.{k}": v for k, v in specs.items()}
-
-
-def spec_from_symbols(symbols: str) -> str:
-    """Deprecated, internal (0.1). A spec string from a shape spelled in SPEC's letters: ``"(Hs + H, A)"`` -> ``"(Hs+H) A"``."""
-    inner = symbols.strip()
-    if inner.startswith("(") and inner.endswith(")"):
-        inner = inner[1:-1]
-    parts = [p.strip().replace(" ", "") for p in inner.split(",") if p.strip()]
-    return " ".join(p if (p.isidentifier() or p.isdigit()) else f"({p})" for p in parts)
 
 
 # ----------------------------------------------------------------------------- overflow of finite inputs

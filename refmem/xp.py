@@ -17,9 +17,10 @@ This module is the backend switch only: [`backend`][refmem.xp.backend],
 [`from_numpy`][refmem.xp.from_numpy].
 For compatibility with code written against refmem 0.1, the names that used to
 live here are still reachable as attributes (``rx.Sampler``, ``rx.ShapeError``,
-``rx.check_array``, ``rx.sigmoid``, ...); they are the very objects of
-[`refmem.sampling`][refmem.sampling], ``refmem.errors``, ``refmem.validation`` and
-[`refmem.primitives`][refmem.primitives].
+``rx.sigmoid``, ...); they are the very objects of
+[`refmem.sampling`][refmem.sampling], ``refmem.errors`` and
+[`refmem.primitives`][refmem.primitives] (``rx.check_array`` went with the 0.1 validation
+mechanism: declare arguments with the annotations of ``refmem.validation``).
 """
 
 from __future__ import annotations
@@ -289,7 +290,6 @@ def from_numpy(xp: Any, a: np.ndarray) -> Any:
 _MOVED = {
     "Sampler": "refmem.sampling",
     "ShapeError": "refmem.errors",
-    "check_array": "refmem.validation",
     **{name: "refmem.primitives" for name in (
         "sigmoid", "softplus", "oneplus", "softmax", "exclusive_cumprod", "unsort",
         "is_complex", "real_part")},

@@ -333,46 +333,54 @@ def _():
     return BA().init_params(np, 2, 3, 0)
 
 
-@bad("attention_weights(e with NaN)", "e")
+@bad("attention_weights_forward(e with NaN)", "e")
 def _():
     e = normal(2, 3)
     e[1, 2] = np.nan
-    return BA().attention_weights(e)
+    return BA().attention_weights_forward(e)
 
 
-@bad("attention_weights(e all -inf)", "e")
+@good("attention_weights_forward(e all -inf): a row of no attended position, weights and gradients 0")
 def _():
-    return BA().attention_weights(np.full((2, 3), -np.inf))
+    # 0.2 reads -inf as the additive mask: a row all -inf is a fully masked row, with a defined answer
+    out, cache = BA().attention_weights_forward(np.full((2, 3), -np.inf))
+    grads = BA().attention_weights_backward((normal(2, 3),), cache)
+    if not (np.all(out.alpha == 0) and np.all(grads.e == 0)):
+        raise AssertionError(f"expected weights and gradients 0, got {out.alpha} and {grads.e}")
+    return out, grads
 
 
-@bad("attention_weights(mask of another shape)", "mask")
+@bad("attention_weights_forward(mask of another shape)", "mask")
 def _():
-    return BA().attention_weights(normal(2, 3), np.ones((2, 4), dtype=bool))
+    return BA().attention_weights_forward(normal(2, 3), mask=np.ones((2, 4), dtype=bool))
 
 
-@bad("attention_weights(e as a list)", "e")
+@bad("attention_weights_forward(e as a list)", "e")
 def _():
-    return BA().attention_weights([[0.0, 1.0]])
+    return BA().attention_weights_forward([[0.0, 1.0]])
 
 
-@good("attention_weights(one row fully masked)")
+@good("attention_weights_forward(one row fully masked)")
 def _():
     m = np.array([[True, True, False], [False, False, False]])
-    return BA().attention_weights(normal(2, 3), m)
+    return BA().attention_weights_forward(normal(2, 3), mask=m)
 
 
-@good("attention_weights(float32, float 0/1 mask)", "f32")
+@good("attention_weights_forward(float32, float 0/1 mask)", "f32")
 def _():
-    return BA().attention_weights(normal(2, 3).astype(np.float32), np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+    return BA().attention_weights_forward(normal(2, 3).astype(np.float32), mask=np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
 
 
-@bad("attention_weights_backward(d_alpha of another shape)", "d_alpha")
+@bad("attention_weights_backward(d_alpha of another shape)", "d_out.alpha")
 def _():
-    return BA().attention_weights_backward(normal(2, 4), rows(2, 3))
+    out, cache = BA().attention_weights_forward(normal(2, 3))
+    return BA().attention_weights_backward((normal(2, 4),), cache)
 
 
-@bad("attention_weights_backward(alpha = 2.0)", "alpha")
+@bad("attention_weights_backward(the 0.1 form, alpha = 2.0)", "alpha")
 def _():
+    # the 0.2 form takes the forward's cache, never built by a user; the 0.1 form (deprecated, still
+    # accepted in 0.2) takes the weights themselves, which must be weights
     return BA().attention_weights_backward(normal(2, 3), np.full((2, 3), 2.0))
 
 
@@ -407,21 +415,21 @@ def _():
     h, p = ba_inputs()
     m = np.array([[True, True, True], [False, False, False]])
     out, cache = BA().decoder_forward(h, p, mask=m)
-    return out, BA().decoder_backward(normal(2, 3, 4), None, None, cache)
+    return out, BA().decoder_backward(BA().DecoderOutputs(y=normal(2, 3, 4), alpha=None, s=None), cache)
 
 
-@bad("decoder_backward(d_s of another T)", "d_s")
+@bad("decoder_backward(d_s of another T)", "d_out.s")
 def _():
     h, p = ba_inputs()
     out, cache = BA().decoder_forward(h, p)
-    return BA().decoder_backward(None, None, normal(2, 4, 3), cache)
+    return BA().decoder_backward(BA().DecoderOutputs(y=None, alpha=None, s=normal(2, 4, 3)), cache)
 
 
 @bad("decoder_backward(cache a tuple)", "cache")
 def _():
     h, p = ba_inputs()
     out, cache = BA().decoder_forward(h, p)
-    return BA().decoder_backward(normal(2, 3, 4), None, None, tuple(cache))
+    return BA().decoder_backward(BA().DecoderOutputs(y=normal(2, 3, 4), alpha=None, s=None), tuple(cache))
 
 
 @bad("decoder_step_forward(y_in of the wrong K)", "y_in")
@@ -431,12 +439,12 @@ def _():
     return BA().decoder_step_forward(np.zeros((2, 5)), np.zeros((2, 3)), h, uh, p)
 
 
-@bad("decoder_step_backward(d_s without the batch axis)", "d_s")
+@bad("decoder_step_backward(d_s without the batch axis)", "d_out.s")
 def _():
     h, p = ba_inputs()
     uh = h @ p.U_a
     out, cache = BA().decoder_step_forward(np.zeros((2, 4)), np.zeros((2, 3)), h, uh, p)
-    return BA().decoder_step_backward(normal(2, 4), None, normal(3), cache)
+    return BA().decoder_step_backward(BA().DecoderStepOutputs(y=normal(2, 4), alpha=None, s=normal(3)), cache)
 
 
 # ----------------------------------------------------------------------------- Luong
@@ -499,7 +507,7 @@ def _():
     return LU().attention_forward(h.astype(np.float32), hs, p)
 
 
-@bad("attention_forward(B = 0)", "B")
+@bad("attention_forward(B = 0)", "h", "empty")
 def _():
     h, hs, p = lu()
     return LU().attention_forward(np.zeros((0, 3, 3)), np.zeros((0, 5, 3)), p)
@@ -515,49 +523,49 @@ def _():
 def _():
     h, hs, p = lu()
     out, cache = LU().attention_forward(h, hs, p)
-    return LU().attention_backward(None, None, normal(2, 3, 3), tuple(cache))
+    return LU().attention_backward(LU().AttentionOutputs(a=None, c=None, h_tilde=normal(2, 3, 3)), tuple(cache))
 
 
 @bad("score_forward(score='bogus')", "score")
 def _():
     h, hs, p = lu()
-    return LU().score_forward("bogus", h, hs, p.W_a)
+    return LU().score_forward(h, hs, p.W_a, score="bogus")
 
 
-@bad("score_backward(d_score of another shape)", "d_score")
+@bad("score_backward(d_score of another shape)", "d_out.score")
 def _():
     h, hs, p = lu()
-    s, cache = LU().score_forward("general", h, hs, p.W_a)
-    return LU().score_backward(normal(2, 3, 4), cache)
+    s, cache = LU().score_forward(h, hs, p.W_a, score="general")
+    return LU().score_backward((normal(2, 3, 4),), cache)
 
 
 @bad("position_forward(S=0)", "S")
 def _():
     h, hs, p = lu("general", "local_p")
-    return LU().position_forward(h, p.W_p, p.v_p, 0)
+    return LU().position_forward(h, p.W_p, p.v_p, S=0)
 
 
-@bad("position_backward(d_p without the batch axis)", "d_p")
+@bad("position_backward(d_p without the batch axis)", "d_out.p")
 def _():
     h, hs, p = lu("general", "local_p")
-    pos, cache = LU().position_forward(h, p.W_p, p.v_p, 5)
-    return LU().position_backward(normal(3), cache)
+    pos, cache = LU().position_forward(h, p.W_p, p.v_p, S=5)
+    return LU().position_backward((normal(3),), cache)
 
 
 @bad("window_forward(p with NaN)", "p")
 def _():
-    return LU().window_forward(np.array([[1.0, np.nan]]), 5, 2)
+    return LU().window_forward(np.array([[1.0, np.nan]]), S=5, D=2)
 
 
 @bad("window_forward(D=-1)", "D")
 def _():
-    return LU().window_forward(np.array([[1.0, 2.0]]), 5, -1)
+    return LU().window_forward(np.array([[1.0, 2.0]]), S=5, D=-1)
 
 
-@bad("window_backward(d_gauss of another shape)", "d_gauss")
+@bad("window_backward(d_gauss of another shape)", "d_out.gauss")
 def _():
-    (g, _), cache = LU().window_forward(np.array([[1.0, 2.0]]), 5, 2)
-    return LU().window_backward(normal(1, 2, 4), cache)
+    out, cache = LU().window_forward(np.array([[1.0, 2.0]]), S=5, D=2)
+    return LU().window_backward((None, normal(1, 2, 4)), cache)
 
 
 group("attention.keras_scores")
@@ -577,32 +585,32 @@ def ks(score="dot_scaled"):
 
 @bad("keras_scores.attention_forward(score='bogus')", "score")
 def _():
-    return KS().attention_forward("bogus", *ks())
+    return KS().attention_forward(*ks(), score="bogus")
 
 
 @bad("keras_scores.attention_forward(k of another d)", "k")
 def _():
     q, k, v, s, w = ks()
-    return KS().attention_forward("dot_scaled", q, normal(2, 5, 3), v, s, w)
+    return KS().attention_forward(q, normal(2, 5, 3), v, s, w, score="dot_scaled")
 
 
 @bad("keras_scores.attention_forward(q with NaN)", "q")
 def _():
     q, k, v, s, w = ks()
     q[0, 0, 0] = np.nan
-    return KS().attention_forward("dot_scaled", q, k, v, s, w)
+    return KS().attention_forward(q, k, v, s, w, score="dot_scaled")
 
 
 @bad("keras_scores.attention_forward(v float32, rest float64)", "float32", "float64")
 def _():
     q, k, v, s, w = ks()
-    return KS().attention_forward("dot_scaled", q, k, v.astype(np.float32), s, w)
+    return KS().attention_forward(q, k, v.astype(np.float32), s, w, score="dot_scaled")
 
 
-@bad("keras_scores.attention_backward(d_output without the batch axis)", "d_output")
+@bad("keras_scores.attention_backward(d_output without the batch axis)", "d_out.output")
 def _():
-    out, cache = KS().attention_forward("additive", *ks("additive"))
-    return KS().attention_backward(None, normal(3, 2), cache)
+    out, cache = KS().attention_forward(*ks("additive"), score="additive")
+    return KS().attention_backward(KS().AttentionOutputs(weights=None, output=normal(3, 2)), cache)
 
 
 # ----------------------------------------------------------------------------- DNC addressing

@@ -23,6 +23,8 @@ from refmem import xp as rx
 from refmem.cli import main
 from refmem.differential.runner import Journal, Plan
 
+from conftest import child_env, run
+
 ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = "tests/misbehaving_adapters.py"
 #: softmax wrong from 3 entries a row (found and shrunk), tanh right: a failing and a passing case.
@@ -35,16 +37,12 @@ def _repo_root(monkeypatch):
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return child_env()
 
 
-def _verify(*argv: str, check: bool = False) -> subprocess.CompletedProcess:
-    """``refmem verify`` in a fresh process (its stderr shown on failure)."""
-    done = subprocess.run([sys.executable, "-m", "refmem", "verify", *argv], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=600)
-    if check:
-        assert done.returncode in (0, 1), done.stdout + done.stderr
-    return done
+def _verify(*argv: str, expect: int | tuple[int, ...] | None = (0, 1), **env: str) -> subprocess.CompletedProcess:
+    """``refmem verify`` in a fresh process (its output shown when its exit status is not ``expect``)."""
+    return run([sys.executable, "-m", "refmem", "verify", *argv], expect=expect, cwd=ROOT, env=child_env(**env))
 
 
 def _verdict(path: Path, repro: Path) -> dict:
@@ -69,8 +67,8 @@ def _files(directory: Path) -> dict[str, bytes]:
 def _campaign(tmp: Path, tag: str, *extra: str) -> tuple[dict, dict]:
     js, repro = tmp / f"{tag}.json", tmp / f"repro-{tag}"
     done = _verify("--adapter", f"{ADAPTERS}:wrong_wide", *CASES, "--examples", "12", "--seed", "3",
-                   "--save-failures", str(repro), "--json", str(js), "--quiet", *extra, check=True)
-    assert done.returncode == 1, done.stdout + done.stderr  # softmax is wrong, and found
+                   "--save-failures", str(repro), "--json", str(js), "--quiet", *extra, expect=1)
+    assert done.returncode == 1  # softmax is wrong, and found
     return _verdict(js, repro), _files(repro)
 
 
@@ -196,19 +194,19 @@ def test_a_campaign_killed_with_sigkill_and_resumed_counts_every_example_once(tm
     journal, js = tmp_path / "journal", tmp_path / "resumed.json"
     argv = [sys.executable, "-m", "refmem", "verify", "--adapter", f"{ADAPTERS}:right", "--case", "primitives",
             "--examples", "12", "--workers", "2", "--resume", str(journal), "--quiet"]
-    run = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines = journal / "examples.jsonl"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and run.poll() is None:
+    while time.monotonic() < deadline and child.poll() is None:
         if lines.exists() and lines.read_bytes().count(b"\n") >= 20:
             break
         time.sleep(0.05)
-    assert run.poll() is None, f"finished before it could be killed: {run.stderr.read()}"
-    below = _descendants(run.pid)
+    assert child.poll() is None, f"finished before it could be killed: {child.stderr.read()}"
+    below = _descendants(child.pid)
     assert below  # its workers and their adapter processes
-    run.send_signal(signal.SIGKILL)
-    run.wait(timeout=30)
-    run.stderr.close()
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    child.stderr.close()
     # no worker and no adapter process outlives it
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in below):
@@ -219,8 +217,7 @@ def test_a_campaign_killed_with_sigkill_and_resumed_counts_every_example_once(tm
     before = [json.loads(x) for x in lines.read_text().splitlines() if x.strip()]
     with open(lines, "ab") as fh:  # a kill in the middle of a write: a torn last line
         fh.write(b'{"case": "primitives/tanh/default", "ind')
-    done = subprocess.run(argv + ["--json", str(js)], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run(argv + ["--json", str(js)], cwd=ROOT, env=_env())
     assert "counted from the journal" in done.stdout
     records = [json.loads(x) for x in lines.read_text().splitlines()]
     counts = Counter((r["case"], r["index"]) for r in records)
@@ -236,9 +233,7 @@ def test_a_campaign_killed_with_sigkill_and_resumed_counts_every_example_once(tm
         assert passed == 12
     # the same campaign uninterrupted, in one process, counts the same examples
     fresh = tmp_path / "fresh.json"
-    again = subprocess.run([*argv[:argv.index("--workers")], "--json", str(fresh), "--quiet"], cwd=ROOT,
-                           env=_env(), capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr
+    run([*argv[:argv.index("--workers")], "--json", str(fresh), "--quiet"], cwd=ROOT, env=_env())
     key = lambda d: sorted((r["case"], r["index"], r["status"]) for r in d["meta"]["example_records"])  # noqa: E731
     assert key(json.loads(fresh.read_text())) == key(doc)
 
@@ -272,10 +267,9 @@ MISBEHAVIOURS = {
 
 @pytest.mark.parametrize("name", sorted(MISBEHAVIOURS))
 def test_golden_verify_reports_a_misbehaving_adapter_and_goes_on(name):
-    done = subprocess.run([sys.executable, "-m", "refmem", "golden", "verify", "--adapter", f"{ADAPTERS}:{name}",
-                           "--case", "primitives/softmax", "--case", "primitives/tanh", "--timeout", "2"],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stdout + done.stderr
+    done = run([sys.executable, "-m", "refmem", "golden", "verify", "--adapter", f"{ADAPTERS}:{name}",
+                "--case", "primitives/softmax", "--case", "primitives/tanh", "--timeout", "2"],
+               expect=1, cwd=ROOT, env=_env())
     assert "Traceback" not in done.stdout and "2 cases" in done.stdout  # both cases ran
     for case in ("primitives/softmax/default", "primitives/tanh/default"):
         assert f"{case}: the adapter" in done.stdout + done.stderr and MISBEHAVIOURS[name] in done.stdout + done.stderr
@@ -285,10 +279,8 @@ def test_golden_verify_reports_a_misbehaving_adapter_and_goes_on(name):
 def test_verify_reports_a_misbehaving_adapter_and_goes_on(name):
     """In refmem verify the misbehaviour shows at a batch of one only: the first example (B = 1) fails,
     and both cases still run."""
-    done = subprocess.run([sys.executable, "-m", "refmem", "verify", "--adapter", f"{ADAPTERS}:{name}",
-                           *CASES, "--examples", "3", "--timeout", "2"], cwd=ROOT,
-                          env={**_env(), "MISBEHAVE_AT_B1": "1"}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stdout + done.stderr
+    done = _verify("--adapter", f"{ADAPTERS}:{name}", *CASES, "--examples", "3", "--timeout", "2", expect=1,
+                   MISBEHAVE_AT_B1="1")
     assert "2 cases" in done.stdout and "2 failed" in done.stdout, done.stdout
     assert MISBEHAVIOURS[name] in done.stderr and "fails at sizes B=1" in done.stderr
 
@@ -359,11 +351,11 @@ def test_pytest_plugin_isolates_when_asked(tmp_path):
     (tmp_path / "conftest.py").write_text("")
     plugin = [] if any(ep.value == "refmem.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11")) \
         else ["-p", "refmem.pytest_plugin"]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path),
-                           "--refmem-adapter", f"{ADAPTERS}:segfault", "--refmem-case", "primitives/tanh",
-                           "--refmem-case", "primitives/softmax", "--refmem-isolate", "--refmem-timeout", "60"],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and "2 failed" in done.stdout, done.stdout + done.stderr
+    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path),
+                "--refmem-adapter", f"{ADAPTERS}:segfault", "--refmem-case", "primitives/tanh",
+                "--refmem-case", "primitives/softmax", "--refmem-isolate", "--refmem-timeout", "60"],
+               expect=1, cwd=ROOT, env=_env())
+    assert "2 failed" in done.stdout, done.stdout + done.stderr
     assert "killed by SIGSEGV" in done.stdout
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
 
 from refmem import cli
 from refmem.catalogue import module_names
+
+from conftest import child_env, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -142,11 +143,7 @@ def test_bench_only_lists_the_benchmarks(capsys):
                                   ["check", "--seed", "-1"],
                                   ["bench", "--only", "zzz"]])
 def test_through_the_shell(argv):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run([sys.executable, "-m", "refmem", *argv], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2
+    proc = run([sys.executable, "-m", "refmem", *argv], expect=2, env=child_env())
     assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert argv[2] in proc.stderr or argv[1] in proc.stderr
 
@@ -243,12 +240,9 @@ def test_help_is_current_and_light():
     help of every command and target is printed."""
     code = ("import sys; from refmem import cli; cli.build_parser(); "
             "print(sorted(m for m in ('numpy', 'rich', 'matplotlib') if m in sys.modules))")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    proc = run([sys.executable, "-c", code], env=child_env())
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
-    top = subprocess.run([sys.executable, "-m", "refmem", "--help"], env=env, capture_output=True, text=True,
-                         timeout=60).stdout
+    top = run([sys.executable, "-m", "refmem", "--help"], env=child_env()).stdout
     plot_line = " ".join(top[top.index("    plot"):].split())
     assert "attention" in plot_line and "dnc" in plot_line.split("options:")[0]
     for argv in (["train", "--help"], ["plot", "dnc", "--help"], ["golden", "export", "--help"],

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import run
 
 REPO = Path(__file__).resolve().parent.parent
 TOOL = REPO / "tools" / "conformance.py"
@@ -34,8 +35,9 @@ def _have(*mods):
     return all(importlib.util.find_spec(m) is not None for m in mods)
 
 
-def _run(*args, timeout=900):
-    return subprocess.run([sys.executable, str(TOOL), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def _run(*args):
+    """The tool in a child; the exit status is the caller's to check (its output is shown on a signal or a hang)."""
+    return run([sys.executable, TOOL, *args], expect=None, cwd=REPO)
 
 
 # ----------------------------------------------------------------------------- the rules, on synthetic rows
@@ -121,12 +123,43 @@ def test_a_missing_package_is_skipped_with_a_reason():
 
 # ----------------------------------------------------------------------------- real runs
 
+#: The tests that read `full_run` run on one xdist worker, which runs the tool once.
+on_full_run = pytest.mark.xdist_group("conformance-full-run")
 
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """``tools/conformance.py --out REPORT`` over every implementation, once: CI's conformance verdict
+    (CI runs it nowhere else). An implementation whose packages are missing is skipped by the tool.
+    Returns the process and the report it wrote."""
+    report = tmp_path_factory.mktemp("conformance") / "conformance.md"
+    proc = _run("--out", report)
+    return proc, report.read_text() if report.exists() else ""
+
+
+def _verdict(proc, name):
+    """The tool's line for implementation ``name``."""
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"{name}: ")]
+    assert len(lines) == 1, f"no single line for {name} in:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return lines[0]
+
+
+@on_full_run
+def test_every_implementation_conforms_to_its_declarations(full_run):
+    """The verdict on every installed implementation: no undeclared deviation, no stale declaration."""
+    proc, _ = full_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    tool = _tool()
+    for impl in tool.IMPLEMENTATIONS:
+        line = _verdict(proc, impl.name)
+        assert line.endswith(": ok") or line.startswith(f"{impl.name}: skipped (not installed"), line
+
+
+@on_full_run
 @pytest.mark.skipif(not _have("torch", "dnc"), reason="needs torch and the PyPI dnc package (pytorch-dnc)")
-def test_pytorch_dnc_conforms_to_its_declarations():
-    proc = _run("--only", "pytorch-dnc", "--no-write")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "pytorch-dnc: 86 tensors" in proc.stdout and ": ok" in proc.stdout
+def test_pytorch_dnc_conforms_to_its_declarations(full_run):
+    line = _verdict(full_run[0], "pytorch-dnc")
+    assert line.startswith("pytorch-dnc: 86 tensors") and line.endswith(": ok"), line
 
 
 @pytest.mark.skipif(not _have("torch", "dnc"), reason="needs torch and the PyPI dnc package (pytorch-dnc)")
@@ -148,34 +181,31 @@ def test_pytorch_dnc_fails_when_a_declaration_is_removed_or_stale(tmp_path):
     assert "no longer occurs: deviation 5 (dnc/allocation/any_convention" in proc.stdout
 
 
-@pytest.mark.slow
+@on_full_run
 @pytest.mark.skipif(not _have("keras", "torch", "jax"), reason="needs keras with the torch and jax backends")
-def test_keras_layers_conform_to_their_declarations():
-    proc = _run("--only", "keras-torch", "--only", "keras-jax", "--no-write")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count(": ok") == 2
+def test_keras_layers_conform_to_their_declarations(full_run):
+    for name in ("keras-torch", "keras-jax"):
+        assert _verdict(full_run[0], name).endswith(": ok")
 
 
+@on_full_run
 @pytest.mark.skipif(not _have("torch", "onmt", "d2l", "pandas"), reason="needs torch, OpenNMT-py, d2l and pandas")
-def test_opennmt_and_d2l_conform():
-    proc = _run("--only", "opennmt", "--only", "d2l", "--no-write")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "opennmt: 48 tensors, 0 failing" in proc.stdout and "d2l: 32 tensors, 0 failing" in proc.stdout
+def test_opennmt_and_d2l_conform(full_run):
+    assert _verdict(full_run[0], "opennmt").startswith("opennmt: 48 tensors, 0 failing")
+    assert _verdict(full_run[0], "d2l").startswith("d2l: 32 tensors, 0 failing")
 
 
-@pytest.mark.slow
+@on_full_run
 @pytest.mark.skipif(not _have("attention", "keras", "tensorflow"), reason="needs the attention package and tensorflow")
-def test_the_attention_package_conforms():
-    proc = _run("--only", "attention-pkg", "--no-write")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "attention-pkg: 20 tensors, 0 failing" in proc.stdout
+def test_the_attention_package_conforms(full_run):
+    assert _verdict(full_run[0], "attention-pkg").startswith("attention-pkg: 20 tensors, 0 failing")
 
 
+@on_full_run
 @pytest.mark.skipif(not _have("tensorflow_addons"), reason="needs tensorflow-addons installed")
-def test_tensorflow_addons_is_reported_as_not_importable():
-    proc = _run("--only", "tensorflow-addons", "--no-write")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "does not import, as declared (ModuleNotFoundError: No module named 'keras.src.engine')" in proc.stdout
+def test_tensorflow_addons_is_reported_as_not_importable(full_run):
+    assert "does not import, as declared (ModuleNotFoundError: No module named 'keras.src.engine')" in \
+        _verdict(full_run[0], "tensorflow-addons")
 
 
 def test_an_undeclared_import_error_and_a_stale_declaration_fail():
@@ -189,12 +219,11 @@ def test_an_undeclared_import_error_and_a_stale_declaration_fail():
     assert not bad.passed
 
 
-@pytest.mark.skipif(not _have("keras", "torch"), reason="needs keras and torch")
-def test_the_report_is_written(tmp_path):
-    out = tmp_path / "conformance.md"
-    proc = _run("--only", "pytorch-dnc", "--only", "keras-torch", "--out", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    text = out.read_text()
+@on_full_run
+@pytest.mark.skipif(not _have("keras", "torch", "dnc"), reason="needs keras, torch and the PyPI dnc package (pytorch-dnc)")
+def test_the_report_is_written(full_run):
+    proc, text = full_run
+    assert text, proc.stdout + proc.stderr[-3000:]
     assert "Generated by `python tools/conformance.py`" in text
     assert "| `dnc/usage/deepmind` |" in text and "deviates [pytorch-dnc #4]" in text
     assert "dnc/memory.py:79" in text
@@ -268,6 +297,5 @@ def test_keras_maps_float64_to_float32(backend):
     env = {**os.environ, "KERAS_BACKEND": backend}
     if backend == "jax":
         code = "import jax; jax.config.update('jax_enable_x64', True); " + code
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = run([sys.executable, "-c", code], env=env)
     assert proc.stdout.split()[0] == "float32" and "float32" in proc.stdout.split()[1], proc.stdout

@@ -14,27 +14,28 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import child_env, run
+
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("mkdocs") is None,
-    reason="mkdocs is not installed (pip install -e '.[docs]' installs the documentation tools)")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None,
+                       reason="mkdocs is not installed (pip install -e '.[docs]' installs the documentation tools)"),
+    pytest.mark.xdist_group("docs_site"),  # one worker builds the site once for every test here
+]
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
+    """The site, built once with ``mkdocs build --strict`` (CI's only build of it)."""
     out = tmp_path_factory.mktemp("site")
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", out], cwd=ROOT,
+        env=child_env(NO_MKDOCS_2_WARNING="1"))
     return out
 
 

@@ -7,9 +7,10 @@ A test is skipped when its framework is not installed.
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,12 +19,47 @@ import pytest
 from refmem import golden
 from refmem.cli import main
 
+from conftest import child_env, run
+
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "golden"
 
 #: XLA compiles the whole access step for each dtype and convention; on a small, busy CI
 #: machine the lower optimisation level halves that time (the results still pass).
 FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+#: The jax examples compile their forward, backward, JVP and HVP once per case (``jax.jit``): about
+#: 15 CPU seconds a DNC core case, most of a run. Every case the example declares runs in both
+#: dtypes op by op (``JAX_DISABLE_JIT``: the same functions, the same primitives in the same order,
+#: a quarter of the cost); in float32 its required cases (``EXAMPLES``: every code path of the
+#: example, each convention and configuration branch) also run compiled, as a user runs it. What
+#: jit adds (tracing under static arguments, XLA's fused kernels) is checked there.
+COMPILED_DTYPE = "float32"
+
+
+def _declared_cases(module: str, manifest: dict) -> list[str]:
+    """The committed cases an example declares (its module's ``CASES`` fnmatch patterns), read from
+    its source (the test process does not import jax)."""
+    tree = ast.parse((REPO / "examples" / f"{module}.py").read_text())
+    patterns = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", None) == "CASES" for t in node.targets))
+    return [c for c in manifest["cases"] if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+
+
+def _jax_verify(module: str, dtype: str, cases: list[str], *, compiled: bool) -> str:
+    """``refmem golden verify`` of a jax example on ``cases`` in a fresh process (XLA_FLAGS and
+    JAX_DISABLE_JIT apply to it alone); its stdout, after checking that every case passed in ``dtype``."""
+    env = child_env(XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FAST_XLA).strip(),
+                    JAX_DISABLE_JIT=None if compiled else "1")
+    proc = run([sys.executable, "-m", "refmem", "golden", "verify", "--adapter", f"examples.{module}:run",
+                "--dtype", dtype, "--dir", GOLDEN, *(a for c in cases for a in ("--case", c))], cwd=REPO, env=env)
+    assert "0 failed, 0 problems" in proc.stdout and "returned float" not in proc.stdout
+    # --case selects by fnmatch or substring: the cases named and those they name a part of
+    chosen = [c for c in golden.read_manifest(GOLDEN)["cases"] if any(fnmatch.fnmatchcase(c, p) or p in c for p in cases)]
+    assert f"{len(chosen)} cases" in proc.stdout, proc.stdout[-2000:]
+    for case in cases:
+        assert case in proc.stdout
+    return proc.stdout
 
 #: adapter module, framework it needs, cases it must cover (at least).
 EXAMPLES = [
@@ -57,21 +93,17 @@ def test_example_passes_verify(module, framework, required, dtype):
     manifest = golden.read_manifest(GOLDEN)
     missing = [c for c in required if c not in manifest["cases"]]
     assert not missing, f"golden/ lacks {missing}; run refmem golden export"
-    if framework == "jax":  # in a fresh process, so that XLA_FLAGS applies to it alone
-        env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + FAST_XLA).strip()}
-        proc = subprocess.run(
-            [sys.executable, "-m", "refmem", "golden", "verify", "--adapter", f"examples.{module}:run",
-             "--dtype", dtype, "--dir", str(GOLDEN)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "0 failed, 0 problems" in proc.stdout and "returned float" not in proc.stdout
-        for case in required:
-            assert case in proc.stdout
-        for case in required:  # forward mode and second order: every JVP and HVP of the case, compared
-            g = golden.load(case, GOLDEN)
-            rows = {tuple(line.split()[:2]) for line in proc.stdout.splitlines() if line.startswith(case + " ")}
-            assert {(case, f"jvp/{k}") for k in g.jvp} | {(case, f"hvp/{k}") for k in g.hvp} <= rows, case
+    if framework == "jax":
+        declared = _declared_cases(module, manifest)
+        assert set(required) <= set(declared), module
+        outputs = [_jax_verify(module, dtype, declared, compiled=False)]
+        if dtype == COMPILED_DTYPE:
+            outputs.append(_jax_verify(module, dtype, required, compiled=True))
+        for stdout in outputs:
+            for case in required:  # forward mode and second order: every JVP and HVP of the case, compared
+                g = golden.load(case, GOLDEN)
+                rows = {tuple(line.split()[:2]) for line in stdout.splitlines() if line.startswith(case + " ")}
+                assert {(case, f"jvp/{k}") for k in g.jvp} | {(case, f"hvp/{k}") for k in g.hvp} <= rows, case
         return
     report = golden.verify(f"examples.{module}:run", dtype, GOLDEN)
     assert report.passed, report.table(only_failures=True)

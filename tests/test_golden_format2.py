@@ -21,6 +21,8 @@ from refmem.cli import main
 from refmem.dnc import addressing as A
 from refmem.testing import assert_matches_golden
 
+from conftest import run
+
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "golden"
 
@@ -321,9 +323,11 @@ def _plugin_args() -> list[str]:
 
 
 def _pytest(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest in ``project``; the exit status is the caller's to check (its output is shown on a signal
+    or a hang)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_plugin_args(), *args],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    return run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_plugin_args(), *args],
+               expect=None, cwd=project, env=env)
 
 
 def test_pytest_plugin_runs_one_test_per_golden_case(tmp_path):
@@ -347,6 +351,24 @@ def test_pytest_plugin_runs_one_test_per_golden_case(tmp_path):
 # ----------------------------------------------------------------------------- the wheel
 
 
+def _bare_venv(venv: Path) -> Path:
+    """A venv without pip that sees this interpreter's installed packages (numpy, safetensors, pip, ...)
+    but no refmem of theirs: their site directories are listed in a ``.pth`` file, so the ``.pth``
+    files inside them (an editable refmem's import hook) are not run. Works the same whether this
+    interpreter is a system Python or itself a venv (``--system-site-packages`` would give the base
+    interpreter's packages, not this one's). Returns the venv's python."""
+    import site
+    import sysconfig
+
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    py = venv / "bin" / "python"
+    inner = Path(run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    outer = [*site.getsitepackages(), site.getusersitepackages(), sysconfig.get_paths()["purelib"],
+             sysconfig.get_paths()["platlib"]]
+    (inner / "_outer_site.pth").write_text("".join(f"{d}\n" for d in dict.fromkeys(outer) if Path(d).is_dir()))
+    return py
+
+
 @pytest.mark.slow
 def test_wheel_ships_the_goldens_and_runs_far_from_the_checkout(tmp_path):
     """Build the wheel, install it in a fresh venv in a temporary directory, run check and verify there."""
@@ -357,41 +379,34 @@ def test_wheel_ships_the_goldens_and_runs_far_from_the_checkout(tmp_path):
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
                                                              ".pytest_cache", ".hypothesis", ".venv", "out"))
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src),
-                    "-w", str(wheels)], check=True, capture_output=True, timeout=600)
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", src, "-w", wheels])
     (wheel,) = wheels.glob("refmem-*.whl")
-    venv = tmp_path / "venv"
-    # --without-pip: the venv runs this interpreter's pip (and sees numpy, safetensors... through the system site)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
-    py = venv / "bin" / "python"
+    py = _bare_venv(tmp_path / "venv")
+    venv = py.parent.parent
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
-                   env=env, capture_output=True, timeout=600)
+    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], env=env)
     far = tmp_path / "far" / "away"
     far.mkdir(parents=True)
-    where = subprocess.run([str(py), "-c", "import refmem, refmem.golden as g; print(refmem.__file__); "
-                            "print(g.default_dir())"], cwd=far, env=env, capture_output=True, text=True, check=True)
+    where = run([py, "-c", "import refmem, refmem.golden as g; print(refmem.__file__); print(g.default_dir())"],
+                cwd=far, env=env)
     module_file, golden_dir = where.stdout.split()
     assert Path(module_file).is_relative_to(venv) and not Path(module_file).is_relative_to(REPO), module_file
     assert Path(golden_dir) == Path(module_file).parent / "_golden"
     shipped = json.loads((Path(golden_dir) / "manifest.json").read_text())
     assert shipped == json.loads((COMMITTED / "manifest.json").read_text())
-    refmem_cmd = str(venv / "bin" / "refmem")
-    check = subprocess.run([refmem_cmd, "golden", "check"], cwd=far, env=env, capture_output=True, text=True,
-                           timeout=600)
-    assert check.returncode == 0 and "0 failed, 0 problems" in check.stdout, check.stdout + check.stderr
+    refmem_cmd = venv / "bin" / "refmem"
+    check = run([refmem_cmd, "golden", "check"], cwd=far, env=env)
+    assert "0 failed, 0 problems" in check.stdout, check.stdout + check.stderr
     _adapter(far, name="adapter")
-    verify = subprocess.run([refmem_cmd, "golden", "verify", "--adapter", "adapter.py:run"], cwd=far, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert verify.returncode == 0 and "2 cases, 6 tensors, 0 failed, 0 problems" in verify.stdout, verify.stdout
+    verify = run([refmem_cmd, "golden", "verify", "--adapter", "adapter.py:run"], cwd=far, env=env)
+    assert "2 cases, 6 tensors, 0 failed, 0 problems" in verify.stdout, verify.stdout
     # sha256 checked: a changed shipped file is refused, naming the case
     target = Path(golden_dir) / "primitives" / "sigmoid" / "default.safetensors"
     raw = bytearray(target.read_bytes())
     raw[-1] ^= 0x01
     target.write_bytes(bytes(raw))
-    tampered = subprocess.run([refmem_cmd, "golden", "verify", "--adapter", "adapter.py:run"], cwd=far, env=env,
-                              capture_output=True, text=True, timeout=600)
-    assert tampered.returncode == 1 and "primitives/sigmoid/default" in tampered.stderr
+    tampered = run([refmem_cmd, "golden", "verify", "--adapter", "adapter.py:run"], expect=1, cwd=far, env=env)
+    assert "primitives/sigmoid/default" in tampered.stderr
     assert "sha256" in tampered.stdout + tampered.stderr
 
 

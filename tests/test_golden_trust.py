@@ -26,6 +26,8 @@ import pytest
 from refmem import catalogue, cli, golden
 from refmem.golden import storage
 
+from conftest import child_env, run
+
 REPO = Path(__file__).resolve().parent.parent
 DRIVER = REPO / "tests" / "golden_interrupts.py"
 PRIMITIVES = catalogue.cases(["primitives"])
@@ -33,15 +35,13 @@ TANH = "primitives/tanh/default"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(extra)
-    return env
+    return child_env(**extra)
 
 
-def _refmem(*argv: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refmem", *argv], env=_env(**env), capture_output=True, text=True,
-                          timeout=timeout)
+def _refmem(*argv: str, expect: int | None = None, **env: str) -> subprocess.CompletedProcess:
+    """``refmem argv`` in a child; the test fails, showing its output, unless it exits with ``expect``
+    (any status when ``None``, never a signal) within conftest's hang guard."""
+    return run([sys.executable, "-m", "refmem", *argv], expect=expect, env=_env(**env))
 
 
 def _files(d: Path) -> dict[str, bytes]:
@@ -100,11 +100,8 @@ def _adapter(tmp_path: Path, body: str = "np.tanh(x)", name: str = "tanh_adapter
 # ============================================================================ 1. atomic writes
 
 
-def _driver(args: list[str], timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, str(DRIVER), *args], env=_env(OPENBLAS_NUM_THREADS="1"),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+def _driver(args: list[str]) -> dict:
+    return json.loads(run([sys.executable, DRIVER, *args], env=_env(OPENBLAS_NUM_THREADS="1")).stdout)
 
 
 def _assert_old_or_new(result: dict) -> None:
@@ -131,7 +128,7 @@ def test_an_interrupted_export_leaves_the_old_set_or_the_new_one(tmp_path):
     """SIGINT and SIGKILL before every third step of the write phase (and around the directory
     exchange) of ``refmem golden export --module primitives`` into a set that also holds another
     module's case and a user's file: the directory holds the old complete set or the new one."""
-    result = _driver([str(tmp_path), "--stride=3", "SIGKILL", "SIGINT"], timeout=900)
+    result = _driver([str(tmp_path), "--stride=3", "SIGKILL", "SIGINT"])
     assert result["steps"] > 40  # the write phase has many steps: files, folders, links, fsyncs, the exchange
     _assert_old_or_new(result)
 
@@ -139,16 +136,15 @@ def test_an_interrupted_export_leaves_the_old_set_or_the_new_one(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks one process per interruption")
 def test_an_export_interrupted_at_every_step(tmp_path):
-    _assert_old_or_new(_driver([str(tmp_path), "SIGKILL", "SIGINT"], timeout=1800))
+    _assert_old_or_new(_driver([str(tmp_path), "SIGKILL", "SIGINT"]))
 
 
 def _mount_tmpfs_works() -> str:
     """``""`` when ``unshare -rm`` can mount a tmpfs here, else why not."""
     if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
         return "needs Linux and unshare(1)"
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt 2>&1 || "
-                            "mount -t tmpfs -o size=64k tmpfs \"$HOME\" 2>&1"], capture_output=True, text=True,
-                           timeout=30)
+    probe = run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt 2>&1 || "
+                 "mount -t tmpfs -o size=64k tmpfs \"$HOME\" 2>&1"], expect=None)
     if probe.returncode != 0:
         return "cannot mount a tmpfs in a private mount namespace here (unshare -rm: " + \
             " ".join((probe.stdout + probe.stderr).split())[:120] + ")"
@@ -166,9 +162,7 @@ def test_a_full_disk_leaves_the_old_set_and_saves_the_new_one_elsewhere(tmp_path
     mount.mkdir()
     script = (f"mount -t tmpfs -o size=2m tmpfs {mount} && exec {sys.executable} {DRIVER} {tmp_path / 'work'} "
               f"--fill={mount}")
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], env=_env(OPENBLAS_NUM_THREADS="1"),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run(["unshare", "-rm", "sh", "-c", script], env=_env(OPENBLAS_NUM_THREADS="1"))
     result = json.loads(proc.stdout)
     runs = result["runs"]
     assert {r["holds"] for r in runs} == {"old", "new"}
@@ -566,7 +560,7 @@ def test_a_fifo_or_a_directory_where_a_file_belongs_never_hangs(gdir, tmp_path, 
                                                                                 _adapter(tmp_path)]
     if where == "README.md":
         action = ["check"]
-    proc = _refmem("golden", *action, "--dir", str(gdir), timeout=300)
+    proc = _refmem("golden", *action, "--dir", str(gdir), expect=2 if where == "manifest.json" else 1)
     assert "Traceback" not in proc.stderr
     if where == "manifest.json":
         assert proc.returncode == 2
@@ -628,7 +622,7 @@ def test_an_adapter_spec_that_names_nothing_is_one_line(prims, tmp_path, spec, s
 
 def test_an_ascii_terminal_shows_a_failure_without_unicode_errors(prims, tmp_path):
     """The issue: ``PYTHONIOENCODING=ascii`` with a failure (SPEC §, the first divergence) raised UnicodeEncodeError."""
-    proc = _refmem("golden", "verify", "--adapter", _adapter(tmp_path, "x"), "--dir", str(prims),
+    proc = _refmem("golden", "verify", "--adapter", _adapter(tmp_path, "x"), "--dir", str(prims), expect=1,
                    PYTHONIOENCODING="ascii")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "UnicodeEncodeError" not in proc.stderr
     assert "first divergence: outputs/out (SPEC \\xa71" in proc.stderr

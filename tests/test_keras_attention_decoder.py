@@ -9,13 +9,14 @@ training step). Skipped, with the reason, when keras or the backend is missing.
 from __future__ import annotations
 
 import importlib.util
-import os
+import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import child_env, run
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ["torch", "jax", "tensorflow"]
@@ -23,33 +24,56 @@ CASES = ["attention/bahdanau_decoder/previous", "attention/bahdanau_decoder/curr
          "attention/bahdanau_decoder/previous_masked", "attention/bahdanau_decoder/current_teacher"]
 
 
-def _need(backend):
-    for mod in ("keras", backend):
+def _need(*modules):
+    for mod in modules:
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"{mod} is not installed")
 
 
 def _env(backend):
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return child_env(KERAS_BACKEND=backend)
+
+
+#: One child per backend (Keras fixes its backend at import, and importing Keras with a backend is
+#: the dear part): `refmem golden verify` of the decoder in float64 and float32, then BEHAVIOUR.
+DRIVER = r"""
+import contextlib, io, json, sys, traceback
+from refmem.cli import main
+verify = {}
+for dtype in ("float64", "float32"):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["golden", "verify", "--adapter", "examples.keras_attention_decoder:run", "--dtype", dtype])
+    verify[dtype] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+try:
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(sys.argv[1], "BEHAVIOUR", "exec"), {})
+    behaviour = "ok"
+except Exception:
+    behaviour = traceback.format_exc()
+print(json.dumps({"verify": verify, "behaviour": behaviour}))
+"""
+
+
+@pytest.fixture(scope="module", params=[pytest.param(b, marks=pytest.mark.xdist_group(f"keras-{b}")) for b in BACKENDS])
+def keras_run(request):
+    """(backend, what the backend's child reported)."""
+    backend = request.param
+    _need("keras", backend)
+    proc = run([sys.executable, "-c", DRIVER, BEHAVIOUR], cwd=REPO, env=_env(backend))
+    return backend, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_decoder_passes_every_bahdanau_case(backend, dtype):
-    _need(backend)
-    proc = subprocess.run(
-        [sys.executable, "-m", "refmem", "golden", "verify", "--adapter", "examples.keras_attention_decoder:run",
-         "--dtype", dtype],
-        cwd=REPO, env=_env(backend), capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "4 cases" in proc.stdout and "0 failed, 0 problems" in proc.stdout
-    assert "returned float" not in proc.stdout  # computed in the dtype asked for
+def test_decoder_passes_every_bahdanau_case(keras_run, dtype):
+    backend, report = keras_run
+    code, out, err = (report["verify"][dtype][k] for k in ("code", "stdout", "stderr"))
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "4 cases" in out and "0 failed, 0 problems" in out
+    assert "returned float" not in out  # computed in the dtype asked for
     for case in CASES:
-        assert case in proc.stdout
-    assert "grads/params/W_s" in proc.stdout and "grads/inputs/y_prev" in proc.stdout
+        assert case in out
+    assert "grads/params/W_s" in out and "grads/inputs/y_prev" in out
 
 
 BEHAVIOUR = r"""
@@ -91,13 +115,9 @@ print("ok", l0, l1)
 """
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_decoder_behaves_as_a_keras_layer(backend):
-    _need(backend)
-    proc = subprocess.run([sys.executable, "-c", BEHAVIOUR], cwd=REPO, env=_env(backend), capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.startswith("ok")
+def test_decoder_behaves_as_a_keras_layer(keras_run):
+    backend, report = keras_run
+    assert report["behaviour"] == "ok", report["behaviour"]
 
 
 def test_decoder_is_independent_of_refmem():
@@ -106,9 +126,8 @@ def test_decoder_is_independent_of_refmem():
 
 
 def test_reverse_demo_runs_and_writes_its_plot(tmp_path):
-    _need("torch")
+    _need("keras", "torch", "matplotlib")
     out = tmp_path / "alpha.png"
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "keras_reverse_demo.py"), "--steps", "15",
-                           "--out", str(out)], cwd=REPO, env=_env("torch"), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run([sys.executable, REPO / "examples" / "keras_reverse_demo.py", "--steps", "15", "--out", out],
+               cwd=REPO, env=_env("torch"))
     assert "reversal accuracy" in proc.stdout and out.stat().st_size > 5000

@@ -127,6 +127,17 @@ def test_nothing_points_at_the_shared_folder_beside_the_repository():
     assert offenders == []
 
 
+def test_nothing_names_the_old_top_level_documents():
+    """GOLDEN.md, SPEC.md and ARCHITECTURE.md are docs/golden-format.md, docs/spec.md and
+    docs/architecture.md: no page, docstring, help text or example names the old files."""
+    sources = (markdown_files() + sorted((ROOT / "refmem").rglob("*.py")) + sorted((ROOT / "examples").rglob("*.py"))
+               + sorted((ROOT / "tools").rglob("*.py")) + sorted((ROOT / "benchmarks").rglob("*.py")))
+    old = re.compile(r"\b(GOLDEN|SPEC|ARCHITECTURE)\.md\b")
+    offenders = [f"{f.relative_to(ROOT)}:{n}" for f in sources
+                 for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1) if old.search(line)]
+    assert offenders == []
+
+
 _PATH_IN_CODE = re.compile(
     r"`((?:refmem|tests|benchmarks|examples|docs|golden)/[\w./-]*?)(?:::[\w\[\]-]+)?`")
 

@@ -26,12 +26,10 @@ from typing import Any, Literal, NamedTuple
 import pytest
 
 from refmem import catalogue
-from refmem.validation import Array, Mask, Unit, checked, is_checked
+from refmem.validation import Array, Index, Mask, Unit, checked, is_checked
 
 #: Families not yet converted to the rule; each is deleted by the helper that converts it.
-NOT_YET_CONVERTED = {
-    "attention": "rnnsearch.py and additive.py are converted by the rnnsearch follow-up",
-}
+NOT_YET_CONVERTED: dict[str, str] = {}
 
 SUFFIXES = ("_forward", "_backward")
 
@@ -104,12 +102,12 @@ def _is_namedtuple(ann: Any) -> bool:
 
 
 def _is_differentiable(ann: Any) -> bool:
-    """An array (not a mask), a NamedTuple structure, or a tuple of structures (`| None` allowed)."""
+    """An array (not a mask, not indices), a NamedTuple structure, or a tuple of structures (`| None` allowed)."""
     _, ann = _plain(ann)
     if ann is Array or ann is Unit:
         return True
     if isinstance(ann, type) and issubclass(ann, Array):
-        return not issubclass(ann, Mask)
+        return not issubclass(ann, (Mask, Index))
     if _is_namedtuple(ann):
         return True
     if typing.get_origin(ann) is tuple:
@@ -407,3 +405,34 @@ def test_the_checker_catches_a_grads_union_of_options():
 
     found = rule_problems("good", good_forward, opt_backward)
     assert any("not one FGrads NamedTuple" in p for p in found), found
+
+
+class EmbedOutputs(NamedTuple):
+    emb: Array["B T m"]
+
+
+class EmbedCache(NamedTuple):
+    E: Array["K m"]
+
+
+class EmbedGrads(NamedTuple):
+    E: Array["K m"]
+
+
+def test_the_checker_catches_positional_tokens():
+    """Indices (tokens) have no gradient: a positional `Index` argument breaks the rule, a keyword-only one does not."""
+    @checked
+    def embed_backward(d_out: EmbedOutputs, cache: EmbedCache) -> EmbedGrads:
+        pass
+
+    @checked
+    def positional_forward(tokens: Index["B T", "K"], E: Array["K m"]) -> tuple[EmbedOutputs, EmbedCache]:
+        pass
+
+    @checked
+    def keyword_forward(E: Array["K m"], *, tokens: Index["B T", "K"]) -> tuple[EmbedOutputs, EmbedCache]:
+        pass
+
+    found = rule_problems("embed", positional_forward, embed_backward)
+    assert any("the positional argument tokens" in p and "not differentiable" in p for p in found), found
+    assert rule_problems("embed", keyword_forward, embed_backward) == []

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 import pathlib
 
@@ -16,6 +14,8 @@ from refmem import gradcheck
 from refmem import xp as rx
 from refmem.dnc import tasks
 from refmem.dnc.train import TrainConfig, train
+
+from conftest import child_env, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -129,11 +129,7 @@ def test_train_is_deterministic_and_small_runs_work():
 def _train_cli(tmp_path, *options):
     """``python -m refmem train <options> --json PATH``: the curve it writes, and the process."""
     path = tmp_path / "curve.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run([sys.executable, "-m", "refmem", "train", *options, "--json", str(path)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run([sys.executable, "-m", "refmem", "train", *options, "--json", str(path)], env=child_env())
     return json.loads(path.read_text()), proc
 
 

@@ -1,8 +1,8 @@
 """The executable tutorials (docs/tutorials/): listed in the nav, executed by the site build, and
 a block that raises fails `mkdocs build --strict` (a broken cell fails CI).
 
-The tutorials themselves run once per CI run, in `.ci/run`'s site build; here a small site of
-its own shows the mechanism: a raising block fails the strict build, a good block's output is in
+The tutorials themselves run once per CI run, in the one site build of CI (tests/test_docs_build.py,
+under README's test command); here a small site of its own shows the mechanism: a raising block fails the strict build, a good block's output is in
 the page, and `REFMEM_DOCS_EXECUTE=0` shows the blocks without running them.
 """
 
@@ -32,11 +32,15 @@ def test_there_are_four_tutorials_each_in_the_nav_with_executed_blocks():
 
 
 def test_ci_executes_the_tutorials_once():
-    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    build = [ln for ln in ci.splitlines() if "mkdocs build" in ln and not ln.lstrip().startswith("#")]
-    tests = [ln for ln in ci.splitlines() if "pytest" in ln and not ln.lstrip().startswith("#")]
-    assert build and "REFMEM_DOCS_EXECUTE=0" not in build[0]
-    assert tests and all("REFMEM_DOCS_EXECUTE=0" in ln for ln in tests)
+    """CI runs README's test command and builds the site nowhere else; the tests' one build of the
+    site (tests/test_docs_build.py) executes the tutorials: it does not set REFMEM_DOCS_EXECUTE."""
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if not ln.lstrip().startswith("#")]
+    assert not any("mkdocs build" in ln or "REFMEM_DOCS_EXECUTE" in ln for ln in ci)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"Run the tests[^`]*```bash\n(python -m pytest[^\n]*)\n", readme).group(1)
+    assert [ln for ln in ci if "-m pytest" in ln] == [f'step "pytest" {command}']  # exactly README's
+    build = (ROOT / "tests" / "test_docs_build.py").read_text(encoding="utf-8")
+    assert '"mkdocs", "build", "--strict"' in build and "REFMEM_DOCS_EXECUTE" not in build
 
 
 needs_mkdocs = pytest.mark.skipif(

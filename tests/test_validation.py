@@ -15,7 +15,7 @@ import pytest
 
 from refmem import xp as rx
 from refmem.errors import DomainError, DTypeError, NamespaceError, ShapeError
-from refmem.validation import (Array, Axis, Config, Mask, NonNegative, Positive, Seed, Size, Unit, checked,
+from refmem.validation import (Array, Axis, Config, Index, Mask, NonNegative, Positive, Seed, Size, Unit, checked,
                                is_checked, probing, warn_old_call)
 
 B, N, W, H = 2, 5, 3, 4
@@ -102,12 +102,6 @@ def test_np_matrix_is_refused():
     m, k, s = arrays()
     with pytest.raises(DTypeError, match="strengths: expected a plain array, got np.matrix"):
         lookup_forward(m, k, np.matrix(s))
-
-
-def test_masked_array_is_refused_also_by_the_01_checks():
-    from refmem.validation import check_arrays
-    with pytest.raises(DTypeError, match="x: expected a plain array, got a NumPy masked array"):
-        check_arrays({"x": np.ma.masked_array(np.zeros(3), mask=[0, 1, 0])}, {"x": "N"})
 
 
 def test_real_and_complex_of_one_precision_mix():
@@ -220,6 +214,62 @@ def test_masks_are_boolean_or_exactly_zero_one(bad):
         f(e, m)
 
 
+
+@checked
+def embed(E: Array["K m"], *, tokens: Index["B T", "K"]):
+    return "called"
+
+
+def test_indices_are_integers_in_range_of_the_letter_another_argument_binds():
+    E = np.zeros((7, 3))
+    assert embed(E, tokens=np.array([[0, 6, 3], [1, 2, 5]])) == "called"
+    assert embed(E, tokens=np.array([[0, 6, 3]], dtype=np.uint8)) == "called"
+    assert embed(E.astype(np.float32), tokens=np.array([[0, 6]])) == "called"  # outside the one-precision rule
+    with pytest.raises(DomainError, match=r"^tokens: expected indices in \[0, K\) = \[0, 7\), got 7 at \[1, 0\]$"):
+        embed(E, tokens=np.array([[0, 6, 3], [7, 2, 5]]))
+    with pytest.raises(DomainError, match=r"^tokens: expected indices in \[0, K\) = \[0, 7\), got -1 at \[0, 2\]$"):
+        embed(E, tokens=np.array([[0, 6, -1]]))
+    for bad in (np.array([[0.0, 1.0]]), np.array([[True, False]])):
+        with pytest.raises(DTypeError, match=r"^tokens: expected an integer array of indices in \[0, K\), got dtype"):
+            embed(E, tokens=bad)
+    with pytest.raises(ShapeError, match=r"^tokens: expected shape \(B, T\)"):
+        embed(E, tokens=np.array([0, 1]))
+    with pytest.raises(ShapeError, match="empty"):
+        embed(E, tokens=np.zeros((2, 0), dtype=np.int64))
+    with pytest.raises(DTypeError, match="tokens: expected an array"):
+        embed(E, tokens=[[0, 1]])
+
+
+def test_index_bound_after_the_indices_and_in_other_libraries():
+    @checked
+    def f(tokens: Index["B T", "K"], E: Array["K m"]):  # K fixed by an argument that comes later
+        return "called"
+
+    assert f(np.array([[4]]), np.zeros((5, 2))) == "called"
+    with pytest.raises(DomainError, match=r"^tokens: expected indices in \[0, K\) = \[0, 4\), got 4 at \[0, 0\]$"):
+        f(np.array([[4]]), np.zeros((4, 2)))
+    xs = pytest.importorskip("array_api_strict")
+    assert embed(xs.asarray(np.zeros((7, 3))), tokens=xs.asarray([[0, 6]])) == "called"
+    with pytest.raises(DomainError, match=r"tokens: expected indices in \[0, K\) = \[0, 7\), got 9 at \[0, 1\]"):
+        embed(xs.asarray(np.zeros((7, 3))), tokens=xs.asarray([[0, 9]]))
+    with pytest.raises(DTypeError, match="tokens: expected an integer array"):
+        embed(xs.asarray(np.zeros((7, 3))), tokens=xs.asarray([[0.0, 1.0]]))
+    with pytest.raises(NamespaceError, match="tokens: expected an array of the same library as E"):
+        embed(xs.asarray(np.zeros((7, 3))), tokens=np.array([[0, 1]]))
+
+
+def test_an_index_declaration_needs_its_bound():
+    with pytest.raises(TypeError, match=r"Index\[\.\.\.\] takes the axes and the letter of the bound"):
+        Index["B T"]
+
+    @checked
+    def f(tokens: Index["B T", "K"]):
+        return "called"
+
+    with pytest.raises(TypeError, match="needs another argument of the call to fix K"):
+        f(np.array([[0]]))
+
+
 # ----------------------------------------------------------------------------- structures
 
 
@@ -329,6 +379,24 @@ def test_a_derived_size_bound_after_its_user_is_still_checked():
         f(np.zeros((B, 2, 4)), np.zeros((B, 2, N, N)))
 
 
+def test_a_derived_size_bound_wrong_is_named_where_it_was_bound_even_when_a_later_argument_disagrees():
+    """`K` first bound by `modes` to 4 (not read_mode_width(nw=1) = 3), then `other` of K = 3 disagrees with
+    `modes`: the error names `modes`, the argument that breaks the rule, and states the rule truly."""
+    @checked(derive={"K": read_mode_width})
+    def f(link: Array["B nw N N"], modes: Array["B R K"], other: Array["B K"]):
+        return "called"
+
+    link = np.zeros((B, 1, N, N))
+    assert f(link, np.zeros((B, 2, 3)), np.zeros((B, 3))) == "called"
+    with pytest.raises(ShapeError) as info:
+        f(link, np.zeros((B, 2, 4)), np.zeros((B, 3)))
+    assert str(info.value) == ("modes: expected shape (B, R, K) = (2, ?, 3), got (2, 2, 4) "
+                               "(K = read_mode_width(nw=1) = 3)")
+    with pytest.raises(ShapeError) as info:  # both wrong alike: the rule is not claimed to give 4
+        f(link, np.zeros((B, 2, 4)), np.zeros((B, 5)))
+    assert "read_mode_width(nw=1) = 4" not in str(info.value)
+
+
 @dataclasses.dataclass(frozen=True)
 class MemoryConfig(Config):
     N: Size
@@ -371,6 +439,16 @@ def test_a_config_binds_its_sizes_and_derived_sizes():
 
 
 # ----------------------------------------------------------------------------- declaration errors, legacy
+
+
+def test_the_01_mechanism_is_gone():
+    import refmem.validation as V
+    from refmem import xp as rx
+
+    for name in ("edge", "checked_by", "check_arrays", "check_array", "check_size", "spec_from_symbols", "fields"):
+        assert not hasattr(V, name), name
+    with pytest.raises(AttributeError):
+        rx.check_array  # noqa: B018 (the 0.1 re-export went with it)
 
 
 def test_bad_declarations_fail_at_decoration():

@@ -7,10 +7,9 @@ runs while the site is built, in the build's own Python process, and renders wit
 
 This hook adds two things:
 
-* **Run once in CI.** With ``REFMEM_DOCS_EXECUTE=0`` the blocks are shown as plain Python blocks
-  (their options dropped) and not run. ``.ci/run`` builds the site with the tutorials executed, then runs the tests with
-  ``REFMEM_DOCS_EXECUTE=0``, so the second site build (``tests/test_docs_build.py``) does not
-  execute them again.
+* **Run once in CI.** CI builds the site once, in ``tests/test_docs_build.py`` under README's test
+  command, with the tutorials executed. With ``REFMEM_DOCS_EXECUTE=0`` the blocks are shown as
+  plain Python blocks (their options dropped) and not run (a quicker local build).
 * **Their cost.** Each tutorial's build time (its blocks' execution and its rendering) is logged,
   ``tutorial tutorials/allocation.md: 1.3 s``, so a slow cell shows in the CI log.
 """

@@ -11,61 +11,81 @@ Over queries ``q [B, Tq, Dq]``, keys ``k [B, Tk, Dk]`` and values ``v [B, Tk, Dv
 then ``α_t = softmax_j(e_tj)`` over the unmasked keys (masked weights exactly 0) and
 ``c_t = Σ_j α_tj v_j``. Outputs: ``weights [B, Tq, Tk]``, ``context [B, Tq, Dv]``.
 
-The pair follows the project's rule: ``out, cache = attention_forward(...)``,
-``grads = attention_backward(d_out, cache)``. Derivation: docs/derivations/additive.md.
+The pair follows [the backward rule](../conventions.md): ``out, cache = attention_forward(...)``,
+``grads = attention_backward(d_out, cache)``; the arguments are checked once by their annotations
+(the shapes that depend on the score by the forward). Derivation: docs/derivations/additive.md.
 """
 
-from __future__ import annotations
-
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .. import primitives as PR
 from .. import xp as rx
-from ..errors import DomainError
-from ..validation import check_arrays
+from ..errors import DomainError, DTypeError, ShapeError
+from ..validation import Array, Mask, Unit, checked
 
 __all__ = ["SCORES", "AttentionOutputs", "AttentionCache", "AttentionGrads", "attention_forward", "attention_backward"]
 
 #: The two scores of SPEC §8.
 SCORES = ("additive", "general")
 
+Score = Literal["additive", "general"]
+
 
 class AttentionOutputs(NamedTuple):
-    """``weights [B, Tq, Tk]`` (``α``) and ``context [B, Tq, Dv]``."""
+    """The outputs of [`attention_forward`][refmem.attention.additive.attention_forward]."""
 
-    weights: Any
-    context: Any
+    weights: Unit["B Tq Tk"]
+    """`α`: each query's weights over the keys (0 at a masked key)."""
+    context: Array["B Tq Dv"]
+    """`c_t = Σ_j α_tj v_j`."""
 
 
 class AttentionCache(NamedTuple):
-    """The inputs and parameters, ``u`` (``tanh`` of the additive score, ``[B, Tq, Tk, A]``) or ``kw``
-    (``k W``, general), the weights, the mask and the score."""
+    """What [`attention_backward`][refmem.attention.additive.attention_backward] needs."""
 
-    q: Any
-    k: Any
-    v: Any
-    W_q: Any
-    W_k: Any
-    w: Any
-    b: Any
-    u: Any
-    kw: Any
-    weights: Any
-    mask: Any
+    q: Array["B Tq Dq"]
+    """The queries."""
+    k: Array["B Tk Dk"]
+    """The keys."""
+    v: Array["B Tk Dv"]
+    """The values."""
+    W_q: Array["I O"]
+    """`W_q` (`W` of `general`)."""
+    W_k: Array["Dk A"] | None
+    """`W_k`, or `None` (`general`)."""
+    w: Array["A"] | None
+    """`w`, or `None` (`general`)."""
+    b: Array["A"] | None
+    """`b`, or `None`."""
+    u: Array["B Tq Tk A"] | None
+    """`additive`: the `tanh` of the score."""
+    kw: Array["B Tk Dq"] | None
+    """`general`: `k W`."""
+    weights: Array["B Tq Tk"]
+    """The weights."""
+    mask: Mask["B 1 Tk"] | None
+    """The mask as booleans with a query axis, or `None`."""
     score: str
+    """The score."""
 
 
 class AttentionGrads(NamedTuple):
-    """Gradients of ``q``, ``k``, ``v``, ``W_q`` (``W`` of ``general``), ``W_k``, ``w`` and ``b`` (``None`` where
-    the score has no such parameter)."""
+    """The gradients of [`attention_forward`][refmem.attention.additive.attention_forward]'s arguments."""
 
-    q: Any
-    k: Any
-    v: Any
-    W_q: Any
-    W_k: Any = None
-    w: Any = None
-    b: Any = None
+    q: Array["B Tq Dq"]
+    """The gradient of the queries."""
+    k: Array["B Tk Dk"]
+    """The gradient of the keys."""
+    v: Array["B Tk Dv"]
+    """The gradient of the values."""
+    W_q: Array["I O"]
+    """The gradient of `W_q` (`W` of `general`)."""
+    W_k: Array["Dk A"] | None = None
+    """The gradient of `W_k`; `None` for `general`."""
+    w: Array["A"] | None = None
+    """The gradient of `w`; `None` for `general`."""
+    b: Array["A"] | None = None
+    """The gradient of `b`; `None` where there is no bias."""
 
 
 def _masked_softmax(e: Any, mask: Any) -> Any:
@@ -121,66 +141,73 @@ def _attention_back(d_a: Any, d_c: Any, C: AttentionCache) -> AttentionGrads:
     return AttentionGrads(d_qw @ PR.transpose_last(C.W_q), d_kw @ PR.transpose_last(C.W_k), d_v, g_Wq, g_Wk, g_w, g_b)
 
 
-def attention_forward(q: Any, k: Any, v: Any, W_q: Any, W_k: Any | None = None, w: Any | None = None,
-                      b: Any | None = None, *, score: str = "additive",
-                      mask: Any | None = None) -> tuple[AttentionOutputs, AttentionCache]:
+def _check_score_shapes(score: str, q: Any, k: Any, W_q: Any, W_k: Any, w: Any, b: Any) -> None:
+    """The parameters each score needs, of the shapes it needs (the annotations bind the letters)."""
+    if score == "general":
+        for name, value in (("W_k", W_k), ("w", w), ("b", b)):
+            if value is not None:
+                raise DomainError(f"{name}: the general score has no such parameter; expected None")
+        want, symbols = (int(k.shape[-1]), int(q.shape[-1])), "(Dk, Dq)"
+    else:
+        for name, value in (("W_k", W_k), ("w", w)):
+            if value is None:
+                raise DTypeError(f"{name}: expected an array (the additive score uses it), got None")
+        want, symbols = (int(q.shape[-1]), int(w.shape[0])), "(Dq, A)"
+    got = tuple(int(d) for d in W_q.shape)
+    if got != want:
+        raise ShapeError(f"W_q: expected shape {symbols} = {want} for the {score} score, got {got}")
+
+
+@checked
+def attention_forward(q: Array["B Tq Dq"], k: Array["B Tk Dk"], v: Array["B Tk Dv"], W_q: Array["I O"],
+                      W_k: Array["Dk A"] | None = None, w: Array["A"] | None = None, b: Array["A"] | None = None,
+                      *, score: Score = "additive",
+                      mask: Mask["B Tk"] | None = None) -> tuple[AttentionOutputs, AttentionCache]:
     """Attention with the scores of SPEC §8 (see the module docstring).
 
     Args:
-        q: ``[B, Tq, Dq]``, the queries.
-        k: ``[B, Tk, Dk]``, the keys.
-        v: ``[B, Tk, Dv]``, the values.
-        W_q: ``[Dq, A]`` (additive) or ``W [Dk, Dq]`` (general).
-        W_k: ``[Dk, A]`` (additive; ``None`` for general).
-        w: ``[A]`` (additive; ``None`` for general).
-        b: ``None`` or ``[A]``, the bias inside the tanh (additive only).
-        score: ``"additive"`` or ``"general"``.
-        mask: ``None`` or ``[B, Tk]``, bool or 0/1 (0: the key gets weight exactly 0).
+        q: `[B, Tq, Dq]`, the queries.
+        k: `[B, Tk, Dk]`, the keys.
+        v: `[B, Tk, Dv]`, the values.
+        W_q: `[Dq, A]` (additive) or `W [Dk, Dq]` (general).
+        W_k: `[Dk, A]` (additive; `None` for general).
+        w: `[A]` (additive; `None` for general).
+        b: `None` or `[A]`, the bias inside the tanh (additive only).
+        score: `"additive"` or `"general"` (keyword-only).
+        mask: `None` or `[B, Tk]`, bool or 0/1 (0: the key gets weight exactly 0; keyword-only).
 
     Returns:
-        The outputs, an [`AttentionOutputs`][refmem.attention.additive.AttentionOutputs] with ``weights
-            [B, Tq, Tk]`` and ``context [B, Tq, Dv]``, and an [`AttentionCache`][refmem.attention.additive.AttentionCache].
+        outputs: an [`AttentionOutputs`][refmem.attention.additive.AttentionOutputs]
+            `(weights [B, Tq, Tk], context [B, Tq, Dv])`.
+        cache: an [`AttentionCache`][refmem.attention.additive.AttentionCache].
+
+    Raises:
+        refmem.errors.ShapeError: `W_q` of the wrong shape for the score.
+        refmem.errors.DomainError: a parameter the general score does not have.
     """
-    if score not in SCORES:
-        raise DomainError(f"score: expected one of {SCORES}, got {score!r}")
-    arrays = {"q": q, "k": k, "v": v, "W_q": W_q, "W_k": W_k, "w": w, "b": b, "mask": mask}
-    if score == "additive":
-        specs = {"q": "B Tq Dq", "k": "B Tk Dk", "v": "B Tk Dv", "W_q": "Dq A", "W_k": "Dk A", "w": "A", "b": "?A",
-                 "mask": "?B Tk | mask"}
-    else:
-        for name in ("W_k", "w", "b"):
-            if arrays[name] is not None:
-                raise DomainError(f"{name}: the general score has no such parameter; expected None")
-        specs = {"q": "B Tq Dq", "k": "B Tk Dk", "v": "B Tk Dv", "W_q": "Dk Dq", "mask": "?B Tk | mask"}
-    check_arrays(arrays, specs)
+    _check_score_shapes(score, q, k, W_q, W_k, w, b)
     return _attention(score, q, k, v, W_q, W_k, w, b, mask)
 
 
-def attention_backward(d_out: Any, cache: AttentionCache) -> AttentionGrads:
-    """Vector-Jacobian product of [`attention_forward`][refmem.attention.additive.attention_forward].
+@checked
+def attention_backward(d_out: AttentionOutputs, cache: AttentionCache) -> AttentionGrads:
+    """VJP of [`attention_forward`][refmem.attention.additive.attention_forward].
 
     Args:
-        d_out: the gradients of the outputs, an [`AttentionOutputs`][refmem.attention.additive.AttentionOutputs]
-            (or a tuple) holding ``weights [B, Tq, Tk]`` and ``context [B, Tq, Dv]``, each ``None`` for zero.
+        d_out: an [`AttentionOutputs`][refmem.attention.additive.AttentionOutputs] (or a 2-tuple):
+            the gradients of `weights [B, Tq, Tk]` and `context [B, Tq, Dv]`, each `None` for zero.
         cache: the [`AttentionCache`][refmem.attention.additive.AttentionCache] of the forward.
 
     Returns:
-        The gradients, an [`AttentionGrads`][refmem.attention.additive.AttentionGrads]: ``q [B, Tq, Dq]``,
-            ``k [B, Tk, Dk]``, ``v [B, Tk, Dv]``, ``W_q``, ``W_k``, ``w``, ``b`` (``None`` where the score has no
-            such parameter).
+        grads: an [`AttentionGrads`][refmem.attention.additive.AttentionGrads]
+            `(q [B, Tq, Dq], k [B, Tk, Dk], v [B, Tk, Dv], W_q, W_k, w, b)` (`None` where the score has
+            no such parameter).
 
     Derivation: [docs/derivations/additive.md, "Backward"](../derivations/additive.md#backward)
     """
-    if not isinstance(cache, AttentionCache):
-        raise TypeError(f"cache: expected the AttentionCache of attention_forward, got {type(cache).__name__}")
-    if not isinstance(d_out, tuple) or len(d_out) != 2:
-        raise TypeError("d_out: expected an AttentionOutputs (or a 2-tuple) of gradients (weights, context)")
     xp = rx.namespace(cache.q)
-    check_arrays({"the forward's weights": cache.weights, "the forward's v": cache.v, "d_out.weights": d_out[0],
-                  "d_out.context": d_out[1]},
-                 {"the forward's weights": "B Tq Tk", "the forward's v": "B Tk Dv", "d_out.weights": "?B Tq Tk",
-                  "d_out.context": "?B Tq Dv"})
+    d_a, d_c = d_out
     B, Tq, _ = (int(s) for s in cache.weights.shape)
-    d_a = xp.zeros_like(cache.weights) if d_out[0] is None else d_out[0]
-    d_c = xp.zeros((B, Tq, int(cache.v.shape[-1])), dtype=cache.v.dtype) if d_out[1] is None else d_out[1]
+    d_a = xp.zeros_like(cache.weights) if d_a is None else d_a
+    d_c = xp.zeros((B, Tq, int(cache.v.shape[-1])), dtype=cache.v.dtype) if d_c is None else d_c
     return _attention_back(d_a, d_c, cache)

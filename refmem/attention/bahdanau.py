@@ -328,9 +328,17 @@ def attention_weights_forward(e: Scores["... T"], *,
     return AttentionWeightsOutputs(alpha), AttentionWeightsCache(alpha)
 
 
+@checked
+def _weights_of_01_call(d_alpha: Array["... T"], alpha: Unit["... T"]) -> AttentionWeightsCache:
+    """The 0.1 form `attention_weights_backward(d_alpha, alpha)` passes the weights themselves,
+    not the forward's cache: they are checked as 0.1 checked them (`alpha` weights in [0, 1])."""
+    return AttentionWeightsCache(alpha)
+
+
 @checked(legacy=old_backward(lambda: attention_weights_backward, "attention_weights_backward(d_alpha, alpha)",
                              "attention_weights_backward((d_alpha,), cache)", ("d_alpha", "alpha"), (),
-                             lambda a: ((a["d_alpha"],), AttentionWeightsCache(a["alpha"])), lambda g: g.e))
+                             lambda a: ((a["d_alpha"],), _weights_of_01_call(a["d_alpha"], a["alpha"])),
+                             lambda g: g.e))
 def attention_weights_backward(d_out: AttentionWeightsOutputs, cache: AttentionWeightsCache) -> AttentionWeightsGrads:
     """VJP of [`attention_weights_forward`][refmem.attention.bahdanau.attention_weights_forward]: `d_e = α ∘ (d_α - Σ_j d_α ∘ α)`.
 

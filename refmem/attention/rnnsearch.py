@@ -29,21 +29,27 @@ forward's differentiable arguments. Tokens and masks are not differentiated.
 * [`rnnsearch_forward`][refmem.attention.rnnsearch.rnnsearch_forward]: the whole model and its
   teacher-forced log-likelihood.
 
+The arguments are declared in SPEC §7's letters ([`Array`][refmem.validation.Array]`["B Tx n2"]`,
+[`Mask`][refmem.validation.Mask]`["B Tx"]`, the tokens [`Index`][refmem.validation.Index]`["B Tx", "Kx"]`)
+and checked once by [`checked`][refmem.validation.checked]; the tokens and the masks are not
+differentiated, so they are keyword-only, like every option. The widths that SPEC §7 derives from
+others are the functions [`annotation_width`][refmem.attention.rnnsearch.annotation_width] (`2n`),
+[`maxout_width`][refmem.attention.rnnsearch.maxout_width] (`2l`) and
+[`encoder_input_width`][refmem.attention.rnnsearch.encoder_input_width] (`D = m`).
+
 The maths of each pair lives in a private function of the same name without the checks
 (``_gru_cell``, ``_decoder``, ...); the public functions validate their arguments once and call
 it, and refmem's own code calls the private functions, so nothing is validated per step.
 Derivations: docs/derivations/rnnsearch.md.
 """
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 from .. import primitives as PR
 from .. import xp as rx
-from ..errors import DomainError, DTypeError, ShapeError
+from ..errors import DTypeError, ShapeError
 from ..sampling import Sampler
-from ..validation import check_arrays, check_size
+from ..validation import Array, Index, Mask, Seed, Size, Unit, checked
 
 __all__ = [
     "MAXOUT_GAP",
@@ -53,21 +59,26 @@ __all__ = [
     "DeepOutputParams",
     "RNNsearchParams",
     "PARAM_NAMES",
+    "annotation_width",
+    "maxout_width",
+    "encoder_input_width",
     "param_shapes",
     "named",
     "from_named",
     "init_params",
     "EmbeddingOutputs", "EmbeddingCache", "EmbeddingGrads", "embedding_forward", "embedding_backward",
-    "GRUOutputs", "GRUCache", "GRUCellGrads", "gru_cell_forward", "gru_cell_backward",
+    "GRUCellOutputs", "GRUCellCache", "GRUCellGrads", "gru_cell_forward", "gru_cell_backward",
     "EncoderOutputs", "EncoderCache", "EncoderGrads", "encoder_forward", "encoder_backward",
     "InitialStateOutputs", "InitialStateCache", "InitialStateGrads", "initial_state_forward",
     "initial_state_backward",
     "AlignmentOutputs", "AlignmentCache", "AlignmentGrads", "alignment_forward", "alignment_backward",
     "MaxoutOutputs", "MaxoutCache", "MaxoutGrads", "maxout_forward", "maxout_backward",
     "DeepOutputOutputs", "DeepOutputCache", "DeepOutputGrads", "deep_output_forward", "deep_output_backward",
-    "StepOutputs", "StepCache", "StepGrads", "decoder_step_forward", "decoder_step_backward",
+    "DecoderStepOutputs", "DecoderStepCache", "DecoderStepGrads", "decoder_step_forward", "decoder_step_backward",
     "DecoderOutputs", "DecoderCache", "DecoderGrads", "decoder_forward", "decoder_backward",
     "RNNsearchOutputs", "RNNsearchCache", "RNNsearchGrads", "rnnsearch_forward", "rnnsearch_backward",
+    # the names before the backward rule's naming (aliases)
+    "GRUOutputs", "GRUCache", "StepOutputs", "StepCache", "StepGrads",
 ]
 
 #: The smallest gap the catalogue's samplers keep between the two entries of a maxout pair (SPEC §7
@@ -76,85 +87,140 @@ __all__ = [
 MAXOUT_GAP = 1e-3
 
 
-# ----------------------------------------------------------------------------- parameters
+# ----------------------------------------------------------------------------- sizes and parameters
+
+
+def annotation_width(n: int) -> int:
+    """`2n`, the width of an annotation `h_j = [→h_j ; ←h_j]` (the letter `n2` of the annotations)."""
+    return 2 * n
+
+
+def maxout_width(l: int) -> int:
+    """`2l`, the width of the deep output's `t̃` before the maxout over pairs (the letter `l2`)."""
+    return 2 * l
+
+
+def encoder_input_width(m: int) -> int:
+    """`D = m`: the encoder's cells read the embedded source (the letter `D` of their `W_z [D, n]`)."""
+    return m
 
 
 class GRUParams(NamedTuple):
-    """One GRU cell (SPEC §7): ``W_z, W_r, W [D, n]``, ``U_z, U_r, U [n, n]``, ``b_z, b_r, b [n]``.
+    """One GRU cell (SPEC §7). The same type holds their gradients."""
 
-    The same type holds their gradients.
-    """
-
-    W_z: Any
-    U_z: Any
-    b_z: Any
-    W_r: Any
-    U_r: Any
-    b_r: Any
-    W: Any
-    U: Any
-    b: Any
+    W_z: Array["D n"]
+    """The update gate's input weights."""
+    U_z: Array["n n"]
+    """The update gate's recurrent weights."""
+    b_z: Array["n"]
+    """The update gate's bias."""
+    W_r: Array["D n"]
+    """The reset gate's input weights."""
+    U_r: Array["n n"]
+    """The reset gate's recurrent weights."""
+    b_r: Array["n"]
+    """The reset gate's bias."""
+    W: Array["D n"]
+    """The proposal's input weights."""
+    U: Array["n n"]
+    """The proposal's recurrent weights (applied to `r ∘ h_prev`)."""
+    b: Array["n"]
+    """The proposal's bias."""
 
 
 class EncoderParams(NamedTuple):
-    """The encoder: source embedding ``E_x [Kx, m]`` and the two directions' cells (``D = m``)."""
+    """The encoder: the source embedding and the two directions' cells (`D = m`)."""
 
-    E_x: Any
+    E_x: Array["Kx m"]
+    """The source embedding."""
     fwd: GRUParams
+    """The forward direction's cell (`→h_j`)."""
     bwd: GRUParams
+    """The backward direction's cell (`←h_j`)."""
 
 
 class DeepOutputParams(NamedTuple):
-    """The deep output (SPEC §7 steps 5-7): ``U_o [n, 2l]``, ``V_o [m, 2l]``, ``C_o [2n, 2l]``,
-    ``b_o [2l]``, ``W_o [l, Ky]``, ``b_y [Ky]``."""
+    """The deep output (SPEC §7 decoder steps 5-7)."""
 
-    U_o: Any
-    V_o: Any
-    C_o: Any
-    b_o: Any
-    W_o: Any
-    b_y: Any
+    U_o: Array["n l2"]
+    """`s_{i-1}`'s weights in `t̃`."""
+    V_o: Array["m l2"]
+    """`ey_{i-1}`'s weights in `t̃`."""
+    C_o: Array["n2 l2"]
+    """`c_i`'s weights in `t̃`."""
+    b_o: Array["l2"]
+    """`t̃`'s bias."""
+    W_o: Array["l Ky"]
+    """The output weights after the maxout."""
+    b_y: Array["Ky"]
+    """The output bias."""
 
 
 class DecoderParams(NamedTuple):
-    """The decoder (SPEC §7 steps 1-7): target embedding ``E_y [Ky, m]``; alignment ``W_a [n, A]``,
-    ``U_a [2n, A]``, ``b_a [A]``, ``v_a [A]``; gated unit ``W_z, W_r, W [m, n]``, ``U_z, U_r, U [n, n]``,
-    ``C_z, C_r, C [2n, n]``, ``b_z, b_r, b [n]``; deep output as [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
+    """The decoder (SPEC §7 decoder steps 1-7): target embedding, alignment, gated unit and deep
+    output (as [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]). `E_y`, `U_a` and
+    `b_a` may be `None` for [`decoder_step_forward`][refmem.attention.rnnsearch.decoder_step_forward]
+    alone, which does not read them."""
 
-    E_y: Any
-    W_a: Any
-    U_a: Any
-    b_a: Any
-    v_a: Any
-    W_z: Any
-    U_z: Any
-    C_z: Any
-    b_z: Any
-    W_r: Any
-    U_r: Any
-    C_r: Any
-    b_r: Any
-    W: Any
-    U: Any
-    C: Any
-    b: Any
-    U_o: Any
-    V_o: Any
-    C_o: Any
-    b_o: Any
-    W_o: Any
-    b_y: Any
+    E_y: Array["Ky m"] | None
+    """The target embedding."""
+    W_a: Array["n A"]
+    """The alignment's weights of `s_{i-1}`."""
+    U_a: Array["n2 A"] | None
+    """The alignment's weights of the annotations (the keys `h U_a + b_a`)."""
+    b_a: Array["A"] | None
+    """The keys' bias."""
+    v_a: Array["A"]
+    """The alignment's output vector."""
+    W_z: Array["m n"]
+    """The update gate's weights of `ey_{i-1}`."""
+    U_z: Array["n n"]
+    """The update gate's recurrent weights."""
+    C_z: Array["n2 n"]
+    """The update gate's weights of `c_i`."""
+    b_z: Array["n"]
+    """The update gate's bias."""
+    W_r: Array["m n"]
+    """The reset gate's weights of `ey_{i-1}`."""
+    U_r: Array["n n"]
+    """The reset gate's recurrent weights."""
+    C_r: Array["n2 n"]
+    """The reset gate's weights of `c_i`."""
+    b_r: Array["n"]
+    """The reset gate's bias."""
+    W: Array["m n"]
+    """The proposal's weights of `ey_{i-1}`."""
+    U: Array["n n"]
+    """The proposal's recurrent weights."""
+    C: Array["n2 n"]
+    """The proposal's weights of `c_i`."""
+    b: Array["n"]
+    """The proposal's bias."""
+    U_o: Array["n l2"]
+    """As in [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
+    V_o: Array["m l2"]
+    """As in [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
+    C_o: Array["n2 l2"]
+    """As in [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
+    b_o: Array["l2"]
+    """As in [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
+    W_o: Array["l Ky"]
+    """As in [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
+    b_y: Array["Ky"]
+    """As in [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams]."""
 
 
 class RNNsearchParams(NamedTuple):
-    """The whole model: ``encoder`` ([`EncoderParams`][refmem.attention.rnnsearch.EncoderParams]),
-    ``W_s [n, n]`` and ``b_s [n]`` of ``s_0``, ``decoder``
-    ([`DecoderParams`][refmem.attention.rnnsearch.DecoderParams])."""
+    """The whole model."""
 
     encoder: EncoderParams
-    W_s: Any
-    b_s: Any
+    """The encoder's parameters."""
+    W_s: Array["n n"]
+    """The weights of `s_0 = tanh(←h_1 W_s + b_s)`."""
+    b_s: Array["n"]
+    """The bias of `s_0`."""
     decoder: DecoderParams
+    """The decoder's parameters."""
 
 
 _GRU_SHAPES = {"W_z": "D n", "U_z": "n n", "b_z": "n", "W_r": "D n", "U_r": "n n", "b_r": "n",
@@ -164,7 +230,6 @@ _DECODER_SHAPES = {"E_y": "Ky m", "W_a": "n A", "U_a": "n2 A", "b_a": "A", "v_a"
                    "W_r": "m n", "U_r": "n n", "C_r": "n2 n", "b_r": "n",
                    "W": "m n", "U": "n n", "C": "n2 n", "b": "n",
                    "U_o": "n l2", "V_o": "m l2", "C_o": "n2 l2", "b_o": "l2", "W_o": "l Ky", "b_y": "Ky"}
-_OUTPUT_SHAPES = {k: _DECODER_SHAPES[k] for k in DeepOutputParams._fields}
 
 #: The golden (flat) names of the whole model's parameters, in SPEC §7's order: ``E_x``,
 #: ``fwd_W_z .. fwd_b``, ``bwd_W_z .. bwd_b``, ``W_s``, ``b_s``, then the decoder's fields.
@@ -212,7 +277,9 @@ def _orthogonal(xp: Any, s: Sampler, n: int) -> Any:
     return q * sign[None, :]
 
 
-def init_params(xp: Any, Kx: int, Ky: int, m: int, n: int, A: int, l: int, seed: int = 0) -> RNNsearchParams:
+@checked
+def init_params(xp: Any, Kx: Size, Ky: Size, m: Size, n: Size, A: Size, l: Size,
+                seed: Seed = 0) -> RNNsearchParams:
     """Parameters initialised as the paper's appendix B.1 says.
 
     The recurrent matrices (``U_z, U_r, U`` of both encoder directions and of the decoder) are
@@ -232,8 +299,7 @@ def init_params(xp: Any, Kx: int, Ky: int, m: int, n: int, A: int, l: int, seed:
     Returns:
         An [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams].
     """
-    Kx, Ky, m, n, A, l = (check_size(k, v) for k, v in zip(("Kx", "Ky", "m", "n", "A", "l"), (Kx, Ky, m, n, A, l)))
-    s = Sampler(xp, check_size("seed", seed, 0))
+    s = Sampler(xp, seed)
     values = {}
     for name, shape in param_shapes(Kx, Ky, m, n, A, l).items():
         base = name.split("_", 1)[1] if name.startswith(("fwd_", "bwd_")) else name
@@ -248,52 +314,11 @@ def init_params(xp: Any, Kx: int, Ky: int, m: int, n: int, A: int, l: int, seed:
     return from_named(values)
 
 
-# ----------------------------------------------------------------------------- validation helpers
+# ----------------------------------------------------------------------------- helpers
 
 
 def _zeros_if_none(d: Any, like: Any) -> Any:
     return rx.namespace(like).zeros_like(like) if d is None else d
-
-
-def _check_tokens(name: str, tokens: Any, K: int, shape_spec: str, bound: dict[str, int]) -> None:
-    if tokens is None or not (hasattr(tokens, "shape") and hasattr(tokens, "dtype")):
-        raise DTypeError(f"{name}: expected an integer array of token indices, got {type(tokens).__name__}")
-    xp = rx.namespace(tokens)
-    if not xp.isdtype(tokens.dtype, "integral"):
-        raise DTypeError(f"{name}: expected an integer array of token indices, got dtype {tokens.dtype}")
-    axes = shape_spec.split()
-    given = tuple(int(d) for d in tokens.shape)
-    want = tuple(bound.get(a) for a in axes)
-    if len(given) != len(axes) or any(w is not None and w != g for w, g in zip(want, given)):
-        shown = "(" + ", ".join("?" if w is None else str(w) for w in want) + ")"
-        raise ShapeError(f"{name}: expected shape ({', '.join(axes)}) = {shown}, got {given}")
-    for a, g in zip(axes, given):
-        if g < 1:
-            raise ShapeError(f"{name}: size {a} = {g}, expected at least 1")
-        bound.setdefault(a, g)
-    lo, hi = int(xp.min(tokens)), int(xp.max(tokens))
-    if lo < 0 or hi >= K:
-        raise DomainError(f"{name}: expected token indices in [0, {K}), got values in [{lo}, {hi}]")
-
-
-def _fields(prefix: str, obj: Any, shapes: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    return ({f"{prefix}{k}": getattr(obj, k) for k in shapes}, {f"{prefix}{k}": v for k, v in shapes.items()})
-
-
-def _require(name: str, obj: Any, cls: type) -> None:
-    if not isinstance(obj, cls):
-        raise TypeError(f"{name}: expected {cls.__name__}, got {type(obj).__name__}")
-
-
-def _check_cotangents(cache_arrays: dict[str, Any], cache_specs: dict[str, str], d_out: Any, fields: tuple[str, ...],
-                      specs: dict[str, str], sizes: dict[str, int] | None = None) -> None:
-    """A backward's upstream gradients, measured against the shapes its cache recorded."""
-    if not isinstance(d_out, tuple) or len(d_out) != len(fields):
-        raise TypeError(f"d_out: expected a tuple of {len(fields)} gradients ({', '.join(fields)}), "
-                        f"got {type(d_out).__name__}" + (f" of length {len(d_out)}" if isinstance(d_out, tuple) else ""))
-    bound = check_arrays(cache_arrays, cache_specs, sizes=sizes)
-    check_arrays({f"d_out.{f}": v for f, v in zip(fields, d_out)}, {f"d_out.{f}": "?" + specs[f] for f in fields},
-                 sizes=bound, precision_of=cache_arrays)
 
 
 def _as_bool(mask: Any) -> Any:
@@ -307,22 +332,26 @@ def _as_bool(mask: Any) -> Any:
 
 
 class EmbeddingOutputs(NamedTuple):
-    """``emb [..., m]``: the rows of ``E`` picked by the tokens."""
+    """The output of [`embedding_forward`][refmem.attention.rnnsearch.embedding_forward]."""
 
-    emb: Any
+    emb: Array["... m"]
+    """The rows of `E` picked by the tokens."""
 
 
 class EmbeddingCache(NamedTuple):
-    """``onehot [..., K]`` (the tokens as one-hot rows in ``E``'s dtype) and ``E``."""
+    """What [`embedding_backward`][refmem.attention.rnnsearch.embedding_backward] needs."""
 
-    onehot: Any
-    E: Any
+    onehot: Array["... K"]
+    """The tokens as one-hot rows in `E`'s dtype."""
+    E: Array["K m"]
+    """The embedding matrix."""
 
 
 class EmbeddingGrads(NamedTuple):
-    """``E [K, m]``: each token's row receives the sum of its positions' gradients."""
+    """The gradient of [`embedding_forward`][refmem.attention.rnnsearch.embedding_forward]'s argument."""
 
-    E: Any
+    E: Array["K m"]
+    """Each token's row receives the sum of its positions' gradients."""
 
 
 def _onehot(tokens: Any, K: int, like: Any) -> Any:
@@ -344,46 +373,38 @@ def _embedding_back(d_emb: Any, cache: EmbeddingCache) -> Any:
     return PR.transpose_last(xp.reshape(cache.onehot, (-1, K))) @ xp.reshape(d_emb, (-1, m))
 
 
-def embedding_forward(tokens: Any, E: Any) -> tuple[EmbeddingOutputs, EmbeddingCache]:
-    """Embedding lookup, SPEC §7: ``emb[..., :] = E[tokens[...], :]``.
+@checked
+def embedding_forward(E: Array["K m"], *, tokens: Index["...", "K"]) -> tuple[EmbeddingOutputs, EmbeddingCache]:
+    """Embedding lookup, SPEC §7: `emb[..., :] = E[tokens[...], :]`.
 
     Args:
-        tokens: integer token indices ``[...]`` (any shape), each in ``[0, K)``; not differentiated.
-        E: ``[K, m]``, the embedding matrix.
+        E: `[K, m]`, the embedding matrix.
+        tokens: integer token indices `[...]` (any shape), each in `[0, K)`; not differentiated
+            (keyword-only).
 
     Returns:
-        The outputs, an [`EmbeddingOutputs`][refmem.attention.rnnsearch.EmbeddingOutputs] with
-            ``emb [..., m]``, and an [`EmbeddingCache`][refmem.attention.rnnsearch.EmbeddingCache].
+        outputs: an [`EmbeddingOutputs`][refmem.attention.rnnsearch.EmbeddingOutputs] `(emb [..., m])`.
+        cache: an [`EmbeddingCache`][refmem.attention.rnnsearch.EmbeddingCache].
     """
-    check_arrays({"E": E}, {"E": "K m"})
-    xp = rx.namespace(E)
-    if tokens is None or not hasattr(tokens, "dtype") or not xp.isdtype(tokens.dtype, "integral"):
-        raise DTypeError(f"tokens: expected an integer array of token indices, got "
-                         f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
-    bound: dict[str, int] = {}
-    _check_tokens("tokens", tokens, int(E.shape[0]), " ".join(f"t{i}" for i in range(len(tokens.shape))), bound)
     return _embedding(tokens, E)
 
 
-def embedding_backward(d_out: Any, cache: EmbeddingCache) -> EmbeddingGrads:
-    """Vector-Jacobian product of [`embedding_forward`][refmem.attention.rnnsearch.embedding_forward]:
-    ``dE = onehotᵀ d_emb`` (summed over every position).
+@checked
+def embedding_backward(d_out: EmbeddingOutputs, cache: EmbeddingCache) -> EmbeddingGrads:
+    """VJP of [`embedding_forward`][refmem.attention.rnnsearch.embedding_forward]:
+    `dE = onehotᵀ d_emb` (summed over every position).
 
     Args:
-        d_out: the gradients of the outputs, an [`EmbeddingOutputs`][refmem.attention.rnnsearch.EmbeddingOutputs]
-            (or a tuple) holding ``emb [..., m]`` or ``None`` (zero).
+        d_out: an [`EmbeddingOutputs`][refmem.attention.rnnsearch.EmbeddingOutputs] (or a 1-tuple):
+            the gradient of `emb [..., m]` (`None`: zero).
         cache: the [`EmbeddingCache`][refmem.attention.rnnsearch.EmbeddingCache] of the forward.
 
     Returns:
-        The gradients, an [`EmbeddingGrads`][refmem.attention.rnnsearch.EmbeddingGrads] with ``E [K, m]``.
+        grads: an [`EmbeddingGrads`][refmem.attention.rnnsearch.EmbeddingGrads] `(E [K, m])`.
 
     Derivation: [docs/derivations/rnnsearch.md, "1. Embedding"](../derivations/rnnsearch.md#1-embedding)
     """
-    _require("cache", cache, EmbeddingCache)
-    lead = " ".join(f"t{i}" for i in range(len(cache.onehot.shape) - 1))
-    _check_cotangents({"the forward's E": cache.E}, {"the forward's E": "K m"}, d_out, EmbeddingOutputs._fields,
-                      {"emb": f"{lead} m"}, sizes={f"t{i}": int(d) for i, d in enumerate(cache.onehot.shape[:-1])})
-    d_emb = d_out[0]
+    (d_emb,) = d_out
     if d_emb is None:
         return EmbeddingGrads(rx.namespace(cache.E).zeros_like(cache.E))
     return EmbeddingGrads(_embedding_back(d_emb, cache))
@@ -442,34 +463,49 @@ def _gru_back(d_h: Any, c: _GRUCore) -> tuple[Any, Any, Any, Any, Any, Any, Any]
     return d_az, d_ar, d_ah, d_prev, g_Uz, g_Ur, g_U
 
 
-class GRUOutputs(NamedTuple):
-    """``h [B, n]``, the new state."""
+class GRUCellOutputs(NamedTuple):
+    """The output of [`gru_cell_forward`][refmem.attention.rnnsearch.gru_cell_forward]."""
 
-    h: Any
+    h: Array["B n"]
+    """The new state."""
 
 
-class GRUCache(NamedTuple):
-    """The input ``x``, the parameters and the gate values of the step."""
+class GRUCellCache(NamedTuple):
+    """What [`gru_cell_backward`][refmem.attention.rnnsearch.gru_cell_backward] needs."""
 
-    x: Any
+    x: Array["B D"]
+    """The input."""
+    h_prev: Array["B n"]
+    """The previous state."""
     params: GRUParams
-    core: _GRUCore
+    """The parameters."""
+    core: Any
+    """The gate values of the step."""
 
 
 class GRUCellGrads(NamedTuple):
-    """Gradients of ``x [B, D]``, ``h_prev [B, n]`` and ``params`` (a [`GRUParams`][refmem.attention.rnnsearch.GRUParams])."""
+    """The gradients of [`gru_cell_forward`][refmem.attention.rnnsearch.gru_cell_forward]'s arguments."""
 
-    x: Any
-    h_prev: Any
+    x: Array["B D"]
+    """The gradient of the input."""
+    h_prev: Array["B n"]
+    """The gradient of the previous state."""
     params: GRUParams
+    """The gradients of the parameters."""
 
 
-def _gru_cell(x: Any, h_prev: Any, p: GRUParams, mask: Any) -> tuple[GRUOutputs, GRUCache]:
+GRUOutputs = GRUCellOutputs
+"""The name of [`GRUCellOutputs`][refmem.attention.rnnsearch.GRUCellOutputs] before the backward rule."""
+GRUCache = GRUCellCache
+"""The name of [`GRUCellCache`][refmem.attention.rnnsearch.GRUCellCache] before the backward rule."""
+
+
+def _gru_cell(x: Any, h_prev: Any, p: GRUParams, mask: Any) -> tuple[GRUCellOutputs, GRUCellCache]:
     h, core = _gru(x @ p.W_z + p.b_z, x @ p.W_r + p.b_r, x @ p.W + p.b, h_prev, p.U_z, p.U_r, p.U, _as_bool(mask))
-    return GRUOutputs(h), GRUCache(x, p, core)
+    return GRUCellOutputs(h), GRUCellCache(x, h_prev, p, core)
 
 
-def _gru_cell_back(d_h: Any, cache: GRUCache) -> GRUCellGrads:
+def _gru_cell_back(d_h: Any, cache: GRUCellCache) -> GRUCellGrads:
     xp = rx.namespace(cache.x)
     p, x = cache.params, cache.x
     d_az, d_ar, d_ah, d_prev, g_Uz, g_Ur, g_U = _gru_back(d_h, cache.core)
@@ -480,76 +516,80 @@ def _gru_cell_back(d_h: Any, cache: GRUCache) -> GRUCellGrads:
     return GRUCellGrads(d_x, d_prev, g)
 
 
-def gru_cell_forward(x: Any, h_prev: Any, params: GRUParams, *, mask: Any | None = None) -> tuple[GRUOutputs, GRUCache]:
-    """The gated unit of SPEC §7 (the paper's eq. A.1.1; the reset gate acts before ``U``).
+@checked
+def gru_cell_forward(x: Array["B D"], h_prev: Array["B n"], params: GRUParams, *,
+                     mask: Mask["B"] | None = None) -> tuple[GRUCellOutputs, GRUCellCache]:
+    """The gated unit of SPEC §7 (the paper's eq. A.1.1; the reset gate acts before `U`).
 
-    ``z = σ(x W_z + h_prev U_z + b_z)``, ``r = σ(x W_r + h_prev U_r + b_r)``,
-    ``h̃ = tanh(x W + (r ∘ h_prev) U + b)``, ``h = (1 - z) ∘ h_prev + z ∘ h̃``; where ``mask`` is 0
-    the state is carried: ``h = h_prev``.
+    `z = σ(x W_z + h_prev U_z + b_z)`, `r = σ(x W_r + h_prev U_r + b_r)`,
+    `h̃ = tanh(x W + (r ∘ h_prev) U + b)`, `h = (1 - z) ∘ h_prev + z ∘ h̃`; where `mask` is 0
+    the state is carried: `h = h_prev`.
 
     Args:
-        x: ``[B, D]``, the input.
-        h_prev: ``[B, n]``, the previous state.
+        x: `[B, D]`, the input.
+        h_prev: `[B, n]`, the previous state.
         params: a [`GRUParams`][refmem.attention.rnnsearch.GRUParams].
-        mask: ``None`` or ``[B]``, bool or 0/1 (0: a padded step, the state is carried).
+        mask: `None` or `[B]`, bool or 0/1 (0: a padded step, the state is carried; keyword-only).
 
     Returns:
-        The outputs, a [`GRUOutputs`][refmem.attention.rnnsearch.GRUOutputs] with ``h [B, n]``, and a
-            [`GRUCache`][refmem.attention.rnnsearch.GRUCache].
+        outputs: a [`GRUCellOutputs`][refmem.attention.rnnsearch.GRUCellOutputs] `(h [B, n])`.
+        cache: a [`GRUCellCache`][refmem.attention.rnnsearch.GRUCellCache].
     """
-    _require("params", params, GRUParams)
-    arrays, specs = _fields("params.", params, _GRU_SHAPES)
-    check_arrays({**arrays, "x": x, "h_prev": h_prev, "mask": mask},
-                 {**specs, "x": "B D", "h_prev": "B n", "mask": "?B | mask"})
     return _gru_cell(x, h_prev, params, mask)
 
 
-def gru_cell_backward(d_out: Any, cache: GRUCache) -> GRUCellGrads:
-    """Vector-Jacobian product of [`gru_cell_forward`][refmem.attention.rnnsearch.gru_cell_forward].
+@checked
+def gru_cell_backward(d_out: GRUCellOutputs, cache: GRUCellCache) -> GRUCellGrads:
+    """VJP of [`gru_cell_forward`][refmem.attention.rnnsearch.gru_cell_forward].
 
     Args:
-        d_out: the gradients of the outputs, a [`GRUOutputs`][refmem.attention.rnnsearch.GRUOutputs] (or a tuple)
-            holding ``h [B, n]`` or ``None`` (zero).
-        cache: the [`GRUCache`][refmem.attention.rnnsearch.GRUCache] of the forward.
+        d_out: a [`GRUCellOutputs`][refmem.attention.rnnsearch.GRUCellOutputs] (or a 1-tuple): the
+            gradient of `h [B, n]` (`None`: zero).
+        cache: the [`GRUCellCache`][refmem.attention.rnnsearch.GRUCellCache] of the forward.
 
     Returns:
-        The gradients, a [`GRUCellGrads`][refmem.attention.rnnsearch.GRUCellGrads]: ``x [B, D]``, ``h_prev [B, n]``
-            and ``params`` (a [`GRUParams`][refmem.attention.rnnsearch.GRUParams]).
+        grads: a [`GRUCellGrads`][refmem.attention.rnnsearch.GRUCellGrads] `(x [B, D], h_prev [B, n], params)`.
 
     Derivation: [docs/derivations/rnnsearch.md, "2. The GRU cell"](../derivations/rnnsearch.md#2-the-gru-cell)
     """
-    _require("cache", cache, GRUCache)
-    _check_cotangents({"the forward's x": cache.x, "the forward's h_prev": cache.core.h_prev},
-                      {"the forward's x": "B D", "the forward's h_prev": "B n"}, d_out, GRUOutputs._fields,
-                      {"h": "B n"})
-    return _gru_cell_back(_zeros_if_none(d_out[0], cache.core.h_prev), cache)
+    (d_h,) = d_out
+    return _gru_cell_back(_zeros_if_none(d_h, cache.h_prev), cache)
 
 
 # ----------------------------------------------------------------------------- the encoder
 
 
 class EncoderOutputs(NamedTuple):
-    """``h [B, Tx, 2n]``: the annotations ``[→h_j ; ←h_j]``."""
+    """The output of [`encoder_forward`][refmem.attention.rnnsearch.encoder_forward]."""
 
-    h: Any
+    h: Array["B Tx n2"]
+    """The annotations `[→h_j ; ←h_j]`."""
 
 
 class EncoderCache(NamedTuple):
-    """The embedded source, the embedding cache, each direction's step caches (in source order),
-    the parameters and the mask."""
+    """What [`encoder_backward`][refmem.attention.rnnsearch.encoder_backward] needs."""
 
-    emb: Any
+    h: Array["B Tx n2"]
+    """The annotations."""
+    emb: Array["B Tx m"]
+    """The embedded source."""
     embedding: EmbeddingCache
+    """The embedding's cache."""
     fwd: tuple
+    """The forward direction's step caches, in source order."""
     bwd: tuple
+    """The backward direction's step caches, in source order."""
     params: EncoderParams
-    mask: Any
+    """The parameters."""
+    mask: Mask["B Tx"] | None
+    """The source mask as booleans, or `None`."""
 
 
 class EncoderGrads(NamedTuple):
-    """``params``: an [`EncoderParams`][refmem.attention.rnnsearch.EncoderParams] of gradients."""
+    """The gradients of [`encoder_forward`][refmem.attention.rnnsearch.encoder_forward]'s arguments."""
 
     params: EncoderParams
+    """The gradients of the parameters."""
 
 
 def _direction(emb: Any, p: GRUParams, mask: Any, reverse: bool) -> tuple[list, list]:
@@ -599,7 +639,7 @@ def _encoder(x: Any, p: EncoderParams, mask: Any) -> tuple[EncoderOutputs, Encod
     fwd, fwd_cores = _direction(emb, p.fwd, m, reverse=False)
     bwd, bwd_cores = _direction(emb, p.bwd, m, reverse=True)
     h = xp.concat([xp.stack(fwd, axis=1), xp.stack(bwd, axis=1)], axis=-1)
-    return EncoderOutputs(h), EncoderCache(emb, emb_cache, tuple(fwd_cores), tuple(bwd_cores), p, m)
+    return EncoderOutputs(h), EncoderCache(h, emb, emb_cache, tuple(fwd_cores), tuple(bwd_cores), p, m)
 
 
 def _encoder_back(d_h: Any, cache: EncoderCache) -> EncoderGrads:
@@ -610,88 +650,74 @@ def _encoder_back(d_h: Any, cache: EncoderCache) -> EncoderGrads:
     return EncoderGrads(EncoderParams(g_E, g_fwd, g_bwd))
 
 
-def _check_encoder_params(p: Any, bound: dict[str, int] | None = None) -> dict[str, int]:
-    _require("params", p, EncoderParams)
-    _require("params.fwd", p.fwd, GRUParams)
-    _require("params.bwd", p.bwd, GRUParams)
-    arrays, specs = {"params.E_x": p.E_x}, {"params.E_x": "Kx m"}
-    for d in ("fwd", "bwd"):
-        a, s = _fields(f"params.{d}.", getattr(p, d), {k: v.replace("D", "m") for k, v in _GRU_SHAPES.items()})
-        arrays.update(a)
-        specs.update(s)
-    return check_arrays(arrays, specs, sizes=bound)
-
-
-def encoder_forward(x: Any, params: EncoderParams, *, mask: Any | None = None) -> tuple[EncoderOutputs, EncoderCache]:
-    """The bidirectional encoder of SPEC §7: ``h_j = [→h_j ; ←h_j]``.
+@checked(derive={"D": encoder_input_width})
+def encoder_forward(params: EncoderParams, *, x: Index["B Tx", "Kx"],
+                    mask: Mask["B Tx"] | None = None) -> tuple[EncoderOutputs, EncoderCache]:
+    """The bidirectional encoder of SPEC §7: `h_j = [→h_j ; ←h_j]`.
 
     Args:
-        x: ``[B, Tx]`` source token indices in ``[0, Kx)`` (integers; not differentiated).
-        params: an [`EncoderParams`][refmem.attention.rnnsearch.EncoderParams] (``E_x [Kx, m]`` and
-            the two directions' [`GRUParams`][refmem.attention.rnnsearch.GRUParams], ``D = m``).
-        mask: ``None`` or ``[B, Tx]``, bool or 0/1 (0: padding; both directions carry their state
-            over a padded position).
+        params: an [`EncoderParams`][refmem.attention.rnnsearch.EncoderParams] (`E_x [Kx, m]` and
+            the two directions' [`GRUParams`][refmem.attention.rnnsearch.GRUParams], `D = m`).
+        x: `[B, Tx]` source token indices in `[0, Kx)` (integers; not differentiated; keyword-only).
+        mask: `None` or `[B, Tx]`, bool or 0/1 (0: padding; both directions carry their state
+            over a padded position; keyword-only).
 
     Returns:
-        The outputs, an [`EncoderOutputs`][refmem.attention.rnnsearch.EncoderOutputs] with the
-            annotations ``h [B, Tx, 2n]``, and an [`EncoderCache`][refmem.attention.rnnsearch.EncoderCache].
+        outputs: an [`EncoderOutputs`][refmem.attention.rnnsearch.EncoderOutputs] `(h [B, Tx, 2n])`.
+        cache: an [`EncoderCache`][refmem.attention.rnnsearch.EncoderCache].
     """
-    bound = _check_encoder_params(params)
-    _check_tokens("x", x, bound["Kx"], "B Tx", bound)
-    check_arrays({"params.E_x": params.E_x, "mask": mask}, {"params.E_x": "Kx m", "mask": "?B Tx | mask"},
-                 sizes={"B": bound["B"], "Tx": bound["Tx"]})
     return _encoder(x, params, mask)
 
 
-def encoder_backward(d_out: Any, cache: EncoderCache) -> EncoderGrads:
+@checked
+def encoder_backward(d_out: EncoderOutputs, cache: EncoderCache) -> EncoderGrads:
     """Backpropagation through both directions of [`encoder_forward`][refmem.attention.rnnsearch.encoder_forward].
 
     Args:
-        d_out: the gradients of the outputs, an [`EncoderOutputs`][refmem.attention.rnnsearch.EncoderOutputs]
-            (or a tuple) holding ``h [B, Tx, 2n]`` or ``None`` (zero).
+        d_out: an [`EncoderOutputs`][refmem.attention.rnnsearch.EncoderOutputs] (or a 1-tuple): the
+            gradient of `h [B, Tx, 2n]` (`None`: zero).
         cache: the [`EncoderCache`][refmem.attention.rnnsearch.EncoderCache] of the forward.
 
     Returns:
-        The gradients, an [`EncoderGrads`][refmem.attention.rnnsearch.EncoderGrads] whose ``params`` is an
+        grads: an [`EncoderGrads`][refmem.attention.rnnsearch.EncoderGrads] whose `params` is an
             [`EncoderParams`][refmem.attention.rnnsearch.EncoderParams] of gradients.
 
     Derivation: [docs/derivations/rnnsearch.md, "3. The bidirectional encoder"](../derivations/rnnsearch.md#3-the-bidirectional-encoder)
     """
-    _require("cache", cache, EncoderCache)
-    n = int(cache.params.fwd.U.shape[0])
-    _check_cotangents({"the forward's emb": cache.emb}, {"the forward's emb": "B Tx m"}, d_out, EncoderOutputs._fields,
-                      {"h": "B Tx n2"}, sizes={"n2": 2 * n})
-    xp = rx.namespace(cache.emb)
-    d_h = d_out[0]
-    if d_h is None:
-        B, T, _ = (int(d) for d in cache.emb.shape)
-        d_h = xp.zeros((B, T, 2 * n), dtype=cache.emb.dtype)
-    return _encoder_back(d_h, cache)
+    (d_h,) = d_out
+    return _encoder_back(_zeros_if_none(d_h, cache.h), cache)
 
 
 # ----------------------------------------------------------------------------- s_0
 
 
 class InitialStateOutputs(NamedTuple):
-    """``s0 [B, n]``."""
+    """The output of [`initial_state_forward`][refmem.attention.rnnsearch.initial_state_forward]."""
 
-    s0: Any
+    s0: Array["B n"]
+    """The decoder's initial state."""
 
 
 class InitialStateCache(NamedTuple):
-    """``h`` (the annotations), ``W_s`` and ``s0``."""
+    """What [`initial_state_backward`][refmem.attention.rnnsearch.initial_state_backward] needs."""
 
-    h: Any
-    W_s: Any
-    s0: Any
+    h: Array["B Tx n2"]
+    """The annotations."""
+    W_s: Array["n n"]
+    """The weights."""
+    s0: Array["B n"]
+    """The initial state."""
 
 
 class InitialStateGrads(NamedTuple):
-    """Gradients of ``h [B, Tx, 2n]`` (nonzero only in ``←h_1``), ``W_s [n, n]`` and ``b_s [n]``."""
+    """The gradients of [`initial_state_forward`][refmem.attention.rnnsearch.initial_state_forward]'s arguments."""
 
-    h: Any
-    W_s: Any
-    b_s: Any
+    h: Array["B Tx n2"]
+    """The gradient of the annotations (nonzero only in `←h_1`)."""
+    W_s: Array["n n"]
+    """The gradient of `W_s`."""
+    b_s: Array["n"]
+    """The gradient of `b_s`."""
 
 
 def _initial_state(h: Any, W_s: Any, b_s: Any) -> tuple[InitialStateOutputs, InitialStateCache]:
@@ -713,76 +739,88 @@ def _initial_state_back(d_s0: Any, cache: InitialStateCache) -> InitialStateGrad
     return InitialStateGrads(d_h, g_W, xp.sum(d_pre, axis=0))
 
 
-def initial_state_forward(h: Any, W_s: Any, b_s: Any) -> tuple[InitialStateOutputs, InitialStateCache]:
-    """The decoder's initial state, SPEC §7: ``s_0 = tanh(←h_1 W_s + b_s)``.
+@checked(derive={"n2": annotation_width})
+def initial_state_forward(h: Array["B Tx n2"], W_s: Array["n n"],
+                          b_s: Array["n"]) -> tuple[InitialStateOutputs, InitialStateCache]:
+    """The decoder's initial state, SPEC §7: `s_0 = tanh(←h_1 W_s + b_s)`.
 
     Args:
-        h: ``[B, Tx, 2n]``, the annotations; ``←h_1 = h[:, 0, n:]``.
-        W_s: ``[n, n]``.
-        b_s: ``[n]``.
+        h: `[B, Tx, 2n]`, the annotations; `←h_1 = h[:, 0, n:]`.
+        W_s: `[n, n]`.
+        b_s: `[n]`.
 
     Returns:
-        The outputs, an [`InitialStateOutputs`][refmem.attention.rnnsearch.InitialStateOutputs] with ``s0 [B, n]``,
-            and an [`InitialStateCache`][refmem.attention.rnnsearch.InitialStateCache].
+        outputs: an [`InitialStateOutputs`][refmem.attention.rnnsearch.InitialStateOutputs] `(s0 [B, n])`.
+        cache: an [`InitialStateCache`][refmem.attention.rnnsearch.InitialStateCache].
     """
-    bound = check_arrays({"W_s": W_s, "b_s": b_s}, {"W_s": "n n", "b_s": "n"})
-    check_arrays({"W_s": W_s, "h": h}, {"W_s": "n n", "h": "B Tx n2"}, sizes={"n2": 2 * bound["n"]})
     return _initial_state(h, W_s, b_s)
 
 
-def initial_state_backward(d_out: Any, cache: InitialStateCache) -> InitialStateGrads:
-    """Vector-Jacobian product of [`initial_state_forward`][refmem.attention.rnnsearch.initial_state_forward].
+@checked
+def initial_state_backward(d_out: InitialStateOutputs, cache: InitialStateCache) -> InitialStateGrads:
+    """VJP of [`initial_state_forward`][refmem.attention.rnnsearch.initial_state_forward].
 
     Args:
-        d_out: the gradients of the outputs, an [`InitialStateOutputs`][refmem.attention.rnnsearch.InitialStateOutputs]
-            (or a tuple) holding ``s0 [B, n]`` or ``None`` (zero).
+        d_out: an [`InitialStateOutputs`][refmem.attention.rnnsearch.InitialStateOutputs] (or a
+            1-tuple): the gradient of `s0 [B, n]` (`None`: zero).
         cache: the [`InitialStateCache`][refmem.attention.rnnsearch.InitialStateCache] of the forward.
 
     Returns:
-        The gradients, an [`InitialStateGrads`][refmem.attention.rnnsearch.InitialStateGrads]: ``h [B, Tx, 2n]``,
-            ``W_s [n, n]``, ``b_s [n]``.
+        grads: an [`InitialStateGrads`][refmem.attention.rnnsearch.InitialStateGrads]
+            `(h [B, Tx, 2n], W_s [n, n], b_s [n])`.
 
     Derivation: [docs/derivations/rnnsearch.md, "4. The initial state"](../derivations/rnnsearch.md#4-the-initial-state)
     """
-    _require("cache", cache, InitialStateCache)
-    _check_cotangents({"the forward's s0": cache.s0}, {"the forward's s0": "B n"}, d_out, InitialStateOutputs._fields,
-                      {"s0": "B n"})
-    return _initial_state_back(_zeros_if_none(d_out[0], cache.s0), cache)
+    (d_s0,) = d_out
+    return _initial_state_back(_zeros_if_none(d_s0, cache.s0), cache)
 
 
 # ----------------------------------------------------------------------------- the alignment
 
 
 class AlignmentOutputs(NamedTuple):
-    """``alpha [B, Tx]`` (the weights) and ``c [B, 2n]`` (the context)."""
+    """The outputs of [`alignment_forward`][refmem.attention.rnnsearch.alignment_forward]."""
 
-    alpha: Any
-    c: Any
+    alpha: Unit["B Tx"]
+    """The weights (0 at a masked position)."""
+    c: Array["B n2"]
+    """The context `Σ_j α_j h_j`."""
 
 
 class AlignmentCache(NamedTuple):
-    """``s_prev``, ``h``, ``att = tanh(s_prev W_a + keys)`` ``[B, Tx, A]``, the energies ``e``,
-    ``alpha``, ``W_a``, ``v_a``, the mask."""
+    """What [`alignment_backward`][refmem.attention.rnnsearch.alignment_backward] needs."""
 
-    s_prev: Any
-    h: Any
-    att: Any
-    e: Any
-    alpha: Any
-    W_a: Any
-    v_a: Any
-    mask: Any
+    s_prev: Array["B n"]
+    """The decoder state `s_{i-1}`."""
+    h: Array["B Tx n2"]
+    """The annotations."""
+    att: Array["B Tx A"]
+    """`tanh(s_prev W_a + keys)`."""
+    e: Array["B Tx"]
+    """The energies."""
+    alpha: Array["B Tx"]
+    """The weights."""
+    W_a: Array["n A"]
+    """`W_a`."""
+    v_a: Array["A"]
+    """`v_a`."""
+    mask: Mask["B Tx"] | None
+    """The source mask as booleans, or `None`."""
 
 
 class AlignmentGrads(NamedTuple):
-    """Gradients of ``s_prev [B, n]``, ``h [B, Tx, 2n]`` (through the context), ``keys [B, Tx, A]``,
-    ``W_a [n, A]`` and ``v_a [A]``."""
+    """The gradients of [`alignment_forward`][refmem.attention.rnnsearch.alignment_forward]'s arguments."""
 
-    s_prev: Any
-    h: Any
-    keys: Any
-    W_a: Any
-    v_a: Any
+    s_prev: Array["B n"]
+    """The gradient of `s_prev`."""
+    h: Array["B Tx n2"]
+    """The gradient of the annotations through the context."""
+    keys: Array["B Tx A"]
+    """The gradient of the keys."""
+    W_a: Array["n A"]
+    """The gradient of `W_a`."""
+    v_a: Array["A"]
+    """The gradient of `v_a`."""
 
 
 def _masked_softmax(e: Any, mask: Any) -> Any:
@@ -822,53 +860,48 @@ def _alignment_back(d_alpha: Any, d_c: Any, cache: AlignmentCache) -> AlignmentG
     return AlignmentGrads(d_sw @ PR.transpose_last(C.W_a), d_h, d_pre, PR.transpose_last(C.s_prev) @ d_sw, g_v)
 
 
-def alignment_forward(s_prev: Any, h: Any, keys: Any, W_a: Any, v_a: Any, *,
-                      mask: Any | None = None) -> tuple[AlignmentOutputs, AlignmentCache]:
+@checked(derive={"n2": annotation_width})
+def alignment_forward(s_prev: Array["B n"], h: Array["B Tx n2"], keys: Array["B Tx A"], W_a: Array["n A"],
+                      v_a: Array["A"], *, mask: Mask["B Tx"] | None = None) -> tuple[AlignmentOutputs, AlignmentCache]:
     """The alignment model and the context of SPEC §7 decoder steps 1-3.
 
-    ``e_j = tanh(s_prev W_a + keys_j) · v_a``, ``α = softmax_j(e)`` over the unmasked positions,
-    ``c = Σ_j α_j h_j``. The keys ``h U_a + b_a`` are computed once per sequence by the caller.
+    `e_j = tanh(s_prev W_a + keys_j) · v_a`, `α = softmax_j(e)` over the unmasked positions,
+    `c = Σ_j α_j h_j`. The keys `h U_a + b_a` are computed once per sequence by the caller.
 
     Args:
-        s_prev: ``[B, n]``, the decoder state ``s_{i-1}``.
-        h: ``[B, Tx, 2n]``, the annotations.
-        keys: ``[B, Tx, A]``, ``h U_a + b_a``.
-        W_a: ``[n, A]``.
-        v_a: ``[A]``.
-        mask: ``None`` or ``[B, Tx]``, bool or 0/1 (0: padding, weight exactly 0).
+        s_prev: `[B, n]`, the decoder state `s_{i-1}`.
+        h: `[B, Tx, 2n]`, the annotations.
+        keys: `[B, Tx, A]`, `h U_a + b_a`.
+        W_a: `[n, A]`.
+        v_a: `[A]`.
+        mask: `None` or `[B, Tx]`, bool or 0/1 (0: padding, weight exactly 0; keyword-only).
 
     Returns:
-        The outputs, an [`AlignmentOutputs`][refmem.attention.rnnsearch.AlignmentOutputs] with ``alpha [B, Tx]``
-            and ``c [B, 2n]``, and an [`AlignmentCache`][refmem.attention.rnnsearch.AlignmentCache].
+        outputs: an [`AlignmentOutputs`][refmem.attention.rnnsearch.AlignmentOutputs] `(alpha [B, Tx], c [B, 2n])`.
+        cache: an [`AlignmentCache`][refmem.attention.rnnsearch.AlignmentCache].
     """
-    bound = check_arrays({"s_prev": s_prev, "W_a": W_a, "v_a": v_a}, {"s_prev": "B n", "W_a": "n A", "v_a": "A"})
-    check_arrays({"s_prev": s_prev, "h": h, "keys": keys, "mask": mask},
-                 {"s_prev": "B n", "h": "B Tx n2", "keys": "B Tx A", "mask": "?B Tx | mask"},
-                 sizes={"n2": 2 * bound["n"], "A": bound["A"]})
     return _alignment(s_prev, h, keys, W_a, v_a, _as_bool(mask))
 
 
-def alignment_backward(d_out: Any, cache: AlignmentCache) -> AlignmentGrads:
-    """Vector-Jacobian product of [`alignment_forward`][refmem.attention.rnnsearch.alignment_forward].
+@checked
+def alignment_backward(d_out: AlignmentOutputs, cache: AlignmentCache) -> AlignmentGrads:
+    """VJP of [`alignment_forward`][refmem.attention.rnnsearch.alignment_forward].
 
     Args:
-        d_out: the gradients of the outputs, an [`AlignmentOutputs`][refmem.attention.rnnsearch.AlignmentOutputs]
-            (or a tuple) holding ``alpha [B, Tx]`` and ``c [B, 2n]``, each ``None`` for zero.
+        d_out: an [`AlignmentOutputs`][refmem.attention.rnnsearch.AlignmentOutputs] (or a 2-tuple):
+            the gradients of `alpha [B, Tx]` and `c [B, 2n]`, each `None` for zero.
         cache: the [`AlignmentCache`][refmem.attention.rnnsearch.AlignmentCache] of the forward.
 
     Returns:
-        The gradients, an [`AlignmentGrads`][refmem.attention.rnnsearch.AlignmentGrads]: ``s_prev [B, n]``,
-            ``h [B, Tx, 2n]``, ``keys [B, Tx, A]``, ``W_a [n, A]``, ``v_a [A]``.
+        grads: an [`AlignmentGrads`][refmem.attention.rnnsearch.AlignmentGrads]
+            `(s_prev [B, n], h [B, Tx, 2n], keys [B, Tx, A], W_a [n, A], v_a [A])`.
 
     Derivation: [docs/derivations/rnnsearch.md, "5. The alignment"](../derivations/rnnsearch.md#5-the-alignment)
     """
-    _require("cache", cache, AlignmentCache)
-    _check_cotangents({"the forward's alpha": cache.alpha, "the forward's h": cache.h},
-                      {"the forward's alpha": "B Tx", "the forward's h": "B Tx n2"}, d_out, AlignmentOutputs._fields,
-                      {"alpha": "B Tx", "c": "B n2"})
+    d_alpha, d_c = d_out
     xp = rx.namespace(cache.h)
-    d_alpha = _zeros_if_none(d_out[0], cache.alpha)
-    d_c = d_out[1] if d_out[1] is not None else xp.zeros_like(cache.h[:, 0, :])
+    d_alpha = _zeros_if_none(d_alpha, cache.alpha)
+    d_c = d_c if d_c is not None else xp.zeros_like(cache.h[:, 0, :])
     return _alignment_back(d_alpha, d_c, cache)
 
 
@@ -876,21 +909,26 @@ def alignment_backward(d_out: Any, cache: AlignmentCache) -> AlignmentGrads:
 
 
 class MaxoutOutputs(NamedTuple):
-    """``t [..., l]``: the larger of each adjacent pair."""
+    """The output of [`maxout_forward`][refmem.attention.rnnsearch.maxout_forward]."""
 
-    t: Any
+    t: Array["... l"]
+    """The larger of each adjacent pair."""
 
 
 class MaxoutCache(NamedTuple):
-    """``first [..., l]``: True where the first of the pair is the maximum (ties included)."""
+    """What [`maxout_backward`][refmem.attention.rnnsearch.maxout_backward] needs."""
 
-    first: Any
+    first: Mask["... l"]
+    """True where the first of the pair is the maximum (ties included)."""
+    t_tilde: Array["... l2"]
+    """The input."""
 
 
 class MaxoutGrads(NamedTuple):
-    """Gradient of ``t_tilde [..., 2l]``: each pair's larger entry receives the gradient, the other 0."""
+    """The gradient of [`maxout_forward`][refmem.attention.rnnsearch.maxout_forward]'s argument."""
 
-    t_tilde: Any
+    t_tilde: Array["... l2"]
+    """Each pair's larger entry receives the gradient, the other 0."""
 
 
 def _maxout(t_tilde: Any) -> tuple[MaxoutOutputs, MaxoutCache]:
@@ -899,7 +937,7 @@ def _maxout(t_tilde: Any) -> tuple[MaxoutOutputs, MaxoutCache]:
     pairs = xp.reshape(t_tilde, shape[:-1] + (shape[-1] // 2, 2))
     a, b = pairs[..., 0], pairs[..., 1]
     first = PR.real_part(a) >= PR.real_part(b)
-    return MaxoutOutputs(xp.where(first, a, b)), MaxoutCache(first)
+    return MaxoutOutputs(xp.where(first, a, b)), MaxoutCache(first, t_tilde)
 
 
 def _maxout_back(d_t: Any, cache: MaxoutCache) -> Any:
@@ -910,43 +948,42 @@ def _maxout_back(d_t: Any, cache: MaxoutCache) -> Any:
     return xp.reshape(both, shape[:-1] + (2 * shape[-1],))
 
 
-def maxout_forward(t_tilde: Any) -> tuple[MaxoutOutputs, MaxoutCache]:
-    """Maxout over adjacent pairs, SPEC §7 decoder step 6: ``t_k = max(t̃_{2k-1}, t̃_{2k})``.
+@checked
+def maxout_forward(t_tilde: Array["... l2"]) -> tuple[MaxoutOutputs, MaxoutCache]:
+    """Maxout over adjacent pairs, SPEC §7 decoder step 6: `t_k = max(t̃_{2k-1}, t̃_{2k})`.
 
     Args:
-        t_tilde: ``[..., 2l]`` (an even last axis).
+        t_tilde: `[..., 2l]` (an even last axis).
 
     Returns:
-        The outputs, a [`MaxoutOutputs`][refmem.attention.rnnsearch.MaxoutOutputs] with ``t [..., l]``, and a
-            [`MaxoutCache`][refmem.attention.rnnsearch.MaxoutCache] (which of each pair won; on a tie the first).
+        outputs: a [`MaxoutOutputs`][refmem.attention.rnnsearch.MaxoutOutputs] `(t [..., l])`.
+        cache: a [`MaxoutCache`][refmem.attention.rnnsearch.MaxoutCache] (which of each pair won; on a tie the first).
+
+    Raises:
+        refmem.errors.ShapeError: an odd last axis.
     """
-    check_arrays({"t_tilde": t_tilde}, {"t_tilde": "... l2"})
     if int(t_tilde.shape[-1]) % 2:
         raise ShapeError(f"t_tilde: expected an even last axis (2l), got shape {tuple(int(d) for d in t_tilde.shape)}")
     return _maxout(t_tilde)
 
 
-def maxout_backward(d_out: Any, cache: MaxoutCache) -> MaxoutGrads:
-    """Vector-Jacobian product of [`maxout_forward`][refmem.attention.rnnsearch.maxout_forward].
+@checked
+def maxout_backward(d_out: MaxoutOutputs, cache: MaxoutCache) -> MaxoutGrads:
+    """VJP of [`maxout_forward`][refmem.attention.rnnsearch.maxout_forward].
 
     Args:
-        d_out: the gradients of the outputs, a [`MaxoutOutputs`][refmem.attention.rnnsearch.MaxoutOutputs]
-            (or a tuple) holding ``t [..., l]`` (not ``None``: a maxout has no other output).
+        d_out: a [`MaxoutOutputs`][refmem.attention.rnnsearch.MaxoutOutputs] (or a 1-tuple): the
+            gradient of `t [..., l]` (`None`: zero).
         cache: the [`MaxoutCache`][refmem.attention.rnnsearch.MaxoutCache] of the forward.
 
     Returns:
-        The gradients, a [`MaxoutGrads`][refmem.attention.rnnsearch.MaxoutGrads] with ``t_tilde [..., 2l]``.
+        grads: a [`MaxoutGrads`][refmem.attention.rnnsearch.MaxoutGrads] `(t_tilde [..., 2l])`.
 
     Derivation: [docs/derivations/rnnsearch.md, "6. Maxout"](../derivations/rnnsearch.md#6-maxout)
     """
-    _require("cache", cache, MaxoutCache)
-    if not isinstance(d_out, tuple) or len(d_out) != 1 or d_out[0] is None:
-        raise TypeError("d_out: expected a MaxoutOutputs (or a 1-tuple) holding the gradient of t")
-    d_t = d_out[0]
-    if tuple(int(d) for d in getattr(d_t, "shape", ())) != tuple(int(d) for d in cache.first.shape):
-        raise ShapeError(f"d_out.t: expected the shape of t {tuple(int(d) for d in cache.first.shape)}, "
-                         f"got {tuple(int(d) for d in getattr(d_t, 'shape', ()))}")
-    check_arrays({"d_out.t": d_t}, {"d_out.t": "... l"})
+    (d_t,) = d_out
+    if d_t is None:
+        return MaxoutGrads(rx.namespace(cache.t_tilde).zeros_like(cache.t_tilde))
     return MaxoutGrads(_maxout_back(d_t, cache))
 
 
@@ -954,35 +991,48 @@ def maxout_backward(d_out: Any, cache: MaxoutCache) -> MaxoutGrads:
 
 
 class DeepOutputOutputs(NamedTuple):
-    """``p [B, Ky]``: ``p(y_i = k | s_{i-1}, y_{i-1}, c_i)``."""
+    """The output of [`deep_output_forward`][refmem.attention.rnnsearch.deep_output_forward]."""
 
-    p: Any
+    p: Unit["B Ky"]
+    """`p(y_i = k | s_{i-1}, y_{i-1}, c_i)`."""
 
 
 class DeepOutputCache(NamedTuple):
-    """The inputs, ``t_tilde [B, 2l]``, the maxout cache, ``t [B, l]``, the logits ``o [B, Ky]``,
-    ``p`` and ``log_p`` (``o - log Σ exp o``, for the log-likelihood) and the parameters."""
+    """What [`deep_output_backward`][refmem.attention.rnnsearch.deep_output_backward] needs."""
 
-    s_prev: Any
-    ey: Any
-    c: Any
-    t_tilde: Any
+    s_prev: Array["B n"]
+    """`s_{i-1}`."""
+    ey: Array["B m"]
+    """`ey_{i-1}`."""
+    c: Array["B n2"]
+    """The context."""
+    t_tilde: Array["B l2"]
+    """`t̃`."""
     maxout: MaxoutCache
-    t: Any
-    o: Any
-    p: Any
-    log_p: Any
+    """The maxout's cache."""
+    t: Array["B l"]
+    """`t`, after the maxout."""
+    o: Array["B Ky"]
+    """The logits."""
+    p: Array["B Ky"]
+    """The distribution."""
+    log_p: Array["B Ky"]
+    """`o - log Σ exp o`, for the log-likelihood."""
     params: DeepOutputParams
+    """The parameters."""
 
 
 class DeepOutputGrads(NamedTuple):
-    """Gradients of ``s_prev [B, n]``, ``ey [B, m]``, ``c [B, 2n]`` and ``params`` (a
-    [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams])."""
+    """The gradients of [`deep_output_forward`][refmem.attention.rnnsearch.deep_output_forward]'s arguments."""
 
-    s_prev: Any
-    ey: Any
-    c: Any
+    s_prev: Array["B n"]
+    """The gradient of `s_prev`."""
+    ey: Array["B m"]
+    """The gradient of `ey`."""
+    c: Array["B n2"]
+    """The gradient of the context."""
     params: DeepOutputParams
+    """The gradients of the parameters."""
 
 
 def _log_softmax(o: Any) -> Any:
@@ -1017,103 +1067,117 @@ def _deep_output_back(d_p: Any, cache: DeepOutputCache, d_log_p: Any = None) -> 
                            d_tt @ PR.transpose_last(p.C_o), g)
 
 
-def _check_output_params(p: Any, bound: dict[str, int] | None = None, prefix: str = "params.") -> dict[str, int]:
-    arrays, specs = _fields(prefix, p, _OUTPUT_SHAPES)
-    bound = check_arrays(arrays, specs, sizes=bound)
-    if bound["l2"] != 2 * bound["l"]:
-        raise ShapeError(f"{prefix}W_o: expected shape (l, Ky) with 2l = {bound['l2']} (the width of {prefix}b_o), "
-                         f"got {tuple(int(d) for d in p.W_o.shape)}")
-    return bound
-
-
-def deep_output_forward(s_prev: Any, ey: Any, c: Any, params: DeepOutputParams) -> tuple[DeepOutputOutputs, DeepOutputCache]:
+@checked(derive={"n2": annotation_width, "l2": maxout_width})
+def deep_output_forward(s_prev: Array["B n"], ey: Array["B m"], c: Array["B n2"],
+                        params: DeepOutputParams) -> tuple[DeepOutputOutputs, DeepOutputCache]:
     """The deep output with maxout, SPEC §7 decoder steps 5-7.
 
-    ``t̃ = s_prev U_o + ey V_o + c C_o + b_o``, ``t = maxout(t̃)``, ``o = t W_o + b_y``,
-    ``p = softmax(o)`` (computed as ``exp(o - log Σ exp o)``, max-subtracted).
+    `t̃ = s_prev U_o + ey V_o + c C_o + b_o`, `t = maxout(t̃)`, `o = t W_o + b_y`,
+    `p = softmax(o)` (computed as `exp(o - log Σ exp o)`, max-subtracted).
 
     Args:
-        s_prev: ``[B, n]``, ``s_{i-1}``.
-        ey: ``[B, m]``, ``E_y[y_{i-1}]`` (zeros at the first step).
-        c: ``[B, 2n]``, the context ``c_i``.
+        s_prev: `[B, n]`, `s_{i-1}`.
+        ey: `[B, m]`, `E_y[y_{i-1}]` (zeros at the first step).
+        c: `[B, 2n]`, the context `c_i`.
         params: a [`DeepOutputParams`][refmem.attention.rnnsearch.DeepOutputParams].
 
     Returns:
-        The outputs, a [`DeepOutputOutputs`][refmem.attention.rnnsearch.DeepOutputOutputs] with
-            ``p [B, Ky]``, and a [`DeepOutputCache`][refmem.attention.rnnsearch.DeepOutputCache].
+        outputs: a [`DeepOutputOutputs`][refmem.attention.rnnsearch.DeepOutputOutputs] `(p [B, Ky])`.
+        cache: a [`DeepOutputCache`][refmem.attention.rnnsearch.DeepOutputCache].
     """
-    _require("params", params, DeepOutputParams)
-    bound = _check_output_params(params)
-    check_arrays({"s_prev": s_prev, "ey": ey, "c": c}, {"s_prev": "B n", "ey": "B m", "c": "B n2"},
-                 sizes={k: bound[k] for k in ("n", "m", "n2")})
     return _deep_output(s_prev, ey, c, params)
 
 
-def deep_output_backward(d_out: Any, cache: DeepOutputCache) -> DeepOutputGrads:
-    """Vector-Jacobian product of [`deep_output_forward`][refmem.attention.rnnsearch.deep_output_forward].
+@checked
+def deep_output_backward(d_out: DeepOutputOutputs, cache: DeepOutputCache) -> DeepOutputGrads:
+    """VJP of [`deep_output_forward`][refmem.attention.rnnsearch.deep_output_forward].
 
     Args:
-        d_out: the gradients of the outputs, a [`DeepOutputOutputs`][refmem.attention.rnnsearch.DeepOutputOutputs]
-            (or a tuple) holding ``p [B, Ky]`` or ``None`` (zero).
+        d_out: a [`DeepOutputOutputs`][refmem.attention.rnnsearch.DeepOutputOutputs] (or a 1-tuple):
+            the gradient of `p [B, Ky]` (`None`: zero).
         cache: the [`DeepOutputCache`][refmem.attention.rnnsearch.DeepOutputCache] of the forward.
 
     Returns:
-        The gradients, a [`DeepOutputGrads`][refmem.attention.rnnsearch.DeepOutputGrads]: ``s_prev [B, n]``,
-            ``ey [B, m]``, ``c [B, 2n]`` and ``params``.
+        grads: a [`DeepOutputGrads`][refmem.attention.rnnsearch.DeepOutputGrads]
+            `(s_prev [B, n], ey [B, m], c [B, 2n], params)`.
 
     Derivation: [docs/derivations/rnnsearch.md, "7. The deep output"](../derivations/rnnsearch.md#7-the-deep-output)
     """
-    _require("cache", cache, DeepOutputCache)
-    _check_cotangents({"the forward's p": cache.p}, {"the forward's p": "B Ky"}, d_out,
-                      DeepOutputOutputs._fields, {"p": "B Ky"})
-    return _deep_output_back(_zeros_if_none(d_out[0], cache.p), cache)
+    (d_p,) = d_out
+    return _deep_output_back(_zeros_if_none(d_p, cache.p), cache)
 
 
 # ----------------------------------------------------------------------------- one decoder step
 
 
-class StepOutputs(NamedTuple):
-    """``p [B, Ky]`` (step 7), ``alpha [B, Tx]`` (step 2), ``s [B, n]`` (step 4)."""
+class DecoderStepOutputs(NamedTuple):
+    """The outputs of [`decoder_step_forward`][refmem.attention.rnnsearch.decoder_step_forward]."""
 
-    p: Any
-    alpha: Any
-    s: Any
+    p: Unit["B Ky"]
+    """The distribution of the next word (step 7)."""
+    alpha: Unit["B Tx"]
+    """The weights (step 2)."""
+    s: Array["B n"]
+    """The new state (step 4)."""
 
 
-class StepCache(NamedTuple):
-    """The step's input embedding ``ey``, context ``c``, and the caches of its alignment, gated unit
-    and deep output; the parameters."""
+class DecoderStepCache(NamedTuple):
+    """What [`decoder_step_backward`][refmem.attention.rnnsearch.decoder_step_backward] needs."""
 
-    ey: Any
-    c: Any
+    ey: Array["B m"]
+    """The step's input embedding `ey_{i-1}`."""
+    s_prev: Array["B n"]
+    """`s_{i-1}`."""
+    c: Array["B n2"]
+    """The context."""
+    alpha: Array["B Tx"]
+    """The weights."""
+    p: Array["B Ky"]
+    """The distribution."""
     alignment: AlignmentCache
-    gru: _GRUCore
+    """The alignment's cache."""
+    gru: Any
+    """The gated unit's gate values."""
     output: DeepOutputCache
+    """The deep output's cache."""
     params: DecoderParams
+    """The parameters."""
 
 
-class StepGrads(NamedTuple):
-    """Gradients of ``ey_prev [B, m]``, ``s_prev [B, n]``, ``h [B, Tx, 2n]`` (through the context),
-    ``keys [B, Tx, A]`` and ``params``: a [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams]
-    whose ``E_y``, ``U_a`` and ``b_a`` are ``None`` (a step does not use them)."""
+class DecoderStepGrads(NamedTuple):
+    """The gradients of [`decoder_step_forward`][refmem.attention.rnnsearch.decoder_step_forward]'s arguments."""
 
-    ey_prev: Any
-    s_prev: Any
-    h: Any
-    keys: Any
+    ey_prev: Array["B m"]
+    """The gradient of `ey_prev`."""
+    s_prev: Array["B n"]
+    """The gradient of `s_prev`."""
+    h: Array["B Tx n2"]
+    """The gradient of the annotations through the context."""
+    keys: Array["B Tx A"]
+    """The gradient of the keys."""
     params: DecoderParams
+    """The gradients of the parameters; `E_y`, `U_a` and `b_a` are `None` (a step does not use them)."""
+
+
+StepOutputs = DecoderStepOutputs
+"""The name of [`DecoderStepOutputs`][refmem.attention.rnnsearch.DecoderStepOutputs] before the backward rule."""
+StepCache = DecoderStepCache
+"""The name of [`DecoderStepCache`][refmem.attention.rnnsearch.DecoderStepCache] before the backward rule."""
+StepGrads = DecoderStepGrads
+"""The name of [`DecoderStepGrads`][refmem.attention.rnnsearch.DecoderStepGrads] before the backward rule."""
 
 
 def _decoder_step(ey: Any, s_prev: Any, h: Any, keys: Any, p: DecoderParams, mask: Any,
-                  step_mask: Any) -> tuple[StepOutputs, StepCache]:
+                  step_mask: Any) -> tuple[DecoderStepOutputs, DecoderStepCache]:
     (alpha, c), acache = _alignment(s_prev, h, keys, p.W_a, p.v_a, mask)
     s, core = _gru(ey @ p.W_z + c @ p.C_z + p.b_z, ey @ p.W_r + c @ p.C_r + p.b_r, ey @ p.W + c @ p.C + p.b,
                    s_prev, p.U_z, p.U_r, p.U, step_mask)
     (probs,), ocache = _deep_output(s_prev, ey, c, p)
-    return StepOutputs(probs, alpha, s), StepCache(ey, c, acache, core, ocache, p)
+    return DecoderStepOutputs(probs, alpha, s), DecoderStepCache(ey, s_prev, c, alpha, probs, acache, core, ocache, p)
 
 
-def _decoder_step_back(d_p: Any, d_alpha: Any, d_s: Any, cache: StepCache, d_log_p: Any = None) -> StepGrads:
+def _decoder_step_back(d_p: Any, d_alpha: Any, d_s: Any, cache: DecoderStepCache,
+                       d_log_p: Any = None) -> DecoderStepGrads:
     xp = rx.namespace(d_s)
     C, p = cache, cache.params
     go = _deep_output_back(d_p, C.output, d_log_p)
@@ -1129,100 +1193,95 @@ def _decoder_step_back(d_p: Any, d_alpha: Any, d_s: Any, cache: StepCache, d_log
         W_r=eyt @ d_ar, U_r=g_Ur, C_r=ct @ d_ar, b_r=xp.sum(d_ar, axis=0),
         W=eyt @ d_ah, U=g_U, C=ct @ d_ah, b=xp.sum(d_ah, axis=0),
         **go.params._asdict())
-    return StepGrads(d_ey, d_prev + ga.s_prev, ga.h, ga.keys, g)
+    return DecoderStepGrads(d_ey, d_prev + ga.s_prev, ga.h, ga.keys, g)
 
 
-def _check_decoder_params(p: Any, bound: dict[str, int] | None = None, unused: tuple[str, ...] = ()) -> dict[str, int]:
-    _require("params", p, DecoderParams)
-    shapes = {k: v for k, v in _DECODER_SHAPES.items() if not (k in unused and getattr(p, k) is None)}
-    arrays, specs = _fields("params.", p, shapes)
-    bound = check_arrays(arrays, specs, sizes=bound)
-    if bound["n2"] != 2 * bound["n"] or bound["l2"] != 2 * bound["l"]:
-        bad = "params.U_a" if bound["n2"] != 2 * bound["n"] else "params.b_o"
-        raise ShapeError(f"{bad}: expected the widths 2n = {2 * bound['n']} and 2l = {2 * bound['l']} of SPEC §7, "
-                         f"got 2n = {bound['n2']}, 2l = {bound['l2']}")
-    return bound
-
-
-def decoder_step_forward(ey_prev: Any, s_prev: Any, h: Any, keys: Any, params: DecoderParams, *,
-                         mask: Any | None = None, step_mask: Any | None = None) -> tuple[StepOutputs, StepCache]:
-    """One decoder step ``i``, SPEC §7 decoder steps 1-7.
+@checked(derive={"n2": annotation_width, "l2": maxout_width})
+def decoder_step_forward(ey_prev: Array["B m"], s_prev: Array["B n"], h: Array["B Tx n2"], keys: Array["B Tx A"],
+                         params: DecoderParams, *, mask: Mask["B Tx"] | None = None,
+                         step_mask: Mask["B"] | None = None) -> tuple[DecoderStepOutputs, DecoderStepCache]:
+    """One decoder step `i`, SPEC §7 decoder steps 1-7.
 
     Args:
-        ey_prev: ``[B, m]``, ``E_y[y_{i-1}]`` (zeros at ``i = 1``).
-        s_prev: ``[B, n]``, ``s_{i-1}``.
-        h: ``[B, Tx, 2n]``, the annotations.
-        keys: ``[B, Tx, A]``, ``h U_a + b_a`` (computed once per sequence).
-        params: a [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams] (``E_y``, ``U_a``, ``b_a``
-            are not used by a step and may be ``None``).
-        mask: ``None`` or ``[B, Tx]``, the source mask (0: padding).
-        step_mask: ``None`` or ``[B]``, this step's target mask (0: the state is carried).
+        ey_prev: `[B, m]`, `E_y[y_{i-1}]` (zeros at `i = 1`).
+        s_prev: `[B, n]`, `s_{i-1}`.
+        h: `[B, Tx, 2n]`, the annotations.
+        keys: `[B, Tx, A]`, `h U_a + b_a` (computed once per sequence).
+        params: a [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams] (`E_y`, `U_a`, `b_a`
+            are not used by a step and may be `None`).
+        mask: `None` or `[B, Tx]`, the source mask (0: padding; keyword-only).
+        step_mask: `None` or `[B]`, this step's target mask (0: the state is carried; keyword-only).
 
     Returns:
-        The outputs, a [`StepOutputs`][refmem.attention.rnnsearch.StepOutputs] (``p [B, Ky]``,
-            ``alpha [B, Tx]``, ``s [B, n]``), and a [`StepCache`][refmem.attention.rnnsearch.StepCache].
+        outputs: a [`DecoderStepOutputs`][refmem.attention.rnnsearch.DecoderStepOutputs]
+            `(p [B, Ky], alpha [B, Tx], s [B, n])`.
+        cache: a [`DecoderStepCache`][refmem.attention.rnnsearch.DecoderStepCache].
     """
-    bound = _check_decoder_params(params, unused=("E_y", "U_a", "b_a"))
-    check_arrays({"ey_prev": ey_prev, "s_prev": s_prev, "h": h, "keys": keys, "mask": mask, "step_mask": step_mask},
-                 {"ey_prev": "B m", "s_prev": "B n", "h": "B Tx n2", "keys": "B Tx A", "mask": "?B Tx | mask",
-                  "step_mask": "?B | mask"}, sizes={k: bound[k] for k in ("m", "n", "n2", "A")})
     return _decoder_step(ey_prev, s_prev, h, keys, params, _as_bool(mask), _as_bool(step_mask))
 
 
-def decoder_step_backward(d_out: Any, cache: StepCache) -> StepGrads:
-    """Vector-Jacobian product of [`decoder_step_forward`][refmem.attention.rnnsearch.decoder_step_forward].
+@checked
+def decoder_step_backward(d_out: DecoderStepOutputs, cache: DecoderStepCache) -> DecoderStepGrads:
+    """VJP of [`decoder_step_forward`][refmem.attention.rnnsearch.decoder_step_forward].
 
     Args:
-        d_out: the gradients of the outputs, a [`StepOutputs`][refmem.attention.rnnsearch.StepOutputs] (or a tuple)
-            holding ``p [B, Ky]``, ``alpha [B, Tx]`` and ``s [B, n]``, each ``None`` for zero.
-        cache: the [`StepCache`][refmem.attention.rnnsearch.StepCache] of the forward.
+        d_out: a [`DecoderStepOutputs`][refmem.attention.rnnsearch.DecoderStepOutputs] (or a
+            3-tuple): the gradients of `p [B, Ky]`, `alpha [B, Tx]` and `s [B, n]`, each `None` for zero.
+        cache: the [`DecoderStepCache`][refmem.attention.rnnsearch.DecoderStepCache] of the forward.
 
     Returns:
-        The gradients, a [`StepGrads`][refmem.attention.rnnsearch.StepGrads]: ``ey_prev [B, m]``, ``s_prev [B, n]``,
-            ``h [B, Tx, 2n]``, ``keys [B, Tx, A]`` and ``params``.
+        grads: a [`DecoderStepGrads`][refmem.attention.rnnsearch.DecoderStepGrads]
+            `(ey_prev [B, m], s_prev [B, n], h [B, Tx, 2n], keys [B, Tx, A], params)`.
 
     Derivation: [docs/derivations/rnnsearch.md, "8. One decoder step"](../derivations/rnnsearch.md#8-one-decoder-step)
     """
-    _require("cache", cache, StepCache)
-    C = cache
-    _check_cotangents({"the forward's p": C.output.p, "the forward's alpha": C.alignment.alpha,
-                       "the forward's s_prev": C.gru.h_prev},
-                      {"the forward's p": "B Ky", "the forward's alpha": "B Tx", "the forward's s_prev": "B n"},
-                      d_out, StepOutputs._fields, {"p": "B Ky", "alpha": "B Tx", "s": "B n"})
-    return _decoder_step_back(_zeros_if_none(d_out[0], C.output.p), _zeros_if_none(d_out[1], C.alignment.alpha),
-                              _zeros_if_none(d_out[2], C.gru.h_prev), C)
+    d_p, d_alpha, d_s = d_out
+    return _decoder_step_back(_zeros_if_none(d_p, cache.p), _zeros_if_none(d_alpha, cache.alpha),
+                              _zeros_if_none(d_s, cache.s_prev), cache)
 
 
 # ----------------------------------------------------------------------------- the decoder over Ty steps
 
 
 class DecoderOutputs(NamedTuple):
-    """``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]``, ``s [B, Ty, n]`` (``s_1 .. s_Ty``)."""
+    """The outputs of [`decoder_forward`][refmem.attention.rnnsearch.decoder_forward]."""
 
-    p: Any
-    alpha: Any
-    s: Any
+    p: Unit["B Ty Ky"]
+    """The distribution of every target word."""
+    alpha: Unit["B Ty Tx"]
+    """The weights of every step."""
+    s: Array["B Ty n"]
+    """The states `s_1 .. s_Ty`."""
 
 
 class DecoderCache(NamedTuple):
-    """The target embedding cache, the annotations, ``s0``, the keys, one
-    [`StepCache`][refmem.attention.rnnsearch.StepCache] per step and the parameters."""
+    """What [`decoder_backward`][refmem.attention.rnnsearch.decoder_backward] needs."""
 
     embedding: EmbeddingCache
-    h: Any
-    s0: Any
-    keys: Any
+    """The target embedding's cache."""
+    h: Array["B Tx n2"]
+    """The annotations."""
+    s0: Array["B n"]
+    """The initial state."""
+    keys: Array["B Tx A"]
+    """`h U_a + b_a`."""
+    p: Array["B Ty Ky"]
+    """The distributions."""
     steps: tuple
+    """One [`DecoderStepCache`][refmem.attention.rnnsearch.DecoderStepCache] per step."""
     params: DecoderParams
+    """The parameters."""
 
 
 class DecoderGrads(NamedTuple):
-    """Gradients of ``h [B, Tx, 2n]``, ``s0 [B, n]`` and ``params`` (a
-    [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams])."""
+    """The gradients of [`decoder_forward`][refmem.attention.rnnsearch.decoder_forward]'s arguments."""
 
-    h: Any
-    s0: Any
+    h: Array["B Tx n2"]
+    """The gradient of the annotations (through the contexts and the keys)."""
+    s0: Array["B n"]
+    """The gradient of the initial state."""
     params: DecoderParams
+    """The gradients of the parameters."""
 
 
 def _decoder(y: Any, h: Any, s0: Any, p: DecoderParams, mask: Any, target_mask: Any) -> tuple[DecoderOutputs, DecoderCache]:
@@ -1242,7 +1301,7 @@ def _decoder(y: Any, h: Any, s0: Any, p: DecoderParams, mask: Any, target_mask: 
         steps.append(cache)
         ey = ey_all[:, i, :]
     out = DecoderOutputs(xp.stack(lps, axis=1), xp.stack(alphas, axis=1), xp.stack(ss, axis=1))
-    return out, DecoderCache(ecache, h, s0, keys, tuple(steps), p)
+    return out, DecoderCache(ecache, h, s0, keys, out.p, tuple(steps), p)
 
 
 def _decoder_back(d_p: Any, d_alpha: Any, d_s: Any, cache: DecoderCache, d_log_p: Any = None) -> DecoderGrads:
@@ -1277,34 +1336,37 @@ def _decoder_back(d_p: Any, d_alpha: Any, d_s: Any, cache: DecoderCache, d_log_p
     return DecoderGrads(d_h, carry, DecoderParams(**{k: acc[k] for k in DecoderParams._fields}))
 
 
-def _check_decoder_call(y: Any, h: Any, s0: Any, params: Any, mask: Any, target_mask: Any) -> None:
-    bound = _check_decoder_params(params)
-    _check_tokens("y", y, bound["Ky"], "B Ty", bound)
-    check_arrays({"params.W_a": params.W_a, "h": h, "s0": s0, "mask": mask, "target_mask": target_mask},
-                 {"params.W_a": "n A", "h": "B Tx n2", "s0": "B n", "mask": "?B Tx | mask",
-                  "target_mask": "?B Ty | mask"}, sizes={k: bound[k] for k in ("B", "Ty", "n", "n2", "A")})
+def _require_full(params: DecoderParams, where: str) -> None:
+    """The decoder reads `E_y`, `U_a` and `b_a`, which only a step may leave `None`."""
+    for name in ("E_y", "U_a", "b_a"):
+        if getattr(params, name) is None:
+            raise DTypeError(f"{where}{name}: expected an array (the decoder reads it; only decoder_step_forward "
+                             f"leaves it None), got None")
 
 
-def decoder_forward(y: Any, h: Any, s0: Any, params: DecoderParams, *, mask: Any | None = None,
-                    target_mask: Any | None = None) -> tuple[DecoderOutputs, DecoderCache]:
-    """The decoder over ``Ty`` steps under teacher forcing, SPEC §7.
+@checked(derive={"n2": annotation_width, "l2": maxout_width})
+def decoder_forward(h: Array["B Tx n2"], s0: Array["B n"], params: DecoderParams, *, y: Index["B Ty", "Ky"],
+                    mask: Mask["B Tx"] | None = None,
+                    target_mask: Mask["B Ty"] | None = None) -> tuple[DecoderOutputs, DecoderCache]:
+    """The decoder over `Ty` steps under teacher forcing, SPEC §7.
 
-    Step ``i`` reads ``ey_{i-1} = E_y[y_{i-1}]`` (``ey_0 = 0``); the keys ``h U_a + b_a`` are
+    Step `i` reads `ey_{i-1} = E_y[y_{i-1}]` (`ey_0 = 0`); the keys `h U_a + b_a` are
     computed once.
 
     Args:
-        y: ``[B, Ty]`` target token indices in ``[0, Ky)`` (integers; not differentiated).
-        h: ``[B, Tx, 2n]``, the annotations.
-        s0: ``[B, n]``, the initial state.
+        h: `[B, Tx, 2n]`, the annotations.
+        s0: `[B, n]`, the initial state.
         params: a [`DecoderParams`][refmem.attention.rnnsearch.DecoderParams].
-        mask: ``None`` or ``[B, Tx]``, the source mask (0: padding).
-        target_mask: ``None`` or ``[B, Ty]`` (0: padding; the state is carried over the step).
+        y: `[B, Ty]` target token indices in `[0, Ky)` (integers; not differentiated; keyword-only).
+        mask: `None` or `[B, Tx]`, the source mask (0: padding; keyword-only).
+        target_mask: `None` or `[B, Ty]` (0: padding; the state is carried over the step; keyword-only).
 
     Returns:
-        The outputs, a [`DecoderOutputs`][refmem.attention.rnnsearch.DecoderOutputs] (``p [B, Ty, Ky]``,
-            ``alpha [B, Ty, Tx]``, ``s [B, Ty, n]``), and a [`DecoderCache`][refmem.attention.rnnsearch.DecoderCache].
+        outputs: a [`DecoderOutputs`][refmem.attention.rnnsearch.DecoderOutputs]
+            `(p [B, Ty, Ky], alpha [B, Ty, Tx], s [B, Ty, n])`.
+        cache: a [`DecoderCache`][refmem.attention.rnnsearch.DecoderCache].
     """
-    _check_decoder_call(y, h, s0, params, mask, target_mask)
+    _require_full(params, "params.")
     return _decoder(y, h, s0, params, _as_bool(mask), target_mask)
 
 
@@ -1313,33 +1375,27 @@ def _d_decoder(d_out: Any, cache: DecoderCache) -> tuple[Any, Any, Any]:
     B, Tx, _ = (int(d) for d in cache.h.shape)
     Ty = len(cache.steps)
     n = int(cache.s0.shape[-1])
-    Ky = int(cache.params.W_o.shape[-1])
+    Ky = int(cache.p.shape[-1])
     z = lambda *s: xp.zeros(s, dtype=cache.h.dtype)  # noqa: E731
     return (z(B, Ty, Ky) if d_out[0] is None else d_out[0], z(B, Ty, Tx) if d_out[1] is None else d_out[1],
             z(B, Ty, n) if d_out[2] is None else d_out[2])
 
 
-def decoder_backward(d_out: Any, cache: DecoderCache) -> DecoderGrads:
+@checked
+def decoder_backward(d_out: DecoderOutputs, cache: DecoderCache) -> DecoderGrads:
     """Backpropagation through time of [`decoder_forward`][refmem.attention.rnnsearch.decoder_forward].
 
     Args:
-        d_out: the gradients of the outputs, a [`DecoderOutputs`][refmem.attention.rnnsearch.DecoderOutputs]
-            (or a tuple) holding ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]`` and ``s [B, Ty, n]``,
-            each ``None`` for zero.
+        d_out: a [`DecoderOutputs`][refmem.attention.rnnsearch.DecoderOutputs] (or a 3-tuple): the
+            gradients of `p [B, Ty, Ky]`, `alpha [B, Ty, Tx]` and `s [B, Ty, n]`, each `None` for zero.
         cache: the [`DecoderCache`][refmem.attention.rnnsearch.DecoderCache] of the forward.
 
     Returns:
-        The gradients, a [`DecoderGrads`][refmem.attention.rnnsearch.DecoderGrads]: ``h [B, Tx, 2n]`` (through
-            the contexts and the keys), ``s0 [B, n]`` and ``params``.
+        grads: a [`DecoderGrads`][refmem.attention.rnnsearch.DecoderGrads] `(h [B, Tx, 2n], s0 [B, n], params)`:
+            `h` through the contexts and the keys.
 
     Derivation: [docs/derivations/rnnsearch.md, "9. The decoder over Ty steps"](../derivations/rnnsearch.md#9-the-decoder-over-ty-steps)
     """
-    _require("cache", cache, DecoderCache)
-    Ty = len(cache.steps)
-    _check_cotangents({"the forward's h": cache.h, "the forward's s0": cache.s0},
-                      {"the forward's h": "B Tx n2", "the forward's s0": "B n"}, d_out, DecoderOutputs._fields,
-                      {"p": "B Ty Ky", "alpha": "B Ty Tx", "s": "B Ty n"},
-                      sizes={"Ty": Ty, "Ky": int(cache.params.W_o.shape[-1])})
     return _decoder_back(*_d_decoder(d_out, cache), cache)
 
 
@@ -1347,31 +1403,42 @@ def decoder_backward(d_out: Any, cache: DecoderCache) -> DecoderGrads:
 
 
 class RNNsearchOutputs(NamedTuple):
-    """``log_likelihood [B, Ty]`` (``m_i log p(y_i)``; a sentence's log-likelihood is its row sum),
-    ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]``,
-    ``s [B, Ty, n]``."""
+    """The outputs of [`rnnsearch_forward`][refmem.attention.rnnsearch.rnnsearch_forward]."""
 
-    log_likelihood: Any
-    p: Any
-    alpha: Any
-    s: Any
+    log_likelihood: Array["B Ty"]
+    """`m_i log p(y_i)`; a sentence's log-likelihood is its row sum."""
+    p: Unit["B Ty Ky"]
+    """The distribution of every target word."""
+    alpha: Unit["B Ty Tx"]
+    """The weights of every step."""
+    s: Array["B Ty n"]
+    """The decoder's states."""
 
 
 class RNNsearchCache(NamedTuple):
-    """The caches of the encoder, the initial state and the decoder; the target one-hot rows
-    ``[B, Ty, Ky]`` and the target mask as weights ``[B, Ty]``."""
+    """What [`rnnsearch_backward`][refmem.attention.rnnsearch.rnnsearch_backward] needs."""
 
+    h: Array["B Tx n2"]
+    """The annotations."""
+    s0: Array["B n"]
+    """The initial state."""
     encoder: EncoderCache
+    """The encoder's cache."""
     initial: InitialStateCache
+    """The initial state's cache."""
     decoder: DecoderCache
-    target: Any
-    weights: Any
+    """The decoder's cache."""
+    target: Array["B Ty Ky"]
+    """The target tokens as one-hot rows."""
+    weights: Array["B Ty"]
+    """The target mask as weights."""
 
 
 class RNNsearchGrads(NamedTuple):
-    """``params``: an [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams] of gradients."""
+    """The gradients of [`rnnsearch_forward`][refmem.attention.rnnsearch.rnnsearch_forward]'s arguments."""
 
     params: RNNsearchParams
+    """The gradients of the parameters."""
 
 
 def _rnnsearch(x: Any, y: Any, p: RNNsearchParams, mask: Any, target_mask: Any) -> tuple[RNNsearchOutputs, RNNsearchCache]:
@@ -1385,7 +1452,7 @@ def _rnnsearch(x: Any, y: Any, p: RNNsearchParams, mask: Any, target_mask: Any) 
                else xp.astype(_as_bool(target_mask), probs.dtype))
     log_p = xp.stack([st.output.log_p for st in dcache.steps], axis=1)
     ll = xp.sum(target * log_p, axis=-1) * weights  # [B, Ty]
-    return RNNsearchOutputs(ll, probs, alpha, s), RNNsearchCache(ecache, icache, dcache, target, weights)
+    return RNNsearchOutputs(ll, probs, alpha, s), RNNsearchCache(h, s0, ecache, icache, dcache, target, weights)
 
 
 def _rnnsearch_back(d_ll: Any, d_p: Any, d_alpha: Any, d_s: Any, cache: RNNsearchCache) -> RNNsearchGrads:
@@ -1396,61 +1463,49 @@ def _rnnsearch_back(d_ll: Any, d_p: Any, d_alpha: Any, d_s: Any, cache: RNNsearc
     return RNNsearchGrads(RNNsearchParams(ge.params, gi.W_s, gi.b_s, gd.params))
 
 
-def rnnsearch_forward(x: Any, y: Any, params: RNNsearchParams, *, mask: Any | None = None,
-                      target_mask: Any | None = None) -> tuple[RNNsearchOutputs, RNNsearchCache]:
+@checked(derive={"D": encoder_input_width, "n2": annotation_width, "l2": maxout_width})
+def rnnsearch_forward(params: RNNsearchParams, *, x: Index["B Tx", "Kx"], y: Index["B Ty", "Ky"],
+                      mask: Mask["B Tx"] | None = None,
+                      target_mask: Mask["B Ty"] | None = None) -> tuple[RNNsearchOutputs, RNNsearchCache]:
     """The whole RNNsearch under teacher forcing and its log-likelihood, SPEC §7.
 
-    Encoder, ``s_0``, the decoder reading the reference ``y_{i-1}``, and
-    ``log_likelihood_{b,i} = target_mask_{b,i} log p(y_i = y_{b,i})`` (its row sum is the sentence's
+    Encoder, `s_0`, the decoder reading the reference `y_{i-1}`, and
+    `log_likelihood_{b,i} = target_mask_{b,i} log p(y_i = y_{b,i})` (its row sum is the sentence's
     log-likelihood, the paper's objective).
 
     Args:
-        x: ``[B, Tx]`` source token indices in ``[0, Kx)`` (integers; not differentiated).
-        y: ``[B, Ty]`` target token indices in ``[0, Ky)`` (integers; not differentiated).
         params: an [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams].
-        mask: ``None`` or ``[B, Tx]``, the source mask (0: padding).
-        target_mask: ``None`` or ``[B, Ty]``, the target mask (0: padding, left out of the likelihood).
+        x: `[B, Tx]` source token indices in `[0, Kx)` (integers; not differentiated; keyword-only).
+        y: `[B, Ty]` target token indices in `[0, Ky)` (integers; not differentiated; keyword-only).
+        mask: `None` or `[B, Tx]`, the source mask (0: padding; keyword-only).
+        target_mask: `None` or `[B, Ty]`, the target mask (0: padding, left out of the likelihood;
+            keyword-only).
 
     Returns:
-        The outputs, an [`RNNsearchOutputs`][refmem.attention.rnnsearch.RNNsearchOutputs] (``log_likelihood [B, Ty]``,
-            ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]``, ``s [B, Ty, n]``), and an
-            [`RNNsearchCache`][refmem.attention.rnnsearch.RNNsearchCache].
+        outputs: an [`RNNsearchOutputs`][refmem.attention.rnnsearch.RNNsearchOutputs]
+            `(log_likelihood [B, Ty], p [B, Ty, Ky], alpha [B, Ty, Tx], s [B, Ty, n])`.
+        cache: an [`RNNsearchCache`][refmem.attention.rnnsearch.RNNsearchCache].
     """
-    _require("params", params, RNNsearchParams)
-    bound = _check_encoder_params(params.encoder)
-    bound.update({k: v for k, v in _check_decoder_params(params.decoder, {"m": bound["m"]}).items()})
-    check_arrays({"params.W_s": params.W_s, "params.b_s": params.b_s, "params.decoder.W_a": params.decoder.W_a},
-                 {"params.W_s": "n n", "params.b_s": "n", "params.decoder.W_a": "n A"}, sizes={"n": bound["n"]})
-    _check_tokens("x", x, bound["Kx"], "B Tx", bound)
-    _check_tokens("y", y, bound["Ky"], "B Ty", bound)
-    check_arrays({"params.W_s": params.W_s, "mask": mask, "target_mask": target_mask},
-                 {"params.W_s": "n n", "mask": "?B Tx | mask", "target_mask": "?B Ty | mask"},
-                 sizes={k: bound[k] for k in ("B", "Tx", "Ty", "n")})
+    _require_full(params.decoder, "params.decoder.")
     return _rnnsearch(x, y, params, mask, target_mask)
 
 
-def rnnsearch_backward(d_out: Any, cache: RNNsearchCache) -> RNNsearchGrads:
-    """Vector-Jacobian product of [`rnnsearch_forward`][refmem.attention.rnnsearch.rnnsearch_forward].
+@checked
+def rnnsearch_backward(d_out: RNNsearchOutputs, cache: RNNsearchCache) -> RNNsearchGrads:
+    """VJP of [`rnnsearch_forward`][refmem.attention.rnnsearch.rnnsearch_forward].
 
     Args:
-        d_out: the gradients of the outputs, an [`RNNsearchOutputs`][refmem.attention.rnnsearch.RNNsearchOutputs]
-            (or a tuple) holding ``log_likelihood [B, Ty]``, ``p [B, Ty, Ky]``, ``alpha [B, Ty, Tx]`` and
-            ``s [B, Ty, n]``, each ``None`` for zero.
+        d_out: an [`RNNsearchOutputs`][refmem.attention.rnnsearch.RNNsearchOutputs] (or a 4-tuple):
+            the gradients of `log_likelihood [B, Ty]`, `p [B, Ty, Ky]`, `alpha [B, Ty, Tx]` and
+            `s [B, Ty, n]`, each `None` for zero.
         cache: the [`RNNsearchCache`][refmem.attention.rnnsearch.RNNsearchCache] of the forward.
 
     Returns:
-        The gradients, an [`RNNsearchGrads`][refmem.attention.rnnsearch.RNNsearchGrads] whose ``params`` is an
+        grads: an [`RNNsearchGrads`][refmem.attention.rnnsearch.RNNsearchGrads] whose `params` is an
             [`RNNsearchParams`][refmem.attention.rnnsearch.RNNsearchParams] of gradients.
 
     Derivation: [docs/derivations/rnnsearch.md, "10. The whole model and its log-likelihood"](../derivations/rnnsearch.md#10-the-whole-model-and-its-log-likelihood)
     """
-    _require("cache", cache, RNNsearchCache)
-    dc = cache.decoder
-    Ty = len(dc.steps)
-    _check_cotangents({"the forward's h": dc.h, "the forward's s0": dc.s0},
-                      {"the forward's h": "B Tx n2", "the forward's s0": "B n"}, d_out, RNNsearchOutputs._fields,
-                      {"log_likelihood": "B Ty", "p": "B Ty Ky", "alpha": "B Ty Tx", "s": "B Ty n"},
-                      sizes={"Ty": Ty, "Ky": int(dc.params.W_o.shape[-1])})
-    xp = rx.namespace(dc.h)
+    xp = rx.namespace(cache.h)
     d_ll = xp.zeros_like(cache.weights) if d_out[0] is None else d_out[0]
-    return _rnnsearch_back(d_ll, *_d_decoder(tuple(d_out[1:]), dc), cache)
+    return _rnnsearch_back(d_ll, *_d_decoder(tuple(d_out[1:]), cache.decoder), cache)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import adapter_process
 
-HELP = "export, check and verify golden tensors for other frameworks (GOLDEN.md)"
+HELP = "export, check and verify golden tensors for other frameworks (docs/golden-format.md)"
 
 
 def add_arguments(p: ArgumentParser) -> None:

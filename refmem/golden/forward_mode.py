@@ -9,7 +9,7 @@ Both by the complex step ([`refmem.forward_mode`][refmem.forward_mode]), the sto
 frozen in both, evaluated in complex long double (like every other reference: no BLAS, no
 SIMD, the same bits on every machine) and rounded once to float64.
 
-Kept apart from [`refmem.golden.exporter`][refmem.golden.exporter], which calls
+Kept apart from `refmem.golden.exporter` ([`export`][refmem.golden.export]), which calls
 [`reference_tensors`][refmem.golden.forward_mode.reference_tensors] from ``reference``. Their
 tolerances come from the one float32 measurement,
 [`refmem.golden.tolerances.float32_runs`][refmem.golden.tolerances.float32_runs] (the same complex

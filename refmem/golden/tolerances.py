@@ -53,24 +53,25 @@ __all__ = [
     "tolerances", "Measurement",
 ]
 
-#: Safety margins over the measured float32 rounding error, per dtype.
 SAFETY = {"float32": 16.0, "float64": 256.0}
-#: Relative tolerance in units of the dtype's machine epsilon.
+"""Safety margins over the measured float32 rounding error, per dtype."""
 RTOL_ULPS = 16.0
+"""Relative tolerance in units of the dtype's machine epsilon."""
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
-#: The dtypes an implementation is verified in.
+"""The machine epsilon of each dtype."""
 DTYPES = ("float32", "float64")
-#: The emulated float32 runs every tolerance is measured from: ``(rounding, seed)``. Round to nearest;
-#: three stochastic runs (each operation rounded up or down with probability proportional to the
-#: distance: another order of the arithmetic); four faithful runs (stochastic arithmetic, and every
-#: library function, ``exp``, ``tanh``, ``log``, ..., rounded to either neighbour with probability 1/2,
-#: as a float32 library accurate to one ulp may return either).
+"""The dtypes an implementation is verified in."""
 RUNS: tuple[tuple[str, int], ...] = (("nearest", 0), ("stochastic", 1), ("stochastic", 2), ("stochastic", 3),
                                      ("faithful", 1), ("faithful", 2), ("faithful", 3), ("faithful", 4))
-#: The roles that are compared, hence measured.
+"""The emulated float32 runs every tolerance is measured from: ``(rounding, seed)``. Round to nearest;
+three stochastic runs (each operation rounded up or down with probability proportional to the
+distance: another order of the arithmetic); four faithful runs (stochastic arithmetic, and every
+library function, ``exp``, ``tanh``, ``log``, ..., rounded to either neighbour with probability 1/2,
+as a float32 library accurate to one ulp may return either)."""
 COMPARED = ("outputs", "intermediates", "grads", "jvp", "hvp")
-#: The roles a case reads (its arguments).
+"""The roles that are compared, hence measured."""
 _ARGUMENTS = ("inputs", "params", "state")
+"""The roles a case reads (its arguments)."""
 
 
 def round_up(x: float, digits: int = 2) -> float:

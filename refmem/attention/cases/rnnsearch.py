@@ -143,11 +143,11 @@ def _embedding_case() -> Case:
                 "params/E": s.normal((sizes["K"], sizes["m"]))}
 
     def fwd(a, frozen=None):
-        out, _ = RS.embedding_forward(a["inputs/tokens"], a["params/E"])
+        out, _ = RS.embedding_forward(a["params/E"], tokens=a["inputs/tokens"])
         return Forward({"emb": out.emb})
 
     def bwd(a, cot):
-        _, cache = RS.embedding_forward(a["inputs/tokens"], a["params/E"])
+        _, cache = RS.embedding_forward(a["params/E"], tokens=a["inputs/tokens"])
         return {"params/E": RS.embedding_backward(RS.EmbeddingOutputs(cot["emb"]), cache).E}
 
     return _case("rnnsearch_embedding", "default", "SPEC §7 embedding", "embedding_forward",
@@ -183,7 +183,7 @@ def _gru_case(masked: bool) -> Case:
 
     def bwd(a, cot):
         _, cache = run(a)
-        g = RS.gru_cell_backward(RS.GRUOutputs(cot["h"]), cache)
+        g = RS.gru_cell_backward(RS.GRUCellOutputs(cot["h"]), cache)
         out = {"inputs/x": g.x, "inputs/h_prev": g.h_prev}
         out.update({f"params/{k}": v for k, v in g.params._asdict().items()})
         return out
@@ -229,7 +229,7 @@ def _encoder_case(masked: bool) -> Case:
         return a
 
     def run(a):
-        return RS.encoder_forward(a["inputs/x"], _encoder_params(a), mask=a.get("inputs/mask"))
+        return RS.encoder_forward(_encoder_params(a), x=a["inputs/x"], mask=a.get("inputs/mask"))
 
     def fwd(a, frozen=None):
         out, cache = run(a)
@@ -390,7 +390,7 @@ STEP_ORDER = (
 _STEP_PARAMS = tuple(k for k in RS.DecoderParams._fields if k != "E_y")
 
 
-def _step_trace(cache: RS.StepCache) -> dict[str, Any]:
+def _step_trace(cache: RS.DecoderStepCache) -> dict[str, Any]:
     return {"e": cache.alignment.e, "context": cache.c, "z": cache.gru.z, "r": cache.gru.r,
             "s_tilde": cache.gru.h_tilde, "t_tilde": cache.output.t_tilde, "t": cache.output.t,
             "logits": cache.output.o, "log_p": cache.output.log_p}
@@ -424,7 +424,7 @@ def _decoder_step_case(masked: bool) -> Case:
 
     def bwd(a, cot):
         _, _, cache = run(a)
-        g = RS.decoder_step_backward(RS.StepOutputs(cot["p"], cot["alpha"], cot["s"]), cache)
+        g = RS.decoder_step_backward(RS.DecoderStepOutputs(cot["p"], cot["alpha"], cot["s"]), cache)
         xp = rx.namespace(g.h)
         h = a["inputs/h"]
         B, Tx, n2 = (int(d) for d in h.shape)
@@ -473,7 +473,7 @@ def _decoder_case(masked: bool) -> Case:
         return a
 
     def run(a):
-        return RS.decoder_forward(a["inputs/y"], a["inputs/h"], a["inputs/s0"], _decoder_params(a),
+        return RS.decoder_forward(a["inputs/h"], a["inputs/s0"], _decoder_params(a), y=a["inputs/y"],
                                   mask=a.get("inputs/mask"), target_mask=a.get("inputs/target_mask"))
 
     def fwd(a, frozen=None):
@@ -529,7 +529,7 @@ def _model_case(masked: bool) -> Case:
 
     def run(a):
         params = RS.from_named({k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("params/")})
-        return RS.rnnsearch_forward(a["inputs/x"], a["inputs/y"], params, mask=a.get("inputs/mask"),
+        return RS.rnnsearch_forward(params, x=a["inputs/x"], y=a["inputs/y"], mask=a.get("inputs/mask"),
                                     target_mask=a.get("inputs/target_mask"))
 
     def fwd(a, frozen=None):
