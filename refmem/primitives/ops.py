@@ -191,8 +191,12 @@ def exclusive_cumprod_vjp(d_out: Any, x: Any, axis: int = -1, prefix: Any = None
     g = _moveaxis_last(d_out, axis)
     v = _moveaxis_last(x, axis)
     n = v.shape[-1]
-    gs = xp.unstack(g, axis=-1)  # every position at once: two operations, not 2n indexings
-    vs = xp.unstack(v, axis=-1)
+    if n >= 32:  # every position at once: two operations, not 2n indexings (NumPy's unstack costs
+        gs = xp.unstack(g, axis=-1)  # about 20 Python calls, more than the indexings below 32 positions)
+        vs = xp.unstack(v, axis=-1)
+    else:
+        gs = [g[..., i] for i in range(n)]
+        vs = [v[..., i] for i in range(n)]
     acc = xp.zeros_like(gs[0] * vs[0])
     s = [acc]
     for i in range(n - 2, -1, -1):
