@@ -85,9 +85,10 @@ def time_all(benches, impls, dtypes, repeats: int, log=print) -> tuple[list[dict
     return records, skipped
 
 
-def table(records: list[dict]) -> str:
-    """The side-by-side table with ratios refmem/torch and refmem/jax (below 1: refmem is faster)."""
-    by = {(r["benchmark"], r["dtype"], r["impl"]): r["median_s"] for r in records}
+def table(records: list[dict], key: str = "median_s") -> str:
+    """The side-by-side table with ratios refmem/torch and refmem/jax (below 1: refmem is faster),
+    of the wall-time medians (``key="median_s"``) or of the CPU-time medians (``"cpu_median_s"``)."""
+    by = {(r["benchmark"], r["dtype"], r["impl"]): r[key] for r in records}
     rows = sorted({(r["benchmark"], r["dtype"]) for r in records}, key=lambda k: (k[0], k[1]))
 
     def ms(v):
@@ -103,6 +104,50 @@ def table(records: list[dict]) -> str:
         r, t, j = (by.get((bench, dtype, i)) for i in ("refmem", "torch", "jax"))
         lines.append(f"{bench:<20} {dtype:<8} {ms(r):>10} {ms(t):>10} {ms(j):>10} {ratio(r, t):>13} {ratio(r, j):>11}")
     return "\n".join(lines)
+
+
+def bandwidth_table(records: list[dict], log=print) -> list[dict]:
+    """Bytes moved per step of every DNC benchmark refmem was timed on, beside its wall and CPU time
+    per step and the time that traffic takes at this machine's copy bandwidth (the memory-bandwidth
+    limit); the ratio is taken with the CPU time (the figure that a loaded machine inflates least).
+
+    The bytes are counted on array-api-strict (`benchmarks.profiling.per_step`): each array
+    operation reading its operands and writing its result once, views free.
+    """
+    from . import profiling
+
+    mine = [r for r in records if r["impl"] == "refmem" and r["benchmark"].startswith("dnc/")]
+    if not mine:
+        return []
+    bandwidth = profiling.copy_bandwidth()
+    log(f"\nbytes moved per step (each array operation reading its operands and writing its result once, "
+        f"counted on array-api-strict) and the time they take at this machine's copy bandwidth, "
+        f"{bandwidth / 1e9:.1f} GB/s (NumPy copy of 256 MB, best of 5)")
+    head = f"{'benchmark':<20} {'dtype':<8} {'MB/step':>9} {'wall ms/step':>13} {'CPU ms/step':>12} " \
+           f"{'GB/s (CPU)':>11} {'bound ms/step':>14} {'CPU/bound':>10}"
+    log(head)
+    log("-" * len(head))
+    out = []
+    by_name = {b.name: b for b in configs.BENCHES}
+    for r in mine:
+        bench = by_name.get(r["benchmark"])
+        if bench is None:
+            continue
+        c = profiling.per_step(bench, r["dtype"])
+        moved = c["bytes_read"] + c["bytes_written"]
+        T = int(bench.sizes["T"])
+        per_step_s = r["median_s"] / T
+        bound = moved / bandwidth
+        rec = {"benchmark": r["benchmark"], "dtype": r["dtype"], "bytes_per_step": moved,
+               "bytes_read_per_step": c["bytes_read"], "bytes_written_per_step": c["bytes_written"],
+               "ops_per_step": c["ops"], "seconds_per_step": per_step_s,
+               "cpu_seconds_per_step": r["cpu_median_s"] / T, "copy_bandwidth_bytes_per_s": bandwidth,
+               "bandwidth_bound_seconds_per_step": bound}
+        out.append(rec)
+        cpu_s = rec["cpu_seconds_per_step"]
+        log(f"{r['benchmark']:<20} {r['dtype']:<8} {moved / 1e6:>9.2f} {per_step_s * 1e3:>13.2f} {cpu_s * 1e3:>12.2f} "
+            f"{moved / cpu_s / 1e9:>11.2f} {bound * 1e3:>14.2f} {cpu_s / bound:>10.1f}")
+    return out
 
 
 def _refuse(o: dict[str, Any]) -> str:
@@ -161,15 +206,19 @@ def main(opts: dict[str, Any] | None = None) -> int:
     print(f"refmem bench: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}; "
           f"threads {meta['threads']}, {repeats} timed repeats each")
     if o["profile"]:
-        from .profiling import profile
+        from .profiling import profile, report
         for bench in configs.select(quick, [o["profile"]]):
             print(f"\nprofile of {bench.name} (float64), one forward+backward:")
             print(profile(bench))
+            print(report(bench))
         return 0
 
     records, skipped = time_all(benches, impls, dtypes, repeats)
     print("\nforward+backward per batch (median of repeats); ratios below 1 mean refmem is faster")
     print(table(records))
+    print("\nthe same, process CPU time (every thread; on a loaded machine the figure to compare)")
+    print(table(records, "cpu_median_s"))
+    traffic = bandwidth_table(records, log=print) if not quick else []
 
     checks: list[dict] = []
     if o["gradcheck"]:
@@ -187,7 +236,7 @@ def main(opts: dict[str, Any] | None = None) -> int:
         print("\npeak memory of BPTT, DNC core (large config)")
         memory = mem.study(quick=quick)
     if o["json"]:
-        out = {"records": records,
+        out = {"records": records, "traffic": traffic,
                "skipped": skipped, "gradcheck": checks, "memory": memory, "meta": meta}
         return _write_json(o["json"], out)
     return 0

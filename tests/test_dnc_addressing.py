@@ -456,3 +456,37 @@ def test_a_case_names_a_convention_exactly_when_its_function_depends_on_one():
     free = {c.function_name for c in catalogue.cases() if c.module == "dnc" and c.variant == "any_convention"}
     assert free == {"allocation", "write_allocation_weights", "memory_update", "temporal_linkage",
                     "directional_weights", "sharpen"}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("N", [6, 40])
+def test_link_outer_forms_are_the_broadcast_bit_for_bit(backend, N):
+    """The link update's `1 - w_i - w_j` and `w_i p_j`, and the erase's `ww_i e_j` (BLAS products
+    from 32 x 32 elements on, broadcasts below), and the whole link equal the broadcast expression
+    times the off-diagonal mask exactly in float32 and float64 (issue 22: the goldens' float32
+    tolerances are measured on these very operations); in complex128 to rounding (a complex BLAS
+    product may fuse the multiply-adds of one complex product)."""
+    xp = rx.backend(backend)
+    rng = np.random.default_rng(N)
+    for dtype in ("float32", "float64", "complex128"):
+        def arr(shape):
+            a = rng.uniform(0, 0.5 / N, shape)
+            if dtype == "complex128":
+                a = a + 1e-3j * rng.normal(size=shape)
+            return xp.asarray(a.astype(dtype))
+
+        def same(a, b):
+            if dtype == "complex128":
+                return np.allclose(rx.to_numpy(a), rx.to_numpy(b), rtol=1e-14, atol=0)
+            return bool(xp.all(a == b))
+
+        w, p, L = arr((3, 2, N)), arr((3, 2, N)), arr((3, 2, N, N))
+        e = arr((3, 2, 5 * N))
+        assert same(A._one_minus_sum(w), (1.0 - w[:, :, :, None]) - w[:, :, None, :])
+        assert same(A._outer(w, p), w[:, :, :, None] * p[:, :, None, :])
+        assert same(A._outer(w, e), w[:, :, :, None] * e[:, :, None, :])
+        off = 1.0 - xp.eye(N, dtype=L.dtype)
+        L = L * off
+        link, precedence, _ = A.temporal_linkage(L, p, w)
+        old = ((1.0 - w[:, :, :, None] - w[:, :, None, :]) * L + w[:, :, :, None] * p[:, :, None, :]) * off
+        assert same(link, old), (dtype, N)

@@ -36,6 +36,7 @@ The options of Csordás & Schmidhuber (ICLR 2019; SPEC §5) are flags of
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from .. import primitives as P
@@ -127,6 +128,26 @@ def interface_layout(cfg: AccessConfig) -> list[tuple[str, tuple[int, ...], str]
         ("forward_sharpness", (R,), "oneplus"),
         ("backward_sharpness", (R,), "oneplus"),
     ] if cfg.link_sharpness else [])
+
+
+@lru_cache(maxsize=64)
+def _interface_plan(cfg: AccessConfig) -> tuple:
+    """The layout as runs: `(activation, start, stop, entries)`, each entry `(name, shape, offset, width)`
+    within its run. Neighbouring sigmoid slices share a run (one sigmoid over the run, the same value
+    on every element); every other slice is a run of its own."""
+    runs: list = []
+    start = 0
+    for name, shape, act in interface_layout(cfg):
+        width = 1
+        for n in shape:
+            width *= n
+        if act == "sigmoid" and runs and runs[-1][0] == "sigmoid" and runs[-1][2] == start:
+            a, s0, _, entries = runs[-1]
+            runs[-1] = (a, s0, start + width, entries + ((name, shape, start - s0, width),))
+        else:
+            runs.append((act, start, start + width, ((name, shape, 0, width),)))
+        start += width
+    return tuple(runs)
 
 
 def interface_size(cfg: AccessConfig) -> int:
@@ -233,6 +254,9 @@ class InterfaceCache(NamedTuple):
     """The raw values of the oneplus slices (`{name: [B, ...]}`, empty without `link_sharpness`)."""
     free_gates: Array["B R"] | None = None
     """The free gates (binds the call's batch and precision)."""
+    blocks: Any = None
+    """The activated sigmoid runs of the interface (`{start: [B, width]}`; neighbouring sigmoid
+    slices are activated as one block), or `None` (the backward then reads the slices)."""
 
 
 class InterfaceGrads(NamedTuple):
@@ -253,13 +277,16 @@ def interface(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig) -
     xi = P.linear(controller_output, W_xi, b_xi)
     parts = {}
     raws = {}
-    start = 0
-    for name, shape, act in interface_layout(cfg):
-        width = 1
-        for s in shape:
-            width *= s
-        raw = xp.reshape(xi[:, start:start + width], (B,) + shape)
-        start += width
+    blocks = {}
+    for act, start, stop, entries in _interface_plan(cfg):
+        if act == "sigmoid" and len(entries) > 1:
+            block = P.sigmoid(xi[:, start:stop])
+            blocks[start] = block
+            for name, shape, offset, width in entries:
+                parts[name] = xp.reshape(block[:, offset:offset + width], (B,) + shape)
+            continue
+        ((name, shape, _, _),) = entries
+        raw = xp.reshape(xi[:, start:stop], (B,) + shape)
         if act == "sigmoid":
             raw = P.sigmoid(raw)
         elif act == "softmax":
@@ -269,7 +296,7 @@ def interface(controller_output: Any, W_xi: Any, b_xi: Any, cfg: AccessConfig) -
             raw = P.oneplus(raw)
         parts[name] = raw
     iface = InterfaceOutputs(**parts)
-    return iface, InterfaceCache(P.LinearCache(controller_output, W_xi), iface, cfg, raws, iface.free_gates)
+    return iface, InterfaceCache(P.LinearCache(controller_output, W_xi), iface, cfg, raws, iface.free_gates, blocks)
 
 
 def interface_vjp(d_interface: Any, cache: InterfaceCache) -> InterfaceGrads:
@@ -282,18 +309,28 @@ def interface_vjp(d_interface: Any, cache: InterfaceCache) -> InterfaceGrads:
     iface = cache.interface
     B = int(iface.free_gates.shape[0])
     xp = rx.namespace(iface.free_gates)
+    blocks = cache.blocks or {}
     pieces = []
-    for name, shape, act in interface_layout(cache.cfg):
-        out = getattr(iface, name)
-        d = getattr(d_interface, name)
-        d = d if d is not None else xp.zeros(out.shape, dtype=out.dtype)
-        if act == "sigmoid":
-            d = d * out * (1.0 - out)
-        elif act == "softmax":
-            d = P.softmax_vjp(d, out, -1)
-        elif act == "oneplus":
-            d = d * P.sigmoid(cache.raw[name])
-        pieces.append(xp.reshape(d, (B, -1)))
+    for act, start, stop, entries in _interface_plan(cache.cfg):
+        ds = []
+        for name, _, _, _ in entries:
+            out = getattr(iface, name)
+            d = getattr(d_interface, name)
+            ds.append(d if d is not None else xp.zeros(out.shape, dtype=out.dtype))
+        if start in blocks:  # a sigmoid run activated as one block: d ∘ s (1 - s) over the block
+            out = blocks[start]
+            d = xp.concat([xp.reshape(d, (B, -1)) for d in ds], axis=-1)
+            pieces.append(d * out * (1.0 - out))
+            continue
+        for (name, _, _, _), d in zip(entries, ds):
+            out = getattr(iface, name)
+            if act == "sigmoid":
+                d = d * out * (1.0 - out)
+            elif act == "softmax":
+                d = P.softmax_vjp(d, out, -1)
+            elif act == "oneplus":
+                d = d * P.sigmoid(cache.raw[name])
+            pieces.append(xp.reshape(d, (B, -1)))
     d_xi = xp.concat(pieces, axis=-1)
     return InterfaceGrads(*P.linear_vjp(d_xi, cache.linear.x, cache.linear.W))
 
@@ -432,9 +469,11 @@ def access_step_vjp(d_read_vectors: Any, d_new_state: AccessState | None, cache:
     # steps 7-9: read weights
     g_read = A.read_weights_vjp(d_wr, cache.read)
     d_memory = P.add_optional(d_memory, g_read.memory)
-    d_link = P.add_optional(d_new_state.link, g_read.link)
+    d_link = g_read.link  # a fresh product of the directional VJP: summed into and masked in place
+    if d_new_state.link is not None:
+        d_link = A._iadd(d_link, d_new_state.link)
     # step 6: link and precedence
-    g_link = A.temporal_linkage_vjp(d_link, d_new_state.precedence, cache.link)
+    g_link = A.temporal_linkage_vjp(d_link, d_new_state.precedence, cache.link, overwrite=True)
     # step 5: memory
     g_mem = A.memory_update_vjp(d_memory, cache.memory)
     d_ww = P.add_optional(P.add_optional(d_new_state.write_weights, g_link.write_weights), g_mem.write_weights)

@@ -102,6 +102,126 @@ def prod_except(x: Any, axis: int) -> Any:
     return before * after
 
 
+def _times_others(d: Any, x: Any, axis: int) -> Any:
+    """`d ∘ prod_except(x, axis)`: `d` itself when the axis holds one factor (the product of no others
+    is 1, and `d ∘ 1 = d` exactly), so a single write head costs no `[B, 1, N, W]` pass of ones."""
+    if x.shape[axis] == 1 and d.dtype == x.dtype:
+        return d
+    return d * prod_except(x, axis)
+
+
+def _prod_heads(x: Any) -> Any:
+    """`Π_k x[:, k]` over axis 1: the one factor itself when there is one (the same value)."""
+    if x.shape[1] == 1:
+        return x[:, 0, ...]
+    return rx.namespace(x).prod(x, axis=1)
+
+
+def _imul(a: Any, b: Any) -> Any:
+    """`a ∘ b` written into `a` (a fresh array the caller owns, of the broadcast shape) where the
+    dtypes agree, by the standard's in-place operator; a new array otherwise (a complex `b`)."""
+    if a.dtype == b.dtype:
+        a *= b
+        return a
+    return a * b
+
+
+def _iadd(a: Any, b: Any) -> Any:
+    """`a + b` written into `a` where the dtypes agree (see `_imul`)."""
+    if a.dtype == b.dtype:
+        a += b
+        return a
+    return a + b
+
+
+def _common(xp: Any, *arrays: Any) -> tuple:
+    """`arrays` in their common dtype (some backends, e.g. torch, do not promote inside matmul)."""
+    dtype = xp.result_type(*arrays)
+    return tuple(a if a.dtype == dtype else xp.astype(a, dtype) for a in arrays)
+
+
+_BLAS_MIN_ELEMENTS = 1024
+"""From this many elements per matrix on (`N × N` of the link, `N × W` of the erase), the
+outer-product forms `1 - w_i - w_j` and `w_i p_j` are computed as BLAS products over a contracted
+axis of two (`_pair_matmul`): several times faster than NumPy's broadcast loops at `N = 128`,
+slower below about `32 × 32`, where the broadcast expression is used. Both give the same values bit
+for bit in real dtypes (every product in the matmul is exact); `tests/test_dnc_addressing.py`
+checks it (in complex dtypes a BLAS may fuse the multiply-adds of one complex product: the same to
+rounding)."""
+
+
+def _pair_matmul(xp: Any, a0: Any, a1: Any, b0: Any, b1: Any) -> Any:
+    """`out[..., i, j] = a0[..., i] b0[..., j] + a1[..., i] b1[..., j]` as one matmul over a contracted
+    axis of two, `[a0 a1] @ [b0 ; b1]`: an `[..., N, N]` result written by the BLAS in one pass
+    (a broadcast `a[..., :, None] ∘ b[..., None, :]` is several times slower). Where every product
+    is exact (a factor 1, or a term 0 ∘ 0) the result equals the broadcast expression bit for bit
+    in real dtypes."""
+    if not a0.dtype == a1.dtype == b0.dtype == b1.dtype:
+        a0, a1, b0, b1 = _common(xp, a0, a1, b0, b1)
+    return xp.stack([a0, a1], axis=-1) @ xp.stack([b0, b1], axis=-2)
+
+
+def _one_minus_sum(w: Any) -> Any:
+    """`F[..., i, j] = 1 - w_i - w_j` (computed as `(1 - w_i) - w_j`), a fresh `[..., N, N]` array:
+    from `_BLAS_MIN_ELEMENTS` on `[1 - w, 1] @ [1 ; -w]`,
+    whose products are exact, so the same values as the broadcast."""
+    if int(w.shape[-1]) ** 2 < _BLAS_MIN_ELEMENTS:
+        return (1.0 - w[..., :, None]) - w[..., None, :]
+    xp = rx.namespace(w)
+    ones = xp.ones_like(w)
+    return _pair_matmul(xp, 1.0 - w, ones, ones, -w)
+
+
+def _outer(w: Any, p: Any) -> Any:
+    """`w[..., i] p[..., j]`, a fresh `[..., N, M]` array: from
+    `_BLAS_MIN_ELEMENTS` on `[w, 0] @ [p ; 0]` (the same values)."""
+    if int(w.shape[-1]) * int(p.shape[-1]) < _BLAS_MIN_ELEMENTS:
+        return w[..., :, None] * p[..., None, :]
+    xp = rx.namespace(w, p)
+    return _pair_matmul(xp, w, xp.zeros_like(w), p, xp.zeros_like(p))
+
+
+def _row_sums(x: Any) -> Any:
+    """`Σ_j x[..., i, j]` as the product `x @ 1` (a BLAS pass; the same sequence of additions as a
+    sequential sum, which is how the emulated float32 of the golden tolerances adds)."""
+    xp = rx.namespace(x)
+    return (x @ xp.ones(tuple(x.shape[:-1]) + (1,), dtype=x.dtype))[..., 0]
+
+
+def _column_sums(x: Any) -> Any:
+    """`Σ_i x[..., i, j]` as the product `1ᵀ @ x` (see `_row_sums`)."""
+    xp = rx.namespace(x)
+    return (xp.ones(tuple(x.shape[:-2]) + (1, int(x.shape[-2])), dtype=x.dtype) @ x)[..., 0, :]
+
+
+def _zero_diagonal(x: Any) -> Any:
+    """`x [..., N, N]` (a fresh array the caller owns) with `x[..., i, i] = 0`, set through a flat view
+    of the last two axes (`N` elements written, not an `N × N` pass)."""
+    xp = rx.namespace(x)
+    n = int(x.shape[-1])
+    shape = tuple(x.shape)
+    flat = xp.reshape(x, shape[:-2] + (n * n,))
+    flat[..., ::n + 1] = 0.0
+    return xp.reshape(flat, shape)
+
+
+_OFF_DIAGONAL: dict = {}
+
+
+def _off_diagonal(xp: Any, n: int, dtype: Any) -> Any:
+    """`1 - eye(n)`, made once per namespace, size and dtype (a constant of every step)."""
+    try:
+        key = (xp, n, dtype)
+        hit = _OFF_DIAGONAL.get(key)
+    except TypeError:  # an unhashable namespace or dtype
+        return 1.0 - xp.eye(n, dtype=dtype)
+    if hit is None:
+        if len(_OFF_DIAGONAL) > 64:
+            _OFF_DIAGONAL.clear()
+        hit = _OFF_DIAGONAL[key] = 1.0 - xp.eye(n, dtype=dtype)
+    return hit
+
+
 def _first(bad: Any) -> list[int]:
     """The index of the first `True` of a host (NumPy) boolean array."""
     return [int(ix[0]) for ix in bad.nonzero()]
@@ -656,7 +776,7 @@ def usage(prev_usage: Any, prev_write_weights: Any, free_gates: Any, prev_read_w
     if conv.stop_usage_gradient and frozen_write_weights is not None:
         ww = frozen_write_weights
     write_factors = 1.0 - ww
-    write_product = 1.0 - xp.prod(write_factors, axis=1)
+    write_product = 1.0 - _prod_heads(write_factors)
     usage_after_write = prev_usage + (1.0 - prev_usage) * write_product
     free_factors = 1.0 - free_gates[:, :, None] * prev_read_weights
     retention = xp.prod(free_factors, axis=1)
@@ -680,8 +800,8 @@ def usage_vjp(d_usage: Any, d_retention: Any, cache: UsageCache) -> UsageGrads:
     else:
         d_write_product = d_after_write * (1.0 - cache.prev_usage)
         # write_product = 1 - Π_k (1 - ww_k)  ->  ∂/∂ww_k = Π_{j≠k} (1 - ww_j)
-        d_prev_write_weights = d_write_product[:, None, :] * prod_except(cache.write_factors, axis=1)
-    d_free_factors = d_retention[:, None, :] * prod_except(cache.free_factors, axis=1)
+        d_prev_write_weights = _times_others(d_write_product[:, None, :], cache.write_factors, 1)
+    d_free_factors = _times_others(d_retention[:, None, :], cache.free_factors, 1)
     d_free_gates = -xp.sum(d_free_factors * cache.prev_read_weights, axis=-1)
     d_prev_read_weights = -d_free_factors * cache.free_gates[:, :, None]
     return UsageGrads(d_prev_usage, d_prev_write_weights, d_free_gates, d_prev_read_weights)
@@ -779,6 +899,8 @@ class AllocationCache(NamedTuple):
     """`Π_{i<j} su_i`."""
     eps: float = ALLOCATION_EPS
     """The forward's `eps`."""
+    inverse: Any = None
+    """`φ⁻¹ [B, N]`, the inverse permutation (the forward's un-sort; `None`: the backward computes it)."""
 
 
 class AllocationGrads(NamedTuple):
@@ -798,8 +920,9 @@ def allocation(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Allocation
     sorted_usage = 1.0 - sorted_nonusage
     prod_sorted_usage = P.exclusive_cumprod(sorted_usage, axis=-1)
     sorted_allocation = sorted_nonusage * prod_sorted_usage
-    a = P.unsort(sorted_allocation, perm, axis=-1)
-    return a, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps)
+    inverse = xp.argsort(perm, axis=-1, stable=True)  # what P.unsort computes, kept for the backward
+    a = xp.take_along_axis(sorted_allocation, inverse, axis=-1)
+    return a, AllocationCache(perm, sorted_nonusage, sorted_usage, prod_sorted_usage, eps, inverse)
 
 
 def allocation_vjp(d_allocation: Any, cache: AllocationCache) -> Any:
@@ -809,9 +932,12 @@ def allocation_vjp(d_allocation: Any, cache: AllocationCache) -> Any:
     d_sorted_allocation = xp.take_along_axis(d_allocation, cache.perm, axis=-1)
     d_sorted_nonusage = d_sorted_allocation * cache.prod_sorted_usage
     d_prod = d_sorted_allocation * cache.sorted_nonusage
-    d_sorted_usage = P.exclusive_cumprod_vjp(d_prod, cache.sorted_usage, -1)
+    d_sorted_usage = P.exclusive_cumprod_vjp(d_prod, cache.sorted_usage, -1, cache.prod_sorted_usage)
     d_sorted_nonusage = d_sorted_nonusage - d_sorted_usage
-    d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    if cache.inverse is None:
+        d_nonusage = P.unsort(d_sorted_nonusage, cache.perm, axis=-1)
+    else:
+        d_nonusage = xp.take_along_axis(d_sorted_nonusage, cache.inverse, axis=-1)
     return -(1.0 - cache.eps) * d_nonusage
 
 
@@ -933,9 +1059,13 @@ def write_allocation_weights_vjp(d_allocation: Any, cache: WriteAllocationWeight
     simulated update `u^(k+1)`."""
     xp = rx.namespace(d_allocation)
     nw = int(cache.write_gates.shape[1])
-    d_u = xp.zeros(cache.usages[:, 0, :].shape, dtype=d_allocation.dtype)  # d u^(nw): unused
+    d_u = None  # d u^(nw) = 0: u^(nw) is not used, so the last head starts from its allocation alone
     d_gates = [None] * nw
     for k in reversed(range(nw)):
+        if d_u is None:
+            d_gates[k] = xp.zeros(cache.write_gates[:, k].shape, dtype=d_allocation.dtype)
+            d_u = allocation_vjp(d_allocation[:, k, :], cache.heads[k])
+            continue
         u_k = cache.usages[:, k, :]
         a_k = cache.allocation[:, k, :]
         g_k = cache.write_gates[:, k:k + 1]
@@ -1174,8 +1304,8 @@ def memory_update(memory: Any, write_weights: Any, erase_vectors: Any, write_vec
     memory is `M_{t-1} ∘ ψ_t` first.
     """
     xp = rx.namespace(memory, write_weights, erase_vectors, write_vectors)
-    erase_factors = 1.0 - write_weights[:, :, :, None] * erase_vectors[:, :, None, :]
-    retention = xp.prod(erase_factors, axis=1)
+    erase_factors = 1.0 - _outer(write_weights, erase_vectors)  # 1 - ww_k[i] e_k[w]
+    retention = _prod_heads(erase_factors)
     kept = memory if deallocation is None else memory * deallocation[:, :, None]
     new_memory = kept * retention + P.transpose_last(write_weights) @ write_vectors
     return new_memory, MemoryUpdateCache(memory, write_weights, erase_vectors, write_vectors, erase_factors,
@@ -1194,7 +1324,7 @@ def memory_update_vjp(d_memory: Any, cache: MemoryUpdateCache) -> MemoryUpdateGr
         d_dealloc = xp.sum(d_prev_memory * cache.memory, axis=-1)
         d_prev_memory = d_prev_memory * psi[:, :, None]
     d_retention = d_memory * (cache.memory if psi is None else cache.memory * psi[:, :, None])
-    d_erase_factors = d_retention[:, None, :, :] * prod_except(cache.erase_factors, axis=1)  # [B, nw, N, W]
+    d_erase_factors = _times_others(d_retention[:, None, :, :], cache.erase_factors, 1)  # [B, nw, N, W]
     d_write_weights = -xp.sum(d_erase_factors * cache.erase_vectors[:, :, None, :], axis=-1)
     d_erase_vectors = -xp.sum(d_erase_factors * cache.write_weights[:, :, :, None], axis=-2)
     d_write_weights = d_write_weights + cache.write_vectors @ P.transpose_last(d_memory)
@@ -1287,28 +1417,38 @@ def temporal_linkage(prev_link: Any, prev_precedence: Any, write_weights: Any) -
     """Link and precedence per write head, SPEC §5 step 6, unchecked: `(link, precedence, cache)`."""
     xp = rx.namespace(prev_link, prev_precedence, write_weights)
     N = int(write_weights.shape[-1])
-    off_diagonal = 1.0 - xp.eye(N, dtype=write_weights.dtype)
-    w_i = write_weights[:, :, :, None]
-    w_j = write_weights[:, :, None, :]
-    link = ((1.0 - w_i - w_j) * prev_link + w_i * prev_precedence[:, :, None, :]) * off_diagonal
+    off_diagonal = _off_diagonal(xp, N, write_weights.dtype)
+    # ((1 - w_i - w_j) L + w_i p_j) with the diagonal set to 0: the same operations on every
+    # element as the broadcast expression times the off-diagonal mask, in four [B, nw, N, N] passes
+    # (two of them BLAS products), written in place
+    link = _one_minus_sum(write_weights)
+    link = _imul(link, prev_link)
+    link = _iadd(link, _outer(write_weights, prev_precedence))
+    link = _zero_diagonal(link)
     write_sum = xp.sum(write_weights, axis=-1, keepdims=True)
     precedence = (1.0 - write_sum) * prev_precedence + write_weights
     return link, precedence, TemporalLinkageCache(prev_link, prev_precedence, write_weights, off_diagonal, write_sum)
 
 
-def temporal_linkage_vjp(d_link: Any, d_precedence: Any, cache: TemporalLinkageCache) -> TemporalLinkageGrads:
+def temporal_linkage_vjp(d_link: Any, d_precedence: Any, cache: TemporalLinkageCache, *,
+                         overwrite: bool = False) -> TemporalLinkageGrads:
     """The gradients of [`temporal_linkage`][refmem.dnc.addressing.temporal_linkage] from those of the
-    link and the precedence (either may be `None`, zero), unchecked."""
+    link and the precedence (either may be `None`, zero), unchecked. `overwrite`: `d_link` is a
+    fresh array the caller gives up (its diagonal is zeroed in place instead of a masked copy)."""
     xp = rx.namespace(cache.write_weights)
-    d_link = P.zeros_if_none(d_link, cache.prev_link)
     d_precedence = P.zeros_if_none(d_precedence, cache.prev_precedence)
-    g = d_link * cache.off_diagonal
+    if d_link is None:
+        g = P.zeros_if_none(d_link, cache.prev_link)
+    elif overwrite:
+        g = _zero_diagonal(d_link)
+    else:
+        g = d_link * cache.off_diagonal
     w = cache.write_weights
-    d_prev_link = g * (1.0 - w[:, :, :, None] - w[:, :, None, :])
+    d_prev_link = _imul(_one_minus_sum(w), g)  # g (1 - w_i - w_j)
     # through ww[i]: Σ_j g[i, j] (p[j] - L[i, j]); through ww[j]: -Σ_i g[i, j] L[i, j]
-    # (the sums over p and w as matrix-vector products: fewer [B, nw, N, N] passes)
+    # (every sum over a [B, nw, N, N] array as a matrix-vector product)
     g_link = g * cache.prev_link
-    d_w = (g @ cache.prev_precedence[:, :, :, None])[:, :, :, 0] - xp.sum(g_link, axis=-1) - xp.sum(g_link, axis=-2)
+    d_w = (g @ cache.prev_precedence[:, :, :, None])[:, :, :, 0] - _row_sums(g_link) - _column_sums(g_link)
     d_prev_precedence = (w[:, :, None, :] @ g)[:, :, 0, :]  # Σ_i ww[i] g[i, j]
     d_prev_precedence = d_prev_precedence + d_precedence * (1.0 - cache.write_sum)
     d_w = d_w + d_precedence - xp.sum(d_precedence * cache.prev_precedence, axis=-1, keepdims=True)

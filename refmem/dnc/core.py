@@ -325,12 +325,14 @@ def unroll(x: Any, params: DNCParams, state: DNCState | None, cfg: DNCConfig, fr
         state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
     every = 1 if checkpoint_every is None else int(checkpoint_every)
     ys, rs, steps, states, prev_ww, checkpoints = [], [], [], [], [], []
+    xs = xp.unstack(x, axis=1)  # every step's input in one operation
+    frozen = None if frozen_write_weights is None else xp.unstack(frozen_write_weights, axis=1)
     for t in range(T):
         if every > 1 and t % every == 0:
             checkpoints.append(state)
         prev_ww.append(state.access.write_weights)
-        frozen_t = None if frozen_write_weights is None else frozen_write_weights[:, t, ...]
-        y, state, cache = core_step(x[:, t, :], state, params, cfg, frozen_t)
+        frozen_t = None if frozen is None else frozen[t]
+        y, state, cache = core_step(xs[t], state, params, cfg, frozen_t)
         ys.append(y)
         rs.append(state.read_vectors)
         if every == 1:
@@ -372,12 +374,14 @@ def unroll_vjp(d_y: Any, d_read_vectors: Any, d_final_state: DNCState | None, ca
     d_state = d_final_state
     d_params = None
     dxs: list[Any] = [None] * T
+    d_ys = None if d_y is None else xp.unstack(d_y, axis=1)  # every step's gradient in one operation
+    d_rs = None if d_read_vectors is None else xp.unstack(d_read_vectors, axis=1)
     for t in reversed(range(T)):
         if every > 1 and (t == T - 1 or t % every == every - 1):
             start = t - t % every
             steps = [None] * start + _recompute(cache, start, t + 1)  # this segment's caches only
-        d_y_t = None if d_y is None else d_y[:, t, :]
-        d_r = None if d_read_vectors is None else d_read_vectors[:, t, ...]
+        d_y_t = None if d_ys is None else d_ys[t]
+        d_r = None if d_rs is None else d_rs[t]
         if d_r is not None:
             if d_state is None:
                 d_state = DNCState(None, None, d_r)
