@@ -91,9 +91,21 @@ def _forward_mode(args, mask, cotangents, tangents, output_state):
     return jvp, hvp
 
 
+#: A differential campaign calls the adapter with new sizes at every example, and jit compiles each
+#: new shape: the compiled code of thousands of shapes exhausts the process's memory maps (LLVM
+#: "Cannot allocate memory", then a crash, seen after about 600 calls of jax_rnnsearch). The caches
+#: are dropped every ``CLEAR_EVERY`` calls (a later call of a dropped shape compiles again).
+CLEAR_EVERY = 64
+_CALLS = 0
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
     """The adapter: outputs by the forward, grads by ``jax.vjp`` with the given cotangents, and
     ``jvp/`` and ``hvp/`` along the given tangents by ``jax.jvp`` and ``jax.jvp(jax.grad(...))``."""
+    global _CALLS
+    _CALLS += 1
+    if _CALLS % CLEAR_EVERY == 0:
+        jax.clear_caches()
     config = config or {}
     output_state = config.get("output_state") or ("current" if "/current" in case else "previous")
     jdtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]

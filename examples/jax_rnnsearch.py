@@ -187,8 +187,20 @@ def _forward_mode(case, leaves, const, cotangents, tangents):
     return jvp, hvp
 
 
+#: A differential campaign calls the adapter with new sizes at every example, and jit compiles each
+#: new shape: the compiled code of thousands of shapes exhausts the process's memory maps (LLVM
+#: "Cannot allocate memory", then a crash, seen after about 600 calls of jax_rnnsearch). The caches
+#: are dropped every ``CLEAR_EVERY`` calls (a later call of a dropped shape compiles again).
+CLEAR_EVERY = 64
+_CALLS = 0
+
+
 def run(case: str, tensors: dict[str, np.ndarray], dtype: str, config: dict | None = None) -> dict[str, np.ndarray]:
     """The adapter: outputs and intermediates, grads by ``jax.vjp``, JVPs and HVPs along the tangents."""
+    global _CALLS
+    _CALLS += 1
+    if _CALLS % CLEAR_EVERY == 0:
+        jax.clear_caches()
     jd = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
     const, leaves = {}, {}
     for k, v in tensors.items():
