@@ -3,8 +3,11 @@
 ``d2l/torch.py`` imports ``torchvision`` at its top (lines 6 and 11) for its image datasets; PyPI's
 torchvision wheels do not import beside the installed CPU build of torch, so ``d2l`` is installed
 with ``pip install --no-deps`` and this adapter puts an empty stand-in module ``torchvision`` (with
-an empty ``transforms``) into ``sys.modules`` before importing ``d2l.torch``. Nothing of the
-attention code reads torchvision; the module file runs as installed.
+an empty ``transforms``) into ``sys.modules`` before importing ``d2l.torch``. It also imports
+``IPython.display`` and ``matplotlib_inline.backend_inline`` (lines 35 and 37) for its notebook
+plots; where those are not installed (a plain environment, CI's) the adapter puts empty stand-ins
+there too.
+Nothing of the attention code reads either; the module file runs as installed.
 
 * ``attention/additive/plain`` and ``attention/additive/masked``: ``AdditiveAttention(A, dropout=0)``
   in eval mode (``W_q.weight = W_qᵀ``, ``W_k.weight = W_kᵀ``, ``w_v.weight = w`` as a row, through
@@ -14,6 +17,7 @@ attention code reads torchvision; the module file runs as installed.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import types
 
@@ -25,6 +29,15 @@ if "torchvision" not in sys.modules:  # a stand-in: d2l.torch imports it, the at
     _tv.transforms = types.ModuleType("torchvision.transforms")
     sys.modules["torchvision"] = _tv
     sys.modules["torchvision.transforms"] = _tv.transforms
+
+# stand-ins where the notebook helpers are not installed: d2l.torch imports IPython.display and
+# matplotlib_inline.backend_inline for its notebook plots, which the attention code never calls
+for _name, _sub in (("IPython", "display"), ("matplotlib_inline", "backend_inline")):
+    if importlib.util.find_spec(_name) is None:
+        _mod = types.ModuleType(_name)
+        setattr(_mod, _sub, types.ModuleType(f"{_name}.{_sub}"))
+        sys.modules[_name] = _mod
+        sys.modules[f"{_name}.{_sub}"] = getattr(_mod, _sub)
 
 from d2l import torch as d2l  # noqa: E402
 
