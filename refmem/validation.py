@@ -91,7 +91,7 @@ from .xp import namespace
 __all__ = [
     # the mechanism
     "Array", "Unit", "Mask", "Scores", "Index", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
-    "is_checked", "probing", "UNIT_SLACK", "warn_old_call", "quiet_overflow", "refuse_overflow",
+    "is_checked", "probing", "UNIT_SLACK", "warn_old_call", "old_call_arguments", "quiet_overflow", "refuse_overflow",
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
 ]
 
@@ -1108,6 +1108,26 @@ def warn_old_call(old: str, new: str) -> None:
     """Warn that a 0.1 call form was used (`DeprecationWarning`, pointing at the caller's line)."""
     warnings.warn(f"{old} is the refmem 0.1 call form, deprecated and removed after 0.2: call {new} "
                   f"(docs/migration.md)", DeprecationWarning, stacklevel=4)
+
+
+def old_call_arguments(name: str, names: tuple[str, ...], args: tuple, kwargs: dict[str, Any],
+                       required: tuple[str, ...] = ("cache",), renamed: dict[str, str] | None = None) -> dict[str, Any]:
+    """Bind a call of the backward `name` that may be its 0.1 form: the positional `args` to `names`
+    (the 0.1 parameters, `cache` among them), then `kwargs`, a 0.1 keyword of `renamed` under its
+    new name. The 0.2 form by keyword, `{"d_out", "cache"}`, binds too; the caller tells the forms
+    apart and warns with [`warn_old_call`][refmem.validation.warn_old_call]. Raises `TypeError`
+    ("`name`() takes (d_out, cache)") for too many or repeated arguments, an unknown keyword or a
+    missing one of `required`."""
+    given = dict(zip(names, args))
+    if len(args) > len(names) or set(given) & set(kwargs):
+        raise TypeError(f"{name}() takes (d_out, cache)")
+    given.update(kwargs)
+    for old, new in (renamed or {}).items():
+        if old in given:
+            given[new] = given.pop(old)
+    if not set(required) <= set(given) or (set(given) - set(names) and set(given) != {"d_out", "cache"}):
+        raise TypeError(f"{name}() takes (d_out, cache)")
+    return given
 
 
 # ============================================================================= host copies

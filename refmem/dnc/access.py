@@ -42,7 +42,7 @@ from typing import Any, Literal, NamedTuple
 from .. import primitives as P
 from .. import xp as rx
 from ..errors import DomainError
-from ..validation import Array, Config, Size, Unit, checked, warn_old_call
+from ..validation import Array, Config, Size, Unit, checked, old_call_arguments, warn_old_call
 from . import addressing as A
 from . import conventions as C
 from .addressing import Distribution, LinkMatrix, Weighting
@@ -573,15 +573,9 @@ def _old_access_step_backward(*args: Any, **kwargs: Any) -> AccessStepGrads:
     `(d_controller_output, d_W_xi, d_b_xi, d_state)`, the order of the new gradients)."""
     if len(args) == 2 and not kwargs:  # not a 0.1 call (it had three arguments): d_out is not a tuple
         raise A._not_outputs("d_out", AccessStepOutputs, args[0])
-    names = ("d_read_vectors", "d_new_state", "cache")
-    given = dict(zip(names, args))
-    if len(args) > 3 or set(given) & set(kwargs):
-        raise TypeError("access_step_backward() takes (d_out, cache)")
-    given.update(kwargs)
+    given = old_call_arguments("access_step_backward", ("d_read_vectors", "d_new_state", "cache"), args, kwargs)
     if set(given) == {"d_out", "cache"}:
         return access_step_backward(given["d_out"], given["cache"])
-    if set(given) - set(names) or "cache" not in given:
-        raise TypeError("access_step_backward() takes (d_out, cache)")
     warn_old_call("access_step_backward(d_read_vectors, d_new_state, cache)",
                   "access_step_backward(AccessStepOutputs(read_vectors=d_read_vectors, state=d_new_state), cache)")
     return access_step_backward(AccessStepOutputs(given.get("d_read_vectors"), given.get("d_new_state")),

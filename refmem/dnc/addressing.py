@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 from .. import primitives as P
 from .. import xp as rx
 from ..errors import DomainError, DTypeError
-from ..validation import UNIT_SLACK, Array, NonNegative, Positive, Unit, checked, warn_old_call
+from ..validation import UNIT_SLACK, Array, NonNegative, Positive, Unit, checked, old_call_arguments, warn_old_call
 from . import conventions as C
 from .conventions import DEFAULT, ConventionName
 
@@ -839,15 +839,8 @@ def usage_forward(prev_usage: Unit["B N"], prev_write_weights: Weighting["B nw N
 
 def _old_usage_backward(*args: Any, **kwargs: Any) -> UsageGrads:
     """The 0.1 form `usage_backward(d_usage, cache, d_retention=None)`, deprecated."""
-    names = ("d_out", "cache", "d_retention")
-    given = dict(zip(names, args))
-    if len(args) > 3 or set(given) & set(kwargs):
-        raise TypeError("usage_backward() takes (d_out, cache)")
-    given.update(kwargs)
-    if "d_usage" in given:
-        given["d_out"] = given.pop("d_usage")
-    if not {"d_out", "cache"} <= set(given) or set(given) - set(names):
-        raise TypeError("usage_backward() takes (d_out, cache)")
+    given = old_call_arguments("usage_backward", ("d_out", "cache", "d_retention"), args, kwargs,
+                               required=("d_out", "cache"), renamed={"d_usage": "d_out"})
     if isinstance(given["d_out"], tuple) and "d_retention" not in given:
         return usage_backward(given["d_out"], given["cache"])
     warn_old_call("usage_backward(d_usage, cache, d_retention=None)",
@@ -966,15 +959,8 @@ def allocation_forward(usage: Unit["B N"], *,
 def _old_allocation_backward(*args: Any, **kwargs: Any) -> Any:
     """The 0.1 form `allocation_backward(d_allocation, cache, eps=None)`, deprecated: it returns the
     array `d_usage`; a given `eps` overrides the forward's."""
-    names = ("d_out", "cache", "eps")
-    given = dict(zip(names, args))
-    if len(args) > 3 or set(given) & set(kwargs):
-        raise TypeError("allocation_backward() takes (d_out, cache)")
-    given.update(kwargs)
-    if "d_allocation" in given:
-        given["d_out"] = given.pop("d_allocation")
-    if not {"d_out", "cache"} <= set(given) or set(given) - set(names):
-        raise TypeError("allocation_backward() takes (d_out, cache)")
+    given = old_call_arguments("allocation_backward", ("d_out", "cache", "eps"), args, kwargs,
+                               required=("d_out", "cache"), renamed={"d_allocation": "d_out"})
     d_out, cache, eps = given["d_out"], given["cache"], given.get("eps")
     if isinstance(d_out, tuple) and "eps" not in given:
         return allocation_backward(d_out, cache)
@@ -1483,18 +1469,12 @@ def _old_pair(name: str, fields: tuple[str, str]) -> Any:
 
     def old(*args: Any, **kwargs: Any) -> Any:
         new = globals()[name]
-        names = (*fields, "cache")
-        given = dict(zip(names, args))
-        if len(args) > 3 or set(given) & set(kwargs):
-            raise TypeError(f"{name}() takes (d_out, cache)")
-        given.update(kwargs)
         if len(args) == 2 and not kwargs:  # not a 0.1 call (it had three arguments): d_out is not a tuple
             raise _not_outputs("d_out", globals()[name.replace("_backward", "_forward")].__annotations__[
                 "return"].__args__[0], args[0])
+        given = old_call_arguments(name, (*fields, "cache"), args, kwargs)
         if set(given) == {"d_out", "cache"}:
             return new(given["d_out"], given["cache"])
-        if set(given) - set(names) or "cache" not in given:
-            raise TypeError(f"{name}() takes (d_out, cache)")
         warn_old_call(f"{name}({', '.join(fields)}, cache)", f"{name}(({', '.join(fields)}), cache)")
         return new((given.get(fields[0]), given.get(fields[1])), given["cache"])
 

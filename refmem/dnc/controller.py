@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
-from ..validation import Array, Config, Mask, NonNegative, Size, checked, warn_old_call
+from ..validation import Array, Config, Mask, NonNegative, Size, checked, old_call_arguments, warn_old_call
 
 __all__ = [
     "LSTMParams", "LSTMState",
@@ -304,15 +304,9 @@ def _old_lstm_step_backward(*args: Any, **kwargs: Any) -> LSTMStepGrads:
         from .addressing import _not_outputs
 
         raise _not_outputs("d_out", LSTMStepOutputs, args[0])
-    names = ("d_h", "d_c", "cache")
-    given = dict(zip(names, args))
-    if len(args) > 3 or set(given) & set(kwargs):
-        raise TypeError("lstm_step_backward() takes (d_out, cache)")
-    given.update(kwargs)
+    given = old_call_arguments("lstm_step_backward", ("d_h", "d_c", "cache"), args, kwargs)
     if set(given) == {"d_out", "cache"}:
         return lstm_step_backward(given["d_out"], given["cache"])
-    if set(given) - set(names) or "cache" not in given:
-        raise TypeError("lstm_step_backward() takes (d_out, cache)")
     warn_old_call("lstm_step_backward(d_h, d_c, cache)",
                   "lstm_step_backward(LSTMStepOutputs(h=d_h, state=LSTMState(None, d_c)), cache)")
     return lstm_step_backward(LSTMStepOutputs(given.get("d_h"), LSTMState(None, given.get("d_c"))), given["cache"])
@@ -577,15 +571,9 @@ def _old_controller_backward(*args: Any, **kwargs: Any) -> ControllerGrads:
         from .addressing import _not_outputs
 
         raise _not_outputs("d_out", ControllerOutputs, args[0])
-    names = ("d_out", "d_new_state", "cache")
-    given = dict(zip(names, args))
-    if len(args) > 3 or set(given) & set(kwargs):
-        raise TypeError("controller_backward() takes (d_out, cache)")
-    given.update(kwargs)
+    given = old_call_arguments("controller_backward", ("d_out", "d_new_state", "cache"), args, kwargs)
     if set(given) == {"d_out", "cache"}:
         return controller_backward(given["d_out"], given["cache"])
-    if set(given) - set(names) or "cache" not in given:
-        raise TypeError("controller_backward() takes (d_out, cache)")
     warn_old_call("controller_backward(d_out, d_new_state, cache)",
                   "controller_backward(ControllerOutputs(output=d_out, state=d_new_state), cache)")
     d_state = given.get("d_new_state")

@@ -31,7 +31,7 @@ from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
 from ..optim import tree_map
-from ..validation import Array, Size, checked, warn_old_call
+from ..validation import Array, Size, checked, old_call_arguments, warn_old_call
 from . import conventions as CV
 from .access import AccessState, access_step, access_step_vjp
 from .access import initial_state as access_initial_state
@@ -212,15 +212,9 @@ def _old_core_step_backward(*args: Any, **kwargs: Any) -> CoreStepGrads:
     `(dx_t, d_state, d_params)`, the order of the new gradients)."""
     if len(args) == 2 and not kwargs:
         raise _not_outputs("d_out", CoreStepOutputs, args[0])
-    names = ("d_y", "d_new_state", "cache")
-    given = dict(zip(names, args))
-    if len(args) > 3 or set(given) & set(kwargs):
-        raise TypeError("core_step_backward() takes (d_out, cache)")
-    given.update(kwargs)
+    given = old_call_arguments("core_step_backward", ("d_y", "d_new_state", "cache"), args, kwargs)
     if set(given) == {"d_out", "cache"}:
         return core_step_backward(given["d_out"], given["cache"])
-    if set(given) - set(names) or "cache" not in given:
-        raise TypeError("core_step_backward() takes (d_out, cache)")
     warn_old_call("core_step_backward(d_y, d_new_state, cache)",
                   "core_step_backward(CoreStepOutputs(y=d_y, state=d_new_state), cache)")
     return core_step_backward(CoreStepOutputs(given.get("d_y"), given.get("d_new_state")), given["cache"])
@@ -436,15 +430,8 @@ def unroll_forward(x: Array["B T D"], params: DNCParams, state: DNCState | None 
 def _old_unroll_backward(*args: Any, **kwargs: Any) -> UnrollGrads:
     """The 0.1 form `unroll_backward(d_outputs, cache, d_final_state=None)`, deprecated (it returned
     `(dx, d_params, d_state)`, the order of the new gradients)."""
-    names = ("d_out", "cache", "d_final_state")
-    given = dict(zip(names, args))
-    if len(args) > 3 or set(given) & set(kwargs):
-        raise TypeError("unroll_backward() takes (d_out, cache)")
-    given.update(kwargs)
-    if "d_outputs" in given:
-        given["d_out"] = given.pop("d_outputs")
-    if not {"d_out", "cache"} <= set(given) or set(given) - set(names):
-        raise TypeError("unroll_backward() takes (d_out, cache)")
+    given = old_call_arguments("unroll_backward", ("d_out", "cache", "d_final_state"), args, kwargs,
+                               required=("d_out", "cache"), renamed={"d_outputs": "d_out"})
     d_out = given["d_out"]
     if "d_final_state" not in given:
         if not isinstance(d_out, tuple):
