@@ -2,6 +2,8 @@
 define is refused at the edge with one error naming the argument and the limit or invariant, and
 every scale the edge accepts gives the right result (compared with a well-scaled equivalent)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,29 @@ def test_the_invariants_are_off_while_probing():
         A.read_weights_forward(**args)
         with pytest.raises(DomainError, match="finite"):
             A.read_weights_forward(**{**args, "memory": np.full((B, N, W), np.nan)})
+
+
+def test_the_finiteness_check_takes_its_one_reduction_shortcut_only_when_it_is_sound():
+    """`_require_finite` first sums `x * 0` over every array (0 where all is finite, NaN otherwise: no
+    overflow, and no warning, for large finite values); a NaN sends it to the exact test, which names the array."""
+    big = np.full((3, 4), np.finfo(np.float32).max / 2, dtype=np.float32)  # a plain sum would overflow float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AC._require_finite("x", "the test", [("big", big), ("small", np.ones(3, np.float32))], np.dtype(np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        v = np.ones(5)
+        v[3] = bad
+        with pytest.raises(DomainError, match=r"^x: the test overflows float64 at this scale \(v is not finite\)"):
+            AC._require_finite("x", "the test", [("u", np.ones(2)), ("v", v)], np.dtype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_row_of_entries_each_below_the_limit_whose_norm_reaches_it_is_refused(dtype):
+    """The norm check's shortcut (`max |x| < limit / sqrt(W)`) is not taken here: every entry is below
+    the limit but the row's norm is above it."""
+    limit = A.cosine_limit(dtype)
+    x = np.full((2, 4), 0.6 * limit, dtype=dtype)  # norm 1.2 limit
+    x[0] = 1.0
+    with pytest.raises(DomainError, match=r"^m: expected every row of norm below .* got a norm of .* at \[1\]"):
+        A._require_norms("m", x)
+    A._require_norms("m", x * dtype(0.8))  # norm 0.96 limit
