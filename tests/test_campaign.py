@@ -344,6 +344,19 @@ def test_check_on_two_workers_gives_the_serial_records(tmp_path, capsys):
     assert key(one) == key(two) and len(key(one)) > 10
 
 
+def test_local_workers_run_blas_on_one_thread_unless_told(monkeypatch):
+    """Two workers on two cores each with a BLAS pool oversubscribe them (the docstring of
+    refmem.executor.THREAD_VARIABLES has the measurement); a value set by the user is kept."""
+    from refmem.executor import THREAD_VARIABLES, Executor
+
+    for var in THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    with Executor(2) as ex:
+        got = [ex.submit(os.getenv, var).result() for var in THREAD_VARIABLES]
+    assert got == ["1", "1", "3"]
+
+
 def test_pytest_plugin_isolates_when_asked(tmp_path):
     """--refmem-isolate: an adapter that crashes fails its items, and the session reports them."""
     import importlib.metadata
