@@ -35,7 +35,8 @@ def _env(backend):
 
 
 #: One child per backend (Keras fixes its backend at import, and importing Keras with a backend is
-#: the dear part): `refmem golden verify` of the decoder in float64 and float32, then BEHAVIOUR.
+#: the dear part): `refmem golden verify` of the decoder in float64 and float32, then BEHAVIOUR. The
+#: adapter runs in this child (``--in-process``: the child is the isolation), so Keras is imported once.
 DRIVER = r"""
 import contextlib, io, json, sys, traceback
 from refmem.cli import main
@@ -43,7 +44,8 @@ verify = {}
 for dtype in ("float64", "float32"):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["golden", "verify", "--adapter", "examples.keras_attention_decoder:run", "--dtype", dtype])
+        code = main(["golden", "verify", "--adapter", "examples.keras_attention_decoder:run", "--dtype", dtype,
+                     "--in-process"])
     verify[dtype] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
 try:
     with contextlib.redirect_stdout(io.StringIO()):
