@@ -180,7 +180,7 @@ def test_flipped_byte_is_refused_naming_the_case(exported, tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(golden.IntegrityError, match=name):
         golden.load(name, d)
-    report = golden.check(d)
+    report = golden.check(d, modules=["primitives"])  # the tolerances of the other modules are not in question
     assert not report.passed
     assert any(name in p and "sha256" in p for p in report.problems)
     golden.load("primitives/sigmoid/default", d)  # the others still load
@@ -242,10 +242,12 @@ def test_every_reference_passes_and_a_perturbed_tensor_fails(exported):
             for dtype in ("float32", "float64"):
                 bad = ref.copy()
                 bad[idx] += max(1e-3 * scale, 10 * atol32) if dtype == "float32" else 1e-3 * scale
-                rep = golden.compare(g, {**g.expected(dtype), tensor: bad.astype(dtype)}, dtype)
-                assert [r.tensor for r in rep.failures] == [tensor], (name, tensor, dtype)
-            scaled = golden.compare(g, {**expected, tensor: ref * (1 + 1e-9)}, "float64")
-            assert [r.tensor for r in scaled.failures] == [tensor], (name, tensor)
+                # the tensor alone (the whole case passed above): a compare of every tensor for each one was
+                # quadratic in the tensors of a case
+                rep = golden.compare(g, {tensor: bad.astype(dtype)}, dtype, names=[tensor])
+                assert [r.tensor for r in rep.failures] == [tensor] and not rep.problems, (name, tensor, dtype)
+            scaled = golden.compare(g, {tensor: ref * (1 + 1e-9)}, "float64", names=[tensor])
+            assert [r.tensor for r in scaled.failures] == [tensor] and not scaled.problems, (name, tensor)
 
 
 def test_float32_run_of_refmem_itself_passes_the_float32_tolerance(exported):
