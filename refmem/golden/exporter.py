@@ -192,7 +192,8 @@ def export(
     complete set or the new one. With ``merge``, the entries of an existing manifest for
     cases not exported now are kept (after their integrity is checked); otherwise the
     files of cases the previous manifest listed and this export does not are removed (no
-    other file of ``directory`` is touched). Returns the manifest.
+    other file of ``directory`` is touched). ``on_case(name)`` is called as each case is computed
+    (`refmem golden export`'s progress). Returns the manifest.
 
     Refused before anything is computed (`GoldenError`): a ``directory`` that is not
     empty and holds no golden set, one whose manifest this refmem cannot read (a newer
@@ -235,12 +236,14 @@ def export(
         tensors = reference(case, seed, allow_float64)
         entry = manifest_entry(case, seed, tensors, tolerances(case, tensors), precision)
         computed.append((case.name, tensors, entry))
-    _write(root, manifest, computed, old, on_case)
+        if on_case is not None:  # the progress of the dear part (the write that follows takes a moment)
+            on_case(case.name)
+    _write(root, manifest, computed, old)
     return manifest
 
 
 def _write(root: Path, manifest: dict, computed: Sequence[tuple[str, Mapping[str, np.ndarray], dict]],
-           old: Mapping[str, Any] | None, on_case: Callable[[str], None] | None) -> None:
+           old: Mapping[str, Any] | None) -> None:
     """The write phase of `export`: encode every computed case, then write the whole set
     atomically (`refmem.golden.storage.write_set`)."""
     files: dict[str, bytes] = {}
@@ -249,7 +252,5 @@ def _write(root: Path, manifest: dict, computed: Sequence[tuple[str, Mapping[str
         data = encode_safetensors(tensors, json.dumps(entry, sort_keys=True, allow_nan=False))
         files[rel] = data
         manifest["cases"][name] = {"file": rel, "sha256": sha256(data), **entry}
-        if on_case is not None:
-            on_case(name)
     manifest["cases"] = dict(sorted(manifest["cases"].items()))
     write_set(root, manifest, files, render_readme(manifest, case_notes(manifest)), old)
