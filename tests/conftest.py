@@ -65,10 +65,16 @@ def fresh_export(tmp_path_factory) -> Path:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``--dist loadgroup``) the tests that use `fresh_export` run on one worker,
-    which exports once; before xdist reads the groups."""
+    which exports once; before xdist reads the groups.
+
+    Then the long tests go first: the groups (one worker each) and those marked ``slow``, in their
+    order, then the rest. xdist hands out the first quarter of the items round-robin and the rest
+    as workers free up, so the run ends on short tests instead of one worker finishing a long one
+    while the other waits (the order of tests within a module is kept)."""
     for item in items:
         if "fresh_export" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("fresh_export"))
+    items.sort(key=lambda item: 0 if (item.get_closest_marker("slow") or item.get_closest_marker("xdist_group")) else 1)
 
 
 def has_module(name: str) -> bool:

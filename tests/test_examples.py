@@ -87,6 +87,7 @@ def _repo_on_path(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("module,framework,required", EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_example_passes_verify(module, framework, required, dtype):
