@@ -42,6 +42,7 @@ cannot flip under a perturbation because their order is fixed by the stable sort
 ``eps`` terms proportional to the gates).
 """
 
+import functools
 import math
 
 from ... import primitives as P
@@ -105,9 +106,17 @@ SHORT_SIZES = {"B": 2, "T": 2, "D": 2, "H": 2, "N": 3, "W": 2, "R": 2, "nw": 2, 
 def config_for(sizes: dict, convention: str, layers: int = 1, skip: bool = True, clip_value: float = 0.0,
                options: tuple = ()) -> DNCConfig:
     """The [`DNCConfig`][refmem.dnc.params.DNCConfig] of a case at ``sizes`` (SPEC letters), with the access ``options`` enabled."""
-    return DNCConfig(D=sizes["D"], Y=sizes["Y"], hidden=sizes["H"], layers=layers, skip=skip, N=sizes["N"],
-                     W=sizes["W"], R=sizes["R"], nw=sizes["nw"], convention=convention, clip_value=clip_value,
-                     **{o: True for o in options})
+    return _config(sizes["D"], sizes["Y"], sizes["H"], sizes["N"], sizes["W"], sizes["R"], sizes["nw"], convention,
+                   layers, skip, clip_value, tuple(options))
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: a size of another type is validated (and refused) anew
+def _config(D: int, Y: int, H: int, N: int, W: int, R: int, nw: int, convention: str, layers: int, skip: bool,
+            clip_value: float, options: tuple) -> DNCConfig:
+    """One validated (frozen) config per combination: the element-wise check rebuilds the config of each of
+    its thousands of forward calls from the tensors' shapes."""
+    return DNCConfig(D=D, Y=Y, hidden=H, layers=layers, skip=skip, N=N, W=W, R=R, nw=nw, convention=convention,
+                     clip_value=clip_value, **{o: True for o in options})
 
 
 def _state_from(arrays: dict, layers: int) -> DNCState | None:
