@@ -71,12 +71,17 @@ def idle_cpus() -> int:
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _init_worker(parent: int, environ: dict[str, str]) -> None:
+def _init_worker(parent: int, environ: dict[str, str], warmup: tuple[str, str, tuple] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in THREAD_VARIABLES:  # before the task's first import of NumPy (spawn: nothing is loaded yet)
         os.environ.setdefault(var, "1")
     os.environ.update(environ)
     die_with_parent(parent)
+    if warmup is not None:  # named by module and function, imported only now (after the variables above)
+        import importlib
+
+        module, name, args = warmup
+        getattr(importlib.import_module(module), name)(*args)
 
 
 class _Inline:
@@ -99,13 +104,15 @@ class Executor:
     cluster at ``scheduler``. ``environ`` is set in local worker processes (e.g. ``OMP_NUM_THREADS``),
     which otherwise run the numerical libraries' thread pools on one thread each
     ([`THREAD_VARIABLES`][refmem.executor.THREAD_VARIABLES], unless set in this process's environment).
+    ``warmup``: ``(module, function, args)`` that each local worker calls as it starts, and the
+    workers are started at once (it must not raise: an exception there breaks the pool).
 
     Raises ``ValueError`` for ``workers < 1``, both options at once, or a scheduler that cannot be
     reached, and ``ImportError`` when ``scheduler`` is given and Dask distributed is not installed.
     """
 
     def __init__(self, workers: int = 1, scheduler: str | None = None, environ: dict[str, str] | None = None,
-                 connect_timeout: float = 20.0):
+                 connect_timeout: float = 20.0, warmup: tuple[str, str, tuple] | None = None):
         if int(workers) < 1:
             raise ValueError(f"workers: expected at least 1, got {workers!r}")
         if scheduler is not None and int(workers) != 1:
@@ -114,6 +121,7 @@ class Executor:
         self.scheduler = scheduler
         self._pool: cf.ProcessPoolExecutor | None = None
         self._client: Any = None
+        self._warm: list[Any] = []
         if scheduler is not None:
             try:
                 from distributed import Client
@@ -127,7 +135,9 @@ class Executor:
         elif self.workers > 1:
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_init_worker,
-                                                initargs=(os.getpid(), dict(environ or {})))
+                                                initargs=(os.getpid(), dict(environ or {}), warmup))
+            if warmup is not None:  # start every worker now (the pool starts one per task submitted)
+                self._warm = [self._pool.submit(os.getpid) for _ in range(self.workers)]
 
     @property
     def parallel(self) -> bool:
@@ -163,7 +173,8 @@ class Executor:
 
     def close(self, pending: Iterable[Any] = ()) -> None:
         """Cancel ``pending`` and let go of the workers (local ones are ended)."""
-        pending = [f for f in pending if not isinstance(f, _Inline)]
+        pending = [f for f in pending if not isinstance(f, _Inline)] + [f for f in self._warm if not f.done()]
+        self._warm = []
         if self._client is not None:
             try:
                 if pending:

@@ -357,6 +357,37 @@ def test_local_workers_run_blas_on_one_thread_unless_told(monkeypatch):
     assert got == ["1", "1", "3"]
 
 
+def _worker_state():
+    """In a worker: its pid, the warmed adapter waiting there and the pid of that adapter's process."""
+    from refmem.differential import runner
+
+    child = getattr(getattr(runner._WORKER["adapter"], "_proc", None), "pid", None)
+    return os.getpid(), runner._WORKER["warm"], child
+
+
+def test_local_workers_load_the_adapter_as_they_start():
+    """`refmem verify --workers N` starts its workers with the adapter while it loads its own; a
+    worker's first example takes the warmed adapter (its process) instead of starting another, and
+    an adapter that cannot load leaves the pool working (the examples report the failure)."""
+    from refmem.differential import runner
+    from refmem.executor import Executor
+
+    spec = f"{ADAPTERS}:right"
+    with Executor(2, warmup=("refmem.differential.runner", "warm_worker", (spec, True, 60.0))) as ex:
+        states = {pid: (warm, child) for pid, warm, child in (ex.submit(_worker_state).result() for _ in range(6))}
+        assert states and all(warm == (spec, True, 60.0) and child for warm, child in states.values()), states
+        token = "campaign"
+        for i in range(6):
+            rec = ex.submit(runner._remote_example, token, spec, True, 60.0, "primitives/tanh/default", "float64",
+                            0, i, False).result()
+            assert rec["status"] == "pass", rec
+        after = {pid: (warm, child) for pid, warm, child in (ex.submit(_worker_state).result() for _ in range(6))}
+        for pid, (warm, child) in after.items():
+            assert warm is None and (pid not in states or child == states[pid][1]), (states, after)
+    with Executor(2, warmup=("refmem.differential.runner", "warm_worker", ("no_such_module:run", True, 60.0))) as ex:
+        assert ex.submit(os.getpid).result() > 0
+
+
 def test_pytest_plugin_isolates_when_asked(tmp_path):
     """--refmem-isolate: an adapter that crashes fails its items, and the session reports them."""
     import importlib.metadata

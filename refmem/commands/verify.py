@@ -151,11 +151,16 @@ def run(args: Namespace) -> int:
 
     executor = adapter = None
     try:
-        adapter = adapter_process.open_adapter(args)
+        # local workers start, and load the adapter, while this process loads its own
+        warm = None if (args.scheduler is not None or args.workers < 2) else (
+            "refmem.differential.runner", "warm_worker",
+            (args.adapter, not args.in_process, 0.0 if args.in_process else float(args.timeout)))
         try:
-            executor = Executor(args.workers, args.scheduler, environ={"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]})
+            executor = Executor(args.workers, args.scheduler, environ={"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]},
+                                warmup=warm)
         except (ValueError, ImportError) as exc:
             raise CommandError(f"argument {'--scheduler' if args.scheduler else '--workers'}: {exc}") from None
+        adapter = adapter_process.open_adapter(args)
         result = D.differential(adapter, args.case, args.dtype, args.examples, args.seed, args.save_failures,
                                 args.batch_invariance, on_case=progress, executor=executor, journal=args.resume,
                                 on_example=on_example)

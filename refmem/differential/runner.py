@@ -140,7 +140,7 @@ def run_example(adapter: Any, case: Case, dtype: str, seed: int, index: int, inv
     return record
 
 
-_WORKER: dict[str, Any] = {"token": None, "adapter": None}
+_WORKER: dict[str, Any] = {"token": None, "adapter": None, "warm": None}
 
 
 def _remote_example(token: str, spec: str, isolated: bool, timeout: float, case: str, dtype: str, seed: int,
@@ -148,6 +148,8 @@ def _remote_example(token: str, spec: str, isolated: bool, timeout: float, case:
     """[`run_example`][refmem.differential.runner.run_example] in a worker process: the adapter is
     loaded (or started, isolated) once per campaign (``token``) and worker, and kept for its examples;
     a long-lived (Dask) worker starts afresh for the next campaign, so an edited adapter is seen."""
+    if _WORKER["token"] != token and _WORKER.get("warm") == (spec, bool(isolated), float(timeout)):
+        _WORKER.update(token=token, warm=None)  # loaded for this campaign as the worker started (warm_worker)
     if _WORKER["token"] != token:
         old = _WORKER["adapter"]
         _WORKER.update(token=None, adapter=None)
@@ -159,8 +161,25 @@ def _remote_example(token: str, spec: str, isolated: bool, timeout: float, case:
             adapter = IsolatedAdapter(spec, timeout)
         else:
             adapter = load_adapter(spec)
-        _WORKER.update(token=token, adapter=adapter)
+        _WORKER.update(token=token, adapter=adapter, warm=None)
     return run_example(_WORKER["adapter"], catalogue.get_case(case), dtype, seed, index, invariance)
+
+
+def warm_worker(spec: str, isolated: bool, timeout: float) -> None:
+    """Load (or start, ``isolated``) adapter ``spec`` in a local worker as it starts, while the process
+    that runs the campaign loads its own, so that the worker's first example finds it ready (the
+    initializer of `refmem verify --workers`' pool). A failure is left for that example to meet and
+    report in its usual words: nothing is raised here."""
+    try:
+        if isolated:
+            from ..golden.isolated import IsolatedAdapter
+
+            adapter = IsolatedAdapter(spec, timeout)
+        else:
+            adapter = load_adapter(spec)
+    except BaseException:  # noqa: BLE001 - an import error, a hang or an exit: the first example reports it
+        return
+    _WORKER.update(token=None, adapter=adapter, warm=(spec, bool(isolated), float(timeout)))
 
 
 # ----------------------------------------------------------------------------- the journal
