@@ -186,9 +186,9 @@ def test_the_invariants_are_off_while_probing():
             A.read_weights_forward(**{**args, "memory": np.full((B, N, W), np.nan)})
 
 
-def test_the_finiteness_check_takes_its_one_reduction_shortcut_only_when_it_is_sound():
-    """`_require_finite` first sums `x * 0` over every array (0 where all is finite, NaN otherwise: no
-    overflow, and no warning, for large finite values); a NaN sends it to the exact test, which names the array."""
+def test_the_finiteness_check_refuses_any_infinity_or_nan_and_names_its_array():
+    """`_require_finite` tests every array in one pass and one sync (no arithmetic: no overflow, and no
+    warning, for large finite values); a non-finite value is then named with its array."""
     big = np.full((3, 4), np.finfo(np.float32).max / 2, dtype=np.float32)  # a plain sum would overflow float32
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -210,3 +210,17 @@ def test_a_row_of_entries_each_below_the_limit_whose_norm_reaches_it_is_refused(
     with pytest.raises(DomainError, match=r"^m: expected every row of norm below .* got a norm of .* at \[1\]"):
         A._require_norms("m", x)
     A._require_norms("m", x * dtype(0.8))  # norm 0.96 limit
+
+
+@pytest.mark.parametrize("name", ["dnc/access_step/deepmind", "dnc/content_weights/paper", "dnc/core_unroll/paper"])
+def test_the_edge_checks_let_the_emulated_float32_runs_go_side_by_side(name):
+    """The edge checks read only booleans, which every emulated float32 run agrees on: a float read
+    from an array differs by run and sends the tolerance measurement (golden export and check) one
+    run at a time, eight times its cost."""
+    from refmem import catalogue, golden
+    from refmem import emulated32 as E
+    from refmem.golden import tolerances
+
+    runs = sorted(tolerances.RUNS, key=lambda r: E.ROUNDINGS.index(r[0]))  # as float32_runs orders them
+    with np.errstate(all="ignore"):
+        tolerances._side_by_side(catalogue.get_case(name), golden.load(name).tensors, tuple(runs))  # no E.Diverged
