@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-__all__ = ["Executor", "run_all", "die_with_parent", "idle_cpus"]
+__all__ = ["Executor", "run_all", "die_with_parent", "idle_cpus", "busy_cpus"]
 
 
 def die_with_parent(parent: int, main_thread: bool = True) -> None:
@@ -52,17 +52,43 @@ def die_with_parent(parent: int, main_thread: bool = True) -> None:
     threading.Thread(target=watch, name="refmem-parent-watch", daemon=True).start()
 
 
+def _cpu_times() -> tuple[float, float, int] | None:
+    """(busy, total) jiffies of all CPUs and their number, from ``/proc/stat``; ``None`` elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    fields = [float(v) for v in lines[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle and iowait
+    total = sum(fields[:8])  # user .. steal (guest time is already counted in user)
+    return total - idle, total, sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
+
+
+def busy_cpus(interval: float = 0.25) -> float:
+    """How many CPUs other processes keep busy now: sampled from ``/proc/stat`` over ``interval``
+    seconds (Linux), else the one-minute load average. The load average lags by a minute: right
+    after a command (an install, another check) it still counts that command."""
+    first = _cpu_times()
+    if first is not None:
+        time.sleep(interval)
+        second = _cpu_times()
+        if second is not None and second[1] > first[1]:
+            return (second[0] - first[0]) / (second[1] - first[1]) * second[2]
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def idle_cpus() -> int:
-    """The usable CPUs less the one-minute load average, counting this process as idle (at least 1)."""
+    """The usable CPUs less those other processes keep busy now ([`busy_cpus`][refmem.executor.busy_cpus]),
+    at least 1."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(cpus, int(cpus - load + 1.0)))
+    return max(1, min(cpus, int(cpus - busy_cpus() + 0.5)))
 
 
 #: Thread pools of the numerical libraries, one thread each in a local worker unless set: N workers

@@ -442,9 +442,10 @@ _VALUES = {"central": _central_values, "complex": _complex_values}
 def default_jobs() -> int:
     """Worker processes for the per-element loops: ``REFMEM_JOBS`` if set, else the idle CPUs.
 
-    Idle CPUs (``refmem.executor.idle_cpus``): the usable CPUs less the
-    one-minute load average, counting this process as idle (at least 1). On a machine that other
-    jobs keep busy, more workers would only queue behind them. ``refmem check --workers`` defaults to it.
+    Idle CPUs (``refmem.executor.idle_cpus``): the usable CPUs less those other processes keep
+    busy now (sampled from ``/proc/stat`` for a quarter of a second on Linux, else the one-minute
+    load average), at least 1. On a machine that other jobs keep busy, more workers would only
+    queue behind them. ``refmem check --workers`` defaults to it.
     """
     env = os.environ.get("REFMEM_JOBS", "").strip()
     if env:

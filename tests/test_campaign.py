@@ -357,6 +357,26 @@ def test_local_workers_run_blas_on_one_thread_unless_told(monkeypatch):
     assert got == ["1", "1", "3"]
 
 
+def test_idle_cpus_count_what_is_busy_now_not_a_minute_ago(monkeypatch):
+    """The default workers: the CPUs less those busy during a short sample of /proc/stat (the
+    one-minute load average still counts a command that has just ended); the load average only
+    where /proc/stat cannot be read."""
+    from refmem import executor
+
+    snaps = iter([(100.0, 400.0, 2), (130.0, 500.0, 2)])  # 30 of 100 jiffies busy on 2 CPUs: 0.6 CPU
+    monkeypatch.setattr(executor, "_cpu_times", lambda: next(snaps))
+    monkeypatch.setattr(executor.time, "sleep", lambda s: None)
+    monkeypatch.setattr(executor.os, "getloadavg", lambda: (1.9, 1.9, 1.9))
+    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert executor.busy_cpus() == pytest.approx(0.6)
+    snaps = iter([(100.0, 400.0, 2), (130.0, 500.0, 2)])
+    assert executor.idle_cpus() == 1  # 2 - 0.6 rounds to 1
+    snaps = iter([(100.0, 400.0, 2), (105.0, 500.0, 2)])  # 0.1 CPU busy
+    assert executor.idle_cpus() == 2
+    monkeypatch.setattr(executor, "_cpu_times", lambda: None)
+    assert executor.busy_cpus() == 1.9 and executor.idle_cpus() == 1
+
+
 def _worker_state():
     """In a worker: its pid, the warmed adapter waiting there and the pid of that adapter's process."""
     from refmem.differential import runner
