@@ -143,25 +143,30 @@ def run_example(adapter: Any, case: Case, dtype: str, seed: int, index: int, inv
 _WORKER: dict[str, Any] = {"token": None, "adapter": None, "warm": None}
 
 
+def _open(spec: str, isolated: bool, timeout: float) -> Any:
+    """The adapter ``spec``, in a child process of its own when ``isolated``."""
+    if isolated:
+        from ..golden.isolated import IsolatedAdapter
+
+        return IsolatedAdapter(spec, timeout)
+    return load_adapter(spec)
+
+
 def _remote_example(token: str, spec: str, isolated: bool, timeout: float, case: str, dtype: str, seed: int,
                     index: int, invariance: bool) -> dict:
     """[`run_example`][refmem.differential.runner.run_example] in a worker process: the adapter is
     loaded (or started, isolated) once per campaign (``token``) and worker, and kept for its examples;
-    a long-lived (Dask) worker starts afresh for the next campaign, so an edited adapter is seen."""
-    if _WORKER["token"] != token and _WORKER.get("warm") == (spec, bool(isolated), float(timeout)):
-        _WORKER.update(token=token, warm=None)  # loaded for this campaign as the worker started (warm_worker)
+    a long-lived (Dask) worker starts afresh for the next campaign, so an edited adapter is seen.
+    An adapter [`warm_worker`][refmem.differential.runner.warm_worker] loaded as the worker started is
+    taken by the campaign that asks for the same one."""
+    if _WORKER["token"] != token and _WORKER["warm"] == (spec, bool(isolated), float(timeout)):
+        _WORKER.update(token=token, warm=None)
     if _WORKER["token"] != token:
         old = _WORKER["adapter"]
-        _WORKER.update(token=None, adapter=None)
+        _WORKER.update(token=None, adapter=None, warm=None)
         if old is not None and hasattr(old, "close"):
             old.close()
-        if isolated:
-            from ..golden.isolated import IsolatedAdapter
-
-            adapter = IsolatedAdapter(spec, timeout)
-        else:
-            adapter = load_adapter(spec)
-        _WORKER.update(token=token, adapter=adapter, warm=None)
+        _WORKER.update(token=token, adapter=_open(spec, isolated, timeout))
     return run_example(_WORKER["adapter"], catalogue.get_case(case), dtype, seed, index, invariance)
 
 
@@ -171,12 +176,7 @@ def warm_worker(spec: str, isolated: bool, timeout: float) -> None:
     initializer of `refmem verify --workers`' pool). A failure is left for that example to meet and
     report in its usual words: nothing is raised here."""
     try:
-        if isolated:
-            from ..golden.isolated import IsolatedAdapter
-
-            adapter = IsolatedAdapter(spec, timeout)
-        else:
-            adapter = load_adapter(spec)
+        adapter = _open(spec, isolated, timeout)
     except BaseException:  # noqa: BLE001 - an import error, a hang or an exit: the first example reports it
         return
     _WORKER.update(token=None, adapter=adapter, warm=(spec, bool(isolated), float(timeout)))
