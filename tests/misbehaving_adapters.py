@@ -91,3 +91,12 @@ def wrong_wide(case, tensors, dtype):
     if case.startswith("primitives/softmax") and tensors["inputs/x"].shape[-1] >= 3:
         out["outputs/out"] = out["outputs/out"] * 1.001
     return out
+
+
+def refuses_tangents(case, tensors, dtype):
+    """Not a misbehaviour: right, but raises when it is given ``tangents/`` (``refmem verify --no-tangents``
+    must give it none, in every process that runs it)."""
+    given = sorted(k for k in tensors if k.startswith("tangents/"))
+    if given:
+        raise ValueError(f"given {given[0]}")
+    return _right(case, tensors, dtype)

@@ -450,6 +450,30 @@ def test_verify_passes_the_documented_tangents():
     assert seen and seen[0] == sorted(f"tangents/{k}" for k in case.differentiable(arrays))
 
 
+@pytest.mark.parametrize("where", ["--in-process", "--workers=2"])
+def test_no_tangents_gives_the_adapter_none(where):
+    """``--no-tangents``: no ``tangents/`` reach the adapter, in this process or in a worker (where it is
+    started in a child of its own); without it the same adapter is given them and fails."""
+    argv = ["--adapter", "tests/misbehaving_adapters.py:refuses_tangents", "--case", "primitives/tanh",
+            "--examples", "4", "--quiet", where]
+    done = _verify(*argv, "--no-tangents", expect=0)
+    assert "1 cases, 4 examples, 0 failed" in done.stdout
+    given = _verify(*argv, expect=1)
+    assert "raised ValueError: given tangents/inputs/x" in given.stdout + given.stderr
+
+
+def test_a_journal_from_before_no_tangents_resumes(tmp_path):
+    """A ``campaign.json`` without ``tangents`` (written before the option) is a campaign that gave them."""
+    plan = Plan("a:run", "float64", 5, 0, False, ("primitives/tanh/default",))
+    Journal(tmp_path, plan)
+    stored = json.loads((tmp_path / "campaign.json").read_text())
+    del stored["tangents"]
+    (tmp_path / "campaign.json").write_text(json.dumps(stored))
+    Journal(tmp_path, plan)  # resumes
+    with pytest.raises(golden.GoldenError, match="other settings.*tangents"):
+        Journal(tmp_path, Plan("a:run", "float64", 5, 0, False, ("primitives/tanh/default",), tangents=False))
+
+
 def test_a_size_hint_only_where_the_same_example_passes_at_the_other_size():
     """A batch-of-one bug is hinted at B=1 (its rows grown to the default batch pass); a value-dependent
     bug (any entry above 2) gets no size hint, only the scale that brings its values there."""

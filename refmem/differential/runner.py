@@ -50,7 +50,7 @@ from .reproducers import save_reproducer
 from .search import CaseResult, Result, _worst, shrink, triggers
 from .timing import PARTS
 
-__all__ = ["Plan", "example_at", "run_example", "Journal", "campaign", "run_case", "differential", "select_cases"]
+__all__ = ["Plan", "WithoutTangents", "example_at", "run_example", "Journal", "campaign", "run_case", "differential", "select_cases"]
 
 #: At most this many examples are drawn per counted example (the rest were refused).
 MAX_DRAWS = 10
@@ -68,9 +68,29 @@ class Plan:
     seed: int
     invariance: bool
     cases: tuple[str, ...]
+    tangents: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "cases": list(self.cases)}
+
+
+class WithoutTangents:
+    """``adapter`` called without the ``tangents/`` of the tensors it is given (``refmem verify
+    --no-tangents``): differential testing does not compare the ``jvp/`` and ``hvp/`` an adapter
+    returns, and an adapter that compiles per shape (``jax.jit``) then compiles no forward mode."""
+
+    def __init__(self, adapter: Any):
+        self.adapter = adapter
+
+    def __call__(self, case: str, tensors: dict, dtype: str, config: dict) -> Any:
+        return self.adapter(case, {k: v for k, v in tensors.items() if not k.startswith("tangents/")}, dtype, config)
+
+    def __getattr__(self, name: str) -> Any:  # spec, patterns, implements, timeout, close
+        return getattr(self.adapter, name)
+
+
+def _given_tangents(adapter: Any, tangents: bool) -> Any:
+    return adapter if tangents else WithoutTangents(adapter)
 
 
 # ----------------------------------------------------------------------------- one example
@@ -153,7 +173,7 @@ def _open(spec: str, isolated: bool, timeout: float) -> Any:
 
 
 def _remote_example(token: str, spec: str, isolated: bool, timeout: float, case: str, dtype: str, seed: int,
-                    index: int, invariance: bool) -> dict:
+                    index: int, invariance: bool, tangents: bool = True) -> dict:
     """[`run_example`][refmem.differential.runner.run_example] in a worker process: the adapter is
     loaded (or started, isolated) once per campaign (``token``) and worker, and kept for its examples;
     a long-lived (Dask) worker starts afresh for the next campaign, so an edited adapter is seen.
@@ -167,7 +187,8 @@ def _remote_example(token: str, spec: str, isolated: bool, timeout: float, case:
         if old is not None and hasattr(old, "close"):
             old.close()
         _WORKER.update(token=token, adapter=_open(spec, isolated, timeout))
-    return run_example(_WORKER["adapter"], catalogue.get_case(case), dtype, seed, index, invariance)
+    return run_example(_given_tangents(_WORKER["adapter"], tangents), catalogue.get_case(case), dtype, seed, index,
+                       invariance)
 
 
 def warm_worker(spec: str, isolated: bool, timeout: float) -> None:
@@ -198,6 +219,8 @@ class Journal:
                 stored = json.loads(settings.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise GoldenError(f"--resume {self.root}: campaign.json is not readable JSON ({exc})") from None
+            if isinstance(stored, dict):
+                stored.setdefault("tangents", True)  # journals written before --no-tangents gave them
             if stored != plan.to_json():
                 diff = sorted(k for k in plan.to_json() if stored.get(k) != plan.to_json()[k])
                 raise GoldenError(f"--resume {self.root}: it holds a campaign with other settings "
@@ -389,7 +412,7 @@ def campaign(adapter: Any, cases: Sequence[Case], dtype: str = "float64", max_ex
              save_dir: str | Path | None = None, invariance: bool = False, *, executor: Any = None,
              journal: str | os.PathLike | None = None,
              on_example: Callable[[int, int], None] | None = None,
-             on_case: Callable[[CaseResult], None] | None = None) -> Result:
+             on_case: Callable[[CaseResult], None] | None = None, tangents: bool = True) -> Result:
     """Run ``max_examples`` counted examples of every case in ``cases`` (see the module docstring).
 
     ``adapter``: an [`Adapter`][refmem.golden.Adapter] or an
@@ -398,12 +421,13 @@ def campaign(adapter: Any, cases: Sequence[Case], dtype: str = "float64", max_ex
     whose workers run the examples (they load the adapter by its ``spec``, isolated like this one);
     ``None`` runs them here. ``journal``: a directory to record and resume the campaign in.
     ``on_example(counted, total)`` after each finished example; ``on_case`` after each case.
+    ``tangents=False``: the adapter is given no ``tangents/`` ([`WithoutTangents`][refmem.differential.runner.WithoutTangents]).
     """
     from ..golden.isolated import IsolatedAdapter
 
     t0 = time.perf_counter()
     plan = Plan(str(getattr(adapter, "spec", "")), dtype, int(max_examples), int(seed), bool(invariance),
-                tuple(c.name for c in cases))
+                tuple(c.name for c in cases), bool(tangents))
     book = Journal(journal, plan) if journal is not None else None
     states = [_Case(c, int(max_examples)) for c in cases]
     resumed = 0
@@ -416,6 +440,7 @@ def campaign(adapter: Any, cases: Sequence[Case], dtype: str = "float64", max_ex
     remote = executor is not None and executor.parallel
     isolated = isinstance(adapter, IsolatedAdapter)
     timeout = float(getattr(adapter, "timeout", 0.0))
+    adapter = _given_tangents(adapter, tangents)
     total = len(states) * int(max_examples)
     token = uuid.uuid4().hex
     results: list[CaseResult | None] = [None] * len(states)
@@ -463,7 +488,7 @@ def campaign(adapter: Any, cases: Sequence[Case], dtype: str = "float64", max_ex
                 st, i = task
                 if remote:
                     fut = executor.submit(_remote_example, token, plan.adapter, isolated, timeout, st.case.name,
-                                          dtype, int(seed), i, bool(invariance))
+                                          dtype, int(seed), i, bool(invariance), bool(tangents))
                     inflight[fut] = (st, i)
                 else:
                     record(st, run_example(adapter, st.case, dtype, seed, i, invariance))
@@ -511,7 +536,7 @@ def differential(adapter: Any, patterns: Sequence[str] | str | None = None, dtyp
                  max_examples: int = 100, seed: int = 0, save_dir: str | Path | None = None,
                  invariance: bool = False, on_case: Callable[[CaseResult], None] | None = None, *,
                  executor: Any = None, journal: str | os.PathLike | None = None,
-                 on_example: Callable[[int, int], None] | None = None) -> Result:
+                 on_example: Callable[[int, int], None] | None = None, tangents: bool = True) -> Result:
     """[`campaign`][refmem.differential.runner.campaign] over every catalogue case ``adapter`` declares
     (narrowed by ``patterns``). ``adapter`` given by name is imported and called in this process.
 
@@ -528,4 +553,4 @@ def differential(adapter: Any, patterns: Sequence[str] | str | None = None, dtyp
         raise GoldenError(f"adapter {adapter.spec}: no catalogue case matches {list(adapter.patterns)}"
                           + (f" and {list(patterns)}" if patterns else ""))
     return campaign(adapter, chosen, dtype, max_examples, seed, save_dir, invariance, executor=executor,
-                    journal=journal, on_example=on_example, on_case=on_case)
+                    journal=journal, on_example=on_example, on_case=on_case, tangents=tangents)
