@@ -62,7 +62,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from .validation import probing
+from .validation import probing, trusted
 from . import forward_mode as fm
 from . import xp as rx
 from .catalogue import Case
@@ -206,7 +206,9 @@ class Evaluation:
         arrays = dict(self._inputs_as(dtype))
         for k, v in changes.items():
             arrays[k] = rx.from_numpy(self.xp, v)
-        with probing():  # probes step off the sample, maybe across an edge of [0, 1]
+        # probes step off the sample, maybe across an edge of [0, 1]; the arguments are those of the
+        # checked forward of __init__ but for the step (`trusted`)
+        with probing(), trusted():
             out = self.case.forward(arrays, frozen=self.frozen).outputs
         return {k: rx.to_numpy(v) for k, v in out.items()}
 
@@ -306,7 +308,7 @@ class Evaluation:
                 arrays[k] = rx.from_numpy(self.xp, np.concatenate([base] * copies, axis=0))
         frozen = {k: rx.from_numpy(self.xp, np.concatenate([v] * copies, axis=0))
                   for k, v in self._frozen_host.items()}
-        with probing():
+        with probing(), trusted():
             out = self.case.forward(arrays, frozen=frozen).outputs
         return {k: rx.to_numpy(v).reshape((copies, B) + tuple(v.shape[1:])) for k, v in out.items()}
 

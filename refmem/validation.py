@@ -91,7 +91,7 @@ from .xp import namespace
 __all__ = [
     # the mechanism
     "Array", "Unit", "Mask", "Scores", "Index", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
-    "is_checked", "probing", "UNIT_SLACK", "warn_old_call", "old_call_arguments", "quiet_overflow", "refuse_overflow",
+    "is_checked", "probing", "trusted", "UNIT_SLACK", "warn_old_call", "old_call_arguments", "quiet_overflow", "refuse_overflow",
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
 ]
 
@@ -117,6 +117,26 @@ def probing() -> Any:
         yield
     finally:
         _PROBING.reset(token)
+
+
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("refmem_trusted", default=False)
+
+
+@contextlib.contextmanager
+def trusted() -> Any:
+    """Call [`checked`][refmem.validation.checked] functions without their argument checks inside
+    this context. For refmem's own derivative loops only ([`refmem.gradcheck`][refmem.gradcheck]):
+    they call a case's forward thousands of times at arguments that differ from those of one
+    fully checked call by a step in some elements (stacked copies, a complex step), so every
+    shape, dtype and namespace is the checked call's and every value is finite. What such a call
+    returns is still judged: it is compared with the analytic gradient, and a NaN or an infinity
+    fails that comparison.
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 # ============================================================================= annotations
@@ -1082,6 +1102,8 @@ def checked(fn: Callable[..., Any] | None = None, *, derive: Mapping[str, Callab
     def checked_call(*args: Any, **kwargs: Any) -> Any:
         if old is not None and (len(args) != 2 or kwargs or not isinstance(args[0], tuple)):
             return old(*args, **kwargs)
+        if _TRUSTED.get():  # refmem's own derivative loop, after one checked call (`trusted`)
+            return fn(*args, **kwargs)
         n = len(args)
         values = []
         for pos, name, default in fetch:

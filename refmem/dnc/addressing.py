@@ -915,7 +915,9 @@ def allocation(usage: Any, eps: float = ALLOCATION_EPS) -> tuple[Any, Allocation
     xp = rx.namespace(usage)
     usage_hat = eps + (1.0 - eps) * usage
     nonusage = 1.0 - usage_hat
-    perm = xp.argsort(P.real_part(nonusage), axis=-1, descending=True, stable=True)
+    # descending and stable: the stable ascending order of the negation (exact), which NumPy sorts
+    # natively where `descending=True` flips twice around it
+    perm = xp.argsort(-P.real_part(nonusage), axis=-1, stable=True)
     sorted_nonusage = xp.take_along_axis(nonusage, perm, axis=-1)
     sorted_usage = 1.0 - sorted_nonusage
     prod_sorted_usage = P.exclusive_cumprod(sorted_usage, axis=-1)
