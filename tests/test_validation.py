@@ -492,3 +492,35 @@ def test_a_parameter_that_disagrees_with_the_inputs_is_the_one_named():
     assert f(np.zeros((2, 4)), good) == "called"
     with pytest.raises(ShapeError, match=r"^params\.W_in: expected shape \(D, H\) = \(\?, 4\), got \(3, 5\)"):
         f(np.zeros((2, 4)), good._replace(W_in=np.zeros((3, 5))))
+
+
+def test_trusted_skips_the_argument_checks_only_inside_its_context():
+    """`validation.trusted` is refmem's own derivative loops' way past the checks of arguments that one
+    checked call already passed; outside it (and after it) every call is checked again."""
+    from refmem.dnc.addressing import allocation_forward
+    from refmem.errors import DomainError
+    from refmem.validation import trusted
+
+    bad = np.array([[0.2, np.nan, 0.5]])
+    with pytest.raises(DomainError, match="usage"):
+        allocation_forward(bad)
+    with trusted():
+        out, _ = allocation_forward(bad)  # not checked: the NaN goes through to the result
+    assert np.isnan(out.allocation).any()
+    with pytest.raises(DomainError, match="usage"):
+        allocation_forward(bad)
+
+
+def test_a_derivative_loop_still_starts_from_a_checked_call():
+    """gradcheck's first (unperturbed) forward is checked: a case drawn with a NaN is refused there, before
+    any trusted call."""
+    from refmem import catalogue, gradcheck
+    from refmem.errors import DomainError
+
+    case = catalogue.get_case("dnc/access_step/deepmind")
+    xp = rx.backend("numpy")
+    arrays = {k: np.asarray(v) for k, v in case.draw(xp, 0).items()}
+    key = next(k for k in arrays if k.startswith("inputs/"))
+    arrays[key] = np.full_like(arrays[key], np.nan)
+    with pytest.raises(DomainError):
+        gradcheck.Evaluation(case, xp, arrays, 0)
