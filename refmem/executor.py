@@ -56,13 +56,20 @@ def _cpu_times() -> tuple[float, float, int] | None:
     """(busy, total) jiffies of all CPUs and their number, from ``/proc/stat``; ``None`` elsewhere."""
     try:
         with open("/proc/stat") as fh:
-            lines = fh.read().splitlines()
+            return _parse_stat(fh.read())
     except OSError:
         return None
+
+
+def _parse_stat(text: str) -> tuple[float, float, int]:
+    """[`_cpu_times`][refmem.executor._cpu_times] of the text of ``/proc/stat``. Busy is every
+    jiffy but idle, iowait and ``nice``: a process at a positive niceness (a background campaign
+    under ``nice``) yields the CPU to a command at normal priority, so it is not counted against it."""
+    lines = text.splitlines()
     fields = [float(v) for v in lines[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle and iowait
     total = sum(fields[:8])  # user .. steal (guest time is already counted in user)
-    return total - idle, total, sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
+    return total - idle - fields[1], total, sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
 
 
 def busy_cpus(interval: float = 0.25) -> float:
