@@ -247,8 +247,33 @@ def test_the_journal_cuts_a_torn_line_and_refuses_another_campaign(tmp_path):
     again = Journal(tmp_path, plan)
     assert list(again.examples) == [("primitives/tanh/default", 0)]
     assert (tmp_path / "examples.jsonl").read_bytes().endswith(b"}\n")
-    with pytest.raises(golden.GoldenError, match="other settings.*examples"):
-        Journal(tmp_path, Plan("a:run", "float64", 6, 0, False, ("primitives/tanh/default",)))
+    with pytest.raises(golden.GoldenError, match="other settings.*dtype"):
+        Journal(tmp_path, Plan("a:run", "float32", 5, 0, False, ("primitives/tanh/default",)))
+
+
+def test_a_finished_campaign_grows_to_more_examples_without_repeating_one(tmp_path):
+    """``--resume`` with another ``--examples``: the examples already run are counted, not run again;
+    the grown campaign counts what a fresh one of that size counts; a case's verdict is recorded with
+    its count."""
+    case = catalogue.get_case("primitives/tanh/default")
+    adapter = golden.Adapter("t", D._refmem_run, ("*",))
+    lines = lambda: [json.loads(x) for x in (tmp_path / "examples.jsonl").read_text().splitlines()]  # noqa: E731
+    first = D.campaign(adapter, [case], "float64", 4, journal=tmp_path)
+    assert len(lines()) == first.cases[0].examples
+    grown = D.campaign(adapter, [case], "float64", 9, journal=tmp_path)
+    fresh = D.campaign(adapter, [case], "float64", 9)
+    assert max(Counter((r["case"], r["index"]) for r in lines()).values()) == 1  # none ran twice
+    key = lambda res: sorted((r["case"], r["index"], r["status"]) for r in res.examples)  # noqa: E731
+    assert key(grown) == key(fresh) and grown.cases[0].examples == fresh.cases[0].examples == 9
+    assert sum(bool(r.get("resumed")) for r in grown.examples) == first.cases[0].examples
+    cases = [json.loads(x) for x in (tmp_path / "cases.jsonl").read_text().splitlines()]
+    assert [c["examples"] for c in cases] == [4, 9]
+    n = len(lines())
+    cut = D.campaign(adapter, [case], "float64", 2, journal=tmp_path)  # fewer: nothing new runs
+    assert len(lines()) == n and cut.cases[0].examples == 2 and cut.cases[0].passed
+    assert json.loads((tmp_path / "campaign.json").read_text())["examples"] == 2
+    with pytest.raises(golden.GoldenError, match="other settings.*seed"):
+        D.campaign(adapter, [case], "float64", 2, seed=1, journal=tmp_path)
 
 
 # ----------------------------------------------------------------------------- isolated adapters

@@ -83,7 +83,8 @@ def add_arguments(p: ArgumentParser) -> None:
                         "pip install 'refmem[distributed]')")
     p.add_argument("--resume", metavar="DIR",
                    help="record every finished example in DIR; run again with the same options, the "
-                        "campaign goes on where it stopped (killed or interrupted) and counts every example once")
+                        "campaign goes on where it stopped (killed or interrupted) and counts every example once; "
+                        "with a larger --examples, a finished campaign grows without running an example twice")
     adapter_process.add_arguments(p)
 
 

@@ -20,7 +20,10 @@ With ``journal`` (``refmem verify --resume DIR``) every finished example is appe
 last line, from a kill in the middle of a write, is ignored and cut off) and every finished
 case to ``DIR/cases.jsonl``; ``DIR/campaign.json`` holds the campaign's settings. A campaign
 stopped at any moment (SIGKILL included) and started again with the same journal runs only
-the examples it has no record of: every example is counted once.
+the examples it has no record of: every example is counted once. The options must be the same,
+but for ``--examples``: example ``i`` does not depend on the count, so a finished campaign of
+100 examples per case grows to 1,000 by running examples 100 onwards (a case's verdict is
+recorded with the count it was reached at, and reached again at another).
 """
 
 from __future__ import annotations
@@ -214,6 +217,8 @@ class Journal:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         settings = self.root / "campaign.json"
+        mine = plan.to_json()
+        before = plan.examples
         if settings.exists():
             try:
                 stored = json.loads(settings.read_text(encoding="utf-8"))
@@ -221,20 +226,26 @@ class Journal:
                 raise GoldenError(f"--resume {self.root}: campaign.json is not readable JSON ({exc})") from None
             if isinstance(stored, dict):
                 stored.setdefault("tangents", True)  # journals written before --no-tangents gave them
-            if stored != plan.to_json():
-                diff = sorted(k for k in plan.to_json() if stored.get(k) != plan.to_json()[k])
+            # --examples may differ: example i is the same at any count, so a campaign grows (or is cut)
+            if not isinstance(stored, dict) or set(stored) != set(mine) or \
+                    any(stored[k] != mine[k] for k in mine if k != "examples"):
+                diff = sorted(k for k in mine if k != "examples" and (not isinstance(stored, dict) or stored.get(k) != mine[k]))
                 raise GoldenError(f"--resume {self.root}: it holds a campaign with other settings "
                                   f"({', '.join(diff) or 'format'}); resume it with the same options or use a new directory")
-        else:
+            before = int(stored["examples"])
+        if before != plan.examples or not settings.exists():
             tmp = settings.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")
+            tmp.write_text(json.dumps(mine, indent=1), encoding="utf-8")
             os.replace(tmp, settings)
+        self.plan = plan
         self.examples: dict[tuple[str, int], dict] = {}
         for rec in self._read("examples.jsonl"):
             self.examples.setdefault((rec["case"], int(rec["index"])), rec)
+        # a case's verdict holds for the count it was reached at (recorded with it since --examples may change)
         self.cases: dict[str, dict] = {}
         for rec in self._read("cases.jsonl"):
-            self.cases.setdefault(rec["case"], rec)
+            if int(rec.get("examples", before)) == plan.examples:
+                self.cases.setdefault(rec["case"], rec)
 
     def _read(self, name: str) -> list[dict]:
         """The complete lines of ``name``; a torn last line (no newline, or not JSON) is cut off."""
@@ -269,6 +280,7 @@ class Journal:
         self._append("examples.jsonl", record)
 
     def add_case(self, record: dict) -> None:
+        record = {**record, "examples": self.plan.examples}
         self.cases[record["case"]] = record
         self._append("cases.jsonl", record)
 
