@@ -72,9 +72,10 @@ def _parse_stat(text: str) -> tuple[float, float, int]:
     return total - idle - fields[1], total, sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
 
 
-def busy_cpus(interval: float = 0.25) -> float:
+def busy_cpus(interval: float = 0.1) -> float:
     """How many CPUs other processes keep busy now: sampled from ``/proc/stat`` over ``interval``
-    seconds (Linux), else the one-minute load average. The load average lags by a minute: right
+    seconds (Linux: ten ticks of each CPU's 100 Hz clock, enough to tell a busy CPU from an idle
+    one), else the one-minute load average. The load average lags by a minute: right
     after a command (an install, another check) it still counts that command."""
     first = _cpu_times()
     if first is not None:

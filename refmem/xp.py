@@ -204,10 +204,30 @@ def _fast_numpy(compat: Any) -> Any:
             return zeros_(shape, dtype=dtype)
         return c_zeros(shape, dtype=dtype, device=device)
 
+    np_zeros_like, ones_, full_ = np.zeros_like, np.ones, np.full
+    c_ones, c_full, c_argsort = compat.ones, compat.full, compat.argsort
+
     def zeros_like(x, /, *, dtype=None, device=None):
-        if device is None and type(x) is nd and x.flags.c_contiguous:
-            return zeros_(x.shape, dtype=x.dtype if dtype is None else dtype)
+        if device is None and type(x) is nd:
+            if x.flags.c_contiguous:
+                return zeros_(x.shape, dtype=x.dtype if dtype is None else dtype)
+            return np_zeros_like(x, dtype=dtype)
         return c_zeros_like(x, dtype=dtype, device=device)
+
+    def ones(shape, *, dtype=None, device=None):
+        if device is None:
+            return ones_(shape, dtype=dtype)
+        return c_ones(shape, dtype=dtype, device=device)
+
+    def full(shape, fill_value, *, dtype=None, device=None):
+        if device is None:
+            return full_(shape, fill_value, dtype=dtype)
+        return c_full(shape, fill_value, dtype=dtype, device=device)
+
+    def argsort(x, /, *, axis=-1, descending=False, stable=True):
+        if type(x) is nd and not descending:
+            return x.argsort(axis=axis, kind="stable" if stable else None)
+        return c_argsort(x, axis=axis, descending=descending, stable=stable)
 
     def flip(x, /, *, axis=None):
         if type(x) is nd and type(axis) is int and -x.ndim <= axis < x.ndim:
@@ -249,8 +269,8 @@ def _fast_numpy(compat: Any) -> Any:
             return x[tuple(index)]
         return c_take(x, indices, axis=axis)
 
-    for f in (sum, prod, max, permute_dims, reshape, stack, zeros, zeros_like, flip, cumulative_prod, isdtype,
-              take_along_axis):
+    for f in (sum, prod, max, permute_dims, reshape, stack, zeros, zeros_like, ones, full, argsort, flip,
+              cumulative_prod, isdtype, take_along_axis):
         f.__qualname__ = f.__name__
         f.__doc__ = getattr(compat, f.__name__).__doc__
         setattr(ns, f.__name__, f)

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from argparse import ArgumentParser, ArgumentTypeError, Namespace
+from typing import Any
 
 HELP = ("run the gradient checks of every catalogue case (SPEC §6): each backward against finite "
         "differences (central, complex step, or directional)")
@@ -78,13 +79,36 @@ def _heaviest_first(cases: list) -> list:
 def run(args: Namespace) -> int:
     from .. import catalogue, gradcheck
     from .. import xp as rx
-    from ..cli import CommandError, Outputs, Progress, print_table
-    from ..executor import Executor, run_all
+    from ..cli import CommandError
+    from ..executor import Executor
 
     try:
         xp = rx.backend(args.backend)
     except rx.BackendError as exc:
         raise CommandError(f"argument --backend: {exc}") from None
+    workers = args.workers if args.workers is not None else gradcheck.default_jobs()
+    if rx.backend_name(xp) not in ("numpy", "array_api_strict"):
+        workers = 1  # a device backend: one process owns the device
+    executor = None
+    if workers > 1 and not args.case:
+        # the whole catalogue (or modules): the workers start now and import the cases while this
+        # process does (a narrower --case may need fewer workers than asked: they start later)
+        try:
+            executor = Executor(workers, warmup=("refmem.catalogue", "cases", (args.module,)))
+        except ValueError as exc:
+            raise CommandError(f"argument --workers: {exc}") from None
+    try:
+        return _check(args, catalogue, xp, workers, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _check(args: Namespace, catalogue: Any, xp: Any, workers: int, executor: Any) -> int:
+    from .. import gradcheck
+    from ..cli import CommandError, Outputs, Progress, print_table
+    from ..executor import Executor, run_all
+
     chosen = catalogue.cases(args.module)
     if args.case:
         unmatched = [t for t in args.case if not any(t in c.name for c in chosen)]
@@ -94,20 +118,20 @@ def run(args: Namespace) -> int:
                                f"names are <module>/<function>/<variant>, e.g. {chosen[0].name if chosen else '-'}")
         chosen = [c for c in chosen if any(t in c.name for t in args.case)]
     methods = args.method or ["central", "complex"]
-    workers = args.workers if args.workers is not None else gradcheck.default_jobs()
-    if rx.backend_name(xp) not in ("numpy", "array_api_strict"):
-        workers = 1  # a device backend: one process owns the device
     tasks = [(case.name, args.backend, args.seed, methods) for case in _heaviest_first(chosen)]
     bar = Progress(len(chosen), label="check")
     t_start = time.perf_counter()
-    try:
-        executor = Executor(min(workers, max(1, len(tasks))))
-    except ValueError as exc:
-        raise CommandError(f"argument --workers: {exc}") from None
+    own = executor is None
+    if own:
+        try:
+            executor = Executor(min(workers, max(1, len(tasks))))
+        except ValueError as exc:
+            raise CommandError(f"argument --workers: {exc}") from None
     try:
         done = run_all(executor, check_one, tasks, on_result=lambda i, _: bar.update(1, tasks[i][0]))
     finally:
-        executor.close()
+        if own:
+            executor.close()
         bar.close()
     by_case = {t[0]: recs for t, recs in zip(tasks, done)}
     records: list[gradcheck.Record] = [r for case in chosen for r in by_case[case.name]]

@@ -316,7 +316,9 @@ def unroll(x: Any, params: DNCParams, state: DNCState | None, cfg: DNCConfig, fr
     else:
         # one dtype throughout (a real initial state with complex parameters, as in the complex step:
         # some backends, e.g. torch, do not promote inside matmul)
-        state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
+        leaves = (*state.access, *(a for layer in state.controller for a in layer), state.read_vectors)
+        if any(a.dtype != dtype for a in leaves):  # (a check of 10 dtypes, not a rebuilt tree, when none differs)
+            state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
     every = 1 if checkpoint_every is None else int(checkpoint_every)
     ys, rs, steps, states, prev_ww, checkpoints = [], [], [], [], [], []
     xs = xp.unstack(x, axis=1)  # every step's input in one operation

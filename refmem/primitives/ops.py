@@ -64,7 +64,10 @@ def real_part(x: Any) -> Any:
 def sigmoid(x: Any) -> Any:
     """Logistic sigmoid without overflow: `0.5 * (1 + tanh(x / 2))` (SPEC §1)."""
     xp = namespace(x)
-    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+    y = xp.tanh(0.5 * x)
+    y += 1.0  # in place on the fresh result: the same values as 0.5 * (1 + tanh), two arrays fewer
+    y *= 0.5
+    return y
 
 
 def softplus(x: Any) -> Any:
