@@ -91,7 +91,7 @@ from .xp import namespace
 __all__ = [
     # the mechanism
     "Array", "Unit", "Mask", "Scores", "Index", "Axis", "Positive", "NonNegative", "Size", "Seed", "Config", "checked",
-    "is_checked", "probing", "trusted", "UNIT_SLACK", "warn_old_call", "old_call_arguments", "quiet_overflow", "refuse_overflow",
+    "is_checked", "probing", "trusted", "is_trusted", "UNIT_SLACK", "warn_old_call", "old_call_arguments", "quiet_overflow", "refuse_overflow",
     "ShapeError", "DTypeError", "DomainError", "NamespaceError",
 ]
 
@@ -137,6 +137,12 @@ def trusted() -> Any:
         yield
     finally:
         _TRUSTED.reset(token)
+
+
+def is_trusted() -> bool:
+    """Whether this call runs inside [`trusted`][refmem.validation.trusted] (checks a function makes
+    by hand, beyond its annotations, skip themselves there too)."""
+    return _TRUSTED.get()
 
 
 # ============================================================================= annotations
