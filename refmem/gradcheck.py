@@ -446,8 +446,8 @@ def default_jobs() -> int:
 
     Idle CPUs (``refmem.executor.idle_cpus``): the usable CPUs less those other processes keep
     busy now (sampled from ``/proc/stat`` for a tenth of a second on Linux, else the one-minute
-    load average; processes under ``nice`` do not count, they yield to this one), at least 1. On a
-    machine that other jobs keep busy, more workers would only queue behind them.
+    load average; niced processes count: a niced job of another session keeps its share), at
+    least 1. On a machine that other jobs keep busy, more workers would only queue behind them.
     ``refmem check --workers`` defaults to it.
     """
     env = os.environ.get("REFMEM_JOBS", "").strip()

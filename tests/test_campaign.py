@@ -400,10 +400,10 @@ def test_idle_cpus_count_what_is_busy_now_not_a_minute_ago(monkeypatch):
     assert executor.idle_cpus() == 2
     monkeypatch.setattr(executor, "_cpu_times", lambda: None)
     assert executor.busy_cpus() == 1.9 and executor.idle_cpus() == 1
-    # /proc/stat: user nice system idle iowait irq softirq steal; niced time (a background job under
-    # `nice`) yields to a command at normal priority and is not counted as busy
+    # /proc/stat: user nice system idle iowait irq softirq steal; niced time is busy (a niced job of
+    # another session keeps its autogroup's share of the CPUs)
     stat = "cpu  100 500 20 300 30 0 0 50 0 0\ncpu0 50 250 10 150 15 0 0 25 0 0\ncpu1 50 250 10 150 15 0 0 25 0 0\n"
-    assert executor._parse_stat(stat) == (170.0, 1000.0, 2)
+    assert executor._parse_stat(stat) == (670.0, 1000.0, 2)
 
 
 def _worker_state():
