@@ -77,7 +77,7 @@ def _heaviest_first(cases: list) -> list:
 
 
 def run(args: Namespace) -> int:
-    from .. import catalogue, gradcheck
+    from .. import gradcheck
     from .. import xp as rx
     from ..cli import CommandError
     from ..executor import Executor
@@ -98,14 +98,15 @@ def run(args: Namespace) -> int:
         except ValueError as exc:
             raise CommandError(f"argument --workers: {exc}") from None
     try:
-        return _check(args, catalogue, xp, workers, executor)
+        return _check(args, workers, executor)
     finally:
         if executor is not None:
             executor.close()
 
 
-def _check(args: Namespace, catalogue: Any, xp: Any, workers: int, executor: Any) -> int:
-    from .. import gradcheck
+def _check(args: Namespace, workers: int, executor: Any) -> int:
+    """The checks of ``run``, on ``executor`` (started by ``run``) or on one of their own."""
+    from .. import catalogue, gradcheck
     from ..cli import CommandError, Outputs, Progress, print_table
     from ..executor import Executor, run_all
 

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from .. import primitives as P
 from .. import xp as rx
 from ..errors import ShapeError
-from ..optim import tree_map
+from ..optim import tree_leaves, tree_map
 from ..validation import Array, Size, checked, old_call_arguments, warn_old_call
 from . import conventions as CV
 from .access import AccessState, access_step, access_step_vjp
@@ -316,8 +316,7 @@ def unroll(x: Any, params: DNCParams, state: DNCState | None, cfg: DNCConfig, fr
     else:
         # one dtype throughout (a real initial state with complex parameters, as in the complex step:
         # some backends, e.g. torch, do not promote inside matmul)
-        leaves = (*state.access, *(a for layer in state.controller for a in layer), state.read_vectors)
-        if any(a.dtype != dtype for a in leaves):  # (a check of 10 dtypes, not a rebuilt tree, when none differs)
+        if any(a.dtype != dtype for a in tree_leaves(state)):  # a rebuilt tree only when a dtype differs
             state = tree_map(lambda a: a if a.dtype == dtype else xp.astype(a, dtype), state)
     every = 1 if checkpoint_every is None else int(checkpoint_every)
     ys, rs, steps, states, prev_ww, checkpoints = [], [], [], [], [], []

@@ -55,22 +55,10 @@ def is_complex(x: Any) -> bool:
     return xp.isdtype(x.dtype, "complex floating")
 
 
-#: (dtype type, dtype) -> whether it is complex (asked of the namespace once per dtype: branch
-#: decisions ask it hundreds of times a step)
-_COMPLEX: dict = {}
-
-
 def real_part(x: Any) -> Any:
     """The real part of `x` (`x` itself when real); used for branch decisions."""
-    dtype = x.dtype
-    key = (type(dtype), dtype)  # the type first: dtypes of two libraries are never compared
-    try:
-        complex_ = _COMPLEX[key]
-    except KeyError:
-        complex_ = _COMPLEX[key] = bool(namespace(x).isdtype(dtype, "complex floating"))
-    except TypeError:  # a dtype that cannot be a key
-        complex_ = bool(namespace(x).isdtype(dtype, "complex floating"))
-    return namespace(x).real(x) if complex_ else x
+    xp = namespace(x)
+    return xp.real(x) if xp.isdtype(x.dtype, "complex floating") else x
 
 
 def sigmoid(x: Any) -> Any:
